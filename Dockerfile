@@ -1,0 +1,19 @@
+# syntax=docker/dockerfile:1
+# Build: tests run, then the single executable is compiled. Run: that executable alone, as nonroot.
+
+FROM oven/bun:1.4 AS build
+WORKDIR /app
+# openssl: the TLS test makes a self-signed certificate.
+RUN apt-get update && apt-get install -y --no-install-recommends openssl && rm -rf /var/lib/apt/lists/*
+COPY package.json bun.lock bunfig.toml tsconfig.json ./
+RUN bun install --frozen-lockfile
+COPY src ./src
+COPY test ./test
+RUN bun x tsc --noEmit && bun test
+RUN bun run build
+
+FROM gcr.io/distroless/base-debian12:nonroot
+COPY --from=build /app/dist/switchboard /usr/local/bin/switchboard
+EXPOSE 3478
+# The binary is PID 1: it handles SIGTERM itself, ending streams so clients reconnect elsewhere.
+ENTRYPOINT ["/usr/local/bin/switchboard"]

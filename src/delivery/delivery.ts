@@ -1,0 +1,56 @@
+/** A peer as the delivery layer knows it. */
+export interface PeerAddress {
+  readonly sessionId: string;
+  readonly peerId: string;
+}
+
+/**
+ * Where a connected peer's events are written: an SSE stream today. A sink is attached to one
+ * mailbox at a time. It takes a bounded number of events ahead of its client; past that it refuses
+ * writes until it drains, and the events wait in the mailbox.
+ */
+export interface EventSink {
+  readonly isOpen: boolean;
+  /** Tells the client its position when nothing is replayed, so that a reconnect can resume. */
+  begin(cursor: number): void;
+  /** Writes one event. Returns false when the sink is closed or full; the event was not written. */
+  write(id: number, json: string): boolean;
+  /** Ends the stream after what was written so far. Idempotent. */
+  close(): void;
+  /** Drops the connection at once, unsent events included: for a reader that cannot keep up. */
+  abort(reason: string): void;
+  /** Registers the one callback run when the sink closes, whoever closed it. */
+  onClose(fn: () => void): void;
+  /** Registers the one callback run when a full sink can take events again. */
+  onDrain(fn: () => void): void;
+}
+
+export type Delivered = 'sent' | 'queued';
+
+/**
+ * Who holds which peer's stream, and the per-peer event log behind it. The single-process
+ * implementation is `LocalDelivery`; a multi-instance one keeps the same contract.
+ */
+export interface Delivery {
+  /** Starts a peer's mailbox, or a new incarnation of it on takeover: its stream closes and what was held is dropped. */
+  open(peer: PeerAddress): void;
+  /** Whether the peer can take one more client message now (its held events are under the cap). */
+  hasRoom(peer: PeerAddress): boolean;
+  /**
+   * Appends one event (a JSON object text) to the peer's log and writes it to the peer's stream if one
+   * is attached. Server events (`new-peer`, …) are never refused; client messages past the cap throw `queue_full`.
+   */
+  deliver(peer: PeerAddress, json: string, fromServer: boolean): Delivered;
+  /**
+   * Attaches a stream, replacing any other, and writes what the peer has not received: everything held,
+   * and with `lastEventId` everything after it. Throws `superseded` or `resume_gap` when it cannot.
+   */
+  attach(peer: PeerAddress, sink: EventSink, lastEventId?: number): void;
+  /** Detaches `sink` if it is still the peer's stream; returns whether it was. */
+  detach(peer: PeerAddress, sink: EventSink): boolean;
+  isAttached(peer: PeerAddress): boolean;
+  /** Forgets the peer: writes `finalJson` if given, closes its stream, drops its log. */
+  close(peer: PeerAddress, finalJson?: string): void;
+  /** Closes every stream (shutdown); logs stay so that clients could resume. */
+  closeAll(): void;
+}

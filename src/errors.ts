@@ -1,0 +1,52 @@
+/**
+ * Every error the server answers with. The code is what clients branch on; the status follows from
+ * it, so the core throws `new SignalError('peer_not_found', …)` without knowing about HTTP.
+ */
+export const errorStatus = {
+  invalid_json: 400,
+  invalid_request: 400,
+  reserved_type: 400,
+  payload_too_large: 413,
+  not_found: 404,
+  session_not_found: 404,
+  peer_not_found: 404,
+  target_not_found: 404,
+  session_full: 409,
+  superseded: 409,
+  resume_gap: 409,
+  too_many_sessions: 429,
+  queue_full: 429,
+} as const;
+
+export type ErrorCode = keyof typeof errorStatus;
+
+/** The one JSON shape of every 4xx answer. */
+export interface ErrorBody {
+  error: ErrorCode | 'internal_error';
+  message: string;
+}
+
+export class SignalError extends Error {
+  readonly status: number;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Seconds a client should wait before trying again (sent as `Retry-After`). */
+    readonly retryAfterS?: number,
+  ) {
+    super(message);
+    this.name = 'SignalError';
+    this.status = errorStatus[code];
+  }
+
+  toResponse(): Response {
+    return errorResponse(this.status, { error: this.code, message: this.message }, this.retryAfterS);
+  }
+}
+
+export function errorResponse(status: number, body: ErrorBody, retryAfterS?: number): Response {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (retryAfterS !== undefined) headers['retry-after'] = String(retryAfterS);
+  return new Response(JSON.stringify(body), { status, headers });
+}

@@ -1,0 +1,36 @@
+import { SignalError } from './errors';
+
+/** The largest request body accepted, as the API promises. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+const tooLarge = () => new SignalError('payload_too_large', `the body is over ${MAX_BODY_BYTES} bytes`);
+
+/**
+ * Reads a request body as JSON whatever its content type (a seed client posting with plain `fetch`
+ * sends text/plain), refusing more than `limit` bytes without reading them when the length is declared.
+ */
+export async function readJsonBody(request: Request, limit = MAX_BODY_BYTES): Promise<unknown> {
+  const declared = request.headers.get('content-length');
+  if (declared !== null && Number(declared) > limit) throw tooLarge();
+  const text = declared !== null ? await request.text() : await readChunked(request, limit);
+  if (text.length > limit) throw tooLarge();
+  if (text.trim() === '') throw new SignalError('invalid_json', 'the body is empty; expected a JSON object');
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new SignalError('invalid_json', `the body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** A body without Content-Length is read chunk by chunk and abandoned as soon as it passes the limit. */
+async function readChunked(request: Request, limit: number): Promise<string> {
+  if (!request.body) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of request.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > limit) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks));
+}

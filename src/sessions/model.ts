@@ -1,0 +1,35 @@
+// Plain TypeBox: the service shares these types, and nothing below the routes depends on Elysia.
+import { Type as t } from '@sinclair/typebox';
+
+/** Ids of sessions and peers: safe in a URL path, a log line and an SSE frame. */
+export const ID_PATTERN = '^[A-Za-z0-9._:@|~-]{1,128}$';
+
+export const Id = t.String({ pattern: ID_PATTERN, description: '1 to 128 of A-Z a-z 0-9 . _ : @ | ~ -' });
+
+export const PeerParams = t.Object({ sessionId: Id, peerId: Id });
+export type PeerParams = typeof PeerParams.static;
+
+export const SessionParams = t.Object({ sessionId: Id });
+export type SessionParams = typeof SessionParams.static;
+
+/** Event types the server itself sends; a client may not send them. */
+export const SERVER_EVENT_TYPES: ReadonlySet<string> = new Set(['ping', 'new-peer', 'peer-left', 'session-closed']);
+
+/** The body of `POST /message`, exactly the seed's `{type, payload, target}`. */
+export const SignalBody = t.Object({
+  type: t.String({ minLength: 1, maxLength: 64, description: 'offer, answer, ice-candidate, or any type of your own' }),
+  payload: t.Optional(t.Unknown()),
+  target: t.Optional(Id),
+});
+export type SignalBody = typeof SignalBody.static;
+
+export const RegisterResponse = t.Object({
+  message: t.Literal('session registered successfully'),
+  sessionId: t.String(),
+  peerId: t.String(),
+  peers: t.Array(t.String(), { description: 'the other peers of the session' }),
+});
+export type RegisterResponse = typeof RegisterResponse.static;
+
+export const MESSAGE_SENT = { message: 'Message sent' } as const;
+export const MESSAGE_QUEUED = { message: 'Message queued' } as const;

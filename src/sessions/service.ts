@@ -1,0 +1,183 @@
+import type { Clock } from '../clock';
+import type { Config } from '../config';
+import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/delivery';
+import { SignalError } from '../errors';
+import { SERVER_EVENT_TYPES, type SignalBody } from './model';
+import type { PeerRecord, Session, SessionStore } from './store';
+
+export type SignallingConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession'>;
+
+export interface SignallingDeps {
+  store: SessionStore;
+  delivery: Delivery;
+  clock: Clock;
+}
+
+const SESSION_CLOSED = JSON.stringify({ type: 'session-closed' });
+const serverEvent = (type: 'new-peer' | 'peer-left', senderId: string) => JSON.stringify({ type, senderId });
+
+/**
+ * The seed's signalling semantics: sessions of peers that relay messages to each other. The server,
+ * never the client, sets `senderId`. Everything a peer is sent goes through its mailbox in `Delivery`,
+ * so order holds per pair and nothing is lost while a peer's stream is closed.
+ */
+export class Signalling {
+  constructor(
+    private readonly config: SignallingConfig,
+    private readonly deps: SignallingDeps,
+  ) {}
+
+  /** Joins (creating the session if new) or takes over a registered id; the others learn of it with `new-peer`. */
+  register(sessionId: string, peerId: string): { peers: string[] } {
+    const { store, delivery } = this.deps;
+    let session = store.get(sessionId);
+    if (!session) {
+      if (store.size >= this.config.maxSessions) {
+        throw new SignalError('too_many_sessions', `this server holds its limit of ${this.config.maxSessions} sessions`, 5);
+      }
+      session = store.create(sessionId);
+    }
+    let record = session.peers.get(peerId);
+    if (!record) {
+      if (session.peers.size >= this.config.maxPeersPerSession) {
+        throw new SignalError('session_full', `session ${sessionId} already has ${this.config.maxPeersPerSession} peers`);
+      }
+      record = { id: peerId, expiry: undefined };
+      session.peers.set(peerId, record);
+    }
+    // A new incarnation either way: a takeover closes the old stream and drops what was held for it.
+    delivery.open({ sessionId, peerId });
+    this.armExpiry(session, record);
+
+    const peers: string[] = [];
+    const joined = serverEvent('new-peer', peerId);
+    for (const other of session.peers.keys()) {
+      if (other === peerId) continue;
+      peers.push(other);
+      delivery.deliver({ sessionId, peerId: other }, joined, true);
+    }
+    return { peers };
+  }
+
+  /** Relays a client message to its target, or to every other peer when it names none. */
+  send(sessionId: string, peerId: string, body: SignalBody): Delivered {
+    if (SERVER_EVENT_TYPES.has(body.type)) {
+      throw new SignalError('reserved_type', `type "${body.type}" is sent by the server only`);
+    }
+    const session = this.session(sessionId);
+    this.peer(session, peerId);
+    const json = JSON.stringify({ type: body.type, payload: body.payload, senderId: peerId });
+    const { delivery } = this.deps;
+
+    if (body.target !== undefined) {
+      if (body.target === peerId) throw new SignalError('invalid_request', 'target is the sender itself');
+      if (!session.peers.has(body.target)) {
+        throw new SignalError('target_not_found', `peer ${body.target} is not in session ${sessionId}`);
+      }
+      return delivery.deliver({ sessionId, peerId: body.target }, json, false);
+    }
+
+    // A broadcast reaches every other peer or none of them.
+    const targets: PeerAddress[] = [];
+    for (const other of session.peers.keys()) {
+      if (other === peerId) continue;
+      const address = { sessionId, peerId: other };
+      if (!delivery.hasRoom(address)) {
+        throw new SignalError('queue_full', `peer ${other} has too many undelivered events; retry when it reads them`, 1);
+      }
+      targets.push(address);
+    }
+    let result: Delivered = 'sent';
+    for (const address of targets) {
+      if (delivery.deliver(address, json, false) === 'queued') result = 'queued';
+    }
+    return result;
+  }
+
+  /**
+   * Attaches a peer's stream and writes what it has not yet received (after `lastEventId` when the client
+   * resumes). When the stream ends the peer has the peer timeout to come back.
+   */
+  connect(sessionId: string, peerId: string, sink: EventSink, lastEventId?: number): void {
+    const session = this.session(sessionId);
+    const record = this.peer(session, peerId);
+    const address = { sessionId, peerId };
+    const { delivery } = this.deps;
+    sink.onClose(() => {
+      if (delivery.detach(address, sink) && session.peers.get(peerId) === record) this.armExpiry(session, record);
+    });
+    try {
+      delivery.attach(address, sink, lastEventId);
+    } catch (e) {
+      sink.close();
+      throw e;
+    }
+    if (delivery.isAttached(address)) {
+      record.expiry?.();
+      record.expiry = undefined;
+    }
+  }
+
+  /** The peer leaves: the others get `peer-left`; the last one out ends the session. */
+  leave(sessionId: string, peerId: string): void {
+    const session = this.session(sessionId);
+    this.remove(session, this.peer(session, peerId));
+  }
+
+  /** Every peer gets `session-closed`, then every stream ends and the session is gone. */
+  closeSession(sessionId: string): void {
+    const session = this.session(sessionId);
+    this.deps.store.delete(sessionId);
+    for (const record of session.peers.values()) {
+      record.expiry?.();
+      this.deps.delivery.close({ sessionId, peerId: record.id }, SESSION_CLOSED);
+    }
+  }
+
+  /** Ends every stream and timer (server shutdown). Registrations stay until the process exits. */
+  shutdown(): void {
+    for (const session of this.deps.store.values()) {
+      for (const record of session.peers.values()) {
+        record.expiry?.();
+        record.expiry = undefined;
+      }
+    }
+    this.deps.delivery.closeAll();
+  }
+
+  private armExpiry(session: Session, record: PeerRecord): void {
+    record.expiry?.();
+    record.expiry = this.deps.clock.schedule(this.config.peerTimeoutMs, () => {
+      record.expiry = undefined;
+      if (session.peers.get(record.id) !== record) return;
+      if (this.deps.store.get(session.id) !== session) return;
+      this.remove(session, record);
+    });
+  }
+
+  private remove(session: Session, record: PeerRecord): void {
+    const { store, delivery } = this.deps;
+    record.expiry?.();
+    record.expiry = undefined;
+    session.peers.delete(record.id);
+    delivery.close({ sessionId: session.id, peerId: record.id });
+    if (session.peers.size === 0) {
+      store.delete(session.id);
+      return;
+    }
+    const left = serverEvent('peer-left', record.id);
+    for (const other of session.peers.keys()) delivery.deliver({ sessionId: session.id, peerId: other }, left, true);
+  }
+
+  private session(sessionId: string): Session {
+    const session = this.deps.store.get(sessionId);
+    if (!session) throw new SignalError('session_not_found', `session ${sessionId} does not exist`);
+    return session;
+  }
+
+  private peer(session: Session, peerId: string): PeerRecord {
+    const record = session.peers.get(peerId);
+    if (!record) throw new SignalError('peer_not_found', `peer ${peerId} is not registered in session ${session.id}`);
+    return record;
+  }
+}

@@ -1,0 +1,80 @@
+import { describe, expect, test } from 'bun:test';
+import { Config, ConfigError, defaultConfig, loadConfig } from '../src/config';
+
+const run = (argv: string[], env: Record<string, string> = {}) => {
+  const command = loadConfig(argv, env);
+  if (command.kind !== 'run') throw new Error(`expected a run command, got ${command.kind}`);
+  return command.config;
+};
+const failure = (argv: string[], env: Record<string, string> = {}) => {
+  try {
+    loadConfig(argv, env);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('loadConfig', () => {
+  test('defaults with nothing set', () => {
+    const config = run([]);
+    expect(config).toEqual(defaultConfig());
+    expect(config).toMatchObject({ port: 3478, host: '0.0.0.0', pingIntervalMs: 10_000, peerTimeoutMs: 15_000, maxQueue: 256, turnTtlS: 86_400, corsOrigins: ['*'] });
+  });
+
+  test('reads and converts environment variables', () => {
+    const config = run([], { PORT: '8443', PING_INTERVAL_MS: '500', ICE_URLS: 'stun:a:3478, turn:b:3478?transport=udp', CORS_ORIGINS: 'https://a.example,https://b.example' });
+    expect(config.port).toBe(8443);
+    expect(config.pingIntervalMs).toBe(500);
+    expect(config.iceUrls).toEqual(['stun:a:3478', 'turn:b:3478?transport=udp']);
+    expect(config.corsOrigins).toEqual(['https://a.example', 'https://b.example']);
+  });
+
+  test('a flag wins over the environment, in both flag forms', () => {
+    expect(run(['--port', '9000'], { PORT: '8000' }).port).toBe(9000);
+    expect(run(['--max-peers-per-session=8']).maxPeersPerSession).toBe(8);
+  });
+
+  test('an empty variable counts as unset', () => {
+    expect(run([], { PORT: '' }).port).toBe(3478);
+  });
+
+  test('PORT=abc names PORT and its value', () => {
+    expect(failure([], { PORT: 'abc' })).toMatch(/^PORT="abc" is invalid/);
+    expect(failure(['--port', '70000'])).toMatch(/^PORT="70000" is invalid/);
+  });
+
+  test('every numeric setting is validated by name', () => {
+    expect(failure([], { MAX_QUEUE: '0' })).toMatch(/^MAX_QUEUE/);
+    expect(failure([], { PEER_TIMEOUT_MS: '1.5' })).toMatch(/^PEER_TIMEOUT_MS/);
+    expect(failure([], { ICE_URLS: 'http://not-ice' })).toMatch(/^ICE_URLS/);
+  });
+
+  test('settings that only make sense together', () => {
+    expect(failure([], { TLS_CERT: '/tmp/cert.pem' })).toMatch(/TLS_CERT and TLS_KEY/);
+    expect(failure([], { TLS_KEY: '/tmp/key.pem' })).toMatch(/TLS_CERT and TLS_KEY/);
+    expect(failure([], { TURN_USERNAME: 'u' })).toMatch(/TURN_USERNAME and TURN_CREDENTIAL/);
+    expect(failure([], { TURN_SECRET: 's' })).toMatch(/ICE_URLS/);
+    expect(failure([], { TURN_SECRET: 's', ICE_URLS: 'turn:t:3478', TURN_USERNAME: 'u', TURN_CREDENTIAL: 'c' })).toMatch(/TURN_SECRET/);
+  });
+
+  test('an unknown flag is refused', () => {
+    expect(failure(['--prot', '1'])).toMatch(/--prot/);
+  });
+
+  test('--help lists every setting with its variable and default', () => {
+    const command = loadConfig(['--help'], {});
+    if (command.kind !== 'help') throw new Error('expected help');
+    for (const key of Object.keys(Config.properties)) {
+      const env = key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+      expect(command.text).toContain(env);
+    }
+    expect(command.text).toContain('--ping-interval-ms, PING_INTERVAL_MS');
+    expect(command.text).toContain('(default: 3478)');
+  });
+
+  test('--version', () => {
+    expect(loadConfig(['--version'], {}).kind).toBe('version');
+  });
+});

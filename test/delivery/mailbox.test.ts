@@ -1,0 +1,185 @@
+import { describe, expect, test } from 'bun:test';
+import type { EventSink } from '../../src/delivery/delivery';
+import { Mailbox } from '../../src/delivery/mailbox';
+import { SignalError } from '../../src/errors';
+
+/** A sink that records what it is given, with room for `room` events until `drain()`. */
+class RecordingSink implements EventSink {
+  written: { id: number; json: string }[] = [];
+  begun: number[] = [];
+  closed = false;
+  aborted: string | undefined;
+  private closeListener: (() => void) | undefined;
+  private drainListener: (() => void) | undefined;
+  constructor(public room = Infinity) {}
+  get isOpen() {
+    return !this.closed;
+  }
+  begin(cursor: number) {
+    this.begun.push(cursor);
+  }
+  write(id: number, json: string) {
+    if (this.closed || this.room <= 0) return false;
+    this.room--;
+    this.written.push({ id, json });
+    return true;
+  }
+  drain(room = Infinity) {
+    this.room = room;
+    this.drainListener?.();
+  }
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeListener?.();
+  }
+  abort(reason: string) {
+    this.aborted = reason;
+    this.close();
+  }
+  onClose(fn: () => void) {
+    this.closeListener = fn;
+  }
+  onDrain(fn: () => void) {
+    this.drainListener = fn;
+  }
+  get ids() {
+    return this.written.map((w) => w.id);
+  }
+}
+
+const code = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof SignalError) return e.code;
+    throw e;
+  }
+  return undefined;
+};
+
+describe('Mailbox', () => {
+  test('holds events until a stream attaches, then writes them in order', () => {
+    const box = new Mailbox(10, 10);
+    expect(box.append('"a"', false)).toBe('queued');
+    expect(box.append('"b"', true)).toBe('queued');
+    const sink = new RecordingSink();
+    box.attach(sink, undefined);
+    expect(sink.written).toEqual([{ id: 1, json: '"a"' }, { id: 2, json: '"b"' }]);
+    expect(box.append('"c"', false)).toBe('sent');
+    expect(sink.ids).toEqual([1, 2, 3]);
+  });
+
+  test('a fresh stream with nothing held is told its position', () => {
+    const box = new Mailbox(10, 10);
+    const sink = new RecordingSink();
+    box.attach(sink, undefined);
+    expect(sink.begun).toEqual([0]);
+  });
+
+  test('refuses client messages past the cap but never server events', () => {
+    const box = new Mailbox(2, 10);
+    box.append('1', false);
+    box.append('2', false);
+    expect(code(() => box.append('3', false))).toBe('queue_full');
+    expect(box.append('"new-peer"', true)).toBe('queued');
+    expect(box.held).toBe(3);
+  });
+
+  test('resumes after Last-Event-ID without duplicates', () => {
+    const box = new Mailbox(10, 10);
+    const first = new RecordingSink();
+    box.attach(first, undefined);
+    for (let i = 1; i <= 5; i++) box.append(String(i), false);
+    const second = new RecordingSink();
+    box.attach(second, 3);
+    expect(first.closed).toBe(true);
+    expect(second.ids).toEqual([4, 5]);
+  });
+
+  test('a full stream leaves events held, in order, until it drains', () => {
+    const box = new Mailbox(10, 10);
+    const sink = new RecordingSink(2);
+    box.attach(sink, undefined);
+    expect(box.append('1', false)).toBe('sent');
+    expect(box.append('2', false)).toBe('sent');
+    expect(box.append('3', false)).toBe('queued');
+    expect(box.append('4', false)).toBe('queued');
+    expect(box.sink).toBe(sink);
+    sink.drain();
+    expect(sink.ids).toEqual([1, 2, 3, 4]);
+    expect(box.append('5', false)).toBe('sent');
+  });
+
+  test('a closed stream is detached and what it missed is held for the next one', () => {
+    const box = new Mailbox(10, 10);
+    const sink = new RecordingSink();
+    box.attach(sink, undefined);
+    box.append('1', false);
+    sink.close();
+    expect(box.append('2', false)).toBe('queued');
+    expect(box.sink).toBeUndefined();
+    const next = new RecordingSink();
+    box.attach(next, 1);
+    expect(next.ids).toEqual([2]);
+  });
+
+  test('a stream that lets the mailbox fill up is cut, and its reader can resume', () => {
+    const box = new Mailbox(3, 10);
+    const sink = new RecordingSink(1);
+    box.attach(sink, undefined);
+    box.append('1', false);
+    for (let i = 2; i <= 4; i++) expect(box.append(String(i), false)).toBe('queued');
+    expect(code(() => box.append('5', false))).toBe('queue_full');
+    expect(sink.aborted).toBeDefined();
+    const next = new RecordingSink();
+    box.attach(next, 0);
+    expect(next.ids).toEqual([1, 2, 3, 4]);
+  });
+
+  test('keeps only the resume window of written events, and says so when asked for older ones', () => {
+    const box = new Mailbox(100, 3);
+    const sink = new RecordingSink();
+    box.attach(sink, undefined);
+    for (let i = 1; i <= 10; i++) box.append(String(i), false);
+    expect(code(() => box.attach(new RecordingSink(), 5))).toBe('resume_gap');
+    const resumed = new RecordingSink();
+    box.attach(resumed, 7);
+    expect(resumed.ids).toEqual([8, 9, 10]);
+  });
+
+  test('an id that was never sent cannot be resumed from', () => {
+    const box = new Mailbox(10, 10);
+    box.append('1', false);
+    expect(code(() => box.attach(new RecordingSink(), 2))).toBe('resume_gap');
+  });
+
+  test('a takeover closes the stream and drops what was held; the old incarnation cannot resume', () => {
+    const box = new Mailbox(10, 10);
+    const old = new RecordingSink();
+    box.attach(old, undefined);
+    box.append('1', false);
+    box.append('2', false);
+    box.reset();
+    expect(old.closed).toBe(true);
+    box.append('"held before the new stream"', true);
+    box.reset();
+    expect(code(() => box.attach(new RecordingSink(), 2))).toBe('superseded');
+    const fresh = new RecordingSink();
+    box.attach(fresh, undefined);
+    expect(fresh.written).toEqual([]);
+    box.append('"new"', false);
+    const [newId] = fresh.ids;
+    expect(newId).toBeGreaterThan(2);
+    const again = new RecordingSink();
+    box.attach(again, fresh.begun[0]);
+    expect(again.ids).toEqual([newId as number]);
+  });
+
+  test('memory stays bounded over many events', () => {
+    const box = new Mailbox(10, 16);
+    box.attach(new RecordingSink(), undefined);
+    for (let i = 0; i < 100_000; i++) box.append('x', false);
+    expect((box as unknown as { log: string[] }).log.length).toBeLessThan(200);
+  });
+});

@@ -1,0 +1,92 @@
+import { createApp } from '../src/app';
+import type { Cancel, Clock } from '../src/clock';
+import { type Config, defaultConfig } from '../src/config';
+
+export { defaultConfig };
+export type App = ReturnType<typeof createApp>;
+
+/** A clock that moves only when told to: timeouts are tested without waiting for them. */
+export class ManualClock implements Clock {
+  private time: number;
+  private tasks: { at: number; seq: number; fn: () => void }[] = [];
+  private seq = 0;
+
+  constructor(start = Date.UTC(2026, 0, 1)) {
+    this.time = start;
+  }
+
+  now(): number {
+    return this.time;
+  }
+
+  schedule(ms: number, fn: () => void): Cancel {
+    const task = { at: this.time + ms, seq: this.seq++, fn };
+    this.tasks.push(task);
+    return () => {
+      this.tasks = this.tasks.filter((t) => t !== task);
+    };
+  }
+
+  /** Moves time forward, running what falls due in order. */
+  advance(ms: number): void {
+    const end = this.time + ms;
+    for (;;) {
+      const due = this.tasks.filter((t) => t.at <= end).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
+      if (!due) break;
+      this.tasks = this.tasks.filter((t) => t !== due);
+      this.time = Math.max(this.time, due.at);
+      due.fn();
+    }
+    this.time = end;
+  }
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+/** One request through `app.handle`, no socket. `body` is sent as JSON unless it is a string. */
+export async function req(app: App, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+  const init: RequestInit = { method, headers };
+  if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body);
+  const response = await app.handle(new Request(`http://localhost${path}`, init));
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // Not JSON: keep the text.
+  }
+  return { status: response.status, headers: response.headers, body: parsed };
+}
+
+export interface Running {
+  url: string;
+  app: App;
+  /** Ends every stream and stops listening. */
+  stop(): Promise<void>;
+}
+
+/** A real listener on 127.0.0.1 and a free port. */
+export function startServer(config: Partial<Config> = {}, deps: { clock?: Clock } = {}, serve: { idleTimeout?: number } = {}): Running {
+  const app = createApp(defaultConfig(config), deps);
+  app.listen({ port: 0, hostname: '127.0.0.1', reusePort: false, development: false, ...serve });
+  const port = app.server?.port;
+  if (!port) throw new Error('server did not start');
+  return {
+    url: `http://127.0.0.1:${port}`,
+    app,
+    async stop() {
+      app.decorator.signalling.shutdown();
+      await app.stop(true);
+    },
+  };
+}
+
+/** POSTs JSON to a running server and returns status and parsed body. */
+export async function post(url: string, body?: unknown): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetch(url, { method: 'POST', body: body === undefined ? undefined : JSON.stringify(body) });
+  return { status: res.status, body: await res.json(), headers: res.headers };
+}

@@ -1,0 +1,84 @@
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runToEnd, spawnServer } from './process-helpers';
+import { openEvents, ofType } from './sse-client';
+
+const entry = join(import.meta.dir, '..', 'src', 'index.ts');
+const bun = process.execPath;
+const dir = mkdtempSync(join(tmpdir(), 'switchboard-process-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('bun src/index.ts', () => {
+  test('says where it listens, serves the API, and on SIGTERM ends streams and exits 0', async () => {
+    const server = await spawnServer([bun, entry]);
+    expect(server.output()).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+ \(TLS off\)/);
+    expect(await (await fetch(`${server.url}/iceServers`)).json()).toEqual({ urls: ['stun:stun.cloudflare.com:3478'] });
+    await fetch(`${server.url}/register/s/a`, { method: 'POST' });
+    const stream = await openEvents(`${server.url}/events/s/a`);
+    expect(await server.stop('SIGTERM')).toBe(0);
+    await stream.ended;
+  });
+
+  test('SIGINT stops it too', async () => {
+    const server = await spawnServer([bun, entry]);
+    expect(await server.stop('SIGINT')).toBe(0);
+  });
+
+  test.each([
+    [{ PORT: 'abc' }, /PORT="abc" is invalid/],
+    [{ PING_INTERVAL_MS: '-5' }, /PING_INTERVAL_MS/],
+    [{ TLS_CERT: '/nonexistent.pem' }, /TLS_CERT and TLS_KEY/],
+    [{ TLS_CERT: '/nonexistent.pem', TLS_KEY: '/nonexistent.key' }, /TLS_CERT=\/nonexistent.pem cannot be read/],
+  ])('a bad setting %p exits 1 with a message naming it', async (env, message) => {
+    const { code, output } = await runToEnd([bun, entry], { HOST: '127.0.0.1', PORT: '0', ...env });
+    expect(code).toBe(1);
+    expect(output).toMatch(message);
+  });
+
+  test('a taken port exits 1 and says so', async () => {
+    const server = await spawnServer([bun, entry]);
+    const port = new URL(server.url).port;
+    const { code, output } = await runToEnd([bun, entry], { HOST: '127.0.0.1', PORT: port });
+    await server.stop();
+    expect(code).toBe(1);
+    expect(output).toContain(`cannot listen on 127.0.0.1:${port}`);
+  });
+
+  test('--help and --version', async () => {
+    const help = await runToEnd([bun, entry, '--help']);
+    expect(help.code).toBe(0);
+    expect(help.output).toContain('MAX_PEERS_PER_SESSION');
+    const version = await runToEnd([bun, entry, '--version']);
+    expect(version.output.trim()).toBe((await Bun.file(join(import.meta.dir, '..', 'package.json')).json()).version);
+  });
+
+  test('HTTPS on the same port with TLS_CERT and TLS_KEY', async () => {
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    const made = await runToEnd(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert]);
+    expect(made.code).toBe(0);
+    const server = await spawnServer([bun, entry, '--tls-cert', cert, '--tls-key', key]);
+    try {
+      expect(server.url).toStartWith('https://');
+      expect(server.output()).toContain('(TLS on)');
+      const ca = await Bun.file(cert).text();
+      const res = await fetch(`${server.url}/iceServers`, { tls: { ca } });
+      expect(res.status).toBe(200);
+      await fetch(`${server.url}/register/s/a`, { method: 'POST', tls: { ca } });
+      await fetch(`${server.url}/register/s/b`, { method: 'POST', tls: { ca } });
+      const stream = await fetch(`${server.url}/events/s/a`, { tls: { ca } });
+      const reader = stream.body!.getReader();
+      let text = '';
+      while (!text.includes('new-peer')) text += new TextDecoder().decode((await reader.read()).value);
+      expect(text).toContain('{"type":"new-peer","senderId":"b"}');
+      await reader.cancel();
+      // Plain HTTP on the TLS port is not served.
+      await expect(fetch(server.url.replace('https:', 'http:') + '/iceServers')).rejects.toThrow();
+    } finally {
+      await server.stop();
+    }
+  });
+});
