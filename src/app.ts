@@ -12,6 +12,7 @@ import { Signalling } from './sessions/service';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
 import { eventRoutes } from './sse/routes';
+import { socketRoutes, WS_SERVER_OPTIONS } from './ws/routes';
 
 export interface AppDeps {
   clock: Clock;
@@ -37,7 +38,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   // method, beside the CORS plugin's own OPTIONS route for '/'.
   // Bun accepts a bundle as a per-method handler; its types do not say so yet.
   const clientRoute = { GET: page as unknown as Response };
-  return new Elysia({ serve: { routes: { '/': clientRoute } } })
+  return new Elysia({ serve: { routes: { '/': clientRoute } }, websocket: WS_SERVER_OPTIONS })
     .decorate('signalling', signalling)
     .onError(({ code, error, request }) => {
       if (error instanceof SignalError) return error.toResponse();
@@ -65,13 +66,14 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     )
     .use(iceRoutes(iceServerSource(config, clock)))
     .use(sessionRoutes(signalling))
-    .use(eventRoutes(signalling, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }));
+    .use(eventRoutes(signalling, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
+    .use(socketRoutes(signalling, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue) }));
 }
 
 export type App = ReturnType<typeof createApp>;
 
 /**
- * Events a stream queues ahead of its socket. Kept well inside the resume window, so that the events
+ * Events a stream (SSE or WebSocket) queues ahead of its socket. Kept well inside the resume window, so that the events
  * an aborted stream drops can always be replayed.
  */
 const streamQueue = (maxQueue: number) => Math.max(1, Math.min(32, maxQueue >> 1));

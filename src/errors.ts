@@ -14,6 +14,7 @@ export const errorStatus = {
   session_full: 409,
   superseded: 409,
   resume_gap: 409,
+  upgrade_required: 426,
   too_many_sessions: 429,
   queue_full: 429,
 } as const;

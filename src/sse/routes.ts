@@ -14,7 +14,7 @@ export interface EventRoutesOptions {
 /** `lastEventId` in the query serves clients that cannot set the Last-Event-ID header on a first connect. */
 export const EventsQuery = t.Object({ lastEventId: t.Optional(t.String()) });
 
-function parseLastEventId(value: string | undefined): number | undefined {
+export function parseLastEventId(value: string | undefined): number | undefined {
   if (value === undefined || value === '') return undefined;
   if (!/^\d{1,15}$/.test(value)) {
     throw new SignalError('invalid_request', 'Last-Event-ID must be an event id this server sent (a non-negative integer)');

@@ -1,0 +1,85 @@
+// The WebSocket transport's frames. Server → client: the JSON events of the SSE stream with their event
+// id as an `id` field, and acks. Client → server: the body of POST /message with an optional `id`.
+import { Type as t } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { type ErrorCode, errorStatus, SignalError } from '../errors';
+import { MAX_BODY_BYTES } from '../json-body';
+import { MESSAGE_QUEUED, MESSAGE_SENT, SignalBody } from '../sessions/model';
+import type { Delivered } from '../delivery/delivery';
+
+/** What a client chooses to correlate a frame with its ack: a number or a short string. */
+export const FrameId = t.Union([t.Number(), t.String({ maxLength: 64 })]);
+export type FrameId = typeof FrameId.static;
+
+/** A client frame: exactly the body of `POST /message`, plus the optional correlation `id`. */
+export const ClientFrame = t.Composite([SignalBody, t.Object({ id: t.Optional(FrameId) })]);
+export type ClientFrame = typeof ClientFrame.static;
+
+// Compiled once: a generated function, several times faster per frame than interpreting the schema.
+const checkFrame = TypeCompiler.Compile(ClientFrame);
+const checkId = TypeCompiler.Compile(FrameId);
+
+/**
+ * An event of the mailbox (a JSON object text) as a frame: `{"id":N,` spliced in front of its fields,
+ * so that the event is neither parsed nor serialised again. Every event starts with `{"type":`.
+ */
+export const eventFrame = (id: number, json: string): string => `{"id":${id},${json.slice(1)}`;
+
+/** The ack of a frame, or null when it had none or it could not be read. */
+export type AckId = FrameId | null;
+
+const idText = (id: AckId) => (typeof id === 'string' ? JSON.stringify(id) : String(id));
+
+// Most clients send no id or a number: those acks are a concatenation, not a JSON.stringify.
+const SENT_TAIL = `,"status":200,"message":${JSON.stringify(MESSAGE_SENT.message)}}`;
+const QUEUED_TAIL = `,"status":202,"message":${JSON.stringify(MESSAGE_QUEUED.message)}}`;
+
+/** `{"ack":7,"status":200,"message":"Message sent"}` or the 202 "Message queued" one: what POST /message answers. */
+export const ackFrame = (id: AckId, delivered: Delivered): string =>
+  `{"ack":${idText(id)}${delivered === 'sent' ? SENT_TAIL : QUEUED_TAIL}`;
+
+/** The HTTP route's error envelope `{error, message}`, with the status it would carry and the frame's `ack`. */
+export function errorFrame(id: AckId, error: SignalError): string {
+  const frame: Record<string, unknown> = { ack: id, status: error.status, error: error.code, message: error.message };
+  if (error.retryAfterS !== undefined) frame.retryAfter = error.retryAfterS;
+  return JSON.stringify(frame);
+}
+
+/** The answer to a frame the server failed on: a bug, as a 5xx is on HTTP. */
+export const internalErrorFrame = (id: AckId): string =>
+  JSON.stringify({ ack: id, status: 500, error: 'internal_error', message: 'the server failed on this frame; this is a bug' });
+
+/** A frame the server cannot act on: its ack id (when one could be read) and why. */
+export class BadFrame {
+  constructor(
+    readonly id: AckId,
+    readonly error: SignalError,
+  ) {}
+}
+
+const bad = (id: AckId, code: ErrorCode, message: string) => new BadFrame(id, new SignalError(code, message));
+
+/**
+ * Reads one client frame: text, at most 64 KiB (as a POST /message body), JSON, and of the body's shape.
+ * Returns the frame, or a `BadFrame` to answer; never throws.
+ */
+export function parseClientFrame(data: string | Uint8Array): ClientFrame | BadFrame {
+  if (typeof data !== 'string') return bad(null, 'invalid_request', 'frames are JSON text; binary frames are not accepted');
+  if (data.length > MAX_BODY_BYTES) return bad(null, 'payload_too_large', `the frame is over ${MAX_BODY_BYTES} bytes`);
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch (e) {
+    return bad(null, 'invalid_json', `the frame is not valid JSON: ${(e as Error).message}`);
+  }
+  if (checkFrame.Check(value)) return value;
+  // The slow path, for frames that are wrong anyway: keep their id if it is usable, name the field at fault.
+  const raw = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as { id?: unknown }).id : undefined;
+  const id = raw !== undefined && checkId.Check(raw) ? raw : null;
+  const first = checkFrame.Errors(value).First();
+  const field = first?.path ? `frame${first.path.replaceAll('/', '.')}` : 'frame';
+  return bad(id, 'invalid_request', `${field}: ${first?.message ?? 'Expected an object'}`);
+}
+
+/** Statuses that mean the client sent something malformed, rather than something the session refused. */
+export const isMalformed = (error: SignalError) => error.status === errorStatus.invalid_request || error.status === errorStatus.payload_too_large;

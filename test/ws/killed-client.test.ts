@@ -1,0 +1,68 @@
+import { afterAll, expect, test } from 'bun:test';
+import { join } from 'node:path';
+import { post, startServer } from '../helpers';
+import { openSocket } from '../ws-client';
+
+const reader = join(import.meta.dir, '..', 'fixtures', 'ws-reader.ts');
+const server = startServer();
+afterAll(() => server.stop());
+
+/** A reader process whose received events the test sees line by line. */
+function spawnReader(url: string) {
+  const proc = Bun.spawn([process.execPath, reader, url], { stdout: 'pipe', stderr: 'inherit' });
+  const lines: { open?: boolean; id?: number; event?: { type: string; payload: number } }[] = [];
+  const done = (async () => {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        lines.push(JSON.parse(buffer.slice(0, nl)));
+        buffer = buffer.slice(nl + 1);
+      }
+    }
+  })();
+  return { proc, lines, done, messages: () => lines.filter((l) => l.event?.type === 'seq') };
+}
+
+test('a killed WebSocket client resumes with ?lastEventId= over 1,000 messages: none lost, none twice, in order', async () => {
+  const { url } = server;
+  await post(`${url}/register/s/sender`);
+  await post(`${url}/register/s/device`);
+  const sender = await openSocket(`${url}/ws/s/sender`);
+  const events = `${url.replace('http', 'ws')}/ws/s/device`;
+
+  const first = spawnReader(events);
+  while (!first.lines.some((l) => l.open)) await Bun.sleep(5);
+
+  let second: ReturnType<typeof spawnReader> | undefined;
+  let seen: number[] = [];
+  for (let seq = 0; seq < 1000; seq++) {
+    // A client that is told to back off (429) retries: only acknowledged messages count as sent.
+    for (;;) {
+      const { status } = await sender.request({ target: 'device', type: 'seq', payload: seq });
+      if (status === 200 || status === 202) break;
+      expect(status).toBe(429);
+      await Bun.sleep(10);
+    }
+    if (seq === 400) {
+      // The device loses power mid-stream: what it printed is all it ever got.
+      while (first.messages().length < 300) await Bun.sleep(1);
+      first.proc.kill('SIGKILL');
+      await first.proc.exited;
+      await first.done;
+      const got = first.messages();
+      seen = got.map((l) => l.event!.payload);
+      second = spawnReader(`${events}?lastEventId=${got.at(-1)!.id}`);
+    }
+  }
+  if (!second) throw new Error('the second reader never started');
+  const deadline = Date.now() + 10_000;
+  while (seen.length + second.messages().length < 1000 && Date.now() < deadline) await Bun.sleep(10);
+  second.proc.kill();
+  sender.close();
+  seen.push(...second.messages().map((l) => l.event!.payload));
+  expect(seen.length).toBe(1000);
+  expect(seen).toEqual([...Array(1000).keys()]);
+}, 30_000);

@@ -1,0 +1,368 @@
+import { afterEach, describe, expect, test } from 'bun:test';
+import { ManualClock, post, type Running, startServer } from '../helpers';
+import { ofType, openEvents, type SseConnection } from '../sse-client';
+import { type Frame, isType, openSocket, type WsConnection } from '../ws-client';
+import { openRawSocket } from '../ws-raw';
+
+let running: Running[] = [];
+const opened: (SseConnection | WsConnection)[] = [];
+afterEach(async () => {
+  for (const c of opened.splice(0)) c.close();
+  await Promise.all(running.map((r) => r.stop()));
+  running = [];
+});
+
+function server(...args: Parameters<typeof startServer>): Running {
+  const r = startServer(...args);
+  running.push(r);
+  return r;
+}
+
+async function socket(url: string): Promise<WsConnection> {
+  const s = await openSocket(url);
+  opened.push(s);
+  return s;
+}
+
+async function events(url: string, init?: Parameters<typeof openEvents>[1]) {
+  const s = await openEvents(url, init);
+  opened.push(s);
+  return s;
+}
+
+/** Waits until `probe` holds: for server-side effects with no frame to wait on. */
+async function until(probe: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await Bun.sleep(5);
+  }
+}
+
+const candidate = (n: number) => ({ candidate: `candidate:${n} 1 udp 2122260223 10.0.0.${n} 5${n}000 typ host`, sdpMid: '0', sdpMLineIndex: 0 });
+const withoutId = ({ id: _id, ...rest }: Frame) => rest;
+
+describe('an SSE peer and a WebSocket peer in one session', () => {
+  test("the seed's flow: register, new-peer, offer, answer, ICE both ways, pings", async () => {
+    const { url } = server({ pingIntervalMs: 50 });
+    // FE on Server-Sent Events, the device on a WebSocket; neither knows how the other is connected.
+    await post(`${url}/register/session1/peer1`);
+    const fe = await events(`${url}/events/session1/peer1`);
+    expect((await post(`${url}/register/session1/peer2`)).body.peers).toEqual(['peer1']);
+    expect((await fe.next(ofType('new-peer'))).json).toEqual({ type: 'new-peer', senderId: 'peer2' });
+    const device = await socket(`${url}/ws/session1/peer2`);
+
+    const offer = { type: 'offer', sdp: 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n' };
+    expect((await post(`${url}/message/session1/peer1`, { target: 'peer2', type: 'offer', payload: offer })).status).toBe(200);
+    const got = await device.next(isType('offer'));
+    expect(withoutId(got)).toEqual({ type: 'offer', payload: offer, senderId: 'peer1' });
+    expect(typeof got.id).toBe('number');
+
+    const answer = { type: 'answer', sdp: 'v=0\r\n' };
+    expect(await device.request({ target: 'peer1', type: 'answer', payload: answer })).toMatchObject({ status: 200, message: 'Message sent' });
+    expect((await fe.next(ofType('answer'))).json).toEqual({ type: 'answer', payload: answer, senderId: 'peer2' });
+
+    for (let n = 1; n <= 3; n++) {
+      await post(`${url}/message/session1/peer1`, { target: 'peer2', type: 'ice-candidate', payload: candidate(n) });
+      await device.request({ target: 'peer1', type: 'ice-candidate', payload: candidate(n + 10) });
+    }
+    for (let n = 1; n <= 3; n++) {
+      expect(withoutId(await device.next(isType('ice-candidate')))).toEqual({ type: 'ice-candidate', payload: candidate(n), senderId: 'peer1' });
+      expect((await fe.next(ofType('ice-candidate'))).json).toEqual({ type: 'ice-candidate', payload: candidate(n + 10), senderId: 'peer2' });
+    }
+
+    // The same ping event on both transports, each with the id of the last event written.
+    await fe.next(ofType('ping'), 2000);
+    await device.next(isType('ping'));
+    const ping = await device.next(isType('ping'), 2000);
+    expect(Object.keys(ping).sort()).toEqual(['id', 'time', 'type']);
+    expect(new Date(ping.time as string).toISOString()).toBe(ping.time as string);
+    // Event ids grow by one per event written to this peer; pings repeat the last one.
+    const ids = device.events.filter((e) => e.type !== 'ping').map((e) => e.id as number);
+    expect(ids).toEqual(ids.map((_, i) => (ids[0] as number) + i));
+  });
+
+  test('a WebSocket peer starts with a ping carrying its position, and the client cannot set senderId', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const a = await socket(`${url}/ws/s/a`);
+    // a has new-peer(b) held: that is its first frame. b has nothing held: its first frame is a ping.
+    expect(withoutId(await a.next())).toEqual({ type: 'new-peer', senderId: 'b' });
+    const b = await socket(`${url}/ws/s/b`);
+    const first = await b.next();
+    expect(first).toMatchObject({ type: 'ping', id: 0 });
+    await a.request({ target: 'b', type: 'offer', payload: 1, senderId: 'mallory' });
+    expect((await b.next(isType('offer'))).senderId).toBe('a');
+  });
+
+  test('a broadcast from a WebSocket peer reaches SSE and WebSocket peers alike', async () => {
+    const { url } = server();
+    for (const p of ['a', 'b', 'c']) await post(`${url}/register/s/${p}`);
+    const a = await socket(`${url}/ws/s/a`);
+    const b = await events(`${url}/events/s/b`);
+    const c = await socket(`${url}/ws/s/c`);
+    expect(await a.request({ type: 'hello', payload: 'all' })).toMatchObject({ status: 200 });
+    expect((await b.next(ofType('hello'))).json.senderId).toBe('a');
+    expect((await c.next(isType('hello'))).senderId).toBe('a');
+  });
+});
+
+describe('acks', () => {
+  test('carry the status POST /message would answer, and the id the client chose', async () => {
+    const { url } = server({ maxQueue: 2 });
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const a = await socket(`${url}/ws/s/a`);
+    a.send(JSON.stringify({ id: 'offer-1', target: 'b', type: 'offer', payload: {} }));
+    a.send(JSON.stringify({ target: 'b', type: 'offer', payload: {} }));
+    await until(() => a.frames.filter((f) => 'ack' in f).length === 2);
+    const acks = a.frames.filter((f) => 'ack' in f);
+    // b is registered but not connected: held for it, as a POST would be answered 202.
+    expect(acks).toEqual([
+      { ack: 'offer-1', status: 202, message: 'Message queued' },
+      { ack: null, status: 202, message: 'Message queued' },
+    ]);
+    expect(await a.request({ target: 'b', type: 'x' })).toMatchObject({ status: 429, error: 'queue_full', retryAfter: 1 });
+    expect(await a.request({ target: 'nobody', type: 'x' })).toMatchObject({ status: 404, error: 'target_not_found' });
+    expect(await a.request({ target: 'a', type: 'x' })).toMatchObject({ status: 400, error: 'invalid_request' });
+    expect(await a.request({ type: 'new-peer' })).toMatchObject({ status: 400, error: 'reserved_type' });
+    const b = await socket(`${url}/ws/s/b`);
+    await b.next(isType('offer'));
+    await b.next(isType('offer'));
+    expect(await a.request({ target: 'b', type: 'x' })).toEqual({ ack: expect.any(Number), status: 200, message: 'Message sent' });
+  });
+});
+
+describe('the same guarantees as SSE', () => {
+  test('order holds per pair across held and live delivery, between the transports', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const a = await socket(`${url}/ws/s/a`);
+    for (let i = 0; i < 20; i++) a.send(JSON.stringify({ target: 'b', type: 'seq', payload: i }));
+    await until(() => a.frames.filter((f) => f.status === 202).length === 20);
+    const b = await events(`${url}/events/s/b`);
+    for (let i = 20; i < 40; i++) await a.request({ target: 'b', type: 'seq', payload: i });
+    const seen: unknown[] = [];
+    for (let i = 0; i < 40; i++) seen.push((await b.next(ofType('seq'))).json.payload);
+    expect(seen).toEqual([...Array(40).keys()]);
+  });
+
+  test('?lastEventId= resumes after a dropped socket with no loss and no duplicate', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const first = await socket(`${url}/ws/s/b`);
+    for (let i = 0; i < 5; i++) await post(`${url}/message/s/a`, { target: 'b', type: 'seq', payload: i });
+    for (let i = 0; i < 5; i++) await first.next(isType('seq'));
+    first.close();
+    await first.closed;
+    await until(async () => (await post(`${url}/message/s/a`, { target: 'b', type: 'probe' })).status === 202);
+    for (let i = 5; i < 10; i++) await post(`${url}/message/s/a`, { target: 'b', type: 'seq', payload: i });
+    const second = await socket(`${url}/ws/s/b?lastEventId=${first.lastEventId}`);
+    const seen: unknown[] = [];
+    for (let i = 5; i < 10; i++) seen.push((await second.next(isType('seq'))).payload);
+    expect(seen).toEqual([5, 6, 7, 8, 9]);
+    await second.next(isType('probe'));
+    expect(second.events.filter((e) => e.type === 'seq').length).toBe(5);
+  });
+
+  test('an SSE stream can resume on a WebSocket and back: one id sequence per peer', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const sse = await events(`${url}/events/s/b`);
+    await post(`${url}/message/s/a`, { target: 'b', type: 'seq', payload: 0 });
+    await sse.next(ofType('seq'));
+    const ws = await socket(`${url}/ws/s/b?lastEventId=${sse.lastEventId}`);
+    await sse.ended;
+    await post(`${url}/message/s/a`, { target: 'b', type: 'seq', payload: 1 });
+    expect((await ws.next(isType('seq'))).payload).toBe(1);
+    expect(ws.events.filter((e) => e.type === 'seq').length).toBe(1);
+  });
+
+  test('refusals: an unregistered peer, a taken-over id, an id no longer kept: an error frame and 4000 + status', async () => {
+    const { url } = server({ maxQueue: 4 });
+    const unknown = await socket(`${url}/ws/s/nobody`);
+    expect(await unknown.closed).toEqual({ code: 4404, reason: 'session_not_found' });
+    expect(unknown.frames).toEqual([{ ack: null, status: 404, error: 'session_not_found', message: expect.any(String) }]);
+
+    await post(`${url}/register/s/viewer`);
+    await post(`${url}/register/s/device`);
+    const viewer = await socket(`${url}/ws/s/viewer`);
+    const old = await socket(`${url}/ws/s/device`);
+    await viewer.next(isType('new-peer', 'device'));
+    await viewer.request({ target: 'device', type: 'offer', payload: 1 });
+    await old.next(isType('offer'));
+    // Takeover: the old socket closes; its position belongs to the old incarnation.
+    expect((await post(`${url}/register/s/device`)).body.peers).toEqual(['viewer']);
+    expect((await old.closed).code).toBe(1000);
+    await viewer.next(isType('new-peer', 'device'));
+    const stale = await socket(`${url}/ws/s/device?lastEventId=${old.lastEventId}`);
+    expect(await stale.closed).toEqual({ code: 4409, reason: 'superseded' });
+
+    const device = await socket(`${url}/ws/s/device`);
+    for (let i = 0; i < 8; i++) await viewer.request({ target: 'device', type: 'seq', payload: i });
+    for (let i = 0; i < 8; i++) await device.next(isType('seq', 'viewer'));
+    // Its opening ping holds the incarnation's first position: eight events later it is out of the window.
+    const start = device.events[0] as Frame;
+    expect(start.type).toBe('ping');
+    const gap = await socket(`${url}/ws/s/device?lastEventId=${start.id}`);
+    expect(await gap.closed).toEqual({ code: 4409, reason: 'resume_gap' });
+    expect(gap.frames[0]).toMatchObject({ status: 409, error: 'resume_gap' });
+  });
+
+  test('a second socket for the same peer replaces the first', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const first = await socket(`${url}/ws/s/b`);
+    const second = await socket(`${url}/ws/s/b`);
+    expect((await first.closed).code).toBe(1000);
+    await post(`${url}/message/s/a`, { target: 'b', type: 'x' });
+    await second.next(isType('x'));
+  });
+
+  test('a peer whose socket closed is removed after PEER_TIMEOUT_MS; the others get peer-left', async () => {
+    const clock = new ManualClock();
+    const { url } = server({ peerTimeoutMs: 15_000 }, { clock });
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const a = await events(`${url}/events/s/a`);
+    const b = await socket(`${url}/ws/s/b`);
+    b.close();
+    await until(async () => (await post(`${url}/message/s/a`, { target: 'b', type: 'probe' })).status === 202);
+    clock.advance(14_999);
+    expect((await post(`${url}/message/s/a`, { target: 'b', type: 'probe' })).status).toBe(202);
+    clock.advance(1);
+    expect((await a.next(ofType('peer-left'))).json).toEqual({ type: 'peer-left', senderId: 'b' });
+  });
+
+  test('DELETE /session: the socket gets session-closed, then closes with 1000', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    const a = await socket(`${url}/ws/s/a`);
+    await a.next(isType('ping'));
+    expect((await fetch(`${url}/session/s`, { method: 'DELETE' })).status).toBe(200);
+    expect(withoutId(await a.next(isType('session-closed')))).toEqual({ type: 'session-closed' });
+    expect((await a.closed).code).toBe(1000);
+  });
+
+  test('without an upgrade the route answers 426 in the error envelope; a bad id is a 400 as on /events', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    const plain = await fetch(`${url}/ws/s/a`);
+    expect(plain.status).toBe(426);
+    expect((await plain.json()).error).toBe('upgrade_required');
+    const bad = await fetch(`${url}/ws/s/a?lastEventId=x`, { headers: { upgrade: 'websocket', connection: 'upgrade' } });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error).toBe('invalid_request');
+  });
+});
+
+describe('bad frames', () => {
+  test('each gets an error frame in the envelope of POST /message; the connection goes on', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const a = await socket(`${url}/ws/s/a`);
+    const answers = async (data: string | Uint8Array<ArrayBuffer>) => {
+      const before = a.frames.length;
+      a.send(data);
+      await until(() => a.frames.slice(before).some((f) => 'ack' in f));
+      return a.frames.slice(before).find((f) => 'ack' in f) as Frame;
+    };
+    expect(await answers('{"type":')).toMatchObject({ ack: null, status: 400, error: 'invalid_json' });
+    expect(await answers('{"id":3,"type":7}')).toEqual({ ack: 3, status: 400, error: 'invalid_request', message: 'frame.type: Expected string' });
+    expect(await answers('{"id":4,"type":"x","target":"no/slash"}')).toMatchObject({ ack: 4, status: 400, error: 'invalid_request' });
+    expect(await answers(new Uint8Array([123, 125]))).toMatchObject({ ack: null, status: 400, error: 'invalid_request' });
+    const big = JSON.stringify({ id: 5, type: 'offer', target: 'b', payload: 'x'.repeat(64 * 1024) });
+    expect(await answers(big)).toMatchObject({ ack: null, status: 413, error: 'payload_too_large' });
+    // Five malformed frames are tolerated: a good one still goes through.
+    expect(await a.request({ target: 'b', type: 'offer', payload: 1 })).toMatchObject({ status: 202 });
+  });
+
+  test('repeated malformed frames close the connection with 1008', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    const a = await socket(`${url}/ws/s/a`);
+    for (let i = 0; i < 10; i++) a.send(i % 2 ? 'not json' : '[1,2]');
+    expect((await a.closed).code).toBe(1008);
+    // Five answered and tolerated, the sixth answered and the connection closed: nothing read after it.
+    expect(a.frames.filter((f) => f.status === 400).length).toBe(6);
+    expect(a.frames.find((f) => f.status === 400)).toEqual({ ack: null, status: 400, error: 'invalid_request', message: 'frame: Expected object' });
+  });
+
+  test('repeated oversize frames close it with 1009, and one past the hard limit at once', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    const a = await socket(`${url}/ws/s/a`);
+    for (let i = 0; i < 6; i++) a.send('x'.repeat(64 * 1024 + 1));
+    expect((await a.closed).code).toBe(1009);
+    expect(a.frames.filter((f) => f.error === 'payload_too_large').length).toBe(6);
+
+    const b = await socket(`${url}/ws/s/a`);
+    b.send('x'.repeat(1024 * 1024));
+    expect((await b.closed).code).toBe(1009);
+  });
+
+  test('frames refused by the session are not abuse: a hundred 404s keep the connection open', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    const a = await socket(`${url}/ws/s/a`);
+    for (let i = 0; i < 100; i++) a.send(JSON.stringify({ target: 'gone', type: 'x' }));
+    await until(() => a.frames.filter((f) => f.error === 'target_not_found').length === 100);
+    expect(await a.request({ type: 'x' })).toMatchObject({ status: 200 });
+  });
+});
+
+describe('a slow reader', () => {
+  test('makes messages wait, then is cut off at MAX_QUEUE; on resume it gets every acknowledged message', async () => {
+    const { url } = server({ maxQueue: 16 });
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const b = await openRawSocket(url, '/ws/s/b');
+    b.pause();
+    const a = await socket(`${url}/ws/s/a`);
+    const payload = 'x'.repeat(4000);
+    const statuses: number[] = [];
+    // Socket buffers take a few MB, then the sink's own queue; then messages wait (202); at MAX_QUEUE
+    // waiting the sender is told 429 and the socket is dropped.
+    for (let seq = 0; seq < 20_000; seq++) {
+      const ack = await a.request({ target: 'b', type: 'seq', payload: { seq, payload } });
+      statuses.push(ack.status as number);
+      if (ack.status === 429) break;
+    }
+    expect(statuses.at(-1)).toBe(429);
+    expect(statuses.filter((s) => s === 202).length).toBe(16);
+    const acknowledged = statuses.filter((s) => s === 200 || s === 202).length;
+    b.resume();
+    await b.closed;
+
+    // The client resumes from the last event it read whole.
+    const received = b.texts.map((t) => JSON.parse(t) as Frame).filter((f) => f.type === 'seq');
+    const seqs = received.map((f) => (f.payload as { seq: number }).seq);
+    const resumed = await socket(`${url}/ws/s/b?lastEventId=${received.at(-1)?.id ?? 0}`);
+    while (seqs.length < acknowledged) seqs.push(((await resumed.next(isType('seq'))).payload as { seq: number }).seq);
+    expect(seqs).toEqual([...Array(acknowledged).keys()]);
+  });
+
+  test('a socket that stays full for a whole ping interval is dropped, so the peer can time out', async () => {
+    const clock = new ManualClock();
+    const { url } = server({ maxQueue: 64, pingIntervalMs: 10_000 }, { clock });
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const b = await openRawSocket(url, '/ws/s/b');
+    b.pause();
+    const payload = 'x'.repeat(4000);
+    let status = 200;
+    while (status === 200) status = (await post(`${url}/message/s/a`, { target: 'b', type: 'x', payload })).status;
+    expect(status).toBe(202);
+    clock.advance(10_000);
+    expect((await post(`${url}/message/s/a`, { target: 'b', type: 'x' })).status).toBe(202);
+    clock.advance(10_000);
+    b.resume();
+    await b.closed;
+  });
+});
