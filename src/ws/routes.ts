@@ -5,6 +5,7 @@ import { PeerParams } from '../sessions/model';
 import type { Signalling } from '../sessions/service';
 import { EventsQuery, parseLastEventId } from '../sse/routes';
 import { WsConnection, type WsConnectionOptions } from './connection';
+import { WriteBatcher } from './ws-sink';
 
 /**
  * Bun's WebSocket settings for the whole server (Bun has one set per server). A frame over
@@ -23,7 +24,7 @@ export const WS_SERVER_OPTIONS = {
   perMessageDeflate: false,
 } as const;
 
-export type WsRoutesOptions = Pick<WsConnectionOptions, 'heartbeat' | 'clock' | 'maxQueued'> & Partial<WsConnectionOptions>;
+export type WsRoutesOptions = Pick<WsConnectionOptions, 'heartbeat' | 'clock' | 'maxQueued'> & Partial<Omit<WsConnectionOptions, 'batcher'>>;
 
 const DEFAULTS = { highWaterBytes: 64 * 1024, maxBadFrames: 5 };
 
@@ -39,7 +40,7 @@ function authorizeStream(_peer: PeerParams, _request: Request): void {}
  * parse, wrap and validate every frame on its way (see BENCHMARKS.md), where this one does it once.
  */
 export const socketRoutes = (signalling: Signalling, routeOptions: WsRoutesOptions) => {
-  const options: WsConnectionOptions = { ...DEFAULTS, ...routeOptions };
+  const options: WsConnectionOptions = { ...DEFAULTS, ...routeOptions, batcher: new WriteBatcher() };
   return new Elysia().get(
     '/ws/:sessionId/:peerId',
     ({ params, headers, query, request, server }) => {

@@ -8,19 +8,46 @@ import { errorFrame, eventFrame } from './frames';
 export interface WsSocket {
   /** Bun's status: bytes written (> 0), -1 queued in user space behind a full kernel buffer, 0 dropped. */
   sendText(data: string): number;
+  /** Runs `fn` with the socket corked: its sends leave in one write when `fn` returns. */
+  cork(fn: () => void): void;
   getBufferedAmount(): number;
   close(code?: number, reason?: string): void;
   terminate(): void;
 }
 
+/**
+ * Sends what sinks were given during one turn of the event loop together, one corked batch per socket:
+ * a sender's window of messages reaches its target in one write rather than one write each. A frame
+ * waits at most until the loop comes round (`setImmediate`), after the I/O it is answering.
+ */
+export class WriteBatcher {
+  private dirty: WsSink[] = [];
+  private scheduled = false;
+
+  add(sink: WsSink): void {
+    this.dirty.push(sink);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.run);
+  }
+
+  private readonly run = (): void => {
+    this.scheduled = false;
+    const sinks = this.dirty;
+    this.dirty = [];
+    for (const sink of sinks) sink.flush();
+  };
+}
+
 export interface WsSinkOptions {
   heartbeat: Heartbeat;
   clock: Clock;
+  batcher: WriteBatcher;
   /** Bytes queued in user space ahead of the socket before writes are refused (events then wait in the mailbox). */
   highWaterBytes: number;
   /**
-   * Events queued in user space before writes are refused. Kept well inside the resume window, so that
-   * the events a dropped socket loses can always be replayed.
+   * Events waiting for the socket (batched, or in Bun's buffer) before writes are refused. Kept well
+   * inside the resume window, so that the events a dropped socket loses can always be replayed.
    */
   maxQueued: number;
 }
@@ -34,10 +61,10 @@ export const CloseCode = {
 } as const;
 
 /**
- * One peer's WebSocket as an `EventSink`: the mailbox writes events to it exactly as to an SSE stream. It
- * keeps at most `maxQueued` events or `highWaterBytes` queued ahead of a slow client; past that it refuses
- * writes until Bun's `drain` reports the queue empty, and a socket still full a whole ping interval later
- * is dropped (the client resumes).
+ * One peer's WebSocket as an `EventSink`: the mailbox writes events to it exactly as to an SSE stream.
+ * Frames are batched per turn of the event loop (`WriteBatcher`). At most `maxQueued` events or
+ * `highWaterBytes` wait ahead of a slow client; past that writes are refused until Bun's `drain` reports
+ * its buffer empty, and a socket still full a whole ping interval later is dropped (the client resumes).
  */
 export class WsSink implements EventSink, Pingable {
   /** The id of the last event written: pings carry it, as on the SSE stream. */
@@ -46,7 +73,9 @@ export class WsSink implements EventSink, Pingable {
   /** While the connection is being attached, a close is only noted, so that a refusal can still be sent. */
   private opening = true;
   private closeWanted = false;
-  /** Events sent since Bun's buffer was last empty: how many a dropped socket may lose from it. */
+  /** Frames of this turn of the loop, not yet given to the socket; unset when none (most of the time). */
+  private batch: string[] | undefined;
+  /** Events given to the socket since Bun's buffer was last seen empty: how many a dropped socket may lose. */
   private queued = 0;
   private blocked = false;
   private stalled = false;
@@ -80,8 +109,9 @@ export class WsSink implements EventSink, Pingable {
 
   write(id: number, json: string): boolean {
     if (this.closed || this.blocked) return false;
-    if (!this.send(eventFrame(id, json))) return false;
+    this.enqueue(eventFrame(id, json));
     this.lastId = id;
+    if ((this.batch?.length ?? 0) + this.queued >= this.options.maxQueued) this.blocked = true;
     return true;
   }
 
@@ -93,22 +123,48 @@ export class WsSink implements EventSink, Pingable {
       this.stalled = true;
       return;
     }
-    this.send(eventFrame(this.lastId, json));
+    this.enqueue(eventFrame(this.lastId, json));
   }
 
   /** A frame outside the event stream (an ack); refused only when the socket is gone. */
   reply(frame: string): void {
-    if (!this.closed) this.send(frame);
+    if (!this.closed) this.enqueue(frame);
   }
 
-  /** Bun's drain: the socket took some of its queue. Writes resume once all of it is gone. */
+  /** Gives the batch to the socket in one corked write; the `WriteBatcher` calls it. */
+  flush(): void {
+    const frames = this.batch;
+    this.batch = undefined;
+    if (!frames || this.closed) return;
+    let dropped = false;
+    this.ws.cork(() => {
+      for (const frame of frames) {
+        if (this.ws.sendText(frame) === 0) {
+          dropped = true;
+          break;
+        }
+      }
+    });
+    // Dropped: the socket is closed or past Bun's own limit.
+    if (dropped) return this.abort('the socket dropped a frame');
+    const buffered = this.ws.getBufferedAmount();
+    if (buffered === 0) this.queued = 0;
+    else this.queued += frames.length;
+    if (this.queued >= this.options.maxQueued || buffered > this.options.highWaterBytes) {
+      // Wait for Bun's drain.
+      this.blocked = true;
+    } else if (this.blocked) {
+      // Only the batch was full, and it is gone.
+      this.resume();
+    }
+  }
+
+  /** Bun's drain: the socket took some of its buffer. Writes resume once all of it is gone. */
   drained(): void {
     this.stalled = false;
-    if (this.ws.getBufferedAmount() > 0) return;
+    if (this.batch || this.ws.getBufferedAmount() > 0) return;
     this.queued = 0;
-    if (!this.blocked) return;
-    this.blocked = false;
-    this.drainListener?.();
+    if (this.blocked) this.resume();
   }
 
   /** Ends the attach step: refuses the connection with `error`, or carries out a close asked for meanwhile. */
@@ -127,40 +183,45 @@ export class WsSink implements EventSink, Pingable {
     this.closeWith(CloseCode.normal);
   }
 
-  /** Closes after the frames already sent (an abusive client: 1008, 1009). */
+  /** Closes after the frames already written (an abusive client: 1008, 1009). */
   closeWith(code: number, reason?: string): void {
     if (this.closed) return;
-    if (this.opening) this.closeWanted = true;
-    else this.ws.close(code, reason);
+    if (this.opening) {
+      this.closeWanted = true;
+      this.end();
+      return;
+    }
+    this.flush();
+    this.ws.close(code, reason);
     this.end();
   }
 
   abort(_reason: string): void {
     if (this.closed) return;
     // What is queued for a reader this slow is not worth sending: drop the connection, free its buffer.
+    this.batch = undefined;
     this.ws.terminate();
     this.end();
   }
 
   /** Bun's close: the client went away or the socket was closed. */
   closedBySocket(): void {
+    this.batch = undefined;
     this.end();
   }
 
-  private send(frame: string): boolean {
-    const status = this.ws.sendText(frame);
-    if (status === 0) {
-      // Dropped: the socket is closed or past Bun's own limit.
-      this.abort('the socket dropped a frame');
-      return false;
+  private enqueue(frame: string): void {
+    if (this.batch) {
+      this.batch.push(frame);
+      return;
     }
-    if (status > 0) {
-      // Written through to the kernel: nothing of ours is queued.
-      this.queued = 0;
-    } else if (++this.queued >= this.options.maxQueued || this.ws.getBufferedAmount() > this.options.highWaterBytes) {
-      this.blocked = true;
-    }
-    return true;
+    this.batch = [frame];
+    this.options.batcher.add(this);
+  }
+
+  private resume(): void {
+    this.blocked = false;
+    this.drainListener?.();
   }
 
   private end(): void {
