@@ -1,0 +1,34 @@
+// Elysia's own WebSocket layer (`.ws()`) as a relay, with nothing else: what that layer costs per frame
+// over bare Bun. /<pair>/<role> as in bare.ts. Prints "listening <port>"; "gc" on stdin → "rss <bytes>".
+import { Elysia } from 'elysia';
+
+interface Sendable {
+  send(data: string): unknown;
+}
+const pairs = new Map<string, Map<string, Sendable>>();
+
+const app = new Elysia().ws('/:pair/:role', {
+  open(ws) {
+    const { pair, role } = ws.data.params;
+    let peers = pairs.get(pair);
+    if (!peers) pairs.set(pair, (peers = new Map()));
+    peers.set(role, ws.raw);
+  },
+  message(ws, message) {
+    const { pair, role } = ws.data.params;
+    const text = typeof message === 'string' ? message : JSON.stringify(message);
+    for (const [other, socket] of pairs.get(pair) ?? []) if (other !== role) socket.send(text);
+  },
+  close(ws) {
+    pairs.get(ws.data.params.pair)?.delete(ws.data.params.role);
+  },
+});
+app.listen({ port: 0, hostname: '127.0.0.1', reusePort: false, development: false });
+console.log(`listening ${app.server?.port}`);
+// Exit on SIGTERM rather than die of it, so that a CPU profile (--cpu-prof) gets written.
+process.on('SIGTERM', () => process.exit(0));
+for await (const line of console) {
+  if (line.trim() !== 'gc') continue;
+  Bun.gc(true);
+  console.log(`rss ${process.memoryUsage().rss}`);
+}
