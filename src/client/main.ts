@@ -1,5 +1,7 @@
-// The browser test client: the seed's SSE flow, as a publisher (the device's role) or a viewer.
+// The browser test client: the seed's SSE flow, as a publisher (the device's role) or a viewer, or the
+// same flow over the WebSocket transport with `?transport=ws`.
 type Role = 'publish' | 'view';
+type Transport = 'sse' | 'ws';
 interface Signal {
   type: string;
   senderId?: string;
@@ -52,13 +54,78 @@ async function localMedia(): Promise<MediaStream> {
   }
 }
 
-async function start(role: Role, sessionId: string): Promise<void> {
+/** How this page receives events and sends messages; both start after POST /register. */
+interface Channel {
+  send(type: string, payload: unknown, target: string): Promise<unknown>;
+  close(): void;
+}
+
+/** The seed's transport: events over an EventSource, messages with POST /message. */
+function sseChannel(base: string, onEvent: (msg: Signal) => void): Channel {
+  const events = new EventSource(`/events/${base}`);
+  events.onmessage = (e) => onEvent(JSON.parse(e.data));
+  events.onerror = () => log(events.readyState === EventSource.CLOSED ? 'stream closed' : 'stream lost, reconnecting');
+  return {
+    send: (type, payload, target) => api('POST', `/message/${base}`, { type, payload, target }),
+    close: () => events.close(),
+  };
+}
+
+/**
+ * One WebSocket for both directions. Frames with a `type` are events (with their `id`); the others are
+ * acks of what this page sent. A lost socket reconnects with `?lastEventId=`; meanwhile messages go by
+ * POST /message, which reaches the same session.
+ */
+function wsChannel(base: string, onEvent: (msg: Signal) => void): Channel {
+  let socket: WebSocket | undefined;
+  let lastEventId: number | undefined;
+  let closed = false;
+  const connect = () => {
+    const query = lastEventId === undefined ? '' : `?lastEventId=${lastEventId}`;
+    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws/${base}${query}`);
+    ws.onopen = () => {
+      socket = ws;
+    };
+    ws.onmessage = (e) => {
+      const frame = JSON.parse(e.data);
+      if (typeof frame.type === 'string') {
+        lastEventId = frame.id;
+        onEvent(frame);
+      } else if (frame.status >= 400) {
+        log(`error: ${frame.error}: ${frame.message}`);
+      }
+    };
+    ws.onclose = (e) => {
+      socket = undefined;
+      if (closed) return;
+      // 4000 + an HTTP status: the server refused this peer (gone, taken over); reconnecting will not help.
+      if (e.code >= 4000) return setStatus(`Socket refused: ${e.reason} (${e.code})`);
+      log(`socket lost (${e.code}), reconnecting`);
+      setTimeout(connect, 1000);
+    };
+  };
+  connect();
+  return {
+    async send(type, payload, target) {
+      if (!socket) return api('POST', `/message/${base}`, { type, payload, target });
+      socket.send(JSON.stringify({ type, payload, target }));
+    },
+    close() {
+      closed = true;
+      socket?.close();
+    },
+  };
+}
+
+async function start(role: Role, sessionId: string, transport: Transport): Promise<void> {
   const peerId = `${role === 'publish' ? 'device' : 'viewer'}-${crypto.randomUUID().slice(0, 8)}`;
   const iceServer = await api('GET', `/iceServers?peerId=${encodeURIComponent(peerId)}`);
   const media = role === 'publish' ? await localMedia() : undefined;
   if (media) el<HTMLVideoElement>('local').srcObject = media;
   const base = `${encodeURIComponent(sessionId)}/${encodeURIComponent(peerId)}`;
-  const send = (type: string, payload: unknown, target: string) => api('POST', `/message/${base}`, { type, payload, target });
+  let channel: Channel | undefined;
+  const send = (type: string, payload: unknown, target: string) =>
+    channel ? channel.send(type, payload, target) : api('POST', `/message/${base}`, { type, payload, target });
   const peers = new Map<string, { pc: RTCPeerConnection; pending: RTCIceCandidateInit[] }>();
 
   const connection = (remoteId: string) => {
@@ -132,27 +199,27 @@ async function start(role: Role, sessionId: string): Promise<void> {
   };
 
   const registered = await api('POST', `/register/${base}`);
-  setStatus(`${role === 'publish' ? 'Publishing' : 'Viewing'} session ${sessionId} as ${peerId}`);
+  setStatus(`${role === 'publish' ? 'Publishing' : 'Viewing'} session ${sessionId} as ${peerId} (${transport === 'ws' ? 'WebSocket' : 'SSE'})`);
   // Messages are handled one at a time, in the order they arrived.
   let queue = Promise.resolve();
-  const events = new EventSource(`/events/${base}`);
-  events.onmessage = (e) => {
-    queue = queue.then(() => handle(JSON.parse(e.data))).catch((err) => log(`error: ${(err as Error).message}`));
+  const onEvent = (msg: Signal) => {
+    queue = queue.then(() => handle(msg)).catch((err) => log(`error: ${(err as Error).message}`));
   };
-  events.onerror = () => log(events.readyState === EventSource.CLOSED ? 'stream closed' : 'stream lost, reconnecting');
+  channel = (transport === 'ws' ? wsChannel : sseChannel)(base, onEvent);
   if (role === 'publish') for (const id of registered.peers as string[]) await offerTo(id);
   addEventListener('pagehide', () => {
-    events.close();
+    channel?.close();
     fetch(`/register/${base}`, { method: 'DELETE', keepalive: true });
   });
 }
 
 const sessionInput = el<HTMLInputElement>('session');
 const params = new URLSearchParams(location.search);
+const transport: Transport = params.get('transport') === 'ws' ? 'ws' : 'sse';
 sessionInput.value = params.get('session') ?? crypto.randomUUID().slice(0, 8);
 for (const role of ['publish', 'view'] as const) {
   el<HTMLButtonElement>(role).onclick = () => {
-    start(role, sessionInput.value).catch((e) => setStatus(`Failed: ${(e as Error).message}`));
+    start(role, sessionInput.value, transport).catch((e) => setStatus(`Failed: ${(e as Error).message}`));
   };
 }
 const autoRole = params.get('role');
