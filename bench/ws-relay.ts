@@ -8,7 +8,7 @@
 //   throughput  100 pairs, each sender keeping a window of ~300-byte messages in flight to its receiver:
 //               messages delivered per second, and the server's CPU use meanwhile;
 //   latency     the same pairs sending 35,000 msg/s in all, spread evenly: p50/p99 from send to delivery;
-//   memory      2,000 idle connected peers: the server's RSS growth per peer, after a full GC.
+//   memory      10,000 idle connected peers: the server's RSS growth per peer, after a full GC.
 // Everything is bounded: a run takes about (warm-up + duration) × 2 + a few seconds per server.
 import { type Subprocess, spawn } from 'bun';
 import { connectRaw, type RawWebSocket } from './raw-ws';
@@ -54,7 +54,7 @@ export const DEFAULTS: RelayOptions = {
   rate: 35_000,
   warmupMs: 1000,
   durationMs: 4000,
-  idlePeers: 2000,
+  idlePeers: 10_000,
   measure: MEASUREMENTS,
   pin: true,
   log: (line) => console.error(line),
@@ -333,6 +333,7 @@ async function measureMemory(kind: ServerKind, server: ServerProcess, options: R
   const pairs = await openPairs(kind, server.base, options.idlePeers / 2, 'm');
   await Bun.sleep(500);
   const after = await server.rss();
+
   closePairs(pairs);
   return (after - before) / options.idlePeers;
 }

@@ -5,14 +5,28 @@ export interface RawSocket {
   socket: net.Socket;
   /** Text frames received so far, in order. */
   readonly texts: string[];
+  /** WebSocket pings received so far. */
+  readonly pings: number;
+  /** Sends a text frame (masked, as a client must). */
+  send(text: string): void;
   /** Resolves when the TCP connection has closed. */
   closed: Promise<void>;
   pause(): void;
   resume(): void;
 }
 
-/** Connects to `path` on `url`'s host, completes the upgrade, then collects text frames. */
-export async function openRawSocket(url: string, path: string): Promise<RawSocket> {
+/** A client frame: FIN, opcode, mask bit and length, a zero mask key (valid, and it leaves the payload as is). */
+function clientFrame(opcode: number, payload: Buffer): Buffer {
+  const n = payload.length;
+  const head = n < 126 ? Buffer.from([0x80 | opcode, 0x80 | n]) : Buffer.from([0x80 | opcode, 0x80 | 126, n >> 8, n & 0xff]);
+  return Buffer.concat([head, Buffer.alloc(4), payload]);
+}
+
+/**
+ * Connects to `path` on `url`'s host, completes the upgrade, then collects text frames. It answers
+ * WebSocket pings only with `autoPong`, as a client that lost power would not.
+ */
+export async function openRawSocket(url: string, path: string, options: { autoPong?: boolean } = {}): Promise<RawSocket> {
   const { hostname, port } = new URL(url);
   const socket = net.connect(Number(port), hostname);
   socket.on('error', () => {});
@@ -20,6 +34,7 @@ export async function openRawSocket(url: string, path: string): Promise<RawSocke
   const key = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64');
   socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
   const texts: string[] = [];
+  let pings = 0;
   let buffer = Buffer.alloc(0);
   let upgraded = false;
   await new Promise<void>((resolve, reject) => {
@@ -50,10 +65,25 @@ export async function openRawSocket(url: string, path: string): Promise<RawSocke
           offset = 10;
         }
         if (buffer.length < offset + length) return;
-        if (opcode === 1) texts.push(buffer.subarray(offset, offset + length).toString());
+        const payload = buffer.subarray(offset, offset + length);
+        if (opcode === 1) texts.push(payload.toString());
+        if (opcode === 9) {
+          pings++;
+          if (options.autoPong) socket.write(clientFrame(0xa, Buffer.from(payload)));
+        }
         buffer = buffer.subarray(offset + length);
       }
     });
   });
-  return { socket, texts, closed, pause: () => socket.pause(), resume: () => socket.resume() };
+  return {
+    socket,
+    texts,
+    get pings() {
+      return pings;
+    },
+    send: (text) => void socket.write(clientFrame(1, Buffer.from(text))),
+    closed,
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
+  };
 }

@@ -1,6 +1,6 @@
 // The ceiling: a bare Bun WebSocket relay. /<pair>/<role> pairs two sockets; each text frame goes to the
 // other one unread (with --json: parsed and serialised again, the least a relay that checks frames does).
-// Prints "listening <port>"; "gc" on stdin → "rss <bytes>".
+// Prints "listening <port>"; "gc" on stdin → "rss <bytes> heap <bytes>".
 import type { ServerWebSocket } from 'bun';
 
 interface Peer {
@@ -41,5 +41,6 @@ process.on('SIGTERM', () => process.exit(0));
 for await (const line of console) {
   if (line.trim() !== 'gc') continue;
   Bun.gc(true);
-  console.log(`rss ${process.memoryUsage().rss}`);
+  const m = process.memoryUsage();
+  console.log(`rss ${m.rss} heap ${m.heapUsed}`);
 }

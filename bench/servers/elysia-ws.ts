@@ -1,5 +1,5 @@
 // Elysia's own WebSocket layer (`.ws()`) as a relay, with nothing else: what that layer costs per frame
-// over bare Bun. /<pair>/<role> as in bare.ts. Prints "listening <port>"; "gc" on stdin → "rss <bytes>".
+// over bare Bun. /<pair>/<role> as in bare.ts. Prints "listening <port>"; "gc" on stdin → "rss <bytes> heap <bytes>".
 import { Elysia } from 'elysia';
 
 interface Sendable {
@@ -30,5 +30,6 @@ process.on('SIGTERM', () => process.exit(0));
 for await (const line of console) {
   if (line.trim() !== 'gc') continue;
   Bun.gc(true);
-  console.log(`rss ${process.memoryUsage().rss}`);
+  const m = process.memoryUsage();
+  console.log(`rss ${m.rss} heap ${m.heapUsed}`);
 }

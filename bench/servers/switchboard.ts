@@ -1,5 +1,5 @@
 // switchboard as the relay benchmark runs it: the real app (createApp), on 127.0.0.1 and a free port.
-// Prints "listening <port>"; on a "gc" line from stdin it collects garbage and prints "rss <bytes>".
+// Prints "listening <port>"; on a "gc" line from stdin it collects garbage and prints "rss <bytes> heap <bytes>".
 import { createApp } from '../../src/app';
 import { defaultConfig } from '../../src/config';
 
@@ -11,5 +11,6 @@ process.on('SIGTERM', () => process.exit(0));
 for await (const line of console) {
   if (line.trim() !== 'gc') continue;
   Bun.gc(true);
-  console.log(`rss ${process.memoryUsage().rss}`);
+  const m = process.memoryUsage();
+  console.log(`rss ${m.rss} heap ${m.heapUsed}`);
 }

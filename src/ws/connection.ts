@@ -10,8 +10,8 @@ export interface WsConnectionOptions extends WsSinkOptions {
 }
 
 /**
- * One WebSocket peer: Bun's socket handlers for it (`open`, `message`, `drain`, `close`; the server calls
- * them on the connection's `data`). It is registered first with POST /register, as an SSE peer is; on open
+ * One WebSocket peer: Bun's socket handlers for it (`open`, `message`, `drain`, `pong`, `close`; the
+ * server calls them on the connection's `data`). It is registered first with POST /register, as an SSE peer is; on open
  * it attaches a `WsSink` to the peer's mailbox, so that held events, resume and takeover work as on SSE.
  * Each text frame is a POST /message body, answered with an ack.
  */
@@ -58,6 +58,10 @@ export class WsConnection {
 
   drain(): void {
     this.sink?.drained();
+  }
+
+  pong(): void {
+    this.sink?.ponged();
   }
 
   close(): void {

@@ -14,9 +14,10 @@ import { WriteBatcher } from './ws-sink';
  */
 export const WS_SERVER_OPTIONS = {
   maxPayloadLength: 4 * MAX_BODY_BYTES,
-  // Bun pings a connection that has been silent shortly before this many seconds and closes it if no
-  // pong comes: a dead client is noticed even while the server has nothing to send it.
-  idleTimeout: 60,
+  // Liveness is the heartbeat's (a WebSocket ping each PING_INTERVAL_MS, see WsSink.ping): Bun resets
+  // its idle timer on every frame sent, so its own pings would never fire while ping events flow.
+  // They stay as the backstop for a connection the heartbeat does not reach.
+  idleTimeout: 120,
   sendPings: true,
   // Our sink stops writing at its own, lower mark; this is only Bun's last resort.
   backpressureLimit: 1024 * 1024,

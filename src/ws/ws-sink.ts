@@ -11,6 +11,8 @@ export interface WsSocket {
   /** Runs `fn` with the socket corked: its sends leave in one write when `fn` returns. */
   cork(fn: () => void): void;
   getBufferedAmount(): number;
+  /** Sends a WebSocket ping frame (the client's WebSocket answers it by itself). */
+  ping(): number;
   close(code?: number, reason?: string): void;
   terminate(): void;
 }
@@ -79,6 +81,8 @@ export class WsSink implements EventSink, Pingable {
   private queued = 0;
   private blocked = false;
   private stalled = false;
+  /** A WebSocket ping went out at the last heartbeat and no pong has come back yet. */
+  private awaitingPong = false;
   private closeListener: (() => void) | undefined;
   private drainListener: (() => void) | undefined;
 
@@ -101,10 +105,10 @@ export class WsSink implements EventSink, Pingable {
     this.drainListener = fn;
   }
 
-  /** Nothing to replay: a ping tells the client at once that it is live, and the id it is at. */
+  /** Nothing to replay: a ping event tells the client at once that it is live, and the id it is at. */
   begin(cursor: number): void {
     this.lastId = cursor;
-    this.ping(JSON.stringify({ type: 'ping', time: new Date(this.options.clock.now()).toISOString() }));
+    this.enqueue(eventFrame(cursor, JSON.stringify({ type: 'ping', time: new Date(this.options.clock.now()).toISOString() })));
   }
 
   write(id: number, json: string): boolean {
@@ -115,8 +119,16 @@ export class WsSink implements EventSink, Pingable {
     return true;
   }
 
+  /**
+   * The heartbeat: the seed's ping event, as on SSE, and a WebSocket ping. A client that has not answered
+   * the previous WebSocket ping, a whole interval ago, is gone (a device that lost power sends no FIN):
+   * the socket is dropped, and the peer times out unless it comes back.
+   */
   ping(json: string): void {
     if (this.closed) return;
+    if (this.awaitingPong) return this.abort('no pong within a ping interval');
+    this.awaitingPong = true;
+    this.ws.ping();
     if (this.blocked) {
       // Full for a whole ping interval: nobody reads this socket.
       if (this.stalled) this.abort('the reader stalled');
@@ -124,6 +136,11 @@ export class WsSink implements EventSink, Pingable {
       return;
     }
     this.enqueue(eventFrame(this.lastId, json));
+  }
+
+  /** Bun's pong handler: the client answered the last WebSocket ping. */
+  ponged(): void {
+    this.awaitingPong = false;
   }
 
   /** A frame outside the event stream (an ack); refused only when the socket is gone. */

@@ -44,7 +44,8 @@ const withoutId = ({ id: _id, ...rest }: Frame) => rest;
 
 describe('an SSE peer and a WebSocket peer in one session', () => {
   test("the seed's flow: register, new-peer, offer, answer, ICE both ways, pings", async () => {
-    const { url } = server({ pingIntervalMs: 50 });
+    const clock = new ManualClock();
+    const { url } = server({ pingIntervalMs: 10_000 }, { clock });
     // FE on Server-Sent Events, the device on a WebSocket; neither knows how the other is connected.
     await post(`${url}/register/session1/peer1`);
     const fe = await events(`${url}/events/session1/peer1`);
@@ -72,9 +73,10 @@ describe('an SSE peer and a WebSocket peer in one session', () => {
     }
 
     // The same ping event on both transports, each with the id of the last event written.
-    await fe.next(ofType('ping'), 2000);
     await device.next(isType('ping'));
-    const ping = await device.next(isType('ping'), 2000);
+    clock.advance(10_000);
+    await fe.next(ofType('ping'));
+    const ping = await device.next(isType('ping'));
     expect(Object.keys(ping).sort()).toEqual(['id', 'time', 'type']);
     expect(new Date(ping.time as string).toISOString()).toBe(ping.time as string);
     // Event ids grow by one per event written to this peer; pings repeat the last one.
@@ -314,6 +316,32 @@ describe('bad frames', () => {
     for (let i = 0; i < 100; i++) a.send(JSON.stringify({ target: 'gone', type: 'x' }));
     await until(() => a.frames.filter((f) => f.error === 'target_not_found').length === 100);
     expect(await a.request({ type: 'x' })).toMatchObject({ status: 200 });
+  });
+});
+
+describe('liveness', () => {
+  test('a client that answers WebSocket pings stays; one that stops answering is dropped after one interval', async () => {
+    const clock = new ManualClock();
+    const { url } = server({ pingIntervalMs: 10_000, peerTimeoutMs: 60_000 }, { clock });
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const live = await openRawSocket(url, '/ws/s/a', { autoPong: true });
+    const dead = await openRawSocket(url, '/ws/s/b');
+    /** A round trip on `live`: once its ack is back, the server has read everything sent before it. */
+    const roundTrip = async (n: number) => {
+      live.send(JSON.stringify({ id: n, type: 'probe', target: 'b' }));
+      await until(() => live.texts.some((t) => JSON.parse(t).ack === n));
+    };
+    for (let tick = 1; tick <= 3; tick++) {
+      clock.advance(10_000);
+      await until(() => live.pings === tick);
+      await roundTrip(tick);
+    }
+    // b read every ping but answered none: dropped at the second tick, so it can time out.
+    expect(dead.pings).toBeGreaterThanOrEqual(1);
+    await dead.closed;
+    expect(live.socket.closed).toBe(false);
+    live.socket.destroy();
   });
 });
 
