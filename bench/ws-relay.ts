@@ -374,21 +374,25 @@ export const median = (values: number[]): number => {
 
 /** A markdown table of medians (and the range over runs), with each server's throughput against PeerJS. */
 export function formatTable(results: ServerFigures[]): string {
+  // CPU time per message is what a busy machine disturbs least: it does not count time the server waited
+  // for its core. One core's worth of it is the throughput the server would reach alone on that core.
+  const cpuPerMessage = (runs: RunFigures[]) => runs.map((r) => (r.serverCpu * 1e4) / r.throughput);
   const peerjs = results.find((r) => r.server === 'peerjs');
   const peerjsThroughput = peerjs ? median(peerjs.runs.map((r) => r.throughput)) : undefined;
+  const peerjsCost = peerjs ? median(cpuPerMessage(peerjs.runs)) : undefined;
   const range = (values: number[], digits: number, scale = 1) =>
     `${(median(values) / scale).toFixed(digits)} (${(Math.min(...values) / scale).toFixed(digits)}–${(Math.max(...values) / scale).toFixed(digits)})`;
   const lines = [
-    '| server | throughput, k msg/s | × PeerJS | server CPU % | server CPU µs/msg | p50 ms at rate | p99 ms at rate | rate sent, k msg/s | KiB per idle peer |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| server | throughput, k msg/s | × PeerJS | server CPU % | server CPU µs/msg | × PeerJS by CPU cost | p50 ms at rate | p99 ms at rate | rate sent, k msg/s | KiB per idle peer |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const { server, runs } of results) {
     const pick = (key: keyof RunFigures) => runs.map((r) => r[key]);
     const ratio = peerjsThroughput ? (median(pick('throughput')) / peerjsThroughput).toFixed(2) : '–';
-    // CPU time per message is what a busy machine disturbs least: it does not count time the server waited for its core.
-    const cpuPerMessage = runs.map((r) => (r.serverCpu * 1e4) / r.throughput);
+    const cost = cpuPerMessage(runs);
+    const costRatio = peerjsCost ? (peerjsCost / median(cost)).toFixed(2) : '–';
     lines.push(
-      `| ${server} | ${range(pick('throughput'), 1, 1000)} | ${ratio} | ${range(pick('serverCpu'), 0)} | ${range(cpuPerMessage, 2)} | ${range(pick('p50'), 2)} | ${range(pick('p99'), 2)} | ${range(pick('sentRate'), 1, 1000)} | ${range(pick('bytesPerPeer'), 2, 1024)} |`,
+      `| ${server} | ${range(pick('throughput'), 1, 1000)} | ${ratio} | ${range(pick('serverCpu'), 0)} | ${range(cost, 2)} | ${costRatio} | ${range(pick('p50'), 2)} | ${range(pick('p99'), 2)} | ${range(pick('sentRate'), 1, 1000)} | ${range(pick('bytesPerPeer'), 2, 1024)} |`,
     );
   }
   return lines.join('\n');

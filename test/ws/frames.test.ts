@@ -1,0 +1,41 @@
+import { describe, expect, test } from 'bun:test';
+import { SignalError } from '../../src/errors';
+import { ackFrame, BadFrame, errorFrame, eventFrame, parseClientFrame } from '../../src/ws/frames';
+
+describe('server frames', () => {
+  test('an event frame is the event with its id spliced in front, still one JSON object', () => {
+    const json = JSON.stringify({ type: 'offer', payload: { sdp: 'v=0\r\n' }, senderId: 'a' });
+    const frame = eventFrame(12, json);
+    expect(JSON.parse(frame)).toEqual({ id: 12, type: 'offer', payload: { sdp: 'v=0\r\n' }, senderId: 'a' });
+  });
+
+  test('acks echo the client id as JSON, numbers and strings alike', () => {
+    expect(JSON.parse(ackFrame(7, 'sent'))).toEqual({ ack: 7, status: 200, message: 'Message sent' });
+    expect(JSON.parse(ackFrame('a"b', 'queued'))).toEqual({ ack: 'a"b', status: 202, message: 'Message queued' });
+    expect(JSON.parse(ackFrame(null, 'sent')).ack).toBeNull();
+    expect(JSON.parse(errorFrame(3, new SignalError('queue_full', 'full', 1)))).toEqual({ ack: 3, status: 429, error: 'queue_full', message: 'full', retryAfter: 1 });
+  });
+});
+
+describe('client frames', () => {
+  test('the body of POST /message with an optional id; other fields pass through unread', () => {
+    expect(parseClientFrame('{"type":"offer","payload":{"sdp":"x"},"target":"b","id":1}')).toEqual({ type: 'offer', payload: { sdp: 'x' }, target: 'b', id: 1 });
+    expect(parseClientFrame('{"type":"hello","senderId":"mallory"}')).toMatchObject({ type: 'hello' });
+  });
+
+  test.each([
+    ['{', 'invalid_json', null],
+    ['"offer"', 'invalid_request', null],
+    ['null', 'invalid_request', null],
+    ['{"id":{},"type":"x"}', 'invalid_request', null],
+    ['{"id":"k","type":""}', 'invalid_request', 'k'],
+    ['{"id":2,"type":"x","target":7}', 'invalid_request', 2],
+    [`{"id":2,"type":"${'x'.repeat(65)}"}`, 'invalid_request', 2],
+    [`{"type":"x","payload":"${'x'.repeat(64 * 1024)}"}`, 'payload_too_large', null],
+  ])('%#: refused with %s', (data, code, id) => {
+    const frame = parseClientFrame(data);
+    expect(frame).toBeInstanceOf(BadFrame);
+    expect((frame as BadFrame).error.code as string).toBe(code as string);
+    expect((frame as BadFrame).id).toBe(id);
+  });
+});
