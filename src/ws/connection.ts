@@ -11,9 +11,9 @@ export interface WsConnectionOptions extends WsSinkOptions {
 
 /**
  * One WebSocket peer: Bun's socket handlers for it (`open`, `message`, `drain`, `pong`, `close`; the
- * server calls them on the connection's `data`). It is registered first with POST /register, as an SSE peer is; on open
- * it attaches a `WsSink` to the peer's mailbox, so that held events, resume and takeover work as on SSE.
- * Each text frame is a POST /message body, answered with an ack.
+ * server calls them on the connection's `data`). The peer registers first with POST /register, as an SSE
+ * peer does; on open a `WsSink` is attached to its mailbox, so that held events, resume and takeover work
+ * as on SSE. Each text frame is a POST /message body, answered with an ack.
  */
 export class WsConnection {
   private sink: WsSink | undefined;
@@ -32,8 +32,9 @@ export class WsConnection {
     try {
       this.signalling.connect(this.peer.sessionId, this.peer.peerId, sink, this.lastEventId);
     } catch (e) {
-      if (!(e instanceof SignalError)) throw e;
-      return sink.opened(e);
+      if (e instanceof SignalError) return sink.opened(e);
+      // A bug: the connection closes (connect closed the sink), the server goes on.
+      console.error('internal error', `ws /ws/${this.peer.sessionId}/${this.peer.peerId}`, e);
     }
     sink.opened();
   }
