@@ -70,6 +70,8 @@ export interface RunFigures {
   p99: number;
   /** The rate actually sent in the latency test. */
   sentRate: number;
+  /** The load's (this process's) CPU use during the latency test, in % of one core: near 100, the load is what limits. */
+  loadCpu: number;
   /** RSS growth per idle connected peer, bytes. */
   bytesPerPeer: number;
 }
@@ -104,7 +106,8 @@ const protocols: Record<ServerKind, Protocol> = {
     message: (_pair, body) => `{"type":"offer","target":"r","payload":${body}}`,
   },
   peerjs: {
-    command: ['node', '--expose-gc', join(here, 'servers/peerjs.mjs')],
+    // Under Node, its own runtime, when there is one.
+    command: Bun.which('node') ? ['node', '--expose-gc', join(here, 'servers/peerjs.mjs')] : [process.execPath, join(here, 'servers/peerjs.mjs')],
     url: (base, pair, role) => `${base.replace('http', 'ws')}/peerjs?key=peerjs&id=${pair}${role}&token=t${pair}${role}`,
     message: (pair, body) => `{"type":"OFFER","dst":"${pair}r","payload":${body}}`,
   },
@@ -272,7 +275,7 @@ async function measureThroughput(kind: ServerKind, server: ServerProcess, option
   return { throughput, serverCpu };
 }
 
-async function measureLatency(kind: ServerKind, server: ServerProcess, options: RelayOptions): Promise<{ p50: number; p99: number; sentRate: number }> {
+async function measureLatency(kind: ServerKind, server: ServerProcess, options: RelayOptions): Promise<{ p50: number; p99: number; sentRate: number; loadCpu: number }> {
   const pairs = await openPairs(kind, server.base, options.pairs, 'l');
   const make = payloadMaker(kind, options.messageBytes);
   const isRelayed = relayedBy(options);
@@ -289,21 +292,24 @@ async function measureLatency(kind: ServerKind, server: ServerProcess, options: 
       if (measuring && recorded < total) latencies[recorded++] = performance.now() - sentAt;
     };
   }
-  // Open loop: whatever is due by now is sent, round robin over the pairs, checked as often as the
-  // event loop comes round (setImmediate), so that sends are spread rather than sent in bursts.
+  // Open loop: every millisecond, whatever is due by then is sent, round robin over the pairs (about 35
+  // messages, at most one per pair). A timer rather than a busy loop leaves the load's core idle between
+  // ticks, so that the load does not compete with its own receiving.
   const start = performance.now();
   const end = start + options.warmupMs + options.durationMs;
   let sent = 0;
   let next = 0;
   let measuredFrom = 0;
   let sentAtStart = 0;
+  let cpuAtStart = process.cpuUsage();
   await new Promise<void>((resolve) => {
-    const tick = () => {
+    const timer = setInterval(() => {
       const now = performance.now();
       if (!measuring && now - start >= options.warmupMs) {
         measuring = true;
         measuredFrom = now;
         sentAtStart = sent;
+        cpuAtStart = process.cpuUsage();
       }
       const due = Math.floor(((now - start) * options.rate) / 1000);
       while (sent < due) {
@@ -312,17 +318,21 @@ async function measureLatency(kind: ServerKind, server: ServerProcess, options: 
         pair.sender.send(make(pair.name, performance.now()));
         sent++;
       }
-      if (now < end) setImmediate(tick);
-      else resolve();
-    };
-    tick();
+      if (now >= end) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 1);
   });
-  const sentRate = ((sent - sentAtStart) * 1000) / (performance.now() - measuredFrom);
+  const elapsed = performance.now() - measuredFrom;
+  const sentRate = ((sent - sentAtStart) * 1000) / elapsed;
+  const cpu = process.cpuUsage(cpuAtStart);
+  const loadCpu = ((cpu.user + cpu.system) / 1000 / elapsed) * 100;
   await Bun.sleep(300);
   closePairs(pairs);
   const sorted = latencies.subarray(0, recorded).sort();
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
-  return { p50: at(0.5), p99: at(0.99), sentRate };
+  return { p50: at(0.5), p99: at(0.99), sentRate, loadCpu };
 }
 
 async function measureMemory(kind: ServerKind, server: ServerProcess, options: RelayOptions): Promise<number> {
@@ -346,7 +356,7 @@ export async function benchWsRelay(partial: Partial<RelayOptions> = {}): Promise
   for (let run = 1; run <= options.runs; run++) {
     for (const result of results) {
       const kind = result.server;
-      const figures: RunFigures = { throughput: NaN, serverCpu: NaN, p50: NaN, p99: NaN, sentRate: NaN, bytesPerPeer: NaN };
+      const figures: RunFigures = { throughput: NaN, serverCpu: NaN, p50: NaN, p99: NaN, sentRate: NaN, loadCpu: NaN, bytesPerPeer: NaN };
       // A fresh server for each measurement, so that none inherits another's garbage or connections.
       const fresh = async <T>(measure: (server: ServerProcess) => Promise<T>): Promise<T> => {
         const server = await startServer(kind, options);

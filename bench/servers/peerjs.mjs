@@ -8,7 +8,8 @@ PeerServer({ port: 0, host: '127.0.0.1', concurrent_limit: 1_000_000, alive_time
 });
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line.trim() !== 'gc') return;
-  globalThis.gc?.();
+  if (globalThis.gc) globalThis.gc();
+  else globalThis.Bun?.gc(true);
   const m = process.memoryUsage();
   console.log(`rss ${m.rss} heap ${m.heapUsed}`);
 });
