@@ -1,3 +1,5 @@
+// The WebSocket transport against a real listener, with real WebSocket, SSE and raw TCP clients. The browser
+// side (two Chromium pages over ?transport=ws) belongs with the end-to-end browser tests.
 import { afterEach, describe, expect, test } from 'bun:test';
 import { ManualClock, post, type Running, startServer } from '../helpers';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
@@ -374,6 +376,22 @@ describe('a slow reader', () => {
     const resumed = await socket(`${url}/ws/s/b?lastEventId=${received.at(-1)?.id ?? 0}`);
     while (seqs.length < acknowledged) seqs.push(((await resumed.next(isType('seq'))).payload as { seq: number }).seq);
     expect(seqs).toEqual([...Array(acknowledged).keys()]);
+  });
+
+  test('a client that sends without reading its acks is cut off before its acks take more than 1 MiB', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    const a = await openRawSocket(url, '/ws/s/a');
+    a.pause();
+    // Each frame is answered with a 404 ack of about 100 bytes: far more than Bun's 1 MiB limit in all.
+    const frame = JSON.stringify({ type: 'x', target: 'nobody' });
+    for (let i = 0; i < 200_000 && !a.socket.closed; i++) {
+      a.send(frame);
+      if (i % 1000 === 999) await Bun.sleep(0);
+    }
+    a.resume();
+    await a.closed;
+    expect(a.texts.length).toBeLessThan(200_000);
   });
 
   test('a socket that stays full for a whole ping interval is dropped, so the peer can time out', async () => {
