@@ -1,7 +1,9 @@
-// Relay benchmark over WebSocket: switchboard against PeerJS server and a bare Bun relay (the ceiling).
+// Relay benchmark over WebSocket: switchboard against PeerJS server and a bare Bun relay (the ceiling for a
+// relay that writes each frame as it comes). See BENCHMARKS.md for the method and the figures.
 //
-//   bun bench/ws-relay.ts                 # every server, 3 runs each, a markdown table on stdout
-//   bun bench/ws-relay.ts --servers switchboard,peerjs --runs 1 --duration-ms 3000
+//   bun bench/ws-relay.ts                 # switchboard, PeerJS, bare Bun; 3 runs each (~6 min); a markdown table
+//   bun bench/ws-relay.ts --servers switchboard,peerjs --runs 1 --measure throughput,memory
+//   bun bench/ws-relay.ts --servers switchboard --measure throughput --profile /tmp/prof
 //
 // Each server runs as its own process pinned to CPU 0 (`taskset -c 0`), the load (this process) on CPU 1.
 // Three figures per server and run:
@@ -9,7 +11,7 @@
 //               messages delivered per second, and the server's CPU use meanwhile;
 //   latency     the same pairs sending 35,000 msg/s in all, spread evenly: p50/p99 from send to delivery;
 //   memory      10,000 idle connected peers: the server's RSS growth per peer, after a full GC.
-// Everything is bounded: a run takes about (warm-up + duration) × 2 + a few seconds per server.
+// Everything is bounded: a run takes about (warm-up + duration) × 2 + 30 s (the idle peers) per server.
 import { type Subprocess, spawn } from 'bun';
 import { connectRaw, type RawWebSocket } from './raw-ws';
 import { readFileSync } from 'node:fs';
