@@ -1,5 +1,11 @@
 import { cors } from '@elysiajs/cors';
 import { Elysia, ValidationError } from 'elysia';
+import { adminRoutes } from './admin/routes';
+import { Admin } from './admin/service';
+import { PeerAccess } from './auth/access';
+import { guards } from './auth/guards';
+import { JwtVerifier } from './auth/jwt';
+import { randomToken, type TokenGenerator } from './auth/tokens';
 import page from './client/index.html';
 import { type Clock, systemClock } from './clock';
 import type { Config } from './config';
@@ -7,6 +13,10 @@ import { LocalDelivery } from './delivery/local';
 import { errorResponse, SignalError } from './errors';
 import { iceServerSource } from './ice/ice-servers';
 import { iceRoutes } from './ice/routes';
+import { Limits } from './limits/limits';
+import { Notifier } from './notify/notifier';
+import type { HtmlImport } from './page/bundle';
+import { pageRoutes } from './page/routes';
 import { sessionRoutes } from './sessions/routes';
 import { Signalling } from './sessions/service';
 import { SessionStore } from './sessions/store';
@@ -15,6 +25,12 @@ import { eventRoutes } from './sse/routes';
 
 export interface AppDeps {
   clock: Clock;
+  /** Peer, join and session tokens. */
+  newToken: TokenGenerator;
+  /** Ids of notifications and of sessions the admin API names. */
+  newId: () => string;
+  /** Where the server's own log lines go. */
+  log: (line: string) => void;
 }
 
 /** How long an EventSource waits before it reconnects after losing its stream. */
@@ -27,18 +43,25 @@ const RECONNECT_MS = 1000;
  */
 export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const clock = deps.clock ?? systemClock;
+  const newToken = deps.newToken ?? randomToken;
+  const newId = deps.newId ?? (() => crypto.randomUUID());
+  const log = deps.log ?? ((line: string) => console.log(line));
+  const store = new SessionStore();
   const delivery = new LocalDelivery(config.maxQueue);
-  const signalling = new Signalling(config, { store: new SessionStore(), delivery, clock });
+  const notifier = Notifier.fromConfig(config, { clock, newId, log });
+  const signalling = new Signalling(config, { store, delivery, clock, listener: notifier?.notify });
   const heartbeat = new Heartbeat(clock, config.pingIntervalMs);
   const anyOrigin = config.corsOrigins.includes('*');
+  const jwt = config.authMode === 'jwt' ? JwtVerifier.fromConfig(config, clock) : undefined;
+  const access = new PeerAccess(config, { store, newToken, jwt });
+  const guard = guards(access, new Limits(config, clock), config.trustProxy);
 
-  // The client page is a Bun HTML bundle, which must be a native route of Bun.serve. Elysia makes one of
-  // `.get('/', page)` only when no global hook exists (CORS adds one), so it is declared here, per
-  // method, beside the CORS plugin's own OPTIONS route for '/'.
-  // Bun accepts a bundle as a per-method handler; its types do not say so yet.
-  const clientRoute = { GET: page as unknown as Response };
-  return new Elysia({ serve: { routes: { '/': clientRoute } } })
+  // The client page is served by pageRoutes from the built bundle, not as Bun's native HTML route:
+  // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
+  return new Elysia()
     .decorate('signalling', signalling)
+    .decorate('access', access)
+    .onStop(() => notifier?.stop())
     .onError(({ code, error, request }) => {
       if (error instanceof SignalError) return error.toResponse();
       if (error instanceof ValidationError) return validationResponse(error);
@@ -64,8 +87,10 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
       }),
     )
     .use(iceRoutes(iceServerSource(config, clock)))
-    .use(sessionRoutes(signalling))
-    .use(eventRoutes(signalling, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }));
+    .use(sessionRoutes(signalling, guard))
+    .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
+    .use(adminRoutes(new Admin(config, { store, signalling, newToken, newId }), access))
+    .use(pageRoutes(page as unknown as HtmlImport, { tls: Boolean(config.tlsCert) }));
 }
 
 export type App = ReturnType<typeof createApp>;

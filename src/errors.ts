@@ -6,6 +6,9 @@ export const errorStatus = {
   invalid_json: 400,
   invalid_request: 400,
   reserved_type: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  admin_disabled: 403,
   payload_too_large: 413,
   not_found: 404,
   session_not_found: 404,
@@ -14,8 +17,11 @@ export const errorStatus = {
   session_full: 409,
   superseded: 409,
   resume_gap: 409,
+  session_exists: 409,
   too_many_sessions: 429,
   queue_full: 429,
+  rate_limited: 429,
+  too_many_streams: 429,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;
@@ -48,5 +54,7 @@ export class SignalError extends Error {
 export function errorResponse(status: number, body: ErrorBody, retryAfterS?: number): Response {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (retryAfterS !== undefined) headers['retry-after'] = String(retryAfterS);
+  // RFC 6750: a 401 names the scheme the client should authenticate with.
+  if (status === 401) headers['www-authenticate'] = 'Bearer realm="switchboard"';
   return new Response(JSON.stringify(body), { status, headers });
 }
