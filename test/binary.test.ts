@@ -38,6 +38,10 @@ describe('dist/switchboard from an empty directory', () => {
     const js = await fetch(new URL(script as string, server.url));
     expect(js.status).toBe(200);
     expect(await js.text()).toContain('/register/');
+    for (const res of [page, js]) {
+      expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    }
   });
 
   test('serves /iceServers and a stream', async () => {
