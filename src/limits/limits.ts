@@ -43,7 +43,7 @@ export class Limits {
     if (wait) throw limited('registrations from this address', wait);
   }
 
-  /** Before a message is relayed: counts it for the client address, and for the sending peer once it is known. */
+  /** Before a message's body is read: counts it for the client address. */
   message(address: string | undefined): void {
     if (address === undefined || !this.messages) return;
     const wait = this.messages.take(addressKey(address));

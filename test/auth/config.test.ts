@@ -1,5 +1,7 @@
 import { describe, expect, test } from 'bun:test';
+import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config';
+import { runToEnd } from '../process-helpers';
 
 const failure = (env: Record<string, string>) => {
   try {
@@ -47,5 +49,14 @@ describe('access settings', () => {
     const c = config({ REGISTER_RATE_PER_MIN: '0', MAX_STREAMS_PER_IP: '3', TRUST_PROXY: '1' });
     expect([c.registerRatePerMin, c.maxStreamsPerIp, c.trustProxy]).toEqual([0, 3, 1]);
     expect(failure({ TRUST_PROXY: 'true' })).toMatch(/^TRUST_PROXY="true" is invalid/);
+  });
+});
+
+describe('the server process', () => {
+  test('a JWT key file that cannot be read stops it at start, exit 1, naming the setting', async () => {
+    const entry = join(import.meta.dir, '..', '..', 'src', 'index.ts');
+    const { code, output } = await runToEnd([process.execPath, entry], { HOST: '127.0.0.1', PORT: '0', AUTH_MODE: 'jwt', JWT_PUBLIC_KEY_FILE: '/nonexistent/key.pem' });
+    expect(code).toBe(1);
+    expect(output).toContain('JWT_PUBLIC_KEY_FILE=/nonexistent/key.pem cannot be used');
   });
 });
