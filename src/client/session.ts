@@ -166,9 +166,12 @@ export class Session {
         if (link) await link.handleCandidate(signal.payload as RTCIceCandidateInit);
         break;
       }
-      case 'ice-restart':
-        await this.links.get(from)?.restartIce(`${from} asked for it`);
+      case 'ice-restart': {
+        // Only the offering side can restart; one restart already under way answers the request too.
+        const link = this.links.get(from);
+        if (role === 'publish' && link && link.pc.signalingState === 'stable') await link.restartIce(`${from} asked for it`);
         break;
+      }
       default:
         this.log(`ignored a message of unknown type ${signal.type}`);
     }
@@ -267,7 +270,7 @@ export class Session {
       view.showError(`Event stream: ${detail}.`);
     } else if (state === 'closed' && detail) {
       // The id is someone else's now: leaving would remove their registration.
-      this.fail(`${detail[0]?.toUpperCase()}${detail.slice(1)}.`);
+      this.fail(`${capitalize(detail)}.`);
       this.stop(false);
     }
     this.showSummary();
@@ -304,10 +307,12 @@ export function viewerLink(sessionId: string): string {
 
 /** Plain words for a failure to start. */
 export function describeError(e: unknown): string {
-  if (e instanceof UnreachableError) return `${e.message}. Is the server running, and is this its address?`;
+  if (e instanceof UnreachableError) return `${capitalize(e.message)}. Is the server running, and is this its address?`;
   if (e instanceof ApiError) return `The server refused: ${e.message} (${e.code}).`;
   return (e as Error)?.message ?? String(e);
 }
+
+const capitalize = (text: string) => `${text.slice(0, 1).toUpperCase()}${text.slice(1)}`;
 
 function describePayload(signal: Signal): string {
   const payload = signal.payload as { candidate?: string; sdp?: string } | undefined;

@@ -116,9 +116,68 @@ describe('publisher and viewers in Chromium', () => {
       expect(Object.keys(seen).sort()).toEqual(['v1', newId].sort());
 
       // The viewer that stayed was not renegotiated.
-      const kept = (await status(random.page)).peers.pub;
+      const kept = (await status(fixed.page)).peers.pub;
       expect(kept?.offersReceived).toBe(1);
       for (const p of [publisher, fixed, random]) expect(p.errors).toEqual([]);
+    },
+    E2E_TIMEOUT,
+  );
+
+  test(
+    'the publisher reloads: it offers to the viewers already there, and both get video again',
+    async () => {
+      const server = serve({ peerTimeoutMs: 600_000 });
+      const publisher = await open(`${server.url}/?session=pubreload&peer=pub&role=publish`);
+      const viewers = [await open(`${server.url}/?session=pubreload&peer=v1&role=view`), await open(`${server.url}/?session=pubreload&peer=v2&role=view`)];
+      await waitPeers(publisher.page, ['v1', 'v2'], 'connected');
+
+      await publisher.page.reload();
+      // No new-peer reaches the one registering: only the peers list of its registration names the viewers.
+      await waitPeers(publisher.page, ['v1', 'v2'], 'connected');
+      for (const viewer of viewers) {
+        await waitVideo(viewer.page, 'pub');
+        expect((await status(viewer.page)).peers.pub).toMatchObject({ offersReceived: 1, connectionState: 'connected' });
+      }
+    },
+    E2E_TIMEOUT,
+  );
+
+  test(
+    'Leave and a closed session: the publisher drops the viewer at once; DELETE /session ends both pages',
+    async () => {
+      const server = serve({ peerTimeoutMs: 600_000 });
+      const publisher = await open(`${server.url}/?session=bye&peer=pub&role=publish`);
+      const viewer = await open(`${server.url}/?session=bye&peer=v1&role=view`);
+      await waitPeers(publisher.page, ['v1'], 'connected');
+
+      await viewer.page.click('#leave');
+      await waitPeers(publisher.page, [], 'connected');
+      expect(await viewer.page.textContent('#status')).toBe('Left the session.');
+
+      await viewer.page.click('#view');
+      await waitPeers(publisher.page, ['v1'], 'connected');
+      expect((await fetch(`${server.url}/session/bye`, { method: 'DELETE' })).status).toBe(200);
+      for (const page of [publisher.page, viewer.page]) {
+        await page.waitForFunction(() => window.switchboard.phase === 'ended' && window.switchboard.stream === 'closed');
+        expect(await page.textContent('#status')).toBe('Session bye was closed by the server.');
+      }
+      // Nobody came back: the closed session was not registered again.
+      expect((await fetch(`${server.url}/message/bye/pub`, { method: 'POST', body: '{"type":"x"}' })).status).toBe(404);
+    },
+    E2E_TIMEOUT,
+  );
+
+  test(
+    'errors in plain words: a server that cannot be reached',
+    async () => {
+      const server = serve();
+      const viewer = await open(`${server.url}/?session=gone`);
+      await server.stop();
+      servers = [];
+      await viewer.page.click('#view');
+      await viewer.page.waitForFunction(() => window.switchboard.phase === 'failed');
+      expect(await viewer.page.textContent('#error')).toMatch(/^Cannot reach the signalling server at http:\/\/127\.0\.0\.1:\d+ \(GET \/iceServers\)\. Is the server running/);
+      expect(await viewer.page.isEnabled('#view')).toBe(true);
     },
     E2E_TIMEOUT,
   );

@@ -12,7 +12,8 @@ export interface Coturn {
   secret: string;
   /** coturn's log so far. */
   log(): string;
-  stop(): Promise<void>;
+  /** Ends the process (SIGKILL: as if the machine died, no goodbye to its clients). */
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
 /** A port free for both TCP and UDP on 127.0.0.1 right now (coturn listens on both). */
@@ -71,11 +72,14 @@ export async function stunBinding(port: number, waitMs = 200): Promise<boolean> 
   return ok;
 }
 
-/** Starts coturn and resolves once it answers STUN on its port. */
-export async function startCoturn(): Promise<Coturn> {
+/**
+ * Starts coturn and resolves once it answers STUN on its port. `again` starts it on the port and with
+ * the secret of one that was stopped (a TURN server restarting).
+ */
+export async function startCoturn(again?: Pick<Coturn, 'port' | 'secret'>): Promise<Coturn> {
   const dir = mkdtempSync(join(tmpdir(), 'switchboard-coturn-'));
-  const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(18))).toString('base64url');
-  const port = await freePort();
+  const secret = again?.secret ?? Buffer.from(crypto.getRandomValues(new Uint8Array(18))).toString('base64url');
+  const port = again?.port ?? (await freePort());
   const logFile = join(dir, 'turn.log');
   const proc: Subprocess = Bun.spawn(
     [
@@ -114,8 +118,8 @@ export async function startCoturn(): Promise<Coturn> {
       return '';
     }
   };
-  const stop = async () => {
-    if (proc.exitCode === null) proc.kill('SIGTERM');
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (proc.exitCode === null) proc.kill(signal);
     await proc.exited;
     rmSync(dir, { recursive: true, force: true });
   };

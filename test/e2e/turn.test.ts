@@ -77,3 +77,28 @@ describe('TURN through coturn', () => {
     expect(Object.values(seen?.localCandidates ?? {}).reduce((a, b) => a + b, 0)).toBe(0);
   }, 60_000);
 });
+
+describe('ICE restart', () => {
+  test('the TURN server dies and comes back: the connection recovers by an ICE restart, without registering again', async () => {
+    const { url } = await serve(turn.secret);
+    const publisher = await open(`${url}/?session=restart&peer=pub&role=publish&relay=1`);
+    const viewer = await open(`${url}/?session=restart&peer=v1&role=view&relay=1`);
+    await waitConnected(viewer.page, 'pub');
+    await waitVideo(viewer.page, 'pub');
+
+    // Every allocation is lost with the process; a new one answers on the same port with the same secret.
+    await turn.stop('SIGKILL');
+    turn = await startCoturn(turn);
+    await publisher.page.waitForFunction(() => (window.switchboard.peers.v1?.iceRestarts ?? 0) >= 1, undefined, { timeout: 30_000, polling: 100 });
+    await waitConnected(viewer.page, 'pub');
+    const before = (await status(viewer.page)).peers.pub?.framesDecoded ?? 0;
+    await viewer.page.waitForFunction((n) => (window.switchboard.peers.pub?.framesDecoded ?? 0) > n, before, { timeout: 15_000, polling: 100 });
+
+    const seen = await status(viewer.page);
+    expect(seen.reRegistrations).toBe(0);
+    // The same connection: one initial offer and the restart offers, all on one RTCPeerConnection.
+    expect(seen.peers.pub?.offersReceived).toBeGreaterThanOrEqual(2);
+    expect(seen.peers.pub?.pair).toMatchObject({ local: 'relay', remote: 'relay' });
+    expect(turn.log()).toMatch(/ALLOCATE processed, success/);
+  }, 60_000);
+});
