@@ -47,7 +47,13 @@ async function camera(): Promise<MediaStream> {
 async function screen(): Promise<MediaStream> {
   const devices = navigator.mediaDevices;
   if (!devices?.getDisplayMedia) throw new DOMException('no getDisplayMedia', 'NotSupportedError');
-  return await devices.getDisplayMedia({ video: true, audio: true });
+  try {
+    return await devices.getDisplayMedia({ video: true, audio: true });
+  } catch (e) {
+    // Some browsers (Safari) refuse to capture a screen's sound rather than leave it out.
+    if ((e as Error).name === 'TypeError' || (e as Error).name === 'NotSupportedError') return await devices.getDisplayMedia({ video: true });
+    throw e;
+  }
 }
 
 /** Plain words for a getUserMedia/getDisplayMedia failure. */

@@ -106,6 +106,7 @@ export class Session {
 
     this.log(`→ POST /register/${sessionId}/${peerId}`);
     const peers = await this.channel.register();
+    if (this.stopped) return;
     this.log(`registered as ${peerId} in session ${sessionId}; already there: ${peers.join(', ') || 'nobody'}`);
     this.channel.open();
     status.phase = 'live';
@@ -134,6 +135,7 @@ export class Session {
   }
 
   private async handle(signal: Signal): Promise<void> {
+    if (this.stopped) return;
     const from = signal.senderId ?? '';
     const { role } = this.options;
     this.log(`← ${signal.type}${from ? ` from ${from}` : ''}${describePayload(signal)}`);
@@ -180,6 +182,7 @@ export class Session {
 
   /** The registration could not be resumed and was made anew: every connection starts over. */
   private async registeredAgain(peers: string[]): Promise<void> {
+    if (this.stopped) return;
     this.options.status.reRegistrations = this.channel.reRegistrations;
     this.log(`registered again; present: ${peers.join(', ') || 'nobody'}`);
     for (const id of [...this.links.keys()]) this.drop(id);

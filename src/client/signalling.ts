@@ -51,6 +51,9 @@ export class SignalChannel {
   private lastEventId: string | undefined;
   private state: StreamState = 'closed';
   private ended = false;
+  /** Registered at least once, and whether `leave()` was called. */
+  private registered = false;
+  private left = false;
   /** The stream being opened continues the previous one (Last-Event-ID), rather than a new registration's. */
   private resuming = false;
   private backoffMs = 1000;
@@ -78,6 +81,9 @@ export class SignalChannel {
   /** `POST /register`: returns the peers already in the session. */
   async register(): Promise<string[]> {
     const answer = (await this.request('POST', `/register/${this.path}`)) as { peers?: string[] };
+    this.registered = true;
+    // Left while the registration was on its way: undo it rather than leave it to the peer timeout.
+    if (this.left) this.sendLeave();
     return answer.peers ?? [];
   }
 
@@ -96,8 +102,13 @@ export class SignalChannel {
 
   /** Stops the stream and tells the server the peer is gone. Works during page unload (keepalive). */
   leave(): void {
-    if (this.ended) return;
+    if (this.left) return;
+    this.left = true;
     this.end();
+    if (this.registered) this.sendLeave();
+  }
+
+  private sendLeave(): void {
     // keepalive lets the request outlive the page; its answer is of no use to anyone by then.
     fetch(`${this.origin}/register/${this.path}`, { method: 'DELETE', keepalive: true }).catch(() => undefined);
   }

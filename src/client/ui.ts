@@ -44,7 +44,7 @@ export class View {
     const now = new Date();
     time.dateTime = now.toISOString();
     time.textContent = now.toISOString().slice(11, 23);
-    item.append(time, text);
+    item.append(time, ' ', text);
     this.logList.prepend(item);
     while (this.logList.childElementCount > MAX_LOG) this.logList.lastElementChild?.remove();
   }

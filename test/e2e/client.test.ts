@@ -143,12 +143,14 @@ describe('publisher and viewers in Chromium', () => {
   );
 
   test(
-    'Leave and a closed session: the publisher drops the viewer at once; DELETE /session ends both pages',
+    'the test pattern; Leave drops the viewer from the publisher at once; DELETE /session ends both pages',
     async () => {
       const server = serve({ peerTimeoutMs: 600_000 });
-      const publisher = await open(`${server.url}/?session=bye&peer=pub&role=publish`);
+      const publisher = await open(`${server.url}/?session=bye&peer=pub&role=publish&source=pattern`);
       const viewer = await open(`${server.url}/?session=bye&peer=v1&role=view`);
       await waitPeers(publisher.page, ['v1'], 'connected');
+      expect((await waitVideo(viewer.page, 'pub')).videoWidth).toBe(640);
+      expect((await status(publisher.page)).source).toBe('pattern');
 
       await viewer.page.click('#leave');
       await waitPeers(publisher.page, [], 'connected');
