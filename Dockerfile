@@ -3,8 +3,9 @@
 
 FROM oven/bun:1.4 AS build
 WORKDIR /app
-# openssl: the TLS test makes a self-signed certificate; chromium: the page test checks its CSP in a browser.
-RUN apt-get update && apt-get install -y --no-install-recommends openssl chromium && rm -rf /var/lib/apt/lists/*
+# openssl: the TLS test makes a self-signed certificate. chromium and coturn: the end-to-end tests drive
+# the client page in a real browser and relay its media through a real TURN server.
+RUN apt-get update && apt-get install -y --no-install-recommends openssl chromium coturn && rm -rf /var/lib/apt/lists/*
 COPY package.json bun.lock bunfig.toml tsconfig.json ./
 RUN bun install --frozen-lockfile
 COPY src ./src

@@ -47,9 +47,12 @@ export const Config = T.Object({
   maxPeersPerSession: T.Integer({ minimum: 2, default: 64, description: 'peers in one session at once' }),
   iceUrls: T.Optional(T.Array(IceUrl, { minItems: 1, description: 'comma-separated STUN/TURN URLs for GET /iceServers (default: stun:stun.cloudflare.com:3478)' })),
   turnSecret: T.Optional(T.String({ minLength: 1, description: "coturn's static-auth-secret: GET /iceServers issues time-limited TURN credentials" })),
-  turnTtlS: T.Integer({ minimum: 60, default: 86_400, description: 'lifetime of TURN credentials issued with TURN_SECRET, in seconds' }),
+  turnTtlS: T.Integer({ minimum: 60, default: 86_400, description: 'lifetime of TURN credentials issued with TURN_SECRET or asked of Cloudflare, in seconds' }),
   turnUsername: T.Optional(T.String({ minLength: 1, description: 'fixed TURN username (with TURN_CREDENTIAL)' })),
   turnCredential: T.Optional(T.String({ minLength: 1, description: 'fixed TURN password (with TURN_USERNAME)' })),
+  cloudflareTurnKeyId: T.Optional(T.String({ minLength: 1, description: "Cloudflare Realtime TURN key id: GET /iceServers serves Cloudflare's TURN credentials (with CLOUDFLARE_TURN_API_TOKEN)" })),
+  cloudflareTurnApiToken: T.Optional(T.String({ minLength: 1, description: "that TURN key's API token (a bearer token, kept on the server)" })),
+  cloudflareTurnApiUrl: T.String({ pattern: '^https?://[^\\s]+$', default: 'https://rtc.live.cloudflare.com/v1', description: "base URL of Cloudflare's Realtime API" }),
   corsOrigins: T.Array(T.String({ minLength: 1 }), { minItems: 1, default: ['*'], description: 'comma-separated origins allowed to call the API; * allows any, never with credentials' }),
   ...AccessSettings,
   ...LimitSettings,
@@ -127,6 +130,7 @@ function checkCombinations(c: Config): void {
   if (c.turnSecret && c.turnUsername) {
     throw new ConfigError('TURN_SECRET issues its own credentials: unset TURN_USERNAME and TURN_CREDENTIAL');
   }
+  checkCloudflare(c);
   if (c.turnSecret && !c.iceUrls?.some((u) => u.startsWith('turn'))) {
     throw new ConfigError('TURN_SECRET is set but ICE_URLS lists no turn: or turns: URL to use it with');
   }
@@ -139,6 +143,22 @@ function checkCombinations(c: Config): void {
   }
   if (Boolean(c.notifyUrl) !== Boolean(c.notifySecret)) {
     throw new ConfigError('NOTIFY_URL and NOTIFY_SECRET must be set together: notifications are always signed');
+  }
+}
+
+/** Cloudflare issues credentials for at most 48 hours. */
+const CLOUDFLARE_MAX_TTL_S = 172_800;
+
+function checkCloudflare(c: Config): void {
+  if (Boolean(c.cloudflareTurnKeyId) !== Boolean(c.cloudflareTurnApiToken)) {
+    throw new ConfigError('CLOUDFLARE_TURN_KEY_ID and CLOUDFLARE_TURN_API_TOKEN must be set together');
+  }
+  if (!c.cloudflareTurnKeyId) return;
+  if (c.turnSecret || c.turnUsername) {
+    throw new ConfigError('Cloudflare issues the TURN credentials: unset TURN_SECRET, TURN_USERNAME and TURN_CREDENTIAL');
+  }
+  if (c.turnTtlS > CLOUDFLARE_MAX_TTL_S) {
+    throw new ConfigError(`TURN_TTL_S=${c.turnTtlS} is invalid: Cloudflare issues credentials for at most ${CLOUDFLARE_MAX_TTL_S} seconds`);
   }
 }
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { compiledBinary } from './compiled-binary';
 import { runToEnd, type ServerProcess, spawnServer } from './process-helpers';
 import { ofType, openEvents } from './sse-client';
 
@@ -12,9 +13,7 @@ const binary = join(dir, 'switchboard');
 let server: ServerProcess;
 
 beforeAll(async () => {
-  const build = await runToEnd([process.execPath, 'run', 'build'], {}, root);
-  if (build.code !== 0) throw new Error(`bun run build failed:\n${build.output}`);
-  copyFileSync(join(root, 'dist', 'switchboard'), binary);
+  copyFileSync(await compiledBinary(), binary);
   server = await spawnServer([binary], { cwd: dir });
 }, 120_000);
 

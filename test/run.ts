@@ -6,7 +6,7 @@ const root = new URL('..', import.meta.url).pathname;
 $.cwd(root);
 
 /** Programs the tests start, and the Debian package of each. */
-const programs: Record<string, string> = { openssl: 'openssl', chromium: 'chromium' };
+const programs: Record<string, string> = { openssl: 'openssl', chromium: 'chromium', turnserver: 'coturn' };
 
 const missing = [...new Set(Object.entries(programs).filter(([cmd]) => !Bun.which(cmd)).map(([, pkg]) => pkg))];
 if (missing.length) {

@@ -129,10 +129,24 @@ export class PeerAccess {
     return record;
   }
 
-  /** `DELETE /register`: the peer itself, or the admin. */
+  /**
+   * `DELETE /register`: the peer itself, or the admin. In open mode anyone, except with a token that
+   * belongs to an earlier registration of the id: a page's leave arriving after its reload registered
+   * again must not remove the new registration.
+   */
   authorizeLeave(sessionId: string, peerId: string, token: string | undefined): void {
-    if (this.isAdmin(token)) this.record(sessionId, peerId);
-    else this.authorizePeer(sessionId, peerId, token);
+    if (this.isAdmin(token)) {
+      this.record(sessionId, peerId);
+      return;
+    }
+    if (this.config.authMode !== 'open') {
+      this.authorizePeer(sessionId, peerId, token);
+      return;
+    }
+    const record = this.record(sessionId, peerId);
+    if (token !== undefined && record.auth && !tokenMatches(token, record.auth.tokenHash)) {
+      throw new SignalError('superseded', `peer ${peerId} registered again since that token was issued; the newer registration stays`);
+    }
   }
 
   /** `DELETE /session`: anyone in open mode; otherwise the admin or a publisher of that session. */

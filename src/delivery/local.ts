@@ -11,11 +11,12 @@ export class LocalDelivery implements Delivery {
   /** @param maxQueue events held per peer, and written events kept for resume */
   constructor(private readonly maxQueue: number) {}
 
-  open(peer: PeerAddress): void {
+  open(peer: PeerAddress): number {
     const key = keyOf(peer);
-    const existing = this.mailboxes.get(key);
-    if (existing) existing.reset();
-    else this.mailboxes.set(key, new Mailbox(this.maxQueue, this.maxQueue));
+    let box = this.mailboxes.get(key);
+    if (box) box.reset();
+    else this.mailboxes.set(key, (box = new Mailbox(this.maxQueue, this.maxQueue)));
+    return box.start;
   }
 
   hasRoom(peer: PeerAddress): boolean {

@@ -52,6 +52,11 @@ export class Mailbox {
     sink?.close();
   }
 
+  /** The id before the first event of this incarnation: a first stream opened from it misses nothing. */
+  get start(): number {
+    return this.epochStart - 1;
+  }
+
   append(json: string, fromServer: boolean): Delivered {
     if (!fromServer && this.held >= this.maxHeld) {
       // A stream that lets this much pile up is not being read: cut it, the client resumes.
@@ -79,8 +84,9 @@ export class Mailbox {
     sink.onDrain(() => {
       if (this.sink === sink) this.flush();
     });
-    if (this.held === 0) sink.begin(this.cursor);
-    else this.flush();
+    // The position first, so that a stream lost in the middle of what follows can resume from it.
+    sink.begin(this.cursor);
+    this.flush();
   }
 
   /** Writes held events to the attached stream while it takes them; true when nothing is left held. */

@@ -12,8 +12,8 @@ export const sessionRoutes = (signalling: Signalling, { access, limits, address 
       async ({ params: { sessionId, peerId }, headers: { authorization }, request, server }): Promise<RegisterResponse> => {
         limits.register(address(request, server));
         const ticket = await access.ticket(sessionId, peerId, bearerToken(authorization));
-        const { peers, auth } = signalling.register(sessionId, peerId, ticket.admit);
-        return { message: 'session registered successfully', sessionId, peerId, peers, token: ticket.token, role: auth?.role };
+        const { peers, auth, lastEventId } = signalling.register(sessionId, peerId, ticket.admit);
+        return { message: 'session registered successfully', sessionId, peerId, peers, token: ticket.token, role: auth?.role, lastEventId };
       },
       { params: PeerParams },
     )

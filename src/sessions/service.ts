@@ -38,7 +38,7 @@ export class Signalling {
   ) {}
 
   /** Joins (creating the session if new) or takes over a registered id; the others learn of it with `new-peer`. */
-  register(sessionId: string, peerId: string, admit?: Admit): { peers: string[]; auth: PeerAuth | undefined } {
+  register(sessionId: string, peerId: string, admit?: Admit): { peers: string[]; auth: PeerAuth | undefined; lastEventId: number } {
     const { store, delivery } = this.deps;
     const existing = store.get(sessionId);
     const current = existing?.peers.get(peerId);
@@ -65,7 +65,7 @@ export class Signalling {
       session.managed.idle = undefined;
     }
     // A new incarnation either way: a takeover closes the old stream and drops what was held for it.
-    delivery.open({ sessionId, peerId });
+    const lastEventId = delivery.open({ sessionId, peerId });
     this.armExpiry(session, record);
     this.emit({ type: 'peer-joined', sessionId, peerId, role: auth?.role, takeover: current !== undefined });
 
@@ -76,7 +76,7 @@ export class Signalling {
       peers.push(other);
       delivery.deliver({ sessionId, peerId: other }, joined, true);
     }
-    return { peers, auth };
+    return { peers, auth, lastEventId };
   }
 
   /**

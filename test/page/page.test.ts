@@ -21,7 +21,7 @@ const expectSecurityHeaders = (headers: Headers) => {
 };
 
 /** Every script and stylesheet the page loads. */
-const assetsOf = (html: string) => [...html.matchAll(/<(?:script|link)[^>]+(?:src|href)="([^"]+)"/g)].map((m) => m[1] as string);
+const assetsOf = (html: string) => [...html.matchAll(/<(?:script|link)[^>]+(?:src|href)="([^"]+)"/g)].map((m) => m[1] as string).filter((url) => !url.startsWith('data:'));
 
 describe('the client page over a real listener', () => {
   test('GET / carries the security headers', async () => {

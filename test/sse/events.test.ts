@@ -155,6 +155,34 @@ describe('reconnects', () => {
     expect(second.events.filter((e) => e.json.type === 'seq').length).toBe(5);
   });
 
+  test('a first stream can start from the id POST /register returned, and so lose nothing even if it drops at once', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/publisher`);
+    const { lastEventId } = (await post(`${url}/register/s/viewer`)).body;
+    expect(lastEventId).toBe(0);
+    await post(`${url}/message/s/publisher`, { target: 'viewer', type: 'offer', payload: 1 });
+    const first = await events(`${url}/events/s/viewer?lastEventId=${lastEventId}`);
+    await first.next(ofType('offer'));
+    // The position comes before the held events, so a drop between them can be resumed exactly.
+    expect(first.raw).toMatch(/^retry: \d+\n\nid: 0\n\nid: 1\ndata: /);
+    first.close();
+    // A client that lost that stream before reading it reconnects with the same URL and no header.
+    const again = await events(`${url}/events/s/viewer?lastEventId=${lastEventId}`);
+    expect((await again.next(ofType('offer'))).json.payload).toBe(1);
+  });
+
+  test('a re-registration returns a position past everything of the earlier one', async () => {
+    const { url } = server();
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    await post(`${url}/message/s/a`, { target: 'b', type: 'x' });
+    const { lastEventId } = (await post(`${url}/register/s/b`)).body;
+    expect(lastEventId).toBeGreaterThan(1);
+    const b = await events(`${url}/events/s/b?lastEventId=${lastEventId}`);
+    await post(`${url}/message/s/a`, { target: 'b', type: 'y' });
+    expect((await b.next()).json.type).toBe('y');
+  });
+
   test('a stream that received nothing still has an id to resume from', async () => {
     const { url } = server();
     await post(`${url}/register/s/a`);
