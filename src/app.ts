@@ -7,6 +7,10 @@ import { LocalDelivery } from './delivery/local';
 import { errorResponse, SignalError } from './errors';
 import { iceServerSource } from './ice/ice-servers';
 import { iceRoutes } from './ice/routes';
+import { type Logger, silentLogger } from './log/logger';
+import { signallingGauges } from './metrics/signalling-metrics';
+import { Operations } from './ops/operations';
+import { REQUEST_ID_HEADER } from './ops/telemetry';
 import { sessionRoutes } from './sessions/routes';
 import { Signalling } from './sessions/service';
 import { SessionStore } from './sessions/store';
@@ -15,21 +19,32 @@ import { eventRoutes } from './sse/routes';
 
 export interface AppDeps {
   clock: Clock;
+  /** Where log lines go; none are written without one. */
+  logger: Logger;
+  /** Ids for requests that bring no X-Request-Id. */
+  requestId: () => string;
+  /** Monotonic milliseconds, for delivery latency. */
+  monotonic: () => number;
 }
 
 /** How long an EventSource waits before it reconnects after losing its stream. */
 const RECONNECT_MS = 1000;
 
 /**
- * Builds a complete server: its own store, delivery, timers and routes, nothing shared with another
- * app. `app.decorator.signalling.shutdown()` ends every stream; call it before `app.stop()`, which
+ * Builds a complete server: its own store, delivery, timers, metrics and routes, nothing shared with
+ * another app. `app.decorator.drain.run(app.server)` stops it gracefully (see `Drain`);
+ * `app.decorator.signalling.shutdown()` ends every stream, to call before `app.stop()`, which
  * otherwise waits for streams that never end.
  */
 export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const clock = deps.clock ?? systemClock;
-  const delivery = new LocalDelivery(config.maxQueue);
-  const signalling = new Signalling(config, { store: new SessionStore(), delivery, clock });
+  const logger = deps.logger ?? silentLogger;
+  const store = new SessionStore();
   const heartbeat = new Heartbeat(clock, config.pingIntervalMs);
+  const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(store, heartbeat) });
+  const delivery = new LocalDelivery(config.maxQueue, ops.observer);
+  const signalling = new Signalling(config, { store, delivery, clock, observer: ops.observer, logger });
+  const drain = ops.drain(signalling);
   const anyOrigin = config.corsOrigins.includes('*');
 
   // The client page is a Bun HTML bundle, which must be a native route of Bun.serve. Elysia makes one of
@@ -39,33 +54,47 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const clientRoute = { GET: page as unknown as Response };
   return new Elysia({ serve: { routes: { '/': clientRoute } } })
     .decorate('signalling', signalling)
-    .onError(({ code, error, request }) => {
-      if (error instanceof SignalError) return error.toResponse();
-      if (error instanceof ValidationError) return validationResponse(error);
-      if (code === 'NOT_FOUND') {
-        return errorResponse(404, { error: 'not_found', message: `no route for ${request.method} ${new URL(request.url).pathname}` });
+    .decorate('readiness', ops.readiness)
+    .decorate('drain', drain)
+    .onError(({ code, error, request, set }) => {
+      const response = errorAnswer(code, error, request);
+      // Metrics and the request log read the status from here.
+      set.status = response.status;
+      if (response.status >= 500) {
+        logger.error('internal error', { requestId: set.headers[REQUEST_ID_HEADER], method: request.method, path: new URL(request.url).pathname, error });
       }
-      if (code === 'PARSE') {
-        // Our body reader's own errors (413, invalid JSON) arrive wrapped in Elysia's ParseError.
-        if (error.cause instanceof SignalError) return error.cause.toResponse();
-        return errorResponse(400, { error: 'invalid_json', message: 'the body could not be parsed' });
-      }
-      console.error('internal error', request.method, new URL(request.url).pathname, error);
-      return errorResponse(500, { error: 'internal_error', message: 'the server failed; this is a bug' });
+      return response;
     })
+    // Before CORS, whose preflight answers end the request early.
+    .use(ops.telemetry())
     .use(
       cors({
         origin: anyOrigin ? '*' : config.corsOrigins,
         credentials: false,
         methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
         allowedHeaders: ['Content-Type', 'Authorization', 'Last-Event-ID'],
-        exposeHeaders: ['Retry-After'],
+        exposeHeaders: ['Retry-After', 'X-Request-Id'],
         maxAge: 600,
       }),
     )
     .use(iceRoutes(iceServerSource(config, clock)))
     .use(sessionRoutes(signalling))
-    .use(eventRoutes(signalling, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }));
+    .use(eventRoutes(signalling, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
+    .use(ops.routes());
+}
+
+function errorAnswer(code: string | number, error: unknown, request: Request): Response {
+  if (error instanceof SignalError) return error.toResponse();
+  if (error instanceof ValidationError) return validationResponse(error);
+  if (code === 'NOT_FOUND') {
+    return errorResponse(404, { error: 'not_found', message: `no route for ${request.method} ${new URL(request.url).pathname}` });
+  }
+  if (code === 'PARSE') {
+    // Our body reader's own errors (413, invalid JSON) arrive wrapped in Elysia's ParseError.
+    if (error instanceof Error && error.cause instanceof SignalError) return error.cause.toResponse();
+    return errorResponse(400, { error: 'invalid_json', message: 'the body could not be parsed' });
+  }
+  return errorResponse(500, { error: 'internal_error', message: 'the server failed; this is a bug' });
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -25,6 +25,10 @@ export const Config = T.Object({
   turnUsername: T.Optional(T.String({ minLength: 1, description: 'fixed TURN username (with TURN_CREDENTIAL)' })),
   turnCredential: T.Optional(T.String({ minLength: 1, description: 'fixed TURN password (with TURN_USERNAME)' })),
   corsOrigins: T.Array(T.String({ minLength: 1 }), { minItems: 1, default: ['*'], description: 'comma-separated origins allowed to call the API; * allows any, never with credentials' }),
+  logLevel: T.Union([T.Literal('debug'), T.Literal('info'), T.Literal('warn'), T.Literal('error')], { default: 'info', description: 'least severe log lines written: debug, info, warn or error' }),
+  logFormat: T.Union([T.Literal('json'), T.Literal('pretty')], { default: 'json', description: 'json (one object per line) or pretty (for a terminal)' }),
+  metricsToken: T.Optional(T.String({ minLength: 1, description: 'when set, GET /metrics requires "Authorization: Bearer <token>"' })),
+  shutdownTimeoutMs: T.Integer({ minimum: 0, default: 5_000, description: 'on SIGTERM/SIGINT, how long in-flight requests get before the rest is closed' }),
 });
 export type Config = Static<typeof Config>;
 
@@ -81,7 +85,10 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     const first = e.error;
     const key = (first?.path.split('/')[1] ?? '') as Key;
     const shown = raw[key] === undefined ? '' : `=${JSON.stringify(raw[key])}`;
-    throw new ConfigError(`${envName(key)}${shown} is invalid: ${first?.message ?? e.message}`);
+    // A union of words says "Expected union value"; name the words instead.
+    const words = (first?.schema.anyOf as TSchema[] | undefined)?.map((s) => s.const);
+    const message = words?.every((w) => typeof w === 'string') ? `Expected one of ${words.join(', ')}` : (first?.message ?? e.message);
+    throw new ConfigError(`${envName(key)}${shown} is invalid: ${message}`);
   }
   checkCombinations(config);
   return { kind: 'run', config };

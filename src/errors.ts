@@ -1,3 +1,5 @@
+import { Type as T } from '@sinclair/typebox';
+
 /**
  * Every error the server answers with. The code is what clients branch on; the status follows from
  * it, so the core throws `new SignalError('peer_not_found', …)` without knowing about HTTP.
@@ -7,6 +9,7 @@ export const errorStatus = {
   invalid_request: 400,
   reserved_type: 400,
   payload_too_large: 413,
+  unauthorized: 401,
   not_found: 404,
   session_not_found: 404,
   peer_not_found: 404,
@@ -25,6 +28,15 @@ export interface ErrorBody {
   error: ErrorCode | 'internal_error';
   message: string;
 }
+
+/** The same envelope as a schema, for the API's documentation. */
+export const ErrorEnvelope = T.Object(
+  {
+    error: T.String({ enum: [...Object.keys(errorStatus), 'internal_error'], description: 'what clients branch on' }),
+    message: T.String({ description: 'what went wrong, for a person' }),
+  },
+  { description: 'Every error: a 4xx status with this body' },
+);
 
 export class SignalError extends Error {
   readonly status: number;

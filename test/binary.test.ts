@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { expectForcedStop, expectGracefulStop } from './drain-scenario';
 import { runToEnd, type ServerProcess, spawnServer } from './process-helpers';
 import { ofType, openEvents } from './sse-client';
 
@@ -60,11 +61,20 @@ describe('dist/switchboard from an empty directory', () => {
     expect(output.trim()).toBe((await Bun.file(join(root, 'package.json')).json()).version);
   });
 
-  test('SIGTERM ends open streams and exits 0', async () => {
-    const own = await spawnServer([binary], { cwd: dir });
-    await fetch(`${own.url}/register/s/a`, { method: 'POST' });
-    const stream = await openEvents(`${own.url}/events/s/a`);
-    expect(await own.stop('SIGTERM')).toBe(0);
-    await stream.ended;
+  test('serves health, metrics and its OpenAPI document', async () => {
+    expect(await (await fetch(`${server.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
+    expect(await (await fetch(`${server.url}/metrics`)).text()).toContain('switchboard_build_info{version=');
+    const doc = await (await fetch(`${server.url}/openapi.json`)).json();
+    expect(Object.keys(doc.paths)).toContain('/message/{sessionId}/{peerId}');
+    expect((await fetch(`${server.url}/docs`)).headers.get('content-type')).toContain('text/html');
+  });
+
+  test('SIGTERM: stops accepting, ends streams, answers the request in flight, exits 0', async () => {
+    await expectGracefulStop(await spawnServer([binary], { cwd: dir }), 'SIGTERM');
+  });
+
+  test('a request still open at SHUTDOWN_TIMEOUT_MS is cut, and it exits 0', async () => {
+    await expectForcedStop(await spawnServer([binary], { cwd: dir, env: { SHUTDOWN_TIMEOUT_MS: '200' } }));
   });
 });
