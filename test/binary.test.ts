@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { allowedSyscalls, traced, unitValues } from './deploy/sandbox';
 import { expectForcedStop, expectGracefulStop } from './drain-scenario';
 import { runToEnd, type ServerProcess, spawnServer } from './process-helpers';
 import { ofType, openEvents } from './sse-client';
@@ -11,6 +12,9 @@ const root = join(import.meta.dir, '..');
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-binary-'));
 const binary = join(dir, 'switchboard');
 let server: ServerProcess;
+const strace = Bun.which('strace');
+const analyze = Bun.which('systemd-analyze');
+if (!analyze) console.log('systemd-analyze is not installed: the system calls of the executable are not checked against deploy/switchboard.service');
 
 beforeAll(async () => {
   const build = await runToEnd([process.execPath, 'run', 'build'], {}, root);
@@ -77,4 +81,33 @@ describe('dist/switchboard from an empty directory', () => {
   test('a request still open at SHUTDOWN_TIMEOUT_MS is cut, and it exits 0', async () => {
     await expectForcedStop(await spawnServer([binary], { cwd: dir, env: { SHUTDOWN_TIMEOUT_MS: '200' } }));
   });
+
+  test.skipIf(!strace || !analyze)('makes only the system calls and sockets that deploy/switchboard.service allows', async () => {
+    const trace = join(dir, '..', `${dir.split('/').at(-1)}.strace`);
+    const own = await spawnServer([strace as string, '-f', '-qq', '-o', trace, binary], { cwd: dir });
+    try {
+      const { url } = own;
+      await fetch(`${url}/register/s/a`, { method: 'POST' });
+      await fetch(`${url}/register/s/b`, { method: 'POST' });
+      const stream = await openEvents(`${url}/events/s/b`);
+      await fetch(`${url}/message/s/a`, { method: 'POST', body: JSON.stringify({ target: 'b', type: 'offer', payload: { sdp: 'v=0' } }) });
+      await stream.next(ofType('offer'));
+      for (const path of ['/', '/metrics', '/openapi.json', '/docs', '/readyz', '/iceServers']) await (await fetch(`${url}${path}`)).arrayBuffer();
+      // Signal the server itself (strace's child), so that it drains as it would under systemd.
+      const [child] = (await Bun.file(`/proc/${own.proc.pid}/task/${own.proc.pid}/children`).text()).trim().split(/\s+/).map(Number);
+      if (!child) throw new Error('no traced process');
+      process.kill(child, 'SIGTERM');
+      await stream.ended;
+      expect(await own.proc.exited).toBe(0);
+      const { syscalls, families } = traced(await Bun.file(trace).text());
+      expect(syscalls.size).toBeGreaterThan(20);
+      const allowed = await allowedSyscalls(analyze as string);
+      expect([...syscalls].filter((call) => !allowed.has(call))).toEqual([]);
+      const permitted = (await unitValues('RestrictAddressFamilies')).join(' ').split(/\s+/);
+      expect([...families].filter((family) => !permitted.includes(family))).toEqual([]);
+    } finally {
+      if (own.proc.exitCode === null) own.proc.kill('SIGKILL');
+      rmSync(trace, { force: true });
+    }
+  }, 60_000);
 });

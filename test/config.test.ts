@@ -83,6 +83,15 @@ describe('loadConfig', () => {
     expect(command.text).toContain('(default: 3478)');
   });
 
+  test('the README lists every setting', async () => {
+    const readme = await Bun.file(new URL('../README.md', import.meta.url)).text();
+    for (const key of Object.keys(Config.properties)) {
+      const env = key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+      const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+      expect(readme).toContain(`| \`${env}\` | \`--${flag}\` |`);
+    }
+  });
+
   test('--version', () => {
     expect(loadConfig(['--version'], {}).kind).toBe('version');
   });

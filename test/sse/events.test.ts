@@ -310,8 +310,7 @@ describe('a slow reader', () => {
     socket.resume();
     await closed;
 
-    // The client resumes from the last complete event it read.
-    // Only complete events count: the cut can fall in the middle of one.
+    // The client resumes from the last complete event it read (the cut may have left half of one).
     const complete = [...received.matchAll(/^id: (\d+)\ndata: (.*)\n\n/gm)];
     const seqs = complete.map((m) => JSON.parse(m[2] as string).payload.seq as number);
     const ids = complete.map((m) => m[1] as string);
