@@ -60,6 +60,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
       const response = errorAnswer(code, error, request);
       // Metrics and the request log read the status from here.
       set.status = response.status;
+      if (code === 'NOT_FOUND') ops.unmatched(request.method, set.headers[REQUEST_ID_HEADER]);
       if (response.status >= 500) {
         logger.error('internal error', { requestId: set.headers[REQUEST_ID_HEADER], method: request.method, path: new URL(request.url).pathname, error });
       }

@@ -50,8 +50,6 @@ async function main(): Promise<void> {
     // flight up to SHUTDOWN_TIMEOUT_MS; then app.stop() runs the app's own stop hooks.
     await app.decorator.drain.run(server);
     await app.stop();
-    // A request's log line is written just after its response: let the last ones out.
-    await new Promise((resolve) => setImmediate(resolve));
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

@@ -12,7 +12,7 @@ import { ProcessMetrics } from '../metrics/process-metrics';
 import { metricsRoutes } from '../metrics/routes';
 import { type SignallingGauges, SignallingMetrics } from '../metrics/signalling-metrics';
 import { Drain, type DrainDeps } from './drain';
-import { telemetry } from './telemetry';
+import { Telemetry } from './telemetry';
 
 export type OperationsConfig = Pick<Config, 'metricsToken' | 'shutdownTimeoutMs'>;
 
@@ -42,6 +42,7 @@ export class Operations {
   readonly readiness: Readiness;
   readonly registry: MetricsRegistry;
   private readonly http = new HttpMetrics();
+  private readonly requests: Telemetry;
 
   constructor(
     private readonly config: OperationsConfig,
@@ -50,12 +51,18 @@ export class Operations {
     this.observer = new SignallingMetrics(deps.gauges, deps.monotonic);
     this.readiness = new Readiness(deps.clock);
     this.registry = new MetricsRegistry().add(this.observer).add(this.http).add(new ProcessMetrics(pkg));
+    const { logger, requestId = () => crypto.randomUUID() } = deps;
+    this.requests = new Telemetry({ logger, http: this.http, requestId, quietRoutes: QUIET_ROUTES });
   }
 
   /** Request ids, the request log and HTTP metrics, for every route used after it. */
   telemetry() {
-    const { logger, requestId = () => crypto.randomUUID() } = this.deps;
-    return telemetry({ logger, http: this.http, requestId, quietRoutes: QUIET_ROUTES });
+    return this.requests.plugin();
+  }
+
+  /** Counts and logs a request no route matched (the app's error handler answers it). */
+  unmatched(method: string, requestId: unknown): void {
+    this.requests.unmatched(method, requestId);
   }
 
   /** `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`. */
