@@ -19,16 +19,16 @@ export const Config = T.Object({
   maxQueue: T.Integer({ minimum: 1, maximum: 100_000, default: 256, description: 'events held per peer while its stream is closed, and kept for resume' }),
   maxSessions: T.Integer({ minimum: 1, default: 10_000, description: 'sessions on this server at once' }),
   maxPeersPerSession: T.Integer({ minimum: 2, default: 64, description: 'peers in one session at once' }),
+  logLevel: T.Union([T.Literal('debug'), T.Literal('info'), T.Literal('warn'), T.Literal('error')], { default: 'info', description: 'least severe log lines written: debug, info, warn or error' }),
+  logFormat: T.Union([T.Literal('json'), T.Literal('pretty')], { default: 'json', description: 'json (one object per line) or pretty (for a terminal)' }),
+  metricsToken: T.Optional(T.String({ minLength: 1, description: 'when set, GET /metrics requires "Authorization: Bearer <token>"' })),
+  shutdownTimeoutMs: T.Integer({ minimum: 0, default: 5_000, description: 'on SIGTERM/SIGINT, how long in-flight requests get before the rest is closed' }),
   iceUrls: T.Optional(T.Array(IceUrl, { minItems: 1, description: 'comma-separated STUN/TURN URLs for GET /iceServers (default: stun:stun.cloudflare.com:3478)' })),
   turnSecret: T.Optional(T.String({ minLength: 1, description: "coturn's static-auth-secret: GET /iceServers issues time-limited TURN credentials" })),
   turnTtlS: T.Integer({ minimum: 60, default: 86_400, description: 'lifetime of TURN credentials issued with TURN_SECRET, in seconds' }),
   turnUsername: T.Optional(T.String({ minLength: 1, description: 'fixed TURN username (with TURN_CREDENTIAL)' })),
   turnCredential: T.Optional(T.String({ minLength: 1, description: 'fixed TURN password (with TURN_USERNAME)' })),
   corsOrigins: T.Array(T.String({ minLength: 1 }), { minItems: 1, default: ['*'], description: 'comma-separated origins allowed to call the API; * allows any, never with credentials' }),
-  logLevel: T.Union([T.Literal('debug'), T.Literal('info'), T.Literal('warn'), T.Literal('error')], { default: 'info', description: 'least severe log lines written: debug, info, warn or error' }),
-  logFormat: T.Union([T.Literal('json'), T.Literal('pretty')], { default: 'json', description: 'json (one object per line) or pretty (for a terminal)' }),
-  metricsToken: T.Optional(T.String({ minLength: 1, description: 'when set, GET /metrics requires "Authorization: Bearer <token>"' })),
-  shutdownTimeoutMs: T.Integer({ minimum: 0, default: 5_000, description: 'on SIGTERM/SIGINT, how long in-flight requests get before the rest is closed' }),
 });
 export type Config = Static<typeof Config>;
 
@@ -85,10 +85,9 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     const first = e.error;
     const key = (first?.path.split('/')[1] ?? '') as Key;
     const shown = raw[key] === undefined ? '' : `=${JSON.stringify(raw[key])}`;
-    // A union of words says "Expected union value"; name the words instead.
-    const words = (first?.schema.anyOf as TSchema[] | undefined)?.map((s) => s.const);
-    const message = words?.every((w) => typeof w === 'string') ? `Expected one of ${words.join(', ')}` : (first?.message ?? e.message);
-    throw new ConfigError(`${envName(key)}${shown} is invalid: ${message}`);
+    const choices = (Config.properties[key] as TSchema | undefined)?.anyOf as { const?: unknown }[] | undefined;
+    const expected = choices?.every((c) => typeof c.const === 'string') ? `Expected one of ${choices.map((c) => c.const).join(', ')}` : undefined;
+    throw new ConfigError(`${envName(key)}${shown} is invalid: ${expected ?? first?.message ?? e.message}`);
   }
   checkCombinations(config);
   return { kind: 'run', config };
