@@ -14,7 +14,9 @@ const binary = join(dir, 'switchboard');
 let server: ServerProcess;
 const strace = Bun.which('strace');
 const analyze = Bun.which('systemd-analyze');
-if (!analyze) console.log('systemd-analyze is not installed: the system calls of the executable are not checked against deploy/switchboard.service');
+for (const [tool, found] of [['systemd-analyze', analyze], ['strace', strace]]) {
+  if (!found) console.log(`${tool} is not installed: the system calls of the executable are not checked against deploy/switchboard.service`);
+}
 
 beforeAll(async () => {
   const build = await runToEnd([process.execPath, 'run', 'build'], {}, root);
