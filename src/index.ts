@@ -48,8 +48,13 @@ async function main(): Promise<void> {
     logger.info(`${signal}: stopping`, { signal });
     // Stops listening, ends every stream (clients reconnect elsewhere), waits for the requests in
     // flight up to SHUTDOWN_TIMEOUT_MS; then app.stop() runs the app's own stop hooks.
-    await app.decorator.drain.run(server);
-    await app.stop();
+    try {
+      await app.decorator.drain.run(server);
+      await app.stop();
+    } catch (error) {
+      logger.error('the stop failed', { error });
+      process.exit(1);
+    }
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

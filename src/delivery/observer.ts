@@ -15,7 +15,7 @@ export interface DeliveryObserver {
   message(type: string, outcome: MessageOutcome): void;
   /** A peer registered (or took its id over); the others were sent `new-peer`. */
   peerJoined(): void;
-  /** A peer left or timed out; the others were sent `peer-left`. */
+  /** A peer left or timed out; the others, if any are left, were sent `peer-left`. */
   peerLeft(reason: PeerLeftReason): void;
   /** A stream asked to resume from a Last-Event-ID. */
   resumed(outcome: ResumeOutcome): void;

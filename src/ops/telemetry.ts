@@ -1,8 +1,8 @@
 import { Elysia, ValidationError } from 'elysia';
 import { SignalError } from '../errors';
-import { ID_PATTERN } from '../sessions/model';
 import type { Logger, LogLevel } from '../log/logger';
 import type { HttpMetrics } from '../metrics/http-metrics';
+import { ID_PATTERN } from '../sessions/model';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
 
@@ -62,6 +62,8 @@ export class Telemetry {
         // (it returns nothing). Unlike onAfterResponse it costs no extra task per request.
         .mapResponse({ as: 'global' }, (context) => {
           const { request, route, params, set, responseValue, error } = context as typeof context & { error?: unknown };
+          // On an error Elysia calls this after each error hook; one that answered nothing is not the answer.
+          if (responseValue === undefined && error !== undefined) return;
           const status = responseValue instanceof Response ? responseValue.status : typeof set.status === 'number' ? set.status : 200;
           this.answered(request.method, route, status, set.headers[REQUEST_ID_HEADER], params as RequestParams, error);
         })
