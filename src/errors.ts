@@ -1,3 +1,5 @@
+import { Type as T } from '@sinclair/typebox';
+
 /**
  * Every error the server answers with. The code is what clients branch on; the status follows from
  * it, so the core throws `new SignalError('peer_not_found', …)` without knowing about HTTP.
@@ -31,6 +33,15 @@ export interface ErrorBody {
   error: ErrorCode | 'internal_error';
   message: string;
 }
+
+/** The same envelope as a schema, for the API's documentation. */
+export const ErrorEnvelope = T.Object(
+  {
+    error: T.String({ enum: [...Object.keys(errorStatus), 'internal_error'], description: 'what clients branch on' }),
+    message: T.String({ description: 'what went wrong, for a person' }),
+  },
+  { description: 'Every error: a 4xx status with this body' },
+);
 
 export class SignalError extends Error {
   readonly status: number;

@@ -2,6 +2,7 @@ import { Type as t } from '@sinclair/typebox';
 import { Id } from '../sessions/model';
 
 export const RoleName = t.Union([t.Literal('publisher'), t.Literal('viewer')]);
+export type RoleName = typeof RoleName.static;
 
 /** `POST /sessions`: a session that waits for the peers named here (or for anyone, with no list). */
 export const CreateSessionBody = t.Object({
@@ -11,34 +12,39 @@ export const CreateSessionBody = t.Object({
 });
 export type CreateSessionBody = typeof CreateSessionBody.static;
 
-export interface JoinGrant {
-  peerId: string;
-  role: 'publisher' | 'viewer';
-  /** The join token: `Authorization: Bearer <token>` on that peer's POST /register. Returned once. */
-  token: string;
-}
+export const JoinGrant = t.Object({
+  peerId: t.String(),
+  role: RoleName,
+  token: t.String({ description: "the join token: Authorization: Bearer <token> on that peer's POST /register. Returned once." }),
+});
+export type JoinGrant = typeof JoinGrant.static;
 
-export interface CreatedSession {
-  sessionId: string;
-  idleS: number;
-  peers: JoinGrant[];
-}
+export const CreatedSession = t.Object({
+  sessionId: t.String(),
+  idleS: t.Integer(),
+  peers: t.Array(JoinGrant),
+});
+export type CreatedSession = typeof CreatedSession.static;
 
-export interface PeerView {
-  peerId: string;
-  role: 'publisher' | 'viewer' | null;
-  /** Whether its event stream is open right now. */
-  streaming: boolean;
-}
+export const PeerView = t.Object({
+  peerId: t.String(),
+  role: t.Union([RoleName, t.Null()]),
+  streaming: t.Boolean({ description: 'whether its event stream is open right now' }),
+});
+export type PeerView = typeof PeerView.static;
 
-export interface SessionView {
-  sessionId: string;
-  createdAt: string;
-  /** Created by the admin API (it outlives its last peer). */
-  managed: boolean;
-  peers: PeerView[];
-  /** With an allow-list: every invited peer id, and whether it is registered now. */
-  invited?: { peerId: string; role: 'publisher' | 'viewer'; joined: boolean }[];
-}
+export const SessionView = t.Object({
+  sessionId: t.String(),
+  createdAt: t.String({ format: 'date-time' }),
+  managed: t.Boolean({ description: 'created by the admin API (it outlives its last peer)' }),
+  peers: t.Array(PeerView),
+  invited: t.Optional(
+    t.Array(t.Object({ peerId: t.String(), role: RoleName, joined: t.Boolean() }), { description: 'with an allow-list: every invited peer id, and whether it is registered now' }),
+  ),
+});
+export type SessionView = typeof SessionView.static;
+
+export const SessionList = t.Object({ sessions: t.Array(SessionView) });
+export type SessionList = typeof SessionList.static;
 
 export const DEFAULT_IDLE_S = 3600;

@@ -1,9 +1,10 @@
 import { Elysia } from 'elysia';
 import type { PeerAccess } from '../auth/access';
 import { bearerToken } from '../auth/tokens';
+import { describe, TAGS } from '../docs/describe';
 import { readJsonBody } from '../json-body';
 import { SessionParams } from '../sessions/model';
-import { CreateSessionBody } from './model';
+import { CreatedSession, CreateSessionBody, SessionList, SessionView } from './model';
 import type { Admin } from './service';
 
 /**
@@ -25,6 +26,13 @@ export const adminRoutes = (admin: Admin, access: PeerAccess) =>
           access.authorizeAdmin(bearerToken(request.headers.get('authorization')));
           return readJsonBody(request, undefined, {});
         },
+        detail: describe({
+          summary: 'Create a session for the peers you name',
+          description: 'Server to server, with Authorization: Bearer <ADMIN_TOKEN>. Returns one join token per named peer, once.',
+          tags: [TAGS.admin],
+          answers: { 201: { description: 'created', schema: CreatedSession } },
+          errors: ['invalid_json', 'invalid_request', 'unauthorized', 'forbidden', 'admin_disabled', 'session_exists', 'too_many_sessions'],
+        }),
       },
     )
     .get(
@@ -33,6 +41,15 @@ export const adminRoutes = (admin: Admin, access: PeerAccess) =>
         access.authorizeAdmin(bearerToken(authorization));
         return admin.list();
       },
+      {
+        detail: describe({
+          summary: 'List sessions',
+          description: 'Every session, its peers, their roles and whether their streams are open.',
+          tags: [TAGS.admin],
+          answers: { 200: { description: 'the sessions', schema: SessionList } },
+          errors: ['unauthorized', 'forbidden', 'admin_disabled'],
+        }),
+      },
     )
     .get(
       '/sessions/:sessionId',
@@ -40,5 +57,13 @@ export const adminRoutes = (admin: Admin, access: PeerAccess) =>
         access.authorizeAdmin(bearerToken(authorization));
         return admin.get(sessionId);
       },
-      { params: SessionParams },
+      {
+        params: SessionParams,
+        detail: describe({
+          summary: 'One session',
+          tags: [TAGS.admin],
+          answers: { 200: { description: 'the session', schema: SessionView } },
+          errors: ['invalid_request', 'unauthorized', 'forbidden', 'admin_disabled', 'session_not_found'],
+        }),
+      },
     );

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import type { Cancel, Clock } from '../clock';
 import type { Config } from '../config';
+import type { Logger } from '../log/logger';
 import type { SessionEvent } from '../sessions/events';
 
 export type NotifyConfig = Pick<Config, 'notifyUrl' | 'notifySecret' | 'notifyQueue'>;
@@ -9,7 +10,7 @@ export interface NotifierDeps {
   clock: Clock;
   newId: () => string;
   /** One line per noteworthy event: drops, give-ups, recovery. Never the secret or the URL. */
-  log: (line: string) => void;
+  logger: Logger;
   fetch?: typeof fetch;
 }
 
@@ -111,7 +112,7 @@ export class Notifier {
     this.queue.splice(index, 1);
     this.dropped++;
     if (this.droppedUnreported++ === 0) {
-      this.deps.log(`notify: queue full (${this.capacity}); dropping the oldest notifications until NOTIFY_URL accepts them again`);
+      this.deps.logger.warn('notification queue full: dropping the oldest until NOTIFY_URL accepts them again', { capacity: this.capacity });
     }
   }
 
@@ -159,13 +160,13 @@ export class Notifier {
     if (status >= 200 && status < 300) {
       this.delivered++;
       if (this.droppedUnreported > 0) {
-        this.deps.log(`notify: NOTIFY_URL accepts notifications again; ${this.droppedUnreported} were dropped while it did not`);
+        this.deps.logger.warn('NOTIFY_URL accepts notifications again', { dropped: this.droppedUnreported });
         this.droppedUnreported = 0;
       }
     } else if (!retryable || item.attempts >= this.timing.maxAttempts) {
       this.failed++;
       const why = status === 0 ? 'no answer' : `HTTP ${status}`;
-      this.deps.log(`notify: gave up on ${item.type} ${item.id} after ${item.attempts} attempt(s) (${why})`);
+      this.deps.logger.warn('notification given up', { type: item.type, notificationId: item.id, attempts: item.attempts, reason: why });
     } else {
       this.state = 'waiting';
       this.retry = this.deps.clock.schedule(this.backoff(item.attempts, retryAfter), () => {

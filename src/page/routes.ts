@@ -1,4 +1,6 @@
+import { Type as t } from '@sinclair/typebox';
 import { Elysia } from 'elysia';
+import { describe, TAGS } from '../docs/describe';
 import { SignalError } from '../errors';
 import { type Asset, type HtmlImport, loadClientBundle } from './bundle';
 import { securityHeaders } from './headers';
@@ -23,7 +25,22 @@ export const pageRoutes = (page: HtmlImport, options: { tls: boolean }) => {
     if (request.headers.get('if-none-match') === asset.etag) return new Response(null, { status: 304, headers: common });
     return new Response(asset.body, { headers: { ...common, 'content-type': asset.contentType } });
   };
+  // Bun names every file of a bundle chunk-<hash>.<ext>, in an executable too: a narrower route than
+  // `/:asset`, which would shadow other one-segment routes that Bun's router does not see (/docs).
   return new Elysia()
-    .get('/', ({ request }) => serve('/', request))
-    .get('/:asset', ({ params: { asset }, request }) => serve(`/${asset}`, request));
+    .get('/', ({ request }) => serve('/', request), {
+      detail: describe({
+        summary: 'The browser test client',
+        tags: [TAGS.client],
+        answers: { 200: { description: 'an HTML page', contentType: 'text/html', schema: t.String() }, 304: { description: 'unchanged (If-None-Match)' } },
+      }),
+    })
+    .get('/chunk-*', ({ path, request }) => serve(path, request), {
+      detail: describe({
+        summary: "A script or stylesheet of the client page's bundle",
+        tags: [TAGS.client],
+        answers: { 200: { description: 'the file, with a content-hashed name: cached for good' }, 304: { description: 'unchanged (If-None-Match)' } },
+        errors: ['not_found'],
+      }),
+    });
 };

@@ -1,8 +1,10 @@
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/delivery';
+import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
 import { SignalError } from '../errors';
 import type { SessionListener } from './events';
+import { type Logger, silentLogger } from '../log/logger';
 import { SERVER_EVENT_TYPES, type SignalBody } from './model';
 import type { Invite, PeerAuth, PeerRecord, Session, SessionStore } from './store';
 
@@ -14,6 +16,9 @@ export interface SignallingDeps {
   clock: Clock;
   /** Told of sessions created and closed, peers joined and left. */
   listener?: SessionListener;
+  /** Counts messages, joins, leaves and resumes (metrics). */
+  observer?: DeliveryObserver;
+  logger?: Logger;
 }
 
 /**
@@ -32,10 +37,18 @@ const serverEvent = (type: 'new-peer' | 'peer-left', senderId: string) => JSON.s
  * so order holds per pair and nothing is lost while a peer's stream is closed.
  */
 export class Signalling {
+  private readonly observer: DeliveryObserver;
+  private readonly logger: Logger;
+  /** Set by `shutdown()`: streams that open from then on end at once, so that clients go elsewhere. */
+  private stopped = false;
+
   constructor(
     private readonly config: SignallingConfig,
     private readonly deps: SignallingDeps,
-  ) {}
+  ) {
+    this.observer = deps.observer ?? noObserver;
+    this.logger = deps.logger ?? silentLogger;
+  }
 
   /** Joins (creating the session if new) or takes over a registered id; the others learn of it with `new-peer`. */
   register(sessionId: string, peerId: string, admit?: Admit): { peers: string[]; auth: PeerAuth | undefined; lastEventId: number } {
@@ -76,6 +89,7 @@ export class Signalling {
       peers.push(other);
       delivery.deliver({ sessionId, peerId: other }, joined, true);
     }
+    this.observer.peerJoined();
     return { peers, auth, lastEventId };
   }
 
@@ -103,6 +117,18 @@ export class Signalling {
 
   /** Relays a client message to its target, or to every other peer when it names none. */
   send(sessionId: string, peerId: string, body: SignalBody): Delivered {
+    let result: Delivered;
+    try {
+      result = this.relay(sessionId, peerId, body);
+    } catch (e) {
+      this.observer.message(body.type, 'rejected');
+      throw e;
+    }
+    this.observer.message(body.type, result === 'sent' ? 'relayed' : 'queued');
+    return result;
+  }
+
+  private relay(sessionId: string, peerId: string, body: SignalBody): Delivered {
     if (SERVER_EVENT_TYPES.has(body.type)) {
       throw new SignalError('reserved_type', `type "${body.type}" is sent by the server only`);
     }
@@ -145,6 +171,11 @@ export class Signalling {
     const record = this.peer(session, peerId);
     const address = { sessionId, peerId };
     const { delivery } = this.deps;
+    if (this.stopped) {
+      // Draining: the client reconnects at once, to another instance behind the same address.
+      sink.close();
+      return;
+    }
     sink.onClose(() => {
       if (delivery.detach(address, sink) && session.peers.get(peerId) === record) this.armExpiry(session, record);
     });
@@ -152,8 +183,10 @@ export class Signalling {
       delivery.attach(address, sink, lastEventId);
     } catch (e) {
       sink.close();
+      if (lastEventId !== undefined && e instanceof SignalError && (e.code === 'resume_gap' || e.code === 'superseded')) this.observer.resumed(e.code);
       throw e;
     }
+    if (lastEventId !== undefined) this.observer.resumed('resumed');
     if (delivery.isAttached(address)) {
       record.expiry?.();
       record.expiry = undefined;
@@ -178,8 +211,12 @@ export class Signalling {
     this.emit({ type: 'session-closed', sessionId, reason: 'closed' });
   }
 
-  /** Ends every stream and timer (server shutdown). Registrations stay until the process exits. */
+  /**
+   * Ends every stream and timer (server shutdown), and every stream that opens from now on.
+   * Registrations stay until the process exits.
+   */
   shutdown(): void {
+    this.stopped = true;
     for (const session of this.deps.store.values()) {
       for (const record of session.peers.values()) {
         record.expiry?.();
@@ -196,6 +233,7 @@ export class Signalling {
       record.expiry = undefined;
       if (session.peers.get(record.id) !== record) return;
       if (this.deps.store.get(session.id) !== session) return;
+      this.logger.info('peer timed out', { sessionId: session.id, peerId: record.id, afterMs: this.config.peerTimeoutMs });
       this.remove(session, record, 'timeout');
     });
   }
@@ -213,11 +251,12 @@ export class Signalling {
     });
   }
 
-  private remove(session: Session, record: PeerRecord, reason: 'left' | 'timeout'): void {
+  private remove(session: Session, record: PeerRecord, reason: PeerLeftReason): void {
     const { store, delivery } = this.deps;
     record.expiry?.();
     record.expiry = undefined;
     session.peers.delete(record.id);
+    this.observer.peerLeft(reason);
     delivery.close({ sessionId: session.id, peerId: record.id });
     this.emit({ type: 'peer-left', sessionId: session.id, peerId: record.id, reason });
     if (session.peers.size === 0) {

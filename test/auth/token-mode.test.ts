@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, spyOn, test } from 'bun:test';
 import { createApp } from '../../src/app';
+import { createLogger } from '../../src/log/logger';
 import type { Config } from '../../src/config';
 import { defaultConfig, ManualClock, req, type Running, startServer } from '../helpers';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
@@ -203,7 +204,8 @@ describe('tokens never reach a log line', () => {
           issued.push(token);
           return token;
         },
-        log: capture,
+        // Every level: a token must not reach even a debug line.
+        logger: createLogger({ level: 'debug', format: 'json', clock: { now: Date.now }, write: capture }),
       });
       const a = (await req(app, 'POST', '/register/s/a')).body.token as string;
       const b = (await req(app, 'POST', '/register/s/b')).body.token as string;

@@ -90,9 +90,11 @@ describe('ICE restart', () => {
     await turn.stop('SIGKILL');
     turn = await startCoturn(turn);
     await publisher.page.waitForFunction(() => (window.switchboard.peers.v1?.iceRestarts ?? 0) >= 1, undefined, { timeout: 30_000, polling: 100 });
+    // The viewer has the restart's offer: from here a 'connected' is the restarted connection's.
+    await viewer.page.waitForFunction(() => (window.switchboard.peers.pub?.offersReceived ?? 0) >= 2, undefined, { timeout: 30_000, polling: 100 });
     await waitConnected(viewer.page, 'pub');
     const before = (await status(viewer.page)).peers.pub?.framesDecoded ?? 0;
-    await viewer.page.waitForFunction((n) => (window.switchboard.peers.pub?.framesDecoded ?? 0) > n, before, { timeout: 15_000, polling: 100 });
+    await viewer.page.waitForFunction((n) => (window.switchboard.peers.pub?.framesDecoded ?? 0) > n, before, { timeout: 30_000, polling: 100 });
 
     const seen = await status(viewer.page);
     expect(seen.reRegistrations).toBe(0);
@@ -100,5 +102,5 @@ describe('ICE restart', () => {
     expect(seen.peers.pub?.offersReceived).toBeGreaterThanOrEqual(2);
     expect(seen.peers.pub?.pair).toMatchObject({ local: 'relay', remote: 'relay' });
     expect(turn.log()).toMatch(/ALLOCATE processed, success/);
-  }, 60_000);
+  }, 120_000);
 });

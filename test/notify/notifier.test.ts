@@ -1,3 +1,4 @@
+import { createLogger } from '../../src/log/logger';
 import { afterEach, describe, expect, test } from 'bun:test';
 import { createApp } from '../../src/app';
 import { type Notification, Notifier, type NotifierTiming, notificationSignature } from '../../src/notify/notifier';
@@ -48,9 +49,16 @@ function verified(r: Received): boolean {
 
 const timing: NotifierTiming = { timeoutMs: 10_000, backoffMs: 1000, maxBackoffMs: 8000, maxAttempts: 4 };
 
+/** A log line as `message {fields}`, without the time and level. */
+function messageOf(line: string): string {
+  const { msg, time: _time, level: _level, ...fields } = JSON.parse(line) as Record<string, unknown>;
+  return `${msg} ${JSON.stringify(fields)}`;
+}
+
 function notifier(url: string, clock: ManualClock, capacity = 100, log: string[] = []) {
   let n = 0;
-  const made = new Notifier(url, SECRET, capacity, { clock, newId: () => `n${++n}`, log: (l) => log.push(l) }, timing);
+  const logger = createLogger({ level: 'info', format: 'json', clock, write: (line) => void log.push(messageOf(line)) });
+  const made = new Notifier(url, SECRET, capacity, { clock, newId: () => `n${++n}`, logger }, timing);
   notifiers.push(made);
   return made;
 }
@@ -175,7 +183,7 @@ describe('retries', () => {
     n.notify(joined('b'));
     await until(() => n.stats().delivered === 1, 'the second delivered');
     expect(n.stats()).toMatchObject({ failed: 1, delivered: 1, queued: 0 });
-    expect(log).toEqual(['notify: gave up on peer-joined n1 after 1 attempt(s) (HTTP 400)']);
+    expect(log).toEqual(['notification given up {"type":"peer-joined","notificationId":"n1","attempts":1,"reason":"HTTP 400"}']);
   });
 
   test('after maxAttempts a notification is given up and logged', async () => {
@@ -191,7 +199,7 @@ describe('retries', () => {
     }
     await until(() => n.stats().failed === 1, 'the give-up');
     expect(hook.received).toHaveLength(timing.maxAttempts);
-    expect(log).toEqual([`notify: gave up on peer-joined n1 after ${timing.maxAttempts} attempt(s) (HTTP 503)`]);
+    expect(log).toEqual([`notification given up {"type":"peer-joined","notificationId":"n1","attempts":${timing.maxAttempts},"reason":"HTTP 503"}`]);
   });
 
   test('an attempt without an answer times out on the clock and is retried', async () => {
@@ -219,13 +227,13 @@ describe('a backend down for long', () => {
     const n = notifier(hook.url, clock, 5, log);
     for (let i = 0; i < 20; i++) n.notify(joined(`p${i}`));
     expect(n.stats()).toMatchObject({ queued: 5, dropped: 15 });
-    expect(log).toEqual(['notify: queue full (5); dropping the oldest notifications until NOTIFY_URL accepts them again']);
+    expect(log).toEqual(['notification queue full: dropping the oldest until NOTIFY_URL accepts them again {"capacity":5}']);
     await until(() => n.stats().state === 'waiting', 'a retry');
     up = true;
     clock.advance(timing.backoffMs);
     await until(() => n.stats().queued === 0, 'the queue to drain');
     // The one being retried, then the newest four: the oldest waiting ones went first.
     expect(hook.received.map((r) => r.json.peerId).slice(1)).toEqual(['p0', 'p16', 'p17', 'p18', 'p19']);
-    expect(log.at(-1)).toBe('notify: NOTIFY_URL accepts notifications again; 15 were dropped while it did not');
+    expect(log.at(-1)).toBe('NOTIFY_URL accepts notifications again {"dropped":15}');
   });
 });

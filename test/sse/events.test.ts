@@ -35,6 +35,20 @@ async function until(probe: () => Promise<boolean> | boolean, timeoutMs = 5000):
 /** These tests flood one peer on purpose: the message rate limits would answer before the queue does. */
 const floodAllowed = { messageRatePerS: 0, peerMessageRatePerS: 0 };
 
+/** The body of a raw chunked HTTP/1.1 response, as far as it arrived whole. */
+function dechunk(raw: string): string {
+  let at = raw.indexOf('\r\n\r\n') + 4;
+  let body = '';
+  for (;;) {
+    const eol = raw.indexOf('\r\n', at);
+    if (eol < 0) return body;
+    const size = Number.parseInt(raw.slice(at, eol), 16);
+    if (!(size > 0) || eol + 2 + size > raw.length) return body + raw.slice(eol + 2, eol + 2 + Math.max(0, size));
+    body += raw.slice(eol + 2, eol + 2 + size);
+    at = eol + 2 + size + 2;
+  }
+}
+
 const candidate = (n: number) => ({ candidate: `candidate:${n} 1 udp 2122260223 192.168.1.${n} 5${n}000 typ host`, sdpMid: '0', sdpMLineIndex: 0 });
 
 describe('the seed flow over a real listener', () => {
@@ -342,10 +356,11 @@ describe('a slow reader', () => {
     await closed;
 
     // The client resumes from the last complete event it read (the cut may have left half of one).
-    const complete = [...received.matchAll(/^id: (\d+)\ndata: (.*)\n\n/gm)];
+    const complete = [...dechunk(received).matchAll(/^id: (\d+)\ndata: (.*)\n\n/gm)];
     const seqs = complete.map((m) => JSON.parse(m[2] as string).payload.seq as number);
     const ids = complete.map((m) => m[1] as string);
     const resumed = await events(`${url}/events/s/b`, { lastEventId: ids.at(-1) });
+    expect(resumed.status).toBe(200);
     while (seqs.length < acknowledged) seqs.push(((await resumed.next(ofType('seq'))).json.payload as { seq: number }).seq);
     expect(seqs).toEqual([...Array(acknowledged).keys()]);
   });
