@@ -3,13 +3,16 @@
 
 FROM oven/bun:1.4 AS build
 WORKDIR /app
-# openssl: the TLS test makes a self-signed certificate.
-RUN apt-get update && apt-get install -y --no-install-recommends openssl && rm -rf /var/lib/apt/lists/*
+# openssl: the TLS tests make a self-signed certificate. chromium and coturn: the end-to-end tests drive
+# the client page in a real browser and relay its media through a real TURN server. nginx:
+# deploy/nginx.conf is tested in front of a real server.
+RUN apt-get update && apt-get install -y --no-install-recommends openssl chromium coturn nginx strace && rm -rf /var/lib/apt/lists/*
 COPY package.json bun.lock bunfig.toml tsconfig.json ./
 RUN bun install --frozen-lockfile
 COPY src ./src
 COPY test ./test
-RUN bun x tsc --noEmit && bun test
+COPY deploy ./deploy
+RUN bun x tsc --noEmit && bun test --timeout 20000
 RUN bun run build
 
 FROM gcr.io/distroless/base-debian12:nonroot

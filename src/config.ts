@@ -4,6 +4,32 @@ import { AssertError, Value } from '@sinclair/typebox/value';
 
 const IceUrl = T.String({ pattern: '^(stun|stuns|turn|turns):[^\\s,]+$' });
 
+/** Who may register, read and send: see SECURITY.md. */
+const AccessSettings = {
+  authMode: T.Union([T.Literal('open'), T.Literal('token'), T.Literal('jwt')], { default: 'open', description: 'open: no checks (register still returns a token); token: a peer token guards each peer; jwt: registering needs a JWT from your backend' }),
+  jwtSecret: T.Optional(T.String({ minLength: 32, description: 'HS256 secret that JWTs are signed with (AUTH_MODE=jwt), at least 32 characters' })),
+  jwtPublicKeyFile: T.Optional(T.String({ minLength: 1, description: 'PEM public key (RSA: RS256, P-256: ES256) that JWTs are signed with (AUTH_MODE=jwt)' })),
+  jwtJwksFile: T.Optional(T.String({ minLength: 1, description: 'JSON Web Key Set file with the RS256/ES256 keys that JWTs are signed with (AUTH_MODE=jwt)' })),
+  jwtIssuer: T.Optional(T.String({ minLength: 1, description: 'when set, a JWT must carry this iss claim' })),
+  jwtAudience: T.Optional(T.String({ minLength: 1, description: 'when set, a JWT must carry this aud claim' })),
+  adminToken: T.Optional(T.String({ minLength: 16, description: 'bearer token of the admin API (/sessions); without it that API answers 403' })),
+  notifyUrl: T.Optional(T.String({ pattern: '^https?://\\S+$', description: 'URL that session and peer events are POSTed to, signed with NOTIFY_SECRET' })),
+  notifySecret: T.Optional(T.String({ minLength: 16, description: 'HMAC-SHA256 key of the X-Switchboard-Signature header on notifications' })),
+  notifyQueue: T.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000, description: 'notifications waiting for NOTIFY_URL at most; past that the oldest are dropped' }),
+};
+
+/** Per-client limits; 0 turns a rate limit off. */
+const LimitSettings = {
+  registerRatePerMin: T.Integer({ minimum: 0, default: 120, description: 'POST /register per client IP per minute (token bucket; 0: no limit)' }),
+  registerBurst: T.Integer({ minimum: 1, default: 30, description: 'POST /register a client IP may make at once before REGISTER_RATE_PER_MIN applies' }),
+  messageRatePerS: T.Integer({ minimum: 0, default: 200, description: 'POST /message per client IP per second (0: no limit)' }),
+  messageBurst: T.Integer({ minimum: 1, default: 1000, description: 'POST /message a client IP may make at once' }),
+  peerMessageRatePerS: T.Integer({ minimum: 0, default: 50, description: 'messages one peer may send per second (0: no limit)' }),
+  peerMessageBurst: T.Integer({ minimum: 1, default: 500, description: 'messages one peer may send at once' }),
+  maxStreamsPerIp: T.Integer({ minimum: 0, default: 200, description: 'event streams open at once from one client IP (0: no limit)' }),
+  trustProxy: T.Integer({ minimum: 0, maximum: 16, default: 0, description: 'reverse proxies in front whose X-Forwarded-For is believed (0: use the socket address)' }),
+};
+
 /**
  * Every setting, with its default. Each key is read from the environment variable of the same name in
  * SCREAMING_SNAKE_CASE (`pingIntervalMs` ← `PING_INTERVAL_MS`) and from the flag in kebab-case
@@ -19,12 +45,21 @@ export const Config = T.Object({
   maxQueue: T.Integer({ minimum: 1, maximum: 100_000, default: 256, description: 'events held per peer while its stream is closed, and kept for resume' }),
   maxSessions: T.Integer({ minimum: 1, default: 10_000, description: 'sessions on this server at once' }),
   maxPeersPerSession: T.Integer({ minimum: 2, default: 64, description: 'peers in one session at once' }),
+  logLevel: T.Union([T.Literal('debug'), T.Literal('info'), T.Literal('warn'), T.Literal('error')], { default: 'info', description: 'least severe log lines written: debug, info, warn or error' }),
+  logFormat: T.Union([T.Literal('json'), T.Literal('pretty')], { default: 'json', description: 'json (one object per line) or pretty (for a terminal)' }),
+  metricsToken: T.Optional(T.String({ minLength: 1, description: 'when set, GET /metrics requires "Authorization: Bearer <token>"' })),
+  shutdownTimeoutMs: T.Integer({ minimum: 0, default: 5_000, description: 'on SIGTERM/SIGINT, how long in-flight requests get before the rest is closed' }),
   iceUrls: T.Optional(T.Array(IceUrl, { minItems: 1, description: 'comma-separated STUN/TURN URLs for GET /iceServers (default: stun:stun.cloudflare.com:3478)' })),
   turnSecret: T.Optional(T.String({ minLength: 1, description: "coturn's static-auth-secret: GET /iceServers issues time-limited TURN credentials" })),
-  turnTtlS: T.Integer({ minimum: 60, default: 86_400, description: 'lifetime of TURN credentials issued with TURN_SECRET, in seconds' }),
+  turnTtlS: T.Integer({ minimum: 60, default: 86_400, description: 'lifetime of TURN credentials issued with TURN_SECRET or asked of Cloudflare, in seconds' }),
   turnUsername: T.Optional(T.String({ minLength: 1, description: 'fixed TURN username (with TURN_CREDENTIAL)' })),
   turnCredential: T.Optional(T.String({ minLength: 1, description: 'fixed TURN password (with TURN_USERNAME)' })),
+  cloudflareTurnKeyId: T.Optional(T.String({ minLength: 1, description: "Cloudflare Realtime TURN key id: GET /iceServers serves Cloudflare's TURN credentials (with CLOUDFLARE_TURN_API_TOKEN)" })),
+  cloudflareTurnApiToken: T.Optional(T.String({ minLength: 1, description: "that TURN key's API token (a bearer token, kept on the server)" })),
+  cloudflareTurnApiUrl: T.String({ pattern: '^https?://[^\\s]+$', default: 'https://rtc.live.cloudflare.com/v1', description: "base URL of Cloudflare's Realtime API" }),
   corsOrigins: T.Array(T.String({ minLength: 1 }), { minItems: 1, default: ['*'], description: 'comma-separated origins allowed to call the API; * allows any, never with credentials' }),
+  ...AccessSettings,
+  ...LimitSettings,
 });
 export type Config = Static<typeof Config>;
 
@@ -81,7 +116,9 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     const first = e.error;
     const key = (first?.path.split('/')[1] ?? '') as Key;
     const shown = raw[key] === undefined ? '' : `=${JSON.stringify(raw[key])}`;
-    throw new ConfigError(`${envName(key)}${shown} is invalid: ${first?.message ?? e.message}`);
+    const choices = (Config.properties[key] as TSchema | undefined)?.anyOf as { const?: unknown }[] | undefined;
+    const expected = choices?.every((c) => typeof c.const === 'string') ? `Expected one of ${choices.map((c) => c.const).join(', ')}` : undefined;
+    throw new ConfigError(`${envName(key)}${shown} is invalid: ${expected ?? first?.message ?? e.message}`);
   }
   checkCombinations(config);
   return { kind: 'run', config };
@@ -97,8 +134,35 @@ function checkCombinations(c: Config): void {
   if (c.turnSecret && c.turnUsername) {
     throw new ConfigError('TURN_SECRET issues its own credentials: unset TURN_USERNAME and TURN_CREDENTIAL');
   }
+  checkCloudflare(c);
   if (c.turnSecret && !c.iceUrls?.some((u) => u.startsWith('turn'))) {
     throw new ConfigError('TURN_SECRET is set but ICE_URLS lists no turn: or turns: URL to use it with');
+  }
+  const jwtKeys = [c.jwtSecret && 'JWT_SECRET', c.jwtPublicKeyFile && 'JWT_PUBLIC_KEY_FILE', c.jwtJwksFile && 'JWT_JWKS_FILE'].filter(Boolean);
+  if (c.authMode === 'jwt' && jwtKeys.length !== 1) {
+    throw new ConfigError(`AUTH_MODE=jwt needs exactly one of JWT_SECRET, JWT_PUBLIC_KEY_FILE, JWT_JWKS_FILE${jwtKeys.length ? ` (got ${jwtKeys.join(', ')})` : ''}`);
+  }
+  if (c.authMode !== 'jwt' && jwtKeys.length) {
+    throw new ConfigError(`${jwtKeys.join(', ')} is only used with AUTH_MODE=jwt`);
+  }
+  if (Boolean(c.notifyUrl) !== Boolean(c.notifySecret)) {
+    throw new ConfigError('NOTIFY_URL and NOTIFY_SECRET must be set together: notifications are always signed');
+  }
+}
+
+/** Cloudflare issues credentials for at most 48 hours. */
+const CLOUDFLARE_MAX_TTL_S = 172_800;
+
+function checkCloudflare(c: Config): void {
+  if (Boolean(c.cloudflareTurnKeyId) !== Boolean(c.cloudflareTurnApiToken)) {
+    throw new ConfigError('CLOUDFLARE_TURN_KEY_ID and CLOUDFLARE_TURN_API_TOKEN must be set together');
+  }
+  if (!c.cloudflareTurnKeyId) return;
+  if (c.turnSecret || c.turnUsername) {
+    throw new ConfigError('Cloudflare issues the TURN credentials: unset TURN_SECRET, TURN_USERNAME and TURN_CREDENTIAL');
+  }
+  if (c.turnTtlS > CLOUDFLARE_MAX_TTL_S) {
+    throw new ConfigError(`TURN_TTL_S=${c.turnTtlS} is invalid: Cloudflare issues credentials for at most ${CLOUDFLARE_MAX_TTL_S} seconds`);
   }
 }
 

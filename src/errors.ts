@@ -1,3 +1,5 @@
+import { Type as T } from '@sinclair/typebox';
+
 /**
  * Every error the server answers with. The code is what clients branch on; the status follows from
  * it, so the core throws `new SignalError('peer_not_found', …)` without knowing about HTTP.
@@ -6,6 +8,9 @@ export const errorStatus = {
   invalid_json: 400,
   invalid_request: 400,
   reserved_type: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  admin_disabled: 403,
   payload_too_large: 413,
   not_found: 404,
   session_not_found: 404,
@@ -14,9 +19,12 @@ export const errorStatus = {
   session_full: 409,
   superseded: 409,
   resume_gap: 409,
+  session_exists: 409,
   upgrade_required: 426,
   too_many_sessions: 429,
   queue_full: 429,
+  rate_limited: 429,
+  too_many_streams: 429,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;
@@ -26,6 +34,15 @@ export interface ErrorBody {
   error: ErrorCode | 'internal_error';
   message: string;
 }
+
+/** The same envelope as a schema, for the API's documentation. */
+export const ErrorEnvelope = T.Object(
+  {
+    error: T.String({ enum: [...Object.keys(errorStatus), 'internal_error'], description: 'what clients branch on' }),
+    message: T.String({ description: 'what went wrong, for a person' }),
+  },
+  { description: 'Every error: a 4xx status with this body' },
+);
 
 export class SignalError extends Error {
   readonly status: number;
@@ -49,5 +66,7 @@ export class SignalError extends Error {
 export function errorResponse(status: number, body: ErrorBody, retryAfterS?: number): Response {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (retryAfterS !== undefined) headers['retry-after'] = String(retryAfterS);
+  // RFC 6750: a 401 names the scheme the client should authenticate with.
+  if (status === 401) headers['www-authenticate'] = 'Bearer realm="switchboard"';
   return new Response(JSON.stringify(body), { status, headers });
 }

@@ -1,6 +1,9 @@
+import { writeSync } from 'node:fs';
 import pkg from '../package.json';
 import { createApp } from './app';
+import { systemClock } from './clock';
 import { type Config, ConfigError, loadConfig } from './config';
+import { createLogger } from './log/logger';
 
 /** Reads the PEM files named by TLS_CERT and TLS_KEY, failing with the setting's name. */
 async function readTls(config: Config): Promise<{ cert: string; key: string } | undefined> {
@@ -17,12 +20,14 @@ async function readTls(config: Config): Promise<{ cert: string; key: string } | 
 
 async function main(): Promise<void> {
   const command = loadConfig(process.argv.slice(2), process.env);
-  if (command.kind === 'help') return console.log(command.text);
-  if (command.kind === 'version') return console.log(pkg.version);
+  if (command.kind === 'help') return void writeSync(1, `${command.text}\n`);
+  if (command.kind === 'version') return void writeSync(1, `${pkg.version}\n`);
   const { config } = command;
   const tls = await readTls(config);
 
-  const app = createApp(config);
+  // console.log is synchronous in Bun: no line is lost when the process exits right after it.
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat, clock: systemClock, write: (line) => console.log(line) });
+  const app = createApp(config, { logger });
   try {
     // reusePort off: a second server on a taken port must fail, not share it silently.
     // development off: the client page is served bundled and minified, without the dev server.
@@ -33,24 +38,31 @@ async function main(): Promise<void> {
   const server = app.server;
   if (!server) throw new Error('the server did not start');
   const url = `${tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`;
-  console.log(`switchboard ${pkg.version} listening on ${url} (TLS ${tls ? 'on' : 'off'})`);
+  logger.info(`switchboard ${pkg.version} listening on ${url} (TLS ${tls ? 'on' : 'off'})`, { version: pkg.version, url, tls: Boolean(tls) });
 
   let stopping = false;
   const stop = async (signal: string) => {
+    // A second signal changes nothing: the drain has its own deadline.
     if (stopping) return;
     stopping = true;
-    console.log(`switchboard: ${signal}, closing streams and stopping`);
-    // Ending the streams first lets EventSource clients reconnect elsewhere at once, and lets the
-    // server's stop complete: it waits for open responses.
-    app.decorator.signalling.shutdown();
-    await app.stop();
+    logger.info(`${signal}: stopping`, { signal });
+    // Stops listening, ends every stream (clients reconnect elsewhere), waits for the requests in
+    // flight up to SHUTDOWN_TIMEOUT_MS; then app.stop() runs the app's own stop hooks.
+    try {
+      await app.decorator.drain.run(server);
+      await app.stop();
+    } catch (error) {
+      logger.error('the stop failed', { error });
+      process.exit(1);
+    }
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 }
 
+// Before the settings are read there is no logger: a bad setting is told plainly, as by any command.
 main().catch((e: unknown) => {
-  console.error(`switchboard: ${e instanceof ConfigError ? e.message : String((e as Error)?.stack ?? e)}`);
+  writeSync(2, `switchboard: ${e instanceof ConfigError ? e.message : String((e as Error)?.stack ?? e)}\n`);
   process.exit(1);
 });

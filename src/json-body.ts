@@ -8,13 +8,17 @@ const tooLarge = () => new SignalError('payload_too_large', `the body is over ${
 /**
  * Reads a request body as JSON whatever its content type (a seed client posting with plain `fetch`
  * sends text/plain), refusing more than `limit` bytes without reading them when the length is declared.
+ * An empty body is refused, unless `whenEmpty` says what it stands for.
  */
-export async function readJsonBody(request: Request, limit = MAX_BODY_BYTES): Promise<unknown> {
+export async function readJsonBody(request: Request, limit = MAX_BODY_BYTES, whenEmpty?: unknown): Promise<unknown> {
   const declared = request.headers.get('content-length');
   if (declared !== null && Number(declared) > limit) throw tooLarge();
   const text = declared !== null ? await request.text() : await readChunked(request, limit);
   if (text.length > limit) throw tooLarge();
-  if (text.trim() === '') throw new SignalError('invalid_json', 'the body is empty; expected a JSON object');
+  if (text.trim() === '') {
+    if (whenEmpty !== undefined) return whenEmpty;
+    throw new SignalError('invalid_json', 'the body is empty; expected a JSON object');
+  }
   try {
     return JSON.parse(text);
   } catch (e) {

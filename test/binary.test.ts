@@ -2,6 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { compiledBinary } from './compiled-binary';
+import { allowedSyscalls, traced, unitValues } from './deploy/sandbox';
+import { expectForcedStop, expectGracefulStop } from './drain-scenario';
 import { runToEnd, type ServerProcess, spawnServer } from './process-helpers';
 import { ofType, openEvents } from './sse-client';
 
@@ -10,11 +13,14 @@ const root = join(import.meta.dir, '..');
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-binary-'));
 const binary = join(dir, 'switchboard');
 let server: ServerProcess;
+const strace = Bun.which('strace');
+const analyze = Bun.which('systemd-analyze');
+for (const [tool, found] of [['systemd-analyze', analyze], ['strace', strace]]) {
+  if (!found) console.log(`${tool} is not installed: the system calls of the executable are not checked against deploy/switchboard.service`);
+}
 
 beforeAll(async () => {
-  const build = await runToEnd([process.execPath, 'run', 'build'], {}, root);
-  if (build.code !== 0) throw new Error(`bun run build failed:\n${build.output}`);
-  copyFileSync(join(root, 'dist', 'switchboard'), binary);
+  copyFileSync(await compiledBinary(), binary);
   server = await spawnServer([binary], { cwd: dir });
 }, 120_000);
 
@@ -38,6 +44,10 @@ describe('dist/switchboard from an empty directory', () => {
     const js = await fetch(new URL(script as string, server.url));
     expect(js.status).toBe(200);
     expect(await js.text()).toContain('/register/');
+    for (const res of [page, js]) {
+      expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    }
   });
 
   test('serves /iceServers and a stream', async () => {
@@ -60,11 +70,49 @@ describe('dist/switchboard from an empty directory', () => {
     expect(output.trim()).toBe((await Bun.file(join(root, 'package.json')).json()).version);
   });
 
-  test('SIGTERM ends open streams and exits 0', async () => {
-    const own = await spawnServer([binary], { cwd: dir });
-    await fetch(`${own.url}/register/s/a`, { method: 'POST' });
-    const stream = await openEvents(`${own.url}/events/s/a`);
-    expect(await own.stop('SIGTERM')).toBe(0);
-    await stream.ended;
+  test('serves health, metrics and its OpenAPI document', async () => {
+    expect(await (await fetch(`${server.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
+    expect(await (await fetch(`${server.url}/metrics`)).text()).toContain('switchboard_build_info{version=');
+    const doc = await (await fetch(`${server.url}/openapi.json`)).json();
+    expect(Object.keys(doc.paths)).toContain('/message/{sessionId}/{peerId}');
+    expect((await fetch(`${server.url}/docs`)).headers.get('content-type')).toContain('text/html');
   });
+
+  test('SIGTERM: stops accepting, ends streams, answers the request in flight, exits 0', async () => {
+    await expectGracefulStop(await spawnServer([binary], { cwd: dir }), 'SIGTERM');
+  });
+
+  test('a request still open at SHUTDOWN_TIMEOUT_MS is cut, and it exits 0', async () => {
+    await expectForcedStop(await spawnServer([binary], { cwd: dir, env: { SHUTDOWN_TIMEOUT_MS: '200' } }));
+  });
+
+  test.skipIf(!strace || !analyze)('makes only the system calls and sockets that deploy/switchboard.service allows', async () => {
+    const trace = join(dir, '..', `${dir.split('/').at(-1)}.strace`);
+    const own = await spawnServer([strace as string, '-f', '-qq', '-o', trace, binary], { cwd: dir });
+    try {
+      const { url } = own;
+      await fetch(`${url}/register/s/a`, { method: 'POST' });
+      await fetch(`${url}/register/s/b`, { method: 'POST' });
+      const stream = await openEvents(`${url}/events/s/b`);
+      await fetch(`${url}/message/s/a`, { method: 'POST', body: JSON.stringify({ target: 'b', type: 'offer', payload: { sdp: 'v=0' } }) });
+      await stream.next(ofType('offer'));
+      for (const path of ['/', '/metrics', '/openapi.json', '/docs', '/readyz', '/iceServers']) await (await fetch(`${url}${path}`)).arrayBuffer();
+      // Signal the server itself (strace's child), so that it drains as it would under systemd.
+      const [child] = (await Bun.file(`/proc/${own.proc.pid}/task/${own.proc.pid}/children`).text()).trim().split(/\s+/).map(Number);
+      if (!child) throw new Error('no traced process');
+      process.kill(child, 'SIGTERM');
+      await stream.ended;
+      expect(await own.proc.exited).toBe(0);
+      const { syscalls, families } = traced(await Bun.file(trace).text());
+      expect(syscalls.size).toBeGreaterThan(20);
+      const allowed = await allowedSyscalls(analyze as string);
+      expect([...syscalls].filter((call) => !allowed.has(call))).toEqual([]);
+      const permitted = (await unitValues('RestrictAddressFamilies')).join(' ').split(/\s+/);
+      expect([...families].filter((family) => !permitted.includes(family))).toEqual([]);
+    } finally {
+      if (own.proc.exitCode === null) own.proc.kill('SIGKILL');
+      rmSync(trace, { force: true });
+    }
+  }, 60_000);
 });

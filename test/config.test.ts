@@ -59,6 +59,15 @@ describe('loadConfig', () => {
     expect(failure([], { TURN_SECRET: 's', ICE_URLS: 'turn:t:3478', TURN_USERNAME: 'u', TURN_CREDENTIAL: 'c' })).toMatch(/TURN_SECRET/);
   });
 
+  test('logging, metrics and shutdown settings', () => {
+    expect(run([])).toMatchObject({ logLevel: 'info', logFormat: 'json', shutdownTimeoutMs: 5000 });
+    expect(run([]).metricsToken).toBeUndefined();
+    const config = run(['--log-format', 'pretty'], { LOG_LEVEL: 'debug', METRICS_TOKEN: 'abc', SHUTDOWN_TIMEOUT_MS: '0' });
+    expect(config).toMatchObject({ logLevel: 'debug', logFormat: 'pretty', metricsToken: 'abc', shutdownTimeoutMs: 0 });
+    expect(failure([], { LOG_LEVEL: 'verbose' })).toBe('LOG_LEVEL="verbose" is invalid: Expected one of debug, info, warn, error');
+    expect(failure([], { SHUTDOWN_TIMEOUT_MS: '-1' })).toMatch(/^SHUTDOWN_TIMEOUT_MS/);
+  });
+
   test('an unknown flag is refused', () => {
     expect(failure(['--prot', '1'])).toMatch(/--prot/);
   });
@@ -72,6 +81,15 @@ describe('loadConfig', () => {
     }
     expect(command.text).toContain('--ping-interval-ms, PING_INTERVAL_MS');
     expect(command.text).toContain('(default: 3478)');
+  });
+
+  test('the README lists every setting', async () => {
+    const readme = await Bun.file(new URL('../README.md', import.meta.url)).text();
+    for (const key of Object.keys(Config.properties)) {
+      const env = key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+      const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+      expect(readme).toContain(`| \`${env}\` | \`--${flag}\` |`);
+    }
   });
 
   test('--version', () => {

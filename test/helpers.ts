@@ -1,4 +1,4 @@
-import { createApp } from '../src/app';
+import { type AppDeps, createApp } from '../src/app';
 import type { Cancel, Clock } from '../src/clock';
 import { type Config, defaultConfig } from '../src/config';
 
@@ -70,7 +70,7 @@ export interface Running {
 }
 
 /** A real listener on 127.0.0.1 and a free port. */
-export function startServer(config: Partial<Config> = {}, deps: { clock?: Clock } = {}, serve: { idleTimeout?: number } = {}): Running {
+export function startServer(config: Partial<Config> = {}, deps: Partial<AppDeps> = {}, serve: { idleTimeout?: number } = {}): Running {
   const app = createApp(defaultConfig(config), deps);
   app.listen({ port: 0, hostname: '127.0.0.1', reusePort: false, development: false, ...serve });
   const port = app.server?.port;

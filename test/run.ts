@@ -6,9 +6,11 @@ const root = new URL('..', import.meta.url).pathname;
 $.cwd(root);
 
 /** Programs the tests start, and the Debian package of each. */
-const programs: Record<string, string> = { openssl: 'openssl' };
+const programs: Record<string, string> = { openssl: 'openssl', chromium: 'chromium', turnserver: 'coturn', nginx: 'nginx', strace: 'strace' };
 
-const missing = [...new Set(Object.entries(programs).filter(([cmd]) => !Bun.which(cmd)).map(([, pkg]) => pkg))];
+// nginx lives in /usr/sbin, which a user's PATH may leave out.
+const path = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`;
+const missing = [...new Set(Object.entries(programs).filter(([cmd]) => !Bun.which(cmd, { PATH: path })).map(([, pkg]) => pkg))];
 if (missing.length) {
   const install = `apt-get install -y --no-install-recommends ${missing.join(' ')}`;
   if (process.getuid?.() === 0 && Bun.which('apt-get')) {
@@ -35,7 +37,8 @@ if (typecheck.exitCode === 0) {
   console.log('type check: FAILED');
 }
 
-const tests = Bun.spawn([process.execPath, 'test', ...process.argv.slice(2)], { cwd: root, stdout: 'inherit', stderr: 'pipe', env: process.env });
+// Several tests start processes, nginx or the compiled binary: allow for a loaded machine.
+const tests = Bun.spawn([process.execPath, 'test', '--timeout', '20000', ...process.argv.slice(2)], { cwd: root, stdout: 'inherit', stderr: 'pipe', env: process.env });
 // bun test writes its report to stderr: pass it through and read the totals from it.
 let report = '';
 const decoder = new TextDecoder();

@@ -32,8 +32,12 @@ export type Delivered = 'sent' | 'queued';
  * implementation is `LocalDelivery`; a multi-instance one keeps the same contract.
  */
 export interface Delivery {
-  /** Starts a peer's mailbox, or a new incarnation of it on takeover: its stream closes and what was held is dropped. */
-  open(peer: PeerAddress): void;
+  /**
+   * Starts a peer's mailbox, or a new incarnation of it on takeover: its stream closes and what was held is
+   * dropped. Returns the event id before the incarnation's first event: the Last-Event-ID that a first
+   * stream can be opened with, so that even its loss before its first bytes loses nothing.
+   */
+  open(peer: PeerAddress): number;
   /** Whether the peer can take one more client message now (its held events are under the cap). */
   hasRoom(peer: PeerAddress): boolean;
   /**

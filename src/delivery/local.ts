@@ -1,5 +1,6 @@
 import type { Delivered, Delivery, EventSink, PeerAddress } from './delivery';
 import { Mailbox } from './mailbox';
+import { type DeliveryObserver, noObserver } from './observer';
 
 /** Ids cannot contain '/', so this key is unambiguous. */
 const keyOf = (peer: PeerAddress) => `${peer.sessionId}/${peer.peerId}`;
@@ -8,14 +9,21 @@ const keyOf = (peer: PeerAddress) => `${peer.sessionId}/${peer.peerId}`;
 export class LocalDelivery implements Delivery {
   private readonly mailboxes = new Map<string, Mailbox>();
 
-  /** @param maxQueue events held per peer, and written events kept for resume */
-  constructor(private readonly maxQueue: number) {}
+  /**
+   * @param maxQueue events held per peer, and written events kept for resume
+   * @param observer told how long each client message took from accepted to written
+   */
+  constructor(
+    private readonly maxQueue: number,
+    private readonly observer: DeliveryObserver = noObserver,
+  ) {}
 
-  open(peer: PeerAddress): void {
+  open(peer: PeerAddress): number {
     const key = keyOf(peer);
-    const existing = this.mailboxes.get(key);
-    if (existing) existing.reset();
-    else this.mailboxes.set(key, new Mailbox(this.maxQueue, this.maxQueue));
+    let box = this.mailboxes.get(key);
+    if (box) box.reset();
+    else this.mailboxes.set(key, (box = new Mailbox(this.maxQueue, this.maxQueue, this.observer)));
+    return box.start;
   }
 
   hasRoom(peer: PeerAddress): boolean {

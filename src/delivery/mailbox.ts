@@ -1,5 +1,6 @@
 import { SignalError } from '../errors';
 import type { Delivered, EventSink } from './delivery';
+import { type DeliveryObserver, noObserver } from './observer';
 
 /**
  * One peer's event log. Events get consecutive ids. Those after `cursor` are held (not yet written to
@@ -11,6 +12,8 @@ import type { Delivered, EventSink } from './delivery';
  */
 export class Mailbox {
   private log: string[] = [];
+  /** Beside each entry of `log`: when a client message was accepted, until it is first written (else -1). */
+  private stamps: number[] = [];
   /** Index in `log` of the entry with id `firstId`; entries before it are dead and compacted lazily. */
   private head = 0;
   private firstId: number;
@@ -22,6 +25,7 @@ export class Mailbox {
   constructor(
     private readonly maxHeld: number,
     private readonly retain: number,
+    private readonly observer: DeliveryObserver = noObserver,
   ) {
     this.epochStart = 1;
     this.firstId = 1;
@@ -43,6 +47,7 @@ export class Mailbox {
   reset(): void {
     const next = this.lastId + 2;
     this.log = [];
+    this.stamps = [];
     this.head = 0;
     this.epochStart = next;
     this.firstId = next;
@@ -52,6 +57,11 @@ export class Mailbox {
     sink?.close();
   }
 
+  /** The id before the first event of this incarnation: a first stream opened from it misses nothing. */
+  get start(): number {
+    return this.epochStart - 1;
+  }
+
   append(json: string, fromServer: boolean): Delivered {
     if (!fromServer && this.held >= this.maxHeld) {
       // A stream that lets this much pile up is not being read: cut it, the client resumes.
@@ -59,6 +69,7 @@ export class Mailbox {
       throw new SignalError('queue_full', `the target has ${this.held} undelivered events; retry when it reads them`, 1);
     }
     this.log.push(json);
+    this.stamps.push(fromServer ? -1 : this.observer.stamp());
     return this.flush() ? 'sent' : 'queued';
   }
 
@@ -79,8 +90,9 @@ export class Mailbox {
     sink.onDrain(() => {
       if (this.sink === sink) this.flush();
     });
-    if (this.held === 0) sink.begin(this.cursor);
-    else this.flush();
+    // The position first, so that a stream lost in the middle of what follows can resume from it.
+    sink.begin(this.cursor);
+    this.flush();
   }
 
   /** Writes held events to the attached stream while it takes them; true when nothing is left held. */
@@ -89,11 +101,18 @@ export class Mailbox {
     if (!sink) return false;
     while (this.cursor < this.lastId) {
       const id = this.cursor + 1;
-      if (!sink.write(id, this.log[this.head + id - this.firstId] as string)) {
+      const index = this.head + id - this.firstId;
+      if (!sink.write(id, this.log[index] as string)) {
         if (!sink.isOpen && this.sink === sink) this.sink = undefined;
         break;
       }
       this.cursor = id;
+      // Measured once, at the first write: a replay after a resume is not a new delivery.
+      const stamp = this.stamps[index] as number;
+      if (stamp >= 0) {
+        this.stamps[index] = -1;
+        this.observer.delivered(stamp);
+      }
     }
     this.trim();
     return this.cursor === this.lastId;
@@ -107,6 +126,7 @@ export class Mailbox {
     this.firstId += excess;
     if (this.head > 64 && this.head * 2 > this.log.length) {
       this.log = this.log.slice(this.head);
+      this.stamps = this.stamps.slice(this.head);
       this.head = 0;
     }
   }

@@ -28,6 +28,9 @@ export const RegisterResponse = t.Object({
   sessionId: t.String(),
   peerId: t.String(),
   peers: t.Array(t.String(), { description: 'the other peers of the session' }),
+  token: t.String({ description: "this peer's token: Authorization: Bearer <token> on its other requests (?token= on GET /events)" }),
+  role: t.Optional(t.Union([t.Literal('publisher'), t.Literal('viewer')], { description: 'a publisher may also close the session' })),
+  lastEventId: t.Integer({ description: 'the Last-Event-ID to open the first stream with (?lastEventId=): a first stream lost before its first event then loses nothing' }),
 });
 export type RegisterResponse = typeof RegisterResponse.static;
 

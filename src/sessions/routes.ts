@@ -1,42 +1,103 @@
+import { Type as t } from '@sinclair/typebox';
 import { Elysia } from 'elysia';
+import { bearerToken } from '../auth/tokens';
+import type { Guards } from '../auth/guards';
+import { describe, TAGS } from '../docs/describe';
 import { readJsonBody } from '../json-body';
-import { MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, type RegisterResponse, SessionParams, SignalBody } from './model';
+import { MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterResponse, SessionParams, SignalBody } from './model';
 import type { Signalling } from './service';
 
-export const sessionRoutes = (signalling: Signalling) =>
+const Message = <M extends string>(message: M) => t.Object({ message: t.Literal(message) });
+
+export const sessionRoutes = (signalling: Signalling, { access, limits, address }: Guards) =>
   new Elysia()
     .post(
       '/register/:sessionId/:peerId',
-      ({ params: { sessionId, peerId } }): RegisterResponse => ({
-        message: 'session registered successfully',
-        sessionId,
-        peerId,
-        peers: signalling.register(sessionId, peerId).peers,
-      }),
-      { params: PeerParams },
+      async ({ params: { sessionId, peerId }, headers: { authorization }, request, server }): Promise<RegisterResponse> => {
+        limits.register(address(request, server));
+        const ticket = await access.ticket(sessionId, peerId, bearerToken(authorization));
+        const { peers, auth, lastEventId } = signalling.register(sessionId, peerId, ticket.admit);
+        return { message: 'session registered successfully', sessionId, peerId, peers, token: ticket.token, role: auth?.role, lastEventId };
+      },
+      {
+        params: PeerParams,
+        detail: describe({
+          summary: 'Register a peer',
+          description: 'Creates the session if it is new, else joins it; registering an id again takes it over. The other peers get new-peer.',
+          tags: [TAGS.signalling],
+          answers: { 200: { description: 'registered; `peers` lists the others', schema: RegisterResponse } },
+          errors: ['invalid_request', 'unauthorized', 'forbidden', 'session_full', 'too_many_sessions', 'rate_limited'],
+        }),
+      },
     )
     .delete(
       '/register/:sessionId/:peerId',
-      ({ params: { sessionId, peerId } }) => {
+      ({ params: { sessionId, peerId }, headers: { authorization } }) => {
+        access.authorizeLeave(sessionId, peerId, bearerToken(authorization));
         signalling.leave(sessionId, peerId);
         return { message: 'peer left' };
       },
-      { params: PeerParams },
+      {
+        params: PeerParams,
+        detail: describe({
+          summary: 'Leave a session',
+          description: 'The others get peer-left, the stream ends; the last peer out ends the session.',
+          tags: [TAGS.signalling],
+          answers: { 200: { description: 'left', schema: Message('peer left') } },
+          errors: ['invalid_request', 'session_not_found', 'peer_not_found'],
+        }),
+      },
     )
     .post(
       '/message/:sessionId/:peerId',
-      ({ params: { sessionId, peerId }, body, set }) => {
+      ({ params: { sessionId, peerId }, headers: { authorization }, body, set }) => {
+        access.authorizePeer(sessionId, peerId, bearerToken(authorization));
+        limits.peerMessage(sessionId, peerId);
         if (signalling.send(sessionId, peerId, body) === 'sent') return MESSAGE_SENT;
         set.status = 202;
         return MESSAGE_QUEUED;
       },
-      { params: PeerParams, body: SignalBody, parse: ({ request }) => readJsonBody(request) },
+      {
+        params: PeerParams,
+        body: SignalBody,
+        // The address limit comes first, before the body is even read. Our reader takes JSON whatever the
+        // content type; the content types after it only tell the OpenAPI document what is accepted (it
+        // cannot describe a parser function).
+        parse: [
+          ({ request, server }) => {
+            limits.message(address(request, server));
+            return readJsonBody(request);
+          },
+          'application/json',
+          'text/plain',
+        ],
+        detail: describe({
+          summary: 'Send a message to a peer',
+          description: 'Relays `{type, payload}` to `target`, or to every other peer when there is none, as `{type, payload, senderId}`. Any content type; at most 64 KiB.',
+          tags: [TAGS.signalling],
+          answers: {
+            200: { description: "written to the target's open stream", schema: Message(MESSAGE_SENT.message) },
+            202: { description: 'held for the target, which is registered but not reading now', schema: Message(MESSAGE_QUEUED.message) },
+          },
+          errors: ['invalid_json', 'invalid_request', 'reserved_type', 'payload_too_large', 'session_not_found', 'peer_not_found', 'target_not_found', 'queue_full', 'unauthorized', 'forbidden', 'rate_limited'],
+        }),
+      },
     )
     .delete(
       '/session/:sessionId',
-      ({ params: { sessionId } }) => {
+      ({ params: { sessionId }, headers: { authorization } }) => {
+        access.authorizeClose(sessionId, bearerToken(authorization));
         signalling.closeSession(sessionId);
         return { message: 'session closed' };
       },
-      { params: SessionParams },
+      {
+        params: SessionParams,
+        detail: describe({
+          summary: 'Close a session',
+          description: 'Every peer gets session-closed, then every stream of the session ends.',
+          tags: [TAGS.signalling],
+          answers: { 200: { description: 'closed', schema: Message('session closed') } },
+          errors: ['invalid_request', 'session_not_found'],
+        }),
+      },
     );

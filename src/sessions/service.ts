@@ -1,9 +1,12 @@
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/delivery';
+import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
 import { SignalError } from '../errors';
+import type { SessionListener } from './events';
+import { type Logger, silentLogger } from '../log/logger';
 import { SERVER_EVENT_TYPES, type SignalBody } from './model';
-import type { PeerRecord, Session, SessionStore } from './store';
+import type { Invite, PeerAuth, PeerRecord, Session, SessionStore } from './store';
 
 export type SignallingConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession'>;
 
@@ -11,7 +14,19 @@ export interface SignallingDeps {
   store: SessionStore;
   delivery: Delivery;
   clock: Clock;
+  /** Told of sessions created and closed, peers joined and left. */
+  listener?: SessionListener;
+  /** Counts messages, joins, leaves and resumes (metrics). */
+  observer?: DeliveryObserver;
+  logger?: Logger;
 }
+
+/**
+ * Decides, inside the registration and so atomically with it, whether this peer may register: it
+ * sees the session (undefined when new) and the peer's current record (undefined when not registered),
+ * throws to refuse, and returns the credentials to keep with the new registration.
+ */
+export type Admit = (session: Session | undefined, current: PeerRecord | undefined) => PeerAuth | undefined;
 
 const SESSION_CLOSED = JSON.stringify({ type: 'session-closed' });
 const serverEvent = (type: 'new-peer' | 'peer-left', senderId: string) => JSON.stringify({ type, senderId });
@@ -22,32 +37,50 @@ const serverEvent = (type: 'new-peer' | 'peer-left', senderId: string) => JSON.s
  * so order holds per pair and nothing is lost while a peer's stream is closed.
  */
 export class Signalling {
+  private readonly observer: DeliveryObserver;
+  private readonly logger: Logger;
+  /** Set by `shutdown()`: streams that open from then on end at once, so that clients go elsewhere. */
+  private stopped = false;
+
   constructor(
     private readonly config: SignallingConfig,
     private readonly deps: SignallingDeps,
-  ) {}
+  ) {
+    this.observer = deps.observer ?? noObserver;
+    this.logger = deps.logger ?? silentLogger;
+  }
 
   /** Joins (creating the session if new) or takes over a registered id; the others learn of it with `new-peer`. */
-  register(sessionId: string, peerId: string): { peers: string[] } {
+  register(sessionId: string, peerId: string, admit?: Admit): { peers: string[]; auth: PeerAuth | undefined; lastEventId: number } {
     const { store, delivery } = this.deps;
-    let session = store.get(sessionId);
-    if (!session) {
-      if (store.size >= this.config.maxSessions) {
-        throw new SignalError('too_many_sessions', `this server holds its limit of ${this.config.maxSessions} sessions`, 5);
-      }
-      session = store.create(sessionId);
+    const existing = store.get(sessionId);
+    const current = existing?.peers.get(peerId);
+    if (!existing && store.size >= this.config.maxSessions) {
+      throw new SignalError('too_many_sessions', `this server holds its limit of ${this.config.maxSessions} sessions`, 5);
     }
-    let record = session.peers.get(peerId);
+    if (existing && !current && existing.peers.size >= this.config.maxPeersPerSession) {
+      throw new SignalError('session_full', `session ${sessionId} already has ${this.config.maxPeersPerSession} peers`);
+    }
+    const auth = admit?.(existing, current);
+    let session = existing;
+    if (!session) {
+      session = store.create(sessionId, this.deps.clock.now());
+      this.emit({ type: 'session-created', sessionId, by: 'register' });
+    }
+    let record = current;
     if (!record) {
-      if (session.peers.size >= this.config.maxPeersPerSession) {
-        throw new SignalError('session_full', `session ${sessionId} already has ${this.config.maxPeersPerSession} peers`);
-      }
       record = { id: peerId, expiry: undefined };
       session.peers.set(peerId, record);
     }
+    record.auth = auth;
+    if (session.managed) {
+      session.managed.idle?.();
+      session.managed.idle = undefined;
+    }
     // A new incarnation either way: a takeover closes the old stream and drops what was held for it.
-    delivery.open({ sessionId, peerId });
+    const lastEventId = delivery.open({ sessionId, peerId });
     this.armExpiry(session, record);
+    this.emit({ type: 'peer-joined', sessionId, peerId, role: auth?.role, takeover: current !== undefined });
 
     const peers: string[] = [];
     const joined = serverEvent('new-peer', peerId);
@@ -56,11 +89,46 @@ export class Signalling {
       peers.push(other);
       delivery.deliver({ sessionId, peerId: other }, joined, true);
     }
-    return { peers };
+    this.observer.peerJoined();
+    return { peers, auth, lastEventId };
+  }
+
+  /**
+   * Creates an empty session that waits for its peers (the admin API): it stays until closed, or until it
+   * has been without peers for `idleMs`; with `invites`, only those peer ids may register in it.
+   */
+  createSession(sessionId: string, options: { idleMs: number; invites?: ReadonlyMap<string, Invite> }): Session {
+    const { store } = this.deps;
+    if (store.get(sessionId)) throw new SignalError('session_exists', `session ${sessionId} already exists`);
+    if (store.size >= this.config.maxSessions) {
+      throw new SignalError('too_many_sessions', `this server holds its limit of ${this.config.maxSessions} sessions`, 5);
+    }
+    const session = store.create(sessionId, this.deps.clock.now());
+    session.managed = { idleMs: options.idleMs, invites: options.invites, idle: undefined };
+    this.emit({ type: 'session-created', sessionId, by: 'admin' });
+    this.armIdle(session);
+    return session;
+  }
+
+  /** Whether a peer's stream is attached right now. */
+  isStreaming(sessionId: string, peerId: string): boolean {
+    return this.deps.delivery.isAttached({ sessionId, peerId });
   }
 
   /** Relays a client message to its target, or to every other peer when it names none. */
   send(sessionId: string, peerId: string, body: SignalBody): Delivered {
+    let result: Delivered;
+    try {
+      result = this.relay(sessionId, peerId, body);
+    } catch (e) {
+      this.observer.message(body.type, 'rejected');
+      throw e;
+    }
+    this.observer.message(body.type, result === 'sent' ? 'relayed' : 'queued');
+    return result;
+  }
+
+  private relay(sessionId: string, peerId: string, body: SignalBody): Delivered {
     if (SERVER_EVENT_TYPES.has(body.type)) {
       throw new SignalError('reserved_type', `type "${body.type}" is sent by the server only`);
     }
@@ -103,6 +171,11 @@ export class Signalling {
     const record = this.peer(session, peerId);
     const address = { sessionId, peerId };
     const { delivery } = this.deps;
+    if (this.stopped) {
+      // Draining: the client reconnects at once, to another instance behind the same address.
+      sink.close();
+      return;
+    }
     sink.onClose(() => {
       if (delivery.detach(address, sink) && session.peers.get(peerId) === record) this.armExpiry(session, record);
     });
@@ -110,8 +183,10 @@ export class Signalling {
       delivery.attach(address, sink, lastEventId);
     } catch (e) {
       sink.close();
+      if (lastEventId !== undefined && e instanceof SignalError && (e.code === 'resume_gap' || e.code === 'superseded')) this.observer.resumed(e.code);
       throw e;
     }
+    if (lastEventId !== undefined) this.observer.resumed('resumed');
     if (delivery.isAttached(address)) {
       record.expiry?.();
       record.expiry = undefined;
@@ -121,26 +196,33 @@ export class Signalling {
   /** The peer leaves: the others get `peer-left`; the last one out ends the session. */
   leave(sessionId: string, peerId: string): void {
     const session = this.session(sessionId);
-    this.remove(session, this.peer(session, peerId));
+    this.remove(session, this.peer(session, peerId), 'left');
   }
 
   /** Every peer gets `session-closed`, then every stream ends and the session is gone. */
   closeSession(sessionId: string): void {
     const session = this.session(sessionId);
     this.deps.store.delete(sessionId);
+    session.managed?.idle?.();
     for (const record of session.peers.values()) {
       record.expiry?.();
       this.deps.delivery.close({ sessionId, peerId: record.id }, SESSION_CLOSED);
     }
+    this.emit({ type: 'session-closed', sessionId, reason: 'closed' });
   }
 
-  /** Ends every stream and timer (server shutdown). Registrations stay until the process exits. */
+  /**
+   * Ends every stream and timer (server shutdown), and every stream that opens from now on.
+   * Registrations stay until the process exits.
+   */
   shutdown(): void {
+    this.stopped = true;
     for (const session of this.deps.store.values()) {
       for (const record of session.peers.values()) {
         record.expiry?.();
         record.expiry = undefined;
       }
+      session.managed?.idle?.();
     }
     this.deps.delivery.closeAll();
   }
@@ -151,22 +233,44 @@ export class Signalling {
       record.expiry = undefined;
       if (session.peers.get(record.id) !== record) return;
       if (this.deps.store.get(session.id) !== session) return;
-      this.remove(session, record);
+      this.logger.info('peer timed out', { sessionId: session.id, peerId: record.id, afterMs: this.config.peerTimeoutMs });
+      this.remove(session, record, 'timeout');
     });
   }
 
-  private remove(session: Session, record: PeerRecord): void {
+  /** An admin-created session without peers ends after its idle time. */
+  private armIdle(session: Session): void {
+    const managed = session.managed;
+    if (!managed) return;
+    managed.idle?.();
+    managed.idle = this.deps.clock.schedule(managed.idleMs, () => {
+      managed.idle = undefined;
+      if (this.deps.store.get(session.id) !== session || session.peers.size > 0) return;
+      this.deps.store.delete(session.id);
+      this.emit({ type: 'session-closed', sessionId: session.id, reason: 'idle' });
+    });
+  }
+
+  private remove(session: Session, record: PeerRecord, reason: PeerLeftReason): void {
     const { store, delivery } = this.deps;
     record.expiry?.();
     record.expiry = undefined;
     session.peers.delete(record.id);
+    this.observer.peerLeft(reason);
     delivery.close({ sessionId: session.id, peerId: record.id });
+    this.emit({ type: 'peer-left', sessionId: session.id, peerId: record.id, reason });
     if (session.peers.size === 0) {
+      if (session.managed) return this.armIdle(session);
       store.delete(session.id);
+      this.emit({ type: 'session-closed', sessionId: session.id, reason: 'empty' });
       return;
     }
     const left = serverEvent('peer-left', record.id);
     for (const other of session.peers.keys()) delivery.deliver({ sessionId: session.id, peerId: other }, left, true);
+  }
+
+  private emit(event: Parameters<SessionListener>[0]): void {
+    this.deps.listener?.(event);
   }
 
   private session(sessionId: string): Session {

@@ -1,14 +1,38 @@
 import type { Cancel } from '../clock';
 
+/** What a peer may do beyond its own stream: a publisher may also close the session. */
+export type Role = 'publisher' | 'viewer';
+
+/** A peer's credentials, kept beside its registration; only the token's hash is ever stored. */
+export interface PeerAuth {
+  readonly tokenHash: string;
+  readonly role: Role;
+}
+
 export interface PeerRecord {
   readonly id: string;
   /** Removes the peer when it has had no open stream for the peer timeout; unset while connected. */
   expiry: Cancel | undefined;
+  /** Set on every registration; open mode checks it nowhere. */
+  auth?: PeerAuth;
+}
+
+/** A peer id the admin API let into a session before it registered, with its join token's hash. */
+export interface Invite {
+  readonly role: Role;
+  readonly tokenHash: string;
 }
 
 export interface Session {
   readonly id: string;
   readonly peers: Map<string, PeerRecord>;
+  /** Milliseconds since the epoch. */
+  readonly createdAt: number;
+  /**
+   * Set for sessions the admin API created: they outlive their last peer, until closed or empty for
+   * `idleMs`; with `invites`, only those peer ids may register.
+   */
+  managed?: { readonly idleMs: number; readonly invites?: ReadonlyMap<string, Invite>; idle: Cancel | undefined };
 }
 
 /** Which peers are in which session, in this process. */
@@ -23,8 +47,8 @@ export class SessionStore {
     return this.sessions.get(id);
   }
 
-  create(id: string): Session {
-    const session: Session = { id, peers: new Map() };
+  create(id: string, createdAt = 0): Session {
+    const session: Session = { id, peers: new Map(), createdAt };
     this.sessions.set(id, session);
     return session;
   }

@@ -12,6 +12,8 @@ export interface PeerStreamOptions {
   retryMs: number;
   /** The request's abort signal: fires when the client goes away. */
   signal?: AbortSignal;
+  /** Runs once when the stream ends, however it ends (after the sink's own close listener). */
+  onEnd?: () => void;
 }
 
 /**
@@ -134,5 +136,6 @@ export class PeerStream implements EventSink, Pingable {
     this.closeListener = undefined;
     this.drainListener = undefined;
     listener?.();
+    this.options.onEnd?.();
   }
 }

@@ -4,9 +4,16 @@ import type { Signalling } from '../sessions/service';
 import { type AckId, ackFrame, BadFrame, errorFrame, internalErrorFrame, isMalformed, parseClientFrame } from './frames';
 import { CloseCode, type WsSinkOptions, type WsSocket, WsSink } from './ws-sink';
 
+/** The message limits of POST /message, applied to each frame: they throw `rate_limited`. */
+export interface MessageLimits {
+  message(address: string | undefined): void;
+  peerMessage(sessionId: string, peerId: string): void;
+}
+
 export interface WsConnectionOptions extends WsSinkOptions {
   /** Malformed frames (bad JSON, wrong fields, oversize) one connection may send; the next one closes it. */
   maxBadFrames: number;
+  limits?: MessageLimits;
 }
 
 /**
@@ -24,6 +31,10 @@ export class WsConnection {
     private readonly peer: PeerAddress,
     private readonly lastEventId: number | undefined,
     private readonly options: WsConnectionOptions,
+    /** Gives back the connection's place among its address's open streams. */
+    private readonly release: () => void = () => {},
+    /** The client's address, for the per-address message limit. */
+    private readonly address?: string,
   ) {}
 
   open(ws: WsSocket): void {
@@ -47,6 +58,9 @@ export class WsConnection {
     if (frame instanceof BadFrame) return this.refuse(sink, frame.id, frame.error);
     const id: AckId = frame.id ?? null;
     try {
+      // The limits of POST /message, in its order: the address's, then the peer's.
+      this.options.limits?.message(this.address);
+      this.options.limits?.peerMessage(this.peer.sessionId, this.peer.peerId);
       sink.reply(ackFrame(id, this.signalling.send(this.peer.sessionId, this.peer.peerId, frame)));
     } catch (e) {
       if (!(e instanceof SignalError)) {
@@ -67,6 +81,7 @@ export class WsConnection {
 
   close(): void {
     this.sink?.closedBySocket();
+    this.release();
   }
 
   /** Answers with the error envelope; past `maxBadFrames` malformed frames the connection is closed. */

@@ -1,9 +1,12 @@
 import { Elysia } from 'elysia';
+import type { Guards } from '../auth/guards';
+import { bearerToken } from '../auth/tokens';
+import { describe, TAGS } from '../docs/describe';
 import { SignalError } from '../errors';
 import { MAX_BODY_BYTES } from '../json-body';
 import { PeerParams } from '../sessions/model';
 import type { Signalling } from '../sessions/service';
-import { EventsQuery, parseLastEventId } from '../sse/routes';
+import { EventsHeaders, EventsQuery, parseLastEventId } from '../sse/routes';
 import { WsConnection, type WsConnectionOptions } from './connection';
 import { WriteBatcher } from './ws-sink';
 
@@ -25,32 +28,44 @@ export const WS_SERVER_OPTIONS = {
   perMessageDeflate: false,
 } as const;
 
-export type WsRoutesOptions = Pick<WsConnectionOptions, 'heartbeat' | 'clock' | 'maxQueued'> & Partial<Omit<WsConnectionOptions, 'batcher'>>;
+export type WsRoutesOptions = Pick<WsConnectionOptions, 'heartbeat' | 'clock' | 'maxQueued'> & Partial<Omit<WsConnectionOptions, 'batcher' | 'limits'>>;
 
 const DEFAULTS = { highWaterBytes: 64 * 1024, maxBadFrames: 5 };
 
-/**
- * Where a stream's credentials will be checked, for /ws as for /events: a separate step before the
- * connection is accepted. Today every registered peer may connect.
- */
-function authorizeStream(_peer: PeerParams, _request: Request): void {}
+const SOCKET_DOC = describe({
+  summary: "Open a peer's WebSocket",
+  description:
+    'The WebSocket transport (see the README): the same peer, session and guarantees as GET /events. Server frames are ' +
+    'the StreamEvent objects with their event id as `id`; client frames are POST /message bodies with an optional `id`, ' +
+    'each answered by an ack `{ack, status, message}` or `{ack, status, error, message}`. Resume with ?lastEventId=.',
+  tags: [TAGS.events],
+  answers: { 101: { description: 'switching to the WebSocket protocol' } },
+  errors: ['invalid_request', 'unauthorized', 'forbidden', 'session_not_found', 'peer_not_found', 'upgrade_required', 'too_many_streams'],
+});
 
 /**
  * `GET /ws/:sessionId/:peerId`: the WebSocket transport, for a peer registered with POST /register. The
  * upgrade goes straight to Bun with a `WsConnection` as the socket's data: Elysia's WebSocket layer would
  * parse, wrap and validate every frame on its way (see BENCHMARKS.md), where this one does it once.
  */
-export const socketRoutes = (signalling: Signalling, routeOptions: WsRoutesOptions) => {
-  const options: WsConnectionOptions = { ...DEFAULTS, ...routeOptions, batcher: new WriteBatcher() };
+export const socketRoutes = (signalling: Signalling, { access, limits, address }: Guards, routeOptions: WsRoutesOptions) => {
+  const options: WsConnectionOptions = { ...DEFAULTS, ...routeOptions, limits, batcher: new WriteBatcher() };
   return new Elysia().get(
     '/ws/:sessionId/:peerId',
-    ({ params, headers, query, request, server }) => {
+    ({ params: { sessionId, peerId }, headers, query, request, server }) => {
+      // The checks of GET /events, in its order, before the upgrade: a refusal is a plain HTTP answer.
+      access.authorizePeer(sessionId, peerId, bearerToken(headers.authorization) ?? query.token);
       const lastEventId = parseLastEventId(headers['last-event-id'] ?? query.lastEventId);
-      authorizeStream(params, request);
-      const connection = new WsConnection(signalling, { sessionId: params.sessionId, peerId: params.peerId }, lastEventId, options);
+      if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') {
+        throw new SignalError('upgrade_required', 'this route takes a WebSocket upgrade; GET /events/:sessionId/:peerId serves Server-Sent Events');
+      }
+      const client = address(request, server);
+      const release = limits.openStream(client);
+      const connection = new WsConnection(signalling, { sessionId, peerId }, lastEventId, options, release, client);
       if (server?.upgrade(request, { data: connection })) return;
-      throw new SignalError('upgrade_required', 'this route takes a WebSocket upgrade; GET /events/:sessionId/:peerId serves Server-Sent Events');
+      release();
+      throw new SignalError('upgrade_required', 'the WebSocket upgrade failed: check its Sec-WebSocket-Key and Sec-WebSocket-Version headers');
     },
-    { params: PeerParams, query: EventsQuery },
+    { params: PeerParams, query: EventsQuery, headers: EventsHeaders, detail: SOCKET_DOC },
   );
 };

@@ -105,7 +105,7 @@ export class WsSink implements EventSink, Pingable {
     this.drainListener = fn;
   }
 
-  /** Nothing to replay: a ping event tells the client at once that it is live, and the id it is at. */
+  /** A ping event tells the client at once that it is live, and the id it starts from. */
   begin(cursor: number): void {
     this.lastId = cursor;
     this.enqueue(eventFrame(cursor, JSON.stringify({ type: 'ping', time: new Date(this.options.clock.now()).toISOString() })));

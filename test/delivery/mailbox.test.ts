@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import type { EventSink } from '../../src/delivery/delivery';
 import { Mailbox } from '../../src/delivery/mailbox';
+import { type DeliveryObserver, noObserver } from '../../src/delivery/observer';
 import { SignalError } from '../../src/errors';
 
 /** A sink that records what it is given, with room for `room` events until `drain()`. */
@@ -181,5 +182,39 @@ describe('Mailbox', () => {
     box.attach(new RecordingSink(), undefined);
     for (let i = 0; i < 100_000; i++) box.append('x', false);
     expect((box as unknown as { log: string[] }).log.length).toBeLessThan(200);
+  });
+
+  test('tells its observer how long each client message took to be written, once, time held included', () => {
+    let now = 100;
+    const delivered: number[] = [];
+    const observer: DeliveryObserver = { ...noObserver, stamp: () => now, delivered: (stamp) => delivered.push(now - stamp) };
+    const box = new Mailbox(10, 10, observer);
+    box.append('"held"', false);
+    box.append('"new-peer"', true);
+    now = 350;
+    const sink = new RecordingSink();
+    box.attach(sink, undefined);
+    box.append('"direct"', false);
+    expect(delivered).toEqual([250, 0]);
+    // A resume writes them again; that is not a new delivery.
+    const again = new RecordingSink();
+    box.attach(again, 0);
+    expect(again.ids).toEqual([1, 2, 3]);
+    expect(delivered).toEqual([250, 0]);
+  });
+
+  test('keeps its stamps beside its log when it compacts', () => {
+    let now = 0;
+    const delivered: number[] = [];
+    const box = new Mailbox(100, 16, { ...noObserver, stamp: () => now, delivered: (stamp) => delivered.push(now - stamp) });
+    const sink = new RecordingSink(0);
+    box.attach(sink, undefined);
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 10; i++) box.append('x', false);
+      now += 5;
+      sink.drain();
+      sink.room = 0;
+    }
+    expect(delivered).toEqual(Array(200).fill(5));
   });
 });

@@ -9,7 +9,7 @@ describe('POST /register/:sessionId/:peerId', () => {
     const app = createApp(defaultConfig());
     const first = await req(app, 'POST', '/register/s1/device');
     expect(first.status).toBe(200);
-    expect(first.body).toEqual({ message: 'session registered successfully', sessionId: 's1', peerId: 'device', peers: [] });
+    expect(first.body).toEqual({ message: 'session registered successfully', sessionId: 's1', peerId: 'device', peers: [], token: expect.any(String), role: 'publisher', lastEventId: 0 });
     const second = await req(app, 'POST', '/register/s1/browser');
     expect(second.body.peers).toEqual(['device']);
   });
@@ -172,6 +172,16 @@ describe('POST /message/:sessionId/:peerId', () => {
 });
 
 describe('DELETE routes', () => {
+  test("a leave carrying an earlier registration's token does not remove the newer one (a reload's late unload)", async () => {
+    const app = createApp(defaultConfig());
+    const old = (await req(app, 'POST', '/register/s/a')).body.token;
+    const current = (await req(app, 'POST', '/register/s/a')).body.token;
+    const late = await req(app, 'DELETE', '/register/s/a', undefined, { authorization: `Bearer ${old}` });
+    expect(late.status).toBe(409);
+    expect(late.body.error).toBe('superseded');
+    expect((await req(app, 'DELETE', '/register/s/a', undefined, { authorization: `Bearer ${current}` })).status).toBe(200);
+  });
+
   test('DELETE /register removes the peer; the last one out removes the session', async () => {
     const app = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');

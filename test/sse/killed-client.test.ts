@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { post, startServer } from '../helpers';
 
 const reader = join(import.meta.dir, '..', 'fixtures', 'sse-reader.ts');
-const server = startServer();
+// 1,000 messages as fast as they are acknowledged: more than the default message rate allows.
+const server = startServer({ messageRatePerS: 0, peerMessageRatePerS: 0 });
 afterAll(() => server.stop());
 
 /** A reader process whose received events the test sees line by line. */

@@ -4,7 +4,7 @@ import { post, startServer } from '../helpers';
 import { openSocket } from '../ws-client';
 
 const reader = join(import.meta.dir, '..', 'fixtures', 'ws-reader.ts');
-const server = startServer();
+const server = startServer({ messageRatePerS: 0, peerMessageRatePerS: 0 });
 afterAll(() => server.stop());
 
 /** A reader process whose received events the test sees line by line. */

@@ -43,6 +43,7 @@ async function until(probe: () => Promise<boolean> | boolean, timeoutMs = 5000):
 
 const candidate = (n: number) => ({ candidate: `candidate:${n} 1 udp 2122260223 10.0.0.${n} 5${n}000 typ host`, sdpMid: '0', sdpMLineIndex: 0 });
 const withoutId = ({ id: _id, ...rest }: Frame) => rest;
+const upgradeHeaders = { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
 
 describe('an SSE peer and a WebSocket peer in one session', () => {
   test("the seed's flow: register, new-peer, offer, answer, ICE both ways, pings", async () => {
@@ -86,16 +87,16 @@ describe('an SSE peer and a WebSocket peer in one session', () => {
     expect(ids).toEqual(ids.map((_, i) => (ids[0] as number) + i));
   });
 
-  test('a WebSocket peer starts with a ping carrying its position, and the client cannot set senderId', async () => {
+  test('a socket starts with a ping carrying its position, then what was held; the client cannot set senderId', async () => {
     const { url } = server();
     await post(`${url}/register/s/a`);
     await post(`${url}/register/s/b`);
     const a = await socket(`${url}/ws/s/a`);
-    // a has new-peer(b) held: that is its first frame. b has nothing held: its first frame is a ping.
+    // The first frame is a ping with the position the socket starts from; then what was held (new-peer).
+    expect(await a.next()).toMatchObject({ type: 'ping', id: 0 });
     expect(withoutId(await a.next())).toEqual({ type: 'new-peer', senderId: 'b' });
     const b = await socket(`${url}/ws/s/b`);
-    const first = await b.next();
-    expect(first).toMatchObject({ type: 'ping', id: 0 });
+    expect(await b.next()).toMatchObject({ type: 'ping', id: 0 });
     await a.request({ target: 'b', type: 'offer', payload: 1, senderId: 'mallory' });
     expect((await b.next(isType('offer'))).senderId).toBe('a');
   });
@@ -186,11 +187,13 @@ describe('the same guarantees as SSE', () => {
     expect(ws.events.filter((e) => e.type === 'seq').length).toBe(1);
   });
 
-  test('refusals: an unregistered peer, a taken-over id, an id no longer kept: an error frame and 4000 + status', async () => {
+  test('refusals: an unregistered peer is an HTTP 404; a taken-over id or one no longer kept: an error frame and 4409', async () => {
     const { url } = server({ maxQueue: 4 });
-    const unknown = await socket(`${url}/ws/s/nobody`);
-    expect(await unknown.closed).toEqual({ code: 4404, reason: 'session_not_found' });
-    expect(unknown.frames).toEqual([{ ack: null, status: 404, error: 'session_not_found', message: expect.any(String) }]);
+    // What GET /events checks is checked before the upgrade: the answer is that route's HTTP error.
+    const unknown = await fetch(`${url}/ws/s/nobody`, { headers: upgradeHeaders });
+    expect(unknown.status).toBe(404);
+    expect((await unknown.json()).error).toBe('session_not_found');
+    await expect(openSocket(`${url}/ws/s/nobody`)).rejects.toThrow();
 
     await post(`${url}/register/s/viewer`);
     await post(`${url}/register/s/device`);
@@ -259,9 +262,45 @@ describe('the same guarantees as SSE', () => {
     const plain = await fetch(`${url}/ws/s/a`);
     expect(plain.status).toBe(426);
     expect((await plain.json()).error).toBe('upgrade_required');
-    const bad = await fetch(`${url}/ws/s/a?lastEventId=x`, { headers: { upgrade: 'websocket', connection: 'upgrade' } });
+    const bad = await fetch(`${url}/ws/s/a?lastEventId=x`, { headers: upgradeHeaders });
     expect(bad.status).toBe(400);
     expect((await bad.json()).error).toBe('invalid_request');
+  });
+});
+
+describe('the guards of GET /events and POST /message', () => {
+  test('with AUTH_MODE=token the socket needs the peer token (?token=), as the event stream does', async () => {
+    const { url } = server({ authMode: 'token' });
+    const { token } = (await post(`${url}/register/s/a`)).body;
+    const without = await fetch(`${url}/ws/s/a`, { headers: upgradeHeaders });
+    expect(without.status).toBe(401);
+    const wrong = await fetch(`${url}/ws/s/a?token=nope`, { headers: upgradeHeaders });
+    expect(wrong.status).toBe(403);
+    const a = await socket(`${url}/ws/s/a?token=${encodeURIComponent(token)}`);
+    expect((await a.next()).type).toBe('ping');
+  });
+
+  test("frames count against the peer's message rate: past its burst the ack is 429 rate_limited", async () => {
+    const { url } = server({ peerMessageRatePerS: 1, peerMessageBurst: 3 });
+    await post(`${url}/register/s/a`);
+    const a = await socket(`${url}/ws/s/a`);
+    const acks: Frame[] = [];
+    for (let i = 0; i < 5; i++) acks.push(await a.request({ type: 'x' }));
+    expect(acks.map((f) => f.status)).toEqual([200, 200, 200, 429, 429]);
+    expect(acks[3]).toMatchObject({ error: 'rate_limited', retryAfter: expect.any(Number) });
+  });
+
+  test("each socket takes one of the address's MAX_STREAMS_PER_IP, and gives it back when it closes", async () => {
+    const { url } = server({ maxStreamsPerIp: 1 });
+    await post(`${url}/register/s/a`);
+    await post(`${url}/register/s/b`);
+    const a = await socket(`${url}/ws/s/a`);
+    const refused = await fetch(`${url}/ws/s/b`, { headers: upgradeHeaders });
+    expect(refused.status).toBe(429);
+    expect((await refused.json()).error).toBe('too_many_streams');
+    a.close();
+    await a.closed;
+    await until(async () => (await fetch(`${url}/ws/s/b`, { headers: upgradeHeaders })).status !== 429);
   });
 });
 
@@ -312,7 +351,7 @@ describe('bad frames', () => {
   });
 
   test('frames refused by the session are not abuse: a hundred 404s keep the connection open', async () => {
-    const { url } = server();
+    const { url } = server({ peerMessageRatePerS: 0 });
     await post(`${url}/register/s/a`);
     const a = await socket(`${url}/ws/s/a`);
     for (let i = 0; i < 100; i++) a.send(JSON.stringify({ target: 'gone', type: 'x' }));
@@ -349,7 +388,7 @@ describe('liveness', () => {
 
 describe('a slow reader', () => {
   test('makes messages wait, then is cut off at MAX_QUEUE; on resume it gets every acknowledged message', async () => {
-    const { url } = server({ maxQueue: 16 });
+    const { url } = server({ maxQueue: 16, messageRatePerS: 0, peerMessageRatePerS: 0 });
     await post(`${url}/register/s/a`);
     await post(`${url}/register/s/b`);
     const b = await openRawSocket(url, '/ws/s/b');
@@ -379,7 +418,7 @@ describe('a slow reader', () => {
   });
 
   test('a client that sends without reading its acks is cut off before its acks take more than 1 MiB', async () => {
-    const { url } = server();
+    const { url } = server({ messageRatePerS: 0, peerMessageRatePerS: 0 });
     await post(`${url}/register/s/a`);
     const a = await openRawSocket(url, '/ws/s/a');
     a.pause();
@@ -396,7 +435,7 @@ describe('a slow reader', () => {
 
   test('a socket that stays full for a whole ping interval is dropped, so the peer can time out', async () => {
     const clock = new ManualClock();
-    const { url } = server({ maxQueue: 64, pingIntervalMs: 10_000 }, { clock });
+    const { url } = server({ maxQueue: 64, pingIntervalMs: 10_000, messageRatePerS: 0, peerMessageRatePerS: 0 }, { clock });
     await post(`${url}/register/s/a`);
     await post(`${url}/register/s/b`);
     const b = await openRawSocket(url, '/ws/s/b');

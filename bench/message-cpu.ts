@@ -1,0 +1,47 @@
+// CPU time per POST /message through app.handle (no socket), with the production logger at info
+// level: what the routes, validation, telemetry, metrics and delivery cost per message.
+// Usage: bun bench/message-cpu.ts [messages per run, default 40000] [runs, default 5]
+import { createApp } from '../src/app';
+import { systemClock } from '../src/clock';
+import { defaultConfig } from '../src/config';
+import { createLogger } from '../src/log/logger';
+
+const messages = Number(process.argv[2] ?? 40_000);
+const runs = Number(process.argv[3] ?? 5);
+const body = JSON.stringify({ target: 'b', type: 'ice-candidate', payload: { candidate: 'candidate:1 1 udp 2122260223 192.168.1.2 54321 typ host', sdpMid: '0' } });
+
+/** µs of CPU per message: to a peer that holds them (202), or to one whose open stream is read (200). */
+async function run(path: 'held' | 'relayed'): Promise<number> {
+  const logger = createLogger({ level: 'info', format: 'json', clock: systemClock, write: () => {} });
+  const app = createApp(defaultConfig({ maxQueue: 100_000 }), { logger });
+  const send = async () => {
+    const res = await app.handle(new Request('http://localhost/message/s/a', { method: 'POST', body }));
+    if (res.status !== (path === 'held' ? 202 : 200)) throw new Error(`unexpected ${res.status}: ${await res.text()}`);
+    await res.arrayBuffer();
+  };
+  await app.handle(new Request('http://localhost/register/s/a', { method: 'POST' }));
+  await app.handle(new Request('http://localhost/register/s/b', { method: 'POST' }));
+  let reading: Promise<void> = Promise.resolve();
+  if (path === 'relayed') {
+    const stream = (await app.handle(new Request('http://localhost/events/s/b'))).body as ReadableStream<Uint8Array>;
+    const reader = stream.getReader();
+    reading = (async () => {
+      while (!(await reader.read()).done);
+    })();
+  }
+  for (let i = 0; i < 2000; i++) await send(); // warm up the JIT
+  const start = process.cpuUsage();
+  for (let i = 0; i < messages; i++) await send();
+  const used = process.cpuUsage(start);
+  app.decorator.signalling.shutdown();
+  await reading;
+  return (used.user + used.system) / messages;
+}
+
+for (const path of ['held', 'relayed'] as const) {
+  const results: number[] = [];
+  for (let i = 0; i < runs; i++) results.push(await run(path));
+  results.sort((a, b) => a - b);
+  const median = results[Math.floor(results.length / 2)] as number;
+  console.log(`${path}: ${median.toFixed(1)} µs CPU per message (median of ${runs}; min ${(results[0] as number).toFixed(1)}, max ${(results.at(-1) as number).toFixed(1)})`);
+}

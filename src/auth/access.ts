@@ -1,0 +1,190 @@
+import type { Config } from '../config';
+import { SignalError } from '../errors';
+import type { Admit } from '../sessions/service';
+import type { PeerRecord, Role, Session, SessionStore } from '../sessions/store';
+import type { JoinClaims, JwtVerifier } from './jwt';
+import { type TokenGenerator, tokenHash, tokenMatches } from './tokens';
+
+export type AccessConfig = Pick<Config, 'authMode' | 'adminToken'>;
+
+export interface AccessDeps {
+  store: SessionStore;
+  newToken: TokenGenerator;
+  /** Present in jwt mode. */
+  jwt?: JwtVerifier;
+}
+
+/** A registration about to happen: the token it will hand out, and the check to run atomically with it. */
+export interface Ticket {
+  /** The new peer token, returned once by POST /register; only its hash is kept. */
+  token: string;
+  admit: Admit;
+}
+
+const unauthorized = (message: string) => new SignalError('unauthorized', message);
+const forbidden = (message: string) => new SignalError('forbidden', message);
+
+/**
+ * Who may do what, by AUTH_MODE. Every check reads the credentials kept on the peer records in the
+ * store, so that a store shared by several instances shares them too. Each check throws a 401 (no
+ * credential), 403 (the wrong one) or 404 (no such session or peer) `SignalError`.
+ */
+export class PeerAccess {
+  private readonly adminHash: string | undefined;
+
+  constructor(
+    private readonly config: AccessConfig,
+    private readonly deps: AccessDeps,
+  ) {
+    this.adminHash = config.adminToken === undefined ? undefined : tokenHash(config.adminToken);
+  }
+
+  get mode(): Config['authMode'] {
+    return this.config.authMode;
+  }
+
+  /**
+   * Prepares `POST /register`: verifies a JWT when one is presented in jwt mode (the only slow part),
+   * and returns the synchronous admission check that the service runs inside the registration.
+   */
+  async ticket(sessionId: string, peerId: string, bearer: string | undefined): Promise<Ticket> {
+    const token = this.deps.newToken();
+    const hash = tokenHash(token);
+    const { jwt } = this.deps;
+    let claims: JoinClaims | undefined;
+    let jwtError: SignalError | undefined;
+    if (this.config.authMode === 'jwt' && jwt && bearer !== undefined) {
+      try {
+        claims = await jwt.verify(bearer);
+      } catch (e) {
+        if (!(e instanceof SignalError)) throw e;
+        jwtError = e;
+      }
+    }
+    const admit: Admit = (session, current) => ({ tokenHash: hash, role: this.admit(sessionId, peerId, bearer, session, current, claims, jwtError) });
+    return { token, admit };
+  }
+
+  /** The role a registration gets, or a refusal. */
+  private admit(
+    sessionId: string,
+    peerId: string,
+    bearer: string | undefined,
+    session: Session | undefined,
+    current: PeerRecord | undefined,
+    claims: JoinClaims | undefined,
+    jwtError: SignalError | undefined,
+  ): Role {
+    const mode = this.config.authMode;
+    const invites = session?.managed?.invites;
+    const invite = invites?.get(peerId);
+    const firstIn = !session || session.peers.size === 0;
+    if (mode === 'open') return current?.auth?.role ?? invite?.role ?? (firstIn ? 'publisher' : 'viewer');
+
+    // The peer's own current token always lets it register again (a reload, a reconnect after a crash).
+    if (current?.auth && tokenMatches(bearer, current.auth.tokenHash)) return current.auth.role;
+    if (invites) {
+      if (!invite) throw forbidden(`peer ${peerId} is not invited to session ${sessionId}`);
+      if (tokenMatches(bearer, invite.tokenHash)) return invite.role;
+      if (mode === 'token' || !claims) {
+        if (bearer === undefined) throw unauthorized(`session ${sessionId} admits invited peers only: send the join token as Authorization: Bearer <token>`);
+        if (jwtError && mode === 'jwt' && bearer.split('.').length === 3) throw jwtError;
+        throw forbidden(`that is not the join token of peer ${peerId} in session ${sessionId}`);
+      }
+      return this.claimsRole(sessionId, peerId, claims);
+    }
+    if (mode === 'token') {
+      if (!current) return firstIn ? 'publisher' : 'viewer';
+      if (bearer === undefined) {
+        throw unauthorized(`peer ${peerId} is registered; taking it over needs its token (Authorization: Bearer <token>) or its registration to expire`);
+      }
+      throw forbidden(`peer ${peerId} is registered and that is not its token; wait for its registration to expire`);
+    }
+    // jwt
+    if (bearer === undefined) throw unauthorized('registering needs a JWT from your backend: Authorization: Bearer <jwt>');
+    if (!claims) throw jwtError ?? unauthorized('the bearer credential is not a valid JWT');
+    return this.claimsRole(sessionId, peerId, claims);
+  }
+
+  private claimsRole(sessionId: string, peerId: string, claims: JoinClaims): Role {
+    if (claims.session !== '*' && claims.session !== sessionId) {
+      throw forbidden(`the JWT admits to session ${claims.session}, not ${sessionId}`);
+    }
+    if (claims.peer !== peerId) throw forbidden(`the JWT admits peer ${claims.peer}, not ${peerId}`);
+    return claims.role;
+  }
+
+  /**
+   * The check before a peer's own stream, messages or leave: the peer must be registered and, outside
+   * open mode, `token` must be the one its registration returned. `token` comes from
+   * `Authorization: Bearer` or, where a client cannot set headers (EventSource, WebSocket), `?token=`.
+   */
+  authorizePeer(sessionId: string, peerId: string, token: string | undefined): PeerRecord {
+    const record = this.record(sessionId, peerId);
+    if (this.config.authMode === 'open') return record;
+    if (token === undefined) {
+      throw unauthorized(`peer ${peerId} needs the token POST /register returned: Authorization: Bearer <token> (or ?token= on GET /events)`);
+    }
+    if (!tokenMatches(token, record.auth?.tokenHash)) throw forbidden(`that is not the token of peer ${peerId} in session ${sessionId}`);
+    return record;
+  }
+
+  /**
+   * `DELETE /register`: the peer itself, or the admin. In open mode anyone, except with a token that
+   * belongs to an earlier registration of the id: a page's leave arriving after its reload registered
+   * again must not remove the new registration.
+   */
+  authorizeLeave(sessionId: string, peerId: string, token: string | undefined): void {
+    if (this.isAdmin(token)) {
+      this.record(sessionId, peerId);
+      return;
+    }
+    if (this.config.authMode !== 'open') {
+      this.authorizePeer(sessionId, peerId, token);
+      return;
+    }
+    const record = this.record(sessionId, peerId);
+    if (token !== undefined && record.auth && !tokenMatches(token, record.auth.tokenHash)) {
+      throw new SignalError('superseded', `peer ${peerId} registered again since that token was issued; the newer registration stays`);
+    }
+  }
+
+  /** `DELETE /session`: anyone in open mode; otherwise the admin or a publisher of that session. */
+  authorizeClose(sessionId: string, token: string | undefined): void {
+    const session = this.session(sessionId);
+    if (this.config.authMode === 'open' || this.isAdmin(token)) return;
+    if (token === undefined) throw unauthorized('closing a session needs a publisher\'s token or the admin token: Authorization: Bearer <token>');
+    for (const record of session.peers.values()) {
+      if (!tokenMatches(token, record.auth?.tokenHash)) continue;
+      if (record.auth?.role === 'publisher') return;
+      throw forbidden(`peer ${record.id} is a viewer; only a publisher or the admin may close session ${sessionId}`);
+    }
+    throw forbidden(`that token is neither the admin token nor a publisher's in session ${sessionId}`);
+  }
+
+  /** The admin API: answers 403 `admin_disabled` while ADMIN_TOKEN is unset. */
+  authorizeAdmin(token: string | undefined): void {
+    if (this.adminHash === undefined) {
+      throw new SignalError('admin_disabled', 'the admin API is off: start the server with ADMIN_TOKEN set to enable it');
+    }
+    if (token === undefined) throw unauthorized('the admin API needs Authorization: Bearer <ADMIN_TOKEN>');
+    if (!this.isAdmin(token)) throw forbidden('that is not the admin token');
+  }
+
+  private isAdmin(token: string | undefined): boolean {
+    return tokenMatches(token, this.adminHash);
+  }
+
+  private record(sessionId: string, peerId: string): PeerRecord {
+    const record = this.session(sessionId).peers.get(peerId);
+    if (!record) throw new SignalError('peer_not_found', `peer ${peerId} is not registered in session ${sessionId}`);
+    return record;
+  }
+
+  private session(sessionId: string): Session {
+    const session = this.deps.store.get(sessionId);
+    if (!session) throw new SignalError('session_not_found', `session ${sessionId} does not exist`);
+    return session;
+  }
+}
+

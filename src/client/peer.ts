@@ -1,0 +1,250 @@
+// One RTCPeerConnection with one remote peer: offer/answer, trickle ICE with candidates held until the
+// remote description is there, ICE restart when the connection fails, and the reasons it failed.
+import { type LinkStats, readStats, type StatsSnapshot } from './stats';
+
+export interface CandidateError {
+  url: string;
+  errorCode: number;
+  errorText: string;
+}
+
+export interface PeerLinkOptions {
+  remoteId: string;
+  /** On an offer collision (both sides offered), the polite side gives way; the other ignores the offer. */
+  polite: boolean;
+  config: RTCConfiguration;
+  /** The publisher's media, sent to this peer; a viewer sends nothing. */
+  media?: MediaStream;
+  send(type: string, payload: unknown): Promise<void>;
+  log(text: string): void;
+  /** Something shown about this link changed. */
+  changed(): void;
+  /** Remote media arrived. */
+  track(stream: MediaStream): void;
+  /** Fresh ICE servers for a restart (TURN credentials may have expired). */
+  iceServers(): Promise<RTCIceServer[]>;
+}
+
+/** A connection that stays `disconnected` this long is restarted, without waiting for `failed`. */
+const DISCONNECTED_GRACE_MS = 5_000;
+/** Restarts in a row before giving up until something changes. */
+const MAX_RESTARTS = 3;
+
+const emptyCounts = () => ({ host: 0, srflx: 0, prflx: 0, relay: 0 }) as Record<string, number>;
+
+export class PeerLink {
+  readonly pc: RTCPeerConnection;
+  readonly remoteId: string;
+  /** Candidates that came before the remote description they belong to. */
+  private held: RTCIceCandidateInit[] = [];
+  readonly localCandidates = emptyCounts();
+  readonly remoteCandidates = emptyCounts();
+  readonly candidateErrors: CandidateError[] = [];
+  readonly counts = { offersSent: 0, offersReceived: 0, answersSent: 0, answersReceived: 0, iceRestarts: 0 };
+  /** Why the connection failed, in plain words; cleared when it connects. */
+  failure: string | undefined;
+  stats: LinkStats | undefined;
+  private snapshot: StatsSnapshot | undefined;
+  private disconnectedTimer: ReturnType<typeof setTimeout> | undefined;
+  private restartsInARow = 0;
+  private closed = false;
+
+  constructor(private readonly options: PeerLinkOptions) {
+    this.remoteId = options.remoteId;
+    const pc = new RTCPeerConnection(options.config);
+    this.pc = pc;
+    const { media } = options;
+    if (media) for (const track of media.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
+
+    pc.onicecandidate = (e) => {
+      if (!e.candidate) {
+        options.log(`${this.remoteId}: ICE gathering complete (${describeCounts(this.localCandidates)})`);
+        options.changed();
+        return;
+      }
+      const type = e.candidate.type ?? candidateType(e.candidate.candidate);
+      if (type) this.localCandidates[type] = (this.localCandidates[type] ?? 0) + 1;
+      this.signal('ice-candidate', e.candidate.toJSON());
+      options.changed();
+    };
+    pc.onicecandidateerror = (e) => {
+      // Chromium also reports STUN timeouts on interfaces with no route (code 701): noise, unless nothing else works.
+      const error = { url: e.url, errorCode: e.errorCode, errorText: e.errorText };
+      this.candidateErrors.push(error);
+      if (e.errorCode !== 701) options.log(`${this.remoteId}: ${describeCandidateError(error)}`);
+      options.changed();
+    };
+    pc.oniceconnectionstatechange = () => {
+      options.log(`${this.remoteId}: ICE ${pc.iceConnectionState}`);
+      options.changed();
+    };
+    pc.onconnectionstatechange = () => this.connectionChanged();
+    pc.onsignalingstatechange = () => options.changed();
+    pc.ontrack = (e) => options.track(e.streams[0] ?? new MediaStream([e.track]));
+  }
+
+  /** Creates and sends an offer (with new ICE credentials for a restart). */
+  async offer(iceRestart = false): Promise<void> {
+    const { pc } = this;
+    const offer = await pc.createOffer({ iceRestart });
+    await pc.setLocalDescription(offer);
+    this.counts.offersSent++;
+    await this.signal('offer', pc.localDescription);
+  }
+
+  async handleOffer(description: RTCSessionDescriptionInit): Promise<void> {
+    const { pc } = this;
+    this.counts.offersReceived++;
+    if (pc.signalingState !== 'stable') {
+      if (!this.options.polite) {
+        this.options.log(`${this.remoteId}: both sides offered at once; keeping ours, ignoring theirs`);
+        return;
+      }
+      this.options.log(`${this.remoteId}: both sides offered at once; taking theirs`);
+      await pc.setLocalDescription({ type: 'rollback' });
+    }
+    await pc.setRemoteDescription(description);
+    await this.applyHeld();
+    await pc.setLocalDescription(await pc.createAnswer());
+    this.counts.answersSent++;
+    await this.signal('answer', pc.localDescription);
+  }
+
+  async handleAnswer(description: RTCSessionDescriptionInit): Promise<void> {
+    const { pc } = this;
+    this.counts.answersReceived++;
+    if (pc.signalingState !== 'have-local-offer') {
+      this.options.log(`${this.remoteId}: ignored an answer that matches no offer (state ${pc.signalingState})`);
+      return;
+    }
+    await pc.setRemoteDescription(description);
+    await this.applyHeld();
+  }
+
+  async handleCandidate(candidate: RTCIceCandidateInit): Promise<void> {
+    const type = candidateType(candidate.candidate ?? '');
+    if (type) this.remoteCandidates[type] = (this.remoteCandidates[type] ?? 0) + 1;
+    if (!this.pc.remoteDescription) {
+      this.held.push(candidate);
+      return;
+    }
+    await this.addCandidate(candidate);
+  }
+
+  /** Restarts ICE: the offerer sends a new offer; the other side asks the offerer to. */
+  async restartIce(reason: string): Promise<void> {
+    if (this.closed) return;
+    if (this.restartsInARow >= MAX_RESTARTS) {
+      this.options.log(`${this.remoteId}: ${MAX_RESTARTS} ICE restarts did not help; giving up on this connection`);
+      return;
+    }
+    this.restartsInARow++;
+    this.counts.iceRestarts++;
+    this.options.log(`${this.remoteId}: restarting ICE (${reason})`);
+    try {
+      const iceServers = await this.options.iceServers();
+      this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
+    } catch (e) {
+      this.options.log(`${this.remoteId}: could not renew the ICE servers (${(e as Error).message}); restarting with the old ones`);
+    }
+    if (this.options.media) await this.offer(true);
+    else await this.signal('ice-restart', { reason });
+  }
+
+  /** Refreshes `stats`; called about once a second while the link is shown. */
+  async poll(): Promise<void> {
+    if (this.closed) return;
+    const { stats, snapshot } = await readStats(this.pc, this.snapshot);
+    this.stats = stats;
+    this.snapshot = snapshot;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.disconnectedTimer);
+    this.pc.close();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private connectionChanged(): void {
+    const { pc, options } = this;
+    const state = pc.connectionState;
+    options.log(`${this.remoteId}: connection ${state}`);
+    clearTimeout(this.disconnectedTimer);
+    if (state === 'connected') {
+      this.failure = undefined;
+      this.restartsInARow = 0;
+    } else if (state === 'failed') {
+      this.failure = this.explainFailure();
+      options.log(`${this.remoteId}: ICE failed: ${this.failure}`);
+      void this.restartIce('the connection failed').catch((e) => options.log(`${this.remoteId}: ICE restart failed: ${(e as Error).message}`));
+    } else if (state === 'disconnected') {
+      this.disconnectedTimer = setTimeout(() => {
+        if (pc.connectionState !== 'disconnected') return;
+        void this.restartIce(`disconnected for ${DISCONNECTED_GRACE_MS / 1000} s`).catch((e) => options.log(`${this.remoteId}: ICE restart failed: ${(e as Error).message}`));
+      }, DISCONNECTED_GRACE_MS);
+    }
+    options.changed();
+  }
+
+  /** Why no candidate pair worked, from what this side saw. */
+  explainFailure(): string {
+    const relayOnly = this.pc.getConfiguration().iceTransportPolicy === 'relay';
+    const turnErrors = this.candidateErrors.filter((e) => e.errorCode !== 701);
+    const reasons: string[] = [];
+    if (relayOnly && this.localCandidates.relay === 0) {
+      reasons.push('relay only was asked for, but the TURN server gave no relay address');
+    }
+    for (const error of dedupe(turnErrors.map(describeCandidateError))) reasons.push(error);
+    const remote = Object.values(this.remoteCandidates).reduce((a, b) => a + b, 0);
+    if (remote === 0) reasons.push(`${this.remoteId} sent no ICE candidates`);
+    if (reasons.length === 0) {
+      reasons.push(
+        `no candidate pair worked (here: ${describeCounts(this.localCandidates)}; ${this.remoteId}: ${describeCounts(this.remoteCandidates)}); ` +
+          'a firewall or NAT blocks the direct path, and a TURN server (GET /iceServers) would get around it',
+      );
+    }
+    return reasons.join('; ');
+  }
+
+  private async applyHeld(): Promise<void> {
+    for (const candidate of this.held.splice(0)) await this.addCandidate(candidate);
+  }
+
+  private async addCandidate(candidate: RTCIceCandidateInit): Promise<void> {
+    try {
+      await this.pc.addIceCandidate(candidate);
+    } catch (e) {
+      // A candidate of an ICE generation already replaced by a restart, typically: harmless.
+      this.options.log(`${this.remoteId}: could not use a candidate (${(e as Error).message})`);
+    }
+  }
+
+  private signal(type: string, payload: unknown): Promise<void> {
+    return this.options.send(type, payload).catch((e) => this.options.log(`${this.remoteId}: sending ${type} failed: ${(e as Error).message}`));
+  }
+}
+
+/** The `typ` field of an SDP candidate line. */
+export function candidateType(line: string): string | undefined {
+  return / typ (host|srflx|prflx|relay)\b/.exec(line)?.[1];
+}
+
+function describeCounts(counts: Record<string, number>): string {
+  return Object.entries(counts).map(([type, n]) => `${type} ${n}`).join(', ');
+}
+
+function describeCandidateError(e: CandidateError): string {
+  const server = e.url || 'an ICE server';
+  if (e.errorCode === 401) return `the TURN server ${server} refused the credentials (401 ${e.errorText || 'Unauthorized'}): check TURN_SECRET or the TURN username/password`;
+  if (e.errorCode === 701) return `${server} did not answer (701 ${e.errorText})`;
+  return `${server} answered ${e.errorCode} ${e.errorText}`;
+}
+
+function dedupe(items: string[]): string[] {
+  return [...new Set(items)];
+}

@@ -1,0 +1,406 @@
+// The seed's HTTP + Server-Sent Events transport: GET /iceServers, POST /register, POST /message,
+// EventSource on /events, DELETE /register on leave; or, with the `ws` transport, one WebSocket on /ws for
+// the events and the messages, POST /message only while it is down. It keeps one peer registered through stream drops:
+// EventSource resumes by itself with Last-Event-ID; when the server refuses that (the id was taken over,
+// the resume window is gone, the peer timed out) this class finds out why and registers again if it should.
+
+/** An event as the server sends it. */
+export interface Signal {
+  type: string;
+  senderId?: string;
+  payload?: unknown;
+  time?: string;
+}
+
+/** The state of the event stream, as the page shows it. */
+export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+/** A request the server refused, with its error code (`session_full`, `peer_not_found`, …). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** The server could not be reached at all. */
+export class UnreachableError extends Error {
+  override name = 'UnreachableError';
+}
+
+export interface ChannelEvents {
+  /** Every event but `ping`, in the order the server sent them. */
+  signal(signal: Signal): void;
+  stream(state: StreamState, detail?: string): void;
+  /** The peer was registered anew (its old registration could not be resumed): renegotiate with `peers`. */
+  registered(peers: string[]): void;
+  log(text: string): void;
+}
+
+const MAX_BACKOFF_MS = 30_000;
+
+/** How events arrive and messages leave: the seed's SSE + POST, or one WebSocket. */
+export type Transport = 'sse' | 'ws';
+
+export class SignalChannel {
+  /** Stream reconnects that resumed with Last-Event-ID. */
+  resumes = 0;
+  /** Times the peer had to register again. */
+  reRegistrations = 0;
+  private events: EventSource | undefined;
+  private socket: WebSocket | undefined;
+  /** Where the stream resumes from: the last event id seen, or the one POST /register gave. */
+  private lastEventId: string | undefined;
+  /** This registration's token: it authorises the peer's other requests, and marks a leave as ours. */
+  private token: string | undefined;
+  private state: StreamState = 'closed';
+  private ended = false;
+  /** Registered at least once, and whether `leave()` was called. */
+  private registered = false;
+  private left = false;
+  /** The stream being opened continues the previous one (Last-Event-ID), rather than a new registration's. */
+  private resuming = false;
+  private backoffMs = 1000;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** POSTs go out one at a time: the server keeps the order in which they were answered. */
+  private sending: Promise<unknown> = Promise.resolve();
+  private readonly path: string;
+
+  constructor(
+    readonly sessionId: string,
+    readonly peerId: string,
+    private readonly on: ChannelEvents,
+    private readonly origin = '',
+    readonly transport: Transport = 'sse',
+  ) {
+    this.path = `${encodeURIComponent(sessionId)}/${encodeURIComponent(peerId)}`;
+    // A reload of this tab presents the token of the registration it replaces: with AUTH_MODE=token
+    // that is what lets it take its own id over at once, rather than after the peer timeout.
+    this.token = tabStorage()?.getItem(this.storageKey) ?? undefined;
+  }
+
+  private get storageKey(): string {
+    return `switchboard:${this.path}`;
+  }
+
+  /** `GET /iceServers`: one RTCIceServer, as the seed gives it. */
+  async iceServers(): Promise<RTCIceServer> {
+    const answer = (await this.request('GET', `/iceServers?peerId=${encodeURIComponent(this.peerId)}`)) as RTCIceServer & { ttl?: number };
+    const { urls, username, credential } = answer;
+    return username === undefined ? { urls } : { urls, username, credential };
+  }
+
+  /** `POST /register`: returns the peers already in the session. */
+  async register(): Promise<string[]> {
+    const answer = (await this.request('POST', `/register/${this.path}`)) as { peers?: string[]; token?: string; lastEventId?: number };
+    this.registered = true;
+    this.token = answer.token;
+    if (answer.token !== undefined) tabStorage()?.setItem(this.storageKey, answer.token);
+    // Opening the first stream from this id means even its loss before the first event loses nothing.
+    this.lastEventId = answer.lastEventId === undefined ? undefined : String(answer.lastEventId);
+    // Left while the registration was on its way: undo it rather than leave it to the peer timeout.
+    if (this.left) this.sendLeave();
+    return answer.peers ?? [];
+  }
+
+  /** Opens the event stream; from here on the channel keeps it open until `leave()` or `end()`. */
+  open(): void {
+    this.ended = false;
+    this.connect(this.lastEventId);
+  }
+
+  /**
+   * `POST /message` to one peer, or a frame on the open WebSocket (its ack comes back on the socket; a
+   * refusal is logged). Sent in order; a full queue (429) is retried after Retry-After.
+   */
+  send(type: string, payload: unknown, target: string): Promise<void> {
+    const next = this.sending.then(() => {
+      const socket = this.socket;
+      if (socket?.readyState !== WebSocket.OPEN) return this.post(type, payload, target);
+      socket.send(JSON.stringify({ type, payload, target }));
+    });
+    this.sending = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Stops the stream and tells the server the peer is gone. Works during page unload (keepalive). */
+  leave(): void {
+    if (this.left) return;
+    this.left = true;
+    this.end();
+    if (this.registered) this.sendLeave();
+  }
+
+  private sendLeave(): void {
+    // keepalive lets the request outlive the page; its answer is of no use to anyone by then.
+    // The token says which registration leaves: a reloaded page that registered again is not removed.
+    fetch(`${this.origin}/register/${this.path}`, { method: 'DELETE', keepalive: true, headers: this.authorization() }).catch(() => undefined);
+  }
+
+  /** Stops the stream without leaving (the session is over). */
+  end(): void {
+    this.ended = true;
+    clearTimeout(this.retryTimer);
+    this.events?.close();
+    this.events = undefined;
+    this.socket?.close();
+    this.socket = undefined;
+    this.setState('closed');
+  }
+
+  private async post(type: string, payload: unknown, target: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.request('POST', `/message/${this.path}`, { type, payload, target });
+        return;
+      } catch (e) {
+        if (!(e instanceof ApiError) || e.status !== 429 || attempt >= 4 || this.ended) throw e;
+        this.on.log(`${target} is not reading its messages (${e.message}); sending ${type} again in a moment`);
+        await new Promise((resolve) => setTimeout(resolve, 1000 * (attempt + 1)));
+      }
+    }
+  }
+
+  private connect(lastEventId: string | undefined): void {
+    if (this.transport === 'ws') return this.connectSocket(lastEventId);
+    this.events?.close();
+    const events = new EventSource(`${this.origin}/events/${this.path}${this.streamQuery(lastEventId)}`);
+    this.events = events;
+    this.setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
+    events.onopen = () => {
+      if (this.events !== events) return;
+      if (this.resuming) {
+        this.resuming = false;
+        this.resumes++;
+        this.on.log(`event stream back, resumed after event ${this.lastEventId ?? '(none)'}: nothing to renegotiate`);
+      }
+      this.backoffMs = 1000;
+      this.setState('open');
+    };
+    events.onmessage = (e: MessageEvent<string>) => {
+      if (this.events !== events) return;
+      this.lastEventId = e.lastEventId;
+      let signal: Signal;
+      try {
+        signal = JSON.parse(e.data) as Signal;
+      } catch {
+        this.on.log(`ignored an event that is not JSON: ${e.data.slice(0, 80)}`);
+        return;
+      }
+      if (signal.type === 'session-closed') this.end();
+      if (signal.type !== 'ping') this.on.signal(signal);
+    };
+    events.onerror = () => {
+      if (this.events !== events || this.ended) return;
+      if (events.readyState === EventSource.CONNECTING) {
+        // The browser reconnects by itself and sends Last-Event-ID (or, before any event arrived, the
+        // URL still carries the registration's ?lastEventId=): the server replays what was missed.
+        this.resuming = true;
+        if (this.state !== 'reconnecting') this.on.log(`event stream lost after event ${this.lastEventId ?? '(none)'}; reconnecting`);
+        this.setState('reconnecting', 'the event stream dropped; reconnecting');
+        return;
+      }
+      // CLOSED: the server refused the reconnect (or did not answer with a stream). Find out why.
+      events.close();
+      this.setState('reconnecting', 'the server refused to resume the event stream');
+      void this.recover();
+    };
+  }
+
+  /**
+   * The WebSocket transport: frames with a `type` are events (with their `id`), the others acks. A lost
+   * socket reconnects with ?lastEventId=; one the server refused (close code 4000 + status) goes through
+   * `recover()`, as a refused EventSource does.
+   */
+  private connectSocket(lastEventId: string | undefined): void {
+    this.socket?.close();
+    const base = (this.origin || location.origin).replace(/^http/, 'ws');
+    const socket = new WebSocket(`${base}/ws/${this.path}${this.streamQuery(lastEventId)}`);
+    this.socket = socket;
+    this.setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
+    socket.onopen = () => {
+      if (this.socket !== socket) return;
+      if (this.resuming) {
+        this.resuming = false;
+        this.resumes++;
+        this.on.log(`socket back, resumed after event ${this.lastEventId ?? '(none)'}: nothing to renegotiate`);
+      }
+      this.backoffMs = 1000;
+      this.setState('open');
+    };
+    socket.onmessage = (e: MessageEvent<string>) => {
+      if (this.socket !== socket) return;
+      let frame: Signal & { id?: number; ack?: unknown; status?: number; error?: string; message?: string };
+      try {
+        frame = JSON.parse(e.data);
+      } catch {
+        this.on.log(`ignored a frame that is not JSON: ${String(e.data).slice(0, 80)}`);
+        return;
+      }
+      if (typeof frame.type !== 'string') {
+        if ((frame.status ?? 0) >= 400) this.on.log(`the server refused a message: ${frame.error}: ${frame.message}`);
+        return;
+      }
+      const { id, ...signal } = frame;
+      this.lastEventId = String(id);
+      if (signal.type === 'session-closed') this.end();
+      if (signal.type !== 'ping') this.on.signal(signal);
+    };
+    socket.onclose = (e: CloseEvent) => {
+      if (this.socket !== socket || this.ended) return;
+      this.socket = undefined;
+      if (e.code >= 4000) {
+        this.setState('reconnecting', `the server refused the socket (${e.reason})`);
+        void this.recover();
+        return;
+      }
+      this.resuming = true;
+      this.on.log(`socket lost (${e.code}) after event ${this.lastEventId ?? '(none)'}; reconnecting`);
+      this.setState('reconnecting', 'the socket dropped; reconnecting');
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => {
+        if (!this.ended) this.connect(this.lastEventId);
+      }, this.backoffMs);
+      this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
+    };
+  }
+
+  /**
+   * After the server refused a stream: ask it why (the status of the same request), then resume,
+   * register again, or stop. A takeover by another page is final: registering again would take the id
+   * back, and the two pages would take it from each other forever.
+   */
+  private async recover(): Promise<void> {
+    if (this.ended) return;
+    let why: { status: number; code: string; message: string };
+    try {
+      why = await this.probe();
+    } catch (e) {
+      this.on.log(`${(e as Error).message}; trying again in ${this.backoffMs / 1000} s`);
+      this.setState('reconnecting', (e as Error).message);
+      this.retryLater();
+      return;
+    }
+    if (this.ended) return;
+    if (why.status === 200) {
+      this.resuming = true;
+      this.connect(this.lastEventId);
+      return;
+    }
+    if (why.code === 'superseded') {
+      this.on.log('another page registered with this peer id and took it over; this page stops');
+      this.end();
+      this.on.stream('closed', `another page joined session ${this.sessionId} as ${this.peerId} and took over`);
+      return;
+    }
+    if (why.code === 'resume_gap' || why.code === 'peer_not_found' || why.code === 'session_not_found') {
+      this.on.log(`cannot resume (${why.message}); registering again`);
+      await this.registerAgain();
+      return;
+    }
+    this.on.log(`the server answered the event stream with ${why.status} ${why.code}: ${why.message}; trying again in ${this.backoffMs / 1000} s`);
+    this.retryLater();
+  }
+
+  /** A new incarnation of this peer: the others get new-peer and negotiate afresh. */
+  private async registerAgain(): Promise<void> {
+    if (this.ended) return;
+    try {
+      const peers = await this.register();
+      if (this.ended) return;
+      this.reRegistrations++;
+      this.resuming = false;
+      this.connect(this.lastEventId);
+      this.on.registered(peers);
+    } catch (e) {
+      this.on.log(`registering again failed: ${(e as Error).message}; trying again in ${this.backoffMs / 1000} s`);
+      this.retryLater();
+    }
+  }
+
+  /** The status the event stream's URL answers now; a stream that opens is closed at once. */
+  private async probe(): Promise<{ status: number; code: string; message: string }> {
+    // Without an id there is nothing to resume: the next stream must come from a new registration.
+    if (this.lastEventId === undefined) return { status: 404, code: 'peer_not_found', message: 'no event was received yet' };
+    const abort = new AbortController();
+    let response: Response;
+    try {
+      response = await fetch(`${this.origin}/events/${this.path}${this.streamQuery(this.lastEventId)}`, { signal: abort.signal });
+    } catch {
+      throw new UnreachableError(`cannot reach the signalling server at ${this.origin || location.origin}`);
+    }
+    if (response.ok) {
+      abort.abort();
+      return { status: 200, code: '', message: '' };
+    }
+    const body = (await response.json().catch(() => ({}))) as { error?: string; message?: string };
+    return { status: response.status, code: body.error ?? '', message: body.message ?? response.statusText };
+  }
+
+  /**
+   * EventSource and WebSocket cannot set headers: the token and the resume position go in the query (a
+   * browser's own EventSource reconnect then adds Last-Event-ID, which the server prefers).
+   */
+  private streamQuery(lastEventId: string | undefined): string {
+    const query = new URLSearchParams();
+    if (lastEventId !== undefined) query.set('lastEventId', lastEventId);
+    if (this.token !== undefined) query.set('token', this.token);
+    const text = query.toString();
+    return text ? `?${text}` : '';
+  }
+
+  private authorization(): Record<string, string> {
+    return this.token === undefined ? {} : { authorization: `Bearer ${this.token}` };
+  }
+
+  private retryLater(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void this.recover(), this.backoffMs);
+    this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
+  }
+
+  private setState(state: StreamState, detail?: string): void {
+    if (state === this.state && detail === undefined) return;
+    this.state = state;
+    this.on.stream(state, detail);
+  }
+
+  /** One API call; errors become `ApiError` (the server's own words) or `UnreachableError`. */
+  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.origin}${path}`, {
+        method,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        headers: { ...this.authorization(), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      });
+    } catch {
+      throw new UnreachableError(`cannot reach the signalling server at ${this.origin || location.origin} (${method} ${path.split('?')[0]})`);
+    }
+    const text = await response.text();
+    let json: { error?: string; message?: string } | undefined;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      // Not JSON: a proxy's error page, say.
+    }
+    if (!response.ok) {
+      throw new ApiError(response.status, json?.error ?? 'http_error', json?.message ?? `${method} ${path} answered ${response.status} ${response.statusText}`);
+    }
+    if (json === undefined) throw new ApiError(response.status, 'bad_answer', `${method} ${path} did not answer with JSON`);
+    return json;
+  }
+}
+
+/** The tab's sessionStorage, where a browser lets the page have one (not in every private mode). */
+function tabStorage(): Storage | undefined {
+  try {
+    return globalThis.sessionStorage;
+  } catch {
+    return undefined;
+  }
+}

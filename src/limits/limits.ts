@@ -1,0 +1,82 @@
+import type { Clock } from '../clock';
+import type { Config } from '../config';
+import { SignalError } from '../errors';
+import { addressKey } from './client-ip';
+import { TokenBuckets } from './token-buckets';
+
+export type LimitsConfig = Pick<
+  Config,
+  'registerRatePerMin' | 'registerBurst' | 'messageRatePerS' | 'messageBurst' | 'peerMessageRatePerS' | 'peerMessageBurst' | 'maxStreamsPerIp'
+>;
+
+/** Gives back what `openStream` took. Calling it twice does nothing. */
+export type Release = () => void;
+
+const limited = (what: string, retryAfterS: number) =>
+  new SignalError('rate_limited', `too many ${what}; retry in ${retryAfterS} s`, retryAfterS);
+
+/**
+ * The per-client limits: token buckets for registrations and messages per client address, one for
+ * messages per peer, and a count of open streams per address. A request without a known address
+ * (handled in-process, with no socket) is limited per peer only.
+ */
+export class Limits {
+  private readonly registers: TokenBuckets | undefined;
+  private readonly messages: TokenBuckets | undefined;
+  private readonly peerMessages: TokenBuckets | undefined;
+  private readonly streams = new Map<string, number>();
+
+  constructor(
+    private readonly config: LimitsConfig,
+    clock: Clock,
+  ) {
+    const { registerRatePerMin, registerBurst, messageRatePerS, messageBurst, peerMessageRatePerS, peerMessageBurst } = config;
+    this.registers = registerRatePerMin > 0 ? new TokenBuckets(clock, registerRatePerMin / 60, registerBurst) : undefined;
+    this.messages = messageRatePerS > 0 ? new TokenBuckets(clock, messageRatePerS, messageBurst) : undefined;
+    this.peerMessages = peerMessageRatePerS > 0 ? new TokenBuckets(clock, peerMessageRatePerS, peerMessageBurst) : undefined;
+  }
+
+  /** Before `POST /register`. */
+  register(address: string | undefined): void {
+    if (address === undefined || !this.registers) return;
+    const wait = this.registers.take(addressKey(address));
+    if (wait) throw limited('registrations from this address', wait);
+  }
+
+  /** Before a message's body is read: counts it for the client address. */
+  message(address: string | undefined): void {
+    if (address === undefined || !this.messages) return;
+    const wait = this.messages.take(addressKey(address));
+    if (wait) throw limited('messages from this address', wait);
+  }
+
+  /** Counts a message against the sending peer's own rate. */
+  peerMessage(sessionId: string, peerId: string): void {
+    if (!this.peerMessages) return;
+    const wait = this.peerMessages.take(`${sessionId}/${peerId}`);
+    if (wait) throw limited(`messages from peer ${peerId}`, wait);
+  }
+
+  /** Takes one of the address's stream slots, or refuses with 429; release it when the stream ends. */
+  openStream(address: string | undefined): Release {
+    const cap = this.config.maxStreamsPerIp;
+    if (address === undefined || cap === 0) return () => {};
+    const key = addressKey(address);
+    const open = this.streams.get(key) ?? 0;
+    if (open >= cap) throw new SignalError('too_many_streams', `this address has ${cap} event streams open, the most allowed`, 5);
+    this.streams.set(key, open + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.streams.get(key) ?? 1) - 1;
+      if (left > 0) this.streams.set(key, left);
+      else this.streams.delete(key);
+    };
+  }
+
+  /** Streams open per address right now (for tests and the admin view). */
+  openStreams(address: string): number {
+    return this.streams.get(addressKey(address)) ?? 0;
+  }
+}

@@ -1,0 +1,103 @@
+// Debian's Chromium driven by playwright-core: one browser, one context per peer (separate storage,
+// like separate people). Never a downloaded browser.
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { ClientStatus, PeerStatus } from '../../src/client/session';
+
+export const CHROMIUM = '/usr/bin/chromium';
+
+/** Headless, no sandbox (root in CI), fake camera and microphone granted without a prompt. */
+export const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  // Docker gives /dev/shm 64 MB, too little for a few pages with video: use /tmp instead.
+  '--disable-dev-shm-usage',
+];
+
+export function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true, timeout: 30_000 });
+}
+
+export interface PeerPage {
+  context: BrowserContext;
+  page: Page;
+  /** Console errors and uncaught exceptions of the page: a test fails on any. */
+  errors: string[];
+  close(): Promise<void>;
+}
+
+/** A new context (its own storage and camera permission) with one page at `url`. */
+export async function openPeer(browser: Browser, url: string): Promise<PeerPage> {
+  const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+  });
+  await page.goto(url);
+  return { context, page, errors, close: () => context.close() };
+}
+
+/** `window.switchboard`, the client's state. */
+export function status(page: Page): Promise<ClientStatus> {
+  return page.evaluate(() => window.switchboard);
+}
+
+/** Runs `wait`; when it fails, the error carries the page's signalling log, newest first. */
+async function explained<T>(page: Page, what: string, wait: () => Promise<T>): Promise<T> {
+  try {
+    return await wait();
+  } catch (e) {
+    const log = await page.locator('#log').innerText({ timeout: 2000 }).catch(() => '(no log)');
+    const state = await page.evaluate(() => JSON.stringify(window.switchboard)).catch(() => '(no state)');
+    throw new Error(`${what}: ${(e as Error).message.split('\n')[0]}\n${page.url()}\nstate: ${state}\nlog:\n${log.split('\n').slice(0, 60).join('\n')}`);
+  }
+}
+
+/** Waits until the page's connection with `remoteId` is `connected`. */
+export async function waitConnected(page: Page, remoteId: string, timeout = 30_000): Promise<PeerStatus> {
+  await explained(page, `connected to ${remoteId}`, () =>
+    page.waitForFunction((id) => window.switchboard.peers[id]?.connectionState === 'connected', remoteId, { timeout, polling: 100 }),
+  );
+  return (await status(page)).peers[remoteId] as PeerStatus;
+}
+
+/**
+ * Waits until video from `remoteId` is decoded (inbound-rtp framesDecoded > 0) and shown (the video
+ * element has a width), and returns both numbers.
+ */
+export async function waitVideo(page: Page, remoteId: string, timeout = 30_000): Promise<{ framesDecoded: number; videoWidth: number }> {
+  const handle = await explained(page, `video from ${remoteId}`, () => page.waitForFunction(
+    (id) => {
+      const video = document.querySelector<HTMLVideoElement>(`video[data-peer="${CSS.escape(id)}"]`);
+      const framesDecoded = window.switchboard.peers[id]?.framesDecoded ?? 0;
+      return framesDecoded > 0 && video && video.videoWidth > 0 ? { framesDecoded, videoWidth: video.videoWidth } : false;
+    },
+    remoteId,
+    { timeout, polling: 100 },
+  ));
+  return (await handle.jsonValue()) as { framesDecoded: number; videoWidth: number };
+}
+
+/** Waits until the page has connections with exactly `ids`, each in `state`. */
+export async function waitPeers(page: Page, ids: string[], state: RTCPeerConnectionState, timeout = 30_000): Promise<Record<string, PeerStatus>> {
+  await explained(page, `peers ${ids.join(', ')} ${state}`, () => page.waitForFunction(
+    ([want, wantState]) => {
+      const peers = window.switchboard.peers;
+      const have = Object.keys(peers).sort();
+      const sorted = [...(want as string[])].sort();
+      return have.length === sorted.length && have.every((id, i) => id === sorted[i] && peers[id]?.connectionState === wantState);
+    },
+    [ids, state] as const,
+    { timeout, polling: 100 },
+  ));
+  return (await status(page)).peers;
+}
