@@ -1,4 +1,3 @@
-import type { PeerAddress } from '../delivery/delivery';
 import { SignalError } from '../errors';
 import type { Signalling } from '../sessions/service';
 import { type AckId, ackFrame, BadFrame, errorFrame, internalErrorFrame, isMalformed, parseClientFrame } from './frames';
@@ -28,7 +27,9 @@ export class WsConnection {
 
   constructor(
     private readonly signalling: Signalling,
-    private readonly peer: PeerAddress,
+    // The ids rather than an address object: one object less for each of many idle connections.
+    private readonly sessionId: string,
+    private readonly peerId: string,
     private readonly lastEventId: number | undefined,
     private readonly options: WsConnectionOptions,
     /** Gives back the connection's place among its address's open streams. */
@@ -41,11 +42,11 @@ export class WsConnection {
     const sink = new WsSink(ws, this.options);
     this.sink = sink;
     try {
-      this.signalling.connect(this.peer.sessionId, this.peer.peerId, sink, this.lastEventId);
+      this.signalling.connect(this.sessionId, this.peerId, sink, this.lastEventId);
     } catch (e) {
       if (e instanceof SignalError) return sink.opened(e);
       // A bug: the connection closes (connect closed the sink), the server goes on.
-      console.error('internal error', `ws /ws/${this.peer.sessionId}/${this.peer.peerId}`, e);
+      console.error('internal error', `ws /ws/${this.sessionId}/${this.peerId}`, e);
     }
     sink.opened();
   }
@@ -60,11 +61,11 @@ export class WsConnection {
     try {
       // The limits of POST /message, in its order: the address's, then the peer's.
       this.options.limits?.message(this.address);
-      this.options.limits?.peerMessage(this.peer.sessionId, this.peer.peerId);
-      sink.reply(ackFrame(id, this.signalling.send(this.peer.sessionId, this.peer.peerId, frame)));
+      this.options.limits?.peerMessage(this.sessionId, this.peerId);
+      sink.reply(ackFrame(id, this.signalling.send(this.sessionId, this.peerId, frame)));
     } catch (e) {
       if (!(e instanceof SignalError)) {
-        console.error('internal error', `ws /ws/${this.peer.sessionId}/${this.peer.peerId}`, e);
+        console.error('internal error', `ws /ws/${this.sessionId}/${this.peerId}`, e);
         return sink.reply(internalErrorFrame(id));
       }
       this.refuse(sink, id, e);

@@ -61,7 +61,7 @@ export const socketRoutes = (signalling: Signalling, { access, limits, address }
       }
       const client = address(request, server);
       const release = limits.openStream(client);
-      const connection = new WsConnection(signalling, { sessionId, peerId }, lastEventId, options, release, client);
+      const connection = new WsConnection(signalling, sessionId, peerId, lastEventId, options, release, client);
       if (server?.upgrade(request, { data: connection })) return;
       release();
       throw new SignalError('upgrade_required', 'the WebSocket upgrade failed: check its Sec-WebSocket-Key and Sec-WebSocket-Version headers');
