@@ -64,7 +64,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const drain = ops.drain(signalling);
   const anyOrigin = config.corsOrigins.includes('*');
   const jwt = config.authMode === 'jwt' ? JwtVerifier.fromConfig(config, clock) : undefined;
-  const access = new PeerAccess(config, { store, newToken, jwt });
+  const access = new PeerAccess(config, { directory: signalling, newToken, jwt });
   const guard = guards(access, new Limits(config, clock), config.trustProxy);
   const iceLogger = logger.child({ component: 'ice' });
 
@@ -101,7 +101,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .use(iceRoutes(iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) })))
     .use(sessionRoutes(signalling, guard))
     .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
-    .use(adminRoutes(new Admin(config, { store, signalling, newToken, newId }), access))
+    .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
     .use(ops.routes())
     .use(pageRoutes(page as unknown as HtmlImport, { tls: Boolean(config.tlsCert) }));
 }

@@ -5,18 +5,18 @@ import type { Guards } from '../auth/guards';
 import { describe, TAGS } from '../docs/describe';
 import { readJsonBody } from '../json-body';
 import { MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterResponse, SessionParams, SignalBody } from './model';
-import type { Signalling } from './service';
+import type { SignallingBackend } from './backend';
 
 const Message = <M extends string>(message: M) => t.Object({ message: t.Literal(message) });
 
-export const sessionRoutes = (signalling: Signalling, { access, limits, address }: Guards) =>
+export const sessionRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards) =>
   new Elysia()
     .post(
       '/register/:sessionId/:peerId',
       async ({ params: { sessionId, peerId }, headers: { authorization }, request, server }): Promise<RegisterResponse> => {
         limits.register(address(request, server));
         const ticket = await access.ticket(sessionId, peerId, bearerToken(authorization));
-        const { peers, auth, lastEventId } = signalling.register(sessionId, peerId, ticket.admit);
+        const { peers, auth, lastEventId } = await signalling.register(sessionId, peerId, ticket.admit);
         return { message: 'session registered successfully', sessionId, peerId, peers, token: ticket.token, role: auth?.role, lastEventId };
       },
       {
@@ -32,9 +32,9 @@ export const sessionRoutes = (signalling: Signalling, { access, limits, address 
     )
     .delete(
       '/register/:sessionId/:peerId',
-      ({ params: { sessionId, peerId }, headers: { authorization } }) => {
-        access.authorizeLeave(sessionId, peerId, bearerToken(authorization));
-        signalling.leave(sessionId, peerId);
+      async ({ params: { sessionId, peerId }, headers: { authorization } }) => {
+        await access.authorizeLeave(sessionId, peerId, bearerToken(authorization));
+        await signalling.leave(sessionId, peerId);
         return { message: 'peer left' };
       },
       {
@@ -50,10 +50,10 @@ export const sessionRoutes = (signalling: Signalling, { access, limits, address 
     )
     .post(
       '/message/:sessionId/:peerId',
-      ({ params: { sessionId, peerId }, headers: { authorization }, body, set }) => {
-        access.authorizePeer(sessionId, peerId, bearerToken(authorization));
+      async ({ params: { sessionId, peerId }, headers: { authorization }, body, set }) => {
+        await access.authorizePeer(sessionId, peerId, bearerToken(authorization));
         limits.peerMessage(sessionId, peerId);
-        if (signalling.send(sessionId, peerId, body) === 'sent') return MESSAGE_SENT;
+        if ((await signalling.send(sessionId, peerId, body)) === 'sent') return MESSAGE_SENT;
         set.status = 202;
         return MESSAGE_QUEUED;
       },
@@ -85,9 +85,9 @@ export const sessionRoutes = (signalling: Signalling, { access, limits, address 
     )
     .delete(
       '/session/:sessionId',
-      ({ params: { sessionId }, headers: { authorization } }) => {
-        access.authorizeClose(sessionId, bearerToken(authorization));
-        signalling.closeSession(sessionId);
+      async ({ params: { sessionId }, headers: { authorization } }) => {
+        await access.authorizeClose(sessionId, bearerToken(authorization));
+        await signalling.closeSession(sessionId);
         return { message: 'session closed' };
       },
       {

@@ -4,7 +4,7 @@ import { bearerToken } from '../auth/tokens';
 import { describe, schemaRef, TAGS } from '../docs/describe';
 import { SignalError } from '../errors';
 import { PeerParams } from '../sessions/model';
-import type { Signalling } from '../sessions/service';
+import type { SignallingBackend } from '../sessions/backend';
 import type { Heartbeat } from './heartbeat';
 import { PeerStream } from './peer-stream';
 
@@ -46,16 +46,16 @@ function parseLastEventId(value: string | undefined): number | undefined {
   return Number(value);
 }
 
-export const eventRoutes = (signalling: Signalling, { access, limits, address }: Guards, options: EventRoutesOptions) =>
+export const eventRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards, options: EventRoutesOptions) =>
   new Elysia().get(
     '/events/:sessionId/:peerId',
-    ({ params: { sessionId, peerId }, headers, query, request, server }) => {
-      access.authorizePeer(sessionId, peerId, bearerToken(headers.authorization) ?? query.token);
+    async ({ params: { sessionId, peerId }, headers, query, request, server }) => {
+      await access.authorizePeer(sessionId, peerId, bearerToken(headers.authorization) ?? query.token);
       const lastEventId = parseLastEventId(headers['last-event-id'] ?? query.lastEventId);
       const release = limits.openStream(address(request, server));
       const stream = new PeerStream({ ...options, signal: request.signal, onEnd: release });
       try {
-        signalling.connect(sessionId, peerId, stream, lastEventId);
+        await signalling.connect(sessionId, peerId, stream, lastEventId);
       } catch (e) {
         // A stream that never attached must still leave the heartbeat and give its slot back.
         stream.abort('refused');
