@@ -8,6 +8,7 @@ import { JwtVerifier } from './auth/jwt';
 import { randomToken, type TokenGenerator } from './auth/tokens';
 import page from './client/index.html';
 import { type Clock, systemClock } from './clock';
+import { ClusterSignalling } from './cluster/cluster-signalling';
 import type { Config } from './config';
 import { LocalDelivery } from './delivery/local';
 import { errorResponse, SignalError } from './errors';
@@ -22,6 +23,7 @@ import { REQUEST_ID_HEADER } from './ops/telemetry';
 import type { HtmlImport } from './page/bundle';
 import { pageRoutes } from './page/routes';
 import { sessionRoutes } from './sessions/routes';
+import type { SignallingBackend } from './sessions/backend';
 import { Signalling } from './sessions/service';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
@@ -39,6 +41,8 @@ export interface AppDeps {
   newToken: TokenGenerator;
   /** Ids of notifications and of sessions the admin API names. */
   newId: () => string;
+  /** This instance's id in a cluster (REDIS_URL): its pub/sub channel. */
+  instanceId: string;
 }
 
 /** How long an EventSource waits before it reconnects after losing its stream. */
@@ -55,12 +59,24 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const logger = deps.logger ?? silentLogger;
   const newToken = deps.newToken ?? randomToken;
   const newId = deps.newId ?? (() => crypto.randomUUID());
-  const store = new SessionStore();
   const heartbeat = new Heartbeat(clock, config.pingIntervalMs);
-  const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(store, heartbeat) });
-  const delivery = new LocalDelivery(config.maxQueue, ops.observer);
+  // The sessions' gauges read the backend, which is built with the observer that Operations makes.
+  let backend: SignallingBackend | undefined;
+  const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0 };
+  const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
-  const signalling = new Signalling(config, { store, delivery, clock, observer: ops.observer, logger, listener: notifier?.notify });
+  const core = { clock, observer: ops.observer, logger, listener: notifier?.notify };
+  let ready: Promise<void> = Promise.resolve();
+  let signalling: SignallingBackend;
+  if (config.redisUrl) {
+    const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId: deps.instanceId ?? crypto.randomUUID() });
+    ops.readiness.register('redis', () => cluster.link.ping());
+    ready = cluster.start();
+    signalling = cluster;
+  } else {
+    signalling = new Signalling(config, { ...core, store: new SessionStore(), delivery: new LocalDelivery(config.maxQueue, ops.observer) });
+  }
+  backend = signalling;
   const drain = ops.drain(signalling);
   const anyOrigin = config.corsOrigins.includes('*');
   const jwt = config.authMode === 'jwt' ? JwtVerifier.fromConfig(config, clock) : undefined;
@@ -72,16 +88,21 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
   return new Elysia()
     .decorate('signalling', signalling)
+    // Resolves once the backend made its first attempt to connect (at once without REDIS_URL).
+    .decorate('backendReady', ready)
     .decorate('access', access)
     .decorate('readiness', ops.readiness)
     .decorate('drain', drain)
-    .onStop(() => notifier?.stop())
+    .onStop(() => {
+      notifier?.stop();
+      void signalling.close();
+    })
     .onError(({ code, error, request, set }) => {
       const response = errorAnswer(code, error, request);
       // Metrics and the request log read the status from here.
       set.status = response.status;
       if (code === 'NOT_FOUND') ops.unmatched(request.method, set.headers[REQUEST_ID_HEADER]);
-      if (response.status >= 500) {
+      if (response.status >= 500 && !(error instanceof SignalError)) {
         logger.error('internal error', { requestId: set.headers[REQUEST_ID_HEADER], method: request.method, path: new URL(request.url).pathname, error });
       }
       return response;
