@@ -103,6 +103,7 @@ export class ClusterSignalling implements SignallingBackend {
     this.timing = clusterTiming(config.peerTimeoutMs);
     this.link = new RedisLink({
       url: config.redisUrl,
+      scripts: Object.values(SCRIPTS),
       channel: `${config.redisPrefix}:c:${deps.instanceId}`,
       onMessage: (message) => this.streams.handle(message),
       onReconnect: () => this.reconcile(),

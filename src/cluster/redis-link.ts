@@ -6,6 +6,8 @@ import type { Script } from './scripts';
 
 export interface RedisLinkOptions {
   url: string;
+  /** Loaded at every connection, so that a script's first use is one EVALSHA sent in order with the others. */
+  scripts?: readonly Script[];
   /** The one pub/sub channel this instance listens on. */
   channel: string;
   /** Runs for every message on `channel`, once. */
@@ -138,6 +140,9 @@ export class RedisLink {
       subscriber.onclose = () => this.lost();
       if (!subscriber.connected) await subscriber.connect();
       await subscriber.subscribe(this.options.channel, (message) => this.options.onMessage(message));
+      // Scripts are cached by Redis until it restarts: load them at every connection.
+      this.shas.clear();
+      for (const script of this.options.scripts ?? []) this.shas.set(script.name, (await client.send('SCRIPT', ['LOAD', script.source])) as string);
     } catch (e) {
       client.onclose = null;
       client.close();
@@ -160,8 +165,6 @@ export class RedisLink {
     this.subscriber = subscriber;
     this.up = true;
     this.backoffMs = FIRST_BACKOFF_MS;
-    // Scripts are cached by Redis until it restarts: load them again lazily.
-    this.shas.clear();
     const again = this.everUp;
     this.everUp = true;
     this.logger.info(again ? 'Redis reachable again' : 'connected to Redis');
