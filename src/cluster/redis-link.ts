@@ -59,6 +59,11 @@ export class RedisLink {
     this.timers = options.timers ?? systemClock;
   }
 
+  /** The channel this instance listens on; its connections are named after it in CLIENT LIST. */
+  get channel(): string {
+    return this.options.channel;
+  }
+
   /** Whether both connections are up. */
   get isUp(): boolean {
     return this.up;
@@ -139,6 +144,9 @@ export class RedisLink {
       subscriber = await client.duplicate();
       subscriber.onclose = () => this.lost();
       if (!subscriber.connected) await subscriber.connect();
+      // Named, so that CLIENT LIST shows which instance each connection is.
+      await client.send('CLIENT', ['SETNAME', `${this.options.channel}:commands`]);
+      await subscriber.send('CLIENT', ['SETNAME', `${this.options.channel}:subscriber`]);
       await subscriber.subscribe(this.options.channel, (message) => this.options.onMessage(message));
       // Scripts are cached by Redis until it restarts: load them at every connection.
       this.shas.clear();

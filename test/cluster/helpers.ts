@@ -16,6 +16,8 @@ export interface Instance {
 
 export interface Cluster {
   instances: Instance[];
+  /** The prefix of the cluster's keys in Redis. */
+  prefix: string;
   clock: ManualClock;
   stop(): Promise<void>;
 }
@@ -62,6 +64,7 @@ export async function startCluster(redisUrl: string, count: number, config: Part
   }
   return {
     instances,
+    prefix: redisPrefix,
     clock,
     async stop() {
       await Promise.all(instances.map((i) => i.stop()));
