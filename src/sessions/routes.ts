@@ -26,7 +26,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
           description: 'Creates the session if it is new, else joins it; registering an id again takes it over. The other peers get new-peer.',
           tags: [TAGS.signalling],
           answers: { 200: { description: 'registered; `peers` lists the others', schema: RegisterResponse } },
-          errors: ['invalid_request', 'unauthorized', 'forbidden', 'session_full', 'too_many_sessions', 'rate_limited'],
+          errors: ['invalid_request', 'unauthorized', 'forbidden', 'session_full', 'too_many_sessions', 'rate_limited', 'backend_unavailable'],
         }),
       },
     )
@@ -44,7 +44,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
           description: 'The others get peer-left, the stream ends; the last peer out ends the session.',
           tags: [TAGS.signalling],
           answers: { 200: { description: 'left', schema: Message('peer left') } },
-          errors: ['invalid_request', 'session_not_found', 'peer_not_found'],
+          errors: ['invalid_request', 'session_not_found', 'peer_not_found', 'backend_unavailable'],
         }),
       },
     )
@@ -79,7 +79,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
             200: { description: "written to the target's open stream", schema: Message(MESSAGE_SENT.message) },
             202: { description: 'held for the target, which is registered but not reading now', schema: Message(MESSAGE_QUEUED.message) },
           },
-          errors: ['invalid_json', 'invalid_request', 'reserved_type', 'payload_too_large', 'session_not_found', 'peer_not_found', 'target_not_found', 'queue_full', 'unauthorized', 'forbidden', 'rate_limited'],
+          errors: ['invalid_json', 'invalid_request', 'reserved_type', 'payload_too_large', 'session_not_found', 'peer_not_found', 'target_not_found', 'queue_full', 'unauthorized', 'forbidden', 'rate_limited', 'backend_unavailable'],
         }),
       },
     )
@@ -97,7 +97,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
           description: 'Every peer gets session-closed, then every stream of the session ends.',
           tags: [TAGS.signalling],
           answers: { 200: { description: 'closed', schema: Message('session closed') } },
-          errors: ['invalid_request', 'session_not_found'],
+          errors: ['invalid_request', 'session_not_found', 'backend_unavailable'],
         }),
       },
     );

@@ -35,7 +35,7 @@ const EVENTS_DOC = describe({
     'StreamEvent schemas. Reconnecting with Last-Event-ID delivers every event after it exactly once.',
   tags: [TAGS.events],
   answers: { 200: { description: "the stream; each event's data is a StreamEvent", contentType: 'text/event-stream', schema: schemaRef('StreamEvent') } },
-  errors: ['invalid_request', 'unauthorized', 'forbidden', 'session_not_found', 'peer_not_found', 'superseded', 'resume_gap', 'too_many_streams'],
+  errors: ['invalid_request', 'unauthorized', 'forbidden', 'session_not_found', 'peer_not_found', 'superseded', 'resume_gap', 'too_many_streams', 'backend_unavailable'],
 });
 
 function parseLastEventId(value: string | undefined): number | undefined {
