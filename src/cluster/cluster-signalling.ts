@@ -63,9 +63,23 @@ const GAUGE_REFRESH_MS = 5000;
 
 type Reply = [string, ...unknown[]];
 
+/**
+ * A registration as kept in the session's peers hash: its credentials, and `n`, its place in the
+ * session (kept on takeover), so that the admin API lists peers in the order they joined, as one
+ * process does.
+ */
+interface StoredPeer {
+  tokenHash?: string;
+  role?: Role;
+  n: number;
+}
+
+const parsePeer = (json: unknown): StoredPeer => JSON.parse(json as string) as StoredPeer;
+
 const parseAuth = (json: unknown): PeerAuth | undefined => {
-  if (typeof json !== 'string' || json === '') return undefined;
-  return JSON.parse(json) as PeerAuth;
+  if (typeof json !== 'string') return undefined;
+  const { tokenHash, role } = parsePeer(json);
+  return tokenHash === undefined || role === undefined ? undefined : { tokenHash, role };
 };
 
 /**
@@ -148,6 +162,8 @@ export class ClusterSignalling implements SignallingBackend {
       if (!exists && sessionCount >= this.config.maxSessions) throw this.tooManySessions();
       const peerCount = exists ? (seen[3] as number) : 0;
       const current = exists && seen[6] !== null ? { auth: parseAuth(seen[6]) } : undefined;
+      // A newcomer's place comes after every earlier one: the session's version only grows.
+      const place = current ? parsePeer(seen[6]).n : exists ? Number(seen[2]) + 1 : 0;
       if (exists && !current && peerCount >= this.config.maxPeersPerSession) throw this.sessionFull(sessionId);
       let session: AdmitSession | undefined;
       if (exists) {
@@ -161,7 +177,7 @@ export class ClusterSignalling implements SignallingBackend {
         sessionId,
         peerId,
         exists ? String(seen[2]) : '',
-        auth ? JSON.stringify(auth) : '',
+        JSON.stringify({ ...auth, n: place } satisfies StoredPeer),
         String(this.config.peerTimeoutMs),
         String(this.config.maxSessions),
         String(this.config.maxPeersPerSession),
@@ -308,10 +324,13 @@ export class ClusterSignalling implements SignallingBackend {
     if (reply[0] !== 'ok') return undefined;
     const [, createdAt, idleMs, inv, peers, invites] = reply as [string, string, string | null, string | null, unknown[], string[]];
     const snapshot: SessionSnapshot = { id: sessionId, createdAt: Number(createdAt), managed: idleMs !== null, peers: [] };
+    const places = new Map<string, number>();
     for (let i = 0; i < peers.length; i += 3) {
-      const auth = parseAuth(peers[i + 1]);
-      snapshot.peers.push({ id: peers[i] as string, role: auth?.role ?? null, streaming: peers[i + 2] === 1 });
+      const id = peers[i] as string;
+      places.set(id, parsePeer(peers[i + 1]).n);
+      snapshot.peers.push({ id, role: parseAuth(peers[i + 1])?.role ?? null, streaming: peers[i + 2] === 1 });
     }
+    snapshot.peers.sort((p, q) => (places.get(p.id) ?? 0) - (places.get(q.id) ?? 0));
     if (inv !== null) {
       snapshot.invites = [];
       for (let i = 0; i < invites.length; i += 2) {
@@ -324,7 +343,8 @@ export class ClusterSignalling implements SignallingBackend {
   async snapshots(): Promise<SessionSnapshot[]> {
     const ids = (await this.link.command('SMEMBERS', [`${this.config.redisPrefix}:sessions`])) as string[];
     const all = await Promise.all(ids.map((id) => this.snapshot(id)));
-    return all.filter((s): s is SessionSnapshot => s !== undefined);
+    // In the order they were created, as one process lists them.
+    return all.filter((s): s is SessionSnapshot => s !== undefined).sort((p, q) => p.createdAt - q.createdAt || (p.id < q.id ? -1 : 1));
   }
 
   shutdown(): void {

@@ -82,7 +82,7 @@ export class RedisLink {
 
   /** Runs a script (EVALSHA, loading it on the first use and after a Redis restart). */
   async eval(script: Script, args: string[]): Promise<unknown> {
-    const client = this.ready();
+    const client = this.up ? this.ready() : await this.firstConnection();
     const sha = this.shas.get(script.name);
     try {
       if (sha !== undefined) return await client.send('EVALSHA', [sha, '0', ...args]);
@@ -100,7 +100,7 @@ export class RedisLink {
 
   /** Any other command. */
   async command(name: string, args: string[]): Promise<unknown> {
-    const client = this.ready();
+    const client = this.up ? this.ready() : await this.firstConnection();
     try {
       return await client.send(name, args);
     } catch (e) {
@@ -113,6 +113,12 @@ export class RedisLink {
     this.closed = true;
     this.retry?.();
     this.drop();
+  }
+
+  /** Before the first connection is made, a command waits for that attempt rather than failing. */
+  private async firstConnection(): Promise<RedisClient> {
+    if (!this.everUp && this.connecting) await this.connecting;
+    return this.ready();
   }
 
   private ready(): RedisClient {

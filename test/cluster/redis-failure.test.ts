@@ -16,8 +16,14 @@ describe("RedisLink: Bun's client as it behaves", () => {
     try {
       await link.start();
       expect(link.isUp).toBe(true);
-      // Commands run while the link is subscribed: the subscriber is a connection of its own.
+      // Commands run while the link is subscribed: the subscriber is a connection of its own
+      // (a duplicate), and the one channel is subscribed plainly, with no pattern (psubscribe).
       expect(await link.command('SET', ['k', 'v'])).toBe('OK');
+      const clients = (await link.command('CLIENT', ['LIST'])) as string;
+      expect(clients).toContain('name=link-test:commands');
+      expect(clients).toContain('name=link-test:subscriber');
+      expect(await link.command('PUBSUB', ['CHANNELS'])).toEqual(['link-test']);
+      expect(await link.command('PUBSUB', ['NUMPAT'])).toBe(0);
       let pub = publisher();
       expect(await pub.publish('link-test', 'one')).toBe(1);
       await until('the first message', () => received.length === 1);
@@ -42,6 +48,7 @@ describe("RedisLink: Bun's client as it behaves", () => {
       await until('the messages after the restart', () => received.length >= 3);
       await Bun.sleep(50);
       expect(received).toEqual(['one', 'two', 'three']);
+      expect(await link.command('PUBSUB', ['NUMSUB', 'link-test'])).toEqual(['link-test', 1]);
       expect(await link.ping()).toBe(true);
       pub.close();
     } finally {
