@@ -3,6 +3,7 @@
 // 100 peer pairs, ~300-byte messages. Bounded: about 40 s with the defaults.
 // Usage: bun bench/cluster.ts [runs, default 3] [seconds per throughput run, default 3]
 import { cpus, loadavg } from 'node:os';
+import { RedisClient } from 'bun';
 import { RedisServer } from '../test/cluster/redis-server';
 import { type ServerProcess, spawnServer } from '../test/process-helpers';
 
@@ -24,7 +25,17 @@ export interface ModeResult {
   /** Median over the runs of each run's percentile, milliseconds from the POST sent to the event read. */
   p50Ms: number;
   p99Ms: number;
-  runs: { messagesPerS: number; p50Ms: number; p99Ms: number }[];
+  runs: RunResult[];
+  /** Cluster only: commands Redis ran per message relayed (scripts, publications, reads), median. */
+  redisCommandsPerMessage?: number;
+}
+
+interface RunResult {
+  messagesPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Messages sent in the run, both phases. */
+  messages: number;
 }
 
 export interface ClusterBenchReport {
@@ -96,7 +107,7 @@ async function cluster(redis: RedisServer): Promise<Setup> {
 }
 
 /** One run: throughput for `seconds` with every pair sending back to back, then paced latency. */
-async function run(setup: Setup, options: ClusterBenchOptions, runIndex: number): Promise<{ messagesPerS: number; p50Ms: number; p99Ms: number }> {
+async function run(setup: Setup, options: ClusterBenchOptions, runIndex: number): Promise<RunResult> {
   const session = (i: number) => `bench-${runIndex}-${i}`;
   const abort = new AbortController();
   let received = 0;
@@ -159,7 +170,7 @@ async function run(setup: Setup, options: ClusterBenchOptions, runIndex: number)
   while (latencies.length < options.latencyMessages && performance.now() < latencyDeadline) await Bun.sleep(5);
   abort.abort();
   await Promise.all(readers);
-  return { messagesPerS, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99) };
+  return { messagesPerS, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), messages: sent + options.latencyMessages };
 }
 
 /** Measures both modes, alternating them run by run so that a change in the machine's load hits both alike. */
@@ -167,19 +178,26 @@ export async function clusterBench(partial: Partial<ClusterBenchOptions> = {}): 
   const options = { ...DEFAULTS, ...partial };
   const loadBefore = loadavg();
   const redis = await RedisServer.start();
+  const stats = new RedisClient(redis.url);
+  const commands = async () => Number(/total_commands_processed:(\d+)/.exec((await stats.send('INFO', ['stats'])) as string)?.[1]);
   const runs: Record<'single' | 'cluster', ModeResult['runs']> = { single: [], cluster: [] };
+  const perMessage: number[] = [];
   try {
     for (let r = 0; r < options.runs; r++) {
       for (const mode of ['single', 'cluster'] as const) {
         const setup = mode === 'single' ? await single() : await cluster(redis);
         try {
-          runs[mode].push(await run(setup, options, r));
+          const before = await commands();
+          const result = await run(setup, options, r);
+          if (mode === 'cluster') perMessage.push(((await commands()) - before) / result.messages);
+          runs[mode].push(result);
         } finally {
           await setup.stop();
         }
       }
     }
   } finally {
+    stats.close();
     await redis.dispose();
   }
   const results = (['single', 'cluster'] as const).map((mode) => ({
@@ -188,6 +206,7 @@ export async function clusterBench(partial: Partial<ClusterBenchOptions> = {}): 
     p50Ms: median(runs[mode].map((x) => x.p50Ms)),
     p99Ms: median(runs[mode].map((x) => x.p99Ms)),
     runs: runs[mode],
+    ...(mode === 'cluster' ? { redisCommandsPerMessage: median(perMessage) } : {}),
   }));
   return { options, loadBefore, loadAfter: loadavg(), cores: cpus().length, results };
 }
@@ -204,4 +223,6 @@ if (import.meta.main) {
     const each = r.runs.map((x) => x.messagesPerS.toFixed(0)).join(' ');
     console.log(`${r.mode.padEnd(8)} ${r.messagesPerS.toFixed(0).padStart(14)}  ${r.p50Ms.toFixed(2).padStart(6)}  ${r.p99Ms.toFixed(2).padStart(6)}  (${each})`);
   }
+  const cluster = report.results.find((r) => r.mode === 'cluster');
+  console.log(`Redis commands per message in the cluster (median): ${cluster?.redisCommandsPerMessage?.toFixed(1)}`);
 }
