@@ -24,6 +24,7 @@ import type { HtmlImport } from './page/bundle';
 import { pageRoutes } from './page/routes';
 import { sessionRoutes } from './sessions/routes';
 import type { SignallingBackend } from './sessions/backend';
+import type { SessionListener } from './sessions/events';
 import { Signalling } from './sessions/service';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
@@ -65,17 +66,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0 };
   const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
-  const core = { clock, observer: ops.observer, logger, listener: notifier?.notify };
-  let ready: Promise<void> = Promise.resolve();
-  let signalling: SignallingBackend;
-  if (config.redisUrl) {
-    const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId: deps.instanceId ?? crypto.randomUUID() });
-    ops.readiness.register('redis', () => cluster.link.ping());
-    ready = cluster.start();
-    signalling = cluster;
-  } else {
-    signalling = new Signalling(config, { ...core, store: new SessionStore(), delivery: new LocalDelivery(config.maxQueue, ops.observer) });
-  }
+  const { signalling, ready } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
   backend = signalling;
   const drain = ops.drain(signalling);
   const anyOrigin = config.corsOrigins.includes('*');
@@ -125,6 +116,25 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
     .use(ops.routes())
     .use(pageRoutes(page as unknown as HtmlImport, { tls: Boolean(config.tlsCert) }));
+}
+
+/**
+ * The sessions in this process (the default), or, with REDIS_URL, in Redis for a cluster of instances;
+ * `ready` resolves once the latter made its first attempt to connect.
+ */
+function signallingBackend(
+  config: Config,
+  core: { clock: Clock; observer: Operations['observer']; logger: Logger; listener?: SessionListener },
+  ops: Operations,
+  instanceId: string = crypto.randomUUID(),
+): { signalling: SignallingBackend; ready: Promise<void> } {
+  if (!config.redisUrl) {
+    const delivery = new LocalDelivery(config.maxQueue, core.observer);
+    return { signalling: new Signalling(config, { ...core, store: new SessionStore(), delivery }), ready: Promise.resolve() };
+  }
+  const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId });
+  ops.readiness.register('redis', () => cluster.link.ping());
+  return { signalling: cluster, ready: cluster.start() };
 }
 
 function errorAnswer(code: string | number, error: unknown, request: Request): Response {
