@@ -26,8 +26,10 @@ export interface ModeResult {
   p50Ms: number;
   p99Ms: number;
   runs: RunResult[];
-  /** Cluster only: commands Redis ran per message relayed (scripts, publications, reads), median. */
+  /** Cluster only: commands Redis ran per message relayed (scripts and the commands inside them), median. */
   redisCommandsPerMessage?: number;
+  /** Cluster only: Redis's CPU time per message relayed, microseconds, median. */
+  redisCpuUsPerMessage?: number;
 }
 
 interface RunResult {
@@ -180,6 +182,11 @@ export async function clusterBench(partial: Partial<ClusterBenchOptions> = {}): 
   const redis = await RedisServer.start();
   const stats = new RedisClient(redis.url);
   const commands = async () => Number(/total_commands_processed:(\d+)/.exec((await stats.send('INFO', ['stats'])) as string)?.[1]);
+  const cpuS = async () => {
+    const info = (await stats.send('INFO', ['cpu'])) as string;
+    return Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]);
+  };
+  const cpuPerMessage: number[] = [];
   const runs: Record<'single' | 'cluster', ModeResult['runs']> = { single: [], cluster: [] };
   const perMessage: number[] = [];
   try {
@@ -187,9 +194,12 @@ export async function clusterBench(partial: Partial<ClusterBenchOptions> = {}): 
       for (const mode of ['single', 'cluster'] as const) {
         const setup = mode === 'single' ? await single() : await cluster(redis);
         try {
-          const before = await commands();
+          const [before, cpuBefore] = [await commands(), await cpuS()];
           const result = await run(setup, options, r);
-          if (mode === 'cluster') perMessage.push(((await commands()) - before) / result.messages);
+          if (mode === 'cluster') {
+            perMessage.push(((await commands()) - before) / result.messages);
+            cpuPerMessage.push((((await cpuS()) - cpuBefore) * 1e6) / result.messages);
+          }
           runs[mode].push(result);
         } finally {
           await setup.stop();
@@ -206,7 +216,7 @@ export async function clusterBench(partial: Partial<ClusterBenchOptions> = {}): 
     p50Ms: median(runs[mode].map((x) => x.p50Ms)),
     p99Ms: median(runs[mode].map((x) => x.p99Ms)),
     runs: runs[mode],
-    ...(mode === 'cluster' ? { redisCommandsPerMessage: median(perMessage) } : {}),
+    ...(mode === 'cluster' ? { redisCommandsPerMessage: median(perMessage), redisCpuUsPerMessage: median(cpuPerMessage) } : {}),
   }));
   return { options, loadBefore, loadAfter: loadavg(), cores: cpus().length, results };
 }
@@ -224,5 +234,5 @@ if (import.meta.main) {
     console.log(`${r.mode.padEnd(8)} ${r.messagesPerS.toFixed(0).padStart(14)}  ${r.p50Ms.toFixed(2).padStart(6)}  ${r.p99Ms.toFixed(2).padStart(6)}  (${each})`);
   }
   const cluster = report.results.find((r) => r.mode === 'cluster');
-  console.log(`Redis commands per message in the cluster (median): ${cluster?.redisCommandsPerMessage?.toFixed(1)}`);
+  console.log(`Redis per message relayed in the cluster (median): ${cluster?.redisCommandsPerMessage?.toFixed(1)} commands, ${cluster?.redisCpuUsPerMessage?.toFixed(1)} µs CPU`);
 }
