@@ -162,8 +162,6 @@ export class ClusterSignalling implements SignallingBackend {
       if (!exists && sessionCount >= this.config.maxSessions) throw this.tooManySessions();
       const peerCount = exists ? (seen[3] as number) : 0;
       const current = exists && seen[6] !== null ? { auth: parseAuth(seen[6]) } : undefined;
-      // A newcomer's place comes after every earlier one: the session's version only grows.
-      const place = current ? parsePeer(seen[6]).n : exists ? Number(seen[2]) + 1 : 0;
       if (exists && !current && peerCount >= this.config.maxPeersPerSession) throw this.sessionFull(sessionId);
       let session: AdmitSession | undefined;
       if (exists) {
@@ -176,8 +174,8 @@ export class ClusterSignalling implements SignallingBackend {
         SCRIPTS.register,
         sessionId,
         peerId,
-        exists ? String(seen[2]) : '',
-        JSON.stringify({ ...auth, n: place } satisfies StoredPeer),
+        seen[2] as string,
+        JSON.stringify(auth ?? {}),
         String(this.config.peerTimeoutMs),
         String(this.config.maxSessions),
         String(this.config.maxPeersPerSession),

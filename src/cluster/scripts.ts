@@ -12,8 +12,8 @@
  *   P:sessions       set of session ids
  *   P:deadlines      sorted set: "a" scored with the time the peer times out, "/<sessionId>" with the
  *                    time an admin-created session without peers ends; instances sweep it
- *   P:s:<sid>        hash: createdAt, ver (bumped on every change of membership), idleMs and inv (admin sessions)
- *   P:s:<sid>:p      hash: peerId → its credentials (JSON)
+ *   P:s:<sid>        hash: createdAt, joins (a counter that orders the peers), idleMs and inv (admin sessions)
+ *   P:s:<sid>:p      hash: peerId → its credentials and place in the session (JSON)
  *   P:s:<sid>:i      hash: peerId → invite (JSON), admin sessions with an allow-list
  *   P:m:a            hash: epoch (first id of this incarnation), last (last id given), cursor (last id
  *                    written to a stream), gen (bumped at every attach and takeover)
@@ -93,7 +93,6 @@ end
 local function removePeer(sid, pid)
   local a = sid .. '/' .. pid
   redis.call('HDEL', pk(sid), pid)
-  redis.call('HINCRBY', sk(sid), 'ver', 1)
   redis.call('ZREM', DL, a)
   route(a, 'c\\n' .. a .. '\\n0\\n\\n')
   redis.call('DEL', mk(a), lk(a), hk(a))
@@ -113,37 +112,52 @@ local function removePeer(sid, pid)
 end
 `;
 
+/**
+ * What an admission check decides on, as one string: the session's creation (none: it is new),
+ * whether it is empty (the first peer in is the publisher), and the peer's current registration. The
+ * registration is written only if this is unchanged; other peers joining meanwhile change nothing.
+ */
+const FINGERPRINT = `
+local function fingerprint(sid, pid)
+  local created = redis.call('HGET', sk(sid), 'createdAt')
+  if not created then return '' end
+  local empty = redis.call('HLEN', pk(sid)) == 0 and '1' or '0'
+  return created .. '|' .. empty .. '|' .. (redis.call('HGET', pk(sid), pid) or '')
+end
+`;
+
 /** What an admission check needs: ARGV[5] sessionId, ARGV[6] peerId. */
 const ADMISSION = `
 local sid, pid = ARGV[5], ARGV[6]
 local sessions = redis.call('SCARD', SESSIONS)
-if redis.call('EXISTS', sk(sid)) == 0 then return {0, sessions} end
-local meta = redis.call('HMGET', sk(sid), 'ver', 'idleMs', 'inv')
-return {1, sessions, meta[1], redis.call('HLEN', pk(sid)), meta[2] and 1 or 0, meta[3] and 1 or 0,
+if redis.call('EXISTS', sk(sid)) == 0 then return {0, sessions, ''} end
+local meta = redis.call('HMGET', sk(sid), 'idleMs', 'inv')
+return {1, sessions, fingerprint(sid, pid), redis.call('HLEN', pk(sid)), meta[1] and 1 or 0, meta[2] and 1 or 0,
   redis.call('HGET', pk(sid), pid), redis.call('HGET', ik(sid), pid)}
 `;
 
 /**
- * Registers or takes over, if the session is still as the admission check saw it (its `ver`, or
- * absent): ARGV[5] sessionId, [6] peerId, [7] the ver seen ('' for none), [8] credentials JSON,
+ * Registers or takes over, if what the admission check decided on is unchanged (FINGERPRINT):
+ * ARGV[5] sessionId, [6] peerId, [7] the fingerprint seen, [8] credentials JSON (an object),
  * [9] peer timeout ms, [10] max sessions, [11] max peers per session.
  */
 const REGISTER = `
 local sid, pid, seen, record = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local peerTimeout, maxSessions, maxPeers = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-local ver = redis.call('HGET', sk(sid), 'ver')
-if (ver or '') ~= seen then return {'conflict'} end
+if fingerprint(sid, pid) ~= seen then return {'conflict'} end
 local created = 0
-if not ver then
+if seen == '' then
   if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
-  redis.call('HSET', sk(sid), 'createdAt', NOW, 'ver', 0)
+  redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0)
   redis.call('SADD', SESSIONS, sid)
   created = 1
 end
-local takeover = redis.call('HEXISTS', pk(sid), pid)
+local current = redis.call('HGET', pk(sid), pid)
+local takeover = current and 1 or 0
 if takeover == 0 and redis.call('HLEN', pk(sid)) >= maxPeers then return {'session_full'} end
-redis.call('HSET', pk(sid), pid, record)
-redis.call('HINCRBY', sk(sid), 'ver', 1)
+-- Its place in the session: kept on takeover, the next one for a newcomer.
+local place = current and string.match(current, '"n":(%d+)') or redis.call('HINCRBY', sk(sid), 'joins', 1)
+redis.call('HSET', pk(sid), pid, string.sub(record, 1, -2) .. (record == '{}' and '' or ',') .. '"n":' .. place .. '}')
 redis.call('ZREM', DL, '/' .. sid)
 local a = sid .. '/' .. pid
 local m = redis.call('HMGET', mk(a), 'last', 'gen')
@@ -319,7 +333,7 @@ const CREATE_SESSION = `
 local sid, idle, maxSessions = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 if redis.call('EXISTS', sk(sid)) == 1 then return {'session_exists'} end
 if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
-redis.call('HSET', sk(sid), 'createdAt', NOW, 'ver', 0, 'idleMs', idle)
+redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0, 'idleMs', idle)
 if ARGV[8] == '1' then redis.call('HSET', sk(sid), 'inv', 1) end
 for i = 9, #ARGV, 2 do redis.call('HSET', ik(sid), ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', SESSIONS, sid)
@@ -375,8 +389,8 @@ export interface Script {
 const script = (name: string, body: string): Script => ({ name, source: PRELUDE + body });
 
 export const SCRIPTS = {
-  admission: script('admission', ADMISSION),
-  register: script('register', REGISTER),
+  admission: script('admission', FINGERPRINT + ADMISSION),
+  register: script('register', FINGERPRINT + REGISTER),
   send: script('send', SEND),
   attach: script('attach', ATTACH),
   detach: script('detach', DETACH),

@@ -166,6 +166,17 @@ describe('cluster: races between instances', () => {
     });
   });
 
+  test('forty peers joining one session at once through three instances all get in, the first as its publisher', async () => {
+    await withCluster(3, { authMode: 'token' }, async ({ instances }) => {
+      const url = (i: number) => (instances[i % 3] as { url: string }).url;
+      const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => call(url(i), 'POST', `/register/crowd/p${i}`)));
+      expect(answers.map((r) => r.status)).toEqual(Array(40).fill(200));
+      expect(answers.filter((r) => r.body.role === 'publisher')).toHaveLength(1);
+      // Each saw the ones already in: the lists grow one by one, as registrations ran one at a time.
+      expect(answers.map((r) => r.body.peers.length).sort((a, b) => a - b)).toEqual([...Array(40).keys()]);
+    });
+  });
+
   test("a peer's held events are capped across instances: past MAX_QUEUE the sender gets 429", async () => {
     await withCluster(3, { maxQueue: 3 }, async ({ instances: [a, b, c] }) => {
       if (!a || !b || !c) throw new Error('three instances');
