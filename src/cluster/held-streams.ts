@@ -24,6 +24,8 @@ interface Held {
 /** An attach waiting for its script's answer: messages for that peer arriving meanwhile wait here. */
 interface Pending {
   readonly messages: string[];
+  /** Attaches of that peer still waiting (two streams of one peer may attach at once). */
+  waiting: number;
 }
 
 export interface HeldStreamsDeps {
@@ -74,12 +76,17 @@ export class HeldStreams {
 
   /** An attach of `key` is about to run: hold what is routed to it until it answers. */
   expect(key: string): void {
-    if (!this.pending.has(key)) this.pending.set(key, { messages: [] });
+    const pending = this.pending.get(key);
+    if (pending) pending.waiting++;
+    else this.pending.set(key, { messages: [], waiting: 1 });
   }
 
-  /** The attach failed: forget what waited for it. */
-  abandon(key: string): void {
-    this.pending.delete(key);
+  /** The attach answered or failed: the messages kept for it, once no other attach of the peer waits. */
+  abandon(key: string): string[] {
+    const pending = this.pending.get(key);
+    if (!pending) return [];
+    if (--pending.waiting === 0) this.pending.delete(key);
+    return [...pending.messages];
   }
 
   /**
@@ -87,8 +94,7 @@ export class HeldStreams {
    * id/fields pairs as XRANGE gives them), then whatever was routed to it meanwhile.
    */
   install(address: PeerAddress, key: string, sink: EventSink, gen: number, cursor: number, events: unknown[]): void {
-    const waiting = this.pending.get(key);
-    this.pending.delete(key);
+    const waiting = this.abandon(key);
     const previous = this.held.get(key);
     const entry: Held = { key, address, sink, gen, cursor, wanted: cursor, fetching: false, dirty: false };
     this.held.set(key, entry);
@@ -108,7 +114,7 @@ export class HeldStreams {
       const [id, fields] = row as [string, string[]];
       if (!this.offer(entry, Number(id.slice(2)), fields[1] as string, -1)) break;
     }
-    if (waiting) for (const message of waiting.messages) this.handle(message);
+    for (const message of waiting) this.handle(message);
   }
 
   /** A message routed to this instance (see scripts.ts for the format). */
