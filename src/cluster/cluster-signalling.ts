@@ -239,14 +239,16 @@ export class ClusterSignalling implements SignallingBackend {
     }
     if (status !== 'ok') throw this.refusal(status, sessionId, peerId, reply[1] as string | undefined);
     this.apply(reply[1] as string[]);
-    // Written at once when each target's stream is held by a live instance and had nothing waiting.
+    // 'sent' when each target's stream is held by a live instance, which writes it at once: here, when
+    // this instance wrote it; elsewhere, when that instance's channel took it. How far the other
+    // instance's stream is behind is not known here without a race (its progress is stored after each
+    // write); a stream that stops reading is cut at MAX_QUEUE, as in one process.
     let result: Delivered = 'sent';
     for (let i = 2; i + 3 < reply.length; i += 4) {
       const target = reply[i] as string;
       const id = reply[i + 1] as number;
-      const held = reply[i + 2] as number;
       const receivers = reply[i + 3] as number;
-      const written = receivers === -1 ? (this.streams.cursorOf(`${sessionId}/${target}`) ?? 0) >= id : receivers > 0 && held === 0;
+      const written = receivers === -1 ? (this.streams.cursorOf(`${sessionId}/${target}`) ?? 0) >= id : receivers > 0;
       if (!written) result = 'queued';
     }
     return result;
