@@ -1,6 +1,7 @@
 // Cross-instance relay: throughput and latency of POST /message when the sender's instance is not the
 // one holding the receiver's stream (two processes sharing a Redis), next to one process alone.
-// 100 peer pairs, ~300-byte messages. Bounded: about 40 s with the defaults.
+// 100 peer pairs, ~300-byte messages. Then what Redis holds per peer and per event. Bounded: about a
+// minute with the defaults.
 // Usage: bun bench/cluster.ts [runs, default 3] [seconds per throughput run, default 3]
 import { cpus, loadavg } from 'node:os';
 import { RedisClient } from 'bun';
@@ -42,6 +43,8 @@ interface RunResult {
 
 export interface ClusterBenchReport {
   options: ClusterBenchOptions;
+  /** What Redis holds: bytes per registered peer, and per ~300-byte event held. */
+  redisMemory: { bytesPerPeer: number; bytesPerEvent: number };
   /** `uptime`'s load averages before and after. */
   loadBefore: number[];
   loadAfter: number[];
@@ -175,6 +178,27 @@ async function run(setup: Setup, options: ClusterBenchOptions, runIndex: number)
   return { messagesPerS, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), messages: sent + options.latencyMessages };
 }
 
+/** Redis's used memory for `pairs` sessions of two peers, then with 40 events held for each receiver. */
+async function redisMemory(redis: RedisServer, stats: RedisClient, pairs: number): Promise<ClusterBenchReport['redisMemory']> {
+  const used = async () => Number(/used_memory:(\d+)/.exec((await stats.send('INFO', ['memory'])) as string)?.[1]);
+  const setup = await cluster(redis);
+  try {
+    const base = await used();
+    for (let i = 0; i < pairs; i++) {
+      for (const peer of ['sender', 'receiver']) await fetch(`${setup.sendTo}/register/memory-${i}/${peer}`, { method: 'POST' });
+    }
+    const registered = await used();
+    const body = JSON.stringify({ target: 'receiver', type: 'ice-candidate', payload: { candidate: CANDIDATE, sdpMid: '0' } });
+    for (let i = 0; i < pairs; i++) {
+      for (let n = 0; n < 40; n++) await (await fetch(`${setup.sendTo}/message/memory-${i}/sender`, { method: 'POST', body })).arrayBuffer();
+    }
+    const held = await used();
+    return { bytesPerPeer: (registered - base) / (2 * pairs), bytesPerEvent: (held - registered) / (40 * pairs) };
+  } finally {
+    await setup.stop();
+  }
+}
+
 /** Measures both modes, alternating them run by run so that a change in the machine's load hits both alike. */
 export async function clusterBench(partial: Partial<ClusterBenchOptions> = {}): Promise<ClusterBenchReport> {
   const options = { ...DEFAULTS, ...partial };
@@ -187,6 +211,7 @@ export async function clusterBench(partial: Partial<ClusterBenchOptions> = {}): 
     return Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]);
   };
   const cpuPerMessage: number[] = [];
+  let redisMemoryFigures: ClusterBenchReport['redisMemory'] = { bytesPerPeer: 0, bytesPerEvent: 0 };
   const runs: Record<'single' | 'cluster', ModeResult['runs']> = { single: [], cluster: [] };
   const perMessage: number[] = [];
   try {
@@ -206,6 +231,7 @@ export async function clusterBench(partial: Partial<ClusterBenchOptions> = {}): 
         }
       }
     }
+    redisMemoryFigures = await redisMemory(redis, stats, options.pairs);
   } finally {
     stats.close();
     await redis.dispose();
@@ -218,7 +244,7 @@ export async function clusterBench(partial: Partial<ClusterBenchOptions> = {}): 
     runs: runs[mode],
     ...(mode === 'cluster' ? { redisCommandsPerMessage: median(perMessage), redisCpuUsPerMessage: median(cpuPerMessage) } : {}),
   }));
-  return { options, loadBefore, loadAfter: loadavg(), cores: cpus().length, results };
+  return { options, redisMemory: redisMemoryFigures, loadBefore, loadAfter: loadavg(), cores: cpus().length, results };
 }
 
 if (import.meta.main) {
@@ -235,4 +261,5 @@ if (import.meta.main) {
   }
   const cluster = report.results.find((r) => r.mode === 'cluster');
   console.log(`Redis per message relayed in the cluster (median): ${cluster?.redisCommandsPerMessage?.toFixed(1)} commands, ${cluster?.redisCpuUsPerMessage?.toFixed(1)} µs CPU`);
+  console.log(`Redis memory: ${report.redisMemory.bytesPerPeer.toFixed(0)} bytes per registered peer, ${report.redisMemory.bytesPerEvent.toFixed(0)} bytes per ~300-byte event held`);
 }
