@@ -34,6 +34,7 @@ const LimitSettings = {
 const ClusterSettings = {
   redisUrl: T.Optional(T.String({ pattern: '^(redis|rediss|valkey|valkeys)://\\S+$', description: 'redis://[user:password@]host:port[/db]: keep sessions in this Redis so that several instances behind a load balancer act as one (unset: in this process only)' })),
   redisPrefix: T.String({ pattern: '^[A-Za-z0-9._:-]{1,64}$', default: 'switchboard', description: 'prefix of every Redis key and channel, so that several deployments can share one Redis' }),
+  redisTimeoutMs: T.Integer({ minimum: 50, default: 5000, description: 'a Redis command unanswered for this long means Redis is unreachable: the connection is dropped and made again, requests waiting on it answer 503' }),
 };
 
 /**

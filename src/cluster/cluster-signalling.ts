@@ -20,7 +20,7 @@ import { HeldStreams } from './held-streams';
 import { RedisLink } from './redis-link';
 import { SCRIPTS } from './scripts';
 
-export type ClusterConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'redisPrefix'> & { redisUrl: string };
+export type ClusterConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'redisPrefix' | 'redisTimeoutMs'> & { redisUrl: string };
 
 export interface ClusterDeps {
   /** The instances' clock: deadlines in Redis are scored with it, so it must agree across instances (NTP). */
@@ -123,6 +123,7 @@ export class ClusterSignalling implements SignallingBackend {
       onReconnect: () => this.reconcile(),
       logger: this.logger.child({ component: 'redis' }),
       timers: deps.timers,
+      commandTimeoutMs: config.redisTimeoutMs,
     });
     this.streams = new HeldStreams({
       link: this.link,

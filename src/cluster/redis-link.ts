@@ -17,7 +17,17 @@ export interface RedisLinkOptions {
   logger?: Logger;
   /** Real time, for the reconnection backoff (not the instances' clock: Redis does not follow it). */
   timers?: Pick<Clock, 'schedule'>;
+  /**
+   * A command unanswered for this long means Redis is unreachable even though the connection looks
+   * open (a hung server, a network that drops packets without a reset): both connections are dropped,
+   * what waits fails with `backend_unavailable`, and the link reconnects.
+   */
+  commandTimeoutMs?: number;
+  /** Monotonic milliseconds, for that timeout. */
+  monotonic?: () => number;
 }
+
+export const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
 
 /** Seconds a client is told to wait while Redis cannot be reached. */
 export const UNAVAILABLE_RETRY_S = 2;
@@ -53,10 +63,18 @@ export class RedisLink {
   private readonly shas = new Map<string, string>();
   private readonly logger: Logger;
   private readonly timers: Pick<Clock, 'schedule'>;
+  private readonly timeoutMs: number;
+  private readonly monotonic: () => number;
+  /** Commands sent and not answered yet, and since when some have been waiting with no answer. */
+  private waiting = 0;
+  private quietSince = 0;
+  private watchdog: Cancel | undefined;
 
   constructor(private readonly options: RedisLinkOptions) {
     this.logger = options.logger ?? silentLogger;
     this.timers = options.timers ?? systemClock;
+    this.timeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    this.monotonic = options.monotonic ?? (() => performance.now());
   }
 
   /** The channel this instance listens on; its connections are named after it in CLIENT LIST. */
@@ -77,7 +95,7 @@ export class RedisLink {
   /** Whether Redis answers now: for /readyz. */
   async ping(): Promise<boolean> {
     if (!this.up || !this.client) return false;
-    return (await this.client.send('PING', [])) === 'PONG';
+    return (await this.send(this.client, 'PING', [])) === 'PONG';
   }
 
   /** Runs a script (EVALSHA, loading it on the first use and after a Redis restart). */
@@ -85,14 +103,14 @@ export class RedisLink {
     const client = this.up ? this.ready() : await this.firstConnection();
     const sha = this.shas.get(script.name);
     try {
-      if (sha !== undefined) return await client.send('EVALSHA', [sha, '0', ...args]);
+      if (sha !== undefined) return await this.send(client, 'EVALSHA', [sha, '0', ...args]);
     } catch (e) {
       if (!(e instanceof Error && e.message.startsWith('NOSCRIPT'))) throw this.failure(e);
     }
     try {
-      const loaded = (await client.send('SCRIPT', ['LOAD', script.source])) as string;
+      const loaded = (await this.send(client, 'SCRIPT', ['LOAD', script.source])) as string;
       this.shas.set(script.name, loaded);
-      return await client.send('EVALSHA', [loaded, '0', ...args]);
+      return await this.send(client, 'EVALSHA', [loaded, '0', ...args]);
     } catch (e) {
       throw this.failure(e);
     }
@@ -102,16 +120,43 @@ export class RedisLink {
   async command(name: string, args: string[]): Promise<unknown> {
     const client = this.up ? this.ready() : await this.firstConnection();
     try {
-      return await client.send(name, args);
+      return await this.send(client, name, args);
     } catch (e) {
       throw this.failure(e);
     }
+  }
+
+  /** Sends one command, counted for the watchdog. */
+  private async send(client: RedisClient, name: string, args: string[]): Promise<unknown> {
+    if (this.waiting++ === 0) this.quietSince = this.monotonic();
+    try {
+      return await client.send(name, args);
+    } finally {
+      this.waiting--;
+      this.quietSince = this.monotonic();
+    }
+  }
+
+  /** Every quarter of the timeout: commands waiting with no answer for the whole timeout mean Redis is gone. */
+  private watch(): void {
+    this.watchdog?.();
+    this.watchdog = this.timers.schedule(Math.max(10, this.timeoutMs / 4), () => {
+      this.watchdog = undefined;
+      if (this.closed || !this.up) return;
+      if (this.waiting > 0 && this.monotonic() - this.quietSince > this.timeoutMs) {
+        this.logger.warn('Redis has not answered in time', { timeoutMs: this.timeoutMs });
+        this.lost();
+        return;
+      }
+      this.watch();
+    });
   }
 
   /** Closes both connections for good. */
   close(): void {
     this.closed = true;
     this.retry?.();
+    this.watchdog?.();
     this.drop();
   }
 
@@ -144,20 +189,32 @@ export class RedisLink {
     const options = { autoReconnect: false, enableOfflineQueue: false, connectionTimeout: 5000 };
     const client = new RedisClient(this.options.url, options);
     let subscriber: RedisClient | undefined;
+    let cancel: Cancel = () => {};
     try {
-      client.onclose = () => this.lost();
-      await client.connect();
-      subscriber = await client.duplicate();
-      subscriber.onclose = () => this.lost();
-      if (!subscriber.connected) await subscriber.connect();
-      // Named, so that CLIENT LIST shows which instance each connection is.
-      await client.send('CLIENT', ['SETNAME', `${this.options.channel}:commands`]);
-      await subscriber.send('CLIENT', ['SETNAME', `${this.options.channel}:subscriber`]);
-      await subscriber.subscribe(this.options.channel, (message) => this.options.onMessage(message));
-      // Scripts are cached by Redis until it restarts: load them at every connection.
-      this.shas.clear();
-      for (const script of this.options.scripts ?? []) this.shas.set(script.name, (await client.send('SCRIPT', ['LOAD', script.source])) as string);
+      // A server that accepts the connection but never answers must not stall the attempt.
+      const timedOut = new Promise<never>((_, reject) => {
+        cancel = this.timers.schedule(this.timeoutMs, () => reject(new Error(`no answer within ${this.timeoutMs} ms`)));
+      });
+      await Promise.race([
+        timedOut,
+        (async () => {
+          client.onclose = () => this.lost();
+          await client.connect();
+          subscriber = await client.duplicate();
+          subscriber.onclose = () => this.lost();
+          if (!subscriber.connected) await subscriber.connect();
+          // Named, so that CLIENT LIST shows which instance each connection is.
+          await client.send('CLIENT', ['SETNAME', `${this.options.channel}:commands`]);
+          await subscriber.send('CLIENT', ['SETNAME', `${this.options.channel}:subscriber`]);
+          await subscriber.subscribe(this.options.channel, (message) => this.options.onMessage(message));
+          // Scripts are cached by Redis until it restarts: load them at every connection.
+          this.shas.clear();
+          for (const script of this.options.scripts ?? []) this.shas.set(script.name, (await client.send('SCRIPT', ['LOAD', script.source])) as string);
+        })(),
+      ]);
+      cancel();
     } catch (e) {
+      cancel();
       client.onclose = null;
       client.close();
       if (subscriber) {
@@ -170,15 +227,16 @@ export class RedisLink {
       }
       return;
     }
-    if (this.closed) {
+    if (this.closed || !subscriber) {
       client.close();
-      subscriber.close();
+      subscriber?.close();
       return;
     }
     this.client = client;
     this.subscriber = subscriber;
     this.up = true;
     this.backoffMs = FIRST_BACKOFF_MS;
+    this.watch();
     const again = this.everUp;
     this.everUp = true;
     this.logger.info(again ? 'Redis reachable again' : 'connected to Redis');

@@ -85,6 +85,16 @@ export class RedisServer {
     await proc.exited;
   }
 
+  /** Freezes the server (SIGSTOP): connections stay open, nothing is answered. */
+  pause(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  /** Lets a frozen server go on (SIGCONT). */
+  resume(): void {
+    this.proc?.kill('SIGCONT');
+  }
+
   /** Stops the server and removes its directory. */
   async dispose(): Promise<void> {
     await this.stop();
