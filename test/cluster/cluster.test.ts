@@ -158,6 +158,37 @@ describe('cluster: three instances as one server', () => {
   });
 });
 
+describe('cluster: an instance stopping', () => {
+  test('a drained instance ends its streams; they resume on another, and nobody times out meanwhile', async () => {
+    await withCluster(3, { peerTimeoutMs: 15_000 }, async ({ instances: [a, b, c], clock }) => {
+      if (!a || !b || !c) throw new Error('three instances');
+      await call(b.url, 'POST', '/register/s/x');
+      await call(b.url, 'POST', '/register/s/y');
+      const x = await openEvents(`${a.url}/events/s/x`);
+      const y = await openEvents(`${c.url}/events/s/y`);
+      await x.next(ofType('new-peer', 'y'));
+      const drained = a.app.decorator.drain.run(a.app.server as NonNullable<typeof a.app.server>);
+      await x.ended;
+      expect(await drained).toBe('drained');
+      await a.stop();
+      // Held while x is away; x comes back on B within the timeout.
+      expect((await call(c.url, 'POST', '/message/s/y', { target: 'x', type: 'held' })).status).toBe(202);
+      clock.advance(10_000);
+      await Promise.all([b.cluster.sweep(), c.cluster.sweep()]);
+      const again = await openEvents(`${b.url}/events/s/x`, { lastEventId: x.lastEventId });
+      expect((await again.next()).json.type).toBe('held');
+      // Long after, both are still there: each is held by a live instance that renews it.
+      for (let i = 0; i < 6; i++) clock.advance(10_000);
+      await Promise.all([b.cluster.sweep(), c.cluster.sweep()]);
+      expect((await call(b.url, 'POST', '/message/s/x', { target: 'y', type: 'still' })).status).toBe(200);
+      await y.next(ofType('still'));
+      expect(y.events.some((e) => e.json.type === 'peer-left')).toBe(false);
+      again.close();
+      y.close();
+    });
+  });
+});
+
 describe('cluster: access control and the admin API across instances', () => {
   test('a token issued by one instance is checked by the others', async () => {
     await withCluster(3, { authMode: 'token', adminToken: 'admin-token-0123456789' }, async ({ instances: [a, b, c] }) => {
