@@ -8,6 +8,7 @@ import { JwtVerifier } from './auth/jwt';
 import { randomToken, type TokenGenerator } from './auth/tokens';
 import page from './client/index.html';
 import { type Clock, systemClock } from './clock';
+import { ClusterSignalling } from './cluster/cluster-signalling';
 import type { Config } from './config';
 import { LocalDelivery } from './delivery/local';
 import { errorResponse, SignalError } from './errors';
@@ -22,6 +23,8 @@ import { REQUEST_ID_HEADER } from './ops/telemetry';
 import type { HtmlImport } from './page/bundle';
 import { pageRoutes } from './page/routes';
 import { sessionRoutes } from './sessions/routes';
+import type { SignallingBackend } from './sessions/backend';
+import type { SessionListener } from './sessions/events';
 import { Signalling } from './sessions/service';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
@@ -40,6 +43,8 @@ export interface AppDeps {
   newToken: TokenGenerator;
   /** Ids of notifications and of sessions the admin API names. */
   newId: () => string;
+  /** This instance's id in a cluster (REDIS_URL): its pub/sub channel. */
+  instanceId: string;
 }
 
 /** How long an EventSource waits before it reconnects after losing its stream. */
@@ -56,16 +61,18 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const logger = deps.logger ?? silentLogger;
   const newToken = deps.newToken ?? randomToken;
   const newId = deps.newId ?? (() => crypto.randomUUID());
-  const store = new SessionStore();
   const heartbeat = new Heartbeat(clock, config.pingIntervalMs);
-  const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(store, heartbeat) });
-  const delivery = new LocalDelivery(config.maxQueue, ops.observer);
+  // The sessions' gauges read the backend, which is built with the observer that Operations makes.
+  let backend: SignallingBackend | undefined;
+  const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0 };
+  const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
-  const signalling = new Signalling(config, { store, delivery, clock, observer: ops.observer, logger, listener: notifier?.notify });
+  const { signalling, ready } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
+  backend = signalling;
   const drain = ops.drain(signalling);
   const anyOrigin = config.corsOrigins.includes('*');
   const jwt = config.authMode === 'jwt' ? JwtVerifier.fromConfig(config, clock) : undefined;
-  const access = new PeerAccess(config, { store, newToken, jwt });
+  const access = new PeerAccess(config, { directory: signalling, newToken, jwt });
   const guard = guards(access, new Limits(config, clock), config.trustProxy);
   const iceLogger = logger.child({ component: 'ice' });
 
@@ -73,16 +80,21 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
   return new Elysia({ websocket: WS_SERVER_OPTIONS })
     .decorate('signalling', signalling)
+    // Resolves once the backend made its first attempt to connect (at once without REDIS_URL).
+    .decorate('backendReady', ready)
     .decorate('access', access)
     .decorate('readiness', ops.readiness)
     .decorate('drain', drain)
-    .onStop(() => notifier?.stop())
+    .onStop(() => {
+      notifier?.stop();
+      void signalling.close();
+    })
     .onError(({ code, error, request, set }) => {
       const response = errorAnswer(code, error, request);
       // Metrics and the request log read the status from here.
       set.status = response.status;
       if (code === 'NOT_FOUND') ops.unmatched(request.method, set.headers[REQUEST_ID_HEADER]);
-      if (response.status >= 500) {
+      if (response.status >= 500 && !(error instanceof SignalError)) {
         logger.error('internal error', { requestId: set.headers[REQUEST_ID_HEADER], method: request.method, path: new URL(request.url).pathname, error });
       }
       return response;
@@ -103,9 +115,28 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .use(sessionRoutes(signalling, guard))
     .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
     .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue) }))
-    .use(adminRoutes(new Admin(config, { store, signalling, newToken, newId }), access))
+    .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
     .use(ops.routes())
     .use(pageRoutes(page as unknown as HtmlImport, { tls: Boolean(config.tlsCert) }));
+}
+
+/**
+ * The sessions in this process (the default), or, with REDIS_URL, in Redis for a cluster of instances;
+ * `ready` resolves once the latter made its first attempt to connect.
+ */
+function signallingBackend(
+  config: Config,
+  core: { clock: Clock; observer: Operations['observer']; logger: Logger; listener?: SessionListener },
+  ops: Operations,
+  instanceId: string = crypto.randomUUID(),
+): { signalling: SignallingBackend; ready: Promise<void> } {
+  if (!config.redisUrl) {
+    const delivery = new LocalDelivery(config.maxQueue, core.observer);
+    return { signalling: new Signalling(config, { ...core, store: new SessionStore(), delivery }), ready: Promise.resolve() };
+  }
+  const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId });
+  ops.readiness.register('redis', () => cluster.link.ping());
+  return { signalling: cluster, ready: cluster.start() };
 }
 
 function errorAnswer(code: string | number, error: unknown, request: Request): Response {

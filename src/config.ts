@@ -30,6 +30,13 @@ const LimitSettings = {
   trustProxy: T.Integer({ minimum: 0, maximum: 16, default: 0, description: 'reverse proxies in front whose X-Forwarded-For is believed (0: use the socket address)' }),
 };
 
+/** Several instances as one: sessions, routing and resume kept in Redis. */
+const ClusterSettings = {
+  redisUrl: T.Optional(T.String({ pattern: '^(redis|rediss|valkey|valkeys)://\\S+$', description: 'redis://[user:password@]host:port[/db]: keep sessions in this Redis so that several instances behind a load balancer act as one (unset: in this process only)' })),
+  redisPrefix: T.String({ pattern: '^[A-Za-z0-9._:-]{1,64}$', default: 'switchboard', description: 'prefix of every Redis key and channel, so that several deployments can share one Redis' }),
+  redisTimeoutMs: T.Integer({ minimum: 50, default: 5000, description: 'a Redis command unanswered for this long means Redis is unreachable: the connection is dropped and made again, requests waiting on it answer 503' }),
+};
+
 /**
  * Every setting, with its default. Each key is read from the environment variable of the same name in
  * SCREAMING_SNAKE_CASE (`pingIntervalMs` ← `PING_INTERVAL_MS`) and from the flag in kebab-case
@@ -60,6 +67,7 @@ export const Config = T.Object({
   corsOrigins: T.Array(T.String({ minLength: 1 }), { minItems: 1, default: ['*'], description: 'comma-separated origins allowed to call the API; * allows any, never with credentials' }),
   ...AccessSettings,
   ...LimitSettings,
+  ...ClusterSettings,
 });
 export type Config = Static<typeof Config>;
 

@@ -25,11 +25,14 @@ export const errorStatus = {
   queue_full: 429,
   rate_limited: 429,
   too_many_streams: 429,
+  // The one deliberate 5xx: the shared store (Redis) of a cluster cannot be reached, so nothing can be
+  // made durable; sent with Retry-After, and never for a request that was acknowledged.
+  backend_unavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;
 
-/** The one JSON shape of every 4xx answer. */
+/** The one JSON shape of every error answer. */
 export interface ErrorBody {
   error: ErrorCode | 'internal_error';
   message: string;
@@ -41,7 +44,7 @@ export const ErrorEnvelope = T.Object(
     error: T.String({ enum: [...Object.keys(errorStatus), 'internal_error'], description: 'what clients branch on' }),
     message: T.String({ description: 'what went wrong, for a person' }),
   },
-  { description: 'Every error: a 4xx status with this body' },
+  { description: 'Every error: a 4xx status with this body (503 only for backend_unavailable: the cluster store cannot be reached)' },
 );
 
 export class SignalError extends Error {

@@ -28,6 +28,9 @@ async function main(): Promise<void> {
   // console.log is synchronous in Bun: no line is lost when the process exits right after it.
   const logger = createLogger({ level: config.logLevel, format: config.logFormat, clock: systemClock, write: (line) => console.log(line) });
   const app = createApp(config, { logger });
+  // With REDIS_URL: one attempt to connect before listening (it goes on in the background if Redis is
+  // away, and /readyz says so meanwhile).
+  await app.decorator.backendReady;
   try {
     // reusePort off: a second server on a taken port must fail, not share it silently.
     // development off: the client page is served bundled and minified, without the dev server.
@@ -51,6 +54,7 @@ async function main(): Promise<void> {
     try {
       await app.decorator.drain.run(server);
       await app.stop();
+      await app.decorator.signalling.close();
     } catch (error) {
       logger.error('the stop failed', { error });
       process.exit(1);

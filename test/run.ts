@@ -6,7 +6,7 @@ const root = new URL('..', import.meta.url).pathname;
 $.cwd(root);
 
 /** Programs the tests start, and the Debian package of each. */
-const programs: Record<string, string> = { openssl: 'openssl', chromium: 'chromium', turnserver: 'coturn', nginx: 'nginx', strace: 'strace' };
+const programs: Record<string, string> = { openssl: 'openssl', chromium: 'chromium', turnserver: 'coturn', nginx: 'nginx', strace: 'strace', 'redis-server': 'redis-server' };
 
 // nginx lives in /usr/sbin, which a user's PATH may leave out.
 const path = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`;

@@ -15,8 +15,8 @@ export const adminRoutes = (admin: Admin, access: PeerAccess) =>
   new Elysia()
     .post(
       '/sessions',
-      ({ body, set }) => {
-        const created = admin.create(body);
+      async ({ body, set }) => {
+        const created = await admin.create(body);
         set.status = 201;
         return created;
       },

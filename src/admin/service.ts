@@ -1,15 +1,14 @@
 import { tokenHash, type TokenGenerator } from '../auth/tokens';
 import type { Config } from '../config';
 import { SignalError } from '../errors';
-import type { Signalling } from '../sessions/service';
-import type { Invite, Session, SessionStore } from '../sessions/store';
+import { after, type Awaitable, type SessionSnapshot, type SignallingBackend } from '../sessions/backend';
+import type { Invite } from '../sessions/store';
 import { type CreatedSession, type CreateSessionBody, DEFAULT_IDLE_S, type JoinGrant, type SessionView } from './model';
 
 export type AdminConfig = Pick<Config, 'maxPeersPerSession'>;
 
 export interface AdminDeps {
-  store: SessionStore;
-  signalling: Signalling;
+  signalling: SignallingBackend;
   newToken: TokenGenerator;
   newId: () => string;
 }
@@ -22,7 +21,7 @@ export class Admin {
   ) {}
 
   /** Creates a session, with a join token for each listed peer (returned here only, kept as hashes). */
-  create(body: CreateSessionBody): CreatedSession {
+  create(body: CreateSessionBody): Awaitable<CreatedSession> {
     const sessionId = body.sessionId ?? this.deps.newId();
     const idleS = body.idleS ?? DEFAULT_IDLE_S;
     const listed = body.peers;
@@ -40,36 +39,31 @@ export class Admin {
         grants.push({ peerId, role, token });
       }
     }
-    this.deps.signalling.createSession(sessionId, { idleMs: idleS * 1000, invites });
-    return { sessionId, idleS, peers: grants };
+    return after(this.deps.signalling.createSession(sessionId, { idleMs: idleS * 1000, invites }), () => ({ sessionId, idleS, peers: grants }));
   }
 
-  list(): { sessions: SessionView[] } {
-    return { sessions: [...this.deps.store.values()].map((s) => this.view(s)) };
+  list(): Awaitable<{ sessions: SessionView[] }> {
+    return after(this.deps.signalling.snapshots(), (all) => ({ sessions: all.map(view) }));
   }
 
-  get(sessionId: string): SessionView {
-    const session = this.deps.store.get(sessionId);
-    if (!session) throw new SignalError('session_not_found', `session ${sessionId} does not exist`);
-    return this.view(session);
+  get(sessionId: string): Awaitable<SessionView> {
+    return after(this.deps.signalling.snapshot(sessionId), (snapshot) => {
+      if (!snapshot) throw new SignalError('session_not_found', `session ${sessionId} does not exist`);
+      return view(snapshot);
+    });
   }
+}
 
-  private view(session: Session): SessionView {
-    const { signalling } = this.deps;
-    const view: SessionView = {
-      sessionId: session.id,
-      createdAt: new Date(session.createdAt).toISOString(),
-      managed: session.managed !== undefined,
-      peers: [...session.peers.values()].map((p) => ({
-        peerId: p.id,
-        role: p.auth?.role ?? null,
-        streaming: signalling.isStreaming(session.id, p.id),
-      })),
-    };
-    const invites = session.managed?.invites;
-    if (invites) {
-      view.invited = [...invites].map(([peerId, { role }]) => ({ peerId, role, joined: session.peers.has(peerId) }));
-    }
-    return view;
+function view(session: SessionSnapshot): SessionView {
+  const result: SessionView = {
+    sessionId: session.id,
+    createdAt: new Date(session.createdAt).toISOString(),
+    managed: session.managed,
+    peers: session.peers.map((p) => ({ peerId: p.id, role: p.role, streaming: p.streaming })),
+  };
+  if (session.invites) {
+    const joined = new Set(session.peers.map((p) => p.id));
+    result.invited = session.invites.map(({ peerId, role }) => ({ peerId, role, joined: joined.has(peerId) }));
   }
+  return result;
 }

@@ -1,14 +1,15 @@
 import type { Config } from '../config';
 import { SignalError } from '../errors';
-import type { Admit } from '../sessions/service';
-import type { PeerRecord, Role, Session, SessionStore } from '../sessions/store';
+import { type Admit, type AdmitPeer, type AdmitSession, after, type Awaitable, type PeerDirectory } from '../sessions/backend';
+import type { PeerAuth, Role } from '../sessions/store';
 import type { JoinClaims, JwtVerifier } from './jwt';
 import { type TokenGenerator, tokenHash, tokenMatches } from './tokens';
 
 export type AccessConfig = Pick<Config, 'authMode' | 'adminToken'>;
 
 export interface AccessDeps {
-  store: SessionStore;
+  /** Where the credentials of registrations are kept: the signalling backend. */
+  directory: PeerDirectory;
   newToken: TokenGenerator;
   /** Present in jwt mode. */
   jwt?: JwtVerifier;
@@ -23,11 +24,13 @@ export interface Ticket {
 
 const unauthorized = (message: string) => new SignalError('unauthorized', message);
 const forbidden = (message: string) => new SignalError('forbidden', message);
+const noop = () => {};
 
 /**
- * Who may do what, by AUTH_MODE. Every check reads the credentials kept on the peer records in the
- * store, so that a store shared by several instances shares them too. Each check throws a 401 (no
- * credential), 403 (the wrong one) or 404 (no such session or peer) `SignalError`.
+ * Who may do what, by AUTH_MODE. Every check reads the credentials kept with the registrations in the
+ * backend, so that a backend shared by several instances (Redis) shares them too. Each check throws a
+ * 401 (no credential), 403 (the wrong one) or 404 (no such session or peer) `SignalError`. The checks
+ * answer synchronously when the backend does (one process), else with a promise.
  */
 export class PeerAccess {
   private readonly adminHash: string | undefined;
@@ -70,8 +73,8 @@ export class PeerAccess {
     sessionId: string,
     peerId: string,
     bearer: string | undefined,
-    session: Session | undefined,
-    current: PeerRecord | undefined,
+    session: AdmitSession | undefined,
+    current: AdmitPeer | undefined,
     claims: JoinClaims | undefined,
     jwtError: SignalError | undefined,
   ): Role {
@@ -119,14 +122,17 @@ export class PeerAccess {
    * open mode, `token` must be the one its registration returned. `token` comes from
    * `Authorization: Bearer` or, where a client cannot set headers (EventSource, WebSocket), `?token=`.
    */
-  authorizePeer(sessionId: string, peerId: string, token: string | undefined): PeerRecord {
-    const record = this.record(sessionId, peerId);
-    if (this.config.authMode === 'open') return record;
+  authorizePeer(sessionId: string, peerId: string, token: string | undefined): Awaitable<void> {
+    const auth = this.deps.directory.peerAuth(sessionId, peerId);
+    if (this.config.authMode === 'open') return after(auth, noop);
+    return after(auth, (a) => this.checkPeer(sessionId, peerId, token, a));
+  }
+
+  private checkPeer(sessionId: string, peerId: string, token: string | undefined, auth: PeerAuth | undefined): void {
     if (token === undefined) {
       throw unauthorized(`peer ${peerId} needs the token POST /register returned: Authorization: Bearer <token> (or ?token= on GET /events)`);
     }
-    if (!tokenMatches(token, record.auth?.tokenHash)) throw forbidden(`that is not the token of peer ${peerId} in session ${sessionId}`);
-    return record;
+    if (!tokenMatches(token, auth?.tokenHash)) throw forbidden(`that is not the token of peer ${peerId} in session ${sessionId}`);
   }
 
   /**
@@ -134,32 +140,30 @@ export class PeerAccess {
    * belongs to an earlier registration of the id: a page's leave arriving after its reload registered
    * again must not remove the new registration.
    */
-  authorizeLeave(sessionId: string, peerId: string, token: string | undefined): void {
-    if (this.isAdmin(token)) {
-      this.record(sessionId, peerId);
-      return;
-    }
-    if (this.config.authMode !== 'open') {
-      this.authorizePeer(sessionId, peerId, token);
-      return;
-    }
-    const record = this.record(sessionId, peerId);
-    if (token !== undefined && record.auth && !tokenMatches(token, record.auth.tokenHash)) {
-      throw new SignalError('superseded', `peer ${peerId} registered again since that token was issued; the newer registration stays`);
-    }
+  authorizeLeave(sessionId: string, peerId: string, token: string | undefined): Awaitable<void> {
+    const auth = this.deps.directory.peerAuth(sessionId, peerId);
+    if (this.isAdmin(token)) return after(auth, noop);
+    if (this.config.authMode !== 'open') return after(auth, (a) => this.checkPeer(sessionId, peerId, token, a));
+    return after(auth, (a) => {
+      if (token !== undefined && a && !tokenMatches(token, a.tokenHash)) {
+        throw new SignalError('superseded', `peer ${peerId} registered again since that token was issued; the newer registration stays`);
+      }
+    });
   }
 
   /** `DELETE /session`: anyone in open mode; otherwise the admin or a publisher of that session. */
-  authorizeClose(sessionId: string, token: string | undefined): void {
-    const session = this.session(sessionId);
-    if (this.config.authMode === 'open' || this.isAdmin(token)) return;
-    if (token === undefined) throw unauthorized('closing a session needs a publisher\'s token or the admin token: Authorization: Bearer <token>');
-    for (const record of session.peers.values()) {
-      if (!tokenMatches(token, record.auth?.tokenHash)) continue;
-      if (record.auth?.role === 'publisher') return;
-      throw forbidden(`peer ${record.id} is a viewer; only a publisher or the admin may close session ${sessionId}`);
-    }
-    throw forbidden(`that token is neither the admin token nor a publisher's in session ${sessionId}`);
+  authorizeClose(sessionId: string, token: string | undefined): Awaitable<void> {
+    const peers = this.deps.directory.sessionAuths(sessionId);
+    if (this.config.authMode === 'open' || this.isAdmin(token)) return after(peers, noop);
+    return after(peers, (records) => {
+      if (token === undefined) throw unauthorized('closing a session needs a publisher\'s token or the admin token: Authorization: Bearer <token>');
+      for (const record of records) {
+        if (!tokenMatches(token, record.auth?.tokenHash)) continue;
+        if (record.auth?.role === 'publisher') return;
+        throw forbidden(`peer ${record.id} is a viewer; only a publisher or the admin may close session ${sessionId}`);
+      }
+      throw forbidden(`that token is neither the admin token nor a publisher's in session ${sessionId}`);
+    });
   }
 
   /** The admin API: answers 403 `admin_disabled` while ADMIN_TOKEN is unset. */
@@ -174,17 +178,4 @@ export class PeerAccess {
   private isAdmin(token: string | undefined): boolean {
     return tokenMatches(token, this.adminHash);
   }
-
-  private record(sessionId: string, peerId: string): PeerRecord {
-    const record = this.session(sessionId).peers.get(peerId);
-    if (!record) throw new SignalError('peer_not_found', `peer ${peerId} is not registered in session ${sessionId}`);
-    return record;
-  }
-
-  private session(sessionId: string): Session {
-    const session = this.deps.store.get(sessionId);
-    if (!session) throw new SignalError('session_not_found', `session ${sessionId} does not exist`);
-    return session;
-  }
 }
-

@@ -64,8 +64,10 @@ export class Mailbox {
 
   append(json: string, fromServer: boolean): Delivered {
     if (!fromServer && this.held >= this.maxHeld) {
-      // A stream that lets this much pile up is not being read: cut it, the client resumes.
-      this.sink?.abort('the reader is too slow');
+      // A stream that lets this much pile up is not being read fast enough: end it, the client resumes.
+      // Ended, not dropped: what was written still reaches it, so it resumes exactly where it stopped
+      // (a dropped connection can lose megabytes in flight, far more than the resume window).
+      this.sink?.close();
       throw new SignalError('queue_full', `the target has ${this.held} undelivered events; retry when it reads them`, 1);
     }
     this.log.push(json);

@@ -48,7 +48,7 @@ export function describe(doc: RouteDoc): DocumentDecoration {
   for (const [status, codes] of [...byStatus].sort(([a], [b]) => a - b)) {
     responses[String(status)] = {
       description: `error: ${codes.join(', ')}`,
-      ...(status === 429 ? { headers: { 'Retry-After': RETRY_AFTER } } : {}),
+      ...(status === 429 || status === 503 ? { headers: { 'Retry-After': RETRY_AFTER } } : {}),
       content: { 'application/json': { schema: { $ref: ERROR_SCHEMA_REF } } },
     };
   }

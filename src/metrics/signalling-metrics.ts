@@ -1,5 +1,5 @@
 import type { DeliveryObserver, MessageOutcome, PeerLeftReason, ResumeOutcome } from '../delivery/observer';
-import type { SessionStore } from '../sessions/store';
+import type { SessionGauges } from '../sessions/backend';
 import { type Collector, type Exposition, Histogram } from './exposition';
 
 /**
@@ -36,17 +36,9 @@ export interface SignallingGauges {
   streams(): number;
 }
 
-/** The gauges of a store of sessions and a set of open streams. */
-export function signallingGauges(store: Pick<SessionStore, 'size' | 'values'>, streams: { readonly size: number }): SignallingGauges {
-  return {
-    sessions: () => store.size,
-    peers: () => {
-      let peers = 0;
-      for (const session of store.values()) peers += session.peers.size;
-      return peers;
-    },
-    streams: () => streams.size,
-  };
+/** The gauges of a backend's sessions (this process's, or the cluster's) and of this process's open streams. */
+export function signallingGauges(sessions: SessionGauges, streams: { readonly size: number }): SignallingGauges {
+  return { sessions: () => sessions.sessions(), peers: () => sessions.peers(), streams: () => streams.size };
 }
 
 /**

@@ -5,18 +5,18 @@ import type { Guards } from '../auth/guards';
 import { describe, TAGS } from '../docs/describe';
 import { readJsonBody } from '../json-body';
 import { MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterResponse, SessionParams, SignalBody } from './model';
-import type { Signalling } from './service';
+import type { SignallingBackend } from './backend';
 
 const Message = <M extends string>(message: M) => t.Object({ message: t.Literal(message) });
 
-export const sessionRoutes = (signalling: Signalling, { access, limits, address }: Guards) =>
+export const sessionRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards) =>
   new Elysia()
     .post(
       '/register/:sessionId/:peerId',
       async ({ params: { sessionId, peerId }, headers: { authorization }, request, server }): Promise<RegisterResponse> => {
         limits.register(address(request, server));
         const ticket = await access.ticket(sessionId, peerId, bearerToken(authorization));
-        const { peers, auth, lastEventId } = signalling.register(sessionId, peerId, ticket.admit);
+        const { peers, auth, lastEventId } = await signalling.register(sessionId, peerId, ticket.admit);
         return { message: 'session registered successfully', sessionId, peerId, peers, token: ticket.token, role: auth?.role, lastEventId };
       },
       {
@@ -26,15 +26,15 @@ export const sessionRoutes = (signalling: Signalling, { access, limits, address 
           description: 'Creates the session if it is new, else joins it; registering an id again takes it over. The other peers get new-peer.',
           tags: [TAGS.signalling],
           answers: { 200: { description: 'registered; `peers` lists the others', schema: RegisterResponse } },
-          errors: ['invalid_request', 'unauthorized', 'forbidden', 'session_full', 'too_many_sessions', 'rate_limited'],
+          errors: ['invalid_request', 'unauthorized', 'forbidden', 'session_full', 'too_many_sessions', 'rate_limited', 'backend_unavailable'],
         }),
       },
     )
     .delete(
       '/register/:sessionId/:peerId',
-      ({ params: { sessionId, peerId }, headers: { authorization } }) => {
-        access.authorizeLeave(sessionId, peerId, bearerToken(authorization));
-        signalling.leave(sessionId, peerId);
+      async ({ params: { sessionId, peerId }, headers: { authorization } }) => {
+        await access.authorizeLeave(sessionId, peerId, bearerToken(authorization));
+        await signalling.leave(sessionId, peerId);
         return { message: 'peer left' };
       },
       {
@@ -44,16 +44,16 @@ export const sessionRoutes = (signalling: Signalling, { access, limits, address 
           description: 'The others get peer-left, the stream ends; the last peer out ends the session.',
           tags: [TAGS.signalling],
           answers: { 200: { description: 'left', schema: Message('peer left') } },
-          errors: ['invalid_request', 'session_not_found', 'peer_not_found'],
+          errors: ['invalid_request', 'session_not_found', 'peer_not_found', 'backend_unavailable'],
         }),
       },
     )
     .post(
       '/message/:sessionId/:peerId',
-      ({ params: { sessionId, peerId }, headers: { authorization }, body, set }) => {
-        access.authorizePeer(sessionId, peerId, bearerToken(authorization));
+      async ({ params: { sessionId, peerId }, headers: { authorization }, body, set }) => {
+        await access.authorizePeer(sessionId, peerId, bearerToken(authorization));
         limits.peerMessage(sessionId, peerId);
-        if (signalling.send(sessionId, peerId, body) === 'sent') return MESSAGE_SENT;
+        if ((await signalling.send(sessionId, peerId, body)) === 'sent') return MESSAGE_SENT;
         set.status = 202;
         return MESSAGE_QUEUED;
       },
@@ -79,15 +79,15 @@ export const sessionRoutes = (signalling: Signalling, { access, limits, address 
             200: { description: "written to the target's open stream", schema: Message(MESSAGE_SENT.message) },
             202: { description: 'held for the target, which is registered but not reading now', schema: Message(MESSAGE_QUEUED.message) },
           },
-          errors: ['invalid_json', 'invalid_request', 'reserved_type', 'payload_too_large', 'session_not_found', 'peer_not_found', 'target_not_found', 'queue_full', 'unauthorized', 'forbidden', 'rate_limited'],
+          errors: ['invalid_json', 'invalid_request', 'reserved_type', 'payload_too_large', 'session_not_found', 'peer_not_found', 'target_not_found', 'queue_full', 'unauthorized', 'forbidden', 'rate_limited', 'backend_unavailable'],
         }),
       },
     )
     .delete(
       '/session/:sessionId',
-      ({ params: { sessionId }, headers: { authorization } }) => {
-        access.authorizeClose(sessionId, bearerToken(authorization));
-        signalling.closeSession(sessionId);
+      async ({ params: { sessionId }, headers: { authorization } }) => {
+        await access.authorizeClose(sessionId, bearerToken(authorization));
+        await signalling.closeSession(sessionId);
         return { message: 'session closed' };
       },
       {
@@ -97,7 +97,7 @@ export const sessionRoutes = (signalling: Signalling, { access, limits, address 
           description: 'Every peer gets session-closed, then every stream of the session ends.',
           tags: [TAGS.signalling],
           answers: { 200: { description: 'closed', schema: Message('session closed') } },
-          errors: ['invalid_request', 'session_not_found'],
+          errors: ['invalid_request', 'session_not_found', 'backend_unavailable'],
         }),
       },
     );

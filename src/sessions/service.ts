@@ -5,8 +5,11 @@ import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../deliv
 import { SignalError } from '../errors';
 import type { SessionListener } from './events';
 import { type Logger, silentLogger } from '../log/logger';
+import type { Admit, Registration, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
 import { SERVER_EVENT_TYPES, type SignalBody } from './model';
-import type { Invite, PeerAuth, PeerRecord, Session, SessionStore } from './store';
+import type { PeerAuth, PeerRecord, Session, SessionStore } from './store';
+
+export type { Admit } from './backend';
 
 export type SignallingConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession'>;
 
@@ -21,22 +24,16 @@ export interface SignallingDeps {
   logger?: Logger;
 }
 
-/**
- * Decides, inside the registration and so atomically with it, whether this peer may register: it
- * sees the session (undefined when new) and the peer's current record (undefined when not registered),
- * throws to refuse, and returns the credentials to keep with the new registration.
- */
-export type Admit = (session: Session | undefined, current: PeerRecord | undefined) => PeerAuth | undefined;
-
 const SESSION_CLOSED = JSON.stringify({ type: 'session-closed' });
 const serverEvent = (type: 'new-peer' | 'peer-left', senderId: string) => JSON.stringify({ type, senderId });
 
 /**
  * The seed's signalling semantics: sessions of peers that relay messages to each other. The server,
  * never the client, sets `senderId`. Everything a peer is sent goes through its mailbox in `Delivery`,
- * so order holds per pair and nothing is lost while a peer's stream is closed.
+ * so order holds per pair and nothing is lost while a peer's stream is closed. This is the
+ * single-process backend: every method answers synchronously, from a Map.
  */
-export class Signalling {
+export class Signalling implements SignallingBackend {
   private readonly observer: DeliveryObserver;
   private readonly logger: Logger;
   /** Set by `shutdown()`: streams that open from then on end at once, so that clients go elsewhere. */
@@ -51,7 +48,7 @@ export class Signalling {
   }
 
   /** Joins (creating the session if new) or takes over a registered id; the others learn of it with `new-peer`. */
-  register(sessionId: string, peerId: string, admit?: Admit): { peers: string[]; auth: PeerAuth | undefined; lastEventId: number } {
+  register(sessionId: string, peerId: string, admit?: Admit): Registration {
     const { store, delivery } = this.deps;
     const existing = store.get(sessionId);
     const current = existing?.peers.get(peerId);
@@ -97,7 +94,7 @@ export class Signalling {
    * Creates an empty session that waits for its peers (the admin API): it stays until closed, or until it
    * has been without peers for `idleMs`; with `invites`, only those peer ids may register in it.
    */
-  createSession(sessionId: string, options: { idleMs: number; invites?: ReadonlyMap<string, Invite> }): Session {
+  createSession(sessionId: string, options: SessionOptions): Session {
     const { store } = this.deps;
     if (store.get(sessionId)) throw new SignalError('session_exists', `session ${sessionId} already exists`);
     if (store.size >= this.config.maxSessions) {
@@ -193,6 +190,44 @@ export class Signalling {
     }
   }
 
+  readonly gauges: SessionGauges = {
+    sessions: () => this.deps.store.size,
+    peers: () => {
+      let peers = 0;
+      for (const session of this.deps.store.values()) peers += session.peers.size;
+      return peers;
+    },
+  };
+
+  peerAuth(sessionId: string, peerId: string): PeerAuth | undefined {
+    return this.peer(this.session(sessionId), peerId).auth;
+  }
+
+  sessionAuths(sessionId: string): PeerRecord[] {
+    return [...this.session(sessionId).peers.values()];
+  }
+
+  snapshot(sessionId: string): SessionSnapshot | undefined {
+    const session = this.deps.store.get(sessionId);
+    return session && this.snapshotOf(session);
+  }
+
+  snapshots(): SessionSnapshot[] {
+    return [...this.deps.store.values()].map((s) => this.snapshotOf(s));
+  }
+
+  private snapshotOf(session: Session): SessionSnapshot {
+    const snapshot: SessionSnapshot = {
+      id: session.id,
+      createdAt: session.createdAt,
+      managed: session.managed !== undefined,
+      peers: [...session.peers.values()].map((p) => ({ id: p.id, role: p.auth?.role ?? null, streaming: this.isStreaming(session.id, p.id) })),
+    };
+    const invites = session.managed?.invites;
+    if (invites) snapshot.invites = [...invites].map(([peerId, { role }]) => ({ peerId, role }));
+    return snapshot;
+  }
+
   /** The peer leaves: the others get `peer-left`; the last one out ends the session. */
   leave(sessionId: string, peerId: string): void {
     const session = this.session(sessionId);
@@ -226,6 +261,8 @@ export class Signalling {
     }
     this.deps.delivery.closeAll();
   }
+
+  async close(): Promise<void> {}
 
   private armExpiry(session: Session, record: PeerRecord): void {
     record.expiry?.();

@@ -4,7 +4,7 @@ import { bearerToken } from '../auth/tokens';
 import { describe, schemaRef, TAGS } from '../docs/describe';
 import { SignalError } from '../errors';
 import { PeerParams } from '../sessions/model';
-import type { Signalling } from '../sessions/service';
+import type { SignallingBackend } from '../sessions/backend';
 import type { Heartbeat } from './heartbeat';
 import { PeerStream } from './peer-stream';
 
@@ -35,7 +35,7 @@ const EVENTS_DOC = describe({
     'StreamEvent schemas. Reconnecting with Last-Event-ID delivers every event after it exactly once.',
   tags: [TAGS.events],
   answers: { 200: { description: "the stream; each event's data is a StreamEvent", contentType: 'text/event-stream', schema: schemaRef('StreamEvent') } },
-  errors: ['invalid_request', 'unauthorized', 'forbidden', 'session_not_found', 'peer_not_found', 'superseded', 'resume_gap', 'too_many_streams'],
+  errors: ['invalid_request', 'unauthorized', 'forbidden', 'session_not_found', 'peer_not_found', 'superseded', 'resume_gap', 'too_many_streams', 'backend_unavailable'],
 });
 
 export function parseLastEventId(value: string | undefined): number | undefined {
@@ -46,16 +46,16 @@ export function parseLastEventId(value: string | undefined): number | undefined 
   return Number(value);
 }
 
-export const eventRoutes = (signalling: Signalling, { access, limits, address }: Guards, options: EventRoutesOptions) =>
+export const eventRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards, options: EventRoutesOptions) =>
   new Elysia().get(
     '/events/:sessionId/:peerId',
-    ({ params: { sessionId, peerId }, headers, query, request, server }) => {
-      access.authorizePeer(sessionId, peerId, bearerToken(headers.authorization) ?? query.token);
+    async ({ params: { sessionId, peerId }, headers, query, request, server }) => {
+      await access.authorizePeer(sessionId, peerId, bearerToken(headers.authorization) ?? query.token);
       const lastEventId = parseLastEventId(headers['last-event-id'] ?? query.lastEventId);
       const release = limits.openStream(address(request, server));
       const stream = new PeerStream({ ...options, signal: request.signal, onEnd: release });
       try {
-        signalling.connect(sessionId, peerId, stream, lastEventId);
+        await signalling.connect(sessionId, peerId, stream, lastEventId);
       } catch (e) {
         // A stream that never attached must still leave the heartbeat and give its slot back.
         stream.abort('refused');

@@ -1,5 +1,6 @@
 import { SignalError } from '../errors';
-import type { Signalling } from '../sessions/service';
+import type { Delivered } from '../delivery/delivery';
+import type { Awaitable, SignallingBackend } from '../sessions/backend';
 import { type AckId, ackFrame, BadFrame, errorFrame, internalErrorFrame, isMalformed, parseClientFrame } from './frames';
 import { CloseCode, type WsSinkOptions, type WsSocket, WsSink } from './ws-sink';
 
@@ -24,9 +25,14 @@ export interface WsConnectionOptions extends WsSinkOptions {
 export class WsConnection {
   private sink: WsSink | undefined;
   private badFrames = 0;
+  /**
+   * Acks still waiting for a backend that answers later (cluster mode): the next ack goes out after
+   * them, so that acks keep the order of their frames.
+   */
+  private pendingAcks: Promise<void> | undefined;
 
   constructor(
-    private readonly signalling: Signalling,
+    private readonly signalling: SignallingBackend,
     // The ids rather than an address object: one object less for each of many idle connections.
     private readonly sessionId: string,
     private readonly peerId: string,
@@ -41,13 +47,20 @@ export class WsConnection {
   open(ws: WsSocket): void {
     const sink = new WsSink(ws, this.options);
     this.sink = sink;
+    let connected: Awaitable<void>;
     try {
-      this.signalling.connect(this.sessionId, this.peerId, sink, this.lastEventId);
+      connected = this.signalling.connect(this.sessionId, this.peerId, sink, this.lastEventId);
     } catch (e) {
-      if (e instanceof SignalError) return sink.opened(e);
-      // A bug: the connection closes (connect closed the sink), the server goes on.
-      console.error('internal error', `ws /ws/${this.sessionId}/${this.peerId}`, e);
+      return this.openFailed(sink, e);
     }
+    if (connected instanceof Promise) connected.then(() => sink.opened(), (e: unknown) => this.openFailed(sink, e));
+    else sink.opened();
+  }
+
+  private openFailed(sink: WsSink, e: unknown): void {
+    if (e instanceof SignalError) return sink.opened(e);
+    // A bug: the connection closes (connect closed the sink), the server goes on.
+    console.error('internal error', `ws /ws/${this.sessionId}/${this.peerId}`, e);
     sink.opened();
   }
 
@@ -58,18 +71,36 @@ export class WsConnection {
     const frame = parseClientFrame(data);
     if (frame instanceof BadFrame) return this.refuse(sink, frame.id, frame.error);
     const id: AckId = frame.id ?? null;
+    let sent: Awaitable<Delivered>;
     try {
       // The limits of POST /message, in its order: the address's, then the peer's.
       this.options.limits?.message(this.address);
       this.options.limits?.peerMessage(this.sessionId, this.peerId);
-      sink.reply(ackFrame(id, this.signalling.send(this.sessionId, this.peerId, frame)));
+      sent = this.signalling.send(this.sessionId, this.peerId, frame);
     } catch (e) {
-      if (!(e instanceof SignalError)) {
-        console.error('internal error', `ws /ws/${this.sessionId}/${this.peerId}`, e);
-        return sink.reply(internalErrorFrame(id));
-      }
-      this.refuse(sink, id, e);
+      return this.answer(sink, id, e);
     }
+    if (!(sent instanceof Promise) && !this.pendingAcks) return sink.reply(ackFrame(id, sent));
+    const previous = this.pendingAcks ?? Promise.resolve();
+    const next = previous
+      .then(() => sent)
+      .then(
+        (delivered) => sink.reply(ackFrame(id, delivered)),
+        (e: unknown) => this.answer(sink, id, e),
+      )
+      .finally(() => {
+        if (this.pendingAcks === next) this.pendingAcks = undefined;
+      });
+    this.pendingAcks = next;
+  }
+
+  /** The ack of a frame that was refused, or that failed. */
+  private answer(sink: WsSink, id: AckId, e: unknown): void {
+    if (!(e instanceof SignalError)) {
+      console.error('internal error', `ws /ws/${this.sessionId}/${this.peerId}`, e);
+      return sink.reply(internalErrorFrame(id));
+    }
+    this.refuse(sink, id, e);
   }
 
   drain(): void {

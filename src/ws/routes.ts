@@ -5,7 +5,7 @@ import { describe, TAGS } from '../docs/describe';
 import { SignalError } from '../errors';
 import { MAX_BODY_BYTES } from '../json-body';
 import { PeerParams } from '../sessions/model';
-import type { Signalling } from '../sessions/service';
+import type { SignallingBackend } from '../sessions/backend';
 import { EventsHeaders, EventsQuery, parseLastEventId } from '../sse/routes';
 import { WsConnection, type WsConnectionOptions } from './connection';
 import { WriteBatcher } from './ws-sink';
@@ -48,13 +48,13 @@ const SOCKET_DOC = describe({
  * upgrade goes straight to Bun with a `WsConnection` as the socket's data: Elysia's WebSocket layer would
  * parse, wrap and validate every frame on its way (see BENCHMARKS.md), where this one does it once.
  */
-export const socketRoutes = (signalling: Signalling, { access, limits, address }: Guards, routeOptions: WsRoutesOptions) => {
+export const socketRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards, routeOptions: WsRoutesOptions) => {
   const options: WsConnectionOptions = { ...DEFAULTS, ...routeOptions, limits, batcher: new WriteBatcher() };
   return new Elysia().get(
     '/ws/:sessionId/:peerId',
-    ({ params: { sessionId, peerId }, headers, query, request, server }) => {
+    async ({ params: { sessionId, peerId }, headers, query, request, server }) => {
       // The checks of GET /events, in its order, before the upgrade: a refusal is a plain HTTP answer.
-      access.authorizePeer(sessionId, peerId, bearerToken(headers.authorization) ?? query.token);
+      await access.authorizePeer(sessionId, peerId, bearerToken(headers.authorization) ?? query.token);
       const lastEventId = parseLastEventId(headers['last-event-id'] ?? query.lastEventId);
       if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') {
         throw new SignalError('upgrade_required', 'this route takes a WebSocket upgrade; GET /events/:sessionId/:peerId serves Server-Sent Events');

@@ -125,14 +125,16 @@ describe('Mailbox', () => {
     expect(next.ids).toEqual([2]);
   });
 
-  test('a stream that lets the mailbox fill up is cut, and its reader can resume', () => {
+  test('a stream that lets the mailbox fill up is ended after what it took, and its reader can resume', () => {
     const box = new Mailbox(3, 10);
     const sink = new RecordingSink(1);
     box.attach(sink, undefined);
     box.append('1', false);
     for (let i = 2; i <= 4; i++) expect(box.append(String(i), false)).toBe('queued');
     expect(code(() => box.append('5', false))).toBe('queue_full');
-    expect(sink.aborted).toBeDefined();
+    // Ended, not dropped: what the stream took still reaches its client.
+    expect(sink.closed).toBe(true);
+    expect(sink.aborted).toBeUndefined();
     const next = new RecordingSink();
     box.attach(next, 0);
     expect(next.ids).toEqual([1, 2, 3, 4]);

@@ -1,0 +1,258 @@
+import type { EventSink, PeerAddress } from '../delivery/delivery';
+import { type DeliveryObserver, noObserver } from '../delivery/observer';
+import type { Logger } from '../log/logger';
+import type { RedisLink } from './redis-link';
+import { SCRIPTS } from './scripts';
+
+/** A stream attached on this instance, and how far it has been written. */
+interface Held {
+  readonly key: string;
+  readonly address: PeerAddress;
+  readonly sink: EventSink;
+  /** The attach's generation in Redis: a later attach or a takeover has a higher one. */
+  readonly gen: number;
+  /** The last event id written to the sink. */
+  cursor: number;
+  /** The highest id known to exist: above `cursor`, events wait in Redis for the sink to take them. */
+  wanted: number;
+  /** A fetch from the log is running: events that arrive meanwhile only raise `wanted`. */
+  fetching: boolean;
+  /** The cursor moved since it was last stored in Redis. */
+  dirty: boolean;
+}
+
+/** An attach waiting for its script's answer: messages for that peer arriving meanwhile wait here. */
+interface Pending {
+  readonly messages: string[];
+  /** Attaches of that peer still waiting (two streams of one peer may attach at once). */
+  waiting: number;
+}
+
+export interface HeldStreamsDeps {
+  link: RedisLink;
+  args: () => string[];
+  /** Milliseconds since the epoch, on the instances' clock, to turn a stamp into a latency. */
+  now: () => number;
+  observer?: DeliveryObserver;
+  logger: Logger;
+  /** Events written to a stream that stay in its log for resume. */
+  retain: number;
+  /** Called when a stream of this instance ended by itself (its client went away): its timeout starts. */
+  detached(key: string, gen: number): void;
+}
+
+/** Events fetched from a log per command. */
+const FETCH_COUNT = 256;
+
+/**
+ * The streams held by this instance, written from the messages routed to it (`handle`) and, when a
+ * message was missed or a stream could not take it at once, from the peer's log in Redis. Every event
+ * carries its id, so that each is written once and in order whatever the path it came by: a repeated
+ * message is ignored, a gap is filled from the log.
+ */
+export class HeldStreams {
+  private readonly held = new Map<string, Held>();
+  private readonly pending = new Map<string, Pending>();
+  private readonly dirty = new Set<Held>();
+  private flushing = false;
+  private readonly observer: DeliveryObserver;
+
+  constructor(private readonly deps: HeldStreamsDeps) {
+    this.observer = deps.observer ?? noObserver;
+  }
+
+  get size(): number {
+    return this.held.size;
+  }
+
+  has(key: string): boolean {
+    return this.held.has(key);
+  }
+
+  /** The written cursor of a held stream, or undefined. */
+  cursorOf(key: string): number | undefined {
+    return this.held.get(key)?.cursor;
+  }
+
+  /** An attach of `key` is about to run: hold what is routed to it until it answers. */
+  expect(key: string): void {
+    const pending = this.pending.get(key);
+    if (pending) pending.waiting++;
+    else this.pending.set(key, { messages: [], waiting: 1 });
+  }
+
+  /** The attach answered or failed: the messages kept for it, once no other attach of the peer waits. */
+  abandon(key: string): string[] {
+    const pending = this.pending.get(key);
+    if (!pending) return [];
+    if (--pending.waiting === 0) this.pending.delete(key);
+    return [...pending.messages];
+  }
+
+  /**
+   * The attach answered: the sink takes over from `cursor` (the events after it in `events`,
+   * id/fields pairs as XRANGE gives them), then whatever was routed to it meanwhile.
+   */
+  install(address: PeerAddress, key: string, sink: EventSink, gen: number, cursor: number, events: unknown[]): void {
+    const waiting = this.abandon(key);
+    const previous = this.held.get(key);
+    const entry: Held = { key, address, sink, gen, cursor, wanted: cursor, fetching: false, dirty: false };
+    this.held.set(key, entry);
+    // A stream of the same peer on this instance is replaced, as in one process.
+    if (previous && previous.sink !== sink) previous.sink.close();
+    sink.onClose(() => {
+      if (this.held.get(key) !== entry) return;
+      this.held.delete(key);
+      this.dirty.delete(entry);
+      this.deps.detached(key, gen);
+    });
+    sink.onDrain(() => {
+      if (this.held.get(key) === entry) this.catchUp(entry);
+    });
+    sink.begin(cursor);
+    for (const row of events) {
+      const [id, fields] = row as [string, string[]];
+      if (!this.offer(entry, Number(id.slice(2)), fields[1] as string, -1)) break;
+    }
+    for (const message of waiting) this.handle(message);
+  }
+
+  /** A message routed to this instance (see scripts.ts for the format). */
+  handle(message: string): void {
+    const kind = message.charCodeAt(0);
+    const keyEnd = message.indexOf('\n', 2);
+    const key = keyEnd < 0 ? message.slice(2) : message.slice(2, keyEnd);
+    this.pending.get(key)?.messages.push(message);
+    const entry = this.held.get(key);
+    if (!entry) return;
+    if (kind === 101 /* e */) {
+      const idEnd = message.indexOf('\n', keyEnd + 1);
+      const stampEnd = message.indexOf('\n', idEnd + 1);
+      const id = Number(message.slice(keyEnd + 1, idEnd));
+      const stamp = Number(message.slice(idEnd + 1, stampEnd));
+      this.offer(entry, id, message.slice(stampEnd + 1), stamp);
+    } else if (kind === 99 /* c */) {
+      const genEnd = message.indexOf('\n', keyEnd + 1);
+      const idEnd = message.indexOf('\n', genEnd + 1);
+      const gen = Number(message.slice(keyEnd + 1, genEnd));
+      if (gen !== 0 && entry.gen >= gen) return;
+      this.held.delete(key);
+      this.dirty.delete(entry);
+      const finalId = message.slice(genEnd + 1, idEnd);
+      if (finalId !== '') entry.sink.write(Number(finalId), message.slice(idEnd + 1));
+      entry.sink.close();
+    } else if (kind === 97 /* a */) {
+      // Its held events reached the cap: a stream that lets this much pile up is not read fast enough.
+      // Ended, not dropped, as in one process (Mailbox.append): what was written still reaches it.
+      entry.sink.close();
+    }
+  }
+
+  /**
+   * Refreshes every held stream in Redis (its holder key, its deadline, its cursor) and fetches what a
+   * stream missed. `deadline` is when each peer times out if this instance stops refreshing it.
+   */
+  async refresh(deadline: number): Promise<void> {
+    await Promise.all([...this.held.values()].map((entry) => this.keepalive(entry, deadline)));
+  }
+
+  /** Ends every held stream (shutdown); each one's timeout starts. */
+  closeAll(): void {
+    for (const entry of [...this.held.values()]) entry.sink.close();
+    this.pending.clear();
+  }
+
+  /** Writes event `id` if it is the next one; a later one is fetched from the log with what precedes it. */
+  private offer(entry: Held, id: number, json: string, stamp: number): boolean {
+    if (id <= entry.cursor) return true;
+    if (id === entry.cursor + 1 && !entry.fetching && entry.sink.write(id, json)) {
+      entry.cursor = id;
+      if (id > entry.wanted) entry.wanted = id;
+      if (stamp >= 0) this.observer.delivered(this.observer.stamp() - Math.max(0, this.deps.now() - stamp));
+      this.markDirty(entry);
+      return true;
+    }
+    if (id > entry.wanted) entry.wanted = id;
+    // Not written now: either a gap (fetch it) or a full sink (its drain fetches).
+    if (entry.sink.isOpen && id !== entry.cursor + 1) this.catchUp(entry);
+    return false;
+  }
+
+  /** Writes from the log what the sink has not had, while it takes it. */
+  private catchUp(entry: Held): void {
+    if (entry.fetching || !entry.sink.isOpen) return;
+    entry.fetching = true;
+    void this.fetchLoop(entry).finally(() => {
+      entry.fetching = false;
+    });
+  }
+
+  private async fetchLoop(entry: Held): Promise<void> {
+    const log = `${this.deps.args()[0]}:l:${entry.key}`;
+    for (;;) {
+      let rows: [string, string[]][];
+      try {
+        rows = (await this.deps.link.command('XRANGE', [log, `(0-${entry.cursor}`, '+', 'COUNT', String(FETCH_COUNT)])) as [string, string[]][];
+      } catch {
+        return; // Redis is away: the reconnection reconciles.
+      }
+      if (this.held.get(entry.key) !== entry) return;
+      for (const [rawId, fields] of rows) {
+        const id = Number(rawId.slice(2));
+        if (id <= entry.cursor) continue;
+        if (!entry.sink.write(id, fields[1] as string)) return; // full: its drain fetches again
+        entry.cursor = id;
+        this.markDirty(entry);
+      }
+      if (entry.cursor > entry.wanted) entry.wanted = entry.cursor;
+      if (rows.length < FETCH_COUNT && entry.cursor >= entry.wanted) return;
+      if (rows.length === 0) return;
+    }
+  }
+
+  private async keepalive(entry: Held, deadline: number): Promise<void> {
+    let last: number | null;
+    try {
+      last = (await this.deps.link.eval(SCRIPTS.keepalive, [
+        ...this.deps.args(),
+        entry.key,
+        String(entry.gen),
+        String(entry.cursor),
+        String(deadline),
+        String(this.deps.retain),
+      ])) as number | null;
+    } catch (e) {
+      this.deps.logger.debug('could not refresh a stream in Redis', { key: entry.key, error: (e as Error).message });
+      return;
+    }
+    if (this.held.get(entry.key) !== entry) return;
+    if (last === null) {
+      // The peer left, was taken over or attached elsewhere while this instance could not hear of it.
+      this.held.delete(entry.key);
+      this.dirty.delete(entry);
+      entry.sink.close();
+      return;
+    }
+    if (last > entry.wanted) entry.wanted = last;
+    if (entry.wanted > entry.cursor) this.catchUp(entry);
+  }
+
+  /** Stores moved cursors in Redis once per turn of the event loop, whatever the number of events. */
+  private markDirty(entry: Held): void {
+    this.dirty.add(entry);
+    if (this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => {
+      this.flushing = false;
+      const entries = [...this.dirty];
+      this.dirty.clear();
+      for (const e of entries) {
+        if (this.held.get(e.key) !== e) continue;
+        const args = [...this.deps.args(), e.key, String(e.gen), String(e.cursor), '0', String(this.deps.retain)];
+        this.deps.link.eval(SCRIPTS.keepalive, args).catch(() => {
+          // Stored again by the next refresh.
+        });
+      }
+    });
+  }
+}

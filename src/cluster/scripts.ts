@@ -1,0 +1,406 @@
+/**
+ * The Lua scripts that change the cluster's state in Redis. Each runs atomically, so that a
+ * registration, a takeover, an append with its cap check or the claim of an expired peer is one step
+ * that no other instance can interleave with. Every script takes no KEYS and these ARGV first:
+ *
+ *   ARGV[1] key prefix   ARGV[2] this instance's id   ARGV[3] now (ms, the instances' clock)   ARGV[4] key TTL (ms)
+ *
+ * Keys are computed from the prefix and the ids, so scripts touch keys they could not declare (the peers
+ * of a session): they need one Redis server (a primary, with replicas or Sentinel), not Redis Cluster.
+ *
+ * Keys (P = prefix, a = "<sessionId>/<peerId>"; ids cannot contain "/"):
+ *   P:sessions       set of session ids
+ *   P:deadlines      sorted set: "a" scored with the time the peer times out, "/<sessionId>" with the
+ *                    time an admin-created session without peers ends; instances sweep it
+ *   P:s:<sid>        hash: createdAt, joins (a counter that orders the peers), idleMs and inv (admin sessions)
+ *   P:s:<sid>:p      hash: peerId → its credentials and place in the session (JSON)
+ *   P:s:<sid>:i      hash: peerId → invite (JSON), admin sessions with an allow-list
+ *   P:m:a            hash: epoch (first id of this incarnation), last (last id given), cursor (last id
+ *                    written to a stream), gen (bumped at every attach and takeover)
+ *   P:l:a            stream of the peer's events, entry id "0-<event id>", fields e (JSON) and t (ms accepted, or -1)
+ *   P:h:a            the id of the instance holding the peer's stream
+ *   P:c:<instance>   the pub/sub channel of an instance
+ *
+ * Messages to an instance (one line each field, the JSON last):
+ *   e\n<a>\n<id>\n<stamp>\n<json>        an event was appended: write it
+ *   c\n<a>\n<gen>\n<id>\n<json>          close the stream of an attach older than <gen> (0: any), after
+ *                                        writing the final event <json> with <id> when given
+ *   a\n<a>                               the peer's held events reached the cap: cut its slow stream
+ * A message for the calling instance itself is returned in the script's reply (OUT) instead of published.
+ */
+
+const PRELUDE = `
+local P, SELF, NOW, TTL = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local OUT = {}
+local SESSIONS, DL = P .. ':sessions', P .. ':deadlines'
+local function sk(sid) return P .. ':s:' .. sid end
+local function pk(sid) return P .. ':s:' .. sid .. ':p' end
+local function ik(sid) return P .. ':s:' .. sid .. ':i' end
+local function mk(a) return P .. ':m:' .. a end
+local function lk(a) return P .. ':l:' .. a end
+local function hk(a) return P .. ':h:' .. a end
+
+local function route(a, msg)
+  local holder = redis.call('GET', hk(a))
+  if not holder then return 0 end
+  if holder == SELF then OUT[#OUT + 1] = msg return -1 end
+  return redis.call('PUBLISH', P .. ':c:' .. holder, msg)
+end
+
+local function touchSession(sid)
+  local idle = redis.call('HGET', sk(sid), 'idleMs')
+  local ttl = TTL + (idle and tonumber(idle) or 0)
+  redis.call('PEXPIRE', sk(sid), ttl)
+  redis.call('PEXPIRE', pk(sid), ttl)
+  redis.call('PEXPIRE', ik(sid), ttl)
+  -- The shared keys live as long as the longest-lived session in them.
+  for _, k in ipairs({SESSIONS, DL}) do
+    if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+  end
+end
+
+-- Appends an event to a's log and routes it to a's stream. Returns id, held before, receivers of the
+-- route (-1: this instance); nil when a has no mailbox; false, held when a client message finds it full.
+local function append(a, json, client, maxHeld, stamp)
+  local m = redis.call('HMGET', mk(a), 'last', 'cursor')
+  if not m[1] then return nil end
+  local last, cursor = tonumber(m[1]), tonumber(m[2])
+  local held = last - cursor
+  if client and held >= maxHeld then
+    route(a, 'a\\n' .. a)
+    return false, held
+  end
+  local id = last + 1
+  redis.call('XADD', lk(a), '0-' .. id, 'e', json, 't', stamp)
+  redis.call('PEXPIRE', lk(a), TTL)
+  redis.call('HSET', mk(a), 'last', id)
+  return id, held, route(a, 'e\\n' .. a .. '\\n' .. id .. '\\n' .. stamp .. '\\n' .. json)
+end
+
+local function deleteSession(sid)
+  for _, pid in ipairs(redis.call('HKEYS', pk(sid))) do
+    local a = sid .. '/' .. pid
+    redis.call('ZREM', DL, a)
+    redis.call('DEL', mk(a), lk(a), hk(a))
+  end
+  redis.call('DEL', sk(sid), pk(sid), ik(sid))
+  redis.call('ZREM', DL, '/' .. sid)
+  redis.call('SREM', SESSIONS, sid)
+end
+
+-- Removes a registered peer: its stream closes, the others get peer-left, the last one out ends the
+-- session (an admin session waits idleMs instead). Returns 'left', 'idle' or 'closed'.
+local function removePeer(sid, pid)
+  local a = sid .. '/' .. pid
+  redis.call('HDEL', pk(sid), pid)
+  redis.call('ZREM', DL, a)
+  route(a, 'c\\n' .. a .. '\\n0\\n\\n')
+  redis.call('DEL', mk(a), lk(a), hk(a))
+  if redis.call('HLEN', pk(sid)) == 0 then
+    local idle = redis.call('HGET', sk(sid), 'idleMs')
+    if idle then
+      redis.call('ZADD', DL, NOW + tonumber(idle), '/' .. sid)
+      touchSession(sid)
+      return 'idle'
+    end
+    deleteSession(sid)
+    return 'closed'
+  end
+  local left = '{"type":"peer-left","senderId":"' .. pid .. '"}'
+  for _, other in ipairs(redis.call('HKEYS', pk(sid))) do append(sid .. '/' .. other, left, false, 0, '-1') end
+  return 'left'
+end
+`;
+
+/**
+ * What an admission check decides on, as one string: the session's creation (none: it is new),
+ * whether it is empty (the first peer in is the publisher), and the peer's current registration. The
+ * registration is written only if this is unchanged; other peers joining meanwhile change nothing.
+ */
+const FINGERPRINT = `
+local function fingerprint(sid, pid)
+  local created = redis.call('HGET', sk(sid), 'createdAt')
+  if not created then return '' end
+  local empty = redis.call('HLEN', pk(sid)) == 0 and '1' or '0'
+  return created .. '|' .. empty .. '|' .. (redis.call('HGET', pk(sid), pid) or '')
+end
+`;
+
+/** What an admission check needs: ARGV[5] sessionId, ARGV[6] peerId. */
+const ADMISSION = `
+local sid, pid = ARGV[5], ARGV[6]
+local sessions = redis.call('SCARD', SESSIONS)
+if redis.call('EXISTS', sk(sid)) == 0 then return {0, sessions, ''} end
+local meta = redis.call('HMGET', sk(sid), 'idleMs', 'inv')
+return {1, sessions, fingerprint(sid, pid), redis.call('HLEN', pk(sid)), meta[1] and 1 or 0, meta[2] and 1 or 0,
+  redis.call('HGET', pk(sid), pid), redis.call('HGET', ik(sid), pid)}
+`;
+
+/**
+ * Registers or takes over, if what the admission check decided on is unchanged (FINGERPRINT):
+ * ARGV[5] sessionId, [6] peerId, [7] the fingerprint seen, [8] credentials JSON (an object),
+ * [9] peer timeout ms, [10] max sessions, [11] max peers per session.
+ */
+const REGISTER = `
+local sid, pid, seen, record = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local peerTimeout, maxSessions, maxPeers = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+if fingerprint(sid, pid) ~= seen then return {'conflict'} end
+local created = 0
+if seen == '' then
+  if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
+  redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0)
+  redis.call('SADD', SESSIONS, sid)
+  created = 1
+end
+local current = redis.call('HGET', pk(sid), pid)
+local takeover = current and 1 or 0
+if takeover == 0 and redis.call('HLEN', pk(sid)) >= maxPeers then return {'session_full'} end
+-- Its place in the session: kept on takeover, the next one for a newcomer.
+local place = current and string.match(current, '"n":(%d+)') or redis.call('HINCRBY', sk(sid), 'joins', 1)
+redis.call('HSET', pk(sid), pid, string.sub(record, 1, -2) .. (record == '{}' and '' or ',') .. '"n":' .. place .. '}')
+redis.call('ZREM', DL, '/' .. sid)
+local a = sid .. '/' .. pid
+local m = redis.call('HMGET', mk(a), 'last', 'gen')
+-- A new incarnation: one id is skipped, so that the old one's Last-Event-ID never passes for the new one's.
+local epoch = m[1] and (tonumber(m[1]) + 2) or 1
+local gen = (m[2] and tonumber(m[2]) or 0) + 1
+route(a, 'c\\n' .. a .. '\\n' .. gen .. '\\n\\n')
+redis.call('DEL', lk(a), hk(a))
+redis.call('HSET', mk(a), 'epoch', epoch, 'last', epoch - 1, 'cursor', epoch - 1, 'gen', gen)
+redis.call('PEXPIRE', mk(a), TTL)
+redis.call('ZADD', DL, NOW + peerTimeout, a)
+local others = {}
+local joined = '{"type":"new-peer","senderId":"' .. pid .. '"}'
+for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
+  if other ~= pid then
+    others[#others + 1] = other
+    append(sid .. '/' .. other, joined, false, 0, '-1')
+  end
+end
+touchSession(sid)
+return {'ok', OUT, created, takeover, epoch - 1, others}
+`;
+
+/**
+ * A client message: ARGV[5] sessionId, [6] sender, [7] target ('' for every other peer), [8] event
+ * JSON, [9] stamp (ms accepted), [10] max held per peer. A broadcast reaches every other peer or none.
+ * Returns 'ok', OUT, then per target: peerId, id, held before, receivers.
+ */
+const SEND = `
+local sid, pid, target, json, stamp, maxHeld = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
+if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
+if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
+local result = {'ok', OUT}
+if target ~= '' then
+  if redis.call('HEXISTS', pk(sid), target) == 0 then return {'target_not_found', target} end
+  local id, held, receivers = append(sid .. '/' .. target, json, true, maxHeld, stamp)
+  if id == nil then return {'target_not_found', target} end
+  if id == false then return {'queue_full', target, held, OUT} end
+  result[3], result[4], result[5], result[6] = target, id, held, receivers
+  return result
+end
+local targets = {}
+for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
+  if other ~= pid then
+    local m = redis.call('HMGET', mk(sid .. '/' .. other), 'last', 'cursor')
+    if m[1] and tonumber(m[1]) - tonumber(m[2]) >= maxHeld then return {'queue_full', other, tonumber(m[1]) - tonumber(m[2])} end
+    targets[#targets + 1] = other
+  end
+end
+for _, other in ipairs(targets) do
+  local id, held, receivers = append(sid .. '/' .. other, json, true, maxHeld, stamp)
+  if id then
+    result[#result + 1] = other
+    result[#result + 1] = id
+    result[#result + 1] = held
+    result[#result + 1] = receivers
+  end
+end
+return result
+`;
+
+/**
+ * Attaches a stream on this instance: ARGV[5] sessionId, [6] peerId, [7] Last-Event-ID ('' for none),
+ * [8] the peer's deadline while attached. Returns 'ok', OUT, gen, cursor, then the events after the cursor.
+ */
+const ATTACH = `
+local sid, pid, resume, deadline = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
+if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
+if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
+local a = sid .. '/' .. pid
+local m = redis.call('HMGET', mk(a), 'epoch', 'last', 'cursor', 'gen')
+if not m[1] then return {'peer_not_found'} end
+local epoch, last, cursor, gen = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4])
+if resume ~= '' then
+  local from = tonumber(resume)
+  if from < epoch - 1 then return {'superseded'} end
+  local head = redis.call('XRANGE', lk(a), '-', '+', 'COUNT', 1)[1]
+  local first = head and tonumber(string.sub(head[1], 3)) or last + 1
+  if from > last or from < first - 1 then return {'resume_gap', from} end
+  cursor = from
+end
+gen = gen + 1
+route(a, 'c\\n' .. a .. '\\n' .. gen .. '\\n\\n')
+redis.call('HSET', mk(a), 'cursor', cursor, 'gen', gen)
+redis.call('SET', hk(a), SELF, 'PX', TTL)
+redis.call('ZADD', DL, deadline, a)
+redis.call('PEXPIRE', mk(a), TTL)
+redis.call('PEXPIRE', lk(a), TTL)
+touchSession(sid)
+return {'ok', OUT, gen, cursor, redis.call('XRANGE', lk(a), '(0-' .. cursor, '+')}
+`;
+
+/**
+ * The stream of attach <gen> ended on this instance: ARGV[5] a, [6] gen, [7] the peer's deadline now
+ * (its timeout starts). Nothing when another attach or a takeover came since.
+ */
+const DETACH = `
+local a, gen, deadline = ARGV[5], ARGV[6], tonumber(ARGV[7])
+if redis.call('HGET', mk(a), 'gen') ~= gen then return 0 end
+if redis.call('GET', hk(a)) == SELF then redis.call('DEL', hk(a)) end
+redis.call('ZADD', DL, deadline, a)
+return 1
+`;
+
+/**
+ * The holder's periodic refresh of attach <gen>, and its cursor: ARGV[5] a, [6] gen, [7] cursor,
+ * [8] deadline while attached, [9] events kept for resume. Returns the last id, or false when that
+ * attach is over (the peer left, was taken over or attached elsewhere): the holder then ends its stream.
+ */
+const KEEPALIVE = `
+local a, gen, cursor, deadline, retain = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local m = redis.call('HMGET', mk(a), 'gen', 'last')
+if m[1] ~= gen then return false end
+redis.call('HSET', mk(a), 'cursor', cursor)
+local keep = cursor - retain + 1
+if keep > 1 then redis.call('XTRIM', lk(a), 'MINID', '0-' .. keep) end
+if deadline > 0 then
+  redis.call('SET', hk(a), SELF, 'PX', TTL)
+  redis.call('ZADD', DL, deadline, a)
+  redis.call('PEXPIRE', mk(a), TTL)
+  redis.call('PEXPIRE', lk(a), TTL)
+  touchSession(string.match(a, '^(.-)/'))
+end
+return tonumber(m[2])
+`;
+
+/**
+ * Claims one due deadline (ARGV[5], the member) with ZREM, so that exactly one instance acts on it: an
+ * expired peer is removed (the others get peer-left), an idle admin session without peers ends.
+ */
+const EXPIRE = `
+local member = ARGV[5]
+local score = redis.call('ZSCORE', DL, member)
+if not score or tonumber(score) > NOW then return {'skip'} end
+redis.call('ZREM', DL, member)
+if string.sub(member, 1, 1) == '/' then
+  local sid = string.sub(member, 2)
+  if redis.call('EXISTS', sk(sid)) == 0 or redis.call('HLEN', pk(sid)) > 0 then return {'skip'} end
+  deleteSession(sid)
+  return {'idle', OUT, sid}
+end
+local sid, pid = string.match(member, '^(.-)/(.*)$')
+if not sid or redis.call('HEXISTS', pk(sid), pid) == 0 then return {'skip'} end
+return {'timeout', OUT, sid, pid, removePeer(sid, pid)}
+`;
+
+/** The peer leaves: ARGV[5] sessionId, [6] peerId. */
+const LEAVE = `
+local sid, pid = ARGV[5], ARGV[6]
+if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
+if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
+return {'ok', OUT, removePeer(sid, pid)}
+`;
+
+/** Closes a session: ARGV[5] sessionId, [6] the final event's JSON. Every stream gets it, then ends. */
+const CLOSE_SESSION = `
+local sid, final = ARGV[5], ARGV[6]
+if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
+for _, pid in ipairs(redis.call('HKEYS', pk(sid))) do
+  local a = sid .. '/' .. pid
+  local last = redis.call('HGET', mk(a), 'last')
+  if last then route(a, 'c\\n' .. a .. '\\n0\\n' .. (tonumber(last) + 1) .. '\\n' .. final) end
+end
+deleteSession(sid)
+return {'ok', OUT}
+`;
+
+/**
+ * An admin session: ARGV[5] sessionId, [6] idle ms, [7] max sessions, [8] '1' with an allow-list,
+ * then peerId, invite JSON pairs.
+ */
+const CREATE_SESSION = `
+local sid, idle, maxSessions = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+if redis.call('EXISTS', sk(sid)) == 1 then return {'session_exists'} end
+if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
+redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0, 'idleMs', idle)
+if ARGV[8] == '1' then redis.call('HSET', sk(sid), 'inv', 1) end
+for i = 9, #ARGV, 2 do redis.call('HSET', ik(sid), ARGV[i], ARGV[i + 1]) end
+redis.call('SADD', SESSIONS, sid)
+redis.call('ZADD', DL, NOW + idle, '/' .. sid)
+touchSession(sid)
+return {'ok'}
+`;
+
+/** ARGV[5] sessionId, [6] peerId: the peer's credentials JSON. */
+const PEER_AUTH = `
+local sid, pid = ARGV[5], ARGV[6]
+if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
+local record = redis.call('HGET', pk(sid), pid)
+if not record then return {'peer_not_found'} end
+return {'ok', record}
+`;
+
+/** ARGV[5] sessionId: peerId, credentials JSON pairs. */
+const SESSION_AUTHS = `
+local sid = ARGV[5]
+if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
+return {'ok', redis.call('HGETALL', pk(sid))}
+`;
+
+/** ARGV[5] sessionId: createdAt, idleMs, inv, peers (id, credentials, streaming 0/1 triples), invites (pairs). */
+const SNAPSHOT = `
+local sid = ARGV[5]
+if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
+local meta = redis.call('HMGET', sk(sid), 'createdAt', 'idleMs', 'inv')
+local peers = {}
+local all = redis.call('HGETALL', pk(sid))
+for i = 1, #all, 2 do
+  peers[#peers + 1] = all[i]
+  peers[#peers + 1] = all[i + 1]
+  peers[#peers + 1] = redis.call('EXISTS', hk(sid .. '/' .. all[i]))
+end
+return {'ok', meta[1], meta[2], meta[3], peers, redis.call('HGETALL', ik(sid))}
+`;
+
+/** The cluster's sessions and peers, for the gauges. */
+const COUNTS = `
+local sessions = redis.call('SMEMBERS', SESSIONS)
+local peers = 0
+for _, sid in ipairs(sessions) do peers = peers + redis.call('HLEN', pk(sid)) end
+return {#sessions, peers}
+`;
+
+export interface Script {
+  readonly name: string;
+  readonly source: string;
+}
+
+const script = (name: string, body: string): Script => ({ name, source: PRELUDE + body });
+
+export const SCRIPTS = {
+  admission: script('admission', FINGERPRINT + ADMISSION),
+  register: script('register', FINGERPRINT + REGISTER),
+  send: script('send', SEND),
+  attach: script('attach', ATTACH),
+  detach: script('detach', DETACH),
+  keepalive: script('keepalive', KEEPALIVE),
+  expire: script('expire', EXPIRE),
+  leave: script('leave', LEAVE),
+  closeSession: script('closeSession', CLOSE_SESSION),
+  createSession: script('createSession', CREATE_SESSION),
+  peerAuth: script('peerAuth', PEER_AUTH),
+  sessionAuths: script('sessionAuths', SESSION_AUTHS),
+  snapshot: script('snapshot', SNAPSHOT),
+  counts: script('counts', COUNTS),
+} as const;

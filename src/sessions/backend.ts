@@ -1,0 +1,105 @@
+import type { Delivered, EventSink } from '../delivery/delivery';
+import type { SignalBody } from './model';
+import type { Invite, PeerAuth, Role } from './store';
+
+/**
+ * A value now, or later. The single-process backend answers synchronously, so that its hot path pays
+ * for no promise; the cluster backend answers with promises. Callers `await` either.
+ */
+export type Awaitable<T> = T | Promise<T>;
+
+/** Applies `fn` to `value` at once when it is there, or when it arrives. */
+export function after<T, R>(value: Awaitable<T>, fn: (value: T) => R): Awaitable<R> {
+  return value instanceof Promise ? (value.then(fn) as Promise<R>) : fn(value);
+}
+
+/** What an admission check sees of a session: only these, so that any backend can show them. */
+export interface AdmitSession {
+  readonly peers: { readonly size: number };
+  /** With `invites`, only those peer ids may register; the check only ever looks up the registering one. */
+  readonly managed?: { readonly invites?: ReadonlyMap<string, Invite> };
+}
+
+/** What an admission check sees of the registration an id has now. */
+export interface AdmitPeer {
+  readonly auth?: PeerAuth;
+}
+
+/**
+ * Decides, inside the registration and so atomically with it, whether this peer may register: it
+ * sees the session (undefined when new) and the peer's current registration (undefined when not
+ * registered), throws to refuse, and returns the credentials to keep with the new registration. It is
+ * a pure function of what it is shown: a backend may run it again when the state changed under it.
+ */
+export type Admit = (session: AdmitSession | undefined, current: AdmitPeer | undefined) => PeerAuth | undefined;
+
+export interface Registration {
+  /** The other peers of the session. */
+  peers: string[];
+  auth: PeerAuth | undefined;
+  /** The Last-Event-ID that a first stream can be opened with. */
+  lastEventId: number;
+}
+
+export interface SessionOptions {
+  idleMs: number;
+  invites?: ReadonlyMap<string, Invite>;
+}
+
+/** A session as the admin API shows it. */
+export interface SessionSnapshot {
+  id: string;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  managed: boolean;
+  peers: { id: string; role: Role | null; streaming: boolean }[];
+  /** With an allow-list: every invited peer id. */
+  invites?: { peerId: string; role: Role }[];
+}
+
+/** The credentials kept with each registration: what access control reads. */
+export interface PeerDirectory {
+  /** The peer's credentials; throws `session_not_found` or `peer_not_found`. */
+  peerAuth(sessionId: string, peerId: string): Awaitable<PeerAuth | undefined>;
+  /** Every registered peer of a session with its credentials; throws `session_not_found`. */
+  sessionAuths(sessionId: string): Awaitable<readonly { readonly id: string; readonly auth?: PeerAuth }[]>;
+}
+
+/** Sessions and peers on this server (single process) or in the whole cluster, for metrics. */
+export interface SessionGauges {
+  sessions(): number;
+  peers(): number;
+}
+
+/**
+ * The signalling core as the routes and the stream transports (SSE, WebSocket) use it. `Signalling`
+ * is the single-process implementation (a Map of sessions, synchronous); `ClusterSignalling` keeps the
+ * same semantics in Redis for several instances (asynchronous). Every method throws (or rejects with)
+ * a `SignalError` to refuse.
+ */
+export interface SignallingBackend extends PeerDirectory {
+  /** Joins (creating the session if new) or takes over a registered id; the others get `new-peer`. */
+  register(sessionId: string, peerId: string, admit?: Admit): Awaitable<Registration>;
+  /** An empty session that waits for its peers (the admin API). */
+  createSession(sessionId: string, options: SessionOptions): Awaitable<unknown>;
+  /** Relays a client message to its target, or to every other peer when it names none. */
+  send(sessionId: string, peerId: string, body: SignalBody): Awaitable<Delivered>;
+  /**
+   * Attaches a peer's stream (any `EventSink`: SSE, WebSocket) and writes what it has not received,
+   * after `lastEventId` when the client resumes. On refusal the sink is closed.
+   */
+  connect(sessionId: string, peerId: string, sink: EventSink, lastEventId?: number): Awaitable<void>;
+  /** The peer leaves: the others get `peer-left`; the last one out ends the session. */
+  leave(sessionId: string, peerId: string): Awaitable<void>;
+  /** Every peer gets `session-closed`, then every stream ends and the session is gone. */
+  closeSession(sessionId: string): Awaitable<void>;
+  /** One session as the admin API shows it; undefined when there is none. */
+  snapshot(sessionId: string): Awaitable<SessionSnapshot | undefined>;
+  /** Every session. */
+  snapshots(): Awaitable<SessionSnapshot[]>;
+  /** Ends every stream and timer (server shutdown), and every stream that opens from now on. */
+  shutdown(): void;
+  /** Releases connections after `shutdown()` (the cluster's Redis clients); nothing to do in one process. */
+  close(): Promise<void>;
+  readonly gauges: SessionGauges;
+}

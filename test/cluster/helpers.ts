@@ -1,0 +1,103 @@
+import { createApp, type AppDeps } from '../../src/app';
+import type { ClusterSignalling } from '../../src/cluster/cluster-signalling';
+import { type Config, defaultConfig } from '../../src/config';
+import { ManualClock } from '../helpers';
+
+export interface Instance {
+  name: string;
+  url: string;
+  app: ReturnType<typeof createApp>;
+  cluster: ClusterSignalling;
+  /** A graceful stop: streams end, their timeouts start, connections close. */
+  stop(): Promise<void>;
+  /** Dies as a killed process would: nothing more is written to Redis, nothing is cleaned up. */
+  crash(): Promise<void>;
+}
+
+export interface Cluster {
+  instances: Instance[];
+  /** The prefix of the cluster's keys in Redis. */
+  prefix: string;
+  clock: ManualClock;
+  stop(): Promise<void>;
+}
+
+let prefixes = 0;
+
+/**
+ * `count` instances on real listeners, sharing one Redis and one manual clock (the instances' clocks
+ * agree, as NTP makes them). Each cluster gets its own key prefix, so that tests sharing a Redis
+ * never see each other.
+ */
+export async function startCluster(redisUrl: string, count: number, config: Partial<Config> = {}, deps: Partial<AppDeps> = {}): Promise<Cluster> {
+  const clock = new ManualClock();
+  const redisPrefix = `t${process.pid}-${++prefixes}-${crypto.randomUUID().slice(0, 8)}`;
+  const instances: Instance[] = [];
+  for (let i = 0; i < count; i++) {
+    const app = createApp(defaultConfig({ redisUrl, redisPrefix, ...config }), { clock, ...deps });
+    await app.decorator.backendReady;
+    app.listen({ port: 0, hostname: '127.0.0.1', reusePort: false, development: false });
+    const port = app.server?.port;
+    if (!port) throw new Error('server did not start');
+    const cluster = app.decorator.signalling as ClusterSignalling;
+    if (!cluster.link.isUp) throw new Error(`instance ${i} could not reach Redis at ${redisUrl}`);
+    let stopped = false;
+    instances.push({
+      name: String.fromCharCode(65 + i),
+      url: `http://127.0.0.1:${port}`,
+      app,
+      cluster,
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        cluster.shutdown();
+        await app.stop(true);
+        await cluster.close();
+      },
+      async crash() {
+        if (stopped) return;
+        stopped = true;
+        cluster.crash();
+        await app.stop(true);
+      },
+    });
+  }
+  return {
+    instances,
+    prefix: redisPrefix,
+    clock,
+    async stop() {
+      await Promise.all(instances.map((i) => i.stop()));
+    },
+  };
+}
+
+export interface Answer {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+/** One JSON request to a running instance. */
+export async function call(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+  const res = await fetch(`${url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // Not JSON: keep the text.
+  }
+  return { status: res.status, headers: res.headers, body: parsed };
+}
+
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** Waits until `check` holds, polling; fails with `what` after `timeoutMs`. For state that changes on its own (a reconnection). */
+export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
