@@ -27,6 +27,8 @@ export interface PeerLinkOptions {
 
 /** A connection that stays `disconnected` this long is restarted, without waiting for `failed`. */
 const DISCONNECTED_GRACE_MS = 5_000;
+/** A restart that has not reconnected by then is tried again: its state may never change again by itself. */
+const RESTART_TIMEOUT_MS = 12_000;
 /** Restarts in a row before giving up until something changes. */
 const MAX_RESTARTS = 3;
 
@@ -47,6 +49,7 @@ export class PeerLink {
   private snapshot: StatsSnapshot | undefined;
   private disconnectedTimer: ReturnType<typeof setTimeout> | undefined;
   private restartsInARow = 0;
+  private restartTimer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
 
   constructor(private readonly options: PeerLinkOptions) {
@@ -141,6 +144,13 @@ export class PeerLink {
     this.restartsInARow++;
     this.counts.iceRestarts++;
     this.options.log(`${this.remoteId}: restarting ICE (${reason})`);
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      if (this.closed || this.pc.connectionState === 'connected') return;
+      void this.restartIce(`not connected ${RESTART_TIMEOUT_MS / 1000} s after restarting`).catch((e) =>
+        this.options.log(`${this.remoteId}: ICE restart failed: ${(e as Error).message}`),
+      );
+    }, RESTART_TIMEOUT_MS);
     try {
       const iceServers = await this.options.iceServers();
       this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
@@ -163,6 +173,7 @@ export class PeerLink {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.disconnectedTimer);
+    clearTimeout(this.restartTimer);
     this.pc.close();
   }
 
@@ -176,6 +187,7 @@ export class PeerLink {
     options.log(`${this.remoteId}: connection ${state}`);
     clearTimeout(this.disconnectedTimer);
     if (state === 'connected') {
+      clearTimeout(this.restartTimer);
       this.failure = undefined;
       this.restartsInARow = 0;
     } else if (state === 'failed') {

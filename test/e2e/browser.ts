@@ -56,9 +56,24 @@ async function explained<T>(page: Page, what: string, wait: () => Promise<T>): P
   try {
     return await wait();
   } catch (e) {
-    const log = await page.locator('#log').innerText({ timeout: 2000 }).catch(() => '(no log)');
-    const state = await page.evaluate(() => JSON.stringify(window.switchboard)).catch(() => '(no state)');
-    throw new Error(`${what}: ${(e as Error).message.split('\n')[0]}\n${page.url()}\nstate: ${state}\nlog:\n${log.split('\n').slice(0, 60).join('\n')}`);
+    throw new Error(`${what}: ${(e as Error).message.split('\n')[0]}\n${await report(page)}`);
+  }
+}
+
+/** A page's URL, state and newest signalling log lines: what a failed wait needs to be understood. */
+async function report(page: Page): Promise<string> {
+  const log = await page.locator('#log').innerText({ timeout: 2000 }).catch(() => '(no log)');
+  const state = await page.evaluate(() => JSON.stringify(window.switchboard)).catch(() => '(no state)');
+  return `${page.url()}\nstate: ${state}\nlog:\n${log.split('\n').slice(0, 60).join('\n')}`;
+}
+
+/** Runs `wait`; when it fails, the error carries the report of every page named. */
+export async function explainOnFailure<T>(pages: Record<string, { page: Page }>, wait: () => Promise<T>): Promise<T> {
+  try {
+    return await wait();
+  } catch (e) {
+    const reports = await Promise.all(Object.entries(pages).map(async ([name, { page }]) => `--- ${name}: ${await report(page)}`));
+    throw new Error(`${(e as Error).message.split('\n')[0]}\n${reports.join('\n')}`);
   }
 }
 

@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
 import type { Browser } from 'playwright-core';
 import { type ServerProcess, spawnServer } from '../process-helpers';
-import { launchBrowser, openPeer, type PeerPage, status, waitConnected, waitVideo } from './browser';
+import { explainOnFailure, launchBrowser, openPeer, type PeerPage, status, waitConnected, waitVideo } from './browser';
 import { type Coturn, startCoturn } from './coturn';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -94,7 +94,9 @@ describe('ICE restart', () => {
     await viewer.page.waitForFunction(() => (window.switchboard.peers.pub?.offersReceived ?? 0) >= 2, undefined, { timeout: 30_000, polling: 100 });
     await waitConnected(viewer.page, 'pub');
     const before = (await status(viewer.page)).peers.pub?.framesDecoded ?? 0;
-    await viewer.page.waitForFunction((n) => (window.switchboard.peers.pub?.framesDecoded ?? 0) > n, before, { timeout: 30_000, polling: 100 });
+    await explainOnFailure({ viewer, publisher }, () =>
+      viewer.page.waitForFunction((n) => (window.switchboard.peers.pub?.framesDecoded ?? 0) > n, before, { timeout: 30_000, polling: 100 }),
+    );
 
     const seen = await status(viewer.page);
     expect(seen.reRegistrations).toBe(0);
