@@ -3,10 +3,11 @@
 
 FROM oven/bun:1.4 AS build
 WORKDIR /app
-# openssl: the TLS tests make a self-signed certificate. chromium and coturn: the end-to-end tests drive
-# the client page in a real browser and relay its media through a real TURN server. nginx:
-# deploy/nginx.conf is tested in front of a real server.
-RUN apt-get update && apt-get install -y --no-install-recommends openssl chromium coturn nginx strace && rm -rf /var/lib/apt/lists/*
+# What the tests start (test/run.ts lists the same): openssl makes the TLS tests' certificate; chromium
+# and coturn run the client page end to end with real TURN; nginx fronts a server as deploy/nginx.conf
+# says; strace checks the executable against the systemd unit's system-call filter; redis-server backs
+# the cluster tests.
+RUN apt-get update && apt-get install -y --no-install-recommends openssl chromium coturn nginx strace redis-server && rm -rf /var/lib/apt/lists/*
 COPY package.json bun.lock bunfig.toml tsconfig.json ./
 RUN bun install --frozen-lockfile
 COPY src ./src
