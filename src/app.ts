@@ -22,6 +22,7 @@ import { Operations } from './ops/operations';
 import { REQUEST_ID_HEADER } from './ops/telemetry';
 import type { HtmlImport } from './page/bundle';
 import { pageRoutes } from './page/routes';
+import { RelayEngine } from './relay/engine';
 import { sessionRoutes } from './sessions/routes';
 import type { SignallingBackend } from './sessions/backend';
 import type { SessionListener } from './sessions/events';
@@ -67,7 +68,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0 };
   const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
-  const { signalling, ready } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
+  const { signalling, ready, relay } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
   backend = signalling;
   const drain = ops.drain(signalling);
   const anyOrigin = config.corsOrigins.includes('*');
@@ -83,6 +84,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     // Resolves once the backend made its first attempt to connect (at once without REDIS_URL).
     .decorate('backendReady', ready)
     .decorate('access', access)
+    .decorate('relay', relay)
     .decorate('readiness', ops.readiness)
     .decorate('drain', drain)
     .onStop(() => {
@@ -129,10 +131,15 @@ function signallingBackend(
   core: { clock: Clock; observer: Operations['observer']; logger: Logger; listener?: SessionListener },
   ops: Operations,
   instanceId: string = crypto.randomUUID(),
-): { signalling: SignallingBackend; ready: Promise<void> } {
+): { signalling: SignallingBackend; ready: Promise<void>; relay?: RelayEngine } {
   if (!config.redisUrl) {
     const delivery = new LocalDelivery(config.maxQueue, core.observer);
-    return { signalling: new Signalling(config, { ...core, store: new SessionStore(), delivery }), ready: Promise.resolve() };
+    // The `switchboard` peer of relay sessions answers through the signalling service it is given to.
+    // Relay sessions live in one process: their media cannot move between instances.
+    const relayLogger = core.logger.child({ component: 'relay' });
+    const relay = new RelayEngine(config, { clock: core.clock, log: (line) => relayLogger.info(line), outbox: (...event) => signalling.fromServer(...event) });
+    const signalling: Signalling = new Signalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay });
+    return { signalling, ready: Promise.resolve(), relay };
   }
   const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId });
   ops.readiness.register('redis', () => cluster.link.ping());

@@ -37,6 +37,17 @@ const ClusterSettings = {
   redisTimeoutMs: T.Integer({ minimum: 50, default: 5000, description: 'a Redis command unanswered for this long means Redis is unreachable: the connection is dropped and made again, requests waiting on it answer 503' }),
 };
 
+/** The media side of relay sessions: the server's own WebRTC connections (see README, Relay mode). */
+const RelaySettings = {
+  relayPortRange: T.Optional(T.String({ pattern: '^\\s*\\d{1,5}\\s*-\\s*\\d{1,5}\\s*$', description: 'UDP ports of relay connections, FROM-TO, one port per connected peer (default: any free port)' })),
+  relayPublicIp: T.Optional(T.String({ pattern: '^(\\d{1,3}\\.){3}\\d{1,3}$', description: "IPv4 address announced in the relay's ICE candidates instead of the local one (a server behind 1:1 NAT)" })),
+  relayHostIps: T.Optional(T.Array(T.String({ pattern: '^(\\d{1,3}\\.){3}\\d{1,3}$' }), { minItems: 1, description: 'comma-separated local IPv4 addresses to gather on besides every interface (e.g. 127.0.0.1, which is left out otherwise)' })),
+  relayIceUrls: T.Optional(T.Array(IceUrl, { minItems: 1, description: 'comma-separated STUN/TURN URLs the relay itself uses to gather candidates (default: none)' })),
+  relayIceUsername: T.Optional(T.String({ minLength: 1, description: 'TURN username for RELAY_ICE_URLS (with RELAY_ICE_CREDENTIAL)' })),
+  relayIceCredential: T.Optional(T.String({ minLength: 1, description: 'TURN password for RELAY_ICE_URLS' })),
+  relayVideoCodecs: T.Array(T.Union([T.Literal('vp8'), T.Literal('h264')]), { minItems: 1, default: ['vp8', 'h264'], description: 'comma-separated video codecs of relay sessions, preferred first: a publisher sends the first one it has (h264,vp8 for H.264 from browsers too)' }),
+};
+
 /**
  * Every setting, with its default. Each key is read from the environment variable of the same name in
  * SCREAMING_SNAKE_CASE (`pingIntervalMs` ← `PING_INTERVAL_MS`) and from the flag in kebab-case
@@ -68,6 +79,7 @@ export const Config = T.Object({
   ...AccessSettings,
   ...LimitSettings,
   ...ClusterSettings,
+  ...RelaySettings,
 });
 export type Config = Static<typeof Config>;
 
@@ -143,6 +155,7 @@ function checkCombinations(c: Config): void {
     throw new ConfigError('TURN_SECRET issues its own credentials: unset TURN_USERNAME and TURN_CREDENTIAL');
   }
   checkCloudflare(c);
+  checkRelay(c);
   if (c.turnSecret && !c.iceUrls?.some((u) => u.startsWith('turn'))) {
     throw new ConfigError('TURN_SECRET is set but ICE_URLS lists no turn: or turns: URL to use it with');
   }
@@ -194,4 +207,27 @@ export function helpText(): string {
   }
   lines.push('  --help      this text', '  --version   print the version and exit');
   return lines.join('\n');
+}
+
+/** The relay's port range as [from, to], or undefined for any free port. */
+export function relayPorts(c: Pick<Config, 'relayPortRange'>): [number, number] | undefined {
+  if (!c.relayPortRange) return undefined;
+  const [from, to] = c.relayPortRange.split('-').map((p) => Number(p.trim()));
+  return [from ?? 0, to ?? 0];
+}
+
+function checkRelay(c: Config): void {
+  const ports = relayPorts(c);
+  if (ports && !(ports[0] >= 1 && ports[0] < ports[1] && ports[1] <= 65535)) {
+    throw new ConfigError(`RELAY_PORT_RANGE=${JSON.stringify(c.relayPortRange)} is invalid: expected FROM-TO with 1 <= FROM < TO <= 65535 (one port per connected peer)`);
+  }
+  for (const [name, ip] of [['RELAY_PUBLIC_IP', c.relayPublicIp], ...(c.relayHostIps ?? []).map((ip) => ['RELAY_HOST_IPS', ip])] as const) {
+    if (ip && ip.split('.').some((part) => Number(part) > 255)) throw new ConfigError(`${name}=${JSON.stringify(ip)} is not an IPv4 address`);
+  }
+  if (Boolean(c.relayIceUsername) !== Boolean(c.relayIceCredential)) {
+    throw new ConfigError('RELAY_ICE_USERNAME and RELAY_ICE_CREDENTIAL must be set together');
+  }
+  if (c.relayIceUsername && !c.relayIceUrls?.some((u) => u.startsWith('turn'))) {
+    throw new ConfigError('RELAY_ICE_USERNAME is set but RELAY_ICE_URLS lists no turn: or turns: URL to use it with');
+  }
 }

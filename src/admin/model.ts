@@ -1,5 +1,5 @@
 import { Type as t } from '@sinclair/typebox';
-import { Id } from '../sessions/model';
+import { Id, SessionModeName } from '../sessions/model';
 
 export const RoleName = t.Union([t.Literal('publisher'), t.Literal('viewer')]);
 export type RoleName = typeof RoleName.static;
@@ -9,6 +9,7 @@ export const CreateSessionBody = t.Object({
   sessionId: t.Optional(Id),
   peers: t.Optional(t.Array(t.Object({ peerId: Id, role: RoleName }), { maxItems: 1024, description: 'the only peer ids that may register, each with its role' })),
   idleS: t.Optional(t.Integer({ minimum: 1, maximum: 7 * 86_400, description: 'how long the session waits without peers before it ends (default 3600)' })),
+  mode: t.Optional(SessionModeName),
 });
 export type CreateSessionBody = typeof CreateSessionBody.static;
 
@@ -22,6 +23,7 @@ export type JoinGrant = typeof JoinGrant.static;
 export const CreatedSession = t.Object({
   sessionId: t.String(),
   idleS: t.Integer(),
+  mode: SessionModeName,
   peers: t.Array(JoinGrant),
 });
 export type CreatedSession = typeof CreatedSession.static;
@@ -37,6 +39,7 @@ export const SessionView = t.Object({
   sessionId: t.String(),
   createdAt: t.String({ format: 'date-time' }),
   managed: t.Boolean({ description: 'created by the admin API (it outlives its last peer)' }),
+  mode: SessionModeName,
   peers: t.Array(PeerView),
   invited: t.Optional(
     t.Array(t.Object({ peerId: t.String(), role: RoleName, joined: t.Boolean() }), { description: 'with an allow-list: every invited peer id, and whether it is registered now' }),

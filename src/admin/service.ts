@@ -39,7 +39,7 @@ export class Admin {
         grants.push({ peerId, role, token });
       }
     }
-    return after(this.deps.signalling.createSession(sessionId, { idleMs: idleS * 1000, invites }), () => ({ sessionId, idleS, peers: grants }));
+    return after(this.deps.signalling.createSession(sessionId, { idleMs: idleS * 1000, invites, mode: body.mode }), ({ mode }) => ({ sessionId, idleS, mode, peers: grants }));
   }
 
   list(): Awaitable<{ sessions: SessionView[] }> {
@@ -59,6 +59,7 @@ function view(session: SessionSnapshot): SessionView {
     sessionId: session.id,
     createdAt: new Date(session.createdAt).toISOString(),
     managed: session.managed,
+    mode: session.mode,
     peers: session.peers.map((p) => ({ peerId: p.id, role: p.role, streaming: p.streaming })),
   };
   if (session.invites) {

@@ -49,8 +49,9 @@ export class PeerAccess {
   /**
    * Prepares `POST /register`: verifies a JWT when one is presented in jwt mode (the only slow part),
    * and returns the synchronous admission check that the service runs inside the registration.
+   * `requested` is the role the peer asks for (`?role=`): see `requestRole`.
    */
-  async ticket(sessionId: string, peerId: string, bearer: string | undefined): Promise<Ticket> {
+  async ticket(sessionId: string, peerId: string, bearer: string | undefined, requested?: Role): Promise<Ticket> {
     const token = this.deps.newToken();
     const hash = tokenHash(token);
     const { jwt } = this.deps;
@@ -64,8 +65,37 @@ export class PeerAccess {
         jwtError = e;
       }
     }
-    const admit: Admit = (session, current) => ({ tokenHash: hash, role: this.admit(sessionId, peerId, bearer, session, current, claims, jwtError) });
+    const admit: Admit = (session, current) => {
+      const granted = this.admit(sessionId, peerId, bearer, session, current, claims, jwtError);
+      return { tokenHash: hash, role: this.requestRole(sessionId, peerId, granted, requested, session, claims !== undefined) };
+    };
     return { token, admit };
+  }
+
+  /**
+   * Reconciles the role a peer asks for with the one its credentials give it. Asking for less (viewer)
+   * is always granted. Asking for publisher: in open mode the peer decides; in token mode it may while
+   * the session has no other publisher (being first in would have made it one anyway); with a JWT or an
+   * invite it may only if they say publisher.
+   */
+  private requestRole(
+    sessionId: string,
+    peerId: string,
+    granted: Role,
+    requested: Role | undefined,
+    session: AdmitSession | undefined,
+    byClaims: boolean,
+  ): Role {
+    if (requested === undefined || requested === granted || requested === 'viewer') return requested ?? granted;
+    const mode = this.config.authMode;
+    if (mode === 'open') return requested;
+    const invited = session?.managed?.invites !== undefined;
+    if (mode === 'token' && !invited && !byClaims) {
+      const other = session?.publisher;
+      if (other === undefined) return requested;
+      throw forbidden(`session ${sessionId} has publisher ${other}; peer ${peerId} may register as a viewer only`);
+    }
+    throw forbidden(`peer ${peerId} may register in session ${sessionId} as a viewer only: its ${invited ? 'invite' : 'JWT'} does not make it a publisher`);
   }
 
   /** The role a registration gets, or a refusal. */

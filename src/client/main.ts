@@ -1,5 +1,7 @@
 // The browser test client: start a stream (the device's role) or join one, as the seed describes.
-// `/?session=S&peer=P&role=publish|view` starts by itself; `&relay=1` forces TURN; `&source=camera|screen|pattern`.
+// `/?session=S&peer=P&role=publish|view` starts by itself; `&mode=relay` creates a relay session (media
+// through the server); `&relay=1` forces TURN; `&source=camera|screen|pattern`; `&codec=h264|vp8` the
+// video codec a publisher prefers.
 import { SOURCES, type Source } from './media';
 import { type ClientStatus, describeError, Session } from './session';
 import type { Transport } from './signalling';
@@ -31,6 +33,8 @@ view.peer.value = params.get('peer') ?? '';
 view.relay.checked = params.get('relay') === '1';
 // ?transport=ws signals over one WebSocket instead of Server-Sent Events and POST (the default).
 const transport: Transport = params.get('transport') === 'ws' ? 'ws' : 'sse';
+if (params.get('mode') === 'relay') view.mode.value = 'relay';
+const codec = params.get('codec') ?? undefined;
 const sourceParam = params.get('source');
 if (sourceParam && (SOURCES as readonly string[]).includes(sourceParam)) view.source.value = sourceParam;
 
@@ -47,9 +51,12 @@ async function start(role: Role): Promise<void> {
   // The address bar now reloads into the same session and role.
   const url = new URLSearchParams({ session: sessionId, role });
   if (view.peer.value.trim()) url.set('peer', peerId);
+  const mode = view.mode.value === 'relay' ? 'relay' : undefined;
+  if (mode) url.set('mode', mode);
   if (view.relay.checked) url.set('relay', '1');
   if (role === 'publish') url.set('source', view.source.value);
   if (transport === 'ws') url.set('transport', 'ws');
+  if (role === 'publish' && codec) url.set('codec', codec);
   history.replaceState(null, '', `?${url}`);
 
   const current = new Session({
@@ -57,6 +64,8 @@ async function start(role: Role): Promise<void> {
     transport,
     sessionId,
     peerId,
+    mode,
+    codec,
     relay: view.relay.checked,
     source: view.source.value as Source,
     view,

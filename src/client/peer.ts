@@ -10,11 +10,15 @@ export interface CandidateError {
 
 export interface PeerLinkOptions {
   remoteId: string;
+  /** This side makes the offers (and ICE restarts); the other side only answers. */
+  offers: boolean;
   /** On an offer collision (both sides offered), the polite side gives way; the other ignores the offer. */
   polite: boolean;
   config: RTCConfiguration;
   /** The publisher's media, sent to this peer; a viewer sends nothing. */
   media?: MediaStream;
+  /** The video codec to send, first in the order offered or answered (`h264`, `vp8`). */
+  codec?: string;
   send(type: string, payload: unknown): Promise<void>;
   log(text: string): void;
   /** Something shown about this link changed. */
@@ -57,7 +61,11 @@ export class PeerLink {
     const pc = new RTCPeerConnection(options.config);
     this.pc = pc;
     const { media } = options;
-    if (media) for (const track of media.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
+    if (media && options.offers) for (const track of media.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
+    // Answering with media (a publisher in a relay session): tracks added this way take the offer's
+    // receive-only sections, and the answer sends on them.
+    else if (media) for (const track of media.getTracks()) pc.addTrack(track, media);
+    if (options.offers) this.preferCodec();
 
     pc.onicecandidate = (e) => {
       if (!e.candidate) {
@@ -157,7 +165,7 @@ export class PeerLink {
     } catch (e) {
       this.options.log(`${this.remoteId}: could not renew the ICE servers (${(e as Error).message}); restarting with the old ones`);
     }
-    if (this.options.media) await this.offer(true);
+    if (this.options.offers) await this.offer(true);
     else await this.signal('ice-restart', { reason });
   }
 
@@ -221,6 +229,28 @@ export class PeerLink {
       );
     }
     return reasons.join('; ');
+  }
+
+  /**
+   * Puts the codec asked for first on the video transceivers this side offers, where the browser has it.
+   * An answerer sends the offer's first codec that it has whatever its own order, so answering (a
+   * publisher in a relay session) leaves the choice to the offer.
+   */
+  private preferCodec(): void {
+    const name = this.options.codec?.toLowerCase();
+    if (!name || typeof RTCRtpSender.getCapabilities !== 'function') return;
+    const codecs = RTCRtpSender.getCapabilities('video')?.codecs ?? [];
+    const preferred = codecs.filter((c) => c.mimeType.toLowerCase() === `video/${name}`);
+    if (preferred.length === 0) return;
+    const ordered = [...preferred, ...codecs.filter((c) => !preferred.includes(c))];
+    for (const transceiver of this.pc.getTransceivers()) {
+      if (transceiver.sender.track?.kind !== 'video' || typeof transceiver.setCodecPreferences !== 'function') continue;
+      try {
+        transceiver.setCodecPreferences(ordered);
+      } catch (e) {
+        this.options.log(`${this.remoteId}: cannot prefer ${name}: ${(e as Error).message}`);
+      }
+    }
   }
 
   private async applyHeld(): Promise<void> {

@@ -3,7 +3,7 @@
 // remote peer: a publisher serves every viewer of the session.
 import { type LocalMedia, openMedia, type Source } from './media';
 import { type CandidateError, PeerLink } from './peer';
-import { ApiError, type Signal, SignalChannel, type StreamState, type Transport, UnreachableError } from './signalling';
+import { ApiError, type SessionMode, type Signal, SignalChannel, type StreamState, type Transport, UnreachableError } from './signalling';
 import type { SelectedPair } from './stats';
 import type { Role, View } from './ui';
 
@@ -37,6 +37,10 @@ export interface ClientStatus {
   transport?: Transport;
   sessionId?: string;
   peerId?: string;
+  /** mesh: media peer to peer; relay: through the server, the one remote peer being `switchboard`. */
+  mode?: SessionMode;
+  /** In a relay session, the publisher a viewer watches through the server, while it is there. */
+  publisher?: string;
   relay: boolean;
   /** What the publisher actually sends. */
   source?: Source;
@@ -54,6 +58,10 @@ export interface SessionOptions {
   transport: Transport;
   sessionId: string;
   peerId: string;
+  /** The mode asked for when this page creates the session; the server's answer decides. */
+  mode?: SessionMode;
+  /** The video codec a publisher prefers (`h264`, `vp8`), where the browser has it. */
+  codec?: string;
   relay: boolean;
   source: Source;
   view: View;
@@ -63,6 +71,9 @@ export interface SessionOptions {
 }
 
 const STATS_INTERVAL_MS = 1000;
+
+/** The server's own peer in relay sessions. */
+export const SERVER_PEER = 'switchboard';
 
 export class Session {
   private readonly links = new Map<string, PeerLink>();
@@ -76,13 +87,31 @@ export class Session {
 
   constructor(private readonly options: SessionOptions) {
     const { sessionId, peerId, status } = options;
-    this.channel = new SignalChannel(sessionId, peerId, {
-      signal: (signal) => this.enqueue(() => this.handle(signal)),
-      stream: (state, detail) => this.streamChanged(state, detail),
-      registered: (peers) => this.enqueue(() => this.registeredAgain(peers)),
-      log: (text) => this.log(text),
-    }, '', options.transport);
-    Object.assign(status, { phase: 'starting', role: options.role, transport: options.transport, sessionId, peerId, relay: options.relay, error: undefined, peers: {} });
+    this.channel = new SignalChannel(
+      sessionId,
+      peerId,
+      {
+        signal: (signal) => this.enqueue(() => this.handle(signal)),
+        stream: (state, detail) => this.streamChanged(state, detail),
+        registered: (peers) => this.enqueue(() => this.registeredAgain(peers)),
+        log: (text) => this.log(text),
+      },
+      '',
+      options.transport,
+      { mode: options.mode, role: options.role },
+    );
+    Object.assign(status, {
+      phase: 'starting',
+      role: options.role,
+      transport: options.transport,
+      sessionId,
+      peerId,
+      mode: options.mode,
+      publisher: undefined,
+      relay: options.relay,
+      error: undefined,
+      peers: {},
+    });
   }
 
   async start(): Promise<void> {
@@ -111,12 +140,17 @@ export class Session {
     const peers = await this.channel.register();
     if (this.stopped) return;
     this.log(`registered as ${peerId} in session ${sessionId}; already there: ${peers.join(', ') || 'nobody'}`);
+    status.mode = this.channel.mode;
+    if (this.relayed) {
+      this.log(`relay session: media goes through the server; ${SERVER_PEER} will offer`);
+      if (role === 'view') status.publisher = peers[0];
+    }
     this.channel.open();
     status.phase = 'live';
     // The server sends new-peer to the others, not to the one registering: a publisher that arrives
-    // (or comes back after a reload) offers to those already there.
-    if (role === 'publish') for (const id of peers) this.enqueue(() => this.offerTo(id));
-    if (role === 'publish') view.showShareLink(viewerLink(sessionId));
+    // (or comes back after a reload) offers to those already there. In a relay session the server offers.
+    if (role === 'publish' && !this.relayed) for (const id of peers) this.enqueue(() => this.offerTo(id));
+    if (role === 'publish') view.showShareLink(viewerLink(sessionId, this.channel.mode));
     this.statsTimer = setInterval(() => void this.poll(), STATS_INTERVAL_MS);
     this.showSummary();
   }
@@ -137,6 +171,11 @@ export class Session {
     this.options.ended();
   }
 
+  /** Media goes through the server: the only connection is with `switchboard`, which offers. */
+  private get relayed(): boolean {
+    return this.channel.mode === 'relay';
+  }
+
   private async handle(signal: Signal): Promise<void> {
     if (this.stopped) return;
     const from = signal.senderId ?? '';
@@ -144,11 +183,22 @@ export class Session {
     this.log(`← ${signal.type}${from ? ` from ${from}` : ''}${describePayload(signal)}`);
     switch (signal.type) {
       case 'new-peer':
+        if (this.relayed) {
+          // Only the publisher's arrival is announced, to viewers: its video comes on the same connection.
+          this.options.status.publisher = from;
+          break;
+        }
         // A known id registering again is a new page: its old connection is dead.
         this.drop(from);
         if (role === 'publish') await this.offerTo(from);
         break;
       case 'peer-left':
+        if (this.relayed) {
+          // The server keeps this viewer's connection: the video stops until a publisher sends again.
+          if (this.options.status.publisher === from) this.options.status.publisher = undefined;
+          this.log(`${from} stopped publishing; the connection to ${SERVER_PEER} stays for when it is back`);
+          break;
+        }
         this.drop(from);
         break;
       case 'session-closed':
@@ -167,14 +217,14 @@ export class Session {
       case 'ice-candidate': {
         // A viewer may get candidates before the offer reaches it only if messages were reordered, which
         // the server does not do; the link holds them until a remote description exists either way.
-        const link = this.links.get(from) ?? (role === 'view' ? this.link(from) : undefined);
+        const link = this.links.get(from) ?? (role === 'view' || this.relayed ? this.link(from) : undefined);
         if (link) await link.handleCandidate(signal.payload as RTCIceCandidateInit);
         break;
       }
       case 'ice-restart': {
         // Only the offering side can restart; one restart already under way answers the request too.
         const link = this.links.get(from);
-        if (role === 'publish' && link && link.pc.signalingState === 'stable') await link.restartIce(`${from} asked for it`);
+        if (role === 'publish' && !this.relayed && link && link.pc.signalingState === 'stable') await link.restartIce(`${from} asked for it`);
         break;
       }
       default:
@@ -189,7 +239,10 @@ export class Session {
     this.options.status.reRegistrations = this.channel.reRegistrations;
     this.log(`registered again; present: ${peers.join(', ') || 'nobody'}`);
     for (const id of [...this.links.keys()]) this.drop(id);
-    if (this.options.role === 'publish') for (const id of peers) await this.offerTo(id);
+    this.options.status.mode = this.channel.mode;
+    if (this.relayed) {
+      if (this.options.role === 'view') this.options.status.publisher = peers[0];
+    } else if (this.options.role === 'publish') for (const id of peers) await this.offerTo(id);
     this.showSummary();
   }
 
@@ -204,9 +257,12 @@ export class Session {
     const { role, peerId, relay, view } = this.options;
     const link: PeerLink = new PeerLink({
       remoteId,
-      polite: role === 'view' || peerId > remoteId,
+      // In a relay session the server offers and this side answers, publisher included.
+      offers: role === 'publish' && !this.relayed,
+      polite: role === 'view' || this.relayed || peerId > remoteId,
       config: { iceServers: this.iceServer ? [this.iceServer] : [], iceTransportPolicy: relay ? 'relay' : 'all' },
       media: this.media?.stream,
+      codec: this.options.codec,
       send: (type, payload) => this.channel.send(type, payload, remoteId),
       log: (text) => this.log(text),
       changed: () => this.render(link),
@@ -250,7 +306,7 @@ export class Session {
       failure: link.failure,
       ...link.counts,
     };
-    this.options.view.showPeer(link, this.options.role === 'view');
+    this.options.view.showPeer(link, this.options.role === 'view', this.relayed);
     this.showSummary();
   }
 
@@ -287,6 +343,12 @@ export class Session {
     if (this.stopped || status.phase !== 'live') return;
     const peers = Object.values(status.peers);
     const connected = peers.filter((p) => p.connectionState === 'connected').length;
+    if (this.relayed) {
+      const server = status.peers[SERVER_PEER]?.connectionState ?? 'new';
+      const watching = role === 'publish' ? '' : status.publisher ? ` (publisher ${status.publisher})` : ', waiting for a publisher';
+      view.setStatus(`${role === 'publish' ? 'Publishing' : 'Viewing'} session ${sessionId} as ${peerId} through the server: ${SERVER_PEER} ${server}${watching}.`);
+      return;
+    }
     const others = role === 'publish' ? 'viewer' : 'publisher';
     const count = `${connected} of ${peers.length} ${others}${peers.length === 1 ? '' : 's'} connected`;
     view.setStatus(`${role === 'publish' ? 'Publishing' : 'Viewing'} session ${sessionId} as ${peerId}: ${peers.length ? count : `waiting for a ${others}`}.`);
@@ -307,8 +369,10 @@ export class Session {
 }
 
 /** The link a viewer opens to join this session. */
-export function viewerLink(sessionId: string): string {
-  return `${location.origin}${location.pathname}?${new URLSearchParams({ session: sessionId, role: 'view' })}`;
+export function viewerLink(sessionId: string, mode: SessionMode = 'mesh'): string {
+  const query = new URLSearchParams({ session: sessionId, role: 'view' });
+  if (mode === 'relay') query.set('mode', 'relay');
+  return `${location.origin}${location.pathname}?${query}`;
 }
 
 /** Plain words for a failure to start. */

@@ -46,11 +46,22 @@ const MAX_BACKOFF_MS = 30_000;
 /** How events arrive and messages leave: the seed's SSE + POST, or one WebSocket. */
 export type Transport = 'sse' | 'ws';
 
+/** How media flows in the session: peer to peer, or through the server (`switchboard`). */
+export type SessionMode = 'mesh' | 'relay';
+
+/** What POST /register asks for: the mode of a session it creates, and this peer's role. */
+export interface RegisterOptions {
+  mode?: SessionMode;
+  role?: 'publish' | 'view';
+}
+
 export class SignalChannel {
   /** Stream reconnects that resumed with Last-Event-ID. */
   resumes = 0;
   /** Times the peer had to register again. */
   reRegistrations = 0;
+  /** The session's mode, as the last registration reported it. */
+  mode: SessionMode = 'mesh';
   private events: EventSource | undefined;
   private socket: WebSocket | undefined;
   /** Where the stream resumes from: the last event id seen, or the one POST /register gave. */
@@ -76,6 +87,7 @@ export class SignalChannel {
     private readonly on: ChannelEvents,
     private readonly origin = '',
     readonly transport: Transport = 'sse',
+    private readonly options: RegisterOptions = {},
   ) {
     this.path = `${encodeURIComponent(sessionId)}/${encodeURIComponent(peerId)}`;
     // A reload of this tab presents the token of the registration it replaces: with AUTH_MODE=token
@@ -94,10 +106,15 @@ export class SignalChannel {
     return username === undefined ? { urls } : { urls, username, credential };
   }
 
-  /** `POST /register`: returns the peers already in the session. */
+  /** `POST /register`: returns the peers already in the session (and sets `mode`). */
   async register(): Promise<string[]> {
-    const answer = (await this.request('POST', `/register/${this.path}`)) as { peers?: string[]; token?: string; lastEventId?: number };
+    const query = new URLSearchParams();
+    if (this.options.mode) query.set('mode', this.options.mode);
+    if (this.options.role) query.set('role', this.options.role);
+    const search = query.size ? `?${query}` : '';
+    const answer = (await this.request('POST', `/register/${this.path}${search}`)) as { peers?: string[]; token?: string; lastEventId?: number; mode?: SessionMode };
     this.registered = true;
+    this.mode = answer.mode ?? 'mesh';
     this.token = answer.token;
     if (answer.token !== undefined) tabStorage()?.setItem(this.storageKey, answer.token);
     // Opening the first stream from this id means even its loss before the first event loses nothing.

@@ -17,6 +17,7 @@ export class View {
   readonly peer = byId<HTMLInputElement>('peer');
   readonly source = byId<HTMLSelectElement>('source');
   readonly relay = byId<HTMLInputElement>('relay');
+  readonly mode = byId<HTMLSelectElement>('mode');
   readonly form = byId<HTMLFormElement>('controls');
   readonly publishButton = byId<HTMLButtonElement>('publish');
   readonly viewButton = byId<HTMLButtonElement>('view');
@@ -61,7 +62,7 @@ export class View {
 
   /** Locks the controls while a role runs. */
   setRunning(role: Role | undefined): void {
-    for (const input of [this.session, this.peer, this.source, this.relay, this.publishButton, this.viewButton]) input.disabled = role !== undefined;
+    for (const input of [this.session, this.peer, this.source, this.mode, this.relay, this.publishButton, this.viewButton]) input.disabled = role !== undefined;
     this.leaveButton.hidden = role === undefined;
     this.localCard.hidden = role === undefined;
     if (role === undefined) {
@@ -87,11 +88,11 @@ export class View {
     this.viewerLink.value = link;
   }
 
-  /** Creates or refreshes the card of a connection. */
-  showPeer(link: PeerLink, withVideo: boolean): void {
+  /** Creates or refreshes the card of a connection; `viaServer` for the server's own peer in a relay session. */
+  showPeer(link: PeerLink, withVideo: boolean, viaServer = false): void {
     let card = this.cards.get(link.remoteId);
     if (!card) {
-      card = new PeerCard(link.remoteId, withVideo);
+      card = new PeerCard(link.remoteId, withVideo, viaServer);
       this.cards.set(link.remoteId, card);
       this.peers.append(card.root);
     }
@@ -142,9 +143,10 @@ class PeerCard {
   private readonly failure = document.createElement('p');
   private readonly unmute = document.createElement('button');
 
-  constructor(remoteId: string, withVideo: boolean) {
+  constructor(remoteId: string, withVideo: boolean, viaServer: boolean) {
     this.root.className = 'card peer';
     this.root.dataset.peer = remoteId;
+    if (viaServer) this.root.dataset.relay = 'server';
     if (withVideo) {
       const video = document.createElement('video');
       video.autoplay = true;
@@ -157,7 +159,7 @@ class PeerCard {
     }
     const header = document.createElement('header');
     const title = document.createElement('h2');
-    title.textContent = remoteId;
+    title.textContent = viaServer ? `${remoteId} (the server relays the media)` : remoteId;
     this.badge.className = 'badge';
     header.append(title, this.badge);
     const list = document.createElement('dl');

@@ -15,6 +15,7 @@ import type {
 } from '../sessions/backend';
 import type { SessionEvent, SessionListener } from '../sessions/events';
 import { SERVER_EVENT_TYPES, type SignalBody } from '../sessions/model';
+import { reservedPeer, SERVER_PEER_ID, type SessionMode } from '../sessions/server-peer';
 import type { Invite, PeerAuth, Role } from '../sessions/store';
 import { HeldStreams } from './held-streams';
 import { RedisLink } from './redis-link';
@@ -155,7 +156,9 @@ export class ClusterSignalling implements SignallingBackend {
     peers: () => this.countsNow().peers,
   };
 
-  async register(sessionId: string, peerId: string, admit?: Admit): Promise<Registration> {
+  async register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode): Promise<Registration> {
+    if (peerId === SERVER_PEER_ID) throw reservedPeer();
+    if (mode === 'relay') throw relayUnavailable();
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const seen = (await this.run(SCRIPTS.admission, sessionId, peerId)) as unknown[];
       const exists = seen[0] === 1;
@@ -168,7 +171,8 @@ export class ClusterSignalling implements SignallingBackend {
       if (exists) {
         const invite = seen[7] === null ? undefined : (JSON.parse(seen[7] as string) as Invite);
         const invites = seen[5] === 1 ? new Map(invite ? [[peerId, invite]] : []) : undefined;
-        session = { peers: { size: peerCount }, managed: seen[4] === 1 ? { invites } : undefined };
+        const publisher = seen[8] === '' ? undefined : (seen[8] as string);
+        session = { peers: { size: peerCount }, managed: seen[4] === 1 ? { invites } : undefined, publisher };
       }
       const auth = admit?.(session, current);
       const reply = (await this.run(
@@ -190,12 +194,14 @@ export class ClusterSignalling implements SignallingBackend {
       if (created === 1) this.emit({ type: 'session-created', sessionId, by: 'register' });
       this.emit({ type: 'peer-joined', sessionId, peerId, role: auth?.role, takeover: takeover === 1 });
       this.observer.peerJoined();
-      return { peers: others, auth, lastEventId };
+      return { peers: others, auth, lastEventId, mode: 'mesh' };
     }
     throw new SignalError('backend_unavailable', `session ${sessionId} changes too fast to join; retry`, 1);
   }
 
-  async createSession(sessionId: string, options: SessionOptions): Promise<void> {
+  async createSession(sessionId: string, options: SessionOptions): Promise<{ mode: SessionMode }> {
+    if (options.mode === 'relay') throw relayUnavailable();
+    if (options.invites?.has(SERVER_PEER_ID)) throw reservedPeer();
     const invites: string[] = [];
     for (const [peerId, invite] of options.invites ?? []) invites.push(peerId, JSON.stringify(invite));
     const reply = (await this.run(
@@ -209,6 +215,7 @@ export class ClusterSignalling implements SignallingBackend {
     if (reply[0] === 'session_exists') throw new SignalError('session_exists', `session ${sessionId} already exists`);
     if (reply[0] === 'too_many_sessions') throw this.tooManySessions();
     this.emit({ type: 'session-created', sessionId, by: 'admin' });
+    return { mode: 'mesh' };
   }
 
   async send(sessionId: string, peerId: string, body: SignalBody): Promise<Delivered> {
@@ -324,7 +331,7 @@ export class ClusterSignalling implements SignallingBackend {
     const reply = (await this.run(SCRIPTS.snapshot, sessionId)) as Reply;
     if (reply[0] !== 'ok') return undefined;
     const [, createdAt, idleMs, inv, peers, invites] = reply as [string, string, string | null, string | null, unknown[], string[]];
-    const snapshot: SessionSnapshot = { id: sessionId, createdAt: Number(createdAt), managed: idleMs !== null, peers: [] };
+    const snapshot: SessionSnapshot = { id: sessionId, createdAt: Number(createdAt), mode: 'mesh', managed: idleMs !== null, peers: [] };
     const places = new Map<string, number>();
     for (let i = 0; i < peers.length; i += 3) {
       const id = peers[i] as string;
@@ -497,4 +504,9 @@ export class ClusterSignalling implements SignallingBackend {
   private sessionFull(sessionId: string): SignalError {
     return new SignalError('session_full', `session ${sessionId} already has ${this.config.maxPeersPerSession} peers`);
   }
+}
+
+/** Media goes through the server in a relay session: its connections live in one process, so a cluster has none. */
+function relayUnavailable(): SignalError {
+  return new SignalError('invalid_request', 'relay sessions need a single instance: this server keeps its sessions in Redis (REDIS_URL), so only mesh sessions are open');
 }

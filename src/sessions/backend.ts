@@ -1,5 +1,6 @@
 import type { Delivered, EventSink } from '../delivery/delivery';
 import type { SignalBody } from './model';
+import type { SessionMode } from './server-peer';
 import type { Invite, PeerAuth, Role } from './store';
 
 /**
@@ -18,6 +19,8 @@ export interface AdmitSession {
   readonly peers: { readonly size: number };
   /** With `invites`, only those peer ids may register; the check only ever looks up the registering one. */
   readonly managed?: { readonly invites?: ReadonlyMap<string, Invite> };
+  /** A peer other than the registering one that holds the publisher role, if there is one. */
+  readonly publisher?: string;
 }
 
 /** What an admission check sees of the registration an id has now. */
@@ -39,11 +42,14 @@ export interface Registration {
   auth: PeerAuth | undefined;
   /** The Last-Event-ID that a first stream can be opened with. */
   lastEventId: number;
+  mode: SessionMode;
 }
 
 export interface SessionOptions {
   idleMs: number;
   invites?: ReadonlyMap<string, Invite>;
+  /** @default 'mesh' */
+  mode?: SessionMode;
 }
 
 /** A session as the admin API shows it. */
@@ -52,6 +58,7 @@ export interface SessionSnapshot {
   /** Milliseconds since the epoch. */
   createdAt: number;
   managed: boolean;
+  mode: SessionMode;
   peers: { id: string; role: Role | null; streaming: boolean }[];
   /** With an allow-list: every invited peer id. */
   invites?: { peerId: string; role: Role }[];
@@ -78,10 +85,13 @@ export interface SessionGauges {
  * a `SignalError` to refuse.
  */
 export interface SignallingBackend extends PeerDirectory {
-  /** Joins (creating the session if new) or takes over a registered id; the others get `new-peer`. */
-  register(sessionId: string, peerId: string, admit?: Admit): Awaitable<Registration>;
+  /**
+   * Joins (creating the session if new, in `mode`, mesh by default) or takes over a registered id; the
+   * others get `new-peer`. A `mode` other than the existing session's is refused.
+   */
+  register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode): Awaitable<Registration>;
   /** An empty session that waits for its peers (the admin API). */
-  createSession(sessionId: string, options: SessionOptions): Awaitable<unknown>;
+  createSession(sessionId: string, options: SessionOptions): Awaitable<{ mode: SessionMode }>;
   /** Relays a client message to its target, or to every other peer when it names none. */
   send(sessionId: string, peerId: string, body: SignalBody): Awaitable<Delivered>;
   /**

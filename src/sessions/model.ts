@@ -10,6 +10,17 @@ export const PeerParams = t.Object({ sessionId: Id, peerId: Id });
 export type PeerParams = typeof PeerParams.static;
 
 export const SessionParams = t.Object({ sessionId: Id });
+
+export const SessionModeName = t.Union([t.Literal('mesh'), t.Literal('relay')], {
+  description: 'mesh: media goes peer to peer; relay: the publisher sends one copy to the server, which forwards it to every viewer',
+});
+
+/** `POST /register` options. */
+export const RegisterQuery = t.Object({
+  mode: t.Optional(t.Union([t.Literal('mesh'), t.Literal('relay')], { description: "the new session's mode (default mesh); for an existing session, must be its mode" })),
+  role: t.Optional(t.Union([t.Literal('publish'), t.Literal('view')], { description: 'the role asked for, within what the access mode allows' })),
+});
+export type RegisterQuery = typeof RegisterQuery.static;
 export type SessionParams = typeof SessionParams.static;
 
 /** Event types the server itself sends; a client may not send them. */
@@ -31,6 +42,7 @@ export const RegisterResponse = t.Object({
   token: t.String({ description: "this peer's token: Authorization: Bearer <token> on its other requests (?token= on GET /events)" }),
   role: t.Optional(t.Union([t.Literal('publisher'), t.Literal('viewer')], { description: 'a publisher may also close the session' })),
   lastEventId: t.Integer({ description: 'the Last-Event-ID to open the first stream with (?lastEventId=): a first stream lost before its first event then loses nothing' }),
+  mode: SessionModeName,
 });
 export type RegisterResponse = typeof RegisterResponse.static;
 

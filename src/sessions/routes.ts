@@ -4,7 +4,7 @@ import { bearerToken } from '../auth/tokens';
 import type { Guards } from '../auth/guards';
 import { describe, TAGS } from '../docs/describe';
 import { readJsonBody } from '../json-body';
-import { MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterResponse, SessionParams, SignalBody } from './model';
+import { MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterQuery, RegisterResponse, SessionParams, SignalBody } from './model';
 import type { SignallingBackend } from './backend';
 
 const Message = <M extends string>(message: M) => t.Object({ message: t.Literal(message) });
@@ -13,20 +13,24 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
   new Elysia()
     .post(
       '/register/:sessionId/:peerId',
-      async ({ params: { sessionId, peerId }, headers: { authorization }, request, server }): Promise<RegisterResponse> => {
+      async ({ params: { sessionId, peerId }, query: { mode, role }, headers: { authorization }, request, server }): Promise<RegisterResponse> => {
         limits.register(address(request, server));
-        const ticket = await access.ticket(sessionId, peerId, bearerToken(authorization));
-        const { peers, auth, lastEventId } = await signalling.register(sessionId, peerId, ticket.admit);
-        return { message: 'session registered successfully', sessionId, peerId, peers, token: ticket.token, role: auth?.role, lastEventId };
+        const requested = role === undefined ? undefined : role === 'publish' ? 'publisher' : 'viewer';
+        const ticket = await access.ticket(sessionId, peerId, bearerToken(authorization), requested);
+        const { peers, auth, lastEventId, mode: sessionMode } = await signalling.register(sessionId, peerId, ticket.admit, mode);
+        return { message: 'session registered successfully', sessionId, peerId, peers, token: ticket.token, role: auth?.role, lastEventId, mode: sessionMode };
       },
       {
         params: PeerParams,
+        query: RegisterQuery,
         detail: describe({
           summary: 'Register a peer',
-          description: 'Creates the session if it is new, else joins it; registering an id again takes it over. The other peers get new-peer.',
+          description:
+            'Creates the session if it is new (in `mode`, mesh by default), else joins it; registering an id again takes it over. ' +
+            'The other peers get new-peer (in a relay session, only viewers hear of the publisher).',
           tags: [TAGS.signalling],
           answers: { 200: { description: 'registered; `peers` lists the others', schema: RegisterResponse } },
-          errors: ['invalid_request', 'unauthorized', 'forbidden', 'session_full', 'too_many_sessions', 'rate_limited', 'backend_unavailable'],
+          errors: ['invalid_request', 'reserved_peer', 'unauthorized', 'forbidden', 'session_full', 'mode_conflict', 'publisher_exists', 'too_many_sessions', 'rate_limited', 'backend_unavailable'],
         }),
       },
     )

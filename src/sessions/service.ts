@@ -7,7 +7,8 @@ import type { SessionListener } from './events';
 import { type Logger, silentLogger } from '../log/logger';
 import type { Admit, Registration, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
 import { SERVER_EVENT_TYPES, type SignalBody } from './model';
-import type { PeerAuth, PeerRecord, Session, SessionStore } from './store';
+import { reservedPeer, SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
+import type { PeerAuth, PeerRecord, Role, Session, SessionStore } from './store';
 
 export type { Admit } from './backend';
 
@@ -22,10 +23,30 @@ export interface SignallingDeps {
   /** Counts messages, joins, leaves and resumes (metrics). */
   observer?: DeliveryObserver;
   logger?: Logger;
+  /** The `switchboard` peer of relay sessions; without it, registering a relay session is refused. */
+  serverPeer?: ServerPeer;
 }
 
 const SESSION_CLOSED = JSON.stringify({ type: 'session-closed' });
 const serverEvent = (type: 'new-peer' | 'peer-left', senderId: string) => JSON.stringify({ type, senderId });
+/** What peers of a relay session send to each other instead of to `switchboard`: refused. */
+const MEDIA_SIGNALS: ReadonlySet<string> = new Set(['offer', 'answer', 'ice-candidate', 'ice-restart']);
+const roleOf = (record: PeerRecord): Role => record.auth?.role ?? 'viewer';
+
+/** A publisher of the session other than `peerId`, if there is one. */
+function publisherOf(session: Session, peerId: string): string | undefined {
+  for (const peer of session.peers.values()) if (peer.id !== peerId && roleOf(peer) === 'publisher') return peer.id;
+  return undefined;
+}
+
+/**
+ * Whether `other` is told of `peer` (new-peer, peer-left) and lists it among the peers of its session. In a
+ * mesh session everyone sees everyone; in a relay session only the publisher is seen, by the viewers: its
+ * arrival and departure are what they need to know, and nobody learns of a viewer, so that nobody offers
+ * to anyone but the server.
+ */
+const sees = (session: Session, other: PeerRecord, peer: PeerRecord) =>
+  session.mode === 'mesh' || (roleOf(peer) === 'publisher' && other !== peer);
 
 /**
  * The seed's signalling semantics: sessions of peers that relay messages to each other. The server,
@@ -47,21 +68,34 @@ export class Signalling implements SignallingBackend {
     this.logger = deps.logger ?? silentLogger;
   }
 
-  /** Joins (creating the session if new) or takes over a registered id; the others learn of it with `new-peer`. */
-  register(sessionId: string, peerId: string, admit?: Admit): Registration {
+  /**
+   * Joins (creating the session if new, in `mode`, mesh by default) or takes over a registered id; the
+   * others learn of it with `new-peer`. A `mode` other than the existing session's is refused (409).
+   */
+  register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode): Registration {
     const { store, delivery } = this.deps;
+    if (peerId === SERVER_PEER_ID) throw reservedPeer();
     const existing = store.get(sessionId);
     const current = existing?.peers.get(peerId);
+    if (existing && mode !== undefined && mode !== existing.mode) {
+      throw new SignalError('mode_conflict', `session ${sessionId} is a ${existing.mode} session; it cannot be joined with mode=${mode}`);
+    }
+    const sessionMode = existing?.mode ?? mode ?? 'mesh';
+    this.checkMode(sessionMode);
     if (!existing && store.size >= this.config.maxSessions) {
       throw new SignalError('too_many_sessions', `this server holds its limit of ${this.config.maxSessions} sessions`, 5);
     }
     if (existing && !current && existing.peers.size >= this.config.maxPeersPerSession) {
       throw new SignalError('session_full', `session ${sessionId} already has ${this.config.maxPeersPerSession} peers`);
     }
-    const auth = admit?.(existing, current);
+    const publisher = existing && publisherOf(existing, peerId);
+    const auth = admit?.(existing && { peers: existing.peers, managed: existing.managed, publisher }, current);
+    if (publisher !== undefined && sessionMode === 'relay' && auth?.role === 'publisher') {
+      throw new SignalError('publisher_exists', `relay session ${sessionId} already has publisher ${publisher}; a relay session has one`);
+    }
     let session = existing;
     if (!session) {
-      session = store.create(sessionId, this.deps.clock.now());
+      session = store.create(sessionId, this.deps.clock.now(), sessionMode);
       this.emit({ type: 'session-created', sessionId, by: 'register' });
     }
     let record = current;
@@ -81,13 +115,15 @@ export class Signalling implements SignallingBackend {
 
     const peers: string[] = [];
     const joined = serverEvent('new-peer', peerId);
-    for (const other of session.peers.keys()) {
-      if (other === peerId) continue;
-      peers.push(other);
-      delivery.deliver({ sessionId, peerId: other }, joined, true);
+    for (const other of session.peers.values()) {
+      if (other === record) continue;
+      if (sees(session, record, other)) peers.push(other.id);
+      if (sees(session, other, record)) delivery.deliver({ sessionId, peerId: other.id }, joined, true);
     }
     this.observer.peerJoined();
-    return { peers, auth, lastEventId };
+    // After the registration's own events: the server's offer is the new incarnation's first message.
+    if (session.mode === 'relay') this.deps.serverPeer?.joined(sessionId, peerId, roleOf(record));
+    return { peers, auth, lastEventId, mode: session.mode };
   }
 
   /**
@@ -97,10 +133,13 @@ export class Signalling implements SignallingBackend {
   createSession(sessionId: string, options: SessionOptions): Session {
     const { store } = this.deps;
     if (store.get(sessionId)) throw new SignalError('session_exists', `session ${sessionId} already exists`);
+    if (options.invites?.has(SERVER_PEER_ID)) throw reservedPeer();
+    const mode = options.mode ?? 'mesh';
+    this.checkMode(mode);
     if (store.size >= this.config.maxSessions) {
       throw new SignalError('too_many_sessions', `this server holds its limit of ${this.config.maxSessions} sessions`, 5);
     }
-    const session = store.create(sessionId, this.deps.clock.now());
+    const session = store.create(sessionId, this.deps.clock.now(), mode);
     session.managed = { idleMs: options.idleMs, invites: options.invites, idle: undefined };
     this.emit({ type: 'session-created', sessionId, by: 'admin' });
     this.armIdle(session);
@@ -131,8 +170,17 @@ export class Signalling implements SignallingBackend {
     }
     const session = this.session(sessionId);
     this.peer(session, peerId);
+    const { delivery, serverPeer } = this.deps;
+    if (session.mode === 'relay') {
+      if (body.target === SERVER_PEER_ID && serverPeer) {
+        serverPeer.receive(sessionId, peerId, body.type, body.payload);
+        return 'sent';
+      }
+      if (MEDIA_SIGNALS.has(body.type)) {
+        throw new SignalError('invalid_request', `in relay session ${sessionId}, ${body.type} messages go to target "${SERVER_PEER_ID}" only: media flows through the server`);
+      }
+    }
     const json = JSON.stringify({ type: body.type, payload: body.payload, senderId: peerId });
-    const { delivery } = this.deps;
 
     if (body.target !== undefined) {
       if (body.target === peerId) throw new SignalError('invalid_request', 'target is the sender itself');
@@ -221,6 +269,7 @@ export class Signalling implements SignallingBackend {
       id: session.id,
       createdAt: session.createdAt,
       managed: session.managed !== undefined,
+      mode: session.mode,
       peers: [...session.peers.values()].map((p) => ({ id: p.id, role: p.auth?.role ?? null, streaming: this.isStreaming(session.id, p.id) })),
     };
     const invites = session.managed?.invites;
@@ -243,8 +292,20 @@ export class Signalling implements SignallingBackend {
       record.expiry?.();
       this.deps.delivery.close({ sessionId, peerId: record.id }, SESSION_CLOSED);
     }
+    if (session.mode === 'relay') this.deps.serverPeer?.closed(sessionId);
     this.emit({ type: 'session-closed', sessionId, reason: 'closed' });
   }
+
+  /**
+   * What the server peer sends to a peer of a relay session: an event in its mailbox, `senderId:
+   * "switchboard"`, over whichever stream the peer reads. False when the peer is not registered (any more).
+   */
+  readonly fromServer = (sessionId: string, peerId: string, type: string, payload: unknown): boolean => {
+    const record = this.deps.store.get(sessionId)?.peers.get(peerId);
+    if (!record) return false;
+    this.deps.delivery.deliver({ sessionId, peerId }, JSON.stringify({ type, payload, senderId: SERVER_PEER_ID }), true);
+    return true;
+  };
 
   /**
    * Ends every stream and timer (server shutdown), and every stream that opens from now on.
@@ -252,6 +313,7 @@ export class Signalling implements SignallingBackend {
    */
   shutdown(): void {
     this.stopped = true;
+    this.deps.serverPeer?.shutdown();
     for (const session of this.deps.store.values()) {
       for (const record of session.peers.values()) {
         record.expiry?.();
@@ -284,6 +346,7 @@ export class Signalling implements SignallingBackend {
       managed.idle = undefined;
       if (this.deps.store.get(session.id) !== session || session.peers.size > 0) return;
       this.deps.store.delete(session.id);
+      if (session.mode === 'relay') this.deps.serverPeer?.closed(session.id);
       this.emit({ type: 'session-closed', sessionId: session.id, reason: 'idle' });
     });
   }
@@ -295,15 +358,25 @@ export class Signalling implements SignallingBackend {
     session.peers.delete(record.id);
     this.observer.peerLeft(reason);
     delivery.close({ sessionId: session.id, peerId: record.id });
+    if (session.mode === 'relay') this.deps.serverPeer?.left(session.id, record.id);
     this.emit({ type: 'peer-left', sessionId: session.id, peerId: record.id, reason });
     if (session.peers.size === 0) {
       if (session.managed) return this.armIdle(session);
       store.delete(session.id);
+      if (session.mode === 'relay') this.deps.serverPeer?.closed(session.id);
       this.emit({ type: 'session-closed', sessionId: session.id, reason: 'empty' });
       return;
     }
     const left = serverEvent('peer-left', record.id);
-    for (const other of session.peers.keys()) delivery.deliver({ sessionId: session.id, peerId: other }, left, true);
+    for (const other of session.peers.values()) {
+      if (sees(session, other, record)) delivery.deliver({ sessionId: session.id, peerId: other.id }, left, true);
+    }
+  }
+
+  private checkMode(mode: SessionMode): void {
+    if (mode === 'relay' && !this.deps.serverPeer) {
+      throw new SignalError('invalid_request', 'this server does not relay media: relay sessions are off');
+    }
   }
 
   private emit(event: Parameters<SessionListener>[0]): void {

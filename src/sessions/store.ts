@@ -1,4 +1,5 @@
 import type { Cancel } from '../clock';
+import type { SessionMode } from './server-peer';
 
 /** What a peer may do beyond its own stream: a publisher may also close the session. */
 export type Role = 'publisher' | 'viewer';
@@ -28,6 +29,8 @@ export interface Session {
   readonly peers: Map<string, PeerRecord>;
   /** Milliseconds since the epoch. */
   readonly createdAt: number;
+  /** Fixed when the session is created. */
+  readonly mode: SessionMode;
   /**
    * Set for sessions the admin API created: they outlive their last peer, until closed or empty for
    * `idleMs`; with `invites`, only those peer ids may register.
@@ -47,8 +50,8 @@ export class SessionStore {
     return this.sessions.get(id);
   }
 
-  create(id: string, createdAt = 0): Session {
-    const session: Session = { id, peers: new Map(), createdAt };
+  create(id: string, createdAt = 0, mode: SessionMode = 'mesh'): Session {
+    const session: Session = { id, peers: new Map(), createdAt, mode };
     this.sessions.set(id, session);
     return session;
   }

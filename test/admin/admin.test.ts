@@ -49,6 +49,7 @@ describe('POST /sessions', () => {
     expect(res.body).toEqual({
       sessionId: 'live-1',
       idleS: 3600,
+      mode: 'mesh',
       peers: [
         { peerId: 'dashcam-7', role: 'publisher', token: 'tok-1' },
         { peerId: 'ops-1', role: 'viewer', token: 'tok-2' },
@@ -78,7 +79,7 @@ describe('POST /sessions', () => {
     const app = adminApp();
     const res = await req(app, 'POST', '/sessions', undefined, admin);
     expect(res.status).toBe(201);
-    expect(res.body).toEqual({ sessionId: expect.stringMatching(/^gen-/), idleS: 3600, peers: [] });
+    expect(res.body).toEqual({ sessionId: expect.stringMatching(/^gen-/), idleS: 3600, mode: 'mesh', peers: [] });
     expect((await req(app, 'POST', `/register/${res.body.sessionId}/x`)).body.role).toBe('publisher');
   });
 
@@ -134,8 +135,8 @@ describe('GET /sessions and /sessions/:id', () => {
 
     const list = await (await fetch(`${url}/sessions`, { headers: admin })).json();
     expect(list.sessions).toEqual([
-      { sessionId: 's', createdAt: expect.any(String), managed: false, peers: [{ peerId: 'a', role: 'publisher', streaming: true }, { peerId: 'b', role: 'viewer', streaming: false }] },
-      { sessionId: 'planned', createdAt: expect.any(String), managed: true, peers: [], invited: [{ peerId: 'd', role: 'publisher', joined: false }] },
+      { sessionId: 's', createdAt: expect.any(String), managed: false, mode: 'mesh', peers: [{ peerId: 'a', role: 'publisher', streaming: true }, { peerId: 'b', role: 'viewer', streaming: false }] },
+      { sessionId: 'planned', createdAt: expect.any(String), managed: true, mode: 'mesh', peers: [], invited: [{ peerId: 'd', role: 'publisher', joined: false }] },
     ]);
     const one = await fetch(`${url}/sessions/s`, { headers: admin });
     expect((await one.json()).peers[0]).toEqual({ peerId: 'a', role: 'publisher', streaming: true });

@@ -212,6 +212,35 @@ describe('cluster: access control and the admin API across instances', () => {
     });
   });
 
+  test('a role asked for with ?role= is decided on what the whole cluster holds; relay sessions are refused clearly', async () => {
+    const adminToken = 'admin-token-0123456789';
+    await withCluster(3, { authMode: 'token', adminToken }, async ({ instances: [a, b, c] }) => {
+      if (!a || !b || !c) throw new Error('three instances');
+      const x = await call(a.url, 'POST', '/register/s/x?role=view');
+      expect(x.body).toMatchObject({ role: 'viewer', mode: 'mesh' });
+      const y = await call(b.url, 'POST', '/register/s/y?role=publish');
+      expect(y.body.role).toBe('publisher');
+      // y, registered through another instance, is the publisher: z may only view.
+      const refused = await call(c.url, 'POST', '/register/s/z?role=publish');
+      expect(refused.status).toBe(403);
+      expect(refused.body.message).toContain('has publisher y');
+      expect((await call(a.url, 'DELETE', '/register/s/y', undefined, bearer(y.body.token))).status).toBe(200);
+      expect((await call(c.url, 'POST', '/register/s/z?role=publish')).body.role).toBe('publisher');
+
+      // Media through the server needs one process: asked for, it is a 400 that says why.
+      const relay = await call(a.url, 'POST', '/register/r/cam?mode=relay');
+      expect(relay.status).toBe(400);
+      expect(relay.body).toMatchObject({ error: 'invalid_request' });
+      expect(relay.body.message).toContain('REDIS_URL');
+      expect((await call(b.url, 'GET', '/sessions/r', undefined, bearer(adminToken))).status).toBe(404);
+      const created = await call(b.url, 'POST', '/sessions', { mode: 'relay' }, bearer(adminToken));
+      expect(created.status).toBe(400);
+      expect((await call(b.url, 'POST', '/sessions', { mode: 'mesh' }, bearer(adminToken))).body.mode).toBe('mesh');
+      expect((await call(c.url, 'POST', '/register/s/switchboard')).body.error).toBe('reserved_peer');
+      expect((await call(c.url, 'GET', '/sessions/s', undefined, bearer(adminToken))).body.mode).toBe('mesh');
+    });
+  });
+
   test('a session the admin API created on one instance admits its invited peers on the others, and ends when idle', async () => {
     const admin = bearer('admin-token-0123456789');
     await withCluster(3, { authMode: 'token', adminToken: 'admin-token-0123456789' }, async ({ instances: [a, b, c], clock }) => {

@@ -33,10 +33,11 @@ export interface PeerPage {
   close(): Promise<void>;
 }
 
-/** A new context (its own storage and camera permission) with one page at `url`. */
-export async function openPeer(browser: Browser, url: string): Promise<PeerPage> {
+/** A new context (its own storage and camera permission) with one page at `url`; `init` runs before the page's scripts. */
+export async function openPeer(browser: Browser, url: string, init?: string): Promise<PeerPage> {
   const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
   const page = await context.newPage();
+  if (init) await page.addInitScript(init);
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => {

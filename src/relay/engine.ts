@@ -1,0 +1,133 @@
+// The `switchboard` peer of relay sessions: one router per session, fed by the signalling service.
+import type { Clock } from '../clock';
+import { SignalError } from '../errors';
+import { SERVER_PEER_ID, type ServerOutbox, type ServerPeer } from '../sessions/server-peer';
+import type { Role } from '../sessions/store';
+import type { LinkMessage } from './link';
+import { SessionRouter } from './router';
+import { publisherConfig, type RelayConfig, viewerConfig } from './settings';
+
+export interface RelayDeps {
+  clock: Clock;
+  log(line: string): void;
+  /** Delivers an event from `switchboard` into a peer's mailbox (`Signalling.fromServer`). */
+  outbox: ServerOutbox;
+}
+
+/** What the relay is doing, for logs and the benchmark. */
+export interface RelayStats {
+  sessions: number;
+  viewers: number;
+  /** RTP packets received from publishers since start. */
+  packetsIn: number;
+  keyframeRequests: number;
+  /** RTP packets sent to the viewers connected now, retransmissions among them, and packets dropped for a viewer that could not take them. */
+  packetsOut: number;
+  retransmitted: number;
+  dropped: number;
+}
+
+export class RelayEngine implements ServerPeer {
+  private readonly routers = new Map<string, SessionRouter>();
+  private readonly publisher;
+  private readonly viewer;
+  private closedCounters = { packetsIn: 0, keyframeRequests: 0 };
+
+  constructor(
+    private readonly config: RelayConfig,
+    private readonly deps: RelayDeps,
+  ) {
+    this.publisher = publisherConfig(config);
+    this.viewer = viewerConfig(config);
+  }
+
+  joined(sessionId: string, peerId: string, role: Role): void {
+    this.router(sessionId).join(peerId, role);
+  }
+
+  left(sessionId: string, peerId: string): void {
+    this.routers.get(sessionId)?.leave(peerId);
+  }
+
+  receive(sessionId: string, peerId: string, type: string, payload: unknown): void {
+    const message = parseMessage(type, payload);
+    this.routers.get(sessionId)?.message(peerId, message);
+  }
+
+  closed(sessionId: string): void {
+    const router = this.routers.get(sessionId);
+    if (!router) return;
+    this.routers.delete(sessionId);
+    this.closedCounters.packetsIn += router.counters.packetsIn;
+    this.closedCounters.keyframeRequests += router.counters.keyframeRequests;
+    router.close();
+  }
+
+  shutdown(): void {
+    for (const id of [...this.routers.keys()]) this.closed(id);
+  }
+
+  stats(): RelayStats {
+    const stats: RelayStats = { sessions: this.routers.size, viewers: 0, ...this.closedCounters, packetsOut: 0, retransmitted: 0, dropped: 0 };
+    for (const router of this.routers.values()) {
+      stats.viewers += router.viewerCount;
+      stats.packetsIn += router.counters.packetsIn;
+      stats.keyframeRequests += router.counters.keyframeRequests;
+      const out = router.forwarded();
+      stats.packetsOut += out.packets;
+      stats.retransmitted += out.retransmitted;
+      stats.dropped += out.dropped;
+    }
+    return stats;
+  }
+
+  private router(sessionId: string): SessionRouter {
+    let router = this.routers.get(sessionId);
+    if (!router) {
+      router = new SessionRouter(sessionId, {
+        clock: this.deps.clock,
+        log: this.deps.log,
+        send: (peerId, type, payload) => {
+          this.deps.outbox(sessionId, peerId, type, payload);
+        },
+        publisherConfig: this.publisher,
+        viewerConfig: this.viewer,
+        publicIp: this.config.relayPublicIp,
+      });
+      this.routers.set(sessionId, router);
+    }
+    return router;
+  }
+}
+
+const invalid = (message: string) => new SignalError('invalid_request', message);
+
+/** Checks what a peer sent to `switchboard` before anything is done with it: bad input is a 400 at once. */
+export function parseMessage(type: string, payload: unknown): LinkMessage {
+  switch (type) {
+    case 'answer': {
+      const sdp = (payload as { sdp?: unknown } | null)?.sdp;
+      if (typeof sdp !== 'string' || !sdp.startsWith('v=')) throw invalid('an answer to switchboard needs payload.sdp, the SDP text');
+      return { type, sdp };
+    }
+    case 'ice-candidate': {
+      // null, or an empty candidate: the end of the peer's candidates.
+      if (payload === null || payload === undefined) return { type, candidate: undefined };
+      const { candidate, sdpMid, sdpMLineIndex } = payload as { candidate?: unknown; sdpMid?: unknown; sdpMLineIndex?: unknown };
+      if (typeof candidate !== 'string') throw invalid('an ice-candidate to switchboard needs payload.candidate, a string');
+      if (candidate === '') return { type, candidate: undefined };
+      return {
+        type,
+        candidate: {
+          candidate,
+          sdpMid: typeof sdpMid === 'string' ? sdpMid : undefined,
+          sdpMLineIndex: typeof sdpMLineIndex === 'number' ? sdpMLineIndex : undefined,
+        },
+      };
+    }
+    case 'ice-restart':
+      return { type };
+    default:
+      throw invalid(`${SERVER_PEER_ID} takes answer, ice-candidate and ice-restart messages, not ${type}: the server makes the offers`);
+  }
+}

@@ -1,0 +1,129 @@
+// One server-side RTCPeerConnection with one peer of a relay session, and its signalling: the server
+// offers, the peer answers through POST /message, candidates trickle both ways.
+import type { Socket } from 'node:dgram';
+import { type PeerConfig, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
+import type { NegotiatedCodec } from './forwarder';
+
+export interface LinkDeps {
+  /** Sends an event to the peer, from `switchboard`. */
+  send(type: string, payload: unknown): void;
+  log(line: string): void;
+  /** The address announced instead of the local one in every candidate (RELAY_PUBLIC_IP). */
+  publicIp?: string;
+}
+
+/** What a peer may send to `switchboard`. */
+export type LinkMessage =
+  | { type: 'answer'; sdp: string }
+  | { type: 'ice-candidate'; candidate: { candidate: string; sdpMid?: string; sdpMLineIndex?: number } | undefined }
+  | { type: 'ice-restart' };
+
+const guarded = new WeakSet<Socket>();
+
+export class ServerLink {
+  readonly pc: RTCPeerConnection;
+  /** Offers, answers and candidates are applied one at a time, in the order they came. */
+  private queue: Promise<void> = Promise.resolve();
+  private closed = false;
+  private offers = 0;
+
+  constructor(
+    readonly peerId: string,
+    config: Partial<PeerConfig>,
+    private readonly deps: LinkDeps,
+  ) {
+    this.pc = new RTCPeerConnection(config);
+    this.pc.onIceCandidate.subscribe((candidate) => {
+      if (!candidate || this.closed) return;
+      const init = candidate.toJSON();
+      this.deps.send('ice-candidate', { ...init, candidate: announce(init.candidate, this.deps.publicIp) });
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Sends the offer first, then gathers: the candidates follow it as they are found (trickle ICE). */
+  offer(iceRestart = false): void {
+    this.enqueue(async () => {
+      const offer = await this.pc.createOffer({ iceRestart });
+      if (this.closed) return;
+      this.offers++;
+      this.deps.send('offer', { type: 'offer', sdp: offer.sdp });
+      await this.pc.setLocalDescription(offer);
+      this.guardSockets();
+    });
+  }
+
+  /**
+   * werift leaves its UDP sockets without an 'error' listener, and Bun reports an ICMP "port unreachable"
+   * (a peer whose page closed) as an 'error' event on the socket: unheard, that would end the process.
+   * The sockets exist once gathering is done; each gets a listener that only logs.
+   */
+  private guardSockets(): void {
+    for (const transport of this.pc.iceTransports) {
+      const { protocols } = transport.connection as unknown as { protocols?: { transport?: { socket?: Socket } }[] };
+      for (const protocol of protocols ?? []) {
+        const socket = protocol.transport?.socket;
+        if (!socket || guarded.has(socket)) continue;
+        guarded.add(socket);
+        socket.on('error', (e: Error) => this.deps.log(`relay: ${this.peerId}: ${e.message} (the peer is gone or unreachable)`));
+      }
+    }
+  }
+
+  /** A message the peer sent to `switchboard`, already checked for shape. */
+  handle(message: LinkMessage): void {
+    switch (message.type) {
+      case 'answer':
+        this.enqueue(async () => {
+          if (this.pc.signalingState !== 'have-local-offer') {
+            this.deps.log(`relay: ${this.peerId} answered in state ${this.pc.signalingState}; ignored`);
+            return;
+          }
+          await this.pc.setRemoteDescription({ type: 'answer', sdp: message.sdp });
+        });
+        break;
+      case 'ice-candidate':
+        this.enqueue(async () => {
+          if (message.candidate) await this.pc.addIceCandidate(message.candidate);
+        });
+        break;
+      case 'ice-restart':
+        // The peer saw its connection fail; the offering side restarts, as in a mesh session.
+        if (this.offers > 0) this.offer(true);
+        break;
+    }
+  }
+
+  /** The codecs the peer's answer accepted on this transceiver, with its payload types. */
+  static negotiated(transceiver: RTCRtpTransceiver): NegotiatedCodec[] {
+    return transceiver.codecs.map((c) => ({ payloadType: c.payloadType, mimeType: c.mimeType, clockRate: c.clockRate, parameters: c.parameters }));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pc.close().catch((e: unknown) => this.deps.log(`relay: closing the connection of ${this.peerId} failed: ${(e as Error).message}`));
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.queue = this.queue
+      .then(() => (this.closed ? undefined : task()))
+      .catch((e: unknown) => this.deps.log(`relay: ${this.peerId}: ${(e as Error).message}`));
+  }
+}
+
+/**
+ * The candidate as peers should see it: with RELAY_PUBLIC_IP, a host candidate's address is replaced by
+ * the public one (a server behind 1:1 NAT, where the port is the same outside).
+ */
+export function announce(candidate: string, publicIp: string | undefined): string {
+  if (!publicIp) return candidate;
+  const parts = candidate.split(' ');
+  // candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> …
+  if (parts.length < 8 || parts[7] !== 'host') return candidate;
+  parts[4] = publicIp;
+  return parts.join(' ');
+}

@@ -1,0 +1,250 @@
+// One relay session: the publisher's connection (the server receives), every viewer's connection (the
+// server sends), and the RTP between them.
+import { GenericNack, MediaStream, type PeerConfig, type RTCRtpTransceiver, type RtpPacket } from 'werift';
+import { type Cancel, type Clock, Ticker } from '../clock';
+import type { Role } from '../sessions/store';
+import { type MediaKind, type RtpOutput, SourceTrack, TrackForwarder } from './forwarder';
+import { type LinkMessage, ServerLink } from './link';
+
+export interface RouterDeps {
+  clock: Clock;
+  log(line: string): void;
+  send(peerId: string, type: string, payload: unknown): void;
+  /** werift settings of the connections that receive (from the publisher) and that send (to viewers). */
+  publisherConfig: Partial<PeerConfig>;
+  viewerConfig: Partial<PeerConfig>;
+  publicIp?: string;
+}
+
+/** Keyframe requests to the publisher are at most this often; one asked for sooner is sent when the time comes. */
+export const KEYFRAME_INTERVAL_MS = 500;
+/** How often each viewer track gets an RTCP sender report. */
+const SENDER_REPORT_MS = 1000;
+
+const KINDS: readonly MediaKind[] = ['video', 'audio'];
+
+interface Publisher {
+  readonly id: string;
+  readonly link: ServerLink;
+  readonly sources: Partial<Record<MediaKind, SourceTrack>>;
+  /** The SSRC of each kind, once RTP arrived: what a keyframe request names. */
+  readonly ssrcs: Partial<Record<MediaKind, number>>;
+}
+
+interface Viewer {
+  readonly id: string;
+  readonly link: ServerLink;
+  readonly forwarders: Record<MediaKind, TrackForwarder>;
+  readonly transceivers: Record<MediaKind, RTCRtpTransceiver>;
+}
+
+/** Totals over the router's life, for the benchmark and logs. */
+export interface RouterCounters {
+  packetsIn: number;
+  keyframeRequests: number;
+}
+
+export class SessionRouter {
+  readonly counters: RouterCounters = { packetsIn: 0, keyframeRequests: 0 };
+  private publisher: Publisher | undefined;
+  private readonly viewers = new Map<string, Viewer>();
+  /** The forwarders of each kind, in an array: the fan-out walks it for every packet. */
+  private readonly fanOut: Record<MediaKind, TrackForwarder[]> = { video: [], audio: [] };
+  private lastKeyframeRequest = -Infinity;
+  private pendingKeyframe: Cancel | undefined;
+  private readonly reports: Ticker;
+
+  constructor(
+    readonly sessionId: string,
+    private readonly deps: RouterDeps,
+  ) {
+    this.reports = new Ticker(deps.clock, SENDER_REPORT_MS, () => this.sendReports());
+  }
+
+  get viewerCount(): number {
+    return this.viewers.size;
+  }
+
+  /** What the viewers' forwarders sent, retransmitted and dropped, over the viewers connected now. */
+  forwarded(): { packets: number; retransmitted: number; dropped: number } {
+    const totals = { packets: 0, retransmitted: 0, dropped: 0 };
+    for (const viewer of this.viewers.values()) {
+      for (const kind of KINDS) {
+        const c = viewer.forwarders[kind].counters;
+        totals.packets += c.packets;
+        totals.retransmitted += c.retransmitted;
+        totals.dropped += c.dropped;
+      }
+    }
+    return totals;
+  }
+
+  /** A peer (re)joined: whatever connection it had is dead; it gets a new one, and the server's offer. */
+  join(peerId: string, role: Role): void {
+    this.leave(peerId);
+    if (role === 'publisher') this.addPublisher(peerId);
+    else this.addViewer(peerId);
+  }
+
+  leave(peerId: string): void {
+    if (this.publisher?.id === peerId) {
+      // Viewers keep their connections and senders: they go quiet until a publisher sends again.
+      this.publisher.link.close();
+      this.publisher = undefined;
+      this.deps.log(`relay: session ${this.sessionId}: publisher ${peerId} left; ${this.viewers.size} viewer(s) wait`);
+      return;
+    }
+    const viewer = this.viewers.get(peerId);
+    if (!viewer) return;
+    this.viewers.delete(peerId);
+    for (const kind of KINDS) {
+      const list = this.fanOut[kind];
+      const at = list.indexOf(viewer.forwarders[kind]);
+      if (at >= 0) list.splice(at, 1);
+    }
+    viewer.link.close();
+    if (this.viewers.size === 0) this.reports.stop();
+  }
+
+  /** What the peer sent to `switchboard`. */
+  message(peerId: string, message: LinkMessage): boolean {
+    const link = this.publisher?.id === peerId ? this.publisher.link : this.viewers.get(peerId)?.link;
+    if (!link) return false;
+    link.handle(message);
+    return true;
+  }
+
+  close(): void {
+    this.pendingKeyframe?.();
+    this.pendingKeyframe = undefined;
+    this.reports.stop();
+    this.publisher?.link.close();
+    this.publisher = undefined;
+    for (const id of [...this.viewers.keys()]) this.leave(id);
+  }
+
+  /**
+   * Asks the publisher for a keyframe: at once if none was asked for in the last KEYFRAME_INTERVAL_MS,
+   * otherwise once that interval is over. However many viewers ask, the publisher gets at most one
+   * request per interval: a viewer losing packets cannot flood it.
+   */
+  requestKeyframe(): void {
+    if (this.pendingKeyframe || !this.publisher) return;
+    const wait = this.lastKeyframeRequest + KEYFRAME_INTERVAL_MS - this.deps.clock.now();
+    if (wait <= 0) {
+      this.sendKeyframeRequest();
+      return;
+    }
+    this.pendingKeyframe = this.deps.clock.schedule(wait, () => {
+      this.pendingKeyframe = undefined;
+      this.sendKeyframeRequest();
+    });
+  }
+
+  private sendKeyframeRequest(): void {
+    const publisher = this.publisher;
+    const ssrc = publisher?.ssrcs.video;
+    if (!publisher || ssrc === undefined) return;
+    const transceiver = publisher.link.pc.getTransceivers().find((t) => t.kind === 'video');
+    if (!transceiver) return;
+    this.lastKeyframeRequest = this.deps.clock.now();
+    this.counters.keyframeRequests++;
+    void transceiver.receiver.sendRtcpPLI(ssrc);
+  }
+
+  private link(peerId: string, config: Partial<PeerConfig>): ServerLink {
+    return new ServerLink(peerId, config, { send: (type, payload) => this.deps.send(peerId, type, payload), log: this.deps.log, publicIp: this.deps.publicIp });
+  }
+
+  private addPublisher(peerId: string): void {
+    const link = this.link(peerId, this.deps.publisherConfig);
+    const publisher: Publisher = { id: peerId, link, sources: {}, ssrcs: {} };
+    this.publisher = publisher;
+    for (const kind of KINDS) link.pc.addTransceiver(kind, { direction: 'recvonly' });
+    link.pc.onTrack.subscribe((track) => {
+      const kind = track.kind as MediaKind;
+      const transceiver = link.pc.getTransceivers().find((t) => t.receiver.tracks.includes(track)) ?? link.pc.getTransceivers().find((t) => t.kind === kind);
+      const codecs = transceiver ? ServerLink.negotiated(transceiver) : [];
+      const source = new SourceTrack(kind, codecs, codecs[0]?.clockRate ?? (kind === 'video' ? 90_000 : 48_000));
+      publisher.sources[kind] = source;
+      this.deps.log(`relay: session ${this.sessionId}: ${peerId} sends ${kind} (${codecs.map((c) => c.mimeType).join(', ') || 'no codec'})`);
+      track.onReceiveRtp.subscribe((packet) => this.route(publisher, source, packet));
+    });
+    link.pc.connectionStateChange.subscribe((state) => {
+      this.deps.log(`relay: session ${this.sessionId}: publisher ${peerId} ${state}`);
+    });
+    link.offer();
+  }
+
+  /** The hot path: one packet from the publisher to every viewer of its kind. */
+  private route(publisher: Publisher, source: SourceTrack, packet: RtpPacket): void {
+    if (this.publisher !== publisher) return;
+    this.counters.packetsIn++;
+    const kind = source.kind;
+    if (publisher.ssrcs[kind] === undefined) {
+      publisher.ssrcs[kind] = packet.header.ssrc;
+      if (kind === 'video') this.requestKeyframe();
+    }
+    source.remember(packet);
+    const now = this.deps.clock.now();
+    const list = this.fanOut[kind];
+    for (let i = 0; i < list.length; i++) (list[i] as TrackForwarder).forward(packet, source, now);
+  }
+
+  private addViewer(peerId: string): void {
+    const link = this.link(peerId, this.deps.viewerConfig);
+    const stream = new MediaStream();
+    const transceivers = {} as Record<MediaKind, RTCRtpTransceiver>;
+    const forwarders = {} as Record<MediaKind, TrackForwarder>;
+    for (const kind of KINDS) {
+      const transceiver = link.pc.addTransceiver(kind, { direction: 'sendonly', streams: [stream] });
+      transceivers[kind] = transceiver;
+      const forwarder = new TrackForwarder(kind, senderOutput(transceiver), this.deps.clock, () => this.requestKeyframe(), (mime) =>
+        this.deps.log(`relay: session ${this.sessionId}: viewer ${peerId} cannot take ${mime}; it gets no ${kind}`),
+      );
+      forwarders[kind] = forwarder;
+      transceiver.sender.onGenericNack.subscribe((nack: GenericNack) => forwarder.retransmit(nack.lost));
+      transceiver.sender.onPictureLossIndication.subscribe(() => this.requestKeyframe());
+    }
+    const viewer: Viewer = { id: peerId, link, forwarders, transceivers };
+    this.viewers.set(peerId, viewer);
+    link.pc.signalingStateChange.subscribe((state) => {
+      if (state !== 'stable') return;
+      for (const kind of KINDS) forwarders[kind].setViewerCodecs(ServerLink.negotiated(transceivers[kind]));
+    });
+    link.pc.connectionStateChange.subscribe((state) => {
+      if (state === 'connected' && this.viewers.get(peerId) === viewer) {
+        // Joining mid-stream: a keyframe now, rather than at the publisher's next one.
+        this.requestKeyframe();
+      }
+    });
+    for (const kind of KINDS) this.fanOut[kind].push(forwarders[kind]);
+    this.reports.start();
+    link.offer();
+  }
+
+  private sendReports(): void {
+    for (const viewer of this.viewers.values()) {
+      for (const kind of KINDS) {
+        const report = viewer.forwarders[kind].senderReport();
+        if (report) senderOutput(viewer.transceivers[kind]).sendRtcp([report]);
+      }
+    }
+  }
+}
+
+/** A viewer's sender as a forwarder writes to it: straight to its DTLS transport, past werift's per-packet rewriting. */
+function senderOutput(transceiver: RTCRtpTransceiver): RtpOutput {
+  const sender = transceiver.sender;
+  return {
+    ssrc: sender.ssrc,
+    get ready() {
+      const transport = sender.dtlsTransport;
+      return transport !== undefined && transport.state === 'connected' && transport.srtp !== undefined;
+    },
+    send: (header, payload) => sender.dtlsTransport.sendRtp(payload, header),
+    sendRtcp: (packets) => {
+      sender.dtlsTransport.sendRtcp(packets).catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,38 @@
+import { SignalError } from '../errors';
+import type { Role } from './store';
+
+/** The id the server itself has in relay sessions; no client may register it, in any session. */
+export const SERVER_PEER_ID = 'switchboard';
+
+export function reservedPeer(): SignalError {
+  return new SignalError('reserved_peer', `peer id "${SERVER_PEER_ID}" is the server's own, in every session`);
+}
+
+/**
+ * How media flows in a session, chosen by whoever creates it: `mesh`, peer to peer (the publisher
+ * sends one copy per viewer), or `relay`, through the server (the publisher sends one copy, the
+ * server forwards it to every viewer).
+ */
+export type SessionMode = 'mesh' | 'relay';
+
+/**
+ * The server's own peer in relay sessions (src/relay). The signalling service tells it who joins and
+ * leaves a relay session and hands it what peers send to `switchboard`; it answers through
+ * `ServerOutbox`, into the peers' own mailboxes. Calls run synchronously inside the service: they must
+ * be quick, and only `receive` may throw (a `SignalError`, for input the server cannot use).
+ */
+export interface ServerPeer {
+  /** A peer registered in a relay session, or registered again (a takeover: its old connection is dead). */
+  joined(sessionId: string, peerId: string, role: Role): void;
+  /** A peer left a relay session (left, timed out, or the session closed). */
+  left(sessionId: string, peerId: string): void;
+  /** `POST /message` with `target: "switchboard"`; throws a `SignalError` for a message it cannot take. */
+  receive(sessionId: string, peerId: string, type: string, payload: unknown): void;
+  /** The relay session is gone. */
+  closed(sessionId: string): void;
+  /** Server shutdown: every connection ends. */
+  shutdown(): void;
+}
+
+/** How the server peer reaches a peer: an event `{ type, payload, senderId: "switchboard" }` in its mailbox. */
+export type ServerOutbox = (sessionId: string, peerId: string, type: string, payload: unknown) => boolean;
