@@ -22,7 +22,7 @@ import { Operations } from './ops/operations';
 import { REQUEST_ID_HEADER } from './ops/telemetry';
 import type { HtmlImport } from './page/bundle';
 import { pageRoutes } from './page/routes';
-import { RelayEngine } from './relay/engine';
+import { LazyRelay } from './relay/lazy';
 import { sessionRoutes } from './sessions/routes';
 import type { SignallingBackend } from './sessions/backend';
 import type { SessionListener } from './sessions/events';
@@ -131,13 +131,18 @@ function signallingBackend(
   core: { clock: Clock; observer: Operations['observer']; logger: Logger; listener?: SessionListener },
   ops: Operations,
   instanceId: string = crypto.randomUUID(),
-): { signalling: SignallingBackend; ready: Promise<void>; relay?: RelayEngine } {
+): { signalling: SignallingBackend; ready: Promise<void>; relay?: LazyRelay } {
   if (!config.redisUrl) {
     const delivery = new LocalDelivery(config.maxQueue, core.observer);
     // The `switchboard` peer of relay sessions answers through the signalling service it is given to.
     // Relay sessions live in one process: their media cannot move between instances.
     const relayLogger = core.logger.child({ component: 'relay' });
-    const relay = new RelayEngine(config, { clock: core.clock, log: (line) => relayLogger.info(line), outbox: (...event) => signalling.fromServer(...event) });
+    const relay = new LazyRelay(config, {
+      clock: core.clock,
+      log: (line) => relayLogger.info(line),
+      failed: (error) => relayLogger.error('relay engine failed', { error: String(error) }),
+      outbox: (...event) => signalling.fromServer(...event),
+    });
     const signalling: Signalling = new Signalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay });
     return { signalling, ready: Promise.resolve(), relay };
   }

@@ -1,4 +1,5 @@
-import { openapi } from '@elysiajs/openapi';
+import { toOpenAPISchema } from '@elysiajs/openapi/openapi';
+import { Elysia } from 'elysia';
 import { ErrorEnvelope } from '../errors';
 import { STREAM_EVENTS } from '../sse/events';
 import { schemaRef, TAGS } from './describe';
@@ -33,32 +34,67 @@ const OWN_PATHS = {
   },
 };
 
+const DOCUMENTATION = (version: string) => ({
+  info: {
+    title: 'switchboard',
+    version,
+    description:
+      'WebRTC signalling over HTTP and Server-Sent Events. Every error is a 4xx with the Error body. ' +
+      'A peer registers, opens its event stream, and sends messages to the other peers of its session.',
+  },
+  tags: [
+    { name: TAGS.signalling, description: 'sessions, peers and their messages' },
+    { name: TAGS.events, description: "a peer's Server-Sent Events stream" },
+    { name: TAGS.ice, description: 'STUN and TURN servers for RTCPeerConnection' },
+    { name: TAGS.operations, description: 'health, metrics, documentation' },
+  ],
+  paths: OWN_PATHS,
+  components: {
+    schemas: { Error: ErrorEnvelope, ...STREAM_EVENTS, StreamEvent },
+    securitySchemes: { metricsToken: { type: 'http' as const, scheme: 'bearer', description: 'METRICS_TOKEN, when set' } },
+  },
+});
+
+/** The documentation page: Scalar's viewer, from its CDN, reading the document. */
+const PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>switchboard API</title>
+</head>
+<body>
+<script id="api-reference" data-url="${OPENAPI_PATH}"></script>
+<script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference" crossorigin></script>
+</body>
+</html>
+`;
+
 /**
  * `GET /openapi.json` and a documentation page at `/docs`, generated from the routes' TypeBox schemas
  * and their `detail` (see `describe()`): a route added to the app appears without anything listed here.
+ * The document is made at its first request, and again only when routes were added since.
  */
-export const apiDocs = (version: string) =>
-  openapi({
-    path: DOCS_PATH,
-    specPath: OPENAPI_PATH,
-    documentation: {
-      info: {
-        title: 'switchboard',
-        version,
-        description:
-          'WebRTC signalling over HTTP and Server-Sent Events. Every error is a 4xx with the Error body. ' +
-          'A peer registers, opens its event stream, and sends messages to the other peers of its session.',
+export function apiDocs(version: string) {
+  const documentation = DOCUMENTATION(version);
+  let made: { routes: number; document: object } | undefined;
+  const app = new Elysia({ name: 'api-docs' });
+  return app
+    .get(DOCS_PATH, () => new Response(PAGE, { headers: { 'content-type': 'text/html; charset=utf-8' } }), { detail: { hide: true } })
+    .get(
+      OPENAPI_PATH,
+      () => {
+        if (made?.routes === app.routes.length) return made.document;
+        const { paths, components } = toOpenAPISchema(app);
+        const document = {
+          ...documentation,
+          openapi: '3.1.2',
+          paths: { ...paths, ...documentation.paths },
+          components: { ...documentation.components, schemas: { ...components.schemas, ...documentation.components.schemas } },
+        };
+        made = { routes: app.routes.length, document };
+        return document;
       },
-      tags: [
-        { name: TAGS.signalling, description: 'sessions, peers and their messages' },
-        { name: TAGS.events, description: "a peer's Server-Sent Events stream" },
-        { name: TAGS.ice, description: 'STUN and TURN servers for RTCPeerConnection' },
-        { name: TAGS.operations, description: 'health, metrics, documentation' },
-      ],
-      paths: OWN_PATHS,
-      components: {
-        schemas: { Error: ErrorEnvelope, ...STREAM_EVENTS, StreamEvent },
-        securitySchemes: { metricsToken: { type: 'http' as const, scheme: 'bearer', description: 'METRICS_TOKEN, when set' } },
-      },
-    },
-  });
+      { detail: { hide: true } },
+    );
+}

@@ -56,6 +56,22 @@ describe('modes', () => {
   });
 });
 
+describe('the relay engine', () => {
+  test('loads with the first relay session, not before; meanwhile what peers send switchboard is checked at once', async () => {
+    const a = app();
+    const relay = a.decorator.relay;
+    if (!relay) throw new Error('a server without REDIS_URL has a relay');
+    expect((await req(a, 'POST', '/register/m/p')).body.mode).toBe('mesh');
+    expect(relay.loaded).toBe(false);
+    expect((await req(a, 'POST', '/register/r/dev?mode=relay')).status).toBe(200);
+    const bad = await req(a, 'POST', '/message/r/dev', { target: 'switchboard', type: 'offer', payload: {} });
+    expect(bad.status).toBe(400);
+    await relay.ready;
+    expect(relay.loaded).toBe(true);
+    expect(relay.stats()).toMatchObject({ sessions: 1 });
+  });
+});
+
 describe('the reserved peer id', () => {
   test('switchboard cannot register, in a relay session or any other, nor be invited', async () => {
     const a = app({ adminToken: 'a'.repeat(16) });

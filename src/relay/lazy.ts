@@ -1,0 +1,88 @@
+// The `switchboard` peer as the app holds it: the relay engine, loaded when the first relay session
+// starts. The engine brings werift (WebRTC in JavaScript), which costs a process about 30 MB and a few
+// hundred milliseconds to load: a server without relay sessions never pays for it, and its start is
+// that much quicker.
+import type { ServerPeer } from '../sessions/server-peer';
+import type { Role } from '../sessions/store';
+import type { RelayDeps, RelayEngine, RelayStats } from './engine';
+import { parseMessage } from './messages';
+import type { RelayConfig } from './settings';
+
+const NOTHING_YET: RelayStats = { sessions: 0, viewers: 0, packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0 };
+
+export class LazyRelay implements ServerPeer {
+  private engine: RelayEngine | undefined;
+  private loading: Promise<void> | undefined;
+  /** Calls made while the engine loads, replayed in their order once it is there. */
+  private readonly pending: ((engine: RelayEngine) => void)[] = [];
+  private stopped = false;
+
+  constructor(
+    private readonly config: RelayConfig,
+    private readonly deps: RelayDeps & { failed(error: unknown): void },
+  ) {}
+
+  joined(sessionId: string, peerId: string, role: Role): void {
+    this.run((engine) => engine.joined(sessionId, peerId, role));
+  }
+
+  left(sessionId: string, peerId: string): void {
+    if (this.engine || this.loading) this.run((engine) => engine.left(sessionId, peerId));
+  }
+
+  receive(sessionId: string, peerId: string, type: string, payload: unknown): void {
+    // Checked now, so that bad input is refused in the answer to its request even while loading.
+    parseMessage(type, payload);
+    this.run((engine) => engine.receive(sessionId, peerId, type, payload));
+  }
+
+  closed(sessionId: string): void {
+    if (this.engine || this.loading) this.run((engine) => engine.closed(sessionId));
+  }
+
+  shutdown(): void {
+    this.stopped = true;
+    this.pending.length = 0;
+    this.engine?.shutdown();
+  }
+
+  stats(): RelayStats {
+    return this.engine?.stats() ?? { ...NOTHING_YET };
+  }
+
+  /** Whether the engine is loaded: once a relay session started. */
+  get loaded(): boolean {
+    return this.engine !== undefined;
+  }
+
+  /** Resolves once the engine is loaded, if it was ever needed. */
+  get ready(): Promise<void> {
+    return this.loading ?? Promise.resolve();
+  }
+
+  private run(call: (engine: RelayEngine) => void): void {
+    if (this.stopped) return;
+    if (this.engine) return call(this.engine);
+    this.pending.push(call);
+    this.loading ??= import('./engine').then(
+      ({ RelayEngine }) => {
+        if (this.stopped) return;
+        const engine = new RelayEngine(this.config, this.deps);
+        this.engine = engine;
+        for (const pending of this.pending.splice(0)) {
+          try {
+            pending(engine);
+          } catch (error) {
+            this.deps.failed(error);
+          }
+        }
+      },
+      (error: unknown) => {
+        // Nothing can relay: relay sessions get no offer, and their peers see ICE never start.
+        this.stopped = true;
+        this.pending.length = 0;
+        this.deps.failed(error);
+      },
+    );
+  }
+}
