@@ -12,6 +12,7 @@ COPY package.json bun.lock bunfig.toml tsconfig.json ./
 RUN bun install --frozen-lockfile
 COPY src ./src
 COPY test ./test
+COPY bench ./bench
 COPY deploy ./deploy
 RUN bun x tsc --noEmit && bun test --timeout 20000
 RUN bun run build

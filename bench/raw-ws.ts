@@ -43,6 +43,8 @@ interface State {
   buffer: Uint8Array | undefined;
   /** Bytes the kernel did not take yet. */
   pending: Uint8Array[];
+  /** A message's earlier fragments, while its last has not come. */
+  fragments: Uint8Array[];
   opened: () => void;
   failed: (e: Error) => void;
   ended: () => void;
@@ -99,7 +101,11 @@ function readFrames(socket: Socket<State>, state: State, data: Uint8Array): void
     }
     if (buf.length < start + length) break;
     const payload = buf.subarray(start, start + length);
-    if (opcode === 1) state.ws.onText(payload);
+    const fin = ((buf[offset] as number) & 0x80) !== 0;
+    if ((opcode === 1 || opcode === 0) && !fin) state.fragments.push(payload.slice());
+    else if (opcode === 0 || (opcode === 1 && state.fragments.length)) {
+      state.ws.onText(new Uint8Array(Buffer.concat([...state.fragments.splice(0), payload])));
+    } else if (opcode === 1) state.ws.onText(payload);
     else if (opcode === 9) write(socket, concat(new Uint8Array([0x8a, 0x80 | payload.length, 0, 0, 0, 0]), payload)); // ping → pong
     else if (opcode === 8) socket.end();
     offset = start + length;
@@ -108,8 +114,11 @@ function readFrames(socket: Socket<State>, state: State, data: Uint8Array): void
   state.ws.onRead();
 }
 
-/** Connects to a ws:// URL and resolves once the upgrade is done. */
-export async function connectRaw(url: string): Promise<RawWebSocket> {
+/**
+ * Connects to a ws:// URL and resolves once the upgrade is done. Frames the server wrote together with
+ * its 101 reach the handlers given here (those set on the socket later see only what comes after).
+ */
+export async function connectRaw(url: string, handlers: Partial<Pick<RawWebSocket, 'onText' | 'onRead'>> = {}): Promise<RawWebSocket> {
   const { hostname, port, pathname, search } = new URL(url);
   let resolveOpen!: () => void;
   let rejectOpen!: (e: Error) => void;
@@ -121,8 +130,8 @@ export async function connectRaw(url: string): Promise<RawWebSocket> {
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
   let socketRef: Socket<State> | undefined;
   const ws: RawWebSocket = {
-    onText: () => {},
-    onRead: () => {},
+    onText: handlers.onText ?? (() => {}),
+    onRead: handlers.onRead ?? (() => {}),
     send(...texts) {
       if (!socketRef) return;
       if (texts.length === 1) return write(socketRef, frame(texts[0] as string));
@@ -142,7 +151,7 @@ export async function connectRaw(url: string): Promise<RawWebSocket> {
     },
     closed,
   };
-  const state: State = { ws, upgraded: false, buffer: undefined, pending: [], opened: resolveOpen, failed: rejectOpen, ended: resolveClosed };
+  const state: State = { ws, upgraded: false, buffer: undefined, pending: [], fragments: [], opened: resolveOpen, failed: rejectOpen, ended: resolveClosed };
   socketRef = await Bun.connect<State>({
     hostname,
     port: Number(port),

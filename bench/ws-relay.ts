@@ -12,9 +12,8 @@
 //   latency     the same pairs sending 35,000 msg/s in all, spread evenly: p50/p99 from send to delivery;
 //   memory      10,000 idle connected peers: the server's RSS growth per peer, after a full GC.
 // Everything is bounded: a run takes about (warm-up + duration) × 2 + 30 s (the idle peers) per server.
-import { type Subprocess, spawn } from 'bun';
+import { cpuSeconds, inBatches, type ServerProcess, startServer } from './process';
 import { connectRaw, type RawWebSocket } from './raw-ws';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -130,86 +129,10 @@ const protocols: Record<ServerKind, Protocol> = {
   },
 };
 
-interface ServerProcess {
-  base: string;
-  pid: number;
-  /** Sends "gc" and resolves with the RSS the server reports after collecting. */
-  rss(): Promise<number>;
-  stop(): Promise<void>;
-}
-
-async function startServer(kind: ServerKind, options: RelayOptions): Promise<ServerProcess> {
-  let command = protocols[kind].command;
-  if (options.profileDir && command[0] === process.execPath) {
-    command = [process.execPath, '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`, ...command.slice(1)];
-  }
-  if (options.pin) command = ['taskset', '-c', '0', ...command];
-  const proc: Subprocess<'pipe', 'pipe', 'inherit'> = spawn(command, { stdin: 'pipe', stdout: 'pipe', stderr: 'inherit', cwd: join(here, '..') });
-  const lines: string[] = [];
-  const waiters: (() => void)[] = [];
-  void (async () => {
-    const decoder = new TextDecoder();
-    let buffer = '';
-    for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        lines.push(buffer.slice(0, nl));
-        buffer = buffer.slice(nl + 1);
-        waiters.splice(0).forEach((w) => w());
-      }
-    }
-  })();
-  const nextLine = async (prefix: string, timeoutMs = 15_000): Promise<string> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const index = lines.findIndex((l) => l.startsWith(prefix));
-      if (index >= 0) return lines.splice(index, 1)[0] as string;
-      if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`${kind} server: no "${prefix}" line (exit ${proc.exitCode})`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 100);
-        waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  };
-  const port = Number((await nextLine('listening ')).split(' ')[1]);
-  return {
-    base: `http://127.0.0.1:${port}`,
-    pid: proc.pid,
-    async rss() {
-      proc.stdin.write('gc\n');
-      proc.stdin.flush();
-      return Number((await nextLine('rss ')).split(' ')[1]);
-    },
-    async stop() {
-      proc.kill();
-      await proc.exited;
-    },
-  };
-}
-
-/** CPU time (user + system) a process has used, in seconds. */
-function cpuSeconds(pid: number): number {
-  // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th, in clock ticks.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 interface Pair {
   name: string;
   sender: RawWebSocket;
   receiver: RawWebSocket;
-}
-
-/** Runs `fn` over `items`, `width` at a time. */
-async function inBatches<T, R>(items: T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = [];
-  for (let i = 0; i < items.length; i += width) out.push(...(await Promise.all(items.slice(i, i + width).map(fn))));
-  return out;
 }
 
 async function openPairs(kind: ServerKind, base: string, count: number, prefix: string): Promise<Pair[]> {
@@ -361,7 +284,7 @@ export async function benchWsRelay(partial: Partial<RelayOptions> = {}): Promise
       const figures: RunFigures = { throughput: NaN, serverCpu: NaN, p50: NaN, p99: NaN, sentRate: NaN, loadCpu: NaN, bytesPerPeer: NaN };
       // A fresh server for each measurement, so that none inherits another's garbage or connections.
       const fresh = async <T>(measure: (server: ServerProcess) => Promise<T>): Promise<T> => {
-        const server = await startServer(kind, options);
+        const server = await startServer(kind, protocols[kind].command, { pin: options.pin, profileDir: options.profileDir });
         try {
           return await measure(server);
         } finally {

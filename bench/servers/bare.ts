@@ -1,7 +1,7 @@
 // The ceiling: a bare Bun WebSocket relay. /<pair>/<role> pairs two sockets; each text frame goes to the
 // other one unread (with --json: parsed and serialised again, the least a relay that checks frames does).
-// Prints "listening <port>"; "gc" on stdin → "rss <bytes> heap <bytes>".
 import type { ServerWebSocket } from 'bun';
+import { serving } from './serving';
 
 interface Peer {
   pair: string;
@@ -35,12 +35,4 @@ const server = Bun.serve<Peer>({
     },
   },
 });
-console.log(`listening ${server.port}`);
-// Exit on SIGTERM rather than die of it, so that a CPU profile (--cpu-prof) gets written.
-process.on('SIGTERM', () => process.exit(0));
-for await (const line of console) {
-  if (line.trim() !== 'gc') continue;
-  Bun.gc(true);
-  const m = process.memoryUsage();
-  console.log(`rss ${m.rss} heap ${m.heapUsed}`);
-}
+await serving(server.port);

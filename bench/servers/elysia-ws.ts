@@ -1,6 +1,7 @@
 // Elysia's own WebSocket layer (`.ws()`) as a relay, with nothing else: what that layer costs per frame
 // over bare Bun. /<pair>/<role> as in bare.ts. Prints "listening <port>"; "gc" on stdin → "rss <bytes> heap <bytes>".
 import { Elysia } from 'elysia';
+import { serving } from './serving';
 
 interface Sendable {
   send(data: string): unknown;
@@ -24,12 +25,4 @@ const app = new Elysia().ws('/:pair/:role', {
   },
 });
 app.listen({ port: 0, hostname: '127.0.0.1', reusePort: false, development: false });
-console.log(`listening ${app.server?.port}`);
-// Exit on SIGTERM rather than die of it, so that a CPU profile (--cpu-prof) gets written.
-process.on('SIGTERM', () => process.exit(0));
-for await (const line of console) {
-  if (line.trim() !== 'gc') continue;
-  Bun.gc(true);
-  const m = process.memoryUsage();
-  console.log(`rss ${m.rss} heap ${m.heapUsed}`);
-}
+await serving(app.server?.port);

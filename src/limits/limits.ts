@@ -37,15 +37,22 @@ export class Limits {
   }
 
   /** Before `POST /register`. */
-  register(address: string | undefined): void {
-    if (address === undefined || !this.registers) return;
+  register(addressOf: () => string | undefined): void {
+    if (!this.registers) return;
+    const address = addressOf();
+    if (address === undefined) return;
     const wait = this.registers.take(addressKey(address));
     if (wait) throw limited('registrations from this address', wait);
   }
 
-  /** Before a message's body is read: counts it for the client address. */
-  message(address: string | undefined): void {
-    if (address === undefined || !this.messages) return;
+  /**
+   * Before a message's body is read: counts it for the client address. The address is looked up only
+   * when this limit is on: finding it costs every message something.
+   */
+  message(addressOf: () => string | undefined): void {
+    if (!this.messages) return;
+    const address = addressOf();
+    if (address === undefined) return;
     const wait = this.messages.take(addressKey(address));
     if (wait) throw limited('messages from this address', wait);
   }

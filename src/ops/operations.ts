@@ -51,7 +51,7 @@ export class Operations {
     this.observer = new SignallingMetrics(deps.gauges, deps.monotonic);
     this.readiness = new Readiness(deps.clock);
     this.registry = new MetricsRegistry().add(this.observer).add(this.http).add(new ProcessMetrics(pkg));
-    const { logger, requestId = () => crypto.randomUUID() } = deps;
+    const { logger, requestId = sequentialIds() } = deps;
     this.requests = new Telemetry({ logger, http: this.http, requestId, quietRoutes: QUIET_ROUTES });
   }
 
@@ -78,4 +78,14 @@ export class Operations {
     const { clock, logger } = this.deps;
     return new Drain(this.config, { readiness: this.readiness, streams, clock, logger });
   }
+}
+
+/**
+ * Request ids: a random prefix for this process, then a counter. Unique across instances and restarts
+ * as a UUID would be, for a fraction of its cost on every request.
+ */
+export function sequentialIds(): () => string {
+  const prefix = crypto.randomUUID().slice(0, 13);
+  let n = 0;
+  return () => `${prefix}-${(++n).toString(36)}`;
 }

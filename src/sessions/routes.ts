@@ -14,7 +14,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
     .post(
       '/register/:sessionId/:peerId',
       async ({ params: { sessionId, peerId }, query: { mode, role }, headers: { authorization }, request, server }): Promise<RegisterResponse> => {
-        limits.register(address(request, server));
+        limits.register(() => address(request, server));
         const requested = role === undefined ? undefined : role === 'publish' ? 'publisher' : 'viewer';
         const ticket = await access.ticket(sessionId, peerId, bearerToken(authorization), requested);
         const { peers, auth, lastEventId, mode: sessionMode } = await signalling.register(sessionId, peerId, ticket.admit, mode);
@@ -54,8 +54,9 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
     )
     .post(
       '/message/:sessionId/:peerId',
-      async ({ params: { sessionId, peerId }, headers: { authorization }, body, set }) => {
-        await access.authorizePeer(sessionId, peerId, bearerToken(authorization));
+      // The one header it needs is read from the request: naming `headers` would copy them all.
+      async ({ params: { sessionId, peerId }, request, body, set }) => {
+        await access.authorizePeer(sessionId, peerId, bearerToken(request.headers.get('authorization') ?? undefined));
         limits.peerMessage(sessionId, peerId);
         if ((await signalling.send(sessionId, peerId, body)) === 'sent') return MESSAGE_SENT;
         set.status = 202;
@@ -69,7 +70,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
         // cannot describe a parser function).
         parse: [
           ({ request, server }) => {
-            limits.message(address(request, server));
+            limits.message(() => address(request, server));
             return readJsonBody(request);
           },
           'application/json',

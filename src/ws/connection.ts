@@ -6,7 +6,7 @@ import { CloseCode, type WsSinkOptions, type WsSocket, WsSink } from './ws-sink'
 
 /** The message limits of POST /message, applied to each frame: they throw `rate_limited`. */
 export interface MessageLimits {
-  message(address: string | undefined): void;
+  message(addressOf: () => string | undefined): void;
   peerMessage(sessionId: string, peerId: string): void;
 }
 
@@ -74,7 +74,7 @@ export class WsConnection {
     let sent: Awaitable<Delivered>;
     try {
       // The limits of POST /message, in its order: the address's, then the peer's.
-      this.options.limits?.message(this.address);
+      this.options.limits?.message(() => this.address);
       this.options.limits?.peerMessage(this.sessionId, this.peerId);
       sent = this.signalling.send(this.sessionId, this.peerId, frame);
     } catch (e) {

@@ -1,0 +1,117 @@
+// `bun run bench`: every benchmark in one run, on loopback, bounded in time (about 10 minutes; a
+// `--smoke` run takes seconds and only proves the harness works). Prints one table and writes it into
+// BENCHMARKS.md, with the machine, the versions and the command.
+//
+//   bun run bench                      # everything; rewrites the figures section of BENCHMARKS.md
+//   bun run bench --smoke              # tiny counts, nothing written
+//   bun run bench --only sse-relay,streams --no-write
+//
+// The servers run pinned to CPU 0 and this process (the load) to CPU 1 when the machine has taskset
+// and two CPUs or more, so that the load and the server never share a core.
+import { spawnSync } from 'bun';
+import { cpus, freemem, loadavg, totalmem } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { benchBinary } from './binary';
+import { benchSessionSetup } from './session-setup';
+import { benchSseRelay } from './sse-relay';
+import { benchStreams } from './streams';
+import { formatRows, met, type Row } from './table';
+
+type Bench = (options: { smoke: boolean; log: (line: string) => void }) => Promise<Row[]>;
+
+/** In the order they run: the executable first, on a quiet machine; the 20,000 streams last. */
+const BENCHES: Record<string, Bench> = {
+  binary: benchBinary,
+  'sse-relay': benchSseRelay,
+  'session-setup': benchSessionSetup,
+  streams: benchStreams,
+};
+
+const root = join(import.meta.dir, '..');
+const START = '<!-- bun run bench: start -->';
+const END = '<!-- bun run bench: end -->';
+
+const { values } = parseArgs({
+  args: Bun.argv.slice(2),
+  options: {
+    smoke: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'no-write': { type: 'boolean', default: false },
+  },
+});
+const only = values.only?.split(',').map((name) => name.trim()) ?? Object.keys(BENCHES);
+const unknown = only.filter((name) => !(name in BENCHES));
+if (unknown.length) {
+  console.error(`unknown benchmark ${unknown.join(', ')}; there are ${Object.keys(BENCHES).join(', ')}`);
+  process.exit(2);
+}
+
+const log = (line: string) => console.error(`[bench] ${line}`);
+pinLoad();
+const started = new Date();
+const load = loadavg();
+const rows: Row[] = [];
+for (const name of only) {
+  const t0 = performance.now();
+  log(`${name}…`);
+  rows.push(...(await (BENCHES[name] as Bench)({ smoke: values.smoke, log: (line) => log(`${name}: ${line}`) })));
+  log(`${name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+const table = formatRows(rows);
+console.log(table);
+const missed = rows.filter((row) => met(row) === false);
+const goals = rows.filter((row) => row.goal).length;
+console.log(`\n${rows.length} figures; of ${goals} goals, ${goals - missed.length} met, ${missed.length} not met`);
+if (!values.smoke && !values['no-write']) {
+  writeFigures(table);
+  log('BENCHMARKS.md: figures written');
+}
+
+/** Pins this process, every thread of it, to CPU 1: the servers run on CPU 0. */
+function pinLoad(): void {
+  if (cpus().length < 2 || !Bun.which('taskset')) {
+    log('no taskset or one CPU: the load and the servers share the CPUs');
+    return;
+  }
+  spawnSync(['taskset', '-a', '-cp', '1', String(process.pid)], { stdout: 'ignore' });
+}
+
+function version(command: string[]): string {
+  if (!Bun.which(command[0] as string)) return 'absent';
+  const out = spawnSync(command, { stdout: 'pipe', stderr: 'ignore' });
+  return out.stdout.toString().trim().split('\n')[0] ?? '?';
+}
+
+const packageVersion = (name: string): string => (JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** The machine and the software the figures come from. */
+function environment(): string {
+  const cpu = cpus();
+  const command = `bun run bench${values.only ? ` --only ${values.only}` : ''}`;
+  return [
+    `Measured ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC with \`${command}\`.`,
+    '',
+    `- Machine: ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB` +
+      ` (${(freemem() / 2 ** 30).toFixed(0)} GiB free), ${version(['uname', '-sr'])}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at the start.`,
+    `- Software: Bun ${Bun.version}, Node ${version(['node', '--version'])} (PeerJS server), elysia ${packageVersion('elysia')},` +
+      ` peer ${packageVersion('peer')}.`,
+    '- Servers pinned to CPU 0, the load generator (this harness) to CPU 1; everything on loopback.',
+  ].join('\n');
+}
+
+/** Replaces the figures section of BENCHMARKS.md (between its markers), or puts one at its top. */
+function writeFigures(table: string): void {
+  const path = join(root, 'BENCHMARKS.md');
+  const text = readFileSync(path, 'utf8');
+  const section = `${START}\n${environment()}\n\n${table}\n${END}`;
+  const at = text.indexOf(START);
+  const end = text.indexOf(END);
+  const next =
+    at >= 0 && end > at
+      ? text.slice(0, at) + section + text.slice(end + END.length)
+      : text.replace(/^(# .*\n)/, `$1\n## \`bun run bench\`\n\n${section}\n\n`);
+  writeFileSync(path, next);
+}

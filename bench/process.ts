@@ -1,0 +1,90 @@
+// Starting a benchmark server as its own process, and reading what it used: shared by every benchmark.
+// A server prints "listening <port>" once it listens; given "gc" on stdin it collects garbage and
+// prints "rss <bytes> heap <bytes>".
+import { type Subprocess, spawn } from 'bun';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface ServerProcess {
+  base: string;
+  pid: number;
+  /** Sends "gc" and resolves with the RSS the server reports after collecting. */
+  rss(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Pin the server to CPU 0 (the load then runs on CPU 1; needs taskset). */
+  pin?: boolean;
+  /** Write a CPU profile of a Bun server into this directory (markdown, Bun's --cpu-prof-md). */
+  profileDir?: string;
+  env?: Record<string, string | undefined>;
+}
+
+/** Starts `command` and waits for its "listening" line. */
+export async function startServer(name: string, command: string[], options: StartOptions = {}): Promise<ServerProcess> {
+  if (options.profileDir && command[0] === process.execPath) {
+    command = [process.execPath, '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`, ...command.slice(1)];
+  }
+  if (options.pin) command = ['taskset', '-c', '0', ...command];
+  const proc: Subprocess<'pipe', 'pipe', 'inherit'> = spawn(command, { stdin: 'pipe', stdout: 'pipe', stderr: 'inherit', cwd: join(import.meta.dir, '..'), env: options.env ?? process.env });
+  const lines: string[] = [];
+  const waiters: (() => void)[] = [];
+  void (async () => {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        lines.push(buffer.slice(0, nl));
+        buffer = buffer.slice(nl + 1);
+        waiters.splice(0).forEach((w) => w());
+      }
+    }
+  })();
+  const nextLine = async (prefix: string, timeoutMs = 15_000): Promise<string> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const index = lines.findIndex((l) => l.startsWith(prefix));
+      if (index >= 0) return lines.splice(index, 1)[0] as string;
+      if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`${name} server: no "${prefix}" line (exit ${proc.exitCode})`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 100);
+        waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  };
+  const port = Number((await nextLine('listening ')).split(' ')[1]);
+  return {
+    base: `http://127.0.0.1:${port}`,
+    pid: proc.pid,
+    async rss() {
+      proc.stdin.write('gc\n');
+      proc.stdin.flush();
+      return Number((await nextLine('rss ')).split(' ')[1]);
+    },
+    async stop() {
+      proc.kill();
+      await proc.exited;
+    },
+  };
+}
+
+/** CPU time (user + system) a process has used, in seconds. */
+export function cpuSeconds(pid: number): number {
+  // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th, in clock ticks.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Runs `fn` over `items`, `width` at a time. */
+export async function inBatches<T, R>(items: T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += width) out.push(...(await Promise.all(items.slice(i, i + width).map(fn))));
+  return out;
+}
