@@ -85,7 +85,9 @@ function version(command: string[]): string {
   return out.stdout.toString().trim().split('\n')[0] ?? '?';
 }
 
-const packageVersion = (name: string): string => (JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+function packageVersion(name: string): string {
+  return (JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+}
 
 /** The machine and the software the figures come from. */
 function environment(): string {

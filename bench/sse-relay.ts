@@ -3,6 +3,7 @@
 //   bun bench/sse-relay.ts                       # full: about 65 s (bounded: every phase has a fixed length)
 //   bun bench/sse-relay.ts --smoke               # 4 pairs, short phases: proves the code works (< 10 s)
 //   bun bench/sse-relay.ts --profile /tmp/prof   # also a CPU profile (markdown) of switchboard's first throughput run
+//   bun bench/sse-relay.ts --rate 2000           # the latency runs at 2,000 msg/s rather than half the throughput
 //
 // Every pair is a session of two peers: the receiver registers and opens its event stream, then the
 // sender registers and POSTs `{"type":"ice-candidate"|"offer","target":"r","payload":{…}}` to it. Nine
@@ -55,6 +56,8 @@ export interface SseRelaySettings {
   latencyMs: number;
   /** Which relays to measure beside switchboard SSE (which is always measured). */
   compare: readonly Transport[];
+  /** The rate of the latency runs, messages per second; half the SSE throughput measured when unset. */
+  latencyRate?: number;
   /** Write a CPU profile of switchboard's first SSE throughput run into this directory (markdown). */
   profileDir?: string;
 }
@@ -615,7 +618,7 @@ export async function benchSseRelay(options: { smoke: boolean; log: (line: strin
   ];
 
   // Half the relay's maximum, for every transport alike.
-  const rate = Math.max(1, Math.round(sseRate / 2));
+  const rate = s.latencyRate ?? Math.max(1, Math.round(sseRate / 2));
   const latency = await withServer('switchboard', (server) => relayLatency('sse', server, s, rate));
   const latencyNote = (l: Latency) => `at ${kilo(l.sentRate)} msg/s, server CPU ${pct(l.serverCpu)}, load CPU ${pct(l.loadCpu)}${lost(l.lost)}`;
   rows.push(
@@ -661,6 +664,7 @@ if (import.meta.main) {
       window: { type: 'string' },
       runs: { type: 'string' },
       compare: { type: 'string' },
+      rate: { type: 'string' },
     },
   });
   const overrides: Partial<SseRelaySettings> = {};
@@ -668,6 +672,7 @@ if (import.meta.main) {
   if (values.pairs) overrides.pairs = Number(values.pairs);
   if (values.window) overrides.window = Number(values.window);
   if (values.runs) overrides.runs = Number(values.runs);
+  if (values.rate) overrides.latencyRate = Number(values.rate);
   if (values.compare !== undefined) overrides.compare = values.compare.split(',').filter(Boolean) as Transport[];
   const rows = await benchSseRelay({ smoke: Boolean(values.smoke), log: (line) => console.error(line), ...overrides });
   console.log(formatRows(rows));
