@@ -12,6 +12,8 @@ export type LimitsConfig = Pick<
 /** Gives back what `openStream` took. Calling it twice does nothing. */
 export type Release = () => void;
 
+const NOTHING_TO_RELEASE: Release = () => {};
+
 const limited = (what: string, retryAfterS: number) =>
   new SignalError('rate_limited', `too many ${what}; retry in ${retryAfterS} s`, retryAfterS);
 
@@ -67,7 +69,7 @@ export class Limits {
   /** Takes one of the address's stream slots, or refuses with 429; release it when the stream ends. */
   openStream(address: string | undefined): Release {
     const cap = this.config.maxStreamsPerIp;
-    if (address === undefined || cap === 0) return () => {};
+    if (address === undefined || cap === 0) return NOTHING_TO_RELEASE;
     const key = addressKey(address);
     const open = this.streams.get(key) ?? 0;
     if (open >= cap) throw new SignalError('too_many_streams', `this address has ${cap} event streams open, the most allowed`, 5);

@@ -6,22 +6,30 @@ const encoder = new TextEncoder();
 
 export interface PeerStreamOptions {
   heartbeat: Heartbeat;
-  /** Events queued ahead of the socket before writes are refused (they then wait in the mailbox). */
-  maxQueued: number;
+  /** Counts queued events up to the most that may wait ahead of the socket (see `streamQueue`). */
+  strategy: QueuingStrategy<Uint8Array>;
   /** Reconnection delay announced to EventSource clients. */
   retryMs: number;
-  /** The request's abort signal: fires when the client goes away. */
+}
+
+/** What each stream has of its own: the request's abort signal (fires when the client goes away), and what runs once it ends. */
+export interface PeerStreamHooks {
   signal?: AbortSignal;
   /** Runs once when the stream ends, however it ends (after the sink's own close listener). */
   onEnd?: () => void;
 }
 
+/** The queuing strategy of streams that let `maxQueued` events wait ahead of the socket: one for all of them. */
+export const streamStrategy = (maxQueued: number): QueuingStrategy<Uint8Array> => new CountQueuingStrategy({ highWaterMark: maxQueued });
+
 /**
  * One peer's `text/event-stream` response. It owns its ReadableStream so that every way a stream
  * ends (the client cancels, the request aborts, a write fails, the server closes it, the reader
- * stalls) goes through `end()` exactly once.
+ * stalls) goes through `end()` exactly once. It is its stream's underlying source (`start`, `pull`,
+ * `cancel`) and the listener of the request's abort signal (`handleEvent`): thousands of idle streams
+ * are held at once, and each closure less is memory less for every one of them.
  */
-export class PeerStream implements EventSink, Pingable {
+export class PeerStream implements EventSink, Pingable, UnderlyingDefaultSource<Uint8Array>, EventListenerObject {
   readonly response: Response;
   private controller!: ReadableStreamDefaultController<Uint8Array>;
   private lastId = 0;
@@ -32,29 +40,15 @@ export class PeerStream implements EventSink, Pingable {
   private stalled = false;
   private closeListener: (() => void) | undefined;
   private drainListener: (() => void) | undefined;
+  private readonly onEnd: (() => void) | undefined;
 
-  constructor(private readonly options: PeerStreamOptions) {
-    const body = new ReadableStream<Uint8Array>(
-      {
-        start: (controller) => {
-          this.controller = controller;
-          // Bun sends no headers before the first body bytes: write at once so the client sees `open`.
-          controller.enqueue(encoder.encode(retryFrame(options.retryMs)));
-        },
-        // Called whenever the queue has room again after the socket took some of it.
-        pull: () => {
-          this.stalled = false;
-          if (!this.blocked) return;
-          this.blocked = false;
-          queueMicrotask(() => this.drainListener?.());
-        },
-        cancel: () => this.end(false),
-      },
-      // Counts queued events, so `desiredSize` tells how far the socket is behind.
-      new CountQueuingStrategy({ highWaterMark: options.maxQueued }),
-    );
-    options.signal?.addEventListener('abort', () => this.end(false), { once: true });
-    this.response = new Response(body, {
+  constructor(
+    private readonly options: PeerStreamOptions,
+    hooks: PeerStreamHooks = {},
+  ) {
+    this.onEnd = hooks.onEnd;
+    hooks.signal?.addEventListener('abort', this, { once: true });
+    this.response = new Response(new ReadableStream<Uint8Array>(this, options.strategy), {
       headers: {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
@@ -62,6 +56,29 @@ export class PeerStream implements EventSink, Pingable {
       },
     });
     options.heartbeat.add(this);
+  }
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.controller = controller;
+    // Bun sends no headers before the first body bytes: write at once so the client sees `open`.
+    controller.enqueue(encoder.encode(retryFrame(this.options.retryMs)));
+  }
+
+  /** Called whenever the queue has room again after the socket took some of it. */
+  pull(): void {
+    this.stalled = false;
+    if (!this.blocked) return;
+    this.blocked = false;
+    queueMicrotask(() => this.drainListener?.());
+  }
+
+  cancel(): void {
+    this.end(false);
+  }
+
+  /** The request's abort signal fired: the client went away. */
+  handleEvent(): void {
+    this.end(false);
   }
 
   get isOpen(): boolean {
@@ -136,6 +153,6 @@ export class PeerStream implements EventSink, Pingable {
     this.closeListener = undefined;
     this.drainListener = undefined;
     listener?.();
-    this.options.onEnd?.();
+    this.onEnd?.();
   }
 }

@@ -6,7 +6,7 @@ import { SignalError } from '../errors';
 import { PeerParams } from '../sessions/model';
 import type { SignallingBackend } from '../sessions/backend';
 import type { Heartbeat } from './heartbeat';
-import { PeerStream } from './peer-stream';
+import { PeerStream, streamStrategy } from './peer-stream';
 
 export interface EventRoutesOptions {
   heartbeat: Heartbeat;
@@ -46,14 +46,16 @@ export function parseLastEventId(value: string | undefined): number | undefined 
   return Number(value);
 }
 
-export const eventRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards, options: EventRoutesOptions) =>
-  new Elysia().get(
+export function eventRoutes(signalling: SignallingBackend, { access, limits, address }: Guards, { heartbeat, maxQueued, retryMs }: EventRoutesOptions) {
+  // One options object and one queuing strategy for every stream.
+  const streams = { heartbeat, retryMs, strategy: streamStrategy(maxQueued) };
+  return new Elysia().get(
     '/events/:sessionId/:peerId',
     async ({ params: { sessionId, peerId }, headers, query, request, server }) => {
       await access.authorizePeer(sessionId, peerId, bearerToken(headers.authorization) ?? query.token);
       const lastEventId = parseLastEventId(headers['last-event-id'] ?? query.lastEventId);
       const release = limits.openStream(address(request, server));
-      const stream = new PeerStream({ ...options, signal: request.signal, onEnd: release });
+      const stream = new PeerStream(streams, { signal: request.signal, onEnd: release });
       try {
         await signalling.connect(sessionId, peerId, stream, lastEventId);
       } catch (e) {
@@ -67,3 +69,4 @@ export const eventRoutes = (signalling: SignallingBackend, { access, limits, add
     },
     { params: PeerParams, query: EventsQuery, headers: EventsHeaders, detail: EVENTS_DOC },
   );
+}
