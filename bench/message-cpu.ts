@@ -15,7 +15,7 @@ async function run(path: 'held' | 'relayed'): Promise<number> {
   const logger = createLogger({ level: 'info', format: 'json', clock: systemClock, write: () => {} });
   const app = createApp(defaultConfig({ maxQueue: 100_000, messageRatePerS: 0, peerMessageRatePerS: 0, registerRatePerMin: 0 }), { logger });
   const send = async () => {
-    const res = await app.handle(new Request('http://localhost/message/s/a', { method: 'POST', body }));
+    const res = await app.handle(new Request('http://localhost/message/s/a', { method: 'POST', body, headers: { 'content-length': String(Buffer.byteLength(body)) } }));
     if (res.status !== (path === 'held' ? 202 : 200)) throw new Error(`unexpected ${res.status}: ${await res.text()}`);
     await res.arrayBuffer();
   };
