@@ -19,7 +19,12 @@ export class LazyRelay implements ServerPeer {
 
   constructor(
     private readonly config: RelayConfig,
-    private readonly deps: RelayDeps & { failed(error: unknown): void },
+    private readonly deps: RelayDeps & {
+      /** Told when the engine cannot be loaded, or one of the calls replayed into it throws. */
+      failed(error: unknown): void;
+      /** Loads the engine's module (tests give their own). */
+      load?: () => Promise<{ RelayEngine: typeof RelayEngine }>;
+    },
   ) {}
 
   joined(sessionId: string, peerId: string, role: Role): void {
@@ -64,7 +69,7 @@ export class LazyRelay implements ServerPeer {
     if (this.stopped) return;
     if (this.engine) return call(this.engine);
     this.pending.push(call);
-    this.loading ??= import('./engine').then(
+    this.loading ??= (this.deps.load ?? (() => import('./engine')))().then(
       ({ RelayEngine }) => {
         if (this.stopped) return;
         const engine = new RelayEngine(this.config, this.deps);
