@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { type Static, type TSchema, Type as T } from '@sinclair/typebox';
 import { AssertError, Value } from '@sinclair/typebox/value';
 
@@ -109,7 +108,8 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
   for (const key of keys) options[flagName(key)] = { type: 'string' };
   let flags: Record<string, string | boolean | undefined>;
   try {
-    flags = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
+    // node:util only when there are flags: a server configured by its environment starts without it.
+    flags = argv.length === 0 ? {} : (require('node:util') as typeof import('node:util')).parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
   } catch (e) {
     throw new ConfigError(`${(e as Error).message} (see --help)`);
   }
