@@ -1,6 +1,8 @@
+import { afterEach } from 'bun:test';
 import { type AppDeps, createApp } from '../src/app';
 import type { Cancel, Clock } from '../src/clock';
 import { type Config, defaultConfig } from '../src/config';
+import type { SseConnection } from './sse-client';
 
 export { defaultConfig };
 export type App = ReturnType<typeof createApp>;
@@ -65,7 +67,7 @@ export async function req(app: App, method: string, path: string, body?: unknown
 export interface Running {
   url: string;
   app: App;
-  /** Ends every stream and stops listening. */
+  /** Ends every stream and stops listening; once (a second call does nothing). */
   stop(): Promise<void>;
 }
 
@@ -75,13 +77,37 @@ export function startServer(config: Partial<Config> = {}, deps: Partial<AppDeps>
   app.listen({ port: 0, hostname: '127.0.0.1', reusePort: false, development: false, ...serve });
   const port = app.server?.port;
   if (!port) throw new Error('server did not start');
+  let stopped = false;
   return {
     url: `http://127.0.0.1:${port}`,
     app,
     async stop() {
+      if (stopped) return;
+      stopped = true;
       app.decorator.signalling.shutdown();
       await app.stop(true);
     },
+  };
+}
+
+/**
+ * For the tests of a describe block that use real listeners: `listen` starts one (as `startServer`), and
+ * the event streams pushed onto `streams` are closed and the servers stopped after each test.
+ */
+export function serversPerTest(): { listen: typeof startServer; streams: SseConnection[] } {
+  const servers: Running[] = [];
+  const streams: SseConnection[] = [];
+  afterEach(async () => {
+    for (const s of streams.splice(0)) s.close();
+    for (const running of servers.splice(0)) await running.stop();
+  });
+  return {
+    listen(...args) {
+      const running = startServer(...args);
+      servers.push(running);
+      return running;
+    },
+    streams,
   };
 }
 

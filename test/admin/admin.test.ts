@@ -1,8 +1,8 @@
-import { afterEach, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import { createApp } from '../../src/app';
 import type { Config } from '../../src/config';
-import { defaultConfig, ManualClock, req, type Running, startServer } from '../helpers';
-import { openEvents, type SseConnection } from '../sse-client';
+import { defaultConfig, ManualClock, req, serversPerTest } from '../helpers';
+import { openEvents } from '../sse-client';
 
 const ADMIN = 'admin-token-for-tests-0123';
 const admin = { authorization: `Bearer ${ADMIN}` };
@@ -117,16 +117,10 @@ describe('POST /sessions', () => {
 });
 
 describe('GET /sessions and /sessions/:id', () => {
-  let running: Running | undefined;
-  const streams: SseConnection[] = [];
-  afterEach(async () => {
-    for (const s of streams.splice(0)) s.close();
-    await running?.stop();
-    running = undefined;
-  });
+  const { listen, streams } = serversPerTest();
 
   test('list sessions, their peers, roles and whether each stream is open', async () => {
-    running = startServer({ authMode: 'token', adminToken: ADMIN });
+    const running = listen({ authMode: 'token', adminToken: ADMIN });
     const { url } = running;
     const a = (await (await fetch(`${url}/register/s/a`, { method: 'POST' })).json()).token;
     await fetch(`${url}/register/s/b`, { method: 'POST' });

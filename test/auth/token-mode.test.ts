@@ -1,9 +1,9 @@
-import { afterEach, describe, expect, spyOn, test } from 'bun:test';
+import { describe, expect, spyOn, test } from 'bun:test';
 import { createApp } from '../../src/app';
 import { createLogger } from '../../src/log/logger';
 import type { Config } from '../../src/config';
-import { defaultConfig, ManualClock, req, type Running, startServer } from '../helpers';
-import { ofType, openEvents, type SseConnection } from '../sse-client';
+import { defaultConfig, ManualClock, req, serversPerTest } from '../helpers';
+import { ofType, openEvents } from '../sse-client';
 
 /** Predictable tokens: t1, t2, … (the real generator is tested on its own). */
 const counter = () => {
@@ -158,16 +158,10 @@ describe('AUTH_MODE=token', () => {
 });
 
 describe('AUTH_MODE=token over a real listener', () => {
-  let running: Running | undefined;
-  const streams: SseConnection[] = [];
-  afterEach(async () => {
-    for (const s of streams.splice(0)) s.close();
-    await running?.stop();
-    running = undefined;
-  });
+  const { listen, streams } = serversPerTest();
 
   test('EventSource-style ?token= opens the stream; the header works too; messages flow', async () => {
-    running = startServer({ authMode: 'token' });
+    const running = listen({ authMode: 'token' });
     const { url } = running;
     const a = (await (await fetch(`${url}/register/s/a`, { method: 'POST' })).json()).token;
     const b = (await (await fetch(`${url}/register/s/b`, { method: 'POST' })).json()).token;
@@ -181,7 +175,7 @@ describe('AUTH_MODE=token over a real listener', () => {
   });
 
   test('a peer cannot open another peer\'s stream with its own token', async () => {
-    running = startServer({ authMode: 'token' });
+    const running = listen({ authMode: 'token' });
     const { url } = running;
     await fetch(`${url}/register/s/a`, { method: 'POST' });
     const b = (await (await fetch(`${url}/register/s/b`, { method: 'POST' })).json()).token;

@@ -1,5 +1,6 @@
 // Debian's Chromium driven by playwright-core: one browser, one context per peer (separate storage,
 // like separate people). Never a downloaded browser.
+import { afterAll, afterEach, beforeAll } from 'bun:test';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import type { ClientStatus, PeerStatus } from '../../src/client/session';
 
@@ -45,6 +46,40 @@ export async function openPeer(browser: Browser, url: string, init?: string): Pr
   });
   await page.goto(url);
   return { context, page, errors, close: () => context.close() };
+}
+
+/**
+ * What a file of browser tests shares: one Chromium for the whole file; per test, the pages it opened
+ * (`open`) and what it started (`stopAfter`), closed after it whatever happened: the pages first, then
+ * the rest in reverse order. `init` runs in every page before its scripts.
+ */
+export function browserTests(init?: string) {
+  let browser: Browser | undefined;
+  const pages: PeerPage[] = [];
+  const started: { stop(): Promise<unknown> }[] = [];
+  beforeAll(async () => {
+    browser = await launchBrowser();
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+  });
+  afterEach(async () => {
+    // A test may have closed a page itself (a viewer cut off).
+    await Promise.all(pages.splice(0).map((p) => p.close().catch(() => undefined)));
+    for (const s of started.splice(0).reverse()) await s.stop();
+  });
+  return {
+    async open(url: string): Promise<PeerPage> {
+      if (!browser) throw new Error('the browser did not start');
+      const peer = await openPeer(browser, url, init);
+      pages.push(peer);
+      return peer;
+    },
+    stopAfter<T extends { stop(): Promise<unknown> }>(thing: T): T {
+      started.push(thing);
+      return thing;
+    },
+  };
 }
 
 /** `window.switchboard`, the client's state. */

@@ -1,43 +1,15 @@
 // The browser client in real Chromium against a real server: publisher and viewers driven through the
 // page's own form and URL, proven by decoded video; over SSE and over the WebSocket transport.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
 import { type Running, startServer } from '../helpers';
-import { launchBrowser, openPeer, type PeerPage, status, waitConnected, waitPeers, waitVideo } from './browser';
+import { browserTests, status, waitConnected, waitPeers, waitVideo } from './browser';
 import { startCuttingProxy } from './cutting-proxy';
 
-let browser: Browser;
-beforeAll(async () => {
-  browser = await launchBrowser();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-
-/** What each test started, stopped after it whatever happened. */
-let pages: PeerPage[] = [];
-let servers: { stop(): Promise<void> }[] = [];
-afterEach(async () => {
-  await Promise.all(pages.map((p) => p.close()));
-  for (const s of servers.reverse()) await s.stop();
-  pages = [];
-  servers = [];
-});
-
-function serve(config: Parameters<typeof startServer>[0] = {}): Running {
-  const server = startServer(config);
-  servers.push(server);
-  return server;
-}
-
-async function open(url: string): Promise<PeerPage> {
-  const peer = await openPeer(browser, url);
-  pages.push(peer);
-  return peer;
-}
+const { open, stopAfter } = browserTests();
+const serve = (config: Parameters<typeof startServer>[0] = {}): Running => stopAfter(startServer(config));
 
 const E2E_TIMEOUT = 60_000;
 
@@ -219,7 +191,6 @@ describe('publisher and viewers in Chromium', () => {
       const server = serve();
       const viewer = await open(`${server.url}/?session=gone`);
       await server.stop();
-      servers = [];
       await viewer.page.click('#view');
       await viewer.page.waitForFunction(() => window.switchboard.phase === 'failed');
       expect(await viewer.page.textContent('#error')).toMatch(/^Cannot reach the signalling server at http:\/\/127\.0\.0\.1:\d+ \(GET \/iceServers\)\. Is the server running/);
@@ -233,7 +204,7 @@ describe('publisher and viewers in Chromium', () => {
     async () => {
       const server = serve();
       const proxy = startCuttingProxy(server.url);
-      servers.push(proxy);
+      stopAfter(proxy);
       // The viewer's first stream dies as the offer reaches it, the next one at the first ICE candidate.
       proxy.cutAt('v1', 0, 'offer');
       proxy.cutAt('v1', 1, 'ice-candidate');
@@ -274,7 +245,7 @@ describe('publisher and viewers in Chromium', () => {
     async () => {
       const server = serve();
       const proxy = startCuttingProxy(server.url);
-      servers.push(proxy);
+      stopAfter(proxy);
       // The publisher is there first: the offer is held for the viewer and is the first thing its stream carries.
       const publisher = await open(`${proxy.url}/?session=first&peer=pub&role=publish`);
       await publisher.page.waitForFunction(() => window.switchboard.phase === 'live');

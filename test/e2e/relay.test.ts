@@ -1,27 +1,11 @@
 // Relay sessions in real Chromium against a real server: the publisher uploads one copy, the server
 // (peer `switchboard`, werift) forwards it to every viewer.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import { networkInterfaces } from 'node:os';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { type Running, startServer } from '../helpers';
-import { launchBrowser, openPeer, type PeerPage, status, waitConnected, waitVideo } from './browser';
+import { browserTests, type PeerPage, status, waitConnected, waitVideo } from './browser';
 
-let browser: Browser;
-beforeAll(async () => {
-  browser = await launchBrowser();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-
-let pages: PeerPage[] = [];
-let servers: Running[] = [];
-afterEach(async () => {
-  await Promise.all(pages.map((p) => p.close().catch(() => undefined)));
-  for (const s of servers.reverse()) await s.stop();
-  pages = [];
-  servers = [];
-});
 
 /**
  * Runs before the page's scripts: keeps every RTCPeerConnection the page creates, when the first one
@@ -82,17 +66,8 @@ declare global {
 
 const summary = (page: Page) => page.evaluate(() => window.__watch.summary());
 
-async function open(url: string): Promise<PeerPage> {
-  const peer = await openPeer(browser, url, WATCH_CONNECTIONS);
-  pages.push(peer);
-  return peer;
-}
-
-function serve(config: Parameters<typeof startServer>[0] = {}): Running {
-  const server = startServer(config);
-  servers.push(server);
-  return server;
-}
+const { open, stopAfter } = browserTests(WATCH_CONNECTIONS);
+const serve = (config: Parameters<typeof startServer>[0] = {}): Running => stopAfter(startServer(config));
 
 /** Waits until the page has decoded `frames` more video frames than it had: video is still flowing. */
 async function keepsDecoding(page: Page, frames = 30): Promise<void> {

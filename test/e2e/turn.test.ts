@@ -1,41 +1,23 @@
 // TURN for real: coturn on 127.0.0.1 checks the credentials GET /iceServers issues with TURN_SECRET,
 // and Chromium relays media through it when the page is told to use nothing else (relay=1).
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
-import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { type ServerProcess, spawnServer } from '../process-helpers';
-import { explainOnFailure, launchBrowser, openPeer, type PeerPage, status, waitConnected, waitVideo } from './browser';
+import { browserTests, explainOnFailure, status, waitConnected, waitVideo } from './browser';
 import { type Coturn, startCoturn } from './coturn';
 
 const root = new URL('../..', import.meta.url).pathname;
-let browser: Browser;
+const { open, stopAfter } = browserTests();
 let turn: Coturn;
 beforeAll(async () => {
-  [browser, turn] = await Promise.all([launchBrowser(), startCoturn()]);
+  turn = await startCoturn();
 }, 60_000);
 afterAll(async () => {
-  await browser?.close();
   await turn?.stop();
-});
-
-let pages: PeerPage[] = [];
-let server: ServerProcess | undefined;
-afterEach(async () => {
-  await Promise.all(pages.map((p) => p.close()));
-  await server?.stop();
-  pages = [];
-  server = undefined;
 });
 
 /** The server as an operator starts it: settings in the environment. */
 async function serve(secret: string): Promise<ServerProcess> {
-  server = await spawnServer([process.execPath, 'src/index.ts'], { cwd: root, env: { TURN_SECRET: secret, ICE_URLS: turn.url, TURN_TTL_S: '600' } });
-  return server;
-}
-
-async function open(url: string): Promise<PeerPage> {
-  const peer = await openPeer(browser, url);
-  pages.push(peer);
-  return peer;
+  return stopAfter(await spawnServer([process.execPath, 'src/index.ts'], { cwd: root, env: { TURN_SECRET: secret, ICE_URLS: turn.url, TURN_TTL_S: '600' } }));
 }
 
 describe('TURN through coturn', () => {

@@ -1,10 +1,10 @@
-import { afterEach, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import { createApp } from '../../src/app';
 import type { Config } from '../../src/config';
 import { addressKey, clientAddress } from '../../src/limits/client-ip';
 import { TokenBuckets } from '../../src/limits/token-buckets';
-import { defaultConfig, ManualClock, req, type Running, startServer } from '../helpers';
-import { openEvents, type SseConnection } from '../sse-client';
+import { defaultConfig, ManualClock, req, serversPerTest } from '../helpers';
+import { openEvents } from '../sse-client';
 
 const from = (ip: string) => ({ 'x-forwarded-for': ip });
 
@@ -129,16 +129,10 @@ describe('POST /message', () => {
 });
 
 describe('open streams per client address, over a real listener', () => {
-  let running: Running | undefined;
-  const streams: SseConnection[] = [];
-  afterEach(async () => {
-    for (const s of streams.splice(0)) s.close();
-    await running?.stop();
-    running = undefined;
-  });
+  const { listen, streams } = serversPerTest();
 
   test('the cap counts the socket address; a closed stream frees its slot', async () => {
-    running = startServer({ maxStreamsPerIp: 2 });
+    const running = listen({ maxStreamsPerIp: 2 });
     const { url } = running;
     for (const p of ['a', 'b', 'c']) await fetch(`${url}/register/s/${p}`, { method: 'POST' });
     streams.push(await openEvents(`${url}/events/s/a`), await openEvents(`${url}/events/s/b`));
@@ -161,7 +155,7 @@ describe('open streams per client address, over a real listener', () => {
   });
 
   test('a refused stream (unknown peer) takes no slot', async () => {
-    running = startServer({ maxStreamsPerIp: 1 });
+    const running = listen({ maxStreamsPerIp: 1 });
     const { url } = running;
     for (let i = 0; i < 5; i++) expect((await fetch(`${url}/events/s/nobody`)).status).toBe(404);
     await fetch(`${url}/register/s/a`, { method: 'POST' });
@@ -173,7 +167,7 @@ describe('open streams per client address, over a real listener', () => {
   });
 
   test('with TRUST_PROXY=1 the forwarded address counts, so clients behind one proxy are told apart', async () => {
-    running = startServer({ maxStreamsPerIp: 1, trustProxy: 1 });
+    const running = listen({ maxStreamsPerIp: 1, trustProxy: 1 });
     const { url } = running;
     for (const p of ['a', 'b']) await fetch(`${url}/register/s/${p}`, { method: 'POST' });
     streams.push(await openEvents(`${url}/events/s/a`, { headers: from('203.0.113.1') }));

@@ -1,9 +1,9 @@
-import { afterEach, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import pkg from '../../package.json';
 import { createApp } from '../../src/app';
 import { Exposition, Histogram } from '../../src/metrics/exposition';
-import { defaultConfig, ManualClock, post, type Running, req, startServer } from '../helpers';
-import { ofType, openEvents, type SseConnection } from '../sse-client';
+import { defaultConfig, ManualClock, post, req, serversPerTest } from '../helpers';
+import { ofType, openEvents } from '../sse-client';
 import { parseExposition, scrape } from './scrape';
 
 describe('the exposition format', () => {
@@ -26,18 +26,12 @@ describe('the exposition format', () => {
 });
 
 describe('GET /metrics', () => {
-  let running: Running | undefined;
-  const streams: SseConnection[] = [];
-  afterEach(async () => {
-    for (const s of streams.splice(0)) s.close();
-    await running?.stop();
-    running = undefined;
-  });
+  const { listen, streams } = serversPerTest();
 
   test('values move as traffic flows', async () => {
     const clock = new ManualClock();
     let now = 1000;
-    running = startServer({ peerTimeoutMs: 15_000, maxQueue: 8 }, { clock, monotonic: () => now });
+    const running = listen({ peerTimeoutMs: 15_000, maxQueue: 8 }, { clock, monotonic: () => now });
     const { url } = running;
     const open = async (path: string, lastEventId?: string) => {
       const stream = await openEvents(`${url}${path}`, { lastEventId });
@@ -107,7 +101,7 @@ describe('GET /metrics', () => {
   });
 
   test('HTTP responses are counted by method, route template and status, never by the path sent', async () => {
-    running = startServer();
+    const running = listen();
     const { url } = running;
     await post(`${url}/register/room-1/alice`);
     await post(`${url}/register/room-1/bob`);
@@ -126,7 +120,7 @@ describe('GET /metrics', () => {
   });
 
   test('process and build metrics', async () => {
-    running = startServer();
+    const running = listen();
     const m = await scrape(running.url);
     expect(m.value('process_resident_memory_bytes')).toBeGreaterThan(1e6);
     expect(m.value('process_heap_bytes')).toBeGreaterThan(0);

@@ -1,8 +1,8 @@
-import { afterEach, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import { createApp } from '../../src/app';
 import type { Config } from '../../src/config';
 import { createLogger, type LogLevel } from '../../src/log/logger';
-import { defaultConfig, ManualClock, post, type Running, req, startServer } from '../helpers';
+import { defaultConfig, ManualClock, post, req, serversPerTest, startServer } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
 
 /** An app whose log lines land in `lines`, with request ids req-1, req-2, … */
@@ -58,11 +58,7 @@ describe('request ids', () => {
 });
 
 describe('request log', () => {
-  let running: Running | undefined;
-  afterEach(async () => {
-    await running?.stop();
-    running = undefined;
-  });
+  const { listen } = serversPerTest();
 
   test('one line per request, with its id, route template, status, error code and the ids in its path', async () => {
     const { config, deps, entries } = logged();
@@ -95,8 +91,7 @@ describe('request log', () => {
   test('no token, credential, Authorization header, query or SDP reaches the log, even at debug level', async () => {
     const secrets = ['turn-secret-value', 'metrics-token-value', 'bearer-value', 'query-token-value', 'sdp-secret-value', 'candidate-secret-value'];
     const { config, deps, lines } = logged('debug', { turnSecret: secrets[0], iceUrls: ['turn:turn.example.com:3478'], metricsToken: secrets[1] });
-    running = startServer(config, deps);
-    const { url } = running;
+    const { url } = listen(config, deps);
     const auth = { authorization: `Bearer ${secrets[2]}` };
     await fetch(`${url}/iceServers?peerId=a&token=${secrets[3]}`, { headers: auth });
     await fetch(`${url}/register/s/a?token=${secrets[3]}`, { method: 'POST', headers: auth });

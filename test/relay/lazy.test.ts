@@ -18,8 +18,8 @@ function recordingEngine(calls: string[]) {
     left(s: string, p: string) {
       calls.push(`left ${s}/${p}`);
     }
-    receive(s: string, p: string, type: string) {
-      calls.push(`receive ${s}/${p} ${type}`);
+    message(s: string, p: string, message: { type: string }) {
+      calls.push(`receive ${s}/${p} ${message.type}`);
     }
     closed(s: string) {
       calls.push(`closed ${s}`);

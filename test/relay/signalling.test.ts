@@ -2,8 +2,8 @@
 // other, and the server's own offer arriving over a peer's event stream.
 import { afterEach, describe, expect, test } from 'bun:test';
 import { createApp } from '../../src/app';
-import { defaultConfig, post, req, type Running, startServer } from '../helpers';
-import { ofType, openEvents, type SseConnection } from '../sse-client';
+import { defaultConfig, post, req, serversPerTest } from '../helpers';
+import { ofType, openEvents } from '../sse-client';
 
 /** Apps of this file: relay sessions open server-side connections, closed after each test. */
 let apps: ReturnType<typeof createApp>[] = [];
@@ -153,13 +153,7 @@ describe('messages in a relay session', () => {
 });
 
 describe('over a real listener', () => {
-  let running: Running | undefined;
-  const streams: SseConnection[] = [];
-  afterEach(async () => {
-    for (const s of streams.splice(0)) s.close();
-    await running?.stop();
-    running = undefined;
-  });
+  const { listen, streams } = serversPerTest();
   const events = async (url: string) => {
     const s = await openEvents(url);
     streams.push(s);
@@ -167,7 +161,7 @@ describe('over a real listener', () => {
   };
 
   test("the server's offer comes over each peer's own stream; viewers see only the publisher come and go", async () => {
-    running = startServer();
+    const running = listen();
     const { url } = running;
     expect((await post(`${url}/register/live/cam?mode=relay`)).body).toMatchObject({ mode: 'relay', role: 'publisher' });
     const cam = await events(`${url}/events/live/cam`);
