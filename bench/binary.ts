@@ -26,6 +26,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatRows, type Row } from './table';
+import { median, quantile } from './stats';
 
 const root = join(import.meta.dir, '..');
 const MB = 1e6;
@@ -180,12 +181,6 @@ async function startMany(subject: Subject, runs: number, idleRuns: number, idleM
   return { starts, cpuMsPerStart: (cpu.user + cpu.system) / 1000 / runs };
 }
 
-/** Nearest-rank percentile. */
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
-}
-
 const ms = (value: number) => `${value.toFixed(1)} ms`;
 
 /** The newest file among src/, package.json and bun.lock: what the executable is built from. */
@@ -274,22 +269,22 @@ function startRows(bench: string, subject: string, run: { starts: Start[]; cpuMs
   const n = starts.length;
   const count = n === 1 ? '1 start' : `${n} starts`;
   return [
-    { bench, subject, figure: 'cold start: spawn → listening line, p50', value: percentile(line, 50), unit: 'ms', note: `p90 ${ms(percentile(line, 90))}, max ${ms(Math.max(...line))}; ${count}` },
+    { bench, subject, figure: 'cold start: spawn → listening line, p50', value: quantile(line, 0.5), unit: 'ms', note: `p90 ${ms(quantile(line, 0.9))}, max ${ms(Math.max(...line))}; ${count}` },
     {
       bench,
       subject,
       figure: 'cold start: spawn → first 200, p50',
-      value: percentile(ok, 50),
+      value: quantile(ok, 0.5),
       unit: 'ms',
       goal: goals ? { op: '<=', value: 50 } : undefined,
-      note: `p90 ${ms(percentile(ok, 90))}, max ${ms(Math.max(...ok))}; ${count}, warm page cache; bench process ${run.cpuMsPerStart.toFixed(1)} ms CPU per start`,
+      note: `p90 ${ms(quantile(ok, 0.9))}, max ${ms(Math.max(...ok))}; ${count}, warm page cache; bench process ${run.cpuMsPerStart.toFixed(1)} ms CPU per start`,
     },
-    { bench, subject, figure: 'RSS after the first request', value: percentile(starts.map((s) => s.rssAfterRequest), 50) / MB, unit: 'MB', note: `median of ${n}; MB = 10^6 B` },
+    { bench, subject, figure: 'RSS after the first request', value: median(starts.map((s) => s.rssAfterRequest)) / MB, unit: 'MB', note: `median of ${n}; MB = 10^6 B` },
     {
       bench,
       subject,
       figure: 'idle RSS after the first request',
-      value: percentile(idle, 50) / MB,
+      value: median(idle) / MB,
       unit: 'MB',
       goal: goals ? { op: '<=', value: 45 } : undefined,
       note: `median of ${idle.length}, each after ${(idleMs / 1000).toFixed(1)} s idle; MB = 10^6 B`,

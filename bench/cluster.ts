@@ -7,6 +7,7 @@ import { cpus, loadavg } from 'node:os';
 import { RedisClient } from 'bun';
 import { RedisServer } from '../test/cluster/redis-server';
 import { type ServerProcess, spawnServer } from '../test/process-helpers';
+import { median, quantile } from './stats';
 
 export interface ClusterBenchOptions {
   pairs: number;
@@ -60,14 +61,6 @@ const UNLIMITED = { REGISTER_RATE_PER_MIN: '0', MESSAGE_RATE_PER_S: '0', PEER_ME
 /** An ICE candidate's worth of payload: the message body is about 300 bytes. */
 const CANDIDATE = 'candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx raddr 192.168.1.2 rport 46154 generation 0 ufrag sWxv network-cost 999';
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] as number;
-};
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number;
-};
 
 /** Reads one receiver's stream, calling `onEvent` with each message event's data. */
 async function readStream(url: string, onEvent: (data: string) => void, signal: AbortSignal): Promise<void> {
@@ -175,7 +168,7 @@ async function run(setup: Setup, options: ClusterBenchOptions, runIndex: number)
   while (latencies.length < options.latencyMessages && performance.now() < latencyDeadline) await Bun.sleep(5);
   abort.abort();
   await Promise.all(readers);
-  return { messagesPerS, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), messages: sent + options.latencyMessages };
+  return { messagesPerS, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99), messages: sent + options.latencyMessages };
 }
 
 /** Redis's used memory for `pairs` sessions of two peers, then with 40 events held for each receiver. */

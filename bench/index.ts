@@ -14,6 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchBinary } from './binary';
+import { pinLoad } from './process';
 import { benchSessionSetup } from './session-setup';
 import { benchSseRelay } from './sse-relay';
 import { benchStreams } from './streams';
@@ -49,7 +50,7 @@ if (unknown.length) {
 }
 
 const log = (line: string) => console.error(`[bench] ${line}`);
-pinLoad();
+pinLoad(log);
 const started = new Date();
 const load = loadavg();
 const rows: Row[] = [];
@@ -68,15 +69,6 @@ console.log(`\n${rows.length} figures; of ${goals} goals, ${goals - missed.lengt
 if (!values.smoke && !values['no-write']) {
   writeFigures(table);
   log('BENCHMARKS.md: figures written');
-}
-
-/** Pins this process, every thread of it, to CPU 1: the servers run on CPU 0. */
-function pinLoad(): void {
-  if (cpus().length < 2 || !Bun.which('taskset')) {
-    log('no taskset or one CPU: the load and the servers share the CPUs');
-    return;
-  }
-  spawnSync(['taskset', '-a', '-cp', '1', String(process.pid)], { stdout: 'ignore' });
 }
 
 function version(command: string[]): string {

@@ -14,7 +14,7 @@ export interface ServerProcess {
 }
 
 export interface StartOptions {
-  /** Pin the server to CPU 0 (the load then runs on CPU 1; needs taskset). */
+  /** Pin the server to CPU 0 (the load then runs on CPU 1), when there is taskset. */
   pin?: boolean;
   /** Write a CPU profile of a Bun server into this directory (markdown, Bun's --cpu-prof-md). */
   profileDir?: string;
@@ -26,7 +26,7 @@ export async function startServer(name: string, command: string[], options: Star
   if (options.profileDir && command[0] === process.execPath) {
     command = [process.execPath, '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`, ...command.slice(1)];
   }
-  if (options.pin) command = ['taskset', '-c', '0', ...command];
+  if (options.pin && Bun.which('taskset')) command = ['taskset', '-c', '0', ...command];
   const proc: Subprocess<'pipe', 'pipe', 'inherit'> = spawn(command, { stdin: 'pipe', stdout: 'pipe', stderr: 'inherit', cwd: join(import.meta.dir, '..'), env: options.env ?? process.env });
   const lines: string[] = [];
   const waiters: (() => void)[] = [];
@@ -87,4 +87,20 @@ export async function inBatches<T, R>(items: T[], width: number, fn: (item: T) =
   const out: R[] = [];
   for (let i = 0; i < items.length; i += width) out.push(...(await Promise.all(items.slice(i, i + width).map(fn))));
   return out;
+}
+
+/** Pins every thread of this process (the load) to CPU 1 when it may run on CPU 0, where the servers go. */
+export function pinLoad(log: (line: string) => void): void {
+  const allowed = Bun.which('taskset') ? Bun.spawnSync(['taskset', '-pc', String(process.pid)], { stdout: 'pipe', stderr: 'ignore' }) : undefined;
+  const list = allowed?.exitCode === 0 ? allowed.stdout.toString().split(':').pop()?.trim() : undefined;
+  if (!list || navigator.hardwareConcurrency < 2) {
+    log('the load is not pinned (taskset or a second CPU is missing): figures mix load and server');
+    return;
+  }
+  const cpus = list.split(',').flatMap((part) => {
+    const [from, to = from] = part.split('-').map(Number);
+    return Array.from({ length: (to as number) - (from as number) + 1 }, (_, i) => (from as number) + i);
+  });
+  if (!cpus.includes(0)) return;
+  Bun.spawnSync(['taskset', '-a', '-cp', '1', String(process.pid)], { stdout: 'ignore' });
 }

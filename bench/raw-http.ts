@@ -4,6 +4,7 @@
 // order as a status and the body's bytes, never decoded. `openEventStream` reads a `text/event-stream`
 // answer the same way and hands over each event's bytes.
 import type { Socket } from 'bun';
+import { drainPending, type PendingWrites, writeAll } from './socket-writes';
 
 const CRLF = Buffer.from('\r\n');
 const HEAD_END = Buffer.from('\r\n\r\n');
@@ -23,22 +24,9 @@ interface Handlers {
   onBytes: (bytes: Buffer) => void;
 }
 
-interface SocketState extends Handlers {
-  /** Bytes the kernel did not take yet, written again on `drain`. */
-  pending: Buffer[];
+interface SocketState extends Handlers, PendingWrites {
   closed: () => void;
   failed: (e: Error) => void;
-}
-
-/** Writes, queueing what the kernel does not take so that nothing is lost or reordered. */
-function write(socket: Socket<SocketState>, bytes: Buffer): void {
-  const pending = socket.data.pending;
-  if (pending.length) {
-    pending.push(bytes);
-    return;
-  }
-  const n = socket.write(bytes);
-  if (n < bytes.length) pending.push(bytes.subarray(Math.max(0, n)));
 }
 
 async function connectSocket(base: string): Promise<{ socket: Socket<SocketState>; closed: Promise<void> }> {
@@ -52,18 +40,7 @@ async function connectSocket(base: string): Promise<{ socket: Socket<SocketState
     data: state,
     socket: {
       data: (s, bytes) => s.data.onBytes(bytes),
-      drain(s) {
-        const pending = s.data.pending;
-        while (pending.length) {
-          const head = pending[0] as Buffer;
-          const n = s.write(head);
-          if (n < head.length) {
-            pending[0] = head.subarray(Math.max(0, n));
-            return;
-          }
-          pending.shift();
-        }
-      },
+      drain: drainPending,
       close: (s) => {
         s.data.failed(new Error('connection closed'));
         s.data.closed();
@@ -147,7 +124,7 @@ export async function connectHttp(base: string): Promise<HttpConnection> {
   const connection: HttpConnection = {
     onResponse: () => {},
     onRead: () => {},
-    send: (requests) => write(socket, requests),
+    send: (requests) => writeAll(socket, requests),
     close: () => socket.end(),
     closed,
   };

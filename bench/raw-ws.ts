@@ -3,6 +3,7 @@
 // It masks with an all-zero key (a valid key, and masking then costs nothing), writes several frames in
 // one call, and hands frames over as byte ranges without decoding them.
 import type { Socket } from 'bun';
+import { drainPending, type PendingWrites, writeAll } from './socket-writes';
 
 export interface RawWebSocket {
   /** Sends text frames in one write. */
@@ -37,12 +38,10 @@ function frame(text: string): Uint8Array {
   return out;
 }
 
-interface State {
+interface State extends PendingWrites {
   ws: RawWebSocket;
   upgraded: boolean;
   buffer: Uint8Array | undefined;
-  /** Bytes the kernel did not take yet. */
-  pending: Uint8Array[];
   /** A message's earlier fragments, while its last has not come. */
   fragments: Uint8Array[];
   opened: () => void;
@@ -55,16 +54,6 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a, 0);
   out.set(b, a.length);
   return out;
-}
-
-function write(socket: Socket<State>, bytes: Uint8Array): void {
-  const state = socket.data;
-  if (state.pending.length) {
-    state.pending.push(bytes);
-    return;
-  }
-  const n = socket.write(bytes);
-  if (n < bytes.length) state.pending.push(bytes.subarray(Math.max(0, n)));
 }
 
 function readFrames(socket: Socket<State>, state: State, data: Uint8Array): void {
@@ -106,7 +95,7 @@ function readFrames(socket: Socket<State>, state: State, data: Uint8Array): void
     else if (opcode === 0 || (opcode === 1 && state.fragments.length)) {
       state.ws.onText(new Uint8Array(Buffer.concat([...state.fragments.splice(0), payload])));
     } else if (opcode === 1) state.ws.onText(payload);
-    else if (opcode === 9) write(socket, concat(new Uint8Array([0x8a, 0x80 | payload.length, 0, 0, 0, 0]), payload)); // ping → pong
+    else if (opcode === 9) writeAll(socket, concat(new Uint8Array([0x8a, 0x80 | payload.length, 0, 0, 0, 0]), payload)); // ping → pong
     else if (opcode === 8) socket.end();
     offset = start + length;
   }
@@ -134,7 +123,7 @@ export async function connectRaw(url: string, handlers: Partial<Pick<RawWebSocke
     onRead: handlers.onRead ?? (() => {}),
     send(...texts) {
       if (!socketRef) return;
-      if (texts.length === 1) return write(socketRef, frame(texts[0] as string));
+      if (texts.length === 1) return writeAll(socketRef, frame(texts[0] as string));
       const frames = texts.map(frame);
       const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
       let at = 0;
@@ -142,7 +131,7 @@ export async function connectRaw(url: string, handlers: Partial<Pick<RawWebSocke
         out.set(f, at);
         at += f.length;
       }
-      write(socketRef, out);
+      writeAll(socketRef, out);
     },
     close() {
       // Close frame 1000, then end.
@@ -158,18 +147,7 @@ export async function connectRaw(url: string, handlers: Partial<Pick<RawWebSocke
     data: state,
     socket: {
       data: (socket, data) => readFrames(socket, socket.data, data),
-      drain(socket) {
-        const pending = socket.data.pending;
-        while (pending.length) {
-          const head = pending[0] as Uint8Array;
-          const n = socket.write(head);
-          if (n < head.length) {
-            pending[0] = head.subarray(Math.max(0, n));
-            return;
-          }
-          pending.shift();
-        }
-      },
+      drain: drainPending,
       close: (socket) => {
         socket.data.failed(new Error('closed'));
         socket.data.ended();

@@ -46,11 +46,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, type ServerProcess, startServer } from './process';
+import { cpuSeconds, pinLoad, type ServerProcess, startServer } from './process';
 import { connectHttp, encodeRequest, type HttpConnection, openEventStream } from './raw-http';
 import { connectRaw } from './raw-ws';
 import { iceCandidate, sdpOffer } from './signal-payloads';
 import { formatRows, type Row } from './table';
+import { quantile } from './stats';
 
 export interface SessionSetupOptions {
   smoke: boolean;
@@ -476,12 +477,6 @@ async function runPhase(phase: Phase, server: ServerProcess, openSlot: () => Pro
   return figures;
 }
 
-function quantile(values: number[], q: number): number {
-  if (!values.length) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
-}
-
 const here = import.meta.dir;
 
 interface Subject {
@@ -587,9 +582,7 @@ if (import.meta.main) {
   const names = values.subjects?.split(',').map((name) => SUBJECTS.find((subject) => subject.name.toLowerCase().includes(name.trim().toLowerCase()))?.name ?? name);
   const unknown = names?.filter((name) => !SUBJECTS.some((subject) => subject.name === name)) ?? [];
   if (unknown.length) throw new Error(`unknown subject ${unknown.join(', ')}; choose from ${SUBJECTS.map((subject) => subject.name).join(', ')}`);
-  // The load on CPU 1, every thread of it: the servers run on CPU 0.
-  if (Bun.which('taskset') && navigator.hardwareConcurrency >= 2) Bun.spawnSync(['taskset', '-a', '-cp', '1', String(process.pid)], { stdout: 'ignore' });
-  else console.error('not pinned: taskset or a second CPU is missing');
+  pinLoad((line) => console.error(line));
   const rows = await benchSessionSetup({ smoke: values.smoke, subjects: names, log: (line) => console.error(line) });
   console.log(formatRows(rows));
   process.exit(0);

@@ -37,11 +37,12 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, inBatches, type ServerProcess, startServer } from './process';
+import { cpuSeconds, inBatches, pinLoad, type ServerProcess, startServer } from './process';
 import { connectHttp, encodeRequest, type EventStream, type HttpConnection, openEventStream } from './raw-http';
 import { connectRaw, type RawWebSocket } from './raw-ws';
 import { iceCandidate, payloadRest, sdpOffer } from './signal-payloads';
 import { formatRows, type Row } from './table';
+import { median, quantileOfSorted } from './stats';
 
 export interface SseRelaySettings {
   pairs: number;
@@ -505,23 +506,16 @@ async function relayLatency(transport: Transport, server: ServerProcess, s: SseR
   await settle(() => delivered === sent, 2000);
   closeLinks(links);
   const sorted = latencies.subarray(0, recorded).sort();
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
   return {
-    p50: at(0.5),
-    p99: at(0.99),
-    p999: at(0.999),
+    p50: quantileOfSorted(sorted, 0.5),
+    p99: quantileOfSorted(sorted, 0.99),
+    p999: quantileOfSorted(sorted, 0.999),
     sentRate: ((sent - sentFrom) * 1000) / elapsedMs,
     serverCpu,
     loadCpu: ((cpu.user + cpu.system) / 1000 / elapsedMs) * 100,
     lost: sent - delivered,
   };
 }
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
 
 const pct = (value: number) => `${Math.round(value)} %`;
 const kilo = (value: number) => `${(value / 1000).toFixed(1)} k`;
@@ -535,22 +529,6 @@ async function withServer<T>(name: keyof typeof SERVERS, measure: (server: Serve
   } finally {
     await server.stop();
   }
-}
-
-/** Pins every thread of this process (the load) to CPU 1 when it may run on CPU 0, where the servers go. */
-function pinLoad(log: (line: string) => void): void {
-  const allowed = Bun.spawnSync(['taskset', '-pc', String(process.pid)], { stdout: 'pipe', stderr: 'ignore' });
-  const list = allowed.exitCode === 0 ? allowed.stdout.toString().split(':').pop()?.trim() : undefined;
-  if (!list || navigator.hardwareConcurrency < 2) {
-    log('the load is not pinned (taskset or a second CPU is missing): figures mix load and server');
-    return;
-  }
-  const cpus = list.split(',').flatMap((part) => {
-    const [from, to = from] = part.split('-').map(Number);
-    return Array.from({ length: (to as number) - (from as number) + 1 }, (_, i) => (from as number) + i);
-  });
-  if (!cpus.includes(0)) return;
-  Bun.spawnSync(['taskset', '-a', '-cp', '1', String(process.pid)], { stdout: 'ignore' });
 }
 
 /**

@@ -25,7 +25,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, type ServerProcess, startServer } from './process';
+import { cpuSeconds, pinLoad, type ServerProcess, startServer } from './process';
 import { connectHttp, encodeRequest } from './raw-http';
 import { type CountedStream, openCountedStream } from './raw-sse';
 import { formatRows, type Row } from './table';
@@ -334,9 +334,7 @@ export async function benchStreams(options: StreamsOptions): Promise<Row[]> {
 
 if (import.meta.main) {
   const { values } = parseArgs({ options: { smoke: { type: 'boolean' } } });
-  // Every thread of this process (the load) onto CPU 1; the server runs on CPU 0.
-  if (canPin()) Bun.spawnSync(['taskset', '-a', '-cp', '1', String(process.pid)], { stdout: 'ignore' });
-  else console.error('not pinned: taskset or a second CPU is missing');
+  pinLoad((line) => console.error(line));
   const rows = await benchStreams({ smoke: Boolean(values.smoke), log: (line) => console.error(line) });
   console.log(formatRows(rows));
   process.exit(0);

@@ -16,6 +16,7 @@ import { cpuSeconds, inBatches, type ServerProcess, startServer } from './proces
 import { connectRaw, type RawWebSocket } from './raw-ws';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { median, quantileOfSorted } from './stats';
 
 export const SERVERS = ['switchboard', 'peerjs', 'bare', 'bare-json', 'elysia-ws'] as const;
 export type ServerKind = (typeof SERVERS)[number];
@@ -256,8 +257,7 @@ async function measureLatency(kind: ServerKind, server: ServerProcess, options: 
   await Bun.sleep(300);
   closePairs(pairs);
   const sorted = latencies.subarray(0, recorded).sort();
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
-  return { p50: at(0.5), p99: at(0.99), sentRate, loadCpu };
+  return { p50: quantileOfSorted(sorted, 0.5), p99: quantileOfSorted(sorted, 0.99), sentRate, loadCpu };
 }
 
 async function measureMemory(kind: ServerKind, server: ServerProcess, options: RelayOptions): Promise<number> {
@@ -300,12 +300,6 @@ export async function benchWsRelay(partial: Partial<RelayOptions> = {}): Promise
   }
   return results;
 }
-
-export const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
 
 /** A markdown table of medians (and the range over runs), with each server's throughput against PeerJS. */
 export function formatTable(results: ServerFigures[]): string {
