@@ -115,22 +115,23 @@ end
 /**
  * What an admission check decides on, as one string: the session's creation (none: it is new),
  * whether it is empty (the first peer in is the publisher), which other peer is a publisher, and the
- * peer's current registration. The registration is written only if this is unchanged; other peers
- * joining meanwhile change nothing.
+ * peer's current registration; and, second, that other publisher's id. The registration is written
+ * only if the string is unchanged; other peers joining meanwhile change nothing.
  */
 const FINGERPRINT = `
-local function publisherOf(sid, pid)
-  local all = redis.call('HGETALL', pk(sid))
-  for i = 1, #all, 2 do
-    if all[i] ~= pid and string.find(all[i + 1], '"role":"publisher"', 1, true) then return all[i] end
-  end
-  return ''
-end
 local function fingerprint(sid, pid)
   local created = redis.call('HGET', sk(sid), 'createdAt')
-  if not created then return '' end
-  local empty = redis.call('HLEN', pk(sid)) == 0 and '1' or '0'
-  return created .. '|' .. empty .. '|' .. publisherOf(sid, pid) .. '|' .. (redis.call('HGET', pk(sid), pid) or '')
+  if not created then return '', '' end
+  local all = redis.call('HGETALL', pk(sid))
+  local publisher = ''
+  for i = 1, #all, 2 do
+    if all[i] ~= pid and string.find(all[i + 1], '"role":"publisher"', 1, true) then
+      publisher = all[i]
+      break
+    end
+  end
+  local empty = #all == 0 and '1' or '0'
+  return created .. '|' .. empty .. '|' .. publisher .. '|' .. (redis.call('HGET', pk(sid), pid) or ''), publisher
 end
 `;
 
@@ -140,8 +141,9 @@ local sid, pid = ARGV[5], ARGV[6]
 local sessions = redis.call('SCARD', SESSIONS)
 if redis.call('EXISTS', sk(sid)) == 0 then return {0, sessions, ''} end
 local meta = redis.call('HMGET', sk(sid), 'idleMs', 'inv')
-return {1, sessions, fingerprint(sid, pid), redis.call('HLEN', pk(sid)), meta[1] and 1 or 0, meta[2] and 1 or 0,
-  redis.call('HGET', pk(sid), pid), redis.call('HGET', ik(sid), pid), publisherOf(sid, pid)}
+local seen, publisher = fingerprint(sid, pid)
+return {1, sessions, seen, redis.call('HLEN', pk(sid)), meta[1] and 1 or 0, meta[2] and 1 or 0,
+  redis.call('HGET', pk(sid), pid), redis.call('HGET', ik(sid), pid), publisher}
 `;
 
 /**

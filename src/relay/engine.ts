@@ -2,6 +2,7 @@
 import type { Clock } from '../clock';
 import type { ServerOutbox, ServerPeer } from '../sessions/server-peer';
 import type { Role } from '../sessions/store';
+import type { LinkMessage } from './link';
 import { parseMessage } from './messages';
 import { SessionRouter } from './router';
 import { publisherConfig, type RelayConfig, viewerConfig } from './settings';
@@ -49,7 +50,11 @@ export class RelayEngine implements ServerPeer {
   }
 
   receive(sessionId: string, peerId: string, type: string, payload: unknown): void {
-    const message = parseMessage(type, payload);
+    this.message(sessionId, peerId, parseMessage(type, payload));
+  }
+
+  /** A message to `switchboard`, already checked (`parseMessage`). */
+  message(sessionId: string, peerId: string, message: LinkMessage): void {
     this.routers.get(sessionId)?.message(peerId, message);
   }
 

@@ -37,8 +37,8 @@ export class LazyRelay implements ServerPeer {
 
   receive(sessionId: string, peerId: string, type: string, payload: unknown): void {
     // Checked now, so that bad input is refused in the answer to its request even while loading.
-    parseMessage(type, payload);
-    this.run((engine) => engine.receive(sessionId, peerId, type, payload));
+    const message = parseMessage(type, payload);
+    this.run((engine) => engine.message(sessionId, peerId, message));
   }
 
   closed(sessionId: string): void {

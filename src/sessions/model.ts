@@ -10,18 +10,18 @@ export const PeerParams = t.Object({ sessionId: Id, peerId: Id });
 export type PeerParams = typeof PeerParams.static;
 
 export const SessionParams = t.Object({ sessionId: Id });
+export type SessionParams = typeof SessionParams.static;
 
-export const SessionModeName = t.Union([t.Literal('mesh'), t.Literal('relay')], {
-  description: 'mesh: media goes peer to peer; relay: the publisher sends one copy to the server, which forwards it to every viewer',
-});
+const modeName = (description: string) => t.Union([t.Literal('mesh'), t.Literal('relay')], { description });
+
+export const SessionModeName = modeName('mesh: media goes peer to peer; relay: the publisher sends one copy to the server, which forwards it to every viewer');
 
 /** `POST /register` options. */
 export const RegisterQuery = t.Object({
-  mode: t.Optional(t.Union([t.Literal('mesh'), t.Literal('relay')], { description: "the new session's mode (default mesh); for an existing session, must be its mode" })),
+  mode: t.Optional(modeName("the new session's mode (default mesh); for an existing session, must be its mode")),
   role: t.Optional(t.Union([t.Literal('publish'), t.Literal('view')], { description: 'the role asked for, within what the access mode allows' })),
 });
 export type RegisterQuery = typeof RegisterQuery.static;
-export type SessionParams = typeof SessionParams.static;
 
 /** Event types the server itself sends; a client may not send them. */
 export const SERVER_EVENT_TYPES: ReadonlySet<string> = new Set(['ping', 'new-peer', 'peer-left', 'session-closed']);

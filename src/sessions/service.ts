@@ -3,7 +3,7 @@ import type { Config } from '../config';
 import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
 import { SignalError } from '../errors';
-import type { SessionListener } from './events';
+import type { SessionEvent, SessionListener } from './events';
 import { type Logger, silentLogger } from '../log/logger';
 import type { Admit, Registration, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
 import { SERVER_EVENT_TYPES, type SignalBody } from './model';
@@ -292,8 +292,7 @@ export class Signalling implements SignallingBackend {
       record.expiry?.();
       this.deps.delivery.close({ sessionId, peerId: record.id }, SESSION_CLOSED);
     }
-    if (session.mode === 'relay') this.deps.serverPeer?.closed(sessionId);
-    this.emit({ type: 'session-closed', sessionId, reason: 'closed' });
+    this.ended(session, 'closed');
   }
 
   /**
@@ -346,8 +345,7 @@ export class Signalling implements SignallingBackend {
       managed.idle = undefined;
       if (this.deps.store.get(session.id) !== session || session.peers.size > 0) return;
       this.deps.store.delete(session.id);
-      if (session.mode === 'relay') this.deps.serverPeer?.closed(session.id);
-      this.emit({ type: 'session-closed', sessionId: session.id, reason: 'idle' });
+      this.ended(session, 'idle');
     });
   }
 
@@ -363,14 +361,19 @@ export class Signalling implements SignallingBackend {
     if (session.peers.size === 0) {
       if (session.managed) return this.armIdle(session);
       store.delete(session.id);
-      if (session.mode === 'relay') this.deps.serverPeer?.closed(session.id);
-      this.emit({ type: 'session-closed', sessionId: session.id, reason: 'empty' });
+      this.ended(session, 'empty');
       return;
     }
     const left = serverEvent('peer-left', record.id);
     for (const other of session.peers.values()) {
       if (sees(session, other, record)) delivery.deliver({ sessionId: session.id, peerId: other.id }, left, true);
     }
+  }
+
+  /** A session is gone from the store: the relay lets go of its connections, listeners hear of it. */
+  private ended(session: Session, reason: Extract<SessionEvent, { type: 'session-closed' }>['reason']): void {
+    if (session.mode === 'relay') this.deps.serverPeer?.closed(session.id);
+    this.emit({ type: 'session-closed', sessionId: session.id, reason });
   }
 
   private checkMode(mode: SessionMode): void {
