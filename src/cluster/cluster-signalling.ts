@@ -19,7 +19,7 @@ import { reservedPeer, SERVER_PEER_ID, type SessionMode } from '../sessions/serv
 import type { Invite, PeerAuth, Role } from '../sessions/store';
 import { HeldStreams } from './held-streams';
 import { RedisLink } from './redis-link';
-import { SCRIPTS } from './scripts';
+import { peerAddress, redisKey, SCRIPTS } from './scripts';
 
 export type ClusterConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'redisPrefix' | 'redisTimeoutMs'> & { redisUrl: string };
 
@@ -119,7 +119,7 @@ export class ClusterSignalling implements SignallingBackend {
     this.link = new RedisLink({
       url: config.redisUrl,
       scripts: Object.values(SCRIPTS),
-      channel: `${config.redisPrefix}:c:${deps.instanceId}`,
+      channel: redisKey.channel(config.redisPrefix, deps.instanceId),
       onMessage: (message) => this.streams.handle(message),
       onReconnect: () => this.reconcile(),
       logger: this.logger.child({ component: 'redis' }),
@@ -128,6 +128,7 @@ export class ClusterSignalling implements SignallingBackend {
     });
     this.streams = new HeldStreams({
       link: this.link,
+      prefix: config.redisPrefix,
       args: () => this.args(),
       now: () => deps.clock.now(),
       observer: this.observer,
@@ -256,7 +257,7 @@ export class ClusterSignalling implements SignallingBackend {
       const target = reply[i] as string;
       const id = reply[i + 1] as number;
       const receivers = reply[i + 3] as number;
-      const written = receivers === -1 ? (this.streams.cursorOf(`${sessionId}/${target}`) ?? 0) >= id : receivers > 0;
+      const written = receivers === -1 ? (this.streams.cursorOf(peerAddress(sessionId, target)) ?? 0) >= id : receivers > 0;
       if (!written) result = 'queued';
     }
     return result;
@@ -267,7 +268,7 @@ export class ClusterSignalling implements SignallingBackend {
       sink.close();
       return;
     }
-    const key = `${sessionId}/${peerId}`;
+    const key = peerAddress(sessionId, peerId);
     this.streams.expect(key);
     let reply: Reply;
     try {
@@ -349,7 +350,7 @@ export class ClusterSignalling implements SignallingBackend {
   }
 
   async snapshots(): Promise<SessionSnapshot[]> {
-    const ids = (await this.link.command('SMEMBERS', [`${this.config.redisPrefix}:sessions`])) as string[];
+    const ids = (await this.link.command('SMEMBERS', [redisKey.sessions(this.config.redisPrefix)])) as string[];
     const all = await Promise.all(ids.map((id) => this.snapshot(id)));
     // In the order they were created, as one process lists them.
     return all.filter((s): s is SessionSnapshot => s !== undefined).sort((p, q) => p.createdAt - q.createdAt || (p.id < q.id ? -1 : 1));
@@ -390,7 +391,7 @@ export class ClusterSignalling implements SignallingBackend {
     this.sweeping = true;
     try {
       const now = this.deps.clock.now();
-      const due = (await this.link.command('ZRANGEBYSCORE', [`${this.config.redisPrefix}:deadlines`, '-inf', String(now), 'LIMIT', '0', String(SWEEP_BATCH)])) as string[];
+      const due = (await this.link.command('ZRANGEBYSCORE', [redisKey.deadlines(this.config.redisPrefix), '-inf', String(now), 'LIMIT', '0', String(SWEEP_BATCH)])) as string[];
       for (const member of due) {
         const reply = (await this.link.eval(SCRIPTS.expire, [...this.args(), member])) as Reply;
         if (reply[0] === 'idle') {

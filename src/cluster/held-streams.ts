@@ -2,7 +2,7 @@ import type { EventSink, PeerAddress } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver } from '../delivery/observer';
 import type { Logger } from '../log/logger';
 import type { RedisLink } from './redis-link';
-import { SCRIPTS } from './scripts';
+import { redisKey, SCRIPTS } from './scripts';
 
 /** A stream attached on this instance, and how far it has been written. */
 interface Held {
@@ -30,6 +30,8 @@ interface Pending {
 
 export interface HeldStreamsDeps {
   link: RedisLink;
+  /** REDIS_PREFIX: the logs are also read outside the scripts (XRANGE). */
+  prefix: string;
   args: () => string[];
   /** Milliseconds since the epoch, on the instances' clock, to turn a stamp into a latency. */
   now: () => number;
@@ -188,7 +190,7 @@ export class HeldStreams {
   }
 
   private async fetchLoop(entry: Held): Promise<void> {
-    const log = `${this.deps.args()[0]}:l:${entry.key}`;
+    const log = redisKey.log(this.deps.prefix, entry.key);
     for (;;) {
       let rows: [string, string[]][];
       try {

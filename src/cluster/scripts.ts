@@ -8,43 +8,93 @@
  * Keys are computed from the prefix and the ids, so scripts touch keys they could not declare (the peers
  * of a session): they need one Redis server (a primary, with replicas or Sentinel), not Redis Cluster.
  *
- * Keys (P = prefix, a = "<sessionId>/<peerId>"; ids cannot contain "/"):
- *   P:sessions       set of session ids
- *   P:deadlines      sorted set: "a" scored with the time the peer times out, "/<sessionId>" with the
- *                    time an admin-created session without peers ends; instances sweep it
- *   P:s:<sid>        hash: createdAt, joins (a counter that orders the peers), idleMs and inv (admin sessions)
- *   P:s:<sid>:p      hash: peerId → its credentials and place in the session (JSON)
- *   P:s:<sid>:i      hash: peerId → invite (JSON), admin sessions with an allow-list
- *   P:m:a            hash: epoch (first id of this incarnation), last (last id given), cursor (last id
- *                    written to a stream), gen (bumped at every attach and takeover)
- *   P:l:a            stream of the peer's events, entry id "0-<event id>", fields e (JSON) and t (ms accepted, or -1)
- *   P:h:a            the id of the instance holding the peer's stream
- *   P:c:<instance>   the pub/sub channel of an instance
+ * Layout. Every key and channel is the prefix, "/", the kind of key, then "/" and the one id it is
+ * of (a = "<sessionId>/<peerId>" counts as one: the peer's address). Neither the prefix (REDIS_PREFIX,
+ * `A-Za-z0-9._:-`) nor an id (`A-Za-z0-9._:@|~-`) can contain "/". So the first "/" ends the prefix,
+ * the second ends the kind, the id is all that follows (for an address, split at its only "/"), and
+ * two different (prefix, kind, ids) never give the same key, whatever the ids: session "X:p" and
+ * session "X" share nothing, nor do deployments with prefixes "P" and "P:s". Keys are built from
+ * SEP and KIND only: by the helpers of PRELUDE in the scripts, by `redisKey` in TypeScript. Instances
+ * of this version do not read keys of the earlier layout ("P:s:<sid>"): those expire by their TTL.
  *
- * Messages to an instance (one line each field, the JSON last):
+ * Keys (P = prefix):
+ *   P/sessions       set of session ids
+ *   P/deadlines      sorted set: "a" scored with the time the peer times out, "/<sessionId>" with the
+ *                    time an admin-created session without peers ends (a member starts with "/" only
+ *                    then, as ids are not empty); instances sweep it
+ *   P/s/<sid>        hash: createdAt, joins (a counter that orders the peers), idleMs and inv (admin sessions)
+ *   P/p/<sid>        hash: peerId → its credentials and place in the session (JSON)
+ *   P/i/<sid>        hash: peerId → invite (JSON), admin sessions with an allow-list
+ *   P/m/a            hash: epoch (first id of this incarnation), last (last id given), cursor (last id
+ *                    written to a stream), gen (bumped at every attach and takeover)
+ *   P/l/a            stream of the peer's events, entry id "0-<event id>", fields e (JSON) and t (ms accepted, or -1)
+ *   P/h/a            the id of the instance holding the peer's stream
+ *   P/c/<instance>   the pub/sub channel of an instance
+ *
+ * Messages to an instance (one line each field, the JSON last; ids contain no line break and
+ * JSON.stringify writes none, so "\n" splits them):
  *   e\n<a>\n<id>\n<stamp>\n<json>        an event was appended: write it
  *   c\n<a>\n<gen>\n<id>\n<json>          close the stream of an attach older than <gen> (0: any), after
  *                                        writing the final event <json> with <id> when given
  *   a\n<a>                               the peer's held events reached the cap: cut its slow stream
  * A message for the calling instance itself is returned in the script's reply (OUT) instead of published.
+ * The scripts write ids into JSON unescaped: the id alphabet has no quote or backslash.
  */
+
+/** Separates the parts of every key and channel, and a peer's session id from its id: ids and prefixes cannot contain it. */
+const SEP = '/';
+
+/** The kind of each key, its second part. */
+const KIND = {
+  sessions: 'sessions',
+  deadlines: 'deadlines',
+  session: 's',
+  peers: 'p',
+  invites: 'i',
+  mailbox: 'm',
+  log: 'l',
+  holder: 'h',
+  channel: 'c',
+} as const;
+
+const key = (prefix: string, kind: string, id?: string): string => prefix + SEP + kind + (id === undefined ? '' : SEP + id);
+
+/** A peer's address in Redis (its keys, deadline and messages): session id and peer id, split at the only "/". */
+export const peerAddress = (sessionId: string, peerId: string): string => sessionId + SEP + peerId;
+
+/** Redis keys and channels as TypeScript names them: the same layout as the scripts' (see above). */
+export const redisKey = {
+  sessions: (prefix: string): string => key(prefix, KIND.sessions),
+  deadlines: (prefix: string): string => key(prefix, KIND.deadlines),
+  session: (prefix: string, sessionId: string): string => key(prefix, KIND.session, sessionId),
+  peers: (prefix: string, sessionId: string): string => key(prefix, KIND.peers, sessionId),
+  invites: (prefix: string, sessionId: string): string => key(prefix, KIND.invites, sessionId),
+  /** `address`: see `peerAddress`. */
+  mailbox: (prefix: string, address: string): string => key(prefix, KIND.mailbox, address),
+  log: (prefix: string, address: string): string => key(prefix, KIND.log, address),
+  holder: (prefix: string, address: string): string => key(prefix, KIND.holder, address),
+  channel: (prefix: string, instanceId: string): string => key(prefix, KIND.channel, instanceId),
+} as const;
 
 const PRELUDE = `
 local P, SELF, NOW, TTL = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local OUT = {}
-local SESSIONS, DL = P .. ':sessions', P .. ':deadlines'
-local function sk(sid) return P .. ':s:' .. sid end
-local function pk(sid) return P .. ':s:' .. sid .. ':p' end
-local function ik(sid) return P .. ':s:' .. sid .. ':i' end
-local function mk(a) return P .. ':m:' .. a end
-local function lk(a) return P .. ':l:' .. a end
-local function hk(a) return P .. ':h:' .. a end
+local SEP = '${SEP}'
+local SESSIONS, DL = P .. SEP .. '${KIND.sessions}', P .. SEP .. '${KIND.deadlines}'
+local function key(kind, id) return P .. SEP .. kind .. SEP .. id end
+local function sk(sid) return key('${KIND.session}', sid) end
+local function pk(sid) return key('${KIND.peers}', sid) end
+local function ik(sid) return key('${KIND.invites}', sid) end
+local function mk(a) return key('${KIND.mailbox}', a) end
+local function lk(a) return key('${KIND.log}', a) end
+local function hk(a) return key('${KIND.holder}', a) end
+local function ck(instance) return key('${KIND.channel}', instance) end
 
 local function route(a, msg)
   local holder = redis.call('GET', hk(a))
   if not holder then return 0 end
   if holder == SELF then OUT[#OUT + 1] = msg return -1 end
-  return redis.call('PUBLISH', P .. ':c:' .. holder, msg)
+  return redis.call('PUBLISH', ck(holder), msg)
 end
 
 local function touchSession(sid)
@@ -116,7 +166,8 @@ end
  * What an admission check decides on, as one string: the session's creation (none: it is new),
  * whether it is empty (the first peer in is the publisher), which other peer is a publisher, and the
  * peer's current registration; and, second, that other publisher's id. The registration is written
- * only if the string is unchanged; other peers joining meanwhile change nothing.
+ * only if the string is unchanged; other peers joining meanwhile change nothing. The fields are joined
+ * with SEP, which no id contains, and the registration (any JSON) comes last: one string, one reading.
  */
 const FINGERPRINT = `
 local function fingerprint(sid, pid)
@@ -131,7 +182,7 @@ local function fingerprint(sid, pid)
     end
   end
   local empty = #all == 0 and '1' or '0'
-  return created .. '|' .. empty .. '|' .. publisher .. '|' .. (redis.call('HGET', pk(sid), pid) or ''), publisher
+  return created .. SEP .. empty .. SEP .. publisher .. SEP .. (redis.call('HGET', pk(sid), pid) or ''), publisher
 end
 `;
 

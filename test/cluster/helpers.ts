@@ -26,12 +26,12 @@ let prefixes = 0;
 
 /**
  * `count` instances on real listeners, sharing one Redis and one manual clock (the instances' clocks
- * agree, as NTP makes them). Each cluster gets its own key prefix, so that tests sharing a Redis
- * never see each other.
+ * agree, as NTP makes them). Each cluster gets its own key prefix (unless `config` names one), so
+ * that tests sharing a Redis never see each other.
  */
 export async function startCluster(redisUrl: string, count: number, config: Partial<Config> = {}, deps: Partial<AppDeps> = {}): Promise<Cluster> {
   const clock = new ManualClock();
-  const redisPrefix = `t${process.pid}-${++prefixes}-${crypto.randomUUID().slice(0, 8)}`;
+  const redisPrefix = config.redisPrefix ?? `t${process.pid}-${++prefixes}-${crypto.randomUUID().slice(0, 8)}`;
   const instances: Instance[] = [];
   for (let i = 0; i < count; i++) {
     const app = createApp(defaultConfig({ redisUrl, redisPrefix, ...config }), { clock, ...deps });

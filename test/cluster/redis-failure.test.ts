@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
 import { RedisLink } from '../../src/cluster/redis-link';
+import { peerAddress, redisKey } from '../../src/cluster/scripts';
 import { SignalError } from '../../src/errors';
 import { ofType, openEvents } from '../sse-client';
 import { call, startCluster, until } from './helpers';
@@ -152,8 +153,8 @@ describe('cluster: Redis down and back', () => {
       await call(a.url, 'POST', '/register/s/y');
       const y = await openEvents(`${b.url}/events/s/y`);
       // An event appended to y's log whose publication never reached B (as when B's subscriber was down).
-      const id = (await admin.send('HINCRBY', [`${cluster.prefix}:m:s/y`, 'last', '1'])) as number;
-      await admin.send('XADD', [`${cluster.prefix}:l:s/y`, `0-${id}`, 'e', JSON.stringify({ type: 'missed', senderId: 'x' }), 't', '-1']);
+      const id = (await admin.send('HINCRBY', [redisKey.mailbox(cluster.prefix, peerAddress('s', 'y')), 'last', '1'])) as number;
+      await admin.send('XADD', [redisKey.log(cluster.prefix, peerAddress('s', 'y')), `0-${id}`, 'e', JSON.stringify({ type: 'missed', senderId: 'x' }), 't', '-1']);
       // B's subscriber connection drops: B reconnects with a fresh one and reconciles from the logs.
       const clients = (await admin.send('CLIENT', ['LIST'])) as string;
       const ofB = clients.split('\n').find((line) => line.includes(`name=${b.cluster.link.channel}:subscriber`));
