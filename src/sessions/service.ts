@@ -86,12 +86,6 @@ export class Signalling implements SignallingBackend {
     }
     const sessionMode = existing?.mode ?? mode ?? 'mesh';
     this.checkMode(sessionMode);
-    if (!existing && sessionMode === 'relay' && origin?.createsRelay === false) {
-      throw new SignalError(
-        'forbidden',
-        'relay sessions are created by the admin API (POST /sessions with mode relay) or with a JWT whose "relay" claim is true here (RELAY_MODE=admin)',
-      );
-    }
     if (!existing && store.size >= this.config.maxSessions) {
       throw new SignalError('too_many_sessions', `this server holds its limit of ${this.config.maxSessions} sessions`, 5);
     }
@@ -102,6 +96,13 @@ export class Signalling implements SignallingBackend {
     const auth = admit?.(existing && { peers: existing.peers, managed: existing.managed, publisher }, current);
     if (publisher !== undefined && sessionMode === 'relay' && auth?.role === 'publisher') {
       throw new SignalError('publisher_exists', `relay session ${sessionId} already has publisher ${publisher}; a relay session has one`);
+    }
+    // After the credentials' own check: a bad JWT is a 401 whatever it asks for.
+    if (!existing && sessionMode === 'relay' && origin?.createsRelay === false) {
+      throw new SignalError(
+        'forbidden',
+        'relay sessions are created by the admin API (POST /sessions with mode relay) or with a JWT whose "relay" claim is true here (RELAY_MODE=admin)',
+      );
     }
     // Last of the checks: nothing refuses the registration once it holds its place.
     const relaySlot = sessionMode === 'relay' ? this.deps.relayCapacity?.take(origin?.address, current?.relaySlot) : undefined;
