@@ -1,11 +1,11 @@
 // How many peers the relay carries: each one costs a werift connection, a UDP socket, a DTLS certificate
 // and a share of the one core that forwards every packet. Counted from registration to leave, apart from
 // the engine, so that a registration is refused in its own answer even before werift is loaded.
-import type { Config } from '../config';
+import { type Config, relayPorts } from '../config';
 import { SignalError } from '../errors';
 import { addressKey } from '../limits/client-ip';
 
-export type RelayCapacityConfig = Pick<Config, 'maxRelayPeers' | 'maxRelayPeersPerIp'>;
+export type RelayCapacityConfig = Pick<Config, 'maxRelayPeers' | 'maxRelayPeersPerIp' | 'relayPortRange'>;
 
 /** Seconds a client refused for a full relay is told to wait: peers come and go in that time. */
 const FULL_RETRY_S = 30;
@@ -25,8 +25,13 @@ export interface RelaySlot {
 export class RelayCapacity {
   private held = 0;
   private readonly perAddress = new Map<string, number>();
+  /** MAX_RELAY_PEERS, or fewer when RELAY_PORT_RANGE has fewer ports: each connection takes one. */
+  readonly limit: number;
 
-  constructor(private readonly config: RelayCapacityConfig) {}
+  constructor(private readonly config: RelayCapacityConfig) {
+    const ports = relayPorts(config);
+    this.limit = ports ? Math.min(config.maxRelayPeers, ports[1] - ports[0] + 1) : config.maxRelayPeers;
+  }
 
   /** Peers holding a place now. */
   get size(): number {
@@ -47,9 +52,9 @@ export class RelayCapacity {
   take(address: string | undefined, replacing?: RelaySlot): RelaySlot {
     const key = address === undefined ? undefined : addressKey(address);
     if (replacing && replacing.key === key) return replacing;
-    const { maxRelayPeers, maxRelayPeersPerIp } = this.config;
-    if (!replacing && this.held >= maxRelayPeers) {
-      throw new SignalError('relay_full', `this server relays media for ${maxRelayPeers} peers, its limit (MAX_RELAY_PEERS); retry later`, FULL_RETRY_S);
+    const { maxRelayPeersPerIp } = this.config;
+    if (!replacing && this.held >= this.limit) {
+      throw new SignalError('relay_full', `this server relays media for ${this.limit} peers, its limit (MAX_RELAY_PEERS, and one port each in RELAY_PORT_RANGE); retry later`, FULL_RETRY_S);
     }
     const fromKey = key === undefined ? 0 : (this.perAddress.get(key) ?? 0);
     if (key !== undefined && maxRelayPeersPerIp > 0 && fromKey >= maxRelayPeersPerIp) {

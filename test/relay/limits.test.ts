@@ -193,6 +193,14 @@ describe('relay peers per process and per address', () => {
     expect(capacity?.heldBy('10.0.0.1')).toBe(0);
     for (let i = 0; i < 3; i++) expect((await register(`s${i}/cam?mode=relay`, '10.0.0.5')).status).toBe(i < 2 ? 200 : 429);
   });
+
+  test('a RELAY_PORT_RANGE with fewer ports than MAX_RELAY_PEERS is the limit: one port per connection', async () => {
+    const a = app({ relayPortRange: '40000-40001' });
+    expect(a.decorator.relayCapacity?.limit).toBe(2);
+    expect((await req(a, 'POST', '/register/r/cam?mode=relay')).status).toBe(200);
+    expect((await req(a, 'POST', '/register/r/v1')).status).toBe(200);
+    expect((await req(a, 'POST', '/register/r/v2')).body).toMatchObject({ error: 'relay_full', message: expect.stringContaining('RELAY_PORT_RANGE') });
+  });
 });
 
 describe('RELAY_MODE', () => {
