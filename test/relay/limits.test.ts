@@ -9,6 +9,7 @@ import { MAX_CANDIDATE_LENGTH, MAX_REMOTE_CANDIDATES } from '../../src/relay/mes
 import { udpSockets } from '../fixtures/udp-sockets';
 import { ManualClock, post, req, serversPerTest } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
+import { openSocket } from '../ws-client';
 
 let apps: ReturnType<typeof createApp>[] = [];
 afterEach(() => {
@@ -152,6 +153,25 @@ describe('connections are made once the peer can be reached', () => {
     await fetch(`${url}/session/live`, { method: 'DELETE' });
     expect(relay?.stats()).toMatchObject({ sessions: 0, connections: 0 });
     await settles(udpSockets, baseline);
+  });
+});
+
+describe('a WebSocket is an event stream too', () => {
+  const { listen } = serversPerTest();
+
+  test("the connection is made when the peer's socket opens, and the offer comes over it", async () => {
+    const { url, app: running } = listen();
+    await post(`${url}/register/ws/cam?mode=relay`);
+    await running.decorator.relay?.ready;
+    expect(running.decorator.relay?.stats().connections).toBe(0);
+    const socket = await openSocket(`${url}/ws/ws/cam`);
+    try {
+      const offer = await socket.next((e) => e.type === 'offer' && e.senderId === 'switchboard');
+      expect((offer.payload as { sdp: string }).sdp).toStartWith('v=0');
+      expect(running.decorator.relay?.stats().connections).toBe(1);
+    } finally {
+      socket.close();
+    }
   });
 });
 
