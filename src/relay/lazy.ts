@@ -42,8 +42,9 @@ export class LazyRelay implements ServerPeer {
     this.run((engine) => engine.joined(sessionId, peerId, role));
   }
 
-  reachable(sessionId: string, peerId: string): void {
-    this.run((engine) => engine.reachable(sessionId, peerId));
+  /** See `RelayEngine.reachable`: `role` for a peer that never registered (its signalling is its own HTTP exchange). */
+  reachable(sessionId: string, peerId: string, role?: Role): void {
+    this.run((engine) => engine.reachable(sessionId, peerId, role));
   }
 
   left(sessionId: string, peerId: string): void {

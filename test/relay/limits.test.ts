@@ -5,6 +5,7 @@ import { afterEach, describe, expect, test } from 'bun:test';
 import { SignJWT } from 'jose';
 import { createApp } from '../../src/app';
 import { type Config, defaultConfig, loadConfig, relayMode } from '../../src/config';
+import { RelayEngine } from '../../src/relay/engine';
 import { MAX_CANDIDATE_LENGTH, MAX_REMOTE_CANDIDATES } from '../../src/relay/messages';
 import { udpSockets } from '../fixtures/udp-sockets';
 import { ManualClock, post, req, serversPerTest } from '../helpers';
@@ -153,6 +154,30 @@ describe('connections are made once the peer can be reached', () => {
     await fetch(`${url}/session/live`, { method: 'DELETE' });
     expect(relay?.stats()).toMatchObject({ sessions: 0, connections: 0 });
     await settles(udpSockets, baseline);
+  });
+});
+
+describe('RelayEngine.reachable, the one entry point that allocates', () => {
+  test('a joined peer gets its connection once, however often it is reached; a peer that never joined gets one with the role given', async () => {
+    const sent: string[] = [];
+    const engine = new RelayEngine(defaultConfig(), { clock: new ManualClock(), log: () => {}, outbox: (s, p, type) => sent.push(`${s}/${p} ${type}`) > 0 });
+    try {
+      engine.joined('s', 'cam', 'publisher');
+      expect(engine.stats().connections).toBe(0);
+      expect(engine.reachable('s', 'cam')).toBe(true);
+      expect(engine.reachable('s', 'cam')).toBe(false);
+      // Not joined, no role: nothing to allocate for.
+      expect(engine.reachable('s', 'stranger')).toBe(false);
+      // A peer whose signalling is its own HTTP exchange (WHIP, WHEP) is allocated with its role.
+      expect(engine.reachable('s', 'whep-1', 'viewer')).toBe(true);
+      expect(engine.stats()).toMatchObject({ connections: 2, viewers: 1 });
+      await settles(() => sent.filter((line) => line.endsWith(' offer')).length, 2);
+      expect(sent.filter((line) => line.endsWith(' offer'))).toEqual(['s/cam offer', 's/whep-1 offer']);
+      engine.left('s', 'whep-1');
+      expect(engine.stats().connections).toBe(1);
+    } finally {
+      engine.shutdown();
+    }
   });
 });
 
