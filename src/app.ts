@@ -9,7 +9,7 @@ import { randomToken, type TokenGenerator } from './auth/tokens';
 import page from './client/index.html';
 import { type Clock, systemClock } from './clock';
 import { ClusterSignalling } from './cluster/cluster-signalling';
-import type { Config } from './config';
+import { type Config, relayMode } from './config';
 import { LocalDelivery } from './delivery/local';
 import { errorResponse, SignalError } from './errors';
 import { iceServerSource } from './ice/ice-servers';
@@ -22,6 +22,7 @@ import { Operations } from './ops/operations';
 import { REQUEST_ID_HEADER } from './ops/telemetry';
 import type { HtmlImport } from './page/bundle';
 import { pageRoutes } from './page/routes';
+import { RelayCapacity } from './relay/capacity';
 import { LazyRelay } from './relay/lazy';
 import { sessionRoutes } from './sessions/routes';
 import type { SignallingBackend } from './sessions/backend';
@@ -68,7 +69,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0 };
   const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
-  const { signalling, ready, relay } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
+  const { signalling, ready, relay, relayCapacity } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
   backend = signalling;
   const drain = ops.drain(signalling);
   const anyOrigin = config.corsOrigins.includes('*');
@@ -85,6 +86,8 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .decorate('backendReady', ready)
     .decorate('access', access)
     .decorate('relay', relay)
+    // The places relay peers hold (MAX_RELAY_PEERS): whatever adds peers to relay sessions takes one.
+    .decorate('relayCapacity', relayCapacity)
     .decorate('readiness', ops.readiness)
     .decorate('drain', drain)
     .onStop(() => {
@@ -131,9 +134,12 @@ function signallingBackend(
   core: { clock: Clock; observer: Operations['observer']; logger: Logger; listener?: SessionListener },
   ops: Operations,
   instanceId: string = crypto.randomUUID(),
-): { signalling: SignallingBackend; ready: Promise<void>; relay?: LazyRelay } {
+): { signalling: SignallingBackend; ready: Promise<void>; relay?: LazyRelay; relayCapacity?: RelayCapacity } {
   if (!config.redisUrl) {
     const delivery = new LocalDelivery(config.maxQueue, core.observer);
+    if (relayMode(config) === 'off') {
+      return { signalling: new Signalling(config, { ...core, store: new SessionStore(), delivery }), ready: Promise.resolve() };
+    }
     // The `switchboard` peer of relay sessions answers through the signalling service it is given to.
     // Relay sessions live in one process: their media cannot move between instances.
     const relayLogger = core.logger.child({ component: 'relay' });
@@ -143,8 +149,9 @@ function signallingBackend(
       failed: (error) => relayLogger.error('relay engine failed', { error: String(error) }),
       outbox: (...event) => signalling.fromServer(...event),
     });
-    const signalling: Signalling = new Signalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay });
-    return { signalling, ready: Promise.resolve(), relay };
+    const relayCapacity = new RelayCapacity(config);
+    const signalling: Signalling = new Signalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay, relayCapacity });
+    return { signalling, ready: Promise.resolve(), relay, relayCapacity };
   }
   const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId });
   ops.readiness.register('redis', () => cluster.link.ping());

@@ -44,6 +44,10 @@ const RelaySettings = {
   relayIceUrls: T.Optional(T.Array(IceUrl, { minItems: 1, description: 'comma-separated STUN/TURN URLs the relay itself uses to gather candidates (default: none)' })),
   relayIceUsername: T.Optional(T.String({ minLength: 1, description: 'TURN username for RELAY_ICE_URLS (with RELAY_ICE_CREDENTIAL)' })),
   relayIceCredential: T.Optional(T.String({ minLength: 1, description: 'TURN password for RELAY_ICE_URLS' })),
+  relayMode: T.Optional(T.Union([T.Literal('open'), T.Literal('admin'), T.Literal('off')], { description: 'who may create relay sessions: open, anyone (?mode=relay); admin, only the admin API and JWTs with "relay": true; off, nobody (default: open with AUTH_MODE=open, admin otherwise)' })),
+  maxRelayPeers: T.Integer({ minimum: 1, default: 200, description: 'peers registered in relay sessions on this server at once; past it POST /register answers 503 relay_full (one core carries about 150-300 viewers of a 1.5 Mbit/s camera)' }),
+  maxRelayPeersPerIp: T.Integer({ minimum: 0, default: 20, description: 'peers registered in relay sessions from one client IP at once; past it 429 (0: no limit)' }),
+  relayIceRestartsPerMin: T.Integer({ minimum: 0, default: 6, description: 'ice-restart messages to switchboard one peer may send per minute, after a burst of 3; past it 429 (0: no limit)' }),
   relayVideoCodecs: T.Array(T.Union([T.Literal('vp8'), T.Literal('h264')]), { minItems: 1, default: ['vp8', 'h264'], description: 'comma-separated video codecs of relay sessions, preferred first: a publisher sends the first one it has (h264,vp8 for H.264 from browsers too)' }),
 };
 
@@ -207,6 +211,14 @@ export function helpText(): string {
   }
   lines.push('  --help      this text', '  --version   print the version and exit');
   return lines.join('\n');
+}
+
+/**
+ * Who may create relay sessions: RELAY_MODE, or when unset, whoever may register at all with
+ * AUTH_MODE=open, and only the admin API and permitted JWTs with token or jwt.
+ */
+export function relayMode(c: Pick<Config, 'relayMode' | 'authMode'>): NonNullable<Config['relayMode']> {
+  return c.relayMode ?? (c.authMode === 'open' ? 'open' : 'admin');
 }
 
 /** The relay's port range as [from, to], or undefined for any free port. */

@@ -28,9 +28,14 @@ export const errorStatus = {
   queue_full: 429,
   rate_limited: 429,
   too_many_streams: 429,
+  too_many_candidates: 429,
+  too_many_relay_peers: 429,
   // The one deliberate 5xx: the shared store (Redis) of a cluster cannot be reached, so nothing can be
   // made durable; sent with Retry-After, and never for a request that was acknowledged.
   backend_unavailable: 503,
+  // The relay carries as many peers as this process can forward media to (MAX_RELAY_PEERS): the server is
+  // full, not broken, and says when to come back.
+  relay_full: 503,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;
@@ -47,7 +52,7 @@ export const ErrorEnvelope = T.Object(
     error: T.String({ enum: [...Object.keys(errorStatus), 'internal_error'], description: 'what clients branch on' }),
     message: T.String({ description: 'what went wrong, for a person' }),
   },
-  { description: 'Every error: a 4xx status with this body (503 only for backend_unavailable: the cluster store cannot be reached)' },
+  { description: 'Every error: a 4xx status with this body (503 only for backend_unavailable, the cluster store cannot be reached, and relay_full, the relay carries MAX_RELAY_PEERS)' },
 );
 
 export class SignalError extends Error {

@@ -1,11 +1,11 @@
-import type { Config } from '../config';
+import { type Config, relayMode } from '../config';
 import { SignalError } from '../errors';
 import { type Admit, type AdmitPeer, type AdmitSession, after, type Awaitable, type PeerDirectory } from '../sessions/backend';
 import type { PeerAuth, Role } from '../sessions/store';
 import type { JoinClaims, JwtVerifier } from './jwt';
 import { type TokenGenerator, tokenHash, tokenMatches } from './tokens';
 
-export type AccessConfig = Pick<Config, 'authMode' | 'adminToken'>;
+export type AccessConfig = Pick<Config, 'authMode' | 'adminToken' | 'relayMode'>;
 
 export interface AccessDeps {
   /** Where the credentials of registrations are kept: the signalling backend. */
@@ -20,6 +20,8 @@ export interface Ticket {
   /** The new peer token, returned once by POST /register; only its hash is kept. */
   token: string;
   admit: Admit;
+  /** Whether this registration may create a relay session: RELAY_MODE=open, or admin with a JWT whose "relay" claim is true. */
+  createsRelay: boolean;
 }
 
 const unauthorized = (message: string) => new SignalError('unauthorized', message);
@@ -69,7 +71,8 @@ export class PeerAccess {
       const granted = this.admit(sessionId, peerId, bearer, session, current, claims, jwtError);
       return { tokenHash: hash, role: this.requestRole(sessionId, peerId, granted, requested, session, claims !== undefined) };
     };
-    return { token, admit };
+    const relay = relayMode(this.config);
+    return { token, admit, createsRelay: relay === 'open' || (relay === 'admin' && claims?.relay === true) };
   }
 
   /**

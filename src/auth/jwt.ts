@@ -11,12 +11,14 @@ export type JwtConfig = Pick<Config, 'jwtSecret' | 'jwtPublicKeyFile' | 'jwtJwks
 
 /**
  * The claims of a join JWT, as the customer's backend issues them:
- * `{"session": "<sessionId> or *", "peer": "<peerId>", "role": "publisher" | "viewer", "exp": <unix s>}`.
+ * `{"session": "<sessionId> or *", "peer": "<peerId>", "role": "publisher" | "viewer", "exp": <unix s>}`,
+ * and optionally `"relay": true`: the peer may create a relay session (RELAY_MODE=admin).
  */
 export interface JoinClaims {
   session: string;
   peer: string;
   role: Role;
+  relay: boolean;
 }
 
 /** Clock skew tolerated on `exp` and `nbf`, in seconds. */
@@ -72,13 +74,14 @@ export class JwtVerifier {
     } catch (e) {
       throw this.explain(e, jwt);
     }
-    const { session, peer, role } = payload;
+    const { session, peer, role, relay } = payload;
     if (typeof session !== 'string' || (session !== '*' && !ID.test(session))) {
       throw unauthorized('the JWT needs a "session" claim: a session id, or "*" for any session');
     }
     if (typeof peer !== 'string' || !ID.test(peer)) throw unauthorized('the JWT needs a "peer" claim: the peer id it admits');
     if (role !== 'publisher' && role !== 'viewer') throw unauthorized('the JWT needs a "role" claim: "publisher" or "viewer"');
-    return { session, peer, role };
+    if (relay !== undefined && typeof relay !== 'boolean') throw unauthorized('the JWT\'s "relay" claim, when present, is true or false');
+    return { session, peer, role, relay: relay === true };
   }
 
   private explain(e: unknown, jwt: string): SignalError {

@@ -18,6 +18,8 @@ export interface RelayDeps {
 export interface RelayStats {
   sessions: number;
   viewers: number;
+  /** Server-side connections open now, each with its UDP socket and DTLS certificate. */
+  connections: number;
   /** RTP packets received from publishers since start. */
   packetsIn: number;
   keyframeRequests: number;
@@ -43,6 +45,14 @@ export class RelayEngine implements ServerPeer {
 
   joined(sessionId: string, peerId: string, role: Role): void {
     this.router(sessionId).join(peerId, role);
+  }
+
+  /**
+   * The hook for "this peer can be reached, allocate now" (see `SessionRouter.reachable`): a stream of a
+   * registered peer opened, or a peer whose signalling is its own HTTP exchange arrived (then with `role`).
+   */
+  reachable(sessionId: string, peerId: string, role?: Role): boolean {
+    return this.router(sessionId).reachable(peerId, role);
   }
 
   left(sessionId: string, peerId: string): void {
@@ -72,9 +82,10 @@ export class RelayEngine implements ServerPeer {
   }
 
   stats(): RelayStats {
-    const stats: RelayStats = { sessions: this.routers.size, viewers: 0, ...this.closedCounters, packetsOut: 0, retransmitted: 0, dropped: 0 };
+    const stats: RelayStats = { sessions: this.routers.size, viewers: 0, connections: 0, ...this.closedCounters, packetsOut: 0, retransmitted: 0, dropped: 0 };
     for (const router of this.routers.values()) {
       stats.viewers += router.viewerCount;
+      stats.connections += router.linkCount;
       stats.packetsIn += router.counters.packetsIn;
       stats.keyframeRequests += router.counters.keyframeRequests;
       const out = router.forwarded();

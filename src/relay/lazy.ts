@@ -2,19 +2,27 @@
 // starts. The engine brings werift (WebRTC in JavaScript), which costs a process about 30 MB and a few
 // hundred milliseconds to load: a server without relay sessions never pays for it, and its start is
 // that much quicker.
+import { SignalError } from '../errors';
+import { TokenBuckets } from '../limits/token-buckets';
 import type { ServerPeer } from '../sessions/server-peer';
 import type { Role } from '../sessions/store';
 import type { RelayDeps, RelayEngine, RelayStats } from './engine';
-import { parseMessage } from './messages';
+import { MAX_REMOTE_CANDIDATES, parseMessage } from './messages';
 import type { RelayConfig } from './settings';
 
-const NOTHING_YET: RelayStats = { sessions: 0, viewers: 0, packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0 };
+/** ice-restart messages a peer may send at once, before RELAY_ICE_RESTARTS_PER_MIN applies. */
+export const ICE_RESTART_BURST = 3;
+
+const NOTHING_YET: RelayStats = { sessions: 0, viewers: 0, connections: 0, packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0 };
 
 export class LazyRelay implements ServerPeer {
   private engine: RelayEngine | undefined;
   private loading: Promise<void> | undefined;
   /** Calls made while the engine loads, replayed in their order once it is there. */
   private readonly pending: ((engine: RelayEngine) => void)[] = [];
+  /** Candidates among `pending`, per peer: they are held in memory until the engine is there. */
+  private readonly pendingCandidates = new Map<string, number>();
+  private readonly restarts: TokenBuckets | undefined;
   private stopped = false;
 
   constructor(
@@ -25,19 +33,41 @@ export class LazyRelay implements ServerPeer {
       /** Loads the engine's module (tests give their own). */
       load?: () => Promise<{ RelayEngine: typeof RelayEngine }>;
     },
-  ) {}
+  ) {
+    const perMin = config.relayIceRestartsPerMin;
+    this.restarts = perMin > 0 ? new TokenBuckets(deps.clock, perMin / 60, ICE_RESTART_BURST) : undefined;
+  }
 
   joined(sessionId: string, peerId: string, role: Role): void {
     this.run((engine) => engine.joined(sessionId, peerId, role));
   }
 
+  /** See `RelayEngine.reachable`: `role` for a peer that never registered (its signalling is its own HTTP exchange). */
+  reachable(sessionId: string, peerId: string, role?: Role): void {
+    this.run((engine) => engine.reachable(sessionId, peerId, role));
+  }
+
   left(sessionId: string, peerId: string): void {
+    this.restarts?.delete(peerKey(sessionId, peerId));
     if (this.engine || this.loading) this.run((engine) => engine.left(sessionId, peerId));
   }
 
   receive(sessionId: string, peerId: string, type: string, payload: unknown): void {
     // Checked now, so that bad input is refused in the answer to its request even while loading.
     const message = parseMessage(type, payload);
+    const key = peerKey(sessionId, peerId);
+    if (message.type === 'ice-restart' && this.restarts) {
+      // Each restart costs a new offer, new candidates and an ICE agent gathering again.
+      const wait = this.restarts.take(key);
+      if (wait) throw new SignalError('rate_limited', `too many ice-restart messages from peer ${peerId}; retry in ${wait} s (RELAY_ICE_RESTARTS_PER_MIN)`, wait);
+    }
+    if (!this.engine && message.type === 'ice-candidate' && message.candidate) {
+      const held = this.pendingCandidates.get(key) ?? 0;
+      if (held >= MAX_REMOTE_CANDIDATES) {
+        throw new SignalError('too_many_candidates', `switchboard is starting and holds ${MAX_REMOTE_CANDIDATES} ICE candidates of peer ${peerId}, the most it holds; retry in a second`, 1);
+      }
+      this.pendingCandidates.set(key, held + 1);
+    }
     this.run((engine) => engine.message(sessionId, peerId, message));
   }
 
@@ -48,6 +78,7 @@ export class LazyRelay implements ServerPeer {
   shutdown(): void {
     this.stopped = true;
     this.pending.length = 0;
+    this.pendingCandidates.clear();
     this.engine?.shutdown();
   }
 
@@ -74,6 +105,7 @@ export class LazyRelay implements ServerPeer {
         if (this.stopped) return;
         const engine = new RelayEngine(this.config, this.deps);
         this.engine = engine;
+        this.pendingCandidates.clear();
         for (const pending of this.pending.splice(0)) {
           try {
             pending(engine);
@@ -86,8 +118,12 @@ export class LazyRelay implements ServerPeer {
         // Nothing can relay: relay sessions get no offer, and their peers see ICE never start.
         this.stopped = true;
         this.pending.length = 0;
+        this.pendingCandidates.clear();
         this.deps.failed(error);
       },
     );
   }
 }
+
+/** Ids cannot contain "/" (ID_PATTERN): the key names one peer of one session. */
+const peerKey = (sessionId: string, peerId: string) => `${sessionId}/${peerId}`;

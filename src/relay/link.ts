@@ -2,7 +2,9 @@
 // offers, the peer answers through POST /message, candidates trickle both ways.
 import type { Socket } from 'node:dgram';
 import { type PeerConfig, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
+import { SignalError } from '../errors';
 import type { NegotiatedCodec } from './forwarder';
+import { MAX_REMOTE_CANDIDATES } from './messages';
 
 export interface LinkDeps {
   /** Sends an event to the peer, from `switchboard`. */
@@ -15,7 +17,7 @@ export interface LinkDeps {
 /** What a peer may send to `switchboard`. */
 export type LinkMessage =
   | { type: 'answer'; sdp: string }
-  | { type: 'ice-candidate'; candidate: { candidate: string; sdpMid?: string; sdpMLineIndex?: number } | undefined }
+  | { type: 'ice-candidate'; candidate: { candidate: string; sdpMid?: string; sdpMLineIndex?: number; usernameFragment?: string } | undefined }
   | { type: 'ice-restart' };
 
 const guarded = new WeakSet<Socket>();
@@ -26,6 +28,8 @@ export class ServerLink {
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
   private offers = 0;
+  /** Candidates the peer sent since the server's last offer: werift keeps each, applied or held for the answer. */
+  private remoteCandidates = 0;
 
   constructor(
     readonly peerId: string,
@@ -85,14 +89,30 @@ export class ServerLink {
           await this.pc.setRemoteDescription({ type: 'answer', sdp: message.sdp });
         });
         break;
-      case 'ice-candidate':
+      case 'ice-candidate': {
+        // The end of the peer's candidates: werift needs no word of it.
+        const candidate = message.candidate;
+        if (!candidate) break;
+        if (this.remoteCandidates >= MAX_REMOTE_CANDIDATES) {
+          // Refused in the answer to the request: accepted and then dropped, it would look delivered.
+          throw new SignalError(
+            'too_many_candidates',
+            `peer ${this.peerId} sent switchboard ${MAX_REMOTE_CANDIDATES} ICE candidates since its last offer, the most one connection takes; an ice-restart starts anew`,
+          );
+        }
+        this.remoteCandidates++;
         this.enqueue(async () => {
-          if (message.candidate) await this.pc.addIceCandidate(message.candidate);
+          await this.pc.addIceCandidate(candidate);
         });
         break;
+      }
       case 'ice-restart':
         // The peer saw its connection fail; the offering side restarts, as in a mesh session.
-        if (this.offers > 0) this.offer(true);
+        if (this.offers > 0) {
+          // A new ICE generation: the peer gathers, and sends its candidates, anew.
+          this.remoteCandidates = 0;
+          this.offer(true);
+        }
         break;
     }
   }

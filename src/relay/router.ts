@@ -48,6 +48,8 @@ export class SessionRouter {
   readonly counters: RouterCounters = { packetsIn: 0, keyframeRequests: 0 };
   private publisher: Publisher | undefined;
   private readonly viewers = new Map<string, Viewer>();
+  /** Peers registered whose connection is not made yet: nothing is allocated until they can be reached. */
+  private readonly waiting = new Map<string, Role>();
   /** The forwarders of each kind, in an array: the fan-out walks it for every packet. */
   private readonly fanOut: Record<MediaKind, TrackForwarder[]> = { video: [], audio: [] };
   private lastKeyframeRequest = -Infinity;
@@ -79,14 +81,38 @@ export class SessionRouter {
     return totals;
   }
 
-  /** A peer (re)joined: whatever connection it had is dead; it gets a new one, and the server's offer. */
+  /** Connections open now (publisher and viewers): each holds a UDP socket and a DTLS certificate. */
+  get linkCount(): number {
+    return this.viewers.size + (this.publisher ? 1 : 0);
+  }
+
+  /**
+   * A peer (re)joined: whatever connection it had is dead. Its new one waits for `reachable`: a
+   * registration that never opens a stream costs no socket, no certificate, no werift connection.
+   */
   join(peerId: string, role: Role): void {
     this.leave(peerId);
-    if (role === 'publisher') this.addPublisher(peerId);
+    this.waiting.set(peerId, role);
+  }
+
+  /**
+   * The peer can hear the server now (its event stream is open; a WHIP/WHEP peer's HTTP exchange is
+   * its signalling): its connection is made, and the server's offer sent, once per incarnation. `role`
+   * is the one `join` gave, or, for a peer that never joined, the one to give it. False when the peer
+   * already has its connection (a stream that reconnects) or is not in the session.
+   */
+  reachable(peerId: string, role?: Role): boolean {
+    if (this.publisher?.id === peerId || this.viewers.has(peerId)) return false;
+    const as = this.waiting.get(peerId) ?? role;
+    if (as === undefined) return false;
+    this.waiting.delete(peerId);
+    if (as === 'publisher') this.addPublisher(peerId);
     else this.addViewer(peerId);
+    return true;
   }
 
   leave(peerId: string): void {
+    this.waiting.delete(peerId);
     if (this.publisher?.id === peerId) {
       // Viewers keep their connections and senders: they go quiet until a publisher sends again.
       this.publisher.link.close();
@@ -120,6 +146,7 @@ export class SessionRouter {
     this.reports.stop();
     this.publisher?.link.close();
     this.publisher = undefined;
+    this.waiting.clear();
     for (const id of [...this.viewers.keys()]) this.leave(id);
   }
 

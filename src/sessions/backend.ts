@@ -36,6 +36,14 @@ export interface AdmitPeer {
  */
 export type Admit = (session: AdmitSession | undefined, current: AdmitPeer | undefined) => PeerAuth | undefined;
 
+/** What the route knows of a registering client besides its credentials. */
+export interface RegisterOrigin {
+  /** The client's address (see `clientAddress`); undefined for a request handled in-process. */
+  address?: string;
+  /** Whether it may create a relay session (RELAY_MODE and its credentials); undefined: it may. */
+  createsRelay?: boolean;
+}
+
 export interface Registration {
   /** The other peers of the session. */
   peers: string[];
@@ -89,7 +97,7 @@ export interface SignallingBackend extends PeerDirectory {
    * Joins (creating the session if new, in `mode`, mesh by default) or takes over a registered id; the
    * others get `new-peer`. A `mode` other than the existing session's is refused.
    */
-  register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode): Awaitable<Registration>;
+  register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: RegisterOrigin): Awaitable<Registration>;
   /** An empty session that waits for its peers (the admin API). */
   createSession(sessionId: string, options: SessionOptions): Awaitable<{ mode: SessionMode }>;
   /** Relays a client message to its target, or to every other peer when it names none. */

@@ -14,10 +14,12 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
     .post(
       '/register/:sessionId/:peerId',
       async ({ params: { sessionId, peerId }, query: { mode, role }, headers: { authorization }, request, server }): Promise<RegisterResponse> => {
-        limits.register(() => address(request, server));
+        const client = address(request, server);
+        limits.register(() => client);
         const requested = role === undefined ? undefined : role === 'publish' ? 'publisher' : 'viewer';
         const ticket = await access.ticket(sessionId, peerId, bearerToken(authorization), requested);
-        const { peers, auth, lastEventId, mode: sessionMode } = await signalling.register(sessionId, peerId, ticket.admit, mode);
+        const origin = { address: client, createsRelay: ticket.createsRelay };
+        const { peers, auth, lastEventId, mode: sessionMode } = await signalling.register(sessionId, peerId, ticket.admit, mode, origin);
         return { message: 'session registered successfully', sessionId, peerId, peers, token: ticket.token, role: auth?.role, lastEventId, mode: sessionMode };
       },
       {
@@ -30,7 +32,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
             'The other peers get new-peer (in a relay session, only viewers hear of the publisher).',
           tags: [TAGS.signalling],
           answers: { 200: { description: 'registered; `peers` lists the others', schema: RegisterResponse } },
-          errors: ['invalid_request', 'reserved_peer', 'unauthorized', 'forbidden', 'session_full', 'mode_conflict', 'publisher_exists', 'too_many_sessions', 'rate_limited', 'backend_unavailable'],
+          errors: ['invalid_request', 'reserved_peer', 'unauthorized', 'forbidden', 'session_full', 'mode_conflict', 'publisher_exists', 'too_many_sessions', 'rate_limited', 'too_many_relay_peers', 'relay_full', 'backend_unavailable'],
         }),
       },
     )
@@ -84,7 +86,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
             200: { description: "written to the target's open stream", schema: Message(MESSAGE_SENT.message) },
             202: { description: 'held for the target, which is registered but not reading now', schema: Message(MESSAGE_QUEUED.message) },
           },
-          errors: ['invalid_json', 'invalid_request', 'reserved_type', 'payload_too_large', 'session_not_found', 'peer_not_found', 'target_not_found', 'queue_full', 'unauthorized', 'forbidden', 'rate_limited', 'backend_unavailable'],
+          errors: ['invalid_json', 'invalid_request', 'reserved_type', 'payload_too_large', 'session_not_found', 'peer_not_found', 'target_not_found', 'queue_full', 'too_many_candidates', 'unauthorized', 'forbidden', 'rate_limited', 'backend_unavailable'],
         }),
       },
     )

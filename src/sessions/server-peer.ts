@@ -22,8 +22,17 @@ export type SessionMode = 'mesh' | 'relay';
  * be quick, and only `receive` may throw (a `SignalError`, for input the server cannot use).
  */
 export interface ServerPeer {
-  /** A peer registered in a relay session, or registered again (a takeover: its old connection is dead). */
+  /**
+   * A peer registered in a relay session, or registered again (a takeover: its old connection is dead).
+   * Nothing is allocated for it yet: that waits for `reachable`.
+   */
   joined(sessionId: string, peerId: string, role: Role): void;
+  /**
+   * The peer's event stream (SSE or WebSocket) is attached: the server can reach it, so its connection
+   * (werift, a UDP socket, a DTLS certificate) is made now and the server's offer sent, once per
+   * registration; a stream that reconnects changes nothing.
+   */
+  reachable(sessionId: string, peerId: string): void;
   /** A peer left a relay session (left, timed out, or the session closed). */
   left(sessionId: string, peerId: string): void;
   /** `POST /message` with `target: "switchboard"`; throws a `SignalError` for a message it cannot take. */

@@ -5,7 +5,8 @@ import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../deliv
 import { SignalError } from '../errors';
 import type { SessionEvent, SessionListener } from './events';
 import { type Logger, silentLogger } from '../log/logger';
-import type { Admit, Registration, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
+import type { RelayCapacity } from '../relay/capacity';
+import type { Admit, RegisterOrigin, Registration, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
 import { SERVER_EVENT_TYPES, type SignalBody } from './model';
 import { reservedPeer, SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
 import type { PeerAuth, PeerRecord, Role, Session, SessionStore } from './store';
@@ -25,6 +26,8 @@ export interface SignallingDeps {
   logger?: Logger;
   /** The `switchboard` peer of relay sessions; without it, registering a relay session is refused. */
   serverPeer?: ServerPeer;
+  /** The relay's places (MAX_RELAY_PEERS): every peer of a relay session holds one while registered. */
+  relayCapacity?: RelayCapacity;
 }
 
 const SESSION_CLOSED = JSON.stringify({ type: 'session-closed' });
@@ -71,8 +74,9 @@ export class Signalling implements SignallingBackend {
   /**
    * Joins (creating the session if new, in `mode`, mesh by default) or takes over a registered id; the
    * others learn of it with `new-peer`. A `mode` other than the existing session's is refused (409).
+   * A peer of a relay session takes one of the relay's places (`origin.address` counts per address).
    */
-  register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode): Registration {
+  register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: RegisterOrigin): Registration {
     const { store, delivery } = this.deps;
     if (peerId === SERVER_PEER_ID) throw reservedPeer();
     const existing = store.get(sessionId);
@@ -93,6 +97,15 @@ export class Signalling implements SignallingBackend {
     if (publisher !== undefined && sessionMode === 'relay' && auth?.role === 'publisher') {
       throw new SignalError('publisher_exists', `relay session ${sessionId} already has publisher ${publisher}; a relay session has one`);
     }
+    // After the credentials' own check: a bad JWT is a 401 whatever it asks for.
+    if (!existing && sessionMode === 'relay' && origin?.createsRelay === false) {
+      throw new SignalError(
+        'forbidden',
+        'relay sessions are created by the admin API (POST /sessions with mode relay) or with a JWT whose "relay" claim is true here (RELAY_MODE=admin)',
+      );
+    }
+    // Last of the checks: nothing refuses the registration once it holds its place.
+    const relaySlot = sessionMode === 'relay' ? this.deps.relayCapacity?.take(origin?.address, current?.relaySlot) : undefined;
     let session = existing;
     if (!session) {
       session = store.create(sessionId, this.deps.clock.now(), sessionMode);
@@ -104,6 +117,7 @@ export class Signalling implements SignallingBackend {
       session.peers.set(peerId, record);
     }
     record.auth = auth;
+    record.relaySlot = relaySlot;
     if (session.managed) {
       session.managed.idle?.();
       session.managed.idle = undefined;
@@ -121,7 +135,7 @@ export class Signalling implements SignallingBackend {
       if (sees(session, other, record)) delivery.deliver({ sessionId, peerId: other.id }, joined, true);
     }
     this.observer.peerJoined();
-    // After the registration's own events: the server's offer is the new incarnation's first message.
+    // The old connection goes now; the new one, and the server's offer, once the peer's stream opens.
     if (session.mode === 'relay') this.deps.serverPeer?.joined(sessionId, peerId, roleOf(record));
     return { peers, auth, lastEventId, mode: session.mode };
   }
@@ -235,6 +249,8 @@ export class Signalling implements SignallingBackend {
     if (delivery.isAttached(address)) {
       record.expiry?.();
       record.expiry = undefined;
+      // The server's offer goes into the new incarnation's mailbox after the registration's own events.
+      if (session.mode === 'relay') this.deps.serverPeer?.reachable(sessionId, peerId);
     }
   }
 
@@ -290,6 +306,7 @@ export class Signalling implements SignallingBackend {
     session.managed?.idle?.();
     for (const record of session.peers.values()) {
       record.expiry?.();
+      record.relaySlot?.release();
       this.deps.delivery.close({ sessionId, peerId: record.id }, SESSION_CLOSED);
     }
     this.ended(session, 'closed');
@@ -353,6 +370,7 @@ export class Signalling implements SignallingBackend {
     const { store, delivery } = this.deps;
     record.expiry?.();
     record.expiry = undefined;
+    record.relaySlot?.release();
     session.peers.delete(record.id);
     this.observer.peerLeft(reason);
     delivery.close({ sessionId: session.id, peerId: record.id });
@@ -378,7 +396,7 @@ export class Signalling implements SignallingBackend {
 
   private checkMode(mode: SessionMode): void {
     if (mode === 'relay' && !this.deps.serverPeer) {
-      throw new SignalError('invalid_request', 'this server does not relay media: relay sessions are off');
+      throw new SignalError('invalid_request', 'this server does not relay media: relay sessions are off (RELAY_MODE=off)');
     }
   }
 

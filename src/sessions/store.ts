@@ -1,4 +1,5 @@
 import type { Cancel } from '../clock';
+import type { RelaySlot } from '../relay/capacity';
 import type { SessionMode } from './server-peer';
 
 /** What a peer may do beyond its own stream: a publisher may also close the session. */
@@ -16,6 +17,8 @@ export interface PeerRecord {
   expiry: Cancel | undefined;
   /** Set on every registration; open mode checks it nowhere. */
   auth?: PeerAuth;
+  /** In a relay session: the peer's place among MAX_RELAY_PEERS, given back when it leaves. */
+  relaySlot?: RelaySlot;
 }
 
 /** A peer id the admin API let into a session before it registered, with its join token's hash. */

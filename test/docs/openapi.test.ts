@@ -63,7 +63,7 @@ describe('GET /openapi.json', () => {
       }
     }
     expect(errors).toBeGreaterThan(10);
-    expect(doc.paths['/message/{sessionId}/{peerId}']?.post?.responses['429']?.description).toBe('error: queue_full, rate_limited');
+    expect(doc.paths['/message/{sessionId}/{peerId}']?.post?.responses['429']?.description).toBe('error: queue_full, too_many_candidates, rate_limited');
   });
 
   test('describes the event stream and the shape of each of its events', async () => {

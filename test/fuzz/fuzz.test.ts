@@ -3,9 +3,8 @@
 // of generation; their interleaving on the wire depends on timing).
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import net from 'node:net';
-import { join } from 'node:path';
-import type { Subprocess } from 'bun';
 import { SignJWT } from 'jose';
+import { type Child, memory, Rng, spawnFuzzServer } from '../fixtures/fuzz-child';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261124);
@@ -17,83 +16,6 @@ const JWT_SECRET = 'fuzz-secret-that-is-at-least-32-chars';
 const ADMIN = 'fuzz-admin-token-0123456789';
 /** Written into every field a line break could carry into an SSE frame or a log line. */
 const MARK = 'INJECTED-LINE';
-
-// ---------------------------------------------------------------- a seeded PRNG (mulberry32)
-
-class Rng {
-  constructor(private state: number) {}
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) | 0;
-    let t = Math.imul(this.state ^ (this.state >>> 15), 1 | this.state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)] as T;
-  }
-  bytes(n: number): Uint8Array {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.int(256);
-    return out;
-  }
-}
-
-// ---------------------------------------------------------------- the server process
-
-interface Child {
-  url: string;
-  port: number;
-  proc: Subprocess<'pipe', 'pipe', 'pipe'>;
-  output(): string;
-}
-
-async function spawnFuzzServer(env: Record<string, string>): Promise<Child> {
-  const proc = Bun.spawn([process.execPath, join(import.meta.dir, '..', 'fixtures', 'fuzz-server.ts')], {
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...env },
-    stdin: 'pipe',
-    stdout: 'pipe',
-    stderr: 'pipe',
-  });
-  let output = '';
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) output += decoder.decode(chunk, { stream: true });
-  };
-  void collect(proc.stdout);
-  void collect(proc.stderr);
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const url = /listening on (http:\/\/\S+)/.exec(output)?.[1];
-    if (url) return { url, port: Number(new URL(url).port), proc, output: () => output };
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`fuzz server did not start:\n${output}`);
-    await Bun.sleep(10);
-  }
-}
-
-interface Memory {
-  /** Heap in use after a full GC, bytes. */
-  heap: number;
-  rss: number;
-  /** Live objects after that GC, and the ReadableStreams among them. */
-  objects: number;
-  streams: number;
-}
-
-async function memory(child: Child): Promise<Memory> {
-  const before = (child.output().match(/^mem /gm) ?? []).length;
-  child.proc.stdin.write('mem\n');
-  child.proc.stdin.flush();
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const lines = [...child.output().matchAll(/^mem (\{.*\})$/gm)];
-    if (lines.length > before) return JSON.parse((lines.at(-1) as RegExpMatchArray)[1] as string);
-    if (Date.now() > deadline) throw new Error('the server did not report its memory');
-    await Bun.sleep(10);
-  }
-}
 
 // ---------------------------------------------------------------- generated requests
 

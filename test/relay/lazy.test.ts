@@ -4,6 +4,7 @@ import { describe, expect, test } from 'bun:test';
 import { defaultConfig } from '../../src/config';
 import type { RelayEngine } from '../../src/relay/engine';
 import { LazyRelay } from '../../src/relay/lazy';
+import { MAX_REMOTE_CANDIDATES } from '../../src/relay/messages';
 import { ManualClock } from '../helpers';
 
 /** An engine that writes down what it is told. */
@@ -14,6 +15,9 @@ function recordingEngine(calls: string[]) {
     }
     joined(s: string, p: string, role: string) {
       calls.push(`joined ${s}/${p} ${role}`);
+    }
+    reachable(s: string, p: string) {
+      calls.push(`reachable ${s}/${p}`);
     }
     left(s: string, p: string) {
       calls.push(`left ${s}/${p}`);
@@ -28,7 +32,7 @@ function recordingEngine(calls: string[]) {
       calls.push('shutdown');
     }
     stats() {
-      return { sessions: 1, viewers: 0, packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0 };
+      return { sessions: 1, viewers: 0, connections: 0, packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0 };
     }
   }
   return { RelayEngine: Recording as unknown as typeof RelayEngine };
@@ -68,6 +72,24 @@ describe('LazyRelay', () => {
     relay.joined('r', 'cam', 'publisher');
     expect(() => relay.receive('r', 'cam', 'offer', {})).toThrow('switchboard takes answer, ice-candidate and ice-restart messages');
     expect(() => relay.receive('r', 'cam', 'answer', {})).toThrow('payload.sdp');
+  });
+
+  test(`while the engine loads, a peer's candidates wait up to ${MAX_REMOTE_CANDIDATES}; the next is refused at once`, async () => {
+    const calls: string[] = [];
+    let loaded: (engine: { RelayEngine: typeof RelayEngine }) => void = () => {};
+    const relay = lazy(() => new Promise((resolve) => (loaded = resolve)));
+    relay.joined('r', 'cam', 'publisher');
+    relay.reachable('r', 'cam');
+    const candidate = { candidate: 'candidate:1 1 udp 2122260223 192.0.2.9 50000 typ host' };
+    for (let i = 0; i < MAX_REMOTE_CANDIDATES; i++) relay.receive('r', 'cam', 'ice-candidate', candidate);
+    expect(() => relay.receive('r', 'cam', 'ice-candidate', candidate)).toThrow(expect.objectContaining({ code: 'too_many_candidates', status: 429 }));
+    // Another peer has its own count; the end of candidates is none.
+    relay.receive('r', 'v1', 'ice-candidate', candidate);
+    relay.receive('r', 'cam', 'ice-candidate', null);
+    loaded(recordingEngine(calls));
+    await relay.ready;
+    expect(calls.slice(0, 3)).toEqual(['constructed', 'joined r/cam publisher', 'reachable r/cam']);
+    expect(calls.filter((c) => c === 'receive r/cam ice-candidate')).toHaveLength(MAX_REMOTE_CANDIDATES + 1);
   });
 
   test('a server stopped while the engine loads never starts it', async () => {

@@ -184,7 +184,11 @@ describe('over a real listener', () => {
 
     // A second viewer: nobody is told, and it does not see v1.
     expect((await post(`${url}/register/live/v2`)).body.peers).toEqual(['cam']);
-    expect(running.app.decorator.relay?.stats()).toMatchObject({ sessions: 1, viewers: 2 });
+    // Registered, v2 holds no connection yet: that waits for its stream.
+    expect(running.app.decorator.relay?.stats()).toMatchObject({ sessions: 1, viewers: 1, connections: 2 });
+    const v2 = await events(`${url}/events/live/v2`);
+    await v2.next(ofType('offer', 'switchboard'));
+    expect(running.app.decorator.relay?.stats()).toMatchObject({ sessions: 1, viewers: 2, connections: 3 });
     // The publisher leaves: viewers get peer-left, and its return new-peer; the publisher hears of no viewer.
     expect((await fetch(`${url}/register/live/cam`, { method: 'DELETE' })).status).toBe(200);
     await v1.next(ofType('peer-left', 'cam'));
