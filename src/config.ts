@@ -25,6 +25,8 @@ const LimitSettings = {
   messageBurst: T.Integer({ minimum: 1, default: 1000, description: 'POST /message a client IP may make at once' }),
   peerMessageRatePerS: T.Integer({ minimum: 0, default: 50, description: 'messages one peer may send per second (0: no limit)' }),
   peerMessageBurst: T.Integer({ minimum: 1, default: 500, description: 'messages one peer may send at once' }),
+  iceServersRatePerMin: T.Integer({ minimum: 0, default: 120, description: 'GET /iceServers per client IP per minute (token bucket; 0: no limit)' }),
+  iceServersBurst: T.Integer({ minimum: 1, default: 30, description: 'GET /iceServers a client IP may make at once before ICE_SERVERS_RATE_PER_MIN applies' }),
   maxStreamsPerIp: T.Integer({ minimum: 0, default: 200, description: 'event streams open at once from one client IP (0: no limit)' }),
   trustProxy: T.Integer({ minimum: 0, maximum: 16, default: 0, description: 'reverse proxies in front whose X-Forwarded-For is believed (0: use the socket address)' }),
 };

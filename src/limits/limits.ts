@@ -6,7 +6,15 @@ import { TokenBuckets } from './token-buckets';
 
 export type LimitsConfig = Pick<
   Config,
-  'registerRatePerMin' | 'registerBurst' | 'messageRatePerS' | 'messageBurst' | 'peerMessageRatePerS' | 'peerMessageBurst' | 'maxStreamsPerIp'
+  | 'registerRatePerMin'
+  | 'registerBurst'
+  | 'messageRatePerS'
+  | 'messageBurst'
+  | 'peerMessageRatePerS'
+  | 'peerMessageBurst'
+  | 'maxStreamsPerIp'
+  | 'iceServersRatePerMin'
+  | 'iceServersBurst'
 >;
 
 /** Gives back what `openStream` took. Calling it twice does nothing. */
@@ -18,7 +26,7 @@ const limited = (what: string, retryAfterS: number) =>
   new SignalError('rate_limited', `too many ${what}; retry in ${retryAfterS} s`, retryAfterS);
 
 /**
- * The per-client limits: token buckets for registrations and messages per client address, one for
+ * The per-client limits: token buckets for registrations, messages and `GET /iceServers` per client address, one for
  * messages per peer, and a count of open streams per address. A request without a known address
  * (handled in-process, with no socket) is limited per peer only.
  */
@@ -26,6 +34,7 @@ export class Limits {
   private readonly registers: TokenBuckets | undefined;
   private readonly messages: TokenBuckets | undefined;
   private readonly peerMessages: TokenBuckets | undefined;
+  private readonly iceRequests: TokenBuckets | undefined;
   private readonly streams = new Map<string, number>();
 
   constructor(
@@ -36,6 +45,8 @@ export class Limits {
     this.registers = registerRatePerMin > 0 ? new TokenBuckets(clock, registerRatePerMin / 60, registerBurst) : undefined;
     this.messages = messageRatePerS > 0 ? new TokenBuckets(clock, messageRatePerS, messageBurst) : undefined;
     this.peerMessages = peerMessageRatePerS > 0 ? new TokenBuckets(clock, peerMessageRatePerS, peerMessageBurst) : undefined;
+    const { iceServersRatePerMin, iceServersBurst } = config;
+    this.iceRequests = iceServersRatePerMin > 0 ? new TokenBuckets(clock, iceServersRatePerMin / 60, iceServersBurst) : undefined;
   }
 
   /** Before `POST /register`. */
@@ -45,6 +56,15 @@ export class Limits {
     if (address === undefined) return;
     const wait = this.registers.take(addressKey(address));
     if (wait) throw limited('registrations from this address', wait);
+  }
+
+  /** Before `GET /iceServers`: each answer may be a TURN credential, or cost a call to the TURN provider. */
+  iceServers(addressOf: () => string | undefined): void {
+    if (!this.iceRequests) return;
+    const address = addressOf();
+    if (address === undefined) return;
+    const wait = this.iceRequests.take(addressKey(address));
+    if (wait) throw limited('GET /iceServers from this address', wait);
   }
 
   /**
