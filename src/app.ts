@@ -116,7 +116,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .use(iceRoutes(iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) }), anonymousIceServer(config), guard))
     .use(sessionRoutes(signalling, guard))
     .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
-    .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue) }))
+    .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue), logger: logger.child({ component: 'ws' }) }))
     .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
     .use(ops.routes())
     .use(pageRoutes(page as unknown as HtmlImport, { tls: Boolean(config.tlsCert) }));
