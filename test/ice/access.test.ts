@@ -1,6 +1,6 @@
 // Who gets TURN credentials from GET /iceServers: anyone in AUTH_MODE=open, only a peer proved by its
 // token otherwise, and every address only so often.
-import { afterAll, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import { SignJWT } from 'jose';
 import { createApp } from '../../src/app';
 import type { Config } from '../../src/config';
@@ -106,18 +106,21 @@ describe('GET /iceServers in AUTH_MODE=token', () => {
       fetch: () =>
         Response.json({ iceServers: [{ urls: ['stun:stun.cloudflare.com:3478'] }, { urls: ['turn:turn.cloudflare.com:3478?transport=udp'], username: 'cf-user', credential: 'cf-pass' }] }, { status: 201 }),
     });
-    afterAll(() => upstream.stop(true));
-    const server = app({
-      authMode: 'token',
-      turnSecret: undefined,
-      cloudflareTurnKeyId: 'key',
-      cloudflareTurnApiToken: 'api-token',
-      cloudflareTurnApiUrl: `http://127.0.0.1:${upstream.port}/v1`,
-    });
-    expect((await req(server, 'GET', '/iceServers?peerId=a')).body).toEqual(STUN_ONLY);
-    const token = await register(server, 'a');
-    const res = await req(server, 'GET', '/iceServers?sessionId=s&peerId=a', undefined, bearer(token));
-    expect(res.body).toMatchObject({ username: 'cf-user', credential: 'cf-pass' });
+    try {
+      const server = app({
+        authMode: 'token',
+        turnSecret: undefined,
+        cloudflareTurnKeyId: 'key',
+        cloudflareTurnApiToken: 'api-token',
+        cloudflareTurnApiUrl: `http://127.0.0.1:${upstream.port}/v1`,
+      });
+      expect((await req(server, 'GET', '/iceServers?peerId=a')).body).toEqual(STUN_ONLY);
+      const token = await register(server, 'a');
+      const res = await req(server, 'GET', '/iceServers?sessionId=s&peerId=a', undefined, bearer(token));
+      expect(res.body).toMatchObject({ username: 'cf-user', credential: 'cf-pass' });
+    } finally {
+      upstream.stop(true);
+    }
   });
 });
 
