@@ -88,6 +88,11 @@ export type Config = Static<typeof Config>;
 type Key = keyof Config & string;
 const keys = Object.keys(Config.properties) as Key[];
 
+const envName = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+const flagName = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const isList = (key: Key) => (Config.properties[key] as TSchema).type === 'array';
+const isInteger = (key: Key) => (Config.properties[key] as TSchema).type === 'integer';
+
 /**
  * The settings that are credentials: an error about one never prints its value (REDIS_URL is shown
  * without its password). A new credential setting belongs here.
@@ -114,15 +119,11 @@ export function shownSetting(key: Key, value: unknown): string {
   if (key !== 'redisUrl' || typeof value !== 'string') return REDACTED;
   // The user info runs to the last @ before the host: a password may contain @ itself.
   const url = /^([^:/]*:\/\/)(.*)@([^@]*)$/.exec(value);
-  if (!url) return JSON.stringify(value);
+  if (!url) return text;
   const [, scheme, userInfo = '', host] = url;
   const colon = userInfo.indexOf(':');
   return JSON.stringify(`${scheme}${colon < 0 ? REDACTED : `${userInfo.slice(0, colon)}:${REDACTED}`}@${host}`);
 }
-const envName = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
-const flagName = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-const isList = (key: Key) => (Config.properties[key] as TSchema).type === 'array';
-const isInteger = (key: Key) => (Config.properties[key] as TSchema).type === 'integer';
 
 /** A setting that cannot be used; the message names it as the operator wrote it. */
 export class ConfigError extends Error {

@@ -1,8 +1,7 @@
 import { toOpenAPISchema } from '@elysiajs/openapi/openapi';
 import { Elysia } from 'elysia';
-import { ErrorEnvelope } from '../errors';
+import { ErrorEnvelope, SignalError } from '../errors';
 import { STREAM_EVENTS } from '../sse/events';
-import { SignalError } from '../errors';
 import { ERROR_SCHEMA_REF, schemaRef, TAGS } from './describe';
 import { DOCS_ASSET_NAMES, DOCS_ASSETS, DOCS_HEADERS, docsAssets, docsPage } from './page';
 
