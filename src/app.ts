@@ -12,7 +12,7 @@ import { ClusterSignalling } from './cluster/cluster-signalling';
 import { type Config, relayMode } from './config';
 import { LocalDelivery } from './delivery/local';
 import { errorResponse, SignalError } from './errors';
-import { iceServerSource } from './ice/ice-servers';
+import { anonymousIceServer, iceServerSource } from './ice/ice-servers';
 import { iceRoutes } from './ice/routes';
 import { Limits } from './limits/limits';
 import { type Logger, silentLogger } from './log/logger';
@@ -116,10 +116,10 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
         maxAge: 600,
       }),
     )
-    .use(iceRoutes(iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) })))
+    .use(iceRoutes(iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) }), anonymousIceServer(config), guard))
     .use(sessionRoutes(signalling, guard))
     .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
-    .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue) }))
+    .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue), logger: logger.child({ component: 'ws' }) }))
     .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
     .use(ops.routes())
     .use(pageRoutes(page as unknown as HtmlImport, { tls: Boolean(config.tlsCert) }));

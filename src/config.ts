@@ -1,5 +1,6 @@
 import { type Static, type TSchema, Type as T } from '@sinclair/typebox';
 import { AssertError, Value } from '@sinclair/typebox/value';
+import { REDACTED } from './log/logger';
 
 const IceUrl = T.String({ pattern: '^(stun|stuns|turn|turns):[^\\s,]+$' });
 
@@ -25,6 +26,8 @@ const LimitSettings = {
   messageBurst: T.Integer({ minimum: 1, default: 1000, description: 'POST /message a client IP may make at once' }),
   peerMessageRatePerS: T.Integer({ minimum: 0, default: 50, description: 'messages one peer may send per second (0: no limit)' }),
   peerMessageBurst: T.Integer({ minimum: 1, default: 500, description: 'messages one peer may send at once' }),
+  iceServersRatePerMin: T.Integer({ minimum: 0, default: 120, description: 'GET /iceServers per client IP per minute (token bucket; 0: no limit)' }),
+  iceServersBurst: T.Integer({ minimum: 1, default: 30, description: 'GET /iceServers a client IP may make at once before ICE_SERVERS_RATE_PER_MIN applies' }),
   maxStreamsPerIp: T.Integer({ minimum: 0, default: 200, description: 'event streams open at once from one client IP (0: no limit)' }),
   trustProxy: T.Integer({ minimum: 0, maximum: 16, default: 0, description: 'reverse proxies in front whose X-Forwarded-For is believed (0: use the socket address)' }),
 };
@@ -88,10 +91,43 @@ export type Config = Static<typeof Config>;
 
 type Key = keyof Config & string;
 const keys = Object.keys(Config.properties) as Key[];
+
 const envName = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
 const flagName = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const isList = (key: Key) => (Config.properties[key] as TSchema).type === 'array';
 const isInteger = (key: Key) => (Config.properties[key] as TSchema).type === 'integer';
+
+/**
+ * The settings that are credentials: an error about one never prints its value (REDIS_URL is shown
+ * without its password). A new credential setting belongs here.
+ */
+export const SECRET_SETTINGS: ReadonlySet<Key> = new Set<Key>([
+  'adminToken',
+  'jwtSecret',
+  'metricsToken',
+  'notifySecret',
+  'turnSecret',
+  'turnCredential',
+  'cloudflareTurnApiToken',
+  'relayIceCredential',
+  'redisUrl',
+]);
+
+/**
+ * A setting's value as an error message may show it: quoted, with a credential replaced by `[redacted]`
+ * and a URL's password (`redis://user:password@host`) too.
+ */
+export function shownSetting(key: Key, value: unknown): string {
+  const text = JSON.stringify(value);
+  if (!SECRET_SETTINGS.has(key)) return text;
+  if (key !== 'redisUrl' || typeof value !== 'string') return REDACTED;
+  // The user info runs to the last @ before the host: a password may contain @ itself.
+  const url = /^([^:/]*:\/\/)(.*)@([^@]*)$/.exec(value);
+  if (!url) return text;
+  const [, scheme, userInfo = '', host] = url;
+  const colon = userInfo.indexOf(':');
+  return JSON.stringify(`${scheme}${colon < 0 ? REDACTED : `${userInfo.slice(0, colon)}:${REDACTED}`}@${host}`);
+}
 
 /** A setting that cannot be used; the message names it as the operator wrote it. */
 export class ConfigError extends Error {
@@ -127,7 +163,7 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     if (value === undefined || value.trim() === '') continue;
     // TypeBox would truncate "1.5" to an integer; a setting written wrong should fail instead.
     if (isInteger(key) && !/^\d+$/.test(value.trim())) {
-      throw new ConfigError(`${envName(key)}=${JSON.stringify(value)} is invalid: Expected a whole number`);
+      throw new ConfigError(`${envName(key)}=${shownSetting(key, value)} is invalid: Expected a whole number`);
     }
     raw[key] = isList(key) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value.trim();
   }
@@ -139,7 +175,7 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     if (!(e instanceof AssertError)) throw e;
     const first = e.error;
     const key = (first?.path.split('/')[1] ?? '') as Key;
-    const shown = raw[key] === undefined ? '' : `=${JSON.stringify(raw[key])}`;
+    const shown = raw[key] === undefined ? '' : `=${shownSetting(key, raw[key])}`;
     const choices = (Config.properties[key] as TSchema | undefined)?.anyOf as { const?: unknown }[] | undefined;
     const expected = choices?.every((c) => typeof c.const === 'string') ? `Expected one of ${choices.map((c) => c.const).join(', ')}` : undefined;
     throw new ConfigError(`${envName(key)}${shown} is invalid: ${expected ?? first?.message ?? e.message}`);

@@ -79,6 +79,22 @@ describe('dist/switchboard from an empty directory', () => {
     expect((await fetch(`${server.url}/docs`)).headers.get('content-type')).toContain('text/html');
   });
 
+  test("serves the documentation viewer's files from inside the executable", async () => {
+    const page = await fetch(`${server.url}/docs`);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    const html = await page.text();
+    expect(html).not.toContain('://');
+    const files = [...html.matchAll(/(?:src|href)="(\/docs\/assets\/[^"]+)"/g)].map((m) => m[1] as string);
+    expect(files).toHaveLength(3);
+    for (const file of files) {
+      const res = await fetch(`${server.url}${file}`);
+      expect(res.status).toBe(200);
+      const body = await res.text();
+      expect(body.length).toBeGreaterThan(100);
+      if (file.endsWith('swagger-ui-bundle.js')) expect(body).toContain('SwaggerUIBundle');
+    }
+  });
+
   test('SIGTERM: stops accepting, ends streams, answers the request in flight, exits 0', async () => {
     await expectGracefulStop(await spawnServer([binary], { cwd: dir }), 'SIGTERM');
   });
@@ -97,7 +113,7 @@ describe('dist/switchboard from an empty directory', () => {
       const stream = await openEvents(`${url}/events/s/b`);
       await fetch(`${url}/message/s/a`, { method: 'POST', body: JSON.stringify({ target: 'b', type: 'offer', payload: { sdp: 'v=0' } }) });
       await stream.next(ofType('offer'));
-      for (const path of ['/', '/metrics', '/openapi.json', '/docs', '/readyz', '/iceServers']) await (await fetch(`${url}${path}`)).arrayBuffer();
+      for (const path of ['/', '/metrics', '/openapi.json', '/docs', '/docs/assets/swagger-ui-bundle.js', '/readyz', '/iceServers']) await (await fetch(`${url}${path}`)).arrayBuffer();
       // Signal the server itself (strace's child), so that it drains as it would under systemd.
       const [child] = (await Bun.file(`/proc/${own.proc.pid}/task/${own.proc.pid}/children`).text()).trim().split(/\s+/).map(Number);
       if (!child) throw new Error('no traced process');

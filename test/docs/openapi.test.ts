@@ -83,10 +83,13 @@ describe('GET /openapi.json', () => {
 });
 
 describe('GET /docs', () => {
-  test('is a page that loads the document', async () => {
+  test('is a page whose viewer, from this server, loads the document', async () => {
     const res = await app.handle(new Request('http://localhost/docs'));
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/html');
-    expect(await res.text()).toContain('openapi.json');
+    const html = await res.text();
+    expect(html).not.toContain('://');
+    expect(html).toContain('<script src="/docs/assets/start.js"></script>');
+    expect(await (await app.handle(new Request('http://localhost/docs/assets/start.js'))).text()).toContain('url: "/openapi.json"');
   });
 });
