@@ -11,6 +11,7 @@ import { type Clock, systemClock } from './clock';
 import { ClusterSignalling } from './cluster/cluster-signalling';
 import type { Config } from './config';
 import { LocalDelivery } from './delivery/local';
+import { eventBounds } from './delivery/rules';
 import { errorResponse, SignalError } from './errors';
 import { iceServerSource } from './ice/ice-servers';
 import { iceRoutes } from './ice/routes';
@@ -65,7 +66,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const heartbeat = new Heartbeat(clock, config.pingIntervalMs);
   // The sessions' gauges read the backend, which is built with the observer that Operations makes.
   let backend: SignallingBackend | undefined;
-  const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0 };
+  const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0, eventBytes: () => backend?.gauges.eventBytes() ?? 0 };
   const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
   const { signalling, ready, relay } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
@@ -133,7 +134,7 @@ function signallingBackend(
   instanceId: string = crypto.randomUUID(),
 ): { signalling: SignallingBackend; ready: Promise<void>; relay?: LazyRelay } {
   if (!config.redisUrl) {
-    const delivery = new LocalDelivery(config.maxQueue, core.observer);
+    const delivery = new LocalDelivery(eventBounds(config), core.observer);
     // The `switchboard` peer of relay sessions answers through the signalling service it is given to.
     // Relay sessions live in one process: their media cannot move between instances.
     const relayLogger = core.logger.child({ component: 'relay' });

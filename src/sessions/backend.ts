@@ -76,6 +76,8 @@ export interface PeerDirectory {
 export interface SessionGauges {
   sessions(): number;
   peers(): number;
+  /** Bytes of the events held for peers or kept for their resume (in a cluster: in Redis, for this prefix). */
+  eventBytes(): number;
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
+import { eventSize, fromPeer, peerNotice, serverSignal } from '../delivery/rules';
 import { SignalError } from '../errors';
 import type { SessionEvent, SessionListener } from './events';
 import { type Logger, silentLogger } from '../log/logger';
@@ -115,10 +116,11 @@ export class Signalling implements SignallingBackend {
 
     const peers: string[] = [];
     const joined = serverEvent('new-peer', peerId);
+    const notice = peerNotice(peerId);
     for (const other of session.peers.values()) {
       if (other === record) continue;
       if (sees(session, record, other)) peers.push(other.id);
-      if (sees(session, other, record)) delivery.deliver({ sessionId, peerId: other.id }, joined, true);
+      if (sees(session, other, record)) delivery.deliver({ sessionId, peerId: other.id }, joined, notice);
     }
     this.observer.peerJoined();
     // After the registration's own events: the server's offer is the new incarnation's first message.
@@ -187,22 +189,20 @@ export class Signalling implements SignallingBackend {
       if (!session.peers.has(body.target)) {
         throw new SignalError('target_not_found', `peer ${body.target} is not in session ${sessionId}`);
       }
-      return delivery.deliver({ sessionId, peerId: body.target }, json, false);
+      return delivery.deliver({ sessionId, peerId: body.target }, json, fromPeer(peerId));
     }
 
     // A broadcast reaches every other peer or none of them.
     const targets: PeerAddress[] = [];
     for (const other of session.peers.keys()) {
       if (other === peerId) continue;
-      const address = { sessionId, peerId: other };
-      if (!delivery.hasRoom(address)) {
-        throw new SignalError('queue_full', `peer ${other} has too many undelivered events; retry when it reads them`, 1);
-      }
-      targets.push(address);
+      targets.push({ sessionId, peerId: other });
     }
+    delivery.checkRoom(targets, eventSize(json));
+    const topic = fromPeer(peerId);
     let result: Delivered = 'sent';
     for (const address of targets) {
-      if (delivery.deliver(address, json, false) === 'queued') result = 'queued';
+      if (delivery.deliver(address, json, topic) === 'queued') result = 'queued';
     }
     return result;
   }
@@ -245,6 +245,7 @@ export class Signalling implements SignallingBackend {
       for (const session of this.deps.store.values()) peers += session.peers.size;
       return peers;
     },
+    eventBytes: () => this.deps.delivery.eventBytes,
   };
 
   peerAuth(sessionId: string, peerId: string): PeerAuth | undefined {
@@ -302,7 +303,7 @@ export class Signalling implements SignallingBackend {
   readonly fromServer = (sessionId: string, peerId: string, type: string, payload: unknown): boolean => {
     const record = this.deps.store.get(sessionId)?.peers.get(peerId);
     if (!record) return false;
-    this.deps.delivery.deliver({ sessionId, peerId }, JSON.stringify({ type, payload, senderId: SERVER_PEER_ID }), true);
+    this.deps.delivery.deliver({ sessionId, peerId }, JSON.stringify({ type, payload, senderId: SERVER_PEER_ID }), serverSignal(type));
     return true;
   };
 
@@ -365,8 +366,9 @@ export class Signalling implements SignallingBackend {
       return;
     }
     const left = serverEvent('peer-left', record.id);
+    const notice = peerNotice(record.id);
     for (const other of session.peers.values()) {
-      if (sees(session, other, record)) delivery.deliver({ sessionId: session.id, peerId: other.id }, left, true);
+      if (sees(session, other, record)) delivery.deliver({ sessionId: session.id, peerId: other.id }, left, notice);
     }
   }
 
