@@ -4,6 +4,7 @@ import type { Delivered, EventSink } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver } from '../delivery/observer';
 import { type EventBounds, eventBounds, fromPeer, peerNotice, refusals } from '../delivery/rules';
 import { type ErrorCode, SignalError } from '../errors';
+import { holdingArgs, holdingRefusals, type HoldingsConfig } from '../limits/address-holdings';
 import { type Logger, silentLogger } from '../log/logger';
 import type {
   Admit,
@@ -22,7 +23,8 @@ import { HeldStreams } from './held-streams';
 import { RedisLink } from './redis-link';
 import { boundsArgs, SCRIPTS, topicArgs } from './scripts';
 
-export type ClusterConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'maxPeerEventBytes' | 'maxEventBytes' | 'redisPrefix' | 'redisTimeoutMs'> & { redisUrl: string };
+export type ClusterConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'maxPeerEventBytes' | 'maxEventBytes' | 'redisPrefix' | 'redisTimeoutMs'> &
+  HoldingsConfig & { redisUrl: string };
 
 export interface ClusterDeps {
   /** The instances' clock: deadlines in Redis are scored with it, so it must agree across instances (NTP). */
@@ -160,7 +162,7 @@ export class ClusterSignalling implements SignallingBackend {
     eventBytes: () => this.countsNow().eventBytes,
   };
 
-  async register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode): Promise<Registration> {
+  async register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: string): Promise<Registration> {
     if (peerId === SERVER_PEER_ID) throw reservedPeer();
     if (mode === 'relay') throw relayUnavailable();
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -190,9 +192,13 @@ export class ClusterSignalling implements SignallingBackend {
         String(this.config.maxPeersPerSession),
         ...topicArgs(peerNotice(peerId)),
         ...boundsArgs(this.bounds),
+        origin ?? '',
+        ...holdingArgs(this.config),
       )) as Reply;
       const status = reply[0];
       if (status === 'conflict') continue;
+      if (status === 'too_many_own_sessions') throw holdingRefusals.sessions(this.config.maxSessionsPerIp);
+      if (status === 'too_many_peers') throw holdingRefusals.peers(this.config.maxPeersPerIp);
       if (status === 'too_many_sessions') throw this.tooManySessions();
       if (status === 'session_full') throw this.sessionFull(sessionId);
       const [, out, created, takeover, lastEventId, others] = reply as [string, string[], number, number, number, string[]];

@@ -12,8 +12,9 @@
  *   P:sessions       set of session ids
  *   P:deadlines      sorted set: "a" scored with the time the peer times out, "/<sessionId>" with the
  *                    time an admin-created session without peers ends; instances sweep it
- *   P:s:<sid>        hash: createdAt, joins (a counter that orders the peers), idleMs and inv (admin sessions)
- *   P:s:<sid>:p      hash: peerId → its credentials and place in the session (JSON)
+ *   P:s:<sid>        hash: createdAt, joins (a counter that orders the peers), idleMs and inv (admin sessions),
+ *                    by (the key of the address whose registration created it)
+ *   P:s:<sid>:p      hash: peerId → its credentials, place in the session and address key "o" (JSON)
  *   P:s:<sid>:i      hash: peerId → invite (JSON), admin sessions with an allow-list
  *   P:m:a            hash: epoch (first id of this incarnation), last (last id given), cursor (last id
  *                    written to a stream), gen (bumped at every attach and takeover), first (lowest id
@@ -23,6 +24,8 @@
  *                    or -1) and k (its topic's tag, see delivery/rules.ts); a superseded event's id is
  *                    missing from it, never written
  *   P:bytes          hash: held, all: the bytes of every peer's events, as LocalDelivery counts them
+ *   P:holdings       hash: "s<address key>" → sessions it created, "p<address key>" → registrations it made
+ *                    (alive), for AddressHoldings' caps
  *   P:h:a            the id of the instance holding the peer's stream
  *   P:c:<instance>   the pub/sub channel of an instance
  *
@@ -91,6 +94,16 @@ local function count(held, all)
   redis.call('PEXPIRE', BYTES, TTL)
 end
 local function total(field) return tonumber(redis.call('HGET', BYTES, field) or '0') end
+
+-- What each client address holds alive (AddressHoldings): 's' .. key, the sessions it created, and
+-- 'p' .. key, the registrations it made. A registration's address is its record's "o".
+local HOLDINGS = P .. ':holdings'
+local function hold(field, delta)
+  if redis.call('HINCRBY', HOLDINGS, field, delta) <= 0 then redis.call('HDEL', HOLDINGS, field) end
+  redis.call('PEXPIRE', HOLDINGS, TTL)
+end
+local function originOf(record) return record and string.match(record, '"o":"([^"]*)"') end
+local function holding(field) return tonumber(redis.call('HGET', HOLDINGS, field) or '0') end
 
 -- A's mailbox counters: last, cursor, first (lowest id kept), held (undelivered events that exist) and
 -- hbytes (their bytes), bytes (of every event in the log). Nil when a has no mailbox.
@@ -189,7 +202,13 @@ local function append(a, json, client, stamp, T, B)
 end
 
 local function deleteSession(sid)
-  for _, pid in ipairs(redis.call('HKEYS', pk(sid))) do
+  local by = redis.call('HGET', sk(sid), 'by')
+  if by then hold('s' .. by, -1) end
+  local all = redis.call('HGETALL', pk(sid))
+  for i = 1, #all, 2 do
+    local pid = all[i]
+    local origin = originOf(all[i + 1])
+    if origin then hold('p' .. origin, -1) end
     local a = sid .. '/' .. pid
     redis.call('ZREM', DL, a)
     forget(a)
@@ -205,6 +224,8 @@ end
 -- Returns 'left', 'idle' or 'closed'.
 local function removePeer(sid, pid, T, B)
   local a = sid .. '/' .. pid
+  local origin = originOf(redis.call('HGET', pk(sid), pid))
+  if origin then hold('p' .. origin, -1) end
   redis.call('HDEL', pk(sid), pid)
   redis.call('ZREM', DL, a)
   route(a, 'c\\n' .. a .. '\\n0\\n\\n')
@@ -264,18 +285,29 @@ return {1, sessions, seen, redis.call('HLEN', pk(sid)), meta[1] and 1 or 0, meta
  * Registers or takes over, if what the admission check decided on is unchanged (FINGERPRINT):
  * ARGV[5] sessionId, [6] peerId, [7] the fingerprint seen, [8] credentials JSON (an object),
  * [9] peer timeout ms, [10] max sessions, [11] max peers per session, [12…14] the new-peer notice's
- * topic, [15…18] the event bounds.
+ * topic, [15…18] the event bounds, [19] the key of the client's address ('' when unknown),
+ * [20] the sessions and [21] the registrations it may hold (0: no cap; see AddressHoldings).
  */
 const REGISTER = `
 local sid, pid, seen, record = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local peerTimeout, maxSessions, maxPeers = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local T, B = topicAt(12), boundsAt(15)
+local origin, maxOwnSessions, maxOwnPeers = ARGV[19], tonumber(ARGV[20]), tonumber(ARGV[21])
 if fingerprint(sid, pid) ~= seen then return {'conflict'} end
+local was = originOf(redis.call('HGET', pk(sid), pid))
+if origin ~= '' then
+  if seen == '' and maxOwnSessions > 0 and holding('s' .. origin) >= maxOwnSessions then return {'too_many_own_sessions'} end
+  if was ~= origin and maxOwnPeers > 0 and holding('p' .. origin) >= maxOwnPeers then return {'too_many_peers'} end
+end
 local created = 0
 if seen == '' then
   if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
   redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0)
   redis.call('SADD', SESSIONS, sid)
+  if origin ~= '' then
+    redis.call('HSET', sk(sid), 'by', origin)
+    hold('s' .. origin, 1)
+  end
   created = 1
 end
 local current = redis.call('HGET', pk(sid), pid)
@@ -283,7 +315,13 @@ local takeover = current and 1 or 0
 if takeover == 0 and redis.call('HLEN', pk(sid)) >= maxPeers then return {'session_full'} end
 -- Its place in the session: kept on takeover, the next one for a newcomer.
 local place = current and string.match(current, '"n":(%d+)') or redis.call('HINCRBY', sk(sid), 'joins', 1)
-redis.call('HSET', pk(sid), pid, string.sub(record, 1, -2) .. (record == '{}' and '' or ',') .. '"n":' .. place .. '}')
+local stored = string.sub(record, 1, -2) .. (record == '{}' and '' or ',') .. '"n":' .. place
+redis.call('HSET', pk(sid), pid, stored .. (origin ~= '' and (',"o":"' .. origin .. '"') or '') .. '}')
+-- A takeover moves the registration to the address that made it now.
+if was ~= (origin ~= '' and origin or nil) then
+  if was then hold('p' .. was, -1) end
+  if origin ~= '' then hold('p' .. origin, 1) end
+end
 redis.call('ZREM', DL, '/' .. sid)
 local a = sid .. '/' .. pid
 local m = redis.call('HMGET', mk(a), 'last', 'gen')

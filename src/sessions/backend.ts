@@ -89,9 +89,11 @@ export interface SessionGauges {
 export interface SignallingBackend extends PeerDirectory {
   /**
    * Joins (creating the session if new, in `mode`, mesh by default) or takes over a registered id; the
-   * others get `new-peer`. A `mode` other than the existing session's is refused.
+   * others get `new-peer`. A `mode` other than the existing session's is refused. `origin`, the key of
+   * the client's address (`addressKey`), counts the registration against that address's caps (see
+   * `AddressHoldings`), released when it ends.
    */
-  register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode): Awaitable<Registration>;
+  register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: string): Awaitable<Registration>;
   /** An empty session that waits for its peers (the admin API). */
   createSession(sessionId: string, options: SessionOptions): Awaitable<{ mode: SessionMode }>;
   /** Relays a client message to its target, or to every other peer when it names none. */

@@ -4,6 +4,7 @@ import { bearerToken } from '../auth/tokens';
 import type { Guards } from '../auth/guards';
 import { describe, TAGS } from '../docs/describe';
 import { readJsonBody } from '../json-body';
+import { addressKey } from '../limits/client-ip';
 import { MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterQuery, RegisterResponse, SessionParams, SignalBody } from './model';
 import type { SignallingBackend } from './backend';
 
@@ -14,10 +15,12 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
     .post(
       '/register/:sessionId/:peerId',
       async ({ params: { sessionId, peerId }, query: { mode, role }, headers: { authorization }, request, server }): Promise<RegisterResponse> => {
-        limits.register(() => address(request, server));
+        const from = address(request, server);
+        limits.register(() => from);
         const requested = role === undefined ? undefined : role === 'publish' ? 'publisher' : 'viewer';
         const ticket = await access.ticket(sessionId, peerId, bearerToken(authorization), requested);
-        const { peers, auth, lastEventId, mode: sessionMode } = await signalling.register(sessionId, peerId, ticket.admit, mode);
+        const origin = from === undefined ? undefined : addressKey(from);
+        const { peers, auth, lastEventId, mode: sessionMode } = await signalling.register(sessionId, peerId, ticket.admit, mode, origin);
         return { message: 'session registered successfully', sessionId, peerId, peers, token: ticket.token, role: auth?.role, lastEventId, mode: sessionMode };
       },
       {
@@ -30,7 +33,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
             'The other peers get new-peer (in a relay session, only viewers hear of the publisher).',
           tags: [TAGS.signalling],
           answers: { 200: { description: 'registered; `peers` lists the others', schema: RegisterResponse } },
-          errors: ['invalid_request', 'reserved_peer', 'unauthorized', 'forbidden', 'session_full', 'mode_conflict', 'publisher_exists', 'too_many_sessions', 'rate_limited', 'backend_unavailable'],
+          errors: ['invalid_request', 'reserved_peer', 'unauthorized', 'forbidden', 'session_full', 'mode_conflict', 'publisher_exists', 'too_many_sessions', 'too_many_peers', 'rate_limited', 'backend_unavailable'],
         }),
       },
     )

@@ -4,6 +4,7 @@ import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/de
 import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
 import { eventSize, fromPeer, peerNotice, serverSignal } from '../delivery/rules';
 import { SignalError } from '../errors';
+import { AddressHoldings, type HoldingsConfig } from '../limits/address-holdings';
 import type { SessionEvent, SessionListener } from './events';
 import { type Logger, silentLogger } from '../log/logger';
 import type { Admit, Registration, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
@@ -13,7 +14,7 @@ import type { PeerAuth, PeerRecord, Role, Session, SessionStore } from './store'
 
 export type { Admit } from './backend';
 
-export type SignallingConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession'>;
+export type SignallingConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession'> & HoldingsConfig;
 
 export interface SignallingDeps {
   store: SessionStore;
@@ -58,6 +59,8 @@ const sees = (session: Session, other: PeerRecord, peer: PeerRecord) =>
 export class Signalling implements SignallingBackend {
   private readonly observer: DeliveryObserver;
   private readonly logger: Logger;
+  /** What each client address holds alive: the sessions it created, the registrations it made. */
+  readonly holdings: AddressHoldings;
   /** Set by `shutdown()`: streams that open from then on end at once, so that clients go elsewhere. */
   private stopped = false;
 
@@ -67,13 +70,14 @@ export class Signalling implements SignallingBackend {
   ) {
     this.observer = deps.observer ?? noObserver;
     this.logger = deps.logger ?? silentLogger;
+    this.holdings = new AddressHoldings(config);
   }
 
   /**
    * Joins (creating the session if new, in `mode`, mesh by default) or takes over a registered id; the
    * others learn of it with `new-peer`. A `mode` other than the existing session's is refused (409).
    */
-  register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode): Registration {
+  register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: string): Registration {
     const { store, delivery } = this.deps;
     if (peerId === SERVER_PEER_ID) throw reservedPeer();
     const existing = store.get(sessionId);
@@ -89,6 +93,7 @@ export class Signalling implements SignallingBackend {
     if (existing && !current && existing.peers.size >= this.config.maxPeersPerSession) {
       throw new SignalError('session_full', `session ${sessionId} already has ${this.config.maxPeersPerSession} peers`);
     }
+    this.holdings.check(origin, !existing, current !== undefined && current.origin === origin);
     const publisher = existing && publisherOf(existing, peerId);
     const auth = admit?.(existing && { peers: existing.peers, managed: existing.managed, publisher }, current);
     if (publisher !== undefined && sessionMode === 'relay' && auth?.role === 'publisher') {
@@ -97,6 +102,8 @@ export class Signalling implements SignallingBackend {
     let session = existing;
     if (!session) {
       session = store.create(sessionId, this.deps.clock.now(), sessionMode);
+      session.createdBy = origin;
+      this.holdings.session(origin, 1);
       this.emit({ type: 'session-created', sessionId, by: 'register' });
     }
     let record = current;
@@ -105,6 +112,12 @@ export class Signalling implements SignallingBackend {
       session.peers.set(peerId, record);
     }
     record.auth = auth;
+    if (!current || current.origin !== origin) {
+      // A takeover moves the registration to the address that made it now.
+      this.holdings.peer(current?.origin, -1);
+      this.holdings.peer(origin, 1);
+      record.origin = origin;
+    }
     if (session.managed) {
       session.managed.idle?.();
       session.managed.idle = undefined;
@@ -287,9 +300,10 @@ export class Signalling implements SignallingBackend {
   /** Every peer gets `session-closed`, then every stream ends and the session is gone. */
   closeSession(sessionId: string): void {
     const session = this.session(sessionId);
-    this.deps.store.delete(sessionId);
+    this.dropSession(session);
     session.managed?.idle?.();
     for (const record of session.peers.values()) {
+      this.holdings.peer(record.origin, -1);
       record.expiry?.();
       this.deps.delivery.close({ sessionId, peerId: record.id }, SESSION_CLOSED);
     }
@@ -345,23 +359,24 @@ export class Signalling implements SignallingBackend {
     managed.idle = this.deps.clock.schedule(managed.idleMs, () => {
       managed.idle = undefined;
       if (this.deps.store.get(session.id) !== session || session.peers.size > 0) return;
-      this.deps.store.delete(session.id);
+      this.dropSession(session);
       this.ended(session, 'idle');
     });
   }
 
   private remove(session: Session, record: PeerRecord, reason: PeerLeftReason): void {
-    const { store, delivery } = this.deps;
+    const { delivery } = this.deps;
     record.expiry?.();
     record.expiry = undefined;
     session.peers.delete(record.id);
+    this.holdings.peer(record.origin, -1);
     this.observer.peerLeft(reason);
     delivery.close({ sessionId: session.id, peerId: record.id });
     if (session.mode === 'relay') this.deps.serverPeer?.left(session.id, record.id);
     this.emit({ type: 'peer-left', sessionId: session.id, peerId: record.id, reason });
     if (session.peers.size === 0) {
       if (session.managed) return this.armIdle(session);
-      store.delete(session.id);
+      this.dropSession(session);
       this.ended(session, 'empty');
       return;
     }
@@ -370,6 +385,12 @@ export class Signalling implements SignallingBackend {
     for (const other of session.peers.values()) {
       if (sees(session, other, record)) delivery.deliver({ sessionId: session.id, peerId: other.id }, left, notice);
     }
+  }
+
+  /** Takes a session out of the store; what its creator holds goes down by one. */
+  private dropSession(session: Session): void {
+    this.deps.store.delete(session.id);
+    this.holdings.session(session.createdBy, -1);
   }
 
   /** A session is gone from the store: the relay lets go of its connections, listeners hear of it. */
