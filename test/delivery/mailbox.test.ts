@@ -1,9 +1,9 @@
 import { describe, expect, test } from 'bun:test';
-import type { EventSink } from '../../src/delivery/delivery';
-import { Mailbox } from '../../src/delivery/mailbox';
+import { EventBytes, Mailbox } from '../../src/delivery/mailbox';
 import { type DeliveryObserver, noObserver } from '../../src/delivery/observer';
 import { SignalError } from '../../src/errors';
-import { type EventBounds, fromPeer, SERVER_NOTICE } from '../../src/delivery/rules';
+import { RecordingSink } from '../fixtures/recording-sink';
+import { type EventBounds, fromPeer, peerNotice, SERVER_NOTICE, serverSignal } from '../../src/delivery/rules';
 
 /** Counts only: the byte budgets out of reach. */
 const bounds = (maxHeld: number, retain: number, bytes: Partial<EventBounds> = {}): EventBounds => ({
@@ -15,51 +15,6 @@ const bounds = (maxHeld: number, retain: number, bytes: Partial<EventBounds> = {
   ...bytes,
 });
 const CLIENT = fromPeer('a');
-
-/** A sink that records what it is given, with room for `room` events until `drain()`. */
-class RecordingSink implements EventSink {
-  written: { id: number; json: string }[] = [];
-  begun: number[] = [];
-  closed = false;
-  aborted: string | undefined;
-  private closeListener: (() => void) | undefined;
-  private drainListener: (() => void) | undefined;
-  constructor(public room = Infinity) {}
-  get isOpen() {
-    return !this.closed;
-  }
-  begin(cursor: number) {
-    this.begun.push(cursor);
-  }
-  write(id: number, json: string) {
-    if (this.closed || this.room <= 0) return false;
-    this.room--;
-    this.written.push({ id, json });
-    return true;
-  }
-  drain(room = Infinity) {
-    this.room = room;
-    this.drainListener?.();
-  }
-  close() {
-    if (this.closed) return;
-    this.closed = true;
-    this.closeListener?.();
-  }
-  abort(reason: string) {
-    this.aborted = reason;
-    this.close();
-  }
-  onClose(fn: () => void) {
-    this.closeListener = fn;
-  }
-  onDrain(fn: () => void) {
-    this.drainListener = fn;
-  }
-  get ids() {
-    return this.written.map((w) => w.id);
-  }
-}
 
 const code = (fn: () => unknown) => {
   try {
@@ -231,4 +186,123 @@ describe('Mailbox', () => {
     }
     expect(delivered).toEqual(Array(200).fill(5));
   });
+});
+
+describe('Mailbox: server events supersede what they make stale', () => {
+  const offer = (n: number) => JSON.stringify({ type: 'offer', payload: { n }, senderId: 'switchboard' });
+  const candidate = (n: number) => JSON.stringify({ type: 'ice-candidate', payload: { n }, senderId: 'switchboard' });
+  const notice = (type: string, peer: string) => JSON.stringify({ type, senderId: peer });
+  const types = (sink: RecordingSink) => sink.written.map((w) => JSON.parse(w.json) as { type: string; payload?: { n: number }; senderId: string });
+
+  test('a newer offer from switchboard replaces an undelivered older one and its candidates; what is written keeps its order', () => {
+    const box = new Mailbox(bounds(8, 8));
+    box.append(JSON.stringify({ type: 'hello', senderId: 'a' }), CLIENT);
+    for (let n = 1; n <= 30; n++) {
+      box.append(offer(n), serverSignal('offer'));
+      for (let c = 0; c < 3; c++) box.append(candidate(n), serverSignal('ice-candidate'));
+    }
+    expect(box.held).toBe(5);
+    const sink = new RecordingSink();
+    box.attach(sink, undefined);
+    expect(types(sink).map((e) => `${e.type}${e.payload?.n ?? ''}`)).toEqual(['hello', 'offer30', 'ice-candidate30', 'ice-candidate30', 'ice-candidate30']);
+    // Ids increase; the superseded ones are skipped, never written.
+    expect(sink.ids[0]).toBe(1);
+    expect(sink.ids.slice(1)).toEqual([118, 119, 120, 121]);
+  });
+
+  test('an offer already written is not superseded; candidates of it still held are', () => {
+    const box = new Mailbox(bounds(8, 8));
+    const sink = new RecordingSink(1);
+    box.attach(sink, undefined);
+    box.append(offer(1), serverSignal('offer'));
+    box.append(candidate(1), serverSignal('ice-candidate'));
+    box.append(offer(2), serverSignal('offer'));
+    sink.drain();
+    expect(types(sink).map((e) => `${e.type}${e.payload?.n}`)).toEqual(['offer1', 'offer2']);
+    expect(sink.ids).toEqual([1, 3]);
+  });
+
+  test('new-peer and peer-left about one peer collapse to the latest, but never across a message from that peer', () => {
+    const box = new Mailbox(bounds(8, 8));
+    for (let i = 0; i < 20; i++) {
+      box.append(notice('new-peer', 'b'), peerNotice('b'));
+      box.append(notice('peer-left', 'b'), peerNotice('b'));
+    }
+    box.append(notice('new-peer', 'c'), peerNotice('c'));
+    box.append(notice('new-peer', 'b'), peerNotice('b'));
+    expect(box.held).toBe(2);
+    // b's message pins the new-peer before it: nobody reads a peer's message before hearing of the peer.
+    box.append(JSON.stringify({ type: 'offer', senderId: 'b' }), fromPeer('b'));
+    box.append(notice('peer-left', 'b'), peerNotice('b'));
+    const sink = new RecordingSink();
+    box.attach(sink, undefined);
+    expect(types(sink).map((e) => `${e.type}:${e.senderId}`)).toEqual(['new-peer:c', 'new-peer:b', 'offer:b', 'peer-left:b']);
+  });
+
+  test('a backstop keeps server events about many things bounded: the oldest held one goes', () => {
+    const box = new Mailbox(bounds(4, 4));
+    for (let i = 0; i < 100; i++) box.append(notice('peer-left', `p${i}`), peerNotice(`p${i}`));
+    expect(box.held).toBe(8);
+    const sink = new RecordingSink();
+    box.attach(sink, undefined);
+    expect(types(sink).map((e) => e.senderId)).toEqual(['p92', 'p93', 'p94', 'p95', 'p96', 'p97', 'p98', 'p99']);
+  });
+
+  test('a client that resumes after a superseded id gets the newer events; one that had read the old offer resumes too', () => {
+    const box = new Mailbox(bounds(8, 8));
+    const first = new RecordingSink();
+    box.attach(first, undefined);
+    box.append(offer(1), serverSignal('offer'));
+    expect(first.ids).toEqual([1]);
+    first.close();
+    // The offer was lost in flight: the client resumes from before it, on a stream that takes nothing yet.
+    const second = new RecordingSink(0);
+    box.attach(second, 0);
+    box.append(offer(2), serverSignal('offer'));
+    second.drain();
+    expect(types(second).map((e) => e.payload?.n)).toEqual([2]);
+    expect(second.ids).toEqual([2]);
+    // A stream that did read offer 1 (id 1) resumes after it: the newest offer, nothing missing.
+    const third = new RecordingSink();
+    box.attach(third, 1);
+    expect(third.ids).toEqual([2]);
+  });
+});
+
+describe('Mailbox: bytes', () => {
+  const message = (kib: number) => JSON.stringify({ type: 'x', payload: 'a'.repeat(kib * 1024), senderId: 'a' });
+
+  test('past its byte budget, written events kept for resume go first, then client messages are refused', () => {
+    const pool = new EventBytes();
+    const box = new Mailbox(bounds(100, 100, { peerBytes: 40 * 1024 }), pool);
+    const sink = new RecordingSink();
+    box.attach(sink, undefined);
+    for (let i = 0; i < 3; i++) box.append(message(10), CLIENT);
+    expect(box.size).toBeLessThanOrEqual(40 * 1024);
+    // Written ones were dropped to make room: resuming from the start now answers resume_gap.
+    box.append(message(10), CLIENT);
+    box.append(message(10), CLIENT);
+    expect(box.size).toBeLessThanOrEqual(40 * 1024);
+    expect(code(() => box.attach(new RecordingSink(), 0))).toBe('resume_gap');
+    // Held ones are never dropped: past the budget the sender is told.
+    const reader = new RecordingSink(0);
+    box.attach(reader, undefined);
+    box.append(message(10), CLIENT);
+    box.append(message(10), CLIENT);
+    box.append(message(10), CLIENT);
+    expect(code(() => box.append(message(10), CLIENT))).toBe('queue_full');
+    expect(box.size).toBeLessThanOrEqual(40 * 1024);
+    expect(pool.all).toBe(box.size);
+    // Server events are never refused.
+    expect(box.append(notice(), peerNotice('z'))).toBe('queued');
+    // The refusal ended the stream that let them pile up; the next one gets all that was held.
+    expect(reader.closed).toBe(true);
+    const next = new RecordingSink();
+    box.attach(next, undefined);
+    expect(next.written).toHaveLength(4);
+    box.discard();
+    expect(pool).toEqual(Object.assign(new EventBytes(), { held: 0, all: 0 }));
+  });
+
+  const notice = () => JSON.stringify({ type: 'new-peer', senderId: 'z' });
 });
