@@ -19,10 +19,10 @@
  *   P:m:a            hash: epoch (first id of this incarnation), last (last id given), cursor (last id
  *                    written to a stream), gen (bumped at every attach and takeover), first (lowest id
  *                    still kept), held and hbytes (undelivered events in the log, and their bytes),
- *                    bytes (of every event in the log)
+ *                    bytes (of every event in the log), t<tag> (the newest event id with that topic tag)
  *   P:l:a            stream of the peer's events, entry id "0-<event id>", fields e (JSON), t (ms accepted,
- *                    or -1) and k (its topic's tag, see delivery/rules.ts); a superseded event's id is
- *                    missing from it, never written
+ *                    or -1), k (its topic's tag, see delivery/rules.ts) and q (the id of the event before
+ *                    it with that tag, or 0); a superseded event's id is missing from it, never written
  *   P:bytes          hash: held, all: the bytes of every peer's events, as LocalDelivery counts them
  *   P:holdings       hash: "s<address key>" → sessions it created, "p<address key>" → registrations it made
  *                    (alive), for AddressHoldings' caps
@@ -156,11 +156,21 @@ local function remove(a, b, row)
 end
 
 -- Supersedes the held events that topic T makes stale, newest first, down to its barrier (Mailbox.supersede).
+-- Without reading the log: the mailbox keeps 't' .. tag, the newest id with that tag, and each entry its
+-- predecessor with the same tag (q), so that only the superseded events themselves are read.
 local function supersede(a, b, T)
-  for _, row in ipairs(redis.call('XREVRANGE', lk(a), '+', '(0-' .. b.cursor)) do
-    local tag = row[2][6] or ''
-    if T.barrier ~= '' and tag == T.barrier then return end
-    if T.replaces[tag] then remove(a, b, row) end
+  local floor = b.cursor
+  if T.barrier ~= '' then floor = math.max(floor, tonumber(redis.call('HGET', mk(a), 't' .. T.barrier) or '0')) end
+  for tag in pairs(T.replaces) do
+    local id = tonumber(redis.call('HGET', mk(a), 't' .. tag) or '0')
+    while id > floor do
+      local row = redis.call('XRANGE', lk(a), '0-' .. id, '0-' .. id)[1]
+      if not row then break end
+      remove(a, b, row)
+      id = tonumber(row[2][8] or '0')
+    end
+    -- The next event with this tag links past the ones just superseded.
+    redis.call('HSET', mk(a), 't' .. tag, id)
   end
 end
 
@@ -193,7 +203,9 @@ local function append(a, json, client, stamp, T, B)
   -- Other peers' kept events are out of this script's reach: their holders drop them (KEEPALIVE).
   dropRetained(a, b, total('all') + size - B.totalBytes)
   local id = b.last + 1
-  redis.call('XADD', lk(a), '0-' .. id, 'e', json, 't', stamp, 'k', T.tag)
+  local previous = T.tag ~= '' and redis.call('HGET', mk(a), 't' .. T.tag) or '0'
+  redis.call('XADD', lk(a), '0-' .. id, 'e', json, 't', stamp, 'k', T.tag, 'q', previous or '0')
+  if T.tag ~= '' then redis.call('HSET', mk(a), 't' .. T.tag, id) end
   redis.call('PEXPIRE', lk(a), TTL)
   b.last, b.held, b.hbytes, b.bytes = id, b.held + 1, b.hbytes + size, b.bytes + size
   count(size, size)
@@ -330,7 +342,7 @@ local epoch = m[1] and (tonumber(m[1]) + 2) or 1
 local gen = (m[2] and tonumber(m[2]) or 0) + 1
 route(a, 'c\\n' .. a .. '\\n' .. gen .. '\\n\\n')
 forget(a)
-redis.call('DEL', lk(a), hk(a))
+redis.call('DEL', mk(a), lk(a), hk(a))
 redis.call('HSET', mk(a), 'epoch', epoch, 'last', epoch - 1, 'cursor', epoch - 1, 'gen', gen, 'first', epoch, 'held', 0, 'hbytes', 0, 'bytes', 0)
 redis.call('PEXPIRE', mk(a), TTL)
 redis.call('ZADD', DL, NOW + peerTimeout, a)
@@ -457,6 +469,14 @@ if cursor > b.cursor then
   count(-written, 0)
 end
 b.cursor = cursor
+-- The newest id per topic tag matters only while that event is held: past many, the written ones go.
+if redis.call('HLEN', mk(a)) > 128 then
+  local fields = redis.call('HGETALL', mk(a))
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    if string.sub(name, 1, 1) == 't' and #name > 1 and tonumber(fields[i + 1]) <= cursor then redis.call('HDEL', mk(a), name) end
+  end
+end
 -- Past the cluster's budget, the events kept for resume go first: each holder drops its peers' here.
 local keep = total('all') > tonumber(ARGV[10]) and cursor + 1 or cursor - retain + 1
 if keep > b.first then

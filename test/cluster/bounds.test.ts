@@ -3,6 +3,7 @@ import { RedisClient } from 'bun';
 import { SCRIPTS } from '../../src/cluster/scripts';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
 import { call, type Cluster, type Instance, startCluster, until } from './helpers';
+import { startServer } from '../helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -175,6 +176,47 @@ describe('cluster: sessions and registrations per address hold cluster-wide', ()
       expect((await call(b.url, 'POST', '/register/v/1')).body.error).toBe('too_many_sessions');
       expect((await call(a.url, 'POST', '/register/w/2')).status).toBe(200);
       expect((await call(b.url, 'POST', '/register/w/3')).body.error).toBe('too_many_peers');
+    });
+  });
+});
+
+describe('cluster: coalescing gives what one process gives', () => {
+  /** Peers come and go around a peer that does not read, through `urls` in turn; what it then reads. */
+  async function scenario(urls: string[]): Promise<string[]> {
+    let turn = 0;
+    const via = () => urls[turn++ % urls.length] as string;
+    await call(via(), 'POST', '/register/s/idle');
+    for (let i = 0; i < 5; i++) {
+      await call(via(), 'POST', '/register/s/flapper');
+      await call(via(), 'DELETE', '/register/s/flapper');
+    }
+    await call(via(), 'POST', '/register/s/flapper');
+    expect((await call(via(), 'POST', '/message/s/flapper', { type: 'hello', target: 'idle' })).status).toBe(202);
+    await call(via(), 'DELETE', '/register/s/flapper');
+    await call(via(), 'POST', '/register/s/flapper');
+    await call(via(), 'POST', '/register/s/other');
+    await call(via(), 'DELETE', '/register/s/other');
+    const stream = await openEvents(`${via()}/events/s/idle`);
+    try {
+      await stream.next(ofType('peer-left', 'other'));
+      const ids = stream.events.map((e) => Number(e.id));
+      expect(ids).toEqual([...ids].sort((x, y) => x - y));
+      return stream.events.map((e) => `${e.json.type}:${e.json.senderId}`);
+    } finally {
+      stream.close();
+    }
+  }
+
+  test('the same events, in the same order, from a cluster of two and from one process', async () => {
+    const expected = ['new-peer:flapper', 'hello:flapper', 'new-peer:flapper', 'peer-left:other'];
+    const single = startServer(open);
+    try {
+      expect(await scenario([single.url])).toEqual(expected);
+    } finally {
+      await single.stop();
+    }
+    await withCluster(2, open, async ({ instances }) => {
+      expect(await scenario(instances.map((i) => i.url))).toEqual(expected);
     });
   });
 });
