@@ -25,8 +25,8 @@ const LimitSettings = {
   messageBurst: T.Integer({ minimum: 1, default: 1000, description: 'POST /message a client IP may make at once' }),
   peerMessageRatePerS: T.Integer({ minimum: 0, default: 50, description: 'messages one peer may send per second (0: no limit)' }),
   peerMessageBurst: T.Integer({ minimum: 1, default: 500, description: 'messages one peer may send at once' }),
-  maxSessionsPerIp: T.Integer({ minimum: 0, default: 200, description: 'sessions alive at once that POST /register from one client IP created (with REDIS_URL: per instance; 0: no limit)' }),
-  maxPeersPerIp: T.Integer({ minimum: 0, default: 200, description: 'registrations alive at once that one client IP made (with REDIS_URL: per instance; 0: no limit)' }),
+  maxSessionsPerIp: T.Integer({ minimum: 0, default: 200, description: 'sessions alive at once that POST /register from one client IP created (with REDIS_URL: in the whole cluster; 0: no limit)' }),
+  maxPeersPerIp: T.Integer({ minimum: 0, default: 200, description: 'registrations alive at once that one client IP made (with REDIS_URL: in the whole cluster; 0: no limit)' }),
   maxStreamsPerIp: T.Integer({ minimum: 0, default: 200, description: 'event streams open at once from one client IP (0: no limit)' }),
   trustProxy: T.Integer({ minimum: 0, maximum: 16, default: 0, description: 'reverse proxies in front whose X-Forwarded-For is believed (0: use the socket address)' }),
 };

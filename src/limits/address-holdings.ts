@@ -48,11 +48,6 @@ export class AddressHoldings {
   peer(origin: string | undefined, delta: 1 | -1): void {
     change(this.peers, origin, delta);
   }
-
-  /** Sessions and registrations alive that `origin` made, for tests. */
-  of(origin: string): { sessions: number; peers: number } {
-    return { sessions: this.sessions.get(origin) ?? 0, peers: this.peers.get(origin) ?? 0 };
-  }
 }
 
 function change(counts: Map<string, number>, origin: string | undefined, delta: number): void {

@@ -60,7 +60,7 @@ export class Signalling implements SignallingBackend {
   private readonly observer: DeliveryObserver;
   private readonly logger: Logger;
   /** What each client address holds alive: the sessions it created, the registrations it made. */
-  readonly holdings: AddressHoldings;
+  private readonly holdings: AddressHoldings;
   /** Set by `shutdown()`: streams that open from then on end at once, so that clients go elsewhere. */
   private stopped = false;
 
