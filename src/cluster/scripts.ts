@@ -105,6 +105,12 @@ end
 local function originOf(record) return record and string.match(record, '"o":"([^"]*)"') end
 local function holding(field) return tonumber(redis.call('HGET', HOLDINGS, field) or '0') end
 
+-- The two counts live as long as what they count: renewed wherever registrations and streams are.
+local function keepCounts()
+  redis.call('PEXPIRE', BYTES, TTL)
+  redis.call('PEXPIRE', HOLDINGS, TTL)
+end
+
 -- A's mailbox counters: last, cursor, first (lowest id kept), held (undelivered events that exist) and
 -- hbytes (their bytes), bytes (of every event in the log). Nil when a has no mailbox.
 local function box(a)
@@ -355,6 +361,7 @@ for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
   end
 end
 touchSession(sid)
+keepCounts()
 return {'ok', OUT, created, takeover, epoch - 1, others}
 `;
 
@@ -435,6 +442,7 @@ redis.call('ZADD', DL, deadline, a)
 redis.call('PEXPIRE', mk(a), TTL)
 redis.call('PEXPIRE', lk(a), TTL)
 touchSession(sid)
+keepCounts()
 return {'ok', OUT, gen, cursor, events}
 `;
 
@@ -493,6 +501,7 @@ if deadline > 0 then
   redis.call('PEXPIRE', mk(a), TTL)
   redis.call('PEXPIRE', lk(a), TTL)
   touchSession(string.match(a, '^(.-)/'))
+  keepCounts()
 end
 return tonumber(m[2])
 `;

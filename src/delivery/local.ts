@@ -88,10 +88,11 @@ export class LocalDelivery implements Delivery {
    */
   private reclaim(box: Mailbox): void {
     let excess = this.pool.all - this.bounds.totalBytes;
-    if (excess <= 0) return;
+    // Past it with nothing kept for resume (only server events push it there), there is nothing to drop.
+    if (excess <= 0 || this.pool.all === this.pool.held) return;
     excess -= box.dropRetained(excess);
     for (const other of this.mailboxes.values()) {
-      if (excess <= 0) return;
+      if (excess <= 0 || this.pool.all === this.pool.held) return;
       excess -= other.dropRetained(excess);
     }
   }
