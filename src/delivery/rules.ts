@@ -1,5 +1,5 @@
-import { SignalError } from '../errors';
 import type { Config } from '../config';
+import { SignalError } from '../errors';
 
 /**
  * What an event is about, for the rule both stores apply when a server event is appended: an undelivered
@@ -74,6 +74,7 @@ export interface EventBounds {
   totalBytes: number;
 }
 
+/** The bounds from the settings: MAX_QUEUE, MAX_PEER_EVENT_BYTES and MAX_EVENT_BYTES. */
 export function eventBounds(config: Pick<Config, 'maxQueue' | 'maxPeerEventBytes' | 'maxEventBytes'>): EventBounds {
   return {
     maxHeld: config.maxQueue,
@@ -92,7 +93,7 @@ export const refusals = {
   /** The target has `held` undelivered events, its cap. */
   held: (held: number) => new SignalError('queue_full', `the target has ${held} undelivered events; retry when it reads them`, 1),
   /** The target's undelivered events weigh `bytes`: one more would pass its budget. */
-  bytes: (bytes: number) => new SignalError('queue_full', `the target has ${bytes} bytes of undelivered events, the most it may hold with this one; retry when it reads them`, 1),
+  bytes: (bytes: number) => new SignalError('queue_full', `the target has ${bytes} bytes of undelivered events, and this message would pass its limit; retry when it reads them`, 1),
   /** One of a broadcast's targets has no room (its count or its bytes): the broadcast reaches no one. */
   broadcast: (peerId: string) => new SignalError('queue_full', `peer ${peerId} has too many undelivered events; retry when it reads them`, 1),
   /** Every peer's undelivered events weigh `bytes`: one more would pass the budget of `max`. */
