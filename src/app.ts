@@ -11,6 +11,7 @@ import { type Clock, systemClock } from './clock';
 import { ClusterSignalling } from './cluster/cluster-signalling';
 import { type Config, relayMode } from './config';
 import { LocalDelivery } from './delivery/local';
+import { eventBounds } from './delivery/rules';
 import { errorResponse, SignalError } from './errors';
 import { anonymousIceServer, iceServerSource } from './ice/ice-servers';
 import { iceRoutes } from './ice/routes';
@@ -66,7 +67,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const heartbeat = new Heartbeat(clock, config.pingIntervalMs);
   // The sessions' gauges read the backend, which is built with the observer that Operations makes.
   let backend: SignallingBackend | undefined;
-  const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0 };
+  const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0, eventBytes: () => backend?.gauges.eventBytes() ?? 0 };
   const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
   const { signalling, ready, relay, relayCapacity } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
@@ -136,7 +137,7 @@ function signallingBackend(
   instanceId: string = crypto.randomUUID(),
 ): { signalling: SignallingBackend; ready: Promise<void>; relay?: LazyRelay; relayCapacity?: RelayCapacity } {
   if (!config.redisUrl) {
-    const delivery = new LocalDelivery(config.maxQueue, core.observer);
+    const delivery = new LocalDelivery(eventBounds(config), core.observer);
     if (relayMode(config) === 'off') {
       return { signalling: new Signalling(config, { ...core, store: new SessionStore(), delivery }), ready: Promise.resolve() };
     }

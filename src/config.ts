@@ -28,6 +28,8 @@ const LimitSettings = {
   peerMessageBurst: T.Integer({ minimum: 1, default: 500, description: 'messages one peer may send at once' }),
   iceServersRatePerMin: T.Integer({ minimum: 0, default: 120, description: 'GET /iceServers per client IP per minute (token bucket; 0: no limit)' }),
   iceServersBurst: T.Integer({ minimum: 1, default: 30, description: 'GET /iceServers a client IP may make at once before ICE_SERVERS_RATE_PER_MIN applies' }),
+  maxSessionsPerIp: T.Integer({ minimum: 0, default: 200, description: 'sessions alive at once that POST /register from one client IP created (with REDIS_URL: in the whole cluster; 0: no limit)' }),
+  maxPeersPerIp: T.Integer({ minimum: 0, default: 200, description: 'registrations alive at once that one client IP made (with REDIS_URL: in the whole cluster; 0: no limit)' }),
   maxStreamsPerIp: T.Integer({ minimum: 0, default: 200, description: 'event streams open at once from one client IP (0: no limit)' }),
   trustProxy: T.Integer({ minimum: 0, maximum: 16, default: 0, description: 'reverse proxies in front whose X-Forwarded-For is believed (0: use the socket address)' }),
 };
@@ -67,6 +69,8 @@ export const Config = T.Object({
   pingIntervalMs: T.Integer({ minimum: 10, default: 10_000, description: 'interval of the ping event on every stream' }),
   peerTimeoutMs: T.Integer({ minimum: 1, default: 15_000, description: 'how long a peer without an open stream stays registered' }),
   maxQueue: T.Integer({ minimum: 1, maximum: 100_000, default: 256, description: 'events held per peer while its stream is closed, and kept for resume' }),
+  maxPeerEventBytes: T.Integer({ minimum: 131_072, default: 1_048_576, description: "bytes of one peer's events, undelivered and kept for resume; past it the oldest kept ones go, then client messages to the peer are refused (429 queue_full)" }),
+  maxEventBytes: T.Integer({ minimum: 131_072, default: 268_435_456, description: "bytes of every peer's events together (with REDIS_URL: the cluster's, in Redis); past it kept events go first, then client messages are refused (429 queue_full)" }),
   maxSessions: T.Integer({ minimum: 1, default: 10_000, description: 'sessions on this server at once' }),
   maxPeersPerSession: T.Integer({ minimum: 2, default: 64, description: 'peers in one session at once' }),
   logLevel: T.Union([T.Literal('debug'), T.Literal('info'), T.Literal('warn'), T.Literal('error')], { default: 'info', description: 'least severe log lines written: debug, info, warn or error' }),

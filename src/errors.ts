@@ -29,6 +29,7 @@ export const errorStatus = {
   rate_limited: 429,
   too_many_streams: 429,
   too_many_candidates: 429,
+  too_many_peers: 429,
   too_many_relay_peers: 429,
   // The one deliberate 5xx: the shared store (Redis) of a cluster cannot be reached, so nothing can be
   // made durable; sent with Retry-After, and never for a request that was acknowledged.

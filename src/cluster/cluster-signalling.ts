@@ -2,11 +2,15 @@ import { type Clock, Ticker } from '../clock';
 import type { Config } from '../config';
 import type { Delivered, EventSink } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver } from '../delivery/observer';
+import { type EventBounds, eventBounds, fromPeer, peerNotice, refusals } from '../delivery/rules';
 import { type ErrorCode, SignalError } from '../errors';
+import { holdingArgs, holdingRefusals, type HoldingsConfig } from '../limits/address-holdings';
+import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
 import type {
   Admit,
   AdmitSession,
+  RegisterOrigin,
   Registration,
   SessionGauges,
   SessionOptions,
@@ -19,9 +23,10 @@ import { reservedPeer, SERVER_PEER_ID, type SessionMode } from '../sessions/serv
 import type { Invite, PeerAuth, Role } from '../sessions/store';
 import { HeldStreams } from './held-streams';
 import { RedisLink } from './redis-link';
-import { peerAddress, redisKey, SCRIPTS } from './scripts';
+import { boundsArgs, peerAddress, redisKey, SCRIPTS, topicArgs } from './scripts';
 
-export type ClusterConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'redisPrefix' | 'redisTimeoutMs'> & { redisUrl: string };
+export type ClusterConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'maxPeerEventBytes' | 'maxEventBytes' | 'redisPrefix' | 'redisTimeoutMs'> &
+  HoldingsConfig & { redisUrl: string };
 
 export interface ClusterDeps {
   /** The instances' clock: deadlines in Redis are scored with it, so it must agree across instances (NTP). */
@@ -107,7 +112,8 @@ export class ClusterSignalling implements SignallingBackend {
   /** Detaches that Redis did not take: retried when it is back. */
   private readonly undetached = new Map<string, number>();
   private readonly inFlight = new Set<Promise<unknown>>();
-  private counts = { sessions: 0, peers: 0, at: -Infinity };
+  private counts = { sessions: 0, peers: 0, eventBytes: 0, at: -Infinity };
+  private readonly bounds: EventBounds;
 
   constructor(
     private readonly config: ClusterConfig,
@@ -116,6 +122,7 @@ export class ClusterSignalling implements SignallingBackend {
     this.observer = deps.observer ?? noObserver;
     this.logger = deps.logger ?? silentLogger;
     this.timing = clusterTiming(config.peerTimeoutMs);
+    this.bounds = eventBounds(config);
     this.link = new RedisLink({
       url: config.redisUrl,
       scripts: Object.values(SCRIPTS),
@@ -133,7 +140,7 @@ export class ClusterSignalling implements SignallingBackend {
       now: () => deps.clock.now(),
       observer: this.observer,
       logger: this.logger,
-      retain: config.maxQueue,
+      bounds: this.bounds,
       detached: (key, gen) => this.detach(key, gen),
     });
     this.keepalive = new Ticker(deps.clock, this.timing.keepaliveMs, () => void this.track(this.refresh()));
@@ -155,11 +162,14 @@ export class ClusterSignalling implements SignallingBackend {
   readonly gauges: SessionGauges = {
     sessions: () => this.countsNow().sessions,
     peers: () => this.countsNow().peers,
+    eventBytes: () => this.countsNow().eventBytes,
   };
 
-  async register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode): Promise<Registration> {
+  async register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: RegisterOrigin): Promise<Registration> {
     if (peerId === SERVER_PEER_ID) throw reservedPeer();
     if (mode === 'relay') throw relayUnavailable();
+    // The key of the client's address: what the per-address caps count.
+    const from = origin?.address === undefined ? '' : addressKey(origin.address);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const seen = (await this.run(SCRIPTS.admission, sessionId, peerId)) as unknown[];
       const exists = seen[0] === 1;
@@ -185,9 +195,15 @@ export class ClusterSignalling implements SignallingBackend {
         String(this.config.peerTimeoutMs),
         String(this.config.maxSessions),
         String(this.config.maxPeersPerSession),
+        ...topicArgs(peerNotice(peerId)),
+        ...boundsArgs(this.bounds),
+        from,
+        ...holdingArgs(this.config),
       )) as Reply;
       const status = reply[0];
       if (status === 'conflict') continue;
+      if (status === 'too_many_own_sessions') throw holdingRefusals.sessions(this.config.maxSessionsPerIp);
+      if (status === 'too_many_peers') throw holdingRefusals.peers(this.config.maxPeersPerIp);
       if (status === 'too_many_sessions') throw this.tooManySessions();
       if (status === 'session_full') throw this.sessionFull(sessionId);
       const [, out, created, takeover, lastEventId, others] = reply as [string, string[], number, number, number, string[]];
@@ -237,14 +253,23 @@ export class ClusterSignalling implements SignallingBackend {
     }
     if (body.target === peerId) throw new SignalError('invalid_request', 'target is the sender itself');
     const json = JSON.stringify({ type: body.type, payload: body.payload, senderId: peerId });
-    const reply = (await this.run(SCRIPTS.send, sessionId, peerId, body.target ?? '', json, String(this.deps.clock.now()), String(this.config.maxQueue))) as Reply;
+    const reply = (await this.run(
+      SCRIPTS.send,
+      sessionId,
+      peerId,
+      body.target ?? '',
+      json,
+      String(this.deps.clock.now()),
+      ...topicArgs(fromPeer(peerId)),
+      ...boundsArgs(this.bounds),
+    )) as Reply;
     const status = reply[0];
     if (status === 'queue_full') {
-      this.apply((reply[3] as string[] | undefined) ?? []);
-      const [, other, held] = reply as [string, string, number];
-      throw body.target === undefined
-        ? new SignalError('queue_full', `peer ${other} has too many undelivered events; retry when it reads them`, 1)
-        : new SignalError('queue_full', `the target has ${held} undelivered events; retry when it reads them`, 1);
+      const [, other, held, out, why, bytes] = reply as [string, string, number, string[], 'held' | 'bytes' | 'total', number];
+      this.apply(out);
+      if (why === 'total') throw refusals.total(bytes, this.bounds.totalBytes, 'cluster');
+      if (body.target === undefined) throw refusals.broadcast(other);
+      throw why === 'held' ? refusals.held(held) : refusals.bytes(bytes);
     }
     if (status !== 'ok') throw this.refusal(status, sessionId, peerId, reply[1] as string | undefined);
     this.apply(reply[1] as string[]);
@@ -300,7 +325,7 @@ export class ClusterSignalling implements SignallingBackend {
   }
 
   async leave(sessionId: string, peerId: string): Promise<void> {
-    const reply = (await this.run(SCRIPTS.leave, sessionId, peerId)) as Reply;
+    const reply = (await this.run(SCRIPTS.leave, sessionId, peerId, ...topicArgs(peerNotice(peerId)), ...boundsArgs(this.bounds))) as Reply;
     if (reply[0] !== 'ok') throw this.refusal(reply[0], sessionId, peerId);
     this.apply(reply[1] as string[]);
     this.left(sessionId, peerId, 'left', reply[2] as string);
@@ -393,7 +418,9 @@ export class ClusterSignalling implements SignallingBackend {
       const now = this.deps.clock.now();
       const due = (await this.link.command('ZRANGEBYSCORE', [redisKey.deadlines(this.config.redisPrefix), '-inf', String(now), 'LIMIT', '0', String(SWEEP_BATCH)])) as string[];
       for (const member of due) {
-        const reply = (await this.link.eval(SCRIPTS.expire, [...this.args(), member])) as Reply;
+        // A peer's member is "<sessionId>/<peerId>" (a session's starts with "/"): its peer-left notice is about that id.
+        const notice = peerNotice(member.slice(member.indexOf('/') + 1));
+        const reply = (await this.link.eval(SCRIPTS.expire, [...this.args(), member, ...topicArgs(notice), ...boundsArgs(this.bounds)])) as Reply;
         if (reply[0] === 'idle') {
           this.emit({ type: 'session-closed', sessionId: reply[2] as string, reason: 'idle' });
         } else if (reply[0] === 'timeout') {
@@ -465,16 +492,17 @@ export class ClusterSignalling implements SignallingBackend {
     return promise;
   }
 
-  private countsNow(): { sessions: number; peers: number } {
+  private countsNow(): { sessions: number; peers: number; eventBytes: number } {
     const now = this.deps.clock.now();
     if (now - this.counts.at >= GAUGE_REFRESH_MS && this.link.isUp) {
       this.counts.at = now;
       this.link
         .eval(SCRIPTS.counts, this.args())
         .then((reply) => {
-          const [sessions, peers] = reply as [number, number];
+          const [sessions, peers, eventBytes] = reply as [number, number, number];
           this.counts.sessions = sessions;
           this.counts.peers = peers;
+          this.counts.eventBytes = eventBytes;
         })
         .catch(() => {});
     }

@@ -1,5 +1,6 @@
 import type { EventSink, PeerAddress } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver } from '../delivery/observer';
+import type { EventBounds } from '../delivery/rules';
 import type { Logger } from '../log/logger';
 import type { RedisLink } from './redis-link';
 import { redisKey, SCRIPTS } from './scripts';
@@ -37,8 +38,8 @@ export interface HeldStreamsDeps {
   now: () => number;
   observer?: DeliveryObserver;
   logger: Logger;
-  /** Events written to a stream that stay in its log for resume. */
-  retain: number;
+  /** Events written to a stream that stay in its log for resume, and the cluster's byte budget. */
+  bounds: Pick<EventBounds, 'retain' | 'totalBytes'>;
   /** Called when a stream of this instance ended by itself (its client went away): its timeout starts. */
   detached(key: string, gen: number): void;
 }
@@ -221,7 +222,8 @@ export class HeldStreams {
         String(entry.gen),
         String(entry.cursor),
         String(deadline),
-        String(this.deps.retain),
+        String(this.deps.bounds.retain),
+        String(this.deps.bounds.totalBytes),
       ])) as number | null;
     } catch (e) {
       this.deps.logger.debug('could not refresh a stream in Redis', { key: entry.key, error: (e as Error).message });
@@ -250,7 +252,8 @@ export class HeldStreams {
       this.dirty.clear();
       for (const e of entries) {
         if (this.held.get(e.key) !== e) continue;
-        const args = [...this.deps.args(), e.key, String(e.gen), String(e.cursor), '0', String(this.deps.retain)];
+        const { retain, totalBytes } = this.deps.bounds;
+        const args = [...this.deps.args(), e.key, String(e.gen), String(e.cursor), '0', String(retain), String(totalBytes)];
         this.deps.link.eval(SCRIPTS.keepalive, args).catch(() => {
           // Stored again by the next refresh.
         });

@@ -22,12 +22,20 @@
  *   P/deadlines      sorted set: "a" scored with the time the peer times out, "/<sessionId>" with the
  *                    time an admin-created session without peers ends (a member starts with "/" only
  *                    then, as ids are not empty); instances sweep it
- *   P/s/<sid>        hash: createdAt, joins (a counter that orders the peers), idleMs and inv (admin sessions)
- *   P/p/<sid>        hash: peerId → its credentials and place in the session (JSON)
+ *   P/s/<sid>        hash: createdAt, joins (a counter that orders the peers), idleMs and inv (admin sessions),
+ *                    by (the key of the address whose registration created it)
+ *   P/p/<sid>        hash: peerId → its credentials, place in the session and address key "o" (JSON)
  *   P/i/<sid>        hash: peerId → invite (JSON), admin sessions with an allow-list
  *   P/m/a            hash: epoch (first id of this incarnation), last (last id given), cursor (last id
- *                    written to a stream), gen (bumped at every attach and takeover)
- *   P/l/a            stream of the peer's events, entry id "0-<event id>", fields e (JSON) and t (ms accepted, or -1)
+ *                    written to a stream), gen (bumped at every attach and takeover), first (lowest id
+ *                    still kept), held and hbytes (undelivered events in the log, and their bytes),
+ *                    bytes (of every event in the log), t<tag> (the newest event id with that topic tag)
+ *   P/l/a            stream of the peer's events, entry id "0-<event id>", fields e (JSON), t (ms accepted,
+ *                    or -1), k (its topic's tag, see delivery/rules.ts) and q (the id of the event before
+ *                    it with that tag, or 0); a superseded event's id is missing from it, never written
+ *   P/bytes          hash: held, all: the bytes of every peer's events, as LocalDelivery counts them
+ *   P/holdings       hash: "s<address key>" → sessions it created, "p<address key>" → registrations it made
+ *                    (alive), for AddressHoldings' caps
  *   P/h/a            the id of the instance holding the peer's stream
  *   P/c/<instance>   the pub/sub channel of an instance
  *
@@ -54,6 +62,8 @@ const KIND = {
   mailbox: 'm',
   log: 'l',
   holder: 'h',
+  bytes: 'bytes',
+  holdings: 'holdings',
   channel: 'c',
 } as const;
 
@@ -66,6 +76,8 @@ export const peerAddress = (sessionId: string, peerId: string): string => sessio
 export const redisKey = {
   sessions: (prefix: string): string => key(prefix, KIND.sessions),
   deadlines: (prefix: string): string => key(prefix, KIND.deadlines),
+  bytes: (prefix: string): string => key(prefix, KIND.bytes),
+  holdings: (prefix: string): string => key(prefix, KIND.holdings),
   session: (prefix: string, sessionId: string): string => key(prefix, KIND.session, sessionId),
   peers: (prefix: string, sessionId: string): string => key(prefix, KIND.peers, sessionId),
   invites: (prefix: string, sessionId: string): string => key(prefix, KIND.invites, sessionId),
@@ -75,6 +87,14 @@ export const redisKey = {
   holder: (prefix: string, address: string): string => key(prefix, KIND.holder, address),
   channel: (prefix: string, instanceId: string): string => key(prefix, KIND.channel, instanceId),
 } as const;
+
+import { CLIENT_TAG, type EventBounds, type Topic } from '../delivery/rules';
+
+/** An event's topic as the scripts take it (see topicAt): its tag, its barrier, the tags it replaces. */
+export const topicArgs = (topic: Topic): string[] => [topic.tag, topic.barrier, topic.replaces.join('\n')];
+
+/** The event bounds as the scripts take them (see boundsAt). */
+export const boundsArgs = (bounds: EventBounds): string[] => [String(bounds.maxHeld), String(bounds.maxHeldAny), String(bounds.peerBytes), String(bounds.totalBytes)];
 
 const PRELUDE = `
 local P, SELF, NOW, TTL = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -109,28 +129,161 @@ local function touchSession(sid)
   end
 end
 
--- Appends an event to a's log and routes it to a's stream. Returns id, held before, receivers of the
--- route (-1: this instance); nil when a has no mailbox; false, held when a client message finds it full.
-local function append(a, json, client, maxHeld, stamp)
-  local m = redis.call('HMGET', mk(a), 'last', 'cursor')
+-- The bounds on events (EventBounds, computed in TypeScript: boundsArgs) at ARGV[i], and an event's
+-- topic (Topic: topicArgs) at ARGV[i]: its tag, its barrier, the tags it replaces ('\\n' between them).
+local function boundsAt(i)
+  return {held = tonumber(ARGV[i]), heldAny = tonumber(ARGV[i + 1]), peerBytes = tonumber(ARGV[i + 2]), totalBytes = tonumber(ARGV[i + 3])}
+end
+local function topicAt(i)
+  local replaces = {}
+  for tag in string.gmatch(ARGV[i + 2], '[^\\n]+') do replaces[tag] = true end
+  return {tag = ARGV[i], barrier = ARGV[i + 1], replaces = replaces, any = ARGV[i + 2] ~= ''}
+end
+
+-- The cluster's event bytes, as EventBytes counts them in one process: held (undelivered) and all.
+local BYTES = P .. SEP .. '${KIND.bytes}'
+local function count(held, all)
+  if held ~= 0 then redis.call('HINCRBY', BYTES, 'held', held) end
+  if all ~= 0 then redis.call('HINCRBY', BYTES, 'all', all) end
+  redis.call('PEXPIRE', BYTES, TTL)
+end
+local function total(field) return tonumber(redis.call('HGET', BYTES, field) or '0') end
+
+-- What each client address holds alive (AddressHoldings): 's' .. key, the sessions it created, and
+-- 'p' .. key, the registrations it made. A registration's address is its record's "o".
+local HOLDINGS = P .. SEP .. '${KIND.holdings}'
+local function hold(field, delta)
+  if redis.call('HINCRBY', HOLDINGS, field, delta) <= 0 then redis.call('HDEL', HOLDINGS, field) end
+  redis.call('PEXPIRE', HOLDINGS, TTL)
+end
+local function originOf(record) return record and string.match(record, '"o":"([^"]*)"') end
+local function holding(field) return tonumber(redis.call('HGET', HOLDINGS, field) or '0') end
+
+-- The two counts live as long as what they count: renewed wherever registrations and streams are.
+local function keepCounts()
+  redis.call('PEXPIRE', BYTES, TTL)
+  redis.call('PEXPIRE', HOLDINGS, TTL)
+end
+
+-- A's mailbox counters: last, cursor, first (lowest id kept), held (undelivered events that exist) and
+-- hbytes (their bytes), bytes (of every event in the log). Nil when a has no mailbox.
+local function box(a)
+  local m = redis.call('HMGET', mk(a), 'last', 'cursor', 'first', 'held', 'hbytes', 'bytes', 'epoch')
   if not m[1] then return nil end
-  local last, cursor = tonumber(m[1]), tonumber(m[2])
-  local held = last - cursor
-  if client and held >= maxHeld then
-    route(a, 'a\\n' .. a)
-    return false, held
+  return {last = tonumber(m[1]), cursor = tonumber(m[2]), first = tonumber(m[3] or m[7]), held = tonumber(m[4] or '0'),
+    hbytes = tonumber(m[5] or '0'), bytes = tonumber(m[6] or '0')}
+end
+local function store(a, b)
+  redis.call('HSET', mk(a), 'last', b.last, 'cursor', b.cursor, 'first', b.first, 'held', b.held, 'hbytes', b.hbytes, 'bytes', b.bytes)
+end
+
+-- Gives back what a's log weighs: it is about to be deleted.
+local function forget(a)
+  local b = box(a)
+  if b then count(-b.hbytes, -b.bytes) end
+end
+
+-- Why a client message of size bytes cannot be taken by a now (Mailbox.refusal): 'held', 'bytes', or nil.
+local function refusal(b, size, B)
+  if b.held >= B.held then return 'held' end
+  if b.hbytes + size > B.peerBytes then return 'bytes' end
+  return nil
+end
+
+-- Drops a's written events kept for resume, oldest first, until excess bytes are freed (Mailbox.dropRetained).
+local function dropRetained(a, b, excess)
+  local freed = 0
+  while freed < excess and b.first <= b.cursor do
+    local rows = redis.call('XRANGE', lk(a), '0-' .. b.first, '0-' .. b.cursor, 'COUNT', 16)
+    if #rows == 0 then b.first = b.cursor + 1 break end
+    for _, row in ipairs(rows) do
+      redis.call('XDEL', lk(a), row[1])
+      freed = freed + #row[2][2]
+      b.first = tonumber(string.sub(row[1], 3)) + 1
+      if freed >= excess then break end
+    end
   end
-  local id = last + 1
-  redis.call('XADD', lk(a), '0-' .. id, 'e', json, 't', stamp)
+  b.bytes = b.bytes - freed
+  count(0, -freed)
+end
+
+-- Removes a held entry: it is never written.
+local function remove(a, b, row)
+  local size = #row[2][2]
+  redis.call('XDEL', lk(a), row[1])
+  b.held, b.hbytes, b.bytes = b.held - 1, b.hbytes - size, b.bytes - size
+  count(-size, -size)
+end
+
+-- Supersedes the held events that topic T makes stale, newest first, down to its barrier (Mailbox.supersede).
+-- Without reading the log: the mailbox keeps 't' .. tag, the newest id with that tag, and each entry its
+-- predecessor with the same tag (q), so that only the superseded events themselves are read.
+local function supersede(a, b, T)
+  local floor = b.cursor
+  if T.barrier ~= '' then floor = math.max(floor, tonumber(redis.call('HGET', mk(a), 't' .. T.barrier) or '0')) end
+  for tag in pairs(T.replaces) do
+    local id = tonumber(redis.call('HGET', mk(a), 't' .. tag) or '0')
+    while id > floor do
+      local row = redis.call('XRANGE', lk(a), '0-' .. id, '0-' .. id)[1]
+      if not row then break end
+      remove(a, b, row)
+      id = tonumber(row[2][8] or '0')
+    end
+    -- The next event with this tag links past the ones just superseded.
+    redis.call('HSET', mk(a), 't' .. tag, id)
+  end
+end
+
+-- The backstop behind coalescing: drops the oldest held server event (a tag not of a client message).
+local function dropOldestServerEvent(a, b)
+  for _, row in ipairs(redis.call('XRANGE', lk(a), '(0-' .. b.cursor, '+')) do
+    if string.sub(row[2][6] or '', 1, 1) ~= '${CLIENT_TAG}' then return remove(a, b, row) end
+  end
+end
+
+-- Appends an event of topic T to a's log and routes it to a's stream (Mailbox.append under bounds B).
+-- Returns id, held before, receivers of the route (-1: this instance); nil when a has no mailbox;
+-- false, held, why ('held', 'bytes', 'total'), held bytes when a client message finds no room.
+local function append(a, json, client, stamp, T, B)
+  local b = box(a)
+  if not b then return nil end
+  local size = #json
+  if client then
+    local why = total('held') + size > B.totalBytes and 'total' or refusal(b, size, B)
+    if why then
+      route(a, 'a\\n' .. a)
+      return false, b.held, why, why == 'total' and total('held') or b.hbytes
+    end
+  else
+    if T.any then supersede(a, b, T) end
+    if b.held >= B.heldAny then dropOldestServerEvent(a, b) end
+  end
+  local held = b.held
+  dropRetained(a, b, b.bytes + size - B.peerBytes)
+  -- Other peers' kept events are out of this script's reach: their holders drop them (KEEPALIVE).
+  dropRetained(a, b, total('all') + size - B.totalBytes)
+  local id = b.last + 1
+  local previous = T.tag ~= '' and redis.call('HGET', mk(a), 't' .. T.tag) or '0'
+  redis.call('XADD', lk(a), '0-' .. id, 'e', json, 't', stamp, 'k', T.tag, 'q', previous or '0')
+  if T.tag ~= '' then redis.call('HSET', mk(a), 't' .. T.tag, id) end
   redis.call('PEXPIRE', lk(a), TTL)
-  redis.call('HSET', mk(a), 'last', id)
+  b.last, b.held, b.hbytes, b.bytes = id, b.held + 1, b.hbytes + size, b.bytes + size
+  count(size, size)
+  store(a, b)
   return id, held, route(a, 'e\\n' .. a .. '\\n' .. id .. '\\n' .. stamp .. '\\n' .. json)
 end
 
 local function deleteSession(sid)
-  for _, pid in ipairs(redis.call('HKEYS', pk(sid))) do
+  local by = redis.call('HGET', sk(sid), 'by')
+  if by then hold('s' .. by, -1) end
+  local all = redis.call('HGETALL', pk(sid))
+  for i = 1, #all, 2 do
+    local pid = all[i]
+    local origin = originOf(all[i + 1])
+    if origin then hold('p' .. origin, -1) end
     local a = sid .. '/' .. pid
     redis.call('ZREM', DL, a)
+    forget(a)
     redis.call('DEL', mk(a), lk(a), hk(a))
   end
   redis.call('DEL', sk(sid), pk(sid), ik(sid))
@@ -139,12 +292,16 @@ local function deleteSession(sid)
 end
 
 -- Removes a registered peer: its stream closes, the others get peer-left, the last one out ends the
--- session (an admin session waits idleMs instead). Returns 'left', 'idle' or 'closed'.
-local function removePeer(sid, pid)
+-- session (an admin session waits idleMs instead). T is the topic of the peer-left notice, B the bounds.
+-- Returns 'left', 'idle' or 'closed'.
+local function removePeer(sid, pid, T, B)
   local a = sid .. '/' .. pid
+  local origin = originOf(redis.call('HGET', pk(sid), pid))
+  if origin then hold('p' .. origin, -1) end
   redis.call('HDEL', pk(sid), pid)
   redis.call('ZREM', DL, a)
   route(a, 'c\\n' .. a .. '\\n0\\n\\n')
+  forget(a)
   redis.call('DEL', mk(a), lk(a), hk(a))
   if redis.call('HLEN', pk(sid)) == 0 then
     local idle = redis.call('HGET', sk(sid), 'idleMs')
@@ -157,7 +314,7 @@ local function removePeer(sid, pid)
     return 'closed'
   end
   local left = '{"type":"peer-left","senderId":"' .. pid .. '"}'
-  for _, other in ipairs(redis.call('HKEYS', pk(sid))) do append(sid .. '/' .. other, left, false, 0, '-1') end
+  for _, other in ipairs(redis.call('HKEYS', pk(sid))) do append(sid .. '/' .. other, left, false, '-1', T, B) end
   return 'left'
 end
 `;
@@ -200,17 +357,30 @@ return {1, sessions, seen, redis.call('HLEN', pk(sid)), meta[1] and 1 or 0, meta
 /**
  * Registers or takes over, if what the admission check decided on is unchanged (FINGERPRINT):
  * ARGV[5] sessionId, [6] peerId, [7] the fingerprint seen, [8] credentials JSON (an object),
- * [9] peer timeout ms, [10] max sessions, [11] max peers per session.
+ * [9] peer timeout ms, [10] max sessions, [11] max peers per session, [12…14] the new-peer notice's
+ * topic, [15…18] the event bounds, [19] the key of the client's address ('' when unknown),
+ * [20] the sessions and [21] the registrations it may hold (0: no cap; see AddressHoldings).
  */
 const REGISTER = `
 local sid, pid, seen, record = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local peerTimeout, maxSessions, maxPeers = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local T, B = topicAt(12), boundsAt(15)
+local origin, maxOwnSessions, maxOwnPeers = ARGV[19], tonumber(ARGV[20]), tonumber(ARGV[21])
 if fingerprint(sid, pid) ~= seen then return {'conflict'} end
+local was = originOf(redis.call('HGET', pk(sid), pid))
+if origin ~= '' then
+  if seen == '' and maxOwnSessions > 0 and holding('s' .. origin) >= maxOwnSessions then return {'too_many_own_sessions'} end
+  if was ~= origin and maxOwnPeers > 0 and holding('p' .. origin) >= maxOwnPeers then return {'too_many_peers'} end
+end
 local created = 0
 if seen == '' then
   if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
   redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0)
   redis.call('SADD', SESSIONS, sid)
+  if origin ~= '' then
+    redis.call('HSET', sk(sid), 'by', origin)
+    hold('s' .. origin, 1)
+  end
   created = 1
 end
 local current = redis.call('HGET', pk(sid), pid)
@@ -218,7 +388,13 @@ local takeover = current and 1 or 0
 if takeover == 0 and redis.call('HLEN', pk(sid)) >= maxPeers then return {'session_full'} end
 -- Its place in the session: kept on takeover, the next one for a newcomer.
 local place = current and string.match(current, '"n":(%d+)') or redis.call('HINCRBY', sk(sid), 'joins', 1)
-redis.call('HSET', pk(sid), pid, string.sub(record, 1, -2) .. (record == '{}' and '' or ',') .. '"n":' .. place .. '}')
+local stored = string.sub(record, 1, -2) .. (record == '{}' and '' or ',') .. '"n":' .. place
+redis.call('HSET', pk(sid), pid, stored .. (origin ~= '' and (',"o":"' .. origin .. '"') or '') .. '}')
+-- A takeover moves the registration to the address that made it now.
+if was ~= (origin ~= '' and origin or nil) then
+  if was then hold('p' .. was, -1) end
+  if origin ~= '' then hold('p' .. origin, 1) end
+end
 redis.call('ZREM', DL, '/' .. sid)
 local a = sid .. '/' .. pid
 local m = redis.call('HMGET', mk(a), 'last', 'gen')
@@ -226,8 +402,9 @@ local m = redis.call('HMGET', mk(a), 'last', 'gen')
 local epoch = m[1] and (tonumber(m[1]) + 2) or 1
 local gen = (m[2] and tonumber(m[2]) or 0) + 1
 route(a, 'c\\n' .. a .. '\\n' .. gen .. '\\n\\n')
-redis.call('DEL', lk(a), hk(a))
-redis.call('HSET', mk(a), 'epoch', epoch, 'last', epoch - 1, 'cursor', epoch - 1, 'gen', gen)
+forget(a)
+redis.call('DEL', mk(a), lk(a), hk(a))
+redis.call('HSET', mk(a), 'epoch', epoch, 'last', epoch - 1, 'cursor', epoch - 1, 'gen', gen, 'first', epoch, 'held', 0, 'hbytes', 0, 'bytes', 0)
 redis.call('PEXPIRE', mk(a), TTL)
 redis.call('ZADD', DL, NOW + peerTimeout, a)
 local others = {}
@@ -235,41 +412,46 @@ local joined = '{"type":"new-peer","senderId":"' .. pid .. '"}'
 for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
   if other ~= pid then
     others[#others + 1] = other
-    append(sid .. '/' .. other, joined, false, 0, '-1')
+    append(sid .. '/' .. other, joined, false, '-1', T, B)
   end
 end
 touchSession(sid)
+keepCounts()
 return {'ok', OUT, created, takeover, epoch - 1, others}
 `;
 
 /**
  * A client message: ARGV[5] sessionId, [6] sender, [7] target ('' for every other peer), [8] event
- * JSON, [9] stamp (ms accepted), [10] max held per peer. A broadcast reaches every other peer or none.
- * Returns 'ok', OUT, then per target: peerId, id, held before, receivers.
+ * JSON, [9] stamp (ms accepted), [10…12] its topic, [13…16] the event bounds. A broadcast reaches every
+ * other peer or none. Returns 'ok', OUT, then per target: peerId, id, held before, receivers; or
+ * 'queue_full', peerId, held, OUT, why ('held', 'bytes', 'total'), held bytes (the target's or everyone's).
  */
 const SEND = `
-local sid, pid, target, json, stamp, maxHeld = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
+local sid, pid, target, json, stamp = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local T, B = topicAt(10), boundsAt(13)
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
 if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
 local result = {'ok', OUT}
 if target ~= '' then
   if redis.call('HEXISTS', pk(sid), target) == 0 then return {'target_not_found', target} end
-  local id, held, receivers = append(sid .. '/' .. target, json, true, maxHeld, stamp)
+  local id, held, receivers, bytes = append(sid .. '/' .. target, json, true, stamp, T, B)
   if id == nil then return {'target_not_found', target} end
-  if id == false then return {'queue_full', target, held, OUT} end
+  if id == false then return {'queue_full', target, held, OUT, receivers, bytes} end
   result[3], result[4], result[5], result[6] = target, id, held, receivers
   return result
 end
 local targets = {}
 for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
   if other ~= pid then
-    local m = redis.call('HMGET', mk(sid .. '/' .. other), 'last', 'cursor')
-    if m[1] and tonumber(m[1]) - tonumber(m[2]) >= maxHeld then return {'queue_full', other, tonumber(m[1]) - tonumber(m[2])} end
+    local b = box(sid .. '/' .. other)
+    local why = b and refusal(b, #json, B)
+    if why then return {'queue_full', other, b.held, OUT, why, b.hbytes} end
     targets[#targets + 1] = other
   end
 end
+if total('held') + #json * #targets > B.totalBytes then return {'queue_full', '', 0, OUT, 'total', total('held')} end
 for _, other in ipairs(targets) do
-  local id, held, receivers = append(sid .. '/' .. other, json, true, maxHeld, stamp)
+  local id, held, receivers = append(sid .. '/' .. other, json, true, stamp, T, B)
   if id then
     result[#result + 1] = other
     result[#result + 1] = id
@@ -289,26 +471,34 @@ local sid, pid, resume, deadline = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
 if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
 local a = sid .. '/' .. pid
-local m = redis.call('HMGET', mk(a), 'epoch', 'last', 'cursor', 'gen')
-if not m[1] then return {'peer_not_found'} end
-local epoch, last, cursor, gen = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4])
+local m = redis.call('HMGET', mk(a), 'epoch', 'gen')
+local b = box(a)
+if not b then return {'peer_not_found'} end
+local epoch, gen = tonumber(m[1]), tonumber(m[2])
 if resume ~= '' then
   local from = tonumber(resume)
   if from < epoch - 1 then return {'superseded'} end
-  local head = redis.call('XRANGE', lk(a), '-', '+', 'COUNT', 1)[1]
-  local first = head and tonumber(string.sub(head[1], 3)) or last + 1
-  if from > last or from < first - 1 then return {'resume_gap', from} end
-  cursor = from
+  if from > b.last or from < b.first - 1 then return {'resume_gap', from} end
+  b.cursor = from
 end
+local cursor = b.cursor
+-- What is held after the cursor, counted again: a resume moves it back.
+local events = redis.call('XRANGE', lk(a), '(0-' .. cursor, '+')
+local hbytes = 0
+for _, row in ipairs(events) do hbytes = hbytes + #row[2][2] end
+count(hbytes - b.hbytes, 0)
+b.held, b.hbytes = #events, hbytes
+store(a, b)
 gen = gen + 1
 route(a, 'c\\n' .. a .. '\\n' .. gen .. '\\n\\n')
-redis.call('HSET', mk(a), 'cursor', cursor, 'gen', gen)
+redis.call('HSET', mk(a), 'gen', gen)
 redis.call('SET', hk(a), SELF, 'PX', TTL)
 redis.call('ZADD', DL, deadline, a)
 redis.call('PEXPIRE', mk(a), TTL)
 redis.call('PEXPIRE', lk(a), TTL)
 touchSession(sid)
-return {'ok', OUT, gen, cursor, redis.call('XRANGE', lk(a), '(0-' .. cursor, '+')}
+keepCounts()
+return {'ok', OUT, gen, cursor, events}
 `;
 
 /**
@@ -325,29 +515,56 @@ return 1
 
 /**
  * The holder's periodic refresh of attach <gen>, and its cursor: ARGV[5] a, [6] gen, [7] cursor,
- * [8] deadline while attached, [9] events kept for resume. Returns the last id, or false when that
- * attach is over (the peer left, was taken over or attached elsewhere): the holder then ends its stream.
+ * [8] deadline while attached, [9] events kept for resume, [10] the cluster's byte budget. Returns the
+ * last id, or false when that attach is over (the peer left, was taken over or attached elsewhere): the
+ * holder then ends its stream.
  */
 const KEEPALIVE = `
 local a, gen, cursor, deadline, retain = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local m = redis.call('HMGET', mk(a), 'gen', 'last')
 if m[1] ~= gen then return false end
-redis.call('HSET', mk(a), 'cursor', cursor)
-local keep = cursor - retain + 1
-if keep > 1 then redis.call('XTRIM', lk(a), 'MINID', '0-' .. keep) end
+local b = box(a)
+if cursor > b.cursor then
+  local written = 0
+  local rows = redis.call('XRANGE', lk(a), '(0-' .. b.cursor, '0-' .. cursor)
+  for _, row in ipairs(rows) do written = written + #row[2][2] end
+  b.held, b.hbytes = math.max(0, b.held - #rows), b.hbytes - written
+  count(-written, 0)
+end
+b.cursor = cursor
+-- The newest id per topic tag matters only while that event is held: past many, the written ones go.
+if redis.call('HLEN', mk(a)) > 128 then
+  local fields = redis.call('HGETALL', mk(a))
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    if string.sub(name, 1, 1) == 't' and #name > 1 and tonumber(fields[i + 1]) <= cursor then redis.call('HDEL', mk(a), name) end
+  end
+end
+-- Past the cluster's budget, the events kept for resume go first: each holder drops its peers' here.
+local keep = total('all') > tonumber(ARGV[10]) and cursor + 1 or cursor - retain + 1
+if keep > b.first then
+  local freed = 0
+  for _, row in ipairs(redis.call('XRANGE', lk(a), '-', '(0-' .. keep)) do freed = freed + #row[2][2] end
+  redis.call('XTRIM', lk(a), 'MINID', '0-' .. keep)
+  b.bytes, b.first = b.bytes - freed, keep
+  count(0, -freed)
+end
+store(a, b)
 if deadline > 0 then
   redis.call('SET', hk(a), SELF, 'PX', TTL)
   redis.call('ZADD', DL, deadline, a)
   redis.call('PEXPIRE', mk(a), TTL)
   redis.call('PEXPIRE', lk(a), TTL)
   touchSession(string.match(a, '^(.-)/'))
+  keepCounts()
 end
 return tonumber(m[2])
 `;
 
 /**
  * Claims one due deadline (ARGV[5], the member) with ZREM, so that exactly one instance acts on it: an
- * expired peer is removed (the others get peer-left), an idle admin session without peers ends.
+ * expired peer is removed (the others get peer-left: [6…8] its topic, [9…12] the event bounds), an idle
+ * admin session without peers ends.
  */
 const EXPIRE = `
 local member = ARGV[5]
@@ -362,15 +579,15 @@ if string.sub(member, 1, 1) == '/' then
 end
 local sid, pid = string.match(member, '^(.-)/(.*)$')
 if not sid or redis.call('HEXISTS', pk(sid), pid) == 0 then return {'skip'} end
-return {'timeout', OUT, sid, pid, removePeer(sid, pid)}
+return {'timeout', OUT, sid, pid, removePeer(sid, pid, topicAt(6), boundsAt(9))}
 `;
 
-/** The peer leaves: ARGV[5] sessionId, [6] peerId. */
+/** The peer leaves: ARGV[5] sessionId, [6] peerId, [7…9] the peer-left notice's topic, [10…13] the event bounds. */
 const LEAVE = `
 local sid, pid = ARGV[5], ARGV[6]
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
 if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
-return {'ok', OUT, removePeer(sid, pid)}
+return {'ok', OUT, removePeer(sid, pid, topicAt(7), boundsAt(10))}
 `;
 
 /** Closes a session: ARGV[5] sessionId, [6] the final event's JSON. Every stream gets it, then ends. */
@@ -434,12 +651,12 @@ end
 return {'ok', meta[1], meta[2], meta[3], peers, redis.call('HGETALL', ik(sid))}
 `;
 
-/** The cluster's sessions and peers, for the gauges. */
+/** The cluster's sessions, peers and event bytes, for the gauges. */
 const COUNTS = `
 local sessions = redis.call('SMEMBERS', SESSIONS)
 local peers = 0
 for _, sid in ipairs(sessions) do peers = peers + redis.call('HLEN', pk(sid)) end
-return {#sessions, peers}
+return {#sessions, peers, total('all')}
 `;
 
 export interface Script {

@@ -34,11 +34,12 @@ export interface SignallingGauges {
   sessions(): number;
   peers(): number;
   streams(): number;
+  eventBytes(): number;
 }
 
 /** The gauges of a backend's sessions (this process's, or the cluster's) and of this process's open streams. */
 export function signallingGauges(sessions: SessionGauges, streams: { readonly size: number }): SignallingGauges {
-  return { sessions: () => sessions.sessions(), peers: () => sessions.peers(), streams: () => streams.size };
+  return { sessions: () => sessions.sessions(), peers: () => sessions.peers(), streams: () => streams.size, eventBytes: () => sessions.eventBytes() };
 }
 
 /**
@@ -90,6 +91,7 @@ export class SignallingMetrics implements DeliveryObserver, Collector {
     out.single('switchboard_sessions', 'gauge', 'Sessions on this server.', this.gauges.sessions());
     out.single('switchboard_peers', 'gauge', 'Registered peers, with or without an open stream.', this.gauges.peers());
     out.single('switchboard_open_streams', 'gauge', 'Open event streams.', this.gauges.streams());
+    out.single('switchboard_event_bytes', 'gauge', 'Bytes of events held for peers or kept for their resume (MAX_EVENT_BYTES bounds it; with REDIS_URL, the whole cluster\'s).', this.gauges.eventBytes());
 
     out.family('switchboard_messages_total', 'counter', 'Client messages by type (offer, answer, ice-candidate, other) and outcome: relayed to an open stream, queued for the target, or rejected.');
     TYPE_LABELS.forEach((type, t) => {

@@ -84,6 +84,8 @@ export interface PeerDirectory {
 export interface SessionGauges {
   sessions(): number;
   peers(): number;
+  /** Bytes of the events held for peers or kept for their resume (in a cluster: in Redis, for this prefix). */
+  eventBytes(): number;
 }
 
 /**
@@ -95,7 +97,9 @@ export interface SessionGauges {
 export interface SignallingBackend extends PeerDirectory {
   /**
    * Joins (creating the session if new, in `mode`, mesh by default) or takes over a registered id; the
-   * others get `new-peer`. A `mode` other than the existing session's is refused.
+   * others get `new-peer`. A `mode` other than the existing session's is refused. `origin`, the key of
+   * the client's address (`addressKey`), counts the registration against that address's caps (see
+   * `AddressHoldings`), released when it ends.
    */
   register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: RegisterOrigin): Awaitable<Registration>;
   /** An empty session that waits for its peers (the admin API). */

@@ -32,7 +32,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
             'The other peers get new-peer (in a relay session, only viewers hear of the publisher).',
           tags: [TAGS.signalling],
           answers: { 200: { description: 'registered; `peers` lists the others', schema: RegisterResponse } },
-          errors: ['invalid_request', 'reserved_peer', 'unauthorized', 'forbidden', 'session_full', 'mode_conflict', 'publisher_exists', 'too_many_sessions', 'rate_limited', 'too_many_relay_peers', 'relay_full', 'backend_unavailable'],
+          errors: ['invalid_request', 'reserved_peer', 'unauthorized', 'forbidden', 'session_full', 'mode_conflict', 'publisher_exists', 'too_many_sessions', 'too_many_peers', 'rate_limited', 'too_many_relay_peers', 'relay_full', 'backend_unavailable'],
         }),
       },
     )

@@ -2,7 +2,10 @@ import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
+import { eventSize, fromPeer, peerNotice, serverSignal } from '../delivery/rules';
 import { SignalError } from '../errors';
+import { addressKey } from '../limits/client-ip';
+import { AddressHoldings, type HoldingsConfig } from '../limits/address-holdings';
 import type { SessionEvent, SessionListener } from './events';
 import { type Logger, silentLogger } from '../log/logger';
 import type { RelayCapacity } from '../relay/capacity';
@@ -13,7 +16,7 @@ import type { PeerAuth, PeerRecord, Role, Session, SessionStore } from './store'
 
 export type { Admit } from './backend';
 
-export type SignallingConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession'>;
+export type SignallingConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession'> & HoldingsConfig;
 
 export interface SignallingDeps {
   store: SessionStore;
@@ -60,6 +63,8 @@ const sees = (session: Session, other: PeerRecord, peer: PeerRecord) =>
 export class Signalling implements SignallingBackend {
   private readonly observer: DeliveryObserver;
   private readonly logger: Logger;
+  /** What each client address holds alive: the sessions it created, the registrations it made. */
+  private readonly holdings: AddressHoldings;
   /** Set by `shutdown()`: streams that open from then on end at once, so that clients go elsewhere. */
   private stopped = false;
 
@@ -69,6 +74,7 @@ export class Signalling implements SignallingBackend {
   ) {
     this.observer = deps.observer ?? noObserver;
     this.logger = deps.logger ?? silentLogger;
+    this.holdings = new AddressHoldings(config);
   }
 
   /**
@@ -92,6 +98,9 @@ export class Signalling implements SignallingBackend {
     if (existing && !current && existing.peers.size >= this.config.maxPeersPerSession) {
       throw new SignalError('session_full', `session ${sessionId} already has ${this.config.maxPeersPerSession} peers`);
     }
+    // The key of the client's address: what the per-address caps count.
+    const from = origin?.address === undefined ? undefined : addressKey(origin.address);
+    this.holdings.check(from, !existing, current !== undefined && current.origin === from);
     const publisher = existing && publisherOf(existing, peerId);
     const auth = admit?.(existing && { peers: existing.peers, managed: existing.managed, publisher }, current);
     if (publisher !== undefined && sessionMode === 'relay' && auth?.role === 'publisher') {
@@ -109,6 +118,8 @@ export class Signalling implements SignallingBackend {
     let session = existing;
     if (!session) {
       session = store.create(sessionId, this.deps.clock.now(), sessionMode);
+      session.createdBy = from;
+      this.holdings.session(from, 1);
       this.emit({ type: 'session-created', sessionId, by: 'register' });
     }
     let record = current;
@@ -118,6 +129,12 @@ export class Signalling implements SignallingBackend {
     }
     record.auth = auth;
     record.relaySlot = relaySlot;
+    if (!current || current.origin !== from) {
+      // A takeover moves the registration to the address that made it now.
+      this.holdings.peer(current?.origin, -1);
+      this.holdings.peer(from, 1);
+      record.origin = from;
+    }
     if (session.managed) {
       session.managed.idle?.();
       session.managed.idle = undefined;
@@ -129,10 +146,11 @@ export class Signalling implements SignallingBackend {
 
     const peers: string[] = [];
     const joined = serverEvent('new-peer', peerId);
+    const notice = peerNotice(peerId);
     for (const other of session.peers.values()) {
       if (other === record) continue;
       if (sees(session, record, other)) peers.push(other.id);
-      if (sees(session, other, record)) delivery.deliver({ sessionId, peerId: other.id }, joined, true);
+      if (sees(session, other, record)) delivery.deliver({ sessionId, peerId: other.id }, joined, notice);
     }
     this.observer.peerJoined();
     // The old connection goes now; the new one, and the server's offer, once the peer's stream opens.
@@ -201,22 +219,20 @@ export class Signalling implements SignallingBackend {
       if (!session.peers.has(body.target)) {
         throw new SignalError('target_not_found', `peer ${body.target} is not in session ${sessionId}`);
       }
-      return delivery.deliver({ sessionId, peerId: body.target }, json, false);
+      return delivery.deliver({ sessionId, peerId: body.target }, json, fromPeer(peerId));
     }
 
     // A broadcast reaches every other peer or none of them.
     const targets: PeerAddress[] = [];
     for (const other of session.peers.keys()) {
       if (other === peerId) continue;
-      const address = { sessionId, peerId: other };
-      if (!delivery.hasRoom(address)) {
-        throw new SignalError('queue_full', `peer ${other} has too many undelivered events; retry when it reads them`, 1);
-      }
-      targets.push(address);
+      targets.push({ sessionId, peerId: other });
     }
+    delivery.checkRoom(targets, eventSize(json));
+    const topic = fromPeer(peerId);
     let result: Delivered = 'sent';
     for (const address of targets) {
-      if (delivery.deliver(address, json, false) === 'queued') result = 'queued';
+      if (delivery.deliver(address, json, topic) === 'queued') result = 'queued';
     }
     return result;
   }
@@ -261,6 +277,7 @@ export class Signalling implements SignallingBackend {
       for (const session of this.deps.store.values()) peers += session.peers.size;
       return peers;
     },
+    eventBytes: () => this.deps.delivery.eventBytes,
   };
 
   peerAuth(sessionId: string, peerId: string): PeerAuth | undefined {
@@ -302,9 +319,10 @@ export class Signalling implements SignallingBackend {
   /** Every peer gets `session-closed`, then every stream ends and the session is gone. */
   closeSession(sessionId: string): void {
     const session = this.session(sessionId);
-    this.deps.store.delete(sessionId);
+    this.dropSession(session);
     session.managed?.idle?.();
     for (const record of session.peers.values()) {
+      this.holdings.peer(record.origin, -1);
       record.expiry?.();
       record.relaySlot?.release();
       this.deps.delivery.close({ sessionId, peerId: record.id }, SESSION_CLOSED);
@@ -319,7 +337,7 @@ export class Signalling implements SignallingBackend {
   readonly fromServer = (sessionId: string, peerId: string, type: string, payload: unknown): boolean => {
     const record = this.deps.store.get(sessionId)?.peers.get(peerId);
     if (!record) return false;
-    this.deps.delivery.deliver({ sessionId, peerId }, JSON.stringify({ type, payload, senderId: SERVER_PEER_ID }), true);
+    this.deps.delivery.deliver({ sessionId, peerId }, JSON.stringify({ type, payload, senderId: SERVER_PEER_ID }), serverSignal(type));
     return true;
   };
 
@@ -361,31 +379,39 @@ export class Signalling implements SignallingBackend {
     managed.idle = this.deps.clock.schedule(managed.idleMs, () => {
       managed.idle = undefined;
       if (this.deps.store.get(session.id) !== session || session.peers.size > 0) return;
-      this.deps.store.delete(session.id);
+      this.dropSession(session);
       this.ended(session, 'idle');
     });
   }
 
   private remove(session: Session, record: PeerRecord, reason: PeerLeftReason): void {
-    const { store, delivery } = this.deps;
+    const { delivery } = this.deps;
     record.expiry?.();
     record.expiry = undefined;
     record.relaySlot?.release();
     session.peers.delete(record.id);
+    this.holdings.peer(record.origin, -1);
     this.observer.peerLeft(reason);
     delivery.close({ sessionId: session.id, peerId: record.id });
     if (session.mode === 'relay') this.deps.serverPeer?.left(session.id, record.id);
     this.emit({ type: 'peer-left', sessionId: session.id, peerId: record.id, reason });
     if (session.peers.size === 0) {
       if (session.managed) return this.armIdle(session);
-      store.delete(session.id);
+      this.dropSession(session);
       this.ended(session, 'empty');
       return;
     }
     const left = serverEvent('peer-left', record.id);
+    const notice = peerNotice(record.id);
     for (const other of session.peers.values()) {
-      if (sees(session, other, record)) delivery.deliver({ sessionId: session.id, peerId: other.id }, left, true);
+      if (sees(session, other, record)) delivery.deliver({ sessionId: session.id, peerId: other.id }, left, notice);
     }
+  }
+
+  /** Takes a session out of the store; what its creator holds goes down by one. */
+  private dropSession(session: Session): void {
+    this.deps.store.delete(session.id);
+    this.holdings.session(session.createdBy, -1);
   }
 
   /** A session is gone from the store: the relay lets go of its connections, listeners hear of it. */

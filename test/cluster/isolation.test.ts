@@ -249,6 +249,8 @@ describe('cluster: sessions share nothing in Redis, whatever their ids', () => {
           [
             redisKey.sessions(p),
             redisKey.deadlines(p),
+            redisKey.bytes(p),
+            redisKey.holdings(p),
             redisKey.session(p, 'fleet1:p'),
             redisKey.peers(p, 'fleet1:p'),
             redisKey.mailbox(p, xa),

@@ -1,0 +1,102 @@
+import type { Config } from '../config';
+import { SignalError } from '../errors';
+
+/**
+ * What an event is about, for the rule both stores apply when a server event is appended: an undelivered
+ * event that a newer one makes stale is superseded (never written), so that server events, which have no
+ * sender to refuse, stay bounded by construction. A tag is a string so that the cluster's append script
+ * applies the very rule given here: its first character is the kind, the rest (if any) a peer id, so that
+ * no two tags alias whatever the ids.
+ */
+export interface Topic {
+  /** True for the server's own events: never refused, superseded instead. */
+  readonly fromServer: boolean;
+  /** What this event is about; '' when nothing replaces it. */
+  readonly tag: string;
+  /** Tags of undelivered events that this one supersedes. */
+  readonly replaces: readonly string[];
+  /** Looking back from the newest undelivered event, superseding stops at one with this tag ('' for none). */
+  readonly barrier: string;
+}
+
+const CLIENT = 'm';
+const PEER = 'p';
+const OFFER = 'o';
+const CANDIDATE = 'c';
+
+/**
+ * A client message from `senderId`. Its tag is the barrier of the notices about its sender: a `peer-left`
+ * never supersedes a `new-peer` that came before a message of that peer, so nobody reads a peer's message
+ * without having heard of the peer first.
+ */
+export const fromPeer = (senderId: string): Topic => ({ fromServer: false, tag: CLIENT + senderId, replaces: [], barrier: '' });
+
+/** `new-peer` or `peer-left` about `peerId`: the newest notice about a peer is the one that counts. */
+export const peerNotice = (peerId: string): Topic => {
+  const tag = PEER + peerId;
+  return { fromServer: true, tag, replaces: [tag], barrier: CLIENT + peerId };
+};
+
+/** A server event that nothing supersedes (`session-closed`, or a relay event of another type). */
+export const SERVER_NOTICE: Topic = { fromServer: true, tag: '', replaces: [], barrier: '' };
+
+const SERVER_OFFER: Topic = { fromServer: true, tag: OFFER, replaces: [OFFER, CANDIDATE], barrier: '' };
+const SERVER_CANDIDATE: Topic = { fromServer: true, tag: CANDIDATE, replaces: [], barrier: '' };
+
+/**
+ * An event from the relay's `switchboard` peer. A new offer supersedes an undelivered older offer and the
+ * candidates queued with any older one: they belong to a negotiation that the new offer restarts.
+ */
+export function serverSignal(type: string): Topic {
+  return type === 'offer' ? SERVER_OFFER : type === 'ice-candidate' ? SERVER_CANDIDATE : SERVER_NOTICE;
+}
+
+/** Whether an event with `tag` is a server event (which the backstop may drop) rather than a client message. */
+export const isServerTag = (tag: string): boolean => tag[0] !== CLIENT;
+
+/** The first character of a client message's tag: the cluster's backstop tells server events by it. */
+export const CLIENT_TAG = CLIENT;
+
+/** The bounds on one peer's events and on everyone's: computed once, applied by both stores. */
+export interface EventBounds {
+  /** Undelivered events at which client messages are refused with `queue_full` (MAX_QUEUE). */
+  maxHeld: number;
+  /** Written events kept for resume (MAX_QUEUE). */
+  retain: number;
+  /**
+   * Undelivered events of any origin, at most: past this the oldest undelivered server event is dropped.
+   * A backstop that coalescing keeps out of reach in normal use (see SECURITY.md).
+   */
+  maxHeldAny: number;
+  /** Bytes of one peer's events, undelivered and kept for resume (MAX_PEER_EVENT_BYTES). */
+  peerBytes: number;
+  /** Bytes of every peer's events together (MAX_EVENT_BYTES). */
+  totalBytes: number;
+}
+
+/** The bounds from the settings: MAX_QUEUE, MAX_PEER_EVENT_BYTES and MAX_EVENT_BYTES. */
+export function eventBounds(config: Pick<Config, 'maxQueue' | 'maxPeerEventBytes' | 'maxEventBytes'>): EventBounds {
+  return {
+    maxHeld: config.maxQueue,
+    retain: config.maxQueue,
+    maxHeldAny: 2 * config.maxQueue,
+    peerBytes: config.maxPeerEventBytes,
+    totalBytes: config.maxEventBytes,
+  };
+}
+
+/** An event's weight against the byte budgets: its UTF-8 length, as Redis counts it too. */
+export const eventSize = (json: string): number => Buffer.byteLength(json);
+
+/** The refusals of a client message, the same from both stores. */
+export const refusals = {
+  /** The target has `held` undelivered events, its cap. */
+  held: (held: number) => new SignalError('queue_full', `the target has ${held} undelivered events; retry when it reads them`, 1),
+  /** The target's undelivered events weigh `bytes`: one more would pass its budget. */
+  bytes: (bytes: number) => new SignalError('queue_full', `the target has ${bytes} bytes of undelivered events, and this message would pass its limit; retry when it reads them`, 1),
+  /** One of a broadcast's targets has no room (its count or its bytes): the broadcast reaches no one. */
+  broadcast: (peerId: string) => new SignalError('queue_full', `peer ${peerId} has too many undelivered events; retry when it reads them`, 1),
+  /** Every peer's undelivered events weigh `bytes`: one more would pass the budget of `max`. */
+  total: (bytes: number, max: number, where: 'server' | 'cluster') =>
+    new SignalError('queue_full', `this ${where} holds ${bytes} bytes of undelivered events, near its limit of ${max}; retry when they are read`, 1),
+};
