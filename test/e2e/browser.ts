@@ -82,6 +82,16 @@ export function browserTests(init?: string) {
   };
 }
 
+/**
+ * Presses Start stream on a page opened with `role=publish`: a link fills in the form, but only a click
+ * turns the camera on and registers the publisher.
+ */
+export async function publish(peer: PeerPage): Promise<PeerPage> {
+  await peer.page.waitForFunction(() => window.switchboard.phase === 'ready', undefined, { timeout: 10_000, polling: 50 });
+  await peer.page.click('#publish');
+  return peer;
+}
+
 /** `window.switchboard`, the client's state. */
 export function status(page: Page): Promise<ClientStatus> {
   return page.evaluate(() => window.switchboard);
