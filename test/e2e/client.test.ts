@@ -8,7 +8,20 @@ import { type Running, startServer } from '../helpers';
 import { browserTests, publish, status, waitConnected, waitPeers, waitVideo } from './browser';
 import { startCuttingProxy } from './cutting-proxy';
 
-const { open, stopAfter } = browserTests();
+/** Counts the page's camera requests, to tell what opened the camera and when. */
+const COUNT_CAMERA_REQUESTS = `
+  window.__cameraRequests = 0;
+  const devices = navigator.mediaDevices;
+  const original = devices?.getUserMedia?.bind(devices);
+  if (original) devices.getUserMedia = (constraints) => { window.__cameraRequests++; return original(constraints); };
+`;
+declare global {
+  interface Window {
+    __cameraRequests: number;
+  }
+}
+
+const { open, stopAfter } = browserTests(COUNT_CAMERA_REQUESTS);
 const serve = (config: Parameters<typeof startServer>[0] = {}): Running => stopAfter(startServer(config));
 
 const E2E_TIMEOUT = 60_000;
@@ -23,6 +36,31 @@ async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
 }
 
 describe('publisher and viewers in Chromium', () => {
+  test(
+    'a link with role=publish shows the page ready to publish: the camera opens and the publisher registers only on a click',
+    async () => {
+      const server = serve();
+      const publisher = await open(`${server.url}/?session=click&peer=pub&role=publish`);
+      await publisher.page.waitForFunction(() => window.switchboard.phase === 'ready');
+      expect(await publisher.page.textContent('#status')).toBe('Ready to publish session click: press Start stream to turn the camera on.');
+      expect(await publisher.page.inputValue('#session')).toBe('click');
+      expect(await publisher.page.isEnabled('#publish')).toBe(true);
+      // The page's scripts have run: no camera was asked for, and the server knows no such peer.
+      expect(await publisher.page.evaluate(() => window.__cameraRequests)).toBe(0);
+      const unknown = await fetch(`${server.url}/events/click/pub`);
+      expect(unknown.status).toBe(404);
+      expect((await unknown.json()).error).toBe('session_not_found');
+
+      await publisher.page.click('#publish');
+      await publisher.page.waitForFunction(() => window.switchboard.phase === 'live');
+      expect(await publisher.page.evaluate(() => window.__cameraRequests)).toBe(1);
+      const viewer = await open(`${server.url}/?session=click&peer=v1&role=view`);
+      expect((await waitVideo(viewer.page, 'pub')).framesDecoded).toBeGreaterThan(0);
+      for (const p of [publisher, viewer]) expect(p.errors).toEqual([]);
+    },
+    E2E_TIMEOUT,
+  );
+
   test(
     'with AUTH_MODE=token the page carries its peer token on every request, and a viewer reload still works',
     async () => {

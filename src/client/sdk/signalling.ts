@@ -48,7 +48,7 @@ export class SignalChannel implements Signalling {
   /** Where the stream resumes from: the last event id seen, or the one POST /register gave. */
   private lastEventId: string | undefined;
   /** This registration's token: it authorises the peer's other requests, and marks a leave as ours. */
-  private token: string | undefined;
+  private ownToken: string | undefined;
   private state: StreamState = 'closed';
   private ended = false;
   /** Registered at least once, and whether `leave()` was called. */
@@ -78,11 +78,15 @@ export class SignalChannel implements Signalling {
     this.path = `${encodeURIComponent(this.sessionId)}/${encodeURIComponent(this.peerId)}`;
     // A reload of this tab presents the token of the registration it replaces: with AUTH_MODE=token
     // that is what lets it take its own id over at once, rather than after the peer timeout.
-    this.token = tabStorage()?.getItem(this.storageKey) ?? undefined;
+    this.ownToken = tabStorage()?.getItem(this.storageKey) ?? undefined;
   }
 
   on<K extends keyof SignallingEvents>(type: K, listener: (event: SignallingEvents[K]) => void): () => void {
     return this.events.on(type, listener);
+  }
+
+  get peerToken(): string | undefined {
+    return this.ownToken;
   }
 
   get streamState(): StreamState {
@@ -114,11 +118,11 @@ export class SignalChannel implements Signalling {
     if (this.options.role) query.set('role', this.options.role);
     const search = query.size ? `?${query}` : '';
     // A credential the caller was given (a join token, a JWT) registers; a reload's own token takes the id over.
-    const bearer = this.options.token ?? this.token;
+    const bearer = this.options.token ?? this.ownToken;
     const answer = (await this.request('POST', `/register/${this.path}${search}`, undefined, bearer)) as { peers?: string[]; token?: string; lastEventId?: number; mode?: SessionMode };
     this.registered = true;
     this.mode = answer.mode ?? 'mesh';
-    this.token = answer.token;
+    this.ownToken = answer.token;
     if (answer.token !== undefined) tabStorage()?.setItem(this.storageKey, answer.token);
     // Opening the first stream from this id means even its loss before the first event loses nothing.
     this.lastEventId = answer.lastEventId === undefined ? undefined : String(answer.lastEventId);
@@ -242,8 +246,10 @@ export class SignalChannel implements Signalling {
     const socket = new WebSocket(`${base}/ws/${this.path}${this.streamQuery(lastEventId)}`);
     this.socket = socket;
     this.setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
+    let opened = false;
     socket.onopen = () => {
       if (this.socket !== socket) return;
+      opened = true;
       if (this.resuming) {
         this.resuming = false;
         this.resumes++;
@@ -273,8 +279,10 @@ export class SignalChannel implements Signalling {
     socket.onclose = (e: CloseEvent) => {
       if (this.socket !== socket || this.ended) return;
       this.socket = undefined;
-      if (e.code >= 4000) {
-        this.setState('reconnecting', `the server refused the socket (${e.reason})`);
+      // A refused upgrade (an HTTP 404 for a peer the server forgot, say) ends without opening, as 1006:
+      // ask why, as for a socket the server closed with a reason.
+      if (e.code >= 4000 || !opened) {
+        this.setState('reconnecting', e.code >= 4000 ? `the server refused the socket (${e.reason})` : 'the server refused the socket');
         void this.recover();
         return;
       }
@@ -368,13 +376,13 @@ export class SignalChannel implements Signalling {
   private streamQuery(lastEventId: string | undefined): string {
     const query = new URLSearchParams();
     if (lastEventId !== undefined) query.set('lastEventId', lastEventId);
-    if (this.token !== undefined) query.set('token', this.token);
+    if (this.ownToken !== undefined) query.set('token', this.ownToken);
     const text = query.toString();
     return text ? `?${text}` : '';
   }
 
   private authorization(): Record<string, string> {
-    return this.token === undefined ? {} : { authorization: `Bearer ${this.token}` };
+    return this.ownToken === undefined ? {} : { authorization: `Bearer ${this.ownToken}` };
   }
 
   private retryLater(): void {
@@ -390,7 +398,7 @@ export class SignalChannel implements Signalling {
   }
 
   /** One API call; errors become `ApiError` (the server's own words) or `UnreachableError`. */
-  private async request(method: string, path: string, body?: unknown, bearer = this.token): Promise<unknown> {
+  private async request(method: string, path: string, body?: unknown, bearer = this.ownToken): Promise<unknown> {
     let response: Response;
     try {
       response = await fetch(`${this.origin}${path}`, {

@@ -65,6 +65,8 @@ export interface Signalling {
   /** The session's mode, as the last registration reported it. */
   readonly mode: SessionMode;
   readonly streamState: StreamState;
+  /** This registration's peer token: `Authorization: Bearer` of the peer's own requests (DELETE /session, say). */
+  readonly peerToken: string | undefined;
   /** Stream reconnects that resumed where they stopped. */
   readonly resumes: number;
   /** Times the peer had to register again. */
