@@ -96,11 +96,15 @@ describe('the fleet view, 12 sessions in one tab', () => {
   );
 
   test(
-    'over WebSocket without TLS, the default there: every tile decodes video, and the grid fits a phone',
+    'over WebSocket without TLS, the default there: sessions typed into the page, every tile decodes video, and the grid fits a phone',
     async () => {
       const server = stopAfter(startServer());
       await publishers(server.url);
-      const fleet = await open(fleetUrl(server));
+      const fleet = await open(`${server.url}/fleet`);
+      expect(await fleet.page.textContent('#summary')).toBe('Type the sessions to watch, separated by commas.');
+      await fleet.page.fill('#sessions', SESSIONS.join(', '));
+      await fleet.page.click('#pick button');
+      expect(new URL(fleet.page.url()).search).toBe(`?sessions=${SESSIONS.join(',')}`);
       const seen = await allLive(fleet.page);
       expect(seen.protocol).toBe('http/1.1');
       expect(seen.transport).toBe('ws');

@@ -211,7 +211,8 @@ class Tile {
     this.badge.className = `badge ${STATE_CLASS[s.state]}`;
     const facts = [s.pair ? `path ${s.pair.replace('-', ' ↔ ')}` : 'path —', `${s.kbps} kbit/s`];
     if (s.fps !== undefined) facts.push(`${Math.round(s.fps)} fps`);
-    this.facts.textContent = facts.join(' · ');
+    // Lines break between facts, never inside one (a narrow tile on a phone).
+    this.facts.textContent = facts.map((fact) => fact.replaceAll(' ', '\u00a0')).join(' · ');
     this.why.textContent = s.why ?? '';
     this.why.hidden = !s.why;
   }
