@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import type { FleetStatus } from '../../src/client/fleet/fleet';
 import type * as Library from '../../src/client/sdk/index';
+import type { Session } from '../../src/client/sdk/switchboard';
 import { type Running, startServer } from '../helpers';
 import { browserTests, type PeerPage } from './browser';
 import { libraryLoaded, startDashboard } from './dashboard';
@@ -16,6 +17,8 @@ import { libraryLoaded, startDashboard } from './dashboard';
 declare global {
   interface Window {
     sb: typeof Library;
+    cameras: Record<string, Session>;
+    camera: MediaStream;
   }
 }
 
@@ -43,7 +46,13 @@ async function publishers(server: string): Promise<PeerPage> {
   await peer.page.evaluate(
     async ({ server, sessions }) => {
       const media = await navigator.mediaDevices.getUserMedia({ video: { width: 160, height: 120, frameRate: 10 }, audio: false });
-      await Promise.all(sessions.map((session) => window.sb.join({ server, session, peer: 'cam', role: 'publish', media, transport: 'ws', statsIntervalMs: 0 })));
+      window.camera = media;
+      window.cameras = {};
+      await Promise.all(
+        sessions.map(async (session) => {
+          window.cameras[session] = await window.sb.join({ server, session, peer: 'cam', role: 'publish', media, transport: 'ws', statsIntervalMs: 0 });
+        }),
+      );
     },
     { server, sessions: SESSIONS },
   );
@@ -79,10 +88,10 @@ const fleetUrl = (server: Running, extra = '') => `${server.url}/fleet?sessions=
 
 describe('the fleet view, 12 sessions in one tab', () => {
   test(
-    'over SSE with TLS: the page comes over HTTP/2 and every tile decodes video',
+    'over SSE with TLS: the page comes over HTTP/2 and every tile decodes video; a camera that leaves and comes back is live again by itself',
     async () => {
       const server = stopAfter(startServer({}, {}, { tls, http2: true }));
-      await publishers(server.url);
+      const cameras = await publishers(server.url);
       const fleet = await open(fleetUrl(server));
       const seen = await allLive(fleet.page);
       expect(seen.protocol).toBe('h2');
@@ -90,6 +99,15 @@ describe('the fleet view, 12 sessions in one tab', () => {
       expect(seen.notice).toBeUndefined();
       for (const tile of Object.values(seen.tiles)) expect(tile.pair).toBe('host-host');
       expect(await fleet.page.textContent('#summary')).toBe('12 of 12 live · events over Server-Sent Events (h2)');
+
+      // A camera goes away and comes back: its tile waits for it, then is live again by itself.
+      await cameras.page.evaluate(() => window.cameras['cam-3']?.leave());
+      await fleet.page.waitForFunction(() => window.fleet.tiles['cam-3']?.state === 'waiting', undefined, { timeout: 15_000, polling: 100 });
+      expect(await fleet.page.textContent('.tile[data-session="cam-3"] .badge')).toBe('waiting for the camera');
+      await cameras.page.evaluate(async (server) => {
+        window.cameras['cam-3'] = await window.sb.join({ server, session: 'cam-3', peer: 'cam', role: 'publish', media: window.camera, transport: 'ws', statsIntervalMs: 0 });
+      }, server.url);
+      await allLive(fleet.page);
       expect(fleet.errors).toEqual([]);
     },
     TIMEOUT,
@@ -154,6 +172,7 @@ describe('the fleet view, 12 sessions in one tab', () => {
       expect(open6.length).toBeLessThanOrEqual(6);
       expect(stalled.length).toBeGreaterThanOrEqual(SESSIONS.length - 6);
       for (const tile of stalled) {
+        expect(tile.stream).not.toBe('open');
         expect(tile.framesDecoded).toBe(0);
         expect(tile.why).toBe('No free connection to the server: over HTTP/1.1 the browser opens at most 6, and the other cameras\' event streams hold them.');
       }

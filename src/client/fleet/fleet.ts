@@ -179,6 +179,8 @@ class Tile {
     if (!session) return;
     const peers = session.peers();
     const peer: PeerInfo | undefined = peers.find((p) => (p.stats?.framesDecoded ?? 0) > 0) ?? peers[0];
+    // No connection: no frozen last frame of a camera that left.
+    if (!peer) this.video.srcObject = null;
     const stats = peer?.stats;
     const pair = stats?.pair;
     let state: TileState = 'waiting';
