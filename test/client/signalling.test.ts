@@ -1,7 +1,7 @@
 // The client library's signalling under Bun, as a device's software uses it (no media): imported through
 // the package entry `switchboard/client`, against a real listener, with a real SSE client as the other peer.
 import { afterEach, describe, expect, test } from 'bun:test';
-import { connect, type Signal, type Signalling, type StreamState, version } from 'switchboard/client';
+import { ApiError, connect, describeError, type Signal, type Signalling, type StreamState, version } from 'switchboard/client';
 import pkg from '../../package.json';
 import { post, serversPerTest } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
@@ -155,6 +155,29 @@ describe('the client library under Bun', () => {
     } finally {
       globalThis.fetch = realFetch;
     }
+  }, TEST_TIMEOUT);
+
+  test('a join token registers the invited peer; without it the server refuses, in words', async () => {
+    const admin = 'admin-token-0123456789';
+    const { url } = listen({ authMode: 'token', adminToken: admin });
+    const created = await fetch(`${url}/sessions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ sessionId: 'live-42', peers: [{ peerId: 'dashcam-7', role: 'publisher' }] }),
+    });
+    const joinToken = ((await created.json()) as { peers: { token: string }[] }).peers[0]?.token;
+    const refused = device(url, 'live-42', 'dashcam-7');
+    const error = await refused.register().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApiError);
+    expect(describeError(error)).toMatch(/^The server refused: .+ \((unauthorized|forbidden)\)\.$/);
+
+    const invited = device(url, 'live-42', 'dashcam-7', { token: joinToken });
+    expect(await invited.register()).toEqual([]);
+    // From here on its requests carry the peer token it was given, not the join token.
+    expect(invited.peerToken).toBeString();
+    expect(invited.peerToken).not.toBe(joinToken);
+    invited.open();
+    await until(() => invited.streamState === 'open');
   }, TEST_TIMEOUT);
 
   test('transport sse where the runtime has no EventSource: a plain error at once', () => {
