@@ -6,6 +6,7 @@ import { PeerAccess } from './auth/access';
 import { guards } from './auth/guards';
 import { JwtVerifier } from './auth/jwt';
 import { randomToken, type TokenGenerator } from './auth/tokens';
+import fleetPage from './client/fleet/index.html';
 import page from './client/index.html';
 import { type Clock, systemClock } from './clock';
 import { ClusterSignalling } from './cluster/cluster-signalling';
@@ -21,8 +22,7 @@ import { signallingGauges } from './metrics/signalling-metrics';
 import { Notifier } from './notify/notifier';
 import { Operations } from './ops/operations';
 import { REQUEST_ID_HEADER } from './ops/telemetry';
-import type { HtmlImport } from './page/bundle';
-import { pageRoutes } from './page/routes';
+import { type Pages, pageRoutes } from './page/routes';
 import { RelayCapacity } from './relay/capacity';
 import { LazyRelay } from './relay/lazy';
 import { sessionRoutes } from './sessions/routes';
@@ -123,7 +123,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue), logger: logger.child({ component: 'ws' }) }))
     .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
     .use(ops.routes())
-    .use(pageRoutes(page as unknown as HtmlImport, { tls: Boolean(config.tlsCert) }));
+    .use(pageRoutes({ '/': page, '/fleet': fleetPage } as unknown as Pages, { tls: Boolean(config.tlsCert) }));
 }
 
 /**

@@ -29,6 +29,25 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** A process's output as it comes; `until` waits for it to match (bounded by the test's timeout). */
+function textOf(stream: ReadableStream<Uint8Array>) {
+  let text = '';
+  let wake: (() => void) | undefined;
+  void (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
+      text += decoder.decode(chunk, { stream: true });
+      wake?.();
+    }
+  })();
+  return {
+    text: () => text,
+    async until(match: (text: string) => boolean): Promise<void> {
+      while (!match(text)) await new Promise<void>((resolve) => (wake = resolve));
+    },
+  };
+}
+
 describe('dist/switchboard from an empty directory', () => {
   test('is alone in its directory', () => {
     expect(readdirSync(dir)).toEqual(['switchboard']);
@@ -43,12 +62,60 @@ describe('dist/switchboard from an empty directory', () => {
     expect(script).toBeDefined();
     const js = await fetch(new URL(script as string, server.url));
     expect(js.status).toBe(200);
-    expect(await js.text()).toContain('/register/');
+    // The page's script and the chunks it imports (the client library, shared with /fleet).
+    let code = await js.text();
+    for (const chunk of code.matchAll(/from\s*"(\/chunk-[^"]+)"/g)) code += await (await fetch(new URL(chunk[1] as string, server.url))).text();
+    expect(code).toContain('/register/');
     for (const res of [page, js]) {
       expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
       expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     }
   });
+
+  test('serves the client library, its declarations and the fleet view from inside the executable', async () => {
+    const version = (await Bun.file(join(root, 'package.json')).json()).version;
+    const sdk = await fetch(`${server.url}/sdk/switchboard.js`);
+    expect(sdk.status).toBe(200);
+    expect(sdk.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(sdk.headers.get('x-switchboard-version')).toBe(version);
+    const js = await sdk.text();
+    expect(js).toContain(`"${version}"`);
+    expect(js).toMatch(/export\s*\{[^}]*\bjoin\b/);
+    const declarations = await fetch(`${server.url}/sdk/switchboard.d.ts`);
+    expect(await declarations.text()).toBe(await Bun.file(join(root, 'src/client/sdk/switchboard.d.ts')).text());
+    const fleet = await fetch(`${server.url}/fleet`);
+    expect(fleet.status).toBe(200);
+    const script = /<script[^>]+src="([^"]+)"/.exec(await fleet.text())?.[1];
+    expect((await fetch(new URL(script as string, `${server.url}/fleet`))).status).toBe(200);
+  });
+
+  test('with TLS_CERT and TLS_KEY it speaks HTTP/2: an event stream over h2 carries events and stays open (curl --http2 -N)', async () => {
+    const cert = join(dir, '..', `${dir.split('/').at(-1)}-cert.pem`);
+    const key = join(dir, '..', `${dir.split('/').at(-1)}-key.pem`);
+    const made = await runToEnd(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert]);
+    expect(made.code).toBe(0);
+    const own = await spawnServer([binary], { cwd: dir, env: { TLS_CERT: cert, TLS_KEY: key, PING_INTERVAL_MS: '200' } });
+    const tls = { rejectUnauthorized: false };
+    expect((await fetch(`${own.url}/register/h2/a`, { method: 'POST', tls })).status).toBe(200);
+    const curl = Bun.spawn(['curl', '-sS', '-k', '--http2', '-N', '-v', `${own.url}/events/h2/a`], { stdout: 'pipe', stderr: 'pipe' });
+    try {
+      const err = textOf(curl.stderr);
+      const out = textOf(curl.stdout);
+      await err.until((text) => text.includes('< HTTP/2 200'));
+      await fetch(`${own.url}/register/h2/b`, { method: 'POST', tls });
+      await out.until((text) => text.includes('"new-peer"'));
+      // Pings keep coming on the same stream: it stays open.
+      await out.until((text) => text.split('"ping"').length > 3);
+      expect(err.text()).toContain('ALPN: server accepted h2');
+      expect(curl.exitCode).toBeNull();
+    } finally {
+      curl.kill();
+      await own.stop();
+      rmSync(cert, { force: true });
+      rmSync(key, { force: true });
+    }
+  }, 30_000);
 
   test('serves /iceServers and a stream', async () => {
     expect(await (await fetch(`${server.url}/iceServers`)).json()).toEqual({ urls: ['stun:stun.cloudflare.com:3478'] });

@@ -72,14 +72,18 @@ export interface Running {
 }
 
 /** A real listener on 127.0.0.1 and a free port. */
-export function startServer(config: Partial<Config> = {}, deps: Partial<AppDeps> = {}, serve: { idleTimeout?: number } = {}): Running {
+export function startServer(
+  config: Partial<Config> = {},
+  deps: Partial<AppDeps> = {},
+  serve: { idleTimeout?: number; tls?: { cert: string; key: string }; http2?: boolean } = {},
+): Running {
   const app = createApp(defaultConfig(config), deps);
   app.listen({ port: 0, hostname: '127.0.0.1', reusePort: false, development: false, ...serve });
   const port = app.server?.port;
   if (!port) throw new Error('server did not start');
   let stopped = false;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${serve.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     app,
     async stop() {
       if (stopped) return;

@@ -100,7 +100,8 @@ export function apiDocs(version: string) {
       OPENAPI_PATH,
       () => {
         if (made?.routes === app.routes.length) return made.document;
-        const { paths, components } = toOpenAPISchema(app);
+        // Routes with a dot in their path (/sdk/switchboard.js) are documented too: none is a static folder.
+        const { paths, components } = toOpenAPISchema(app, { staticFile: false });
         const document = {
           ...documentation,
           openapi: '3.1.2',

@@ -22,8 +22,9 @@ export const CHROMIUM_FLAGS = [
   '--disable-dev-shm-usage',
 ];
 
-export function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true, timeout: 30_000 });
+/** `flags` are added to CHROMIUM_FLAGS (`--ignore-certificate-errors` for a self-signed certificate, say). */
+export function launchBrowser(flags: string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_FLAGS, ...flags], headless: true, timeout: 30_000 });
 }
 
 export interface PeerPage {
@@ -53,12 +54,12 @@ export async function openPeer(browser: Browser, url: string, init?: string): Pr
  * (`open`) and what it started (`stopAfter`), closed after it whatever happened: the pages first, then
  * the rest in reverse order. `init` runs in every page before its scripts.
  */
-export function browserTests(init?: string) {
+export function browserTests(init?: string, flags: string[] = []) {
   let browser: Browser | undefined;
   const pages: PeerPage[] = [];
   const started: { stop(): Promise<unknown> }[] = [];
   beforeAll(async () => {
-    browser = await launchBrowser();
+    browser = await launchBrowser(flags);
   }, 60_000);
   afterAll(async () => {
     await browser?.close();
@@ -80,6 +81,16 @@ export function browserTests(init?: string) {
       return thing;
     },
   };
+}
+
+/**
+ * Presses Start stream on a page opened with `role=publish`: a link fills in the form, but only a click
+ * turns the camera on and registers the publisher.
+ */
+export async function publish(peer: PeerPage): Promise<PeerPage> {
+  await peer.page.waitForFunction(() => window.switchboard.phase === 'ready', undefined, { timeout: 10_000, polling: 50 });
+  await peer.page.click('#publish');
+  return peer;
 }
 
 /** `window.switchboard`, the client's state. */

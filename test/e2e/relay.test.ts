@@ -4,7 +4,7 @@ import { describe, expect, test } from 'bun:test';
 import { networkInterfaces } from 'node:os';
 import type { Page } from 'playwright-core';
 import { type Running, startServer } from '../helpers';
-import { browserTests, type PeerPage, status, waitConnected, waitVideo } from './browser';
+import { browserTests, type PeerPage, publish, status, waitConnected, waitVideo } from './browser';
 
 
 /**
@@ -88,7 +88,7 @@ describe('relay sessions in Chromium', () => {
     'a publisher and three viewers: one upload, every viewer decodes; a late viewer gets a keyframe at once; a viewer cut off disturbs no one',
     async () => {
       const server = serve();
-      const publisher = await open(`${server.url}/?session=relay&peer=pub&role=publish&mode=relay`);
+      const publisher = await publish(await open(`${server.url}/?session=relay&peer=pub&role=publish&mode=relay`));
       await publisher.page.waitForFunction(() => window.switchboard.phase === 'live');
       expect((await status(publisher.page)).mode).toBe('relay');
       expect(await publisher.page.inputValue('#viewer-link')).toBe(`${server.url}/?session=relay&role=view&mode=relay`);
@@ -142,7 +142,7 @@ describe('relay sessions in Chromium', () => {
     async () => {
       const server = serve({ relayVideoCodecs: ['h264', 'vp8'] });
       const url = `${server.url}/?session=back&peer=pub&role=publish&mode=relay&source=pattern`;
-      const first = await open(url);
+      const first = await publish(await open(url));
       await first.page.waitForFunction(() => window.switchboard.phase === 'live');
       const viewer = await open(`${server.url}/?session=back&peer=v1&role=view`);
       await waitVideo(viewer.page, 'switchboard');
@@ -153,7 +153,7 @@ describe('relay sessions in Chromium', () => {
       expect(await viewer.page.locator('#log').innerText()).toContain('pub stopped publishing');
       expect((await status(viewer.page)).peers.switchboard?.connectionState).toBe('connected');
 
-      const again = await open(url);
+      const again = await publish(await open(url));
       await viewer.page.waitForFunction(() => window.switchboard.publisher === 'pub');
       await keepsDecoding(viewer.page);
       // The same connection all along: one offer from the server, one RTCPeerConnection.
