@@ -89,7 +89,7 @@ export async function benchRelay(options: RelayOptions): Promise<RelayResult> {
   const entry = join(root, 'bench', 'relay-server.ts');
   const pin = Bun.which('taskset') ? ['taskset', '-c', '1'] : [];
   const server = await spawnServer([...pin, process.execPath, entry], {
-    env: { PORT: '0', HOST: '127.0.0.1', RELAY_HOST_IPS: '127.0.0.1', MAX_PEERS_PER_SESSION: String(options.max + 2), REGISTER_RATE_PER_MIN: '0', MESSAGE_RATE_PER_S: '0', PEER_MESSAGE_RATE_PER_S: '0', MAX_STREAMS_PER_IP: '0', MAX_RELAY_PEERS: String(options.max + 2), MAX_RELAY_PEERS_PER_IP: '0' },
+    env: { PORT: '0', HOST: '127.0.0.1', RELAY_HOST_IPS: '127.0.0.1', MAX_PEERS_PER_SESSION: String(options.max + 2), REGISTER_RATE_PER_MIN: '0', MESSAGE_RATE_PER_S: '0', PEER_MESSAGE_RATE_PER_S: '0', MAX_STREAMS_PER_IP: '0', MAX_SESSIONS_PER_IP: '0', MAX_PEERS_PER_IP: '0', MAX_RELAY_PEERS: String(options.max + 2), MAX_RELAY_PEERS_PER_IP: '0' },
   });
   const pid = server.proc.pid; // taskset execs the server: same process
   const publisher = await benchPublisher(server.url, 'bench', options.kbps);
