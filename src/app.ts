@@ -1,4 +1,3 @@
-import { cors } from '@elysiajs/cors';
 import { Elysia, ValidationError } from 'elysia';
 import { adminRoutes } from './admin/routes';
 import { Admin } from './admin/service';
@@ -8,6 +7,7 @@ import { JwtVerifier } from './auth/jwt';
 import { randomToken, type TokenGenerator } from './auth/tokens';
 import page from './client/index.html';
 import { type Clock, systemClock } from './clock';
+import { corsPolicy } from './cors';
 import { ClusterSignalling } from './cluster/cluster-signalling';
 import type { Config } from './config';
 import { LocalDelivery } from './delivery/local';
@@ -30,6 +30,8 @@ import { Signalling } from './sessions/service';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
 import { eventRoutes } from './sse/routes';
+import { WhipService } from './whip/service';
+import { whipRoutes } from './whip/routes';
 import { socketRoutes, WS_SERVER_OPTIONS } from './ws/routes';
 
 export interface AppDeps {
@@ -68,14 +70,21 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0 };
   const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
-  const { signalling, ready, relay } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
+  // WHIP/WHEP resources follow their peers' registrations; the service is built once the backend is.
+  let whip: WhipService | undefined;
+  const listener: SessionListener = (event) => {
+    notifier?.notify(event);
+    whip?.observe(event);
+  };
+  const { signalling, ready, relay } = signallingBackend(config, { clock, observer: ops.observer, logger, listener }, ops, deps.instanceId);
   backend = signalling;
   const drain = ops.drain(signalling);
-  const anyOrigin = config.corsOrigins.includes('*');
   const jwt = config.authMode === 'jwt' ? JwtVerifier.fromConfig(config, clock) : undefined;
   const access = new PeerAccess(config, { directory: signalling, newToken, jwt });
   const guard = guards(access, new Limits(config, clock), config.trustProxy);
   const iceLogger = logger.child({ component: 'ice' });
+  const iceServers = iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) });
+  whip = new WhipService(config, { signalling, relay, access, iceServers });
 
   // The client page is served by pageRoutes from the built bundle, not as Bun's native HTML route:
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
@@ -103,20 +112,12 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     })
     // Before CORS, whose preflight answers end the request early.
     .use(ops.telemetry())
-    .use(
-      cors({
-        origin: anyOrigin ? '*' : config.corsOrigins,
-        credentials: false,
-        methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
-        allowedHeaders: ['Content-Type', 'Authorization', 'Last-Event-ID'],
-        exposeHeaders: ['Retry-After', 'X-Request-Id'],
-        maxAge: 600,
-      }),
-    )
-    .use(iceRoutes(iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) })))
+    .use(corsPolicy(config.corsOrigins))
+    .use(iceRoutes(iceServers))
     .use(sessionRoutes(signalling, guard))
     .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
     .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue) }))
+    .use(whipRoutes(whip, guard))
     .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
     .use(ops.routes())
     .use(pageRoutes(page as unknown as HtmlImport, { tls: Boolean(config.tlsCert) }));

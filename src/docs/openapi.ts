@@ -47,6 +47,7 @@ const DOCUMENTATION = (version: string) => ({
     { name: TAGS.events, description: "a peer's Server-Sent Events stream" },
     { name: TAGS.ice, description: 'STUN and TURN servers for RTCPeerConnection' },
     { name: TAGS.operations, description: 'health, metrics, documentation' },
+    { name: TAGS.whip, description: 'WHIP (RFC 9725) and WHEP: publish into and play relay sessions with standard encoders and players' },
   ],
   paths: OWN_PATHS,
   components: {
