@@ -1,7 +1,7 @@
 // A relay connection with a peer that brings its own offer (WHIP, WHEP): the peer offers over HTTP, the
 // server answers. The same connection and forwarding as a `ServerLink`; only who offers differs.
 import type { PeerConfig } from 'werift';
-import type { Clock } from '../clock';
+import { type Clock, Ticker } from '../clock';
 import { announce, type LinkDeps, ServerLink } from './link';
 
 /** How a peer's ICE agent is named and reached: what an ICE restart exchanges. */
@@ -16,9 +16,20 @@ export interface AnsweringDeps extends Omit<LinkDeps, 'send'> {
   clock: Clock;
   /** The answer waits this long at most for the server's candidates to be gathered. */
   gatherMs: number;
-  /** Told of every change of the connection's state (`connected`, `failed`, `closed`, …). */
+  /**
+   * Told of every change of the connection's state (`connected`, `failed`, `closed`, …), and of `silent`
+   * when a connected peer stopped its consent checks (then `connected` again if they resume).
+   */
   onState?(state: string): void;
 }
+
+/**
+ * RFC 7675: consent to send expires 30 s after the last check answered. The relay is an ICE-lite agent
+ * and sends no checks of its own; a peer's full agent sends one every 5 s or so, so a peer that sent
+ * none for this long is gone (its page closed, its network went) even though nothing closed.
+ */
+export const CONSENT_LOST_MS = 30_000;
+const CONSENT_CHECK_MS = 5000;
 
 /** Host candidates are gathered in milliseconds; past this the answer goes with what there is. */
 export const GATHER_MS = 2000;
@@ -31,7 +42,54 @@ export class AnsweringLink extends ServerLink {
   ) {
     // The peer has no event stream: the server's candidates travel in its answers, not as events.
     super(peerId, config, { ...answering, send: () => undefined });
-    this.pc.connectionStateChange.subscribe((state) => answering.onState?.(state));
+    this.consent = new Ticker(answering.clock, CONSENT_CHECK_MS, () => this.checkConsent());
+    this.pc.connectionStateChange.subscribe((state) => {
+      this.connected = state === 'connected';
+      if (this.connected) {
+        this.lastCheck = answering.clock.now();
+        this.silent = false;
+        this.consent.start();
+      } else this.consent.stop();
+      answering.onState?.(state);
+    });
+  }
+
+  private readonly consent: Ticker;
+  private connected = false;
+  private silent = false;
+  private lastCheck = 0;
+  private readonly listened = new WeakSet<object>();
+
+  override close(): void {
+    this.consent.stop();
+    super.close();
+  }
+
+  private checkConsent(): void {
+    if (!this.connected || this.silent || this.answering.clock.now() - this.lastCheck <= CONSENT_LOST_MS) return;
+    this.silent = true;
+    this.deps.log(`relay: ${this.peerId} sent no consent check for ${CONSENT_LOST_MS} ms; it counts as gone`);
+    this.answering.onState?.('silent');
+  }
+
+  /**
+   * Notes every STUN binding request the peer sends (its connectivity and consent checks). werift keeps
+   * its sockets' protocols unexported: reached as `guardSockets` reaches them (werift is pinned).
+   */
+  private hearChecks(): void {
+    for (const transport of this.pc.iceTransports) {
+      const { protocols } = transport.connection as unknown as { protocols?: { onRequestReceived?: { subscribe(fn: () => void): unknown } }[] };
+      for (const protocol of protocols ?? []) {
+        if (!protocol.onRequestReceived || this.listened.has(protocol)) continue;
+        this.listened.add(protocol);
+        protocol.onRequestReceived.subscribe(() => {
+          this.lastCheck = this.answering.clock.now();
+          if (!this.silent) return;
+          this.silent = false;
+          this.answering.onState?.('connected');
+        });
+      }
+    }
   }
 
   /**
@@ -45,6 +103,7 @@ export class AnsweringLink extends ServerLink {
       await this.pc.setLocalDescription(await this.pc.createAnswer());
       await this.gathered();
       this.guardSockets();
+      this.hearChecks();
       return this.localSdp();
     });
   }
@@ -66,6 +125,7 @@ export class AnsweringLink extends ServerLink {
       await this.pc.setLocalDescription(await this.pc.createAnswer());
       await this.gathered();
       this.guardSockets();
+      this.hearChecks();
       return iceParameters(this.localSdp());
     });
   }

@@ -4,9 +4,10 @@
 // event stream.
 //
 // A resource lives as long as its peer's registration. Its "stream", as the signalling service counts
-// streams, is its media connection: attached while ICE/DTLS is connected, detached when it fails or
-// closes, so that a connection that does not come back within the peer timeout (PEER_TIMEOUT_MS) ends
-// the registration, and one that never connects ends it the same way. DELETE ends it at once.
+// streams, is its media connection: attached while ICE/DTLS is connected, detached when it fails,
+// closes, or the client's consent checks stop for 30 s (RFC 7675: a client that vanished), so that a
+// connection that does not come back within the peer timeout (PEER_TIMEOUT_MS) ends the registration,
+// and one that never connects ends it the same way. DELETE ends it at once.
 import { randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import type { PeerAccess } from '../auth/access';
@@ -296,7 +297,7 @@ export class WhipService {
       const sink = new ConnectionSink();
       resource.sink = sink;
       Promise.resolve(this.deps.signalling.connect(resource.sessionId, resource.peerId, sink)).catch(() => sink.close());
-    } else if (state === 'disconnected' || state === 'failed' || state === 'closed') {
+    } else if (state === 'disconnected' || state === 'failed' || state === 'closed' || state === 'silent') {
       resource.sink?.close();
       resource.sink = undefined;
     }
