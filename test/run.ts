@@ -14,7 +14,8 @@ const missing = [...new Set(Object.entries(programs).filter(([cmd]) => !Bun.whic
 // Python modules the tests run with Debian's own python3 (test/whip: aiortc, a second WebRTC stack).
 const pythonModules: Record<string, string> = { aiortc: 'python3-aiortc' };
 for (const [module, pkg] of Object.entries(pythonModules)) {
-  if (Bun.spawnSync(['/usr/bin/python3', '-c', `import ${module}`]).exitCode !== 0) missing.push(pkg);
+  const found = Bun.which('/usr/bin/python3') !== null && Bun.spawnSync(['/usr/bin/python3', '-c', `import ${module}`]).exitCode === 0;
+  if (!found) missing.push(pkg);
 }
 if (missing.length) {
   const install = `apt-get install -y --no-install-recommends ${missing.join(' ')}`;
