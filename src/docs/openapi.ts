@@ -86,7 +86,8 @@ export function apiDocs(version: string) {
       OPENAPI_PATH,
       () => {
         if (made?.routes === app.routes.length) return made.document;
-        const { paths, components } = toOpenAPISchema(app);
+        // OPTIONS included: the ones WHIP and WHEP answer are part of the API (CORS preflights are not routes).
+        const { paths, components } = toOpenAPISchema(app, { methods: [] });
         const document = {
           ...documentation,
           openapi: '3.1.2',
