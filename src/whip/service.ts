@@ -262,9 +262,17 @@ export class WhipService {
     return this.random(12);
   }
 
-  /** Refuses, with the reason, a session WHIP or WHEP cannot join: a mesh session, or (WHIP) one with a publisher. */
+  /**
+   * Refuses, with the reason, a session WHIP or WHEP cannot join: a mesh session, (WHIP) one with a
+   * publisher, or (token mode) one without invites.
+   */
   private async checkSession(endpoint: Endpoint, sessionId: string, peerId: string): Promise<void> {
     const session = await this.deps.signalling.snapshot(sessionId);
+    // In token mode the bearer is an invite's join token: only a session the admin API created with
+    // invites has one to check it against (without, any new id could register, token or not).
+    if (this.deps.access.mode === 'token' && !session?.invites) {
+      throw new SignalError('forbidden', `AUTH_MODE=token: ${endpoint.toUpperCase()} joins sessions created with the admin API (POST /sessions) that invite this peer; session ${sessionId} ${session ? 'invites no one' : 'does not exist'}`);
+    }
     if (!session) return;
     if (session.mode !== 'relay') {
       throw new SignalError('mode_conflict', `session ${sessionId} is a ${session.mode} session, whose media goes peer to peer; ${endpoint.toUpperCase()} joins relay sessions only`);

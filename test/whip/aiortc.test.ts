@@ -134,7 +134,7 @@ describe('aiortc as WHIP publisher and WHEP player', () => {
   }
 
   test(
-    'the publisher DELETEs and publishes again: the player keeps its connection, and video resumes on it; an SSE viewer hears of both',
+    'a player that came before any publisher gets video when one arrives; the publisher DELETEs and publishes again: the player keeps its connection, video resumes on it; an SSE viewer hears of both',
     async () => {
       const server = serve();
       await fetch(`${server.url}/register/cam/sse-viewer?mode=relay&role=view`, { method: 'POST' });

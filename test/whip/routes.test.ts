@@ -306,6 +306,8 @@ describe('access', () => {
     const tokenOf = (id: string) => grants.find((g) => g.peerId === id)?.token ?? '';
     const { sdp } = await clientOffer('sendonly');
     expect(await errorOf(await post(app, '/whip/fleet?peer=cam', sdp))).toMatchObject({ status: 401 });
+    // A session the admin API did not create has no invite to check a token against.
+    expect(await errorOf(await post(app, '/whip/elsewhere?peer=cam', sdp, bearer('anything')))).toMatchObject({ status: 403, message: expect.stringContaining('admin API') });
     expect(await errorOf(await post(app, '/whip/fleet?peer=cam', sdp, bearer(tokenOf('tv'))))).toMatchObject({ status: 403 });
     expect(await errorOf(await post(app, '/whip/fleet?peer=tv', sdp, bearer(tokenOf('tv'))))).toMatchObject({ status: 403 });
     await publish(app, 'fleet', '?peer=cam', bearer(tokenOf('cam')));
