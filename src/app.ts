@@ -1,4 +1,3 @@
-import { cors } from '@elysiajs/cors';
 import { Elysia, ValidationError } from 'elysia';
 import { adminRoutes } from './admin/routes';
 import { Admin } from './admin/service';
@@ -9,6 +8,7 @@ import { randomToken, type TokenGenerator } from './auth/tokens';
 import fleetPage from './client/fleet/index.html';
 import page from './client/index.html';
 import { type Clock, systemClock } from './clock';
+import { corsPolicy } from './cors';
 import { ClusterSignalling } from './cluster/cluster-signalling';
 import { type Config, relayMode } from './config';
 import { LocalDelivery } from './delivery/local';
@@ -32,6 +32,8 @@ import { Signalling } from './sessions/service';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
 import { eventRoutes } from './sse/routes';
+import { WhipService } from './whip/service';
+import { whipRoutes } from './whip/routes';
 import { socketRoutes, WS_SERVER_OPTIONS } from './ws/routes';
 
 export interface AppDeps {
@@ -70,14 +72,21 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0, eventBytes: () => backend?.gauges.eventBytes() ?? 0 };
   const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
-  const { signalling, ready, relay, relayCapacity } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
+  // WHIP/WHEP resources follow their peers' registrations; the service is built once the backend is.
+  let whip: WhipService | undefined;
+  const listener: SessionListener = (event) => {
+    notifier?.notify(event);
+    whip?.observe(event);
+  };
+  const { signalling, ready, relay, relayCapacity } = signallingBackend(config, { clock, observer: ops.observer, logger, listener }, ops, deps.instanceId);
   backend = signalling;
   const drain = ops.drain(signalling);
-  const anyOrigin = config.corsOrigins.includes('*');
   const jwt = config.authMode === 'jwt' ? JwtVerifier.fromConfig(config, clock) : undefined;
   const access = new PeerAccess(config, { directory: signalling, newToken, jwt });
   const guard = guards(access, new Limits(config, clock), config.trustProxy);
   const iceLogger = logger.child({ component: 'ice' });
+  const iceServers = iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) });
+  whip = new WhipService(config, { signalling, relay, access, iceServers });
 
   // The client page is served by pageRoutes from the built bundle, not as Bun's native HTML route:
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
@@ -107,20 +116,12 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     })
     // Before CORS, whose preflight answers end the request early.
     .use(ops.telemetry())
-    .use(
-      cors({
-        origin: anyOrigin ? '*' : config.corsOrigins,
-        credentials: false,
-        methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
-        allowedHeaders: ['Content-Type', 'Authorization', 'Last-Event-ID'],
-        exposeHeaders: ['Retry-After', 'X-Request-Id'],
-        maxAge: 600,
-      }),
-    )
-    .use(iceRoutes(iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) }), anonymousIceServer(config), guard))
+    .use(corsPolicy(config.corsOrigins))
+    .use(iceRoutes(iceServers, anonymousIceServer(config), guard))
     .use(sessionRoutes(signalling, guard))
     .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
     .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue), logger: logger.child({ component: 'ws' }) }))
+    .use(whipRoutes(whip, guard))
     .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
     .use(ops.routes())
     .use(pageRoutes({ '/': page, '/fleet': fleetPage } as unknown as Pages, { tls: Boolean(config.tlsCert) }));

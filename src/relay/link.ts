@@ -25,8 +25,8 @@ const guarded = new WeakSet<Socket>();
 export class ServerLink {
   readonly pc: RTCPeerConnection;
   /** Offers, answers and candidates are applied one at a time, in the order they came. */
-  private queue: Promise<void> = Promise.resolve();
-  private closed = false;
+  protected queue: Promise<void> = Promise.resolve();
+  protected closed = false;
   private offers = 0;
   /** Candidates the peer sent since the server's last offer: werift keeps each, applied or held for the answer. */
   private remoteCandidates = 0;
@@ -34,7 +34,7 @@ export class ServerLink {
   constructor(
     readonly peerId: string,
     config: Partial<PeerConfig>,
-    private readonly deps: LinkDeps,
+    protected readonly deps: LinkDeps,
   ) {
     this.pc = new RTCPeerConnection(config);
     this.pc.onIceCandidate.subscribe((candidate) => {
@@ -65,7 +65,7 @@ export class ServerLink {
    * (a peer whose page closed) as an 'error' event on the socket: unheard, that would end the process.
    * The sockets exist once gathering is done; each gets a listener that only logs.
    */
-  private guardSockets(): void {
+  protected guardSockets(): void {
     for (const transport of this.pc.iceTransports) {
       const { protocols } = transport.connection as unknown as { protocols?: { transport?: { socket?: Socket } }[] };
       for (const protocol of protocols ?? []) {
@@ -128,7 +128,7 @@ export class ServerLink {
     this.pc.close().catch((e: unknown) => this.deps.log(`relay: closing the connection of ${this.peerId} failed: ${(e as Error).message}`));
   }
 
-  private enqueue(task: () => Promise<void>): void {
+  protected enqueue(task: () => Promise<void>): void {
     this.queue = this.queue
       .then(() => (this.closed ? undefined : task()))
       .catch((e: unknown) => this.deps.log(`relay: ${this.peerId}: ${(e as Error).message}`));
