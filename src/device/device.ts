@@ -18,7 +18,8 @@ import { type ChannelOptions, DeviceChannel, type Registration, type Signal, typ
 import type { Codec } from './clip';
 import type { OutPacket, VideoSource } from './source';
 
-/** The feedback message type of a Full Intra Request (RFC 5104 §4.3.1), which werift does not export. */
+/** Feedback message types of a Picture Loss Indication (RFC 4585 §6.3.1) and a Full Intra Request (RFC 5104 §4.3.1). */
+const PLI_FORMAT = 1;
 const FIR_FORMAT = 4;
 
 /** The server's own peer in relay sessions. */
@@ -68,6 +69,8 @@ class DeviceLink {
   private sequence = Math.floor(Math.random() * 0x10000);
   private readonly timestampOffset = Math.floor(Math.random() * 0x1_0000_0000);
   private closed = false;
+  /** The transport whose RTCP is read for keyframe requests. */
+  private watched: unknown;
 
   constructor(
     readonly remoteId: string,
@@ -86,6 +89,7 @@ class DeviceLink {
     });
     this.pc.connectionStateChange.subscribe((state) => {
       if (this.closed) return;
+      if (state === 'connected') this.watchFeedback();
       this.device.linkChanged(this, state);
       if (state === 'failed') void this.restartIce();
     });
@@ -150,18 +154,27 @@ class DeviceLink {
 
   private attach(transceiver: RTCRtpTransceiver): void {
     this.video = transceiver;
-    const { sender } = transceiver;
-    sender.onPictureLossIndication.subscribe(() => {
-      this.device.counters.pli++;
+    this.unsubscribe = this.device.source.subscribe((packets) => this.send(packets));
+  }
+
+  /**
+   * Keyframe requests, read from every RTCP packet of the connection: werift hands a PLI to the sender
+   * only when its sender SSRC is not one it receives, and the relay's is (its receive-only section has one).
+   */
+  private watchFeedback(): void {
+    const sender = this.video?.sender;
+    const transport = sender?.dtlsTransport;
+    if (!sender || !transport || this.watched === transport) return;
+    this.watched = transport;
+    transport.onRtcp.subscribe((rtcp) => {
+      if (this.closed || rtcp.type !== RtcpPayloadSpecificFeedback.type) return;
+      const feedback = (rtcp as RtcpPayloadSpecificFeedback).feedback as { count: number; mediaSsrc?: number };
+      if (feedback.count === PLI_FORMAT && feedback.mediaSsrc === sender.ssrc) this.device.counters.pli++;
+      // A FIR names its SSRCs in its entries, not in the header: the device has one video stream.
+      else if (feedback.count === FIR_FORMAT) this.device.counters.fir++;
+      else return;
       this.device.source.requestKeyframe();
     });
-    sender.onRtcp.subscribe((rtcp) => {
-      if (rtcp.type === RtcpPayloadSpecificFeedback.type && (rtcp as RtcpPayloadSpecificFeedback).feedback.count === FIR_FORMAT) {
-        this.device.counters.fir++;
-        this.device.source.requestKeyframe();
-      }
-    });
-    this.unsubscribe = this.device.source.subscribe((packets) => this.send(packets));
   }
 
   /** Sends a frame's packets with this connection's sequence numbers and timestamp offset (once connected). */

@@ -1,0 +1,74 @@
+// Simulated devices in the test process, started with the command's own flags and stopped after the test.
+import type { Page } from 'playwright-core';
+import { parseDeviceArgs, type RunningDevices, startDevices } from '../../src/device/cli';
+import type { Device } from '../../src/device/device';
+import type { VideoSource } from '../../src/device/source';
+
+export interface TestDevice {
+  device: Device;
+  source: VideoSource;
+  /** The status lines printed so far. */
+  lines: string[];
+  stop(): Promise<string>;
+}
+
+/** One device, as `switchboard device --url <url> …flags` would start it. */
+export async function startDevice(url: string, flags: string[]): Promise<TestDevice> {
+  const settings = parseDeviceArgs(['--url', url, ...flags]);
+  if (settings === 'help') throw new Error('--help is not a device');
+  const lines: string[] = [];
+  const running: RunningDevices = await startDevices(settings, (line) => lines.push(line));
+  const [device, source] = [running.devices[0], running.sources[0]];
+  if (!device || !source) throw new Error('no device started');
+  return { device, source, lines, stop: () => running.stop() };
+}
+
+/** Polls `condition` until it holds; fails with `what` and `explain()` after `timeoutMs`. */
+export async function until(what: string, condition: () => boolean, timeoutMs = 30_000, explain: () => string = () => ''): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}\n${explain()}`);
+    await Bun.sleep(25);
+  }
+}
+
+/**
+ * Runs before the page's scripts: the time (page clock, from navigation) of the first decoded video
+ * frame of any of the page's connections, and the codec it came in, from the browser's own getStats.
+ */
+export const FIRST_FRAME = `(() => {
+  const created = [];
+  const Native = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      created.push(this);
+    }
+  };
+  const first = { at: undefined, codec: undefined };
+  window.__firstFrame = first;
+  const poll = setInterval(async () => {
+    for (const pc of created) {
+      if (pc.connectionState === 'closed') continue;
+      const reports = [...(await pc.getStats()).values()];
+      const inbound = reports.find((r) => r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 0);
+      if (!inbound) continue;
+      first.at = performance.now();
+      first.codec = reports.find((r) => r.id === inbound.codecId)?.mimeType;
+      clearInterval(poll);
+      return;
+    }
+  }, 10);
+})();`;
+
+declare global {
+  interface Window {
+    __firstFrame: { at?: number; codec?: string };
+  }
+}
+
+/** Waits for the page's first decoded frame: when it came (ms after navigation) and its codec. */
+export async function firstFrame(page: Page, timeout = 30_000): Promise<{ at: number; codec: string }> {
+  const handle = await page.waitForFunction(() => (window.__firstFrame.at === undefined ? false : window.__firstFrame), undefined, { timeout, polling: 50 });
+  return (await handle.jsonValue()) as { at: number; codec: string };
+}
