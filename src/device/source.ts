@@ -3,6 +3,7 @@
 // the bitrate asked for. A keyframe request (PLI, FIR) restarts the loop at once, unless it is ignored,
 // as cheap hardware encoders do. One source per device: every connection of the device sends the same
 // frames, as one camera's one encoder would.
+import { type Cancel, type Clock, systemClock } from '../clock';
 import { type Clip, CLIP_FPS } from './clip';
 import { packetize } from './packetize';
 
@@ -58,16 +59,16 @@ export class VideoSource {
   private next = 0;
   private sent = 0;
   private startedAt = 0;
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  private cancel: Cancel | undefined;
   /** Bytes owed to the bitrate: grows by a frame's budget each frame, shrinks by what was sent. */
   private owed = 0;
-  /** When the last keyframe went out (`now()`), for the tests that join mid-GOP. */
+  /** When the last keyframe went out (the clock's time), for the tests that join mid-GOP. */
   lastKeyframeAt: number | undefined;
 
   constructor(
     private readonly clip: Clip,
     private readonly settings: VideoSettings,
-    private readonly now: () => number = () => performance.now(),
+    private readonly clock: Clock = systemClock,
   ) {
     const frames = Math.round(settings.keyframeIntervalS * settings.fps);
     if (frames < 1 || frames > clip.frames.length) {
@@ -78,14 +79,14 @@ export class VideoSource {
 
   /** Starts the frame clock; frames go to whichever sinks there are, none included. */
   start(): void {
-    if (this.timer) return;
-    this.startedAt = this.now();
+    if (this.cancel) return;
+    this.startedAt = this.clock.now();
     this.schedule();
   }
 
   stop(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancel?.();
+    this.cancel = undefined;
     this.sinks.clear();
   }
 
@@ -105,12 +106,14 @@ export class VideoSource {
 
   private schedule(): void {
     const due = this.startedAt + ((this.sent + 1) * 1000) / this.settings.fps;
-    this.timer = setTimeout(() => {
+    this.cancel = this.clock.schedule(Math.max(0, due - this.clock.now()), () => {
       // Timers run late on a loaded machine: send every frame that is due, so the rate holds.
-      const frames = Math.floor(((this.now() - this.startedAt) * this.settings.fps) / 1000);
+      // Half a millisecond early counts as due: the timer fires at a rounded time, and a frame it was
+      // set for must not wait for the next one.
+      const frames = Math.floor(((this.clock.now() - this.startedAt + 0.5) * this.settings.fps) / 1000);
       while (this.sent < frames) this.sendFrame();
-      if (this.timer) this.schedule();
-    }, Math.max(0, due - this.now()));
+      if (this.cancel) this.schedule();
+    });
   }
 
   private sendFrame(): void {
@@ -125,7 +128,7 @@ export class VideoSource {
     this.counters.mediaBytes += media;
     if (key) {
       this.counters.keyframes++;
-      this.lastKeyframeAt = this.now();
+      this.lastKeyframeAt = this.clock.now();
     }
     packets.push(...this.padding(media, timestamp));
     this.sent++;

@@ -24,9 +24,9 @@ export async function startDevice(url: string, flags: string[]): Promise<TestDev
 }
 
 /** Polls `condition` until it holds; fails with `what` and `explain()` after `timeoutMs`. */
-export async function until(what: string, condition: () => boolean, timeoutMs = 30_000, explain: () => string = () => ''): Promise<void> {
+export async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000, explain: () => string = () => ''): Promise<void> {
   const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}\n${explain()}`);
     await Bun.sleep(25);
   }
@@ -47,6 +47,19 @@ export const FIRST_FRAME = `(() => {
   };
   const first = { at: undefined, codec: undefined };
   window.__firstFrame = first;
+  // Everything the page received on its transports: media, headers and padding.
+  window.__received = async () => {
+    let bytes = 0;
+    let frames = 0;
+    for (const pc of created) {
+      if (pc.connectionState === 'closed') continue;
+      for (const r of (await pc.getStats()).values()) {
+        if (r.type === 'transport') bytes += r.bytesReceived ?? 0;
+        if (r.type === 'inbound-rtp' && r.kind === 'video') frames += r.framesDecoded ?? 0;
+      }
+    }
+    return { bytes, frames, at: performance.now() };
+  };
   const poll = setInterval(async () => {
     for (const pc of created) {
       if (pc.connectionState === 'closed') continue;
@@ -64,6 +77,7 @@ export const FIRST_FRAME = `(() => {
 declare global {
   interface Window {
     __firstFrame: { at?: number; codec?: string };
+    __received(): Promise<{ bytes: number; frames: number; at: number }>;
   }
 }
 
@@ -71,4 +85,13 @@ declare global {
 export async function firstFrame(page: Page, timeout = 30_000): Promise<{ at: number; codec: string }> {
   const handle = await page.waitForFunction(() => (window.__firstFrame.at === undefined ? false : window.__firstFrame), undefined, { timeout, polling: 50 });
   return (await handle.jsonValue()) as { at: number; codec: string };
+}
+
+/** The kbit/s the page receives, over the time it takes to decode `frames` more frames. */
+export async function receivedKbps(page: Page, frames = 60): Promise<number> {
+  const received = () => page.evaluate(() => window.__received());
+  const start = await received();
+  let end = start;
+  await until(`${frames} more frames decoded`, async () => (end = await received()).frames >= start.frames + frames, 20_000);
+  return ((end.bytes - start.bytes) * 8) / (end.at - start.at);
 }

@@ -4,7 +4,7 @@ import { describe, expect, test } from 'bun:test';
 import { browserTests, explainOnFailure, status, waitConnected, waitVideo } from '../e2e/browser';
 import { startCuttingProxy } from '../e2e/cutting-proxy';
 import { type Running, startServer } from '../helpers';
-import { FIRST_FRAME, firstFrame, type TestDevice, startDevice, until } from './helpers';
+import { FIRST_FRAME, firstFrame, receivedKbps, type TestDevice, startDevice, until } from './helpers';
 
 const { open, stopAfter } = browserTests(FIRST_FRAME);
 const serve = (config: Parameters<typeof startServer>[0] = {}): Running => stopAfter(startServer(config));
@@ -20,10 +20,11 @@ const E2E_TIMEOUT = 90_000;
 describe('a simulated device and Chromium viewers', () => {
   for (const codec of ['h264', 'vp8'] as const) {
     test(
-      `mesh, ${codec}: the device offers to a viewer, which decodes its video`,
+      `mesh, ${codec} at 1 Mbit/s: the device offers to a viewer, which decodes its video and receives the bitrate asked for`,
       async () => {
         const server = serve();
-        const cam = await device(server.url, ['--session', `mesh-${codec}`, '--peer', 'cam', '--codec', codec]);
+        // The clip is about 250 kbit/s: RTP padding makes up the rest.
+        const cam = await device(server.url, ['--session', `mesh-${codec}`, '--peer', 'cam', '--codec', codec, '--bitrate', '1000']);
         const viewer = await open(`${server.url}/?session=mesh-${codec}&peer=v1&role=view`);
         const video = await explainOnFailure({ viewer }, () => waitVideo(viewer.page, 'cam'));
         expect(video.framesDecoded).toBeGreaterThan(0);
@@ -31,6 +32,10 @@ describe('a simulated device and Chromium viewers', () => {
         expect((await firstFrame(viewer.page)).codec).toBe(codec === 'h264' ? 'video/H264' : 'video/VP8');
         await until('the device to publish to v1', () => cam.device.connections().v1 === true, 10_000, lines(cam));
         expect(cam.device.counters.offersSent).toBe(1);
+        const kbps = await receivedKbps(viewer.page);
+        expect(kbps).toBeGreaterThan(850);
+        expect(kbps).toBeLessThan(1300);
+        expect(cam.source.counters.paddingBytes).toBeGreaterThan(cam.source.counters.mediaBytes);
         expect(viewer.errors).toEqual([]);
       },
       E2E_TIMEOUT,
@@ -114,7 +119,7 @@ async function firstFrameMidGop(config: Parameters<typeof startServer>[0]): Prom
   const server = serve(config);
   const cam = await device(server.url, ['--session', 'gop', '--peer', 'cam', '--mode', 'relay', '--ignore-pli', '--keyframe-interval-s', '10', '--codec', 'vp8']);
   await until('the device to publish to switchboard', () => cam.device.state === 'publishing', 20_000, lines(cam));
-  const sinceKeyframe = () => (cam.source.lastKeyframeAt === undefined ? -1 : performance.now() - cam.source.lastKeyframeAt);
+  const sinceKeyframe = () => (cam.source.lastKeyframeAt === undefined ? -1 : Date.now() - cam.source.lastKeyframeAt);
   await until('the device to be mid-GOP', () => sinceKeyframe() >= 500 && sinceKeyframe() <= 4000, 20_000);
   const viewer = await open(`${server.url}/?session=gop&peer=v1&role=view`);
   const { at } = await explainOnFailure({ viewer }, () => firstFrame(viewer.page, 20_000));
