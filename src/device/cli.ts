@@ -25,7 +25,7 @@ export const DeviceSettings = T.Object({
   keyframeIntervalS: T.Number({ exclusiveMinimum: 0, default: 2, description: 'seconds between keyframes (at most the clip\'s 12 s)' }),
   ignorePli: T.Boolean({ default: false, description: 'ignore keyframe requests (PLI, FIR), as cheap hardware encoders do; otherwise a request makes the next frame a keyframe' }),
   count: T.Integer({ minimum: 1, maximum: 10_000, default: 1, description: 'devices in this process, for load: sessions <session>-1…N, each with peer <peer>' }),
-  oneSession: T.Boolean({ default: false, description: 'with --count: all devices in <session>, as peers <peer>-1…N (mesh sessions only have room for one publisher per viewer connection)' }),
+  oneSession: T.Boolean({ default: false, description: 'with --count: every device in <session>, as peers <peer>-1…N (in a mesh session a viewer then gets all of them)' }),
   quiet: T.Boolean({ default: false, description: 'print only the summary (for large counts)' }),
 });
 export type DeviceSettings = Static<typeof DeviceSettings>;
