@@ -33,11 +33,17 @@ export async function until(what: string, condition: () => boolean | Promise<boo
 }
 
 /**
- * Runs before the page's scripts: the time (page clock, from navigation) of the first decoded video
- * frame of any of the page's connections, and the codec it came in, from the browser's own getStats.
+ * Runs before the page's scripts: when the viewer made its first request (`GET /iceServers`) and when
+ * the first video frame of any of its connections was decoded (page clock), and the codec it came in,
+ * from the browser's own getStats.
  */
 export const FIRST_FRAME = `(() => {
   const created = [];
+  const nativeFetch = window.fetch.bind(window);
+  window.fetch = (input, init) => {
+    if (String(input instanceof Request ? input.url : input).includes('/iceServers')) first.requestedAt ??= performance.now();
+    return nativeFetch(input, init);
+  };
   const Native = window.RTCPeerConnection;
   window.RTCPeerConnection = class extends Native {
     constructor(...args) {
@@ -45,7 +51,7 @@ export const FIRST_FRAME = `(() => {
       created.push(this);
     }
   };
-  const first = { at: undefined, codec: undefined };
+  const first = { requestedAt: undefined, at: undefined, codec: undefined };
   window.__firstFrame = first;
   // Everything the page received on its transports: media, headers and padding.
   window.__received = async () => {
@@ -76,15 +82,17 @@ export const FIRST_FRAME = `(() => {
 
 declare global {
   interface Window {
-    __firstFrame: { at?: number; codec?: string };
+    __firstFrame: { requestedAt?: number; at?: number; codec?: string };
     __received(): Promise<{ bytes: number; frames: number; at: number }>;
   }
 }
 
-/** Waits for the page's first decoded frame: when it came (ms after navigation) and its codec. */
-export async function firstFrame(page: Page, timeout = 30_000): Promise<{ at: number; codec: string }> {
+/** Waits for the page's first decoded frame: its codec, and how long after the first request it came. */
+export async function firstFrame(page: Page, timeout = 30_000): Promise<{ afterRequestMs: number; codec: string }> {
   const handle = await page.waitForFunction(() => (window.__firstFrame.at === undefined ? false : window.__firstFrame), undefined, { timeout, polling: 50 });
-  return (await handle.jsonValue()) as { at: number; codec: string };
+  const { requestedAt, at, codec } = (await handle.jsonValue()) as { requestedAt?: number; at: number; codec: string };
+  if (requestedAt === undefined) throw new Error('the page decoded video without asking for ICE servers');
+  return { afterRequestMs: at - requestedAt, codec };
 }
 
 /** The kbit/s the page receives, over the time it takes to decode `frames` more frames. */
