@@ -22,6 +22,9 @@ import type { OutPacket, VideoSource } from './source';
 const PLI_FORMAT = 1;
 const FIR_FORMAT = 4;
 
+/** A connection that stays `disconnected` this long is restarted without waiting for `failed`. */
+const DISCONNECTED_GRACE_MS = 5_000;
+
 /** The server's own peer in relay sessions. */
 export const SERVER_PEER = 'switchboard';
 
@@ -71,6 +74,7 @@ class DeviceLink {
   private closed = false;
   /** The transport whose RTCP is read for keyframe requests. */
   private watched: unknown;
+  private disconnectedTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     readonly remoteId: string,
@@ -89,9 +93,17 @@ class DeviceLink {
     });
     this.pc.connectionStateChange.subscribe((state) => {
       if (this.closed) return;
+      clearTimeout(this.disconnectedTimer);
       if (state === 'connected') this.watchFeedback();
       this.device.linkChanged(this, state);
       if (state === 'failed') void this.restartIce();
+      // A path that went away (a dashcam changing networks) may never be declared failed: restart
+      // after a grace period, as the browser client does.
+      if (state === 'disconnected') {
+        this.disconnectedTimer = setTimeout(() => {
+          if (!this.closed && this.pc.connectionState === 'disconnected') void this.restartIce();
+        }, DISCONNECTED_GRACE_MS);
+      }
     });
   }
 
@@ -148,6 +160,7 @@ class DeviceLink {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.disconnectedTimer);
     this.unsubscribe?.();
     void this.pc.close().catch(() => undefined);
   }

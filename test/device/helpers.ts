@@ -53,6 +53,8 @@ export const FIRST_FRAME = `(() => {
   };
   const first = { requestedAt: undefined, at: undefined, codec: undefined };
   window.__firstFrame = first;
+  // The ICE username fragment of each connection's remote description: an ICE restart changes it.
+  window.__remoteUfrags = () => created.map((pc) => /a=ice-ufrag:(\\S+)/.exec(pc.remoteDescription?.sdp ?? '')?.[1]);
   // Everything the page received on its transports: media, headers and padding.
   window.__received = async () => {
     let bytes = 0;
@@ -84,6 +86,7 @@ declare global {
   interface Window {
     __firstFrame: { requestedAt?: number; at?: number; codec?: string };
     __received(): Promise<{ bytes: number; frames: number; at: number }>;
+    __remoteUfrags(): (string | undefined)[];
   }
 }
 

@@ -43,6 +43,29 @@ describe('a simulated device and Chromium viewers', () => {
   }
 
   test(
+    'mesh: a viewer\'s ice-restart gets a new offer with new ICE credentials, and its video goes on',
+    async () => {
+      const server = serve();
+      const cam = await device(server.url, ['--session', 'restart', '--peer', 'cam', '--codec', 'vp8']);
+      const viewer = await open(`${server.url}/?session=restart&peer=v1&role=view`);
+      await explainOnFailure({ viewer }, () => waitVideo(viewer.page, 'cam'));
+      const [before] = await viewer.page.evaluate(() => window.__remoteUfrags());
+      // What the client's viewer sends when its connection failed.
+      const asked = await fetch(`${server.url}/message/restart/v1`, { method: 'POST', body: JSON.stringify({ type: 'ice-restart', payload: { reason: 'the connection failed' }, target: 'cam' }) });
+      expect(asked.status).toBe(200);
+      await until('the offer that restarts ICE', () => cam.device.counters.offersSent === 2, 10_000, lines(cam));
+      await explainOnFailure({ viewer }, () => viewer.page.waitForFunction(() => window.switchboard.peers.cam?.offersReceived === 2 && window.switchboard.peers.cam?.answersSent === 2, undefined, { timeout: 10_000 }));
+      expect(cam.device.counters.iceRestarts).toBe(1);
+      const [after] = await viewer.page.evaluate(() => window.__remoteUfrags());
+      expect(before).toBeString();
+      expect(after).toBeString();
+      expect(after).not.toBe(before);
+      expect(await receivedKbps(viewer.page, 60)).toBeGreaterThan(50);
+    },
+    E2E_TIMEOUT,
+  );
+
+  test(
     'relay: the device answers the server\'s offer, and a viewer of the session decodes through the server',
     async () => {
       const server = serve();
