@@ -25,7 +25,6 @@ export const DeviceSettings = T.Object({
   keyframeIntervalS: T.Number({ exclusiveMinimum: 0, default: 2, description: 'seconds between keyframes (at most the clip\'s 12 s)' }),
   ignorePli: T.Boolean({ default: false, description: 'ignore keyframe requests (PLI, FIR), as cheap hardware encoders do; otherwise a request makes the next frame a keyframe' }),
   count: T.Integer({ minimum: 1, maximum: 10_000, default: 1, description: 'devices in this process, for load: sessions <session>-1…N, each with peer <peer>' }),
-  oneSession: T.Boolean({ default: false, description: 'with --count: every device in <session>, as peers <peer>-1…N (in a mesh session a viewer then gets all of them)' }),
   quiet: T.Boolean({ default: false, description: 'print only the summary (for large counts)' }),
 });
 export type DeviceSettings = Static<typeof DeviceSettings>;
@@ -89,11 +88,15 @@ export function deviceHelp(): string {
   return lines.join('\n');
 }
 
-/** Where the devices of a run register: one session each, or one session for all. */
-export function deviceIds(settings: Pick<DeviceSettings, 'session' | 'peer' | 'count' | 'oneSession'>): { sessionId: string; peerId: string }[] {
-  const { session, peer, count, oneSession } = settings;
+/**
+ * Where the devices of a run register: with `--count` above 1, sessions `<session>-1…N`, each with peer
+ * `<peer>`, as a fleet is (one camera, one session). In one session they would negotiate with each
+ * other too: a publisher offers to every peer that arrives.
+ */
+export function deviceIds(settings: Pick<DeviceSettings, 'session' | 'peer' | 'count'>): { sessionId: string; peerId: string }[] {
+  const { session, peer, count } = settings;
   if (count === 1) return [{ sessionId: session, peerId: peer }];
-  return Array.from({ length: count }, (_, i) => (oneSession ? { sessionId: session, peerId: `${peer}-${i + 1}` } : { sessionId: `${session}-${i + 1}`, peerId: peer }));
+  return Array.from({ length: count }, (_, i) => ({ sessionId: `${session}-${i + 1}`, peerId: peer }));
 }
 
 /** A server on this machine is reached on the loopback address: offer that candidate too. */

@@ -16,7 +16,6 @@ describe('switchboard device flags', () => {
       keyframeIntervalS: 2,
       ignorePli: false,
       count: 1,
-      oneSession: false,
       quiet: false,
     });
   });
@@ -50,14 +49,13 @@ describe('switchboard device flags', () => {
 
   test('--help names every flag with its default', () => {
     const help = deviceHelp();
-    for (const flag of ['--url', '--session', '--peer', '--transport', '--mode', '--token', '--codec', '--fps', '--bitrate', '--keyframe-interval-s', '--ignore-pli', '--count', '--one-session', '--quiet']) expect(help).toContain(`  ${flag}`);
+    for (const flag of ['--url', '--session', '--peer', '--transport', '--mode', '--token', '--codec', '--fps', '--bitrate', '--keyframe-interval-s', '--ignore-pli', '--count', '--quiet']) expect(help).toContain(`  ${flag}`);
     expect(help).toContain('RTP padding');
   });
 
-  test('--count: one session per device, or with --one-session one peer id per device', () => {
-    const base = { session: 's', peer: 'cam', count: 1, oneSession: false };
+  test('--count: one session per device, each with the same peer id', () => {
+    const base = { session: 's', peer: 'cam', count: 1 };
     expect(deviceIds(base)).toEqual([{ sessionId: 's', peerId: 'cam' }]);
     expect(deviceIds({ ...base, count: 3 })).toEqual([1, 2, 3].map((n) => ({ sessionId: `s-${n}`, peerId: 'cam' })));
-    expect(deviceIds({ ...base, count: 2, oneSession: true })).toEqual([1, 2].map((n) => ({ sessionId: 's', peerId: `cam-${n}` })));
   });
 });

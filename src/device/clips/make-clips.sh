@@ -4,8 +4,9 @@
 # after (the simulator makes its own keyframe interval by looping the clip's start).
 #   apt-get install -y gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 #     gstreamer1.0-plugins-ugly gstreamer1.0-libav
-# Run from this directory: sh make-clips.sh
+# Run: sh src/device/clips/make-clips.sh (it writes beside itself)
 set -eu
+cd "$(dirname "$0")"
 FRAMES=360
 SOURCE="videotestsrc num-buffers=$FRAMES pattern=smpte horizontal-speed=4 ! video/x-raw,width=320,height=240,framerate=30/1,format=I420"
 
