@@ -209,7 +209,7 @@ export class DeviceChannel {
 
   /** One SSE frame: its `id:` is the position (even without data, as a bare `id:` line), its `data:` the event. */
   private frame(text: string): void {
-    let data: string[] = [];
+    const data: string[] = [];
     let id: string | undefined;
     for (const line of text.split(/\r\n|\r|\n/)) {
       const colon = line.indexOf(':');
@@ -221,7 +221,6 @@ export class DeviceChannel {
     }
     if (id !== undefined) this.lastEventId = id;
     if (data.length) this.event(data.join('\n'));
-    data = [];
   }
 
   private event(json: string): void {

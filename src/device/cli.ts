@@ -152,6 +152,8 @@ export async function startDevices(settings: DeviceSettings, print: (line: strin
   };
 }
 
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
 /** What every device did, and the totals. */
 export function summary(devices: Device[], sources: VideoSource[], seconds: number): string {
   const kbps = (bytes: number) => Math.round((bytes * 8) / 1000 / Math.max(seconds, 0.001));
@@ -161,15 +163,15 @@ export function summary(devices: Device[], sources: VideoSource[], seconds: numb
     return (
       `${d.id}: ${d.state}; ${s?.frames ?? 0} frames (${s?.keyframes ?? 0} keyframes, ${s?.keyframesOnRequest ?? 0} on request), ` +
       `${c.pli} PLI + ${c.fir} FIR received${sources[i] && (s?.keyframeRequests ?? 0) > (s?.keyframesOnRequest ?? 0) ? ` (${(s?.keyframeRequests ?? 0) - (s?.keyframesOnRequest ?? 0)} without a new keyframe)` : ''}, ` +
-      `${c.packetsSent} packets, ${kbps(c.bytesSent)} kbit/s sent over ${c.links} connection${c.links === 1 ? '' : 's'}, ` +
-      `${d.channel.resumes} stream resumes, ${d.channel.reRegistrations} registrations made again`
+      `${c.packetsSent} packets, ${kbps(c.bytesSent)} kbit/s sent over ${plural(c.links, 'connection')}, ` +
+      `${plural(d.channel.resumes, 'stream resume')}, ${plural(d.channel.reRegistrations, 'registration')} made again`
     );
   });
   const total = (pick: (d: Device) => number) => devices.reduce((n, d) => n + pick(d), 0);
   rows.push(
-    `total: ${devices.length} device${devices.length === 1 ? '' : 's'} for ${seconds.toFixed(1)} s; ${total((d) => d.counters.packetsSent)} packets, ` +
+    `total: ${plural(devices.length, 'device')} for ${seconds.toFixed(1)} s; ${total((d) => d.counters.packetsSent)} packets, ` +
       `${kbps(total((d) => d.counters.bytesSent))} kbit/s; ${devices.filter((d) => d.state === 'publishing').length} publishing; ` +
-      `${total((d) => d.channel.resumes)} resumes, ${total((d) => d.channel.reRegistrations)} registrations made again`,
+      `${plural(total((d) => d.channel.resumes), 'resume')}, ${plural(total((d) => d.channel.reRegistrations), 'registration')} made again`,
   );
   return rows.join('\n');
 }
