@@ -19,6 +19,12 @@ async function readTls(config: Config): Promise<{ cert: string; key: string } | 
 }
 
 async function main(): Promise<void> {
+  // `switchboard device …`: the device simulator, loaded only when asked for; the server starts as before.
+  if (process.argv[2] === 'device') {
+    const { runDeviceCommand } = await import('./device/cli');
+    await runDeviceCommand(process.argv.slice(3), (line) => console.log(line));
+    return process.exit(0);
+  }
   const command = loadConfig(process.argv.slice(2), process.env);
   if (command.kind === 'help') return void writeSync(1, `${command.text}\n`);
   if (command.kind === 'version') return void writeSync(1, `${pkg.version}\n`);
@@ -69,6 +75,7 @@ async function main(): Promise<void> {
 
 // Before the settings are read there is no logger: a bad setting is told plainly, as by any command.
 main().catch((e: unknown) => {
-  writeSync(2, `switchboard: ${e instanceof ConfigError ? e.message : String((e as Error)?.stack ?? e)}\n`);
+  const plain = e instanceof ConfigError || (e as Error)?.name === 'DeviceError';
+  writeSync(2, `switchboard: ${plain ? (e as Error).message : String((e as Error)?.stack ?? e)}\n`);
   process.exit(1);
 });
