@@ -89,7 +89,7 @@ const parseAuth = (json: unknown): PeerAuth | undefined => {
 };
 
 /**
- * The signalling semantics of `Signalling`, for several instances that share one Redis (see
+ * The signalling semantics of `LocalSignalling`, for several instances that share one Redis (see
  * scripts.ts for what Redis holds). A request may land on any instance: every change is a script
  * that runs atomically in Redis, and each event is appended to its target's log there, then routed
  * to the instance that holds the target's stream, which writes it. Event ids stay consecutive per
@@ -152,11 +152,6 @@ export class ClusterSignalling implements SignallingBackend {
     this.keepalive.start();
     this.sweeper.start();
     await this.link.start();
-  }
-
-  /** The streams held by this instance. */
-  get heldStreams(): number {
-    return this.streams.size;
   }
 
   readonly gauges: SessionGauges = {
@@ -238,7 +233,7 @@ export class ClusterSignalling implements SignallingBackend {
   async send(sessionId: string, peerId: string, body: SignalBody): Promise<Delivered> {
     let result: Delivered;
     try {
-      result = await this.relay(sessionId, peerId, body);
+      result = await this.forward(sessionId, peerId, body);
     } catch (e) {
       this.observer.message(body.type, 'rejected');
       throw e;
@@ -247,7 +242,7 @@ export class ClusterSignalling implements SignallingBackend {
     return result;
   }
 
-  private async relay(sessionId: string, peerId: string, body: SignalBody): Promise<Delivered> {
+  private async forward(sessionId: string, peerId: string, body: SignalBody): Promise<Delivered> {
     if (SERVER_EVENT_TYPES.has(body.type)) {
       throw new SignalError('reserved_type', `type "${body.type}" is sent by the server only`);
     }
@@ -392,17 +387,6 @@ export class ClusterSignalling implements SignallingBackend {
   async close(): Promise<void> {
     this.shutdown();
     await Promise.allSettled([...this.inFlight]);
-    this.link.close();
-  }
-
-  /**
-   * Stops at once, as a crashed instance would: no detach, nothing written; what it held is left to
-   * its deadlines. For tests of an instance that dies.
-   */
-  crash(): void {
-    this.stopped = true;
-    this.keepalive.stop();
-    this.sweeper.stop();
     this.link.close();
   }
 

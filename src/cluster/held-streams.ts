@@ -64,14 +64,6 @@ export class HeldStreams {
     this.observer = deps.observer ?? noObserver;
   }
 
-  get size(): number {
-    return this.held.size;
-  }
-
-  has(key: string): boolean {
-    return this.held.has(key);
-  }
-
   /** The written cursor of a held stream, or undefined. */
   cursorOf(key: string): number | undefined {
     return this.held.get(key)?.cursor;

@@ -11,7 +11,7 @@ export type ResumeOutcome = 'resumed' | 'resume_gap' | 'superseded';
  * passes only values it already holds.
  */
 export interface DeliveryObserver {
-  /** A client message of `type` (any string a client chose) was relayed, held or refused. */
+  /** A client message of `type` (any string a client chose) was forwarded to an open stream (outcome `relayed`), held or refused. */
   message(type: string, outcome: MessageOutcome): void;
   /** A peer registered (or took its id over); the others were sent `new-peer`. */
   peerJoined(): void;

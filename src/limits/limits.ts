@@ -103,9 +103,4 @@ export class Limits {
       else this.streams.delete(key);
     };
   }
-
-  /** Streams open per address right now (for tests and the admin view). */
-  openStreams(address: string): number {
-    return this.streams.get(addressKey(address)) ?? 0;
-  }
 }

@@ -89,7 +89,7 @@ export interface SessionGauges {
 }
 
 /**
- * The signalling core as the routes and the stream transports (SSE, WebSocket) use it. `Signalling`
+ * The signalling core as the routes and the stream transports (SSE, WebSocket) use it. `LocalSignalling`
  * is the single-process implementation (a Map of sessions, synchronous); `ClusterSignalling` keeps the
  * same semantics in Redis for several instances (asynchronous). Every method throws (or rejects with)
  * a `SignalError` to refuse.
@@ -104,7 +104,7 @@ export interface SignallingBackend extends PeerDirectory {
   register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: RegisterOrigin): Awaitable<Registration>;
   /** An empty session that waits for its peers (the admin API). */
   createSession(sessionId: string, options: SessionOptions): Awaitable<{ mode: SessionMode }>;
-  /** Relays a client message to its target, or to every other peer when it names none. */
+  /** Forwards a client message to its target, or to every other peer when it names none. */
   send(sessionId: string, peerId: string, body: SignalBody): Awaitable<Delivered>;
   /**
    * Attaches a peer's stream (any `EventSink`: SSE, WebSocket) and writes what it has not received,

@@ -80,7 +80,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
         ],
         detail: describe({
           summary: 'Send a message to a peer',
-          description: 'Relays `{type, payload}` to `target`, or to every other peer when there is none, as `{type, payload, senderId}`. Any content type; at most 64 KiB.',
+          description: 'Forwards `{type, payload}` to `target`, or to every other peer when there is none, as `{type, payload, senderId}`. Any content type; at most 64 KiB.',
           tags: [TAGS.signalling],
           answers: {
             200: { description: "written to the target's open stream", schema: Message(MESSAGE_SENT.message) },

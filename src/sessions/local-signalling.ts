@@ -55,12 +55,12 @@ const sees = (session: Session, other: PeerRecord, peer: PeerRecord) =>
   session.mode === 'mesh' || (roleOf(peer) === 'publisher' && other !== peer);
 
 /**
- * The seed's signalling semantics: sessions of peers that relay messages to each other. The server,
+ * The seed's signalling semantics: sessions of peers whose messages it forwards to each other. The server,
  * never the client, sets `senderId`. Everything a peer is sent goes through its mailbox in `Delivery`,
  * so order holds per pair and nothing is lost while a peer's stream is closed. This is the
  * single-process backend: every method answers synchronously, from a Map.
  */
-export class Signalling implements SignallingBackend {
+export class LocalSignalling implements SignallingBackend {
   private readonly observer: DeliveryObserver;
   private readonly logger: Logger;
   /** What each client address holds alive: the sessions it created, the registrations it made. */
@@ -183,11 +183,11 @@ export class Signalling implements SignallingBackend {
     return this.deps.delivery.isAttached({ sessionId, peerId });
   }
 
-  /** Relays a client message to its target, or to every other peer when it names none. */
+  /** Forwards a client message to its target, or to every other peer when it names none. */
   send(sessionId: string, peerId: string, body: SignalBody): Delivered {
     let result: Delivered;
     try {
-      result = this.relay(sessionId, peerId, body);
+      result = this.forward(sessionId, peerId, body);
     } catch (e) {
       this.observer.message(body.type, 'rejected');
       throw e;
@@ -196,7 +196,7 @@ export class Signalling implements SignallingBackend {
     return result;
   }
 
-  private relay(sessionId: string, peerId: string, body: SignalBody): Delivered {
+  private forward(sessionId: string, peerId: string, body: SignalBody): Delivered {
     if (SERVER_EVENT_TYPES.has(body.type)) {
       throw new SignalError('reserved_type', `type "${body.type}" is sent by the server only`);
     }
