@@ -67,8 +67,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const heartbeat = new Heartbeat(clock, config.pingIntervalMs);
   // The sessions' gauges read the backend, which is built with the observer that Operations makes.
   let backend: SignallingBackend | undefined;
-  const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0, eventBytes: () => backend?.gauges.eventBytes() ?? 0 };
-  const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
+  const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(() => backend?.gauges, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
   const { signalling, ready, relay, relayCapacity } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
   backend = signalling;

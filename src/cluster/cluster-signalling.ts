@@ -26,7 +26,7 @@ import type { Invite, PeerAuth, Role } from '../sessions/store';
 import { HeldStreams } from './held-streams';
 import { peerAddress, peerIdOf, redisKey } from './protocol';
 import { RedisLink } from './redis-link';
-import { boundsArgs, type Outcome, SCRIPTS, type Script, topicArgs } from './scripts';
+import { boundsArgs, type CountsReply, type Outcome, SCRIPTS, type Script, topicArgs } from './scripts';
 
 export type ClusterConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'maxPeerEventBytes' | 'maxEventBytes' | 'redisPrefix' | 'redisTimeoutMs'> &
   HoldingsConfig & { redisUrl: string };
@@ -116,7 +116,7 @@ export class ClusterSignalling implements SignallingBackend {
   /** Detaches that Redis did not take: retried when it is back. */
   private readonly undetached = new Map<string, number>();
   private readonly inFlight = new Set<Promise<unknown>>();
-  private counts = { sessions: 0, peers: 0, eventBytes: 0, at: -Infinity };
+  private counts: CountsReply & { at: number } = { cluster: { sessions: 0, peers: 0, eventBytes: 0 }, instance: { sessions: 0, peers: 0, eventBytes: 0 }, at: -Infinity };
   private readonly bounds: EventBounds;
 
   constructor(
@@ -158,10 +158,16 @@ export class ClusterSignalling implements SignallingBackend {
     await this.link.start();
   }
 
+  /** This instance's share (see COUNTS for which peers and sessions are on it), and the cluster's totals. */
   readonly gauges: SessionGauges = {
-    sessions: () => this.countsNow().sessions,
-    peers: () => this.countsNow().peers,
-    eventBytes: () => this.countsNow().eventBytes,
+    sessions: () => this.countsNow().instance.sessions,
+    peers: () => this.countsNow().instance.peers,
+    eventBytes: () => this.countsNow().instance.eventBytes,
+    cluster: {
+      sessions: () => this.countsNow().cluster.sessions,
+      peers: () => this.countsNow().cluster.peers,
+      eventBytes: () => this.countsNow().cluster.eventBytes,
+    },
   };
 
   async register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: RegisterOrigin): Promise<Registration> {
@@ -504,15 +510,13 @@ export class ClusterSignalling implements SignallingBackend {
     return promise;
   }
 
-  private countsNow(): { sessions: number; peers: number; eventBytes: number } {
+  private countsNow(): CountsReply {
     const now = this.deps.clock.now();
     if (now - this.counts.at >= GAUGE_REFRESH_MS && this.link.isUp) {
       this.counts.at = now;
       this.run(SCRIPTS.counts)
-        .then(({ sessions, peers, eventBytes }) => {
-          this.counts.sessions = sessions;
-          this.counts.peers = peers;
-          this.counts.eventBytes = eventBytes;
+        .then((counts) => {
+          this.counts = { ...counts, at: this.counts.at };
         })
         .catch(() => {});
     }

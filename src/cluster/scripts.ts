@@ -392,7 +392,7 @@ local gen = (m[2] and tonumber(m[2]) or 0) + 1
 route(a, closeFrame(a, gen, '', ''))
 forget(a)
 redis.call('DEL', mk(a), lk(a), hk(a))
-redis.call('HSET', mk(a), 'epoch', epoch, 'last', epoch - 1, 'cursor', epoch - 1, 'gen', gen, 'first', epoch, 'held', 0, 'hbytes', 0, 'bytes', 0)
+redis.call('HSET', mk(a), 'epoch', epoch, 'last', epoch - 1, 'cursor', epoch - 1, 'gen', gen, 'first', epoch, 'held', 0, 'hbytes', 0, 'bytes', 0, 'home', SELF)
 redis.call('PEXPIRE', mk(a), TTL)
 redis.call('ZADD', DL, NOW + peerTimeout, a)
 local others = {}
@@ -538,7 +538,7 @@ b.held, b.hbytes = #events, hbytes
 store(a, b)
 gen = gen + 1
 route(a, closeFrame(a, gen, '', ''))
-redis.call('HSET', mk(a), 'gen', gen)
+redis.call('HSET', mk(a), 'gen', gen, 'home', SELF)
 redis.call('SET', hk(a), SELF, 'PX', TTL)
 redis.call('ZADD', DL, deadline, a)
 redis.call('PEXPIRE', mk(a), TTL)
@@ -706,7 +706,7 @@ const CREATE_SESSION = `
 local sid, idle, maxSessions = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 if redis.call('EXISTS', sk(sid)) == 1 then return {'session_exists'} end
 if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
-redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0, 'idleMs', idle)
+redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0, 'idleMs', idle, 'home', SELF)
 if ARGV[8] == '1' then redis.call('HSET', sk(sid), 'inv', 1) end
 for i = 9, #ARGV, 2 do redis.call('HSET', ik(sid), ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', SESSIONS, sid)
@@ -804,18 +804,41 @@ const decodeSnapshot = (r: Reply): SnapshotReply => {
   return { status, createdAt, managed, inviteOnly, peers, invites: pairs(r.strings()) };
 };
 
-/** The cluster's sessions, peers and event bytes, for the gauges. */
+/**
+ * The cluster's sessions, peers and event bytes, then this instance's, for the gauges. A peer is on the
+ * instance that holds its stream or, while it has none, on the one its registration or its last stream
+ * went through (its mailbox's "home"): each peer counts on exactly one instance. A session is on every
+ * instance that one of its peers is on; an admin session without peers, on the one that created it.
+ * Reads every registration: instances run it at most every few seconds, when scraped.
+ */
 const COUNTS = `
 local sessions = redis.call('SMEMBERS', SESSIONS)
-local peers = 0
-for _, sid in ipairs(sessions) do peers = peers + redis.call('HLEN', pk(sid)) end
-return {#sessions, peers, total('all')}
+local peers, mySessions, myPeers, myBytes = 0, 0, 0, 0
+for _, sid in ipairs(sessions) do
+  local ids = redis.call('HKEYS', pk(sid))
+  peers = peers + #ids
+  local here = #ids == 0 and redis.call('HGET', sk(sid), 'home') == SELF
+  for _, pid in ipairs(ids) do
+    local m = redis.call('HMGET', mk(sid .. SEP .. pid), 'home', 'bytes')
+    if m[1] == SELF then
+      myPeers, myBytes, here = myPeers + 1, myBytes + tonumber(m[2] or '0'), true
+    end
+  end
+  if here then mySessions = mySessions + 1 end
+end
+return {#sessions, peers, total('all'), mySessions, myPeers, myBytes}
 `;
 
-export interface CountsReply {
+export interface Counts {
   sessions: number;
   peers: number;
   eventBytes: number;
+}
+
+/** The cluster's counts, and this instance's share of them. */
+export interface CountsReply {
+  cluster: Counts;
+  instance: Counts;
 }
 
 export const SCRIPTS = {
@@ -832,5 +855,8 @@ export const SCRIPTS = {
   peerAuth: script('peerAuth', PEER_AUTH, decodePeerAuth),
   sessionAuths: script('sessionAuths', SESSION_AUTHS, decodeSessionAuths),
   snapshot: script('snapshot', SNAPSHOT, decodeSnapshot),
-  counts: script('counts', COUNTS, (r): CountsReply => ({ sessions: r.num(), peers: r.num(), eventBytes: r.num() })),
+  counts: script('counts', COUNTS, (r): CountsReply => ({
+    cluster: { sessions: r.num(), peers: r.num(), eventBytes: r.num() },
+    instance: { sessions: r.num(), peers: r.num(), eventBytes: r.num() },
+  })),
 } as const;

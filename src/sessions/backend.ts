@@ -111,12 +111,18 @@ export interface PeerDirectory {
   sessionAuths(sessionId: string): Awaitable<readonly { readonly id: string; readonly auth?: PeerAuth }[]>;
 }
 
-/** Sessions and peers for metrics (see `SignallingGauges` for what each counts). */
+/**
+ * Sessions, peers and event bytes on this instance, for metrics. In one process that is everything; in
+ * a cluster, the peers this instance serves (it holds their stream or, without one, their registration
+ * or last stream came through it) and the sessions they are in, with the cluster's totals beside them.
+ */
 export interface SessionGauges {
   sessions(): number;
   peers(): number;
-  /** Bytes of the events held for peers or kept for their resume (in a cluster: in Redis, for this prefix). */
+  /** Bytes of the events held for those peers or kept for their resume. */
   eventBytes(): number;
+  /** A cluster's totals, in Redis for this prefix: set in cluster mode only. */
+  readonly cluster?: Omit<SessionGauges, 'cluster'>;
 }
 
 /**
