@@ -1,7 +1,7 @@
 import { type Clock, Ticker } from '../clock';
 import type { Config } from '../config';
 import type { Delivered, EventSink } from '../delivery/delivery';
-import { type DeliveryObserver, noObserver } from '../delivery/observer';
+import { countMessage, type DeliveryObserver, noObserver } from '../delivery/observer';
 import { type EventBounds, eventBounds, fromPeer, peerNotice } from '../delivery/rules';
 import { refusals, type SignalError } from '../errors';
 import type { HoldingsConfig } from '../limits/address-holdings';
@@ -290,15 +290,7 @@ export class ClusterSignalling implements SignallingBackend {
       default:
         break;
     }
-    let result: Delivered;
-    try {
-      result = this.delivered(sessionId, body, reply);
-    } catch (e) {
-      this.observer.message(body.type, 'rejected');
-      throw e;
-    }
-    this.observer.message(body.type, result === 'sent' ? 'relayed' : 'queued');
-    return result;
+    return countMessage(this.observer, body.type, () => this.delivered(sessionId, body, reply));
   }
 
   /** What the send script's answer means for the sender: 'sent', 'queued', or a refusal of its targets. */

@@ -1,7 +1,7 @@
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/delivery';
-import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
+import { countMessage, type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
 import { eventSize, fromPeer, peerNotice, serverSignal } from '../delivery/rules';
 import { refusals, SignalError } from '../errors';
 import { addressKey } from '../limits/client-ip';
@@ -174,15 +174,7 @@ export class LocalSignalling implements SignallingBackend {
       const limited = guard.rate.take();
       if (limited) throw limited;
     }
-    let result: Delivered;
-    try {
-      result = this.forward(sessionId, peerId, body);
-    } catch (e) {
-      this.observer.message(body.type, 'rejected');
-      throw e;
-    }
-    this.observer.message(body.type, result === 'sent' ? 'relayed' : 'queued');
-    return result;
+    return countMessage(this.observer, body.type, () => this.forward(sessionId, peerId, body));
   }
 
   private forward(sessionId: string, peerId: string, body: SignalBody): Delivered {
