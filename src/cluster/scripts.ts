@@ -846,7 +846,7 @@ export const SCRIPTS = {
   register: script('register', FINGERPRINT + REGISTER, decodeRegister),
   send: script('send', SEND, decodeSend),
   attach: script('attach', ATTACH, decodeAttach),
-  detach: script('detach', DETACH, (r) => r),
+  detach: { name: 'detach', source: PRELUDE + DETACH, decode: (reply: unknown) => reply === 1 } satisfies Script<boolean>,
   keepalive: { name: 'keepalive', source: PRELUDE + KEEPALIVE, decode: decodeKeepalive } satisfies Script<number | undefined>,
   expire: script('expire', EXPIRE, decodeExpire),
   leave: script('leave', LEAVE, decodeLeave),

@@ -92,7 +92,7 @@ export interface AdmissionCounts {
 export type AdmissionLimits = Pick<Config, 'maxSessions' | 'maxPeersPerSession'> & HoldingsConfig;
 
 /** The field of `AdmissionCounts` that a cap counts, and when it applies. */
-interface Cap {
+export interface AdmissionCap {
   readonly code: ErrorCode;
   readonly count: 'sessions' | 'peers' | 'ownSessions' | 'ownPeers';
   readonly limit: keyof AdmissionLimits;
@@ -109,18 +109,18 @@ interface Cap {
  * this order, at the moment it writes (other registrations may have come meanwhile): its Lua is built
  * from this list (`capsLua`).
  */
-export const ADMISSION_CAPS: readonly Cap[] = [
+export const ADMISSION_CAPS: readonly AdmissionCap[] = [
   { code: 'too_many_sessions', count: 'sessions', limit: 'maxSessions', when: 'newSession', perAddress: false, refusal: (l, _, where) => refusals.tooManySessions(l.maxSessions, where) },
   { code: 'session_full', count: 'peers', limit: 'maxPeersPerSession', when: 'newPeer', perAddress: false, refusal: (l, id) => refusals.sessionFull(id, l.maxPeersPerSession) },
   { code: 'too_many_sessions', count: 'ownSessions', limit: 'maxSessionsPerIp', when: 'newSession', perAddress: true, refusal: (l) => refusals.ownSessions(l.maxSessionsPerIp) },
   { code: 'too_many_peers', count: 'ownPeers', limit: 'maxPeersPerIp', when: 'notHeld', perAddress: true, refusal: (l) => refusals.ownPeers(l.maxPeersPerIp) },
 ];
 
-const applies = (cap: Cap, c: AdmissionCounts): boolean =>
+const applies = (cap: AdmissionCap, c: AdmissionCounts): boolean =>
   (cap.when === 'newSession' ? !c.exists : cap.when === 'newPeer' ? c.exists && !c.registered : !c.holdsIt) && (!cap.perAddress || c.hasOrigin);
 
 /** The first cap that refuses this registration, as its index in `ADMISSION_CAPS`, or -1. */
-export function capRefused(counts: AdmissionCounts, limits: AdmissionLimits): number {
+export function firstRefusingCap(counts: AdmissionCounts, limits: AdmissionLimits): number {
   return ADMISSION_CAPS.findIndex((cap) => {
     const limit = limits[cap.limit];
     return applies(cap, counts) && !(cap.perAddress && limit === 0) && counts[cap.count] >= limit;
@@ -129,8 +129,8 @@ export function capRefused(counts: AdmissionCounts, limits: AdmissionLimits): nu
 
 /** Throws the refusal of the first cap this registration passes (see `ADMISSION_CAPS`). */
 export function checkCaps(counts: AdmissionCounts, limits: AdmissionLimits, sessionId: string, where: Where): void {
-  const refused = capRefused(counts, limits);
-  if (refused >= 0) throw (ADMISSION_CAPS[refused] as Cap).refusal(limits, sessionId, where);
+  const refused = firstRefusingCap(counts, limits);
+  if (refused >= 0) throw (ADMISSION_CAPS[refused] as AdmissionCap).refusal(limits, sessionId, where);
 }
 
 /** The refusal that the cap at `index` of `ADMISSION_CAPS` makes (a script answered with that index). */
