@@ -17,7 +17,7 @@
  * unescaped: the id alphabet has no quote or backslash.
  */
 
-import { CLIENT_TAG, EPOCH_STEP, type EventBounds, FIRST_EPOCH, RESUME_LUA, type Topic } from '../delivery/rules';
+import { CLIENT_TAG, EPOCH_STEP, type EventBounds, FIRST_EPOCH, QUEUE_REFUSAL_LUA, RESUME_LUA, type Topic } from '../delivery/rules';
 import { capsLua } from '../sessions/rules';
 import { decodeLog, FRAME_LUA, KIND, Reply, SEP } from './protocol';
 
@@ -116,12 +116,7 @@ local function forget(a)
 end
 
 -- Why a client message of size bytes cannot be taken by a now (Mailbox.refusal): 'held', 'bytes', or nil.
-local function refusal(b, size, B)
-  if b.held >= B.held then return 'held' end
-  if b.hbytes + size > B.peerBytes then return 'bytes' end
-  return nil
-end
-
+${QUEUE_REFUSAL_LUA}
 -- Drops a's written events kept for resume, oldest first, until excess bytes are freed (Mailbox.dropRetained).
 local function dropRetained(a, b, excess)
   local freed = 0

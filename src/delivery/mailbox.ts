@@ -1,7 +1,7 @@
 import { refusals, type SignalError } from '../errors';
 import type { Delivered, EventSink } from './delivery';
 import { type DeliveryObserver, noObserver } from './observer';
-import { type EventBounds, eventSize, FIRST_EPOCH, isServerTag, nextEpoch, resumeRefusal, type Topic } from './rules';
+import { type EventBounds, eventSize, FIRST_EPOCH, isServerTag, nextEpoch, queueRefusal, resumeRefusal, type Topic } from './rules';
 
 /** What every mailbox of a process holds together, in bytes: the process budget is checked against it. */
 export class EventBytes {
@@ -101,8 +101,9 @@ export class Mailbox {
 
   /** Why a client message of `size` bytes cannot be taken now (written events kept for resume give way), or undefined. */
   refusal(size: number): SignalError | undefined {
-    if (this.heldCount >= this.bounds.maxHeld) return refusals.queueHeld(this.heldCount);
-    if (this.heldBytes + size > this.bounds.peerBytes) return refusals.queueBytes(this.heldBytes);
+    const why = queueRefusal({ events: this.heldCount, bytes: this.heldBytes }, size, this.bounds);
+    if (why === 'held') return refusals.queueHeld(this.heldCount);
+    if (why === 'bytes') return refusals.queueBytes(this.heldBytes);
     return undefined;
   }
 

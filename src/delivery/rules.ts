@@ -84,6 +84,44 @@ export function eventBounds(config: Pick<Config, 'maxQueue' | 'maxPeerEventBytes
   };
 }
 
+/** What a target holds undelivered: the events and their bytes. */
+export interface Held {
+  events: number;
+  bytes: number;
+}
+
+/** A bound on a target's undelivered events: with one more client message of `size` bytes, `count` would pass `bound`. */
+interface QueueBound {
+  readonly why: 'held' | 'bytes';
+  readonly count: keyof Held;
+  /** What the message adds: one event, or its size. */
+  readonly adds: 'one' | 'size';
+  readonly bound: 'maxHeld' | 'peerBytes';
+}
+
+/** The target's bounds on client messages, in the order checked: MAX_QUEUE events, then MAX_PEER_EVENT_BYTES. */
+const QUEUE_BOUNDS: readonly QueueBound[] = [
+  { why: 'held', count: 'events', adds: 'one', bound: 'maxHeld' },
+  { why: 'bytes', count: 'bytes', adds: 'size', bound: 'peerBytes' },
+];
+
+/** Why a target that holds `held` cannot take a client message of `size` bytes now, or undefined. */
+export function queueRefusal(held: Held, size: number, bounds: EventBounds): 'held' | 'bytes' | undefined {
+  for (const b of QUEUE_BOUNDS) if (held[b.count] + (b.adds === 'one' ? 1 : size) > bounds[b.bound]) return b.why;
+  return undefined;
+}
+
+/**
+ * The same rule in Lua, for the cluster's scripts: `refusal(b, size, B)`, with `b` a mailbox (held,
+ * hbytes) and `B` the bounds as boundsAt reads them (held, peerBytes).
+ */
+export const QUEUE_REFUSAL_LUA = (() => {
+  const count = { events: 'b.held', bytes: 'b.hbytes' } as const;
+  const bound = { maxHeld: 'B.held', peerBytes: 'B.peerBytes' } as const;
+  const lines = QUEUE_BOUNDS.map((b) => `  if ${count[b.count]} + ${b.adds === 'one' ? '1' : 'size'} > ${bound[b.bound]} then return '${b.why}' end`);
+  return `local function refusal(b, size, B)\n${lines.join('\n')}\n  return nil\nend\n`;
+})();
+
 /** An event's weight against the byte budgets: its UTF-8 length, as Redis counts it too. */
 export const eventSize = (json: string): number => Buffer.byteLength(json);
 

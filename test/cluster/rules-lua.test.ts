@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
-import { RESUME_LUA, resumeRefusal } from '../../src/delivery/rules';
+import { eventBounds, QUEUE_REFUSAL_LUA, queueRefusal, RESUME_LUA, resumeRefusal } from '../../src/delivery/rules';
 import { type AdmissionCounts, type AdmissionLimits, capsLua, firstRefusingCap } from '../../src/sessions/rules';
 import { RedisServer } from './redis-server';
 
@@ -73,5 +73,20 @@ return resumeRefusal(tonumber(ARGV[1]), {epoch = tonumber(ARGV[2]), first = tonu
       expect([from, lua]).toEqual([from, resumeRefusal(from, window) ?? '']);
     }
     expect([3, 4, 6, 7, 13].map((from) => resumeRefusal(from, window))).toEqual(['superseded', 'resume_gap', 'resume_gap', undefined, 'resume_gap']);
+  });
+
+  test("a target's bounds on client messages: the same count and bytes refuse, for the same reason", async () => {
+    const source = `${QUEUE_REFUSAL_LUA}
+return refusal({held = tonumber(ARGV[1]), hbytes = tonumber(ARGV[2])}, tonumber(ARGV[3]), {held = tonumber(ARGV[4]), peerBytes = tonumber(ARGV[5])}) or ''`;
+    const bounds = eventBounds({ maxQueue: 3, maxPeerEventBytes: 100, maxEventBytes: 1000 });
+    for (const c of grid({ events: [2, 3, 4], bytes: [0, 60, 100], size: [1, 40, 41] })) {
+      const lua = (await client.send('EVAL', [source, '0', ...[c.events, c.bytes, c.size, bounds.maxHeld, bounds.peerBytes].map(String)])) as string;
+      expect([c, lua]).toEqual([c, queueRefusal(c, c.size, bounds) ?? '']);
+    }
+    expect([queueRefusal({ events: 2, bytes: 60 }, 40, bounds), queueRefusal({ events: 2, bytes: 60 }, 41, bounds), queueRefusal({ events: 3, bytes: 0 }, 1, bounds)]).toEqual([
+      undefined,
+      'bytes',
+      'held',
+    ]);
   });
 });
