@@ -26,7 +26,7 @@ import type { Invite, PeerAuth, Role } from '../sessions/store';
 import { HeldStreams } from './held-streams';
 import { peerAddress, peerIdOf, redisKey } from './protocol';
 import { RedisLink } from './redis-link';
-import { boundsArgs, type CountsReply, type Outcome, SCRIPTS, type Script, topicArgs } from './scripts';
+import { type AttachReply, boundsArgs, type CountsReply, type Outcome, SCRIPTS, type Script, type SendReply, topicArgs } from './scripts';
 
 export type ClusterConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'maxPeerEventBytes' | 'maxEventBytes' | 'redisPrefix' | 'redisTimeoutMs'> &
   HoldingsConfig & { redisUrl: string };
@@ -251,7 +251,7 @@ export class ClusterSignalling implements SignallingBackend {
     // Taken now, given back if the sender is not let in: a refusal of the rate comes after the token's.
     const limited = guard?.rate.take();
     const refused = messageRefusal(peerId, body);
-    let reply: Awaited<ReturnType<(typeof SCRIPTS.send)['decode']>>;
+    let reply: SendReply;
     try {
       reply = await this.run(
         SCRIPTS.send,
@@ -294,7 +294,7 @@ export class ClusterSignalling implements SignallingBackend {
   }
 
   /** What the send script's answer means for the sender: 'sent', 'queued', or a refusal of its targets. */
-  private delivered(sessionId: string, body: SignalBody, reply: Awaited<ReturnType<(typeof SCRIPTS.send)['decode']>>): Delivered {
+  private delivered(sessionId: string, body: SignalBody, reply: SendReply): Delivered {
     if (reply.status === 'target_not_found') throw refusals.targetNotFound(sessionId, reply.target);
     if (reply.status === 'queue_full') {
       this.apply(reply.out);
@@ -323,7 +323,7 @@ export class ClusterSignalling implements SignallingBackend {
     }
     const key = peerAddress(sessionId, peerId);
     this.streams.expect(key);
-    let reply: Awaited<ReturnType<(typeof SCRIPTS.attach)['decode']>>;
+    let reply: AttachReply;
     try {
       reply = await this.run(SCRIPTS.attach, sessionId, peerId, lastEventId === undefined ? '' : String(lastEventId), String(this.attachedDeadline()));
     } catch (e) {

@@ -40,6 +40,9 @@ local function mk(a) return key('${KIND.mailbox}', a) end
 local function lk(a) return key('${KIND.log}', a) end
 local function hk(a) return key('${KIND.holder}', a) end
 local function ck(instance) return key('${KIND.channel}', instance) end
+-- A peer's address (its keys' id, its deadline's member), and the deadline's member of an idle admin session.
+local function addr(sid, pid) return sid .. SEP .. pid end
+local function idleMember(sid) return SEP .. sid end
 
 ${FRAME_LUA}
 local function route(a, msg)
@@ -208,13 +211,13 @@ local function deleteSession(sid)
     local pid = all[i]
     local origin = originOf(all[i + 1])
     if origin then hold('p' .. origin, -1) end
-    local a = sid .. '/' .. pid
+    local a = addr(sid, pid)
     redis.call('ZREM', DL, a)
     forget(a)
     redis.call('DEL', mk(a), lk(a), hk(a))
   end
   redis.call('DEL', sk(sid), pk(sid), ik(sid))
-  redis.call('ZREM', DL, '/' .. sid)
+  redis.call('ZREM', DL, idleMember(sid))
   redis.call('SREM', SESSIONS, sid)
 end
 
@@ -222,7 +225,7 @@ end
 -- session (an admin session waits idleMs instead). left is the peer-left event, T its topic, B the bounds.
 -- Returns 'left', 'idle' or 'closed'.
 local function removePeer(sid, pid, left, T, B)
-  local a = sid .. '/' .. pid
+  local a = addr(sid, pid)
   local origin = originOf(redis.call('HGET', pk(sid), pid))
   if origin then hold('p' .. origin, -1) end
   redis.call('HDEL', pk(sid), pid)
@@ -233,14 +236,14 @@ local function removePeer(sid, pid, left, T, B)
   if redis.call('HLEN', pk(sid)) == 0 then
     local idle = redis.call('HGET', sk(sid), 'idleMs')
     if idle then
-      redis.call('ZADD', DL, NOW + tonumber(idle), '/' .. sid)
+      redis.call('ZADD', DL, NOW + tonumber(idle), idleMember(sid))
       touchSession(sid)
       return 'idle'
     end
     deleteSession(sid)
     return 'closed'
   end
-  for _, other in ipairs(redis.call('HKEYS', pk(sid))) do append(sid .. '/' .. other, left, false, '-1', T, B) end
+  for _, other in ipairs(redis.call('HKEYS', pk(sid))) do append(addr(sid, other), left, false, '-1', T, B) end
   return 'left'
 end
 `;
@@ -379,8 +382,8 @@ if was ~= (origin ~= '' and origin or nil) then
   if was then hold('p' .. was, -1) end
   if origin ~= '' then hold('p' .. origin, 1) end
 end
-redis.call('ZREM', DL, '/' .. sid)
-local a = sid .. SEP .. pid
+redis.call('ZREM', DL, idleMember(sid))
+local a = addr(sid, pid)
 local m = redis.call('HMGET', mk(a), 'last', 'gen')
 local epoch = m[1] and (tonumber(m[1]) + ${EPOCH_STEP}) or ${FIRST_EPOCH}
 local gen = (m[2] and tonumber(m[2]) or 0) + 1
@@ -394,7 +397,7 @@ local others = {}
 for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
   if other ~= pid then
     others[#others + 1] = other
-    append(sid .. SEP .. other, joined, false, '-1', T, B)
+    append(addr(sid, other), joined, false, '-1', T, B)
   end
 end
 touchSession(sid)
@@ -439,7 +442,7 @@ if ARGV[19] == '1' then return {'refused'} end
 local result = {'ok', OUT}
 if target ~= '' then
   if redis.call('HEXISTS', pk(sid), target) == 0 then return {'target_not_found', target} end
-  local id, held, receivers, bytes = append(sid .. SEP .. target, json, true, stamp, T, B)
+  local id, held, receivers, bytes = append(addr(sid, target), json, true, stamp, T, B)
   if id == nil then return {'target_not_found', target} end
   if id == false then return {'queue_full', OUT, target, held, receivers, bytes} end
   result[3], result[4], result[5] = target, id, receivers
@@ -448,7 +451,7 @@ end
 local targets = {}
 for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
   if other ~= pid then
-    local b = box(sid .. SEP .. other)
+    local b = box(addr(sid, other))
     local why = b and refusal(b, #json, B)
     if why then return {'queue_full', OUT, other, b.held, why, b.hbytes} end
     targets[#targets + 1] = other
@@ -456,7 +459,7 @@ for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
 end
 if total('held') + #json * #targets > B.totalBytes then return {'queue_full', OUT, '', 0, 'total', total('held')} end
 for _, other in ipairs(targets) do
-  local id, held, receivers = append(sid .. SEP .. other, json, true, stamp, T, B)
+  local id, held, receivers = append(addr(sid, other), json, true, stamp, T, B)
   if id then
     result[#result + 1] = other
     result[#result + 1] = id
@@ -512,7 +515,7 @@ ${RESUME_LUA}
 local sid, pid, resume, deadline = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
 if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
-local a = sid .. SEP .. pid
+local a = addr(sid, pid)
 local m = redis.call('HMGET', mk(a), 'epoch', 'gen')
 local b = box(a)
 if not b then return {'peer_not_found'} end
@@ -608,7 +611,7 @@ if deadline > 0 then
   redis.call('ZADD', DL, deadline, a)
   redis.call('PEXPIRE', mk(a), TTL)
   redis.call('PEXPIRE', lk(a), TTL)
-  touchSession(string.match(a, '^(.-)/'))
+  touchSession(string.match(a, '^(.-)' .. SEP))
   keepCounts()
 end
 return tonumber(m[2])
@@ -633,7 +636,7 @@ if string.sub(member, 1, 1) == SEP then
   deleteSession(sid)
   return {'idle', sid}
 end
-local sid, pid = string.match(member, '^(.-)/(.*)$')
+local sid, pid = string.match(member, '^(.-)' .. SEP .. '(.*)$')
 if not sid or redis.call('HEXISTS', pk(sid), pid) == 0 then return {'skip'} end
 return {'timeout', OUT, sid, pid, removePeer(sid, pid, ARGV[13], topicAt(6), boundsAt(9))}
 `;
@@ -676,7 +679,7 @@ const CLOSE_SESSION = `
 local sid, final = ARGV[5], ARGV[6]
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
 for _, pid in ipairs(redis.call('HKEYS', pk(sid))) do
-  local a = sid .. SEP .. pid
+  local a = addr(sid, pid)
   local last = redis.call('HGET', mk(a), 'last')
   if last then route(a, closeFrame(a, 0, tonumber(last) + 1, final)) end
 end
@@ -705,7 +708,7 @@ redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0, 'idleMs', idle, 'home'
 if ARGV[8] == '1' then redis.call('HSET', sk(sid), 'inv', 1) end
 for i = 9, #ARGV, 2 do redis.call('HSET', ik(sid), ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', SESSIONS, sid)
-redis.call('ZADD', DL, NOW + idle, SEP .. sid)
+redis.call('ZADD', DL, NOW + idle, idleMember(sid))
 touchSession(sid)
 return {'ok'}
 `;
@@ -769,7 +772,7 @@ local all = redis.call('HGETALL', pk(sid))
 for i = 1, #all, 2 do
   peers[#peers + 1] = all[i]
   peers[#peers + 1] = all[i + 1]
-  peers[#peers + 1] = redis.call('EXISTS', hk(sid .. SEP .. all[i]))
+  peers[#peers + 1] = redis.call('EXISTS', hk(addr(sid, all[i])))
 end
 return {'ok', meta[1], meta[2], meta[3], peers, redis.call('HGETALL', ik(sid))}
 `;
@@ -814,7 +817,7 @@ for _, sid in ipairs(sessions) do
   peers = peers + #ids
   local here = #ids == 0 and redis.call('HGET', sk(sid), 'home') == SELF
   for _, pid in ipairs(ids) do
-    local m = redis.call('HMGET', mk(sid .. SEP .. pid), 'home', 'bytes')
+    local m = redis.call('HMGET', mk(addr(sid, pid)), 'home', 'bytes')
     if m[1] == SELF then
       myPeers, myBytes, here = myPeers + 1, myBytes + tonumber(m[2] or '0'), true
     end
