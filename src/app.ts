@@ -28,7 +28,7 @@ import { LazyRelay } from './relay/lazy';
 import { sessionRoutes } from './sessions/routes';
 import type { SignallingBackend } from './sessions/backend';
 import type { SessionListener } from './sessions/events';
-import { Signalling } from './sessions/service';
+import { LocalSignalling } from './sessions/local-signalling';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
 import { eventRoutes } from './sse/routes';
@@ -69,8 +69,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const heartbeat = new Heartbeat(clock, config.pingIntervalMs);
   // The sessions' gauges read the backend, which is built with the observer that Operations makes.
   let backend: SignallingBackend | undefined;
-  const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0, eventBytes: () => backend?.gauges.eventBytes() ?? 0 };
-  const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
+  const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(() => backend?.gauges, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
   // WHIP/WHEP resources follow their peers' registrations; the service is built once the backend is.
   let whip: WhipService | undefined;
@@ -140,7 +139,7 @@ function signallingBackend(
   if (!config.redisUrl) {
     const delivery = new LocalDelivery(eventBounds(config), core.observer);
     if (relayMode(config) === 'off') {
-      return { signalling: new Signalling(config, { ...core, store: new SessionStore(), delivery }), ready: Promise.resolve() };
+      return { signalling: new LocalSignalling(config, { ...core, store: new SessionStore(), delivery }), ready: Promise.resolve() };
     }
     // The `switchboard` peer of relay sessions answers through the signalling service it is given to.
     // Relay sessions live in one process: their media cannot move between instances.
@@ -152,7 +151,7 @@ function signallingBackend(
       outbox: (...event) => signalling.fromServer(...event),
     });
     const relayCapacity = new RelayCapacity(config);
-    const signalling: Signalling = new Signalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay, relayCapacity });
+    const signalling: LocalSignalling = new LocalSignalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay, relayCapacity });
     return { signalling, ready: Promise.resolve(), relay, relayCapacity };
   }
   const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId });

@@ -28,10 +28,10 @@ async function withCluster(count: number, config: Parameters<typeof startCluster
   }
 }
 
-/** The cluster's event bytes as the gauge reads them (switchboard_event_bytes), asked of Redis now. */
+/** The cluster's event bytes as the gauge reads them (switchboard_cluster_event_bytes), asked of Redis now. */
 async function eventBytes(cluster: Cluster, via: Instance): Promise<number> {
-  const reply = (await via.cluster.link.eval(SCRIPTS.counts, [cluster.prefix, 'test', String(cluster.clock.now()), '60000'])) as number[];
-  return reply[2] as number;
+  const reply = SCRIPTS.counts.decode(await via.cluster.link.eval(SCRIPTS.counts, [cluster.prefix, 'test', String(cluster.clock.now()), '60000']));
+  return reply.cluster.eventBytes;
 }
 
 /** The bytes of every event that Redis really holds under the cluster's prefix, counted key by key. */

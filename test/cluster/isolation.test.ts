@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
-import { peerAddress, redisKey } from '../../src/cluster/scripts';
+import { peerAddress, redisKey } from '../../src/cluster/protocol';
 import type { Config } from '../../src/config';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
 import { bearer, type Cluster, call, startCluster, until } from './helpers';

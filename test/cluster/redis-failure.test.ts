@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
 import { RedisLink } from '../../src/cluster/redis-link';
-import { peerAddress, redisKey } from '../../src/cluster/scripts';
+import { peerAddress, redisKey } from '../../src/cluster/protocol';
 import { SignalError } from '../../src/errors';
 import { ofType, openEvents } from '../sse-client';
 import { call, startCluster, until } from './helpers';
