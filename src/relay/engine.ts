@@ -11,7 +11,7 @@ import { publisherConfig, type RelayConfig, viewerConfig } from './settings';
 export interface RelayDeps {
   clock: Clock;
   log(line: string): void;
-  /** Delivers an event from `switchboard` into a peer's mailbox (`Signalling.fromServer`). */
+  /** Delivers an event from `switchboard` into a peer's mailbox (`LocalSignalling.fromServer`). */
   outbox: ServerOutbox;
 }
 
