@@ -128,7 +128,7 @@ describe('relay sessions in Chromium', () => {
       await cut.page.route('**/register/**', (route) => (route.request().method() === 'DELETE' ? route.abort() : route.continue()));
       await cut.page.close({ runBeforeUnload: false });
       for (const viewer of [...viewers, late]) await keepsDecoding(viewer.page);
-      const relayed = server.app.decorator.relay?.stats();
+      const relayed = server.relay?.stats();
       expect(relayed?.sessions).toBe(1);
       // The server received the publisher's packets once and sent copies to the viewers.
       expect(relayed?.packetsOut).toBeGreaterThan(relayed?.packetsIn ?? Infinity);

@@ -70,7 +70,7 @@ describe('notifications from a running app', () => {
     const hook = receiver();
     servers.push(hook.server);
     const clock = new ManualClock();
-    const app = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET }), { clock });
+    const { app } = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET }), { clock });
     await req(app, 'POST', '/register/s/a');
     await req(app, 'POST', '/register/s/b');
     await req(app, 'DELETE', '/register/s/b');
@@ -99,7 +99,7 @@ describe('notifications from a running app', () => {
     const hook = receiver();
     servers.push(hook.server);
     const clock = new ManualClock();
-    const app = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET, peerTimeoutMs: 1000 }), { clock });
+    const { app } = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET, peerTimeoutMs: 1000 }), { clock });
     await req(app, 'POST', '/register/s/a');
     clock.advance(1000);
     await until(() => hook.received.length === 4, 'four notifications');
@@ -114,7 +114,7 @@ describe('notifications from a running app', () => {
     const hanging = new Promise<Response>((resolve) => (release = () => resolve(new Response(null, { status: 204 }))));
     const hook = receiver(() => hanging);
     servers.push(hook.server);
-    const app = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET, notifyQueue: 10 }), { clock: new ManualClock() });
+    const { app } = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET, notifyQueue: 10 }), { clock: new ManualClock() });
     await req(app, 'POST', '/register/s/p0');
     await until(() => hook.received.length === 1, 'the first notification');
     // Hundreds of events while the first POST hangs: every request is answered.
