@@ -126,6 +126,19 @@ export function appsPerTest(): (config?: Partial<Config>, deps?: Partial<AppDeps
   };
 }
 
+/**
+ * Waits until `check` holds, polling every few milliseconds; fails naming `what` after `timeoutMs`. For
+ * state that changes by itself, with no event to wait on (a reconnection, a webhook received, a socket
+ * closed); never for a timeout, which the injected clock drives.
+ */
+export async function until(check: () => boolean | Promise<boolean>, what = check.toString(), timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
+    await Bun.sleep(10);
+  }
+}
+
 /** POSTs JSON to a running server and returns status and parsed body. */
 export async function post(url: string, body?: unknown): Promise<{ status: number; body: any; headers: Headers }> {
   const res = await fetch(url, { method: 'POST', body: body === undefined ? undefined : JSON.stringify(body) });

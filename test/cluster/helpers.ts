@@ -84,12 +84,3 @@ export async function call(url: string, method: string, path: string, body?: unk
 }
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-
-/** Waits until `check` holds, polling; fails with `what` after `timeoutMs`. For state that changes on its own (a reconnection). */
-export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}

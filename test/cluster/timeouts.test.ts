@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { ofType, openEvents } from '../sse-client';
-import { bearer, call, type Cluster, startCluster, until } from './helpers';
+import { until } from '../helpers';
+import { bearer, call, type Cluster, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -65,7 +66,7 @@ describe('cluster: timeouts', () => {
         expect(y.events.filter((e) => e.json.type === 'peer-left')).toHaveLength(1);
         // y and z kept their streams open: they stay, whatever time passed.
         expect((await call(a.url, 'POST', '/message/s/y', { target: 'z', type: 'still-here' })).status).toBe(200);
-        await until('the notification', () => hooks.received.some((n) => n.type === 'peer-left'));
+        await until(() => hooks.received.some((n) => n.type === 'peer-left'), 'the notification');
         z.close();
         y.close();
       });
@@ -99,7 +100,7 @@ describe('cluster: timeouts', () => {
         // Past it, plus the slack a holder has to refresh: B or C claims it, once.
         clock.advance(b.cluster.timing.slackMs + b.cluster.timing.sweepMs);
         await y.next(ofType('peer-left', 'x'));
-        await until('the notification', () => hooks.received.some((n) => n.type === 'peer-left'));
+        await until(() => hooks.received.some((n) => n.type === 'peer-left'), 'the notification');
         clock.advance(PEER_TIMEOUT_MS);
         await Promise.all([b.cluster.sweep(), c.cluster.sweep()]);
         expect(y.events.filter((e) => e.json.type === 'peer-left')).toHaveLength(1);
@@ -129,7 +130,7 @@ describe('cluster: races between instances', () => {
           expect((await call(b.url, 'DELETE', `/register/${session}/p`, undefined, bearer(first?.body.token))).body.error).toBe('superseded');
           expect((await call(a.url, 'DELETE', `/register/${session}/p`, undefined, bearer(second?.body.token))).status).toBe(200);
         }
-        await until('the notifications', () => hooks.received.filter((n) => n.type === 'session-closed').length === 10);
+        await until(() => hooks.received.filter((n) => n.type === 'session-closed').length === 10, 'the notifications');
       });
       const joined = hooks.received.filter((n) => n.type === 'peer-joined');
       expect(joined).toHaveLength(20);

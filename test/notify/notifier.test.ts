@@ -2,7 +2,7 @@ import { createLogger } from '../../src/log/logger';
 import { afterEach, describe, expect, test } from 'bun:test';
 import { createApp } from '../../src/app';
 import { type Notification, Notifier, type NotifierTiming, notificationSignature } from '../../src/notify/notifier';
-import { defaultConfig, ManualClock, req } from '../helpers';
+import { defaultConfig, ManualClock, req, until } from '../helpers';
 
 const SECRET = 'notify-secret-for-tests';
 
@@ -33,14 +33,6 @@ afterEach(() => {
   for (const n of notifiers.splice(0)) n.stop();
   for (const s of servers.splice(0)) s.stop(true);
 });
-
-async function until(probe: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(2);
-  }
-}
 
 function verified(r: Received): boolean {
   const timestamp = r.headers.get('x-switchboard-timestamp') ?? '';
@@ -134,14 +126,15 @@ describe('retries', () => {
     n.notify(joined('b'));
     await until(() => n.stats().state === 'waiting', 'the first retry to be scheduled');
     expect(hook.received).toHaveLength(1);
+    // A retry that fell due would be sending now: the attempt starts in the clock's callback.
     clock.advance(999);
-    await Bun.sleep(20);
+    expect(n.stats()).toMatchObject({ state: 'waiting', delivered: 0 });
     expect(hook.received).toHaveLength(1);
     clock.advance(1);
     await until(() => hook.received.length === 2 && n.stats().state === 'waiting', 'the second attempt');
     // The second retry waits twice as long.
     clock.advance(1999);
-    await Bun.sleep(20);
+    expect(n.stats()).toMatchObject({ state: 'waiting', delivered: 0 });
     expect(hook.received).toHaveLength(2);
     clock.advance(1);
     await until(() => n.stats().delivered === 2, 'both delivered');
@@ -160,7 +153,7 @@ describe('retries', () => {
     n.notify(joined('a'));
     await until(() => n.stats().state === 'waiting', 'a retry');
     clock.advance(4999);
-    await Bun.sleep(20);
+    expect(n.stats()).toMatchObject({ state: 'waiting', delivered: 0 });
     expect(hook.received).toHaveLength(1);
     clock.advance(1);
     await until(() => n.stats().delivered === 1, 'delivery');

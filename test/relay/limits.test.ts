@@ -7,7 +7,7 @@ import { type Config, defaultConfig, loadConfig, relayMode } from '../../src/con
 import { RelayEngine } from '../../src/relay/engine';
 import { MAX_CANDIDATE_LENGTH, MAX_REMOTE_CANDIDATES } from '../../src/relay/messages';
 import { udpSockets } from '../fixtures/udp-sockets';
-import { appsPerTest, ManualClock, post, req, serversPerTest } from '../helpers';
+import { appsPerTest, ManualClock, post, req, serversPerTest, until } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
 import { openSocket } from '../ws-client';
 
@@ -16,10 +16,9 @@ const app = (config: Partial<Config> = {}, clock?: ManualClock) => build(config,
 
 const candidate = (n: number) => ({ candidate: `candidate:${n} 1 udp 2122260223 192.0.2.9 ${50000 + n} typ host`, sdpMid: '0', sdpMLineIndex: 0 });
 
-/** Waits, polling, until `read()` is `expected` (werift closes its sockets asynchronously). */
-async function settles(read: () => number, expected: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (read() !== expected && Date.now() < deadline) await Bun.sleep(20);
+/** Waits until `read()` is `expected` (werift closes its sockets asynchronously), then checks it. */
+async function settles(read: () => number, expected: number): Promise<void> {
+  await until(() => read() === expected, `${expected} from ${read.toString()}`).catch(() => undefined);
   expect(read()).toBe(expected);
 }
 
