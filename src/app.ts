@@ -116,13 +116,13 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const stop = async (graceful: boolean) => {
     const server = app.server;
     if (server && graceful) await drain.run(server);
-    else if (server) {
+    else {
       // The drain's order, without waiting for the requests in flight.
       ops.readiness.drain();
-      const stopped = app.stop(true);
+      const stopped = server ? app.stop(true) : undefined;
       signalling.shutdown();
       await stopped;
-    } else signalling.shutdown();
+    }
     notifier?.stop();
     await signalling.close();
   };

@@ -106,12 +106,13 @@ describe('stop()', () => {
     expect(lines).toEqual([]);
   });
 
-  test('an app that never listened: its streams end', async () => {
+  test('an app that never listened: /readyz says draining, and its streams end', async () => {
     const server = createApp(defaultConfig());
     await req(server.app, 'POST', '/register/s/a');
     const res = await server.app.handle(new Request('http://localhost/events/s/a'));
     const reading = res.text();
     await server.stop();
     expect(await reading).toStartWith('retry: ');
+    expect((await req(server.app, 'GET', '/readyz')).status).toBe(503);
   });
 });
