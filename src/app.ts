@@ -56,10 +56,10 @@ export interface AppDeps {
 const RECONNECT_MS = 1000;
 
 /**
- * Builds a complete server: its own store, delivery, timers, metrics and routes, nothing shared with
- * another app. `app.decorator.drain.run(app.server)` stops it gracefully (see `Drain`);
- * `app.decorator.signalling.shutdown()` ends every stream, to call before `app.stop()`, which
- * otherwise waits for streams that never end.
+ * Builds one complete server, sharing nothing with another: its own store, delivery, timers, metrics
+ * and routes. It returns the Elysia `app` (`app.handle` answers a request without a socket,
+ * `app.listen` starts the listener) and the parts that `index.ts` and tests drive, with the one
+ * `stop()`.
  */
 export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const clock = deps.clock ?? systemClock;
@@ -89,20 +89,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
 
   // The client page is served by pageRoutes from the built bundle, not as Bun's native HTML route:
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
-  return new Elysia({ websocket: WS_SERVER_OPTIONS })
-    .decorate('signalling', signalling)
-    // Resolves once the backend made its first attempt to connect (at once without REDIS_URL).
-    .decorate('backendReady', ready)
-    .decorate('access', access)
-    .decorate('relay', relay)
-    // The places relay peers hold (MAX_RELAY_PEERS): whatever adds peers to relay sessions takes one.
-    .decorate('relayCapacity', relayCapacity)
-    .decorate('readiness', ops.readiness)
-    .decorate('drain', drain)
-    .onStop(() => {
-      notifier?.stop();
-      void signalling.close();
-    })
+  const app = new Elysia({ websocket: WS_SERVER_OPTIONS })
     .onError(({ code, error, request, set }) => {
       const response = errorAnswer(code, error, request);
       // Metrics and the request log read the status from here.
@@ -124,6 +111,47 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
     .use(ops.routes())
     .use(pageRoutes({ '/': page, '/fleet': fleetPage } as unknown as Pages, { tls: Boolean(config.tlsCert) }));
+
+  let stopping: Promise<void> | undefined;
+  const stop = async (graceful: boolean) => {
+    const server = app.server;
+    if (server && graceful) await drain.run(server);
+    else {
+      // The drain's order, without waiting for the requests in flight.
+      ops.readiness.drain();
+      const stopped = server ? app.stop(true) : undefined;
+      signalling.shutdown();
+      await stopped;
+    }
+    notifier?.stop();
+    await signalling.close();
+  };
+  return {
+    app,
+    /** The sessions backend: in this process, or in Redis with REDIS_URL. */
+    signalling,
+    /** Resolves once the backend made its first attempt to connect (at once without REDIS_URL). */
+    ready,
+    /** The graceful stop alone, for a caller that needs its outcome; `stop({ graceful: true })` runs it. */
+    drain,
+    /** What /readyz reports: its checks, and whether the server drains. */
+    readiness: ops.readiness,
+    /** The server's `switchboard` peer of relay sessions; undefined with RELAY_MODE=off and with REDIS_URL. */
+    relay,
+    /** The places relay peers hold (MAX_RELAY_PEERS): whatever adds peers to relay sessions takes one. */
+    relayCapacity,
+    /**
+     * Stops everything, once (a second call returns the first one's promise), always in this order:
+     * /readyz reports draining; the listener closes; every event stream ends (clients reconnect, to
+     * another instance); the requests in flight finish (`graceful`: up to SHUTDOWN_TIMEOUT_MS, then
+     * they are closed) or are closed at once; the notifier stops; the backend closes (a cluster's
+     * waits for its last writes, then leaves Redis). An app that never listened skips the listener.
+     */
+    stop(options: { graceful?: boolean } = {}): Promise<void> {
+      stopping ??= stop(options.graceful ?? false);
+      return stopping;
+    },
+  };
 }
 
 /**
@@ -173,7 +201,11 @@ function errorAnswer(code: string | number, error: unknown, request: Request): R
   return errorResponse(500, { error: 'internal_error', message: 'the server failed; this is a bug' });
 }
 
-export type App = ReturnType<typeof createApp>;
+/** One server as `createApp` returns it. */
+export type Switchboard = ReturnType<typeof createApp>;
+
+/** The Elysia app of a `Switchboard`. */
+export type App = Switchboard['app'];
 
 /**
  * Events a stream (SSE or WebSocket) queues ahead of its socket. Kept well inside the resume window, so that the events

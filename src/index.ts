@@ -33,10 +33,11 @@ async function main(): Promise<void> {
 
   // console.log is synchronous in Bun: no line is lost when the process exits right after it.
   const logger = createLogger({ level: config.logLevel, format: config.logFormat, clock: systemClock, write: (line) => console.log(line) });
-  const app = createApp(config, { logger });
+  const switchboard = createApp(config, { logger });
+  const { app } = switchboard;
   // With REDIS_URL: one attempt to connect before listening (it goes on in the background if Redis is
   // away, and /readyz says so meanwhile).
-  await app.decorator.backendReady;
+  await switchboard.ready;
   try {
     // reusePort off: a second server on a taken port must fail, not share it silently.
     // development off: the client page is served bundled and minified, without the dev server.
@@ -58,11 +59,9 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info(`${signal}: stopping`, { signal });
     // Stops listening, ends every stream (clients reconnect elsewhere), waits for the requests in
-    // flight up to SHUTDOWN_TIMEOUT_MS; then app.stop() runs the app's own stop hooks.
+    // flight up to SHUTDOWN_TIMEOUT_MS, then closes the rest.
     try {
-      await app.decorator.drain.run(server);
-      await app.stop();
-      await app.decorator.signalling.close();
+      await switchboard.stop({ graceful: true });
     } catch (error) {
       logger.error('the stop failed', { error });
       process.exit(1);

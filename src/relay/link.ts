@@ -22,6 +22,24 @@ export type LinkMessage =
 
 const guarded = new WeakSet<Socket>();
 
+/**
+ * The UDP sockets of a connection's ICE transports. werift offers no public way to them: this reads its
+ * private fields (`RTCIceTransport.connection.protocols[].transport.socket`), which is why werift's
+ * version is pinned exactly in package.json; test/relay/werift-sockets.test.ts fails the day an upgrade
+ * moves them, instead of the guard silently finding no socket.
+ */
+export function udpSockets(pc: RTCPeerConnection): Socket[] {
+  const sockets: Socket[] = [];
+  for (const transport of pc.iceTransports) {
+    const { protocols } = transport.connection as unknown as { protocols?: { transport?: { socket?: Socket } }[] };
+    for (const protocol of protocols ?? []) {
+      const socket = protocol.transport?.socket;
+      if (socket) sockets.push(socket);
+    }
+  }
+  return sockets;
+}
+
 export class ServerLink {
   readonly pc: RTCPeerConnection;
   /** Offers, answers and candidates are applied one at a time, in the order they came. */
@@ -66,14 +84,10 @@ export class ServerLink {
    * The sockets exist once gathering is done; each gets a listener that only logs.
    */
   protected guardSockets(): void {
-    for (const transport of this.pc.iceTransports) {
-      const { protocols } = transport.connection as unknown as { protocols?: { transport?: { socket?: Socket } }[] };
-      for (const protocol of protocols ?? []) {
-        const socket = protocol.transport?.socket;
-        if (!socket || guarded.has(socket)) continue;
-        guarded.add(socket);
-        socket.on('error', (e: Error) => this.deps.log(`relay: ${this.peerId}: ${e.message} (the peer is gone or unreachable)`));
-      }
+    for (const socket of udpSockets(this.pc)) {
+      if (guarded.has(socket)) continue;
+      guarded.add(socket);
+      socket.on('error', (e: Error) => this.deps.log(`relay: ${this.peerId}: ${e.message} (the peer is gone or unreachable)`));
     }
   }
 

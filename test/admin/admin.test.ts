@@ -10,7 +10,7 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 function adminApp(config: Partial<Config> = {}, clock = new ManualClock()) {
   let n = 0;
-  return createApp(defaultConfig({ authMode: 'token', adminToken: ADMIN, ...config }), { clock, newToken: () => `tok-${++n}`, newId: () => `gen-${++n}` });
+  return createApp(defaultConfig({ authMode: 'token', adminToken: ADMIN, ...config }), { clock, newToken: () => `tok-${++n}`, newId: () => `gen-${++n}` }).app;
 }
 
 describe('without ADMIN_TOKEN', () => {
@@ -19,7 +19,7 @@ describe('without ADMIN_TOKEN', () => {
     ['GET', '/sessions'],
     ['GET', '/sessions/s'],
   ])('%s %s answers 403 admin_disabled, saying how to enable it', async (method, path) => {
-    const res = await req(createApp(defaultConfig()), method, path, method === 'POST' ? {} : undefined, admin);
+    const res = await req(createApp(defaultConfig()).app, method, path, method === 'POST' ? {} : undefined, admin);
     expect(res.status).toBe(403);
     expect(res.body).toEqual({ error: 'admin_disabled', message: expect.stringContaining('ADMIN_TOKEN') });
   });

@@ -32,7 +32,7 @@ const signed = (key: KeyObject, alg: string, payload: object, kid?: string) => n
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 function jwtApp(config: Partial<Config> = { jwtSecret: SECRET }) {
-  return createApp(defaultConfig({ authMode: 'jwt', ...config }), { clock });
+  return createApp(defaultConfig({ authMode: 'jwt', ...config }), { clock }).app;
 }
 
 async function expectRefused(app: ReturnType<typeof jwtApp>, path: string, token: string | undefined, status: number, message: RegExp) {

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { scrape } from '../metrics/scrape';
 import { openEvents, type SseConnection } from '../sse-client';
-import { call, type Instance, startCluster, until } from './helpers';
+import { until } from '../helpers';
+import { call, type Instance, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -39,7 +40,7 @@ describe('cluster: metrics', () => {
       ]);
       for (const [instance, values] of expected) {
         await gauges(instance);
-        await until(`the gauges of ${instance.name}`, async () => JSON.stringify(await gauges(instance)) === JSON.stringify(values));
+        await until(async () => JSON.stringify(await gauges(instance)) === JSON.stringify(values), `the gauges of ${instance.name}`);
         expect(await gauges(instance)).toEqual(values);
       }
       const bytes = await scrape(a.url);

@@ -8,7 +8,7 @@ import type { RelayStats } from '../../src/relay/engine';
 import { compiledBinary } from '../compiled-binary';
 import { type Running, startServer } from '../helpers';
 import { runToEnd } from '../process-helpers';
-import { until } from './helpers';
+import { until } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-device-'));
 const binary = join(dir, 'switchboard');
@@ -24,7 +24,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const relayStats = () => (server.app.decorator.relay as { stats(): RelayStats }).stats();
+const relayStats = () => (server.relay as { stats(): RelayStats }).stats();
 
 describe('switchboard device, compiled', () => {
   for (const codec of ['h264', 'vp8'] as const) {
@@ -42,9 +42,9 @@ describe('switchboard device, compiled', () => {
         for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) output += decoder.decode(chunk, { stream: true });
       })();
       try {
-        await until('the device to publish', () => output.includes('bin-' + codec + '/cam publishing: to switchboard'), 30_000, () => output);
+        await until(() => output.includes('bin-' + codec + '/cam publishing: to switchboard'), 'the device to publish', 30_000, () => output);
         // The server receives its RTP: 30 frames is a second of video.
-        await until('the server to receive 30 packets', () => relayStats().packetsIn - before >= 30, 20_000, () => output);
+        await until(() => relayStats().packetsIn - before >= 30, 'the server to receive 30 packets', 20_000, () => output);
       } finally {
         proc.kill('SIGINT');
       }
@@ -66,7 +66,7 @@ describe('switchboard device, compiled', () => {
       stderr: 'pipe',
     });
     try {
-      await until('three relay sessions receiving', () => relayStats().sessions - before.sessions >= 3 && relayStats().packetsIn - before.packetsIn >= 90, 30_000);
+      await until(() => relayStats().sessions - before.sessions >= 3 && relayStats().packetsIn - before.packetsIn >= 90, 'three relay sessions receiving', 30_000);
     } finally {
       proc.kill('SIGINT');
     }

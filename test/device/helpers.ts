@@ -1,5 +1,6 @@
 // Simulated devices in the test process, started with the command's own flags and stopped after the test.
 import type { Page } from 'playwright-core';
+import { until } from '../helpers';
 import { parseDeviceArgs, type RunningDevices, startDevices } from '../../src/device/cli';
 import type { Device } from '../../src/device/device';
 import type { VideoSource } from '../../src/device/source';
@@ -23,14 +24,6 @@ export async function startDevice(url: string, flags: string[]): Promise<TestDev
   return { device, source, lines, stop: () => running.stop() };
 }
 
-/** Polls `condition` until it holds; fails with `what` and `explain()` after `timeoutMs`. */
-export async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000, explain: () => string = () => ''): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await condition())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}\n${explain()}`);
-    await Bun.sleep(25);
-  }
-}
 
 /**
  * Runs before the page's scripts: when the viewer made its first request (`GET /iceServers`) and when
@@ -103,6 +96,6 @@ export async function receivedKbps(page: Page, frames = 60): Promise<number> {
   const received = () => page.evaluate(() => window.__received());
   const start = await received();
   let end = start;
-  await until(`${frames} more frames decoded`, async () => (end = await received()).frames >= start.frames + frames, 20_000);
+  await until(async () => (end = await received()).frames >= start.frames + frames, `${frames} more frames decoded`, 20_000);
   return ((end.bytes - start.bytes) * 8) / (end.at - start.at);
 }

@@ -4,7 +4,8 @@ import { describe, expect, test } from 'bun:test';
 import { browserTests, explainOnFailure, status, waitConnected, waitVideo } from '../e2e/browser';
 import { startCuttingProxy } from '../e2e/cutting-proxy';
 import { type Running, startServer } from '../helpers';
-import { FIRST_FRAME, firstFrame, receivedKbps, type TestDevice, startDevice, until } from './helpers';
+import { until } from '../helpers';
+import { FIRST_FRAME, firstFrame, receivedKbps, type TestDevice, startDevice } from './helpers';
 
 const { open, stopAfter } = browserTests(FIRST_FRAME);
 const serve = (config: Parameters<typeof startServer>[0] = {}): Running => stopAfter(startServer(config));
@@ -30,7 +31,7 @@ describe('a simulated device and Chromium viewers', () => {
         expect(video.framesDecoded).toBeGreaterThan(0);
         expect(video.videoWidth).toBe(320);
         expect((await firstFrame(viewer.page)).codec).toBe(codec === 'h264' ? 'video/H264' : 'video/VP8');
-        await until('the device to publish to v1', () => cam.device.connections().v1 === true, 10_000, lines(cam));
+        await until(() => cam.device.connections().v1 === true, 'the device to publish to v1', 10_000, lines(cam));
         expect(cam.device.counters.offersSent).toBe(1);
         const kbps = await receivedKbps(viewer.page);
         expect(kbps).toBeGreaterThan(850);
@@ -53,7 +54,7 @@ describe('a simulated device and Chromium viewers', () => {
       // What the client's viewer sends when its connection failed.
       const asked = await fetch(`${server.url}/message/restart/v1`, { method: 'POST', body: JSON.stringify({ type: 'ice-restart', payload: { reason: 'the connection failed' }, target: 'cam' }) });
       expect(asked.status).toBe(200);
-      await until('the offer that restarts ICE', () => cam.device.counters.offersSent === 2, 10_000, lines(cam));
+      await until(() => cam.device.counters.offersSent === 2, 'the offer that restarts ICE', 10_000, lines(cam));
       await explainOnFailure({ viewer }, () => viewer.page.waitForFunction(() => window.switchboard.peers.cam?.offersReceived === 2 && window.switchboard.peers.cam?.answersSent === 2, undefined, { timeout: 10_000 }));
       expect(cam.device.counters.iceRestarts).toBe(1);
       const [after] = await viewer.page.evaluate(() => window.__remoteUfrags());
@@ -70,7 +71,7 @@ describe('a simulated device and Chromium viewers', () => {
     async () => {
       const server = serve();
       const cam = await device(server.url, ['--session', 'relay', '--peer', 'cam', '--mode', 'relay', '--transport', 'ws']);
-      await until('the device to publish to switchboard', () => cam.device.state === 'publishing', 20_000, lines(cam));
+      await until(() => cam.device.state === 'publishing', 'the device to publish to switchboard', 20_000, lines(cam));
       expect(cam.device.connections()).toEqual({ switchboard: true });
       const viewer = await open(`${server.url}/?session=relay&peer=v1&role=view`);
       const video = await explainOnFailure({ viewer }, () => waitVideo(viewer.page, 'switchboard'));
@@ -78,7 +79,7 @@ describe('a simulated device and Chromium viewers', () => {
       expect((await status(viewer.page)).publisher).toBe('cam');
       expect(cam.device.counters).toMatchObject({ answersSent: 1, offersSent: 0 });
       // The server asked for keyframes (for the viewer that joined) and the device made them.
-      await until('a keyframe made on request', () => cam.device.counters.pli > 0 && cam.source.counters.keyframesOnRequest > 0, 10_000, lines(cam));
+      await until(() => cam.device.counters.pli > 0 && cam.source.counters.keyframesOnRequest > 0, 'a keyframe made on request', 10_000, lines(cam));
     },
     E2E_TIMEOUT,
   );
@@ -96,7 +97,7 @@ describe('a simulated device and Chromium viewers', () => {
       const cam = await device(proxy.url, ['--session', 'cut', '--peer', 'cam', '--codec', 'vp8']);
       const v1 = await open(`${server.url}/?session=cut&peer=v1&role=view`);
       await explainOnFailure({ v1 }, () => waitVideo(v1.page, 'cam'));
-      await until('the second resume', () => cam.device.channel.resumes === 2, 20_000, lines(cam));
+      await until(() => cam.device.channel.resumes === 2, 'the second resume', 20_000, lines(cam));
 
       const requests = proxy.requests('cam');
       const lost = [0, 1].map((connection) => proxy.dropped('cam').find((e) => e.connection === connection));
@@ -113,7 +114,7 @@ describe('a simulated device and Chromium viewers', () => {
       await explainOnFailure({ v2 }, () => waitVideo(v2.page, 'cam'));
       // One offer per viewer: the negotiation with v1 went on through the cut.
       expect(cam.device.counters.offersSent).toBe(2);
-      await until('the device to publish to both viewers', () => cam.device.connections().v1 === true && cam.device.connections().v2 === true, 10_000, lines(cam));
+      await until(() => cam.device.connections().v1 === true && cam.device.connections().v2 === true, 'the device to publish to both viewers', 10_000, lines(cam));
       await waitConnected(v1.page, 'cam');
     },
     E2E_TIMEOUT,
@@ -124,10 +125,10 @@ describe('a simulated device and Chromium viewers', () => {
     async () => {
       const server = serve();
       const cam = await device(server.url, ['--session', 'gone', '--peer', 'cam', '--transport', 'ws', '--codec', 'vp8']);
-      await until('the stream to open', () => cam.lines.some((l) => l.includes('waiting')), 10_000, lines(cam));
+      await until(() => cam.lines.some((l) => l.includes('waiting')), 'the stream to open', 10_000, lines(cam));
       // Removed behind its back (an operator, or the peer timeout while it was away).
       expect((await fetch(`${server.url}/register/gone/cam`, { method: 'DELETE' })).status).toBe(200);
-      await until('the device to register again', () => cam.device.channel.reRegistrations === 1, 20_000, lines(cam));
+      await until(() => cam.device.channel.reRegistrations === 1, 'the device to register again', 20_000, lines(cam));
       const viewer = await open(`${server.url}/?session=gone&peer=v1&role=view`);
       await explainOnFailure({ viewer }, () => waitVideo(viewer.page, 'cam'));
     },
@@ -144,9 +145,9 @@ describe('a simulated device and Chromium viewers', () => {
 async function firstFrameMidGop(config: Parameters<typeof startServer>[0]): Promise<{ ms: number; device: TestDevice }> {
   const server = serve(config);
   const cam = await device(server.url, ['--session', 'gop', '--peer', 'cam', '--mode', 'relay', '--ignore-pli', '--keyframe-interval-s', '10', '--codec', 'vp8']);
-  await until('the device to publish to switchboard', () => cam.device.state === 'publishing', 20_000, lines(cam));
+  await until(() => cam.device.state === 'publishing', 'the device to publish to switchboard', 20_000, lines(cam));
   const sinceKeyframe = () => (cam.source.lastKeyframeAt === undefined ? -1 : Date.now() - cam.source.lastKeyframeAt);
-  await until('the device to be mid-GOP', () => sinceKeyframe() >= 500 && sinceKeyframe() <= 4000, 20_000);
+  await until(() => sinceKeyframe() >= 500 && sinceKeyframe() <= 4000, 'the device to be mid-GOP', 20_000);
   const viewer = await open(`${server.url}/?session=gop&peer=v1&role=view`);
   const { afterRequestMs } = await explainOnFailure({ viewer }, () => firstFrame(viewer.page, 20_000));
   return { ms: afterRequestMs, device: cam };

@@ -15,7 +15,7 @@ interface Operation {
 }
 type Doc = { openapi: string; info: { version: string }; paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, unknown> } };
 
-const app = createApp(defaultConfig());
+const { app } = createApp(defaultConfig());
 const load = async () => (await req(app, 'GET', '/openapi.json')).body as Doc;
 /** `/events/:sessionId/:peerId` as OpenAPI writes it: `/events/{sessionId}/{peerId}`. */
 const openApiPath = (path: string) => path.replace(/:([^/]+)/g, '{$1}');

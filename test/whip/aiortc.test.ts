@@ -106,7 +106,7 @@ const client = (...args: string[]) => {
   started.push(c);
   return c;
 };
-const snapshot = (server: Running, id: string) => server.app.decorator.signalling.snapshot(id) as SessionSnapshot | undefined;
+const snapshot = (server: Running, id: string) => server.signalling.snapshot(id) as SessionSnapshot | undefined;
 
 const TIMEOUT = 120_000;
 
@@ -127,7 +127,7 @@ describe('aiortc as WHIP publisher and WHEP player', () => {
           { id: 'aio-cam', role: 'publisher', streaming: true },
           { id: 'aio-screen', role: 'viewer', streaming: true },
         ]);
-        expect(server.app.decorator.relay?.stats().packetsOut).toBeGreaterThan(0);
+        expect(server.relay?.stats().packetsOut).toBeGreaterThan(0);
       },
       TIMEOUT,
     );

@@ -78,7 +78,7 @@ describe('whip-whep in Chromium', () => {
       await waitVideo(seed, 'switchboard', 60_000);
       let played = await decodes(player, 0);
       expect((await stats(publisher)).videoOutbound).toBe(1);
-      const snapshot = server.app.decorator.signalling.snapshot('road') as { peers: { id: string; role: string }[] };
+      const snapshot = server.signalling.snapshot('road') as { peers: { id: string; role: string }[] };
       expect(snapshot.peers.map((p) => [p.id, p.role])).toEqual([
         ['dashcam', 'publisher'],
         ['screen', 'viewer'],

@@ -1,5 +1,6 @@
 // WHIP/WHEP clients for the tests: real offers from a WebRTC stack (werift), and the HTTP exchange.
 import { RTCPeerConnection } from 'werift';
+import { until } from '../helpers';
 
 export const SDP = 'application/sdp';
 export const FRAGMENT = 'application/trickle-ice-sdpfrag';
@@ -33,11 +34,5 @@ export async function connect(pc: RTCPeerConnection, answer: string): Promise<vo
   });
 }
 
-/** Waits until `check` holds, polling: for state that changes on the server's own time (a connection's). */
-export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
-    await Bun.sleep(20);
-  }
-}
+
+export { until };

@@ -12,7 +12,7 @@ type App = ReturnType<typeof createApp>;
 const apps: App[] = [];
 afterEach(async () => {
   await closeClients();
-  for (const app of apps.splice(0)) app.decorator.signalling.shutdown();
+  for (const app of apps.splice(0)) app.signalling.shutdown();
 });
 
 function whipApp(config: Partial<Config> = {}, clock?: ManualClock): App {
@@ -21,12 +21,12 @@ function whipApp(config: Partial<Config> = {}, clock?: ManualClock): App {
   return app;
 }
 
-const snap = (app: App, sessionId: string) => app.decorator.signalling.snapshot(sessionId) as SessionSnapshot | undefined;
+const snap = (app: App, sessionId: string) => app.signalling.snapshot(sessionId) as SessionSnapshot | undefined;
 
 function call(app: App, method: string, path: string, init: { body?: string; type?: string; headers?: Record<string, string> } = {}): Promise<Response> {
   const headers: Record<string, string> = { ...init.headers };
   if (init.type) headers['content-type'] = init.type;
-  return Promise.resolve(app.handle(new Request(`http://localhost${path}`, { method, headers, body: init.body })));
+  return Promise.resolve(app.app.handle(new Request(`http://localhost${path}`, { method, headers, body: init.body })));
 }
 
 const post = (app: App, path: string, sdp: string, headers: Record<string, string> = {}) => call(app, 'POST', path, { body: sdp, type: SDP, headers });
@@ -105,7 +105,7 @@ describe('POST /whip and /whep', () => {
     await publish(app, 'taken', '?peer=first');
     const { sdp } = await clientOffer('sendonly');
     expect(await errorOf(await post(app, '/whip/taken?peer=second', sdp))).toMatchObject({ status: 409, error: 'publisher_exists', message: expect.stringContaining('first') });
-    await app.handle(new Request('http://localhost/register/mesh/p1', { method: 'POST' }));
+    await app.app.handle(new Request('http://localhost/register/mesh/p1', { method: 'POST' }));
     expect(await errorOf(await post(app, '/whip/mesh', sdp))).toMatchObject({ status: 409, error: 'mode_conflict', message: expect.stringContaining('mesh session') });
     const whep = await clientOffer('recvonly');
     expect((await errorOf(await post(app, '/whep/mesh', whep.sdp))).status).toBe(409);
@@ -148,7 +148,7 @@ describe('POST /whip and /whep', () => {
     const app = whipApp({ redisUrl: 'redis://127.0.0.1:1' });
     const { sdp } = await clientOffer('sendonly');
     expect(await errorOf(await post(app, '/whip/s', sdp))).toMatchObject({ status: 400, message: expect.stringContaining('REDIS_URL') });
-    await app.decorator.signalling.close();
+    await app.signalling.close();
   });
 });
 
@@ -254,7 +254,7 @@ describe('PATCH and DELETE', () => {
     expect(deleted.status).toBe(200);
     await events.next(ofType('peer-left', 'cam'));
     expect((await fetch(`${server.url}${location}`, { method: 'DELETE' })).status).toBe(404);
-    expect(snap(server.app, 'live')?.peers.map((p) => p.id)).toEqual(['v1']);
+    expect(snap(server, 'live')?.peers.map((p) => p.id)).toEqual(['v1']);
   });
 
   test('a peer that never connects leaves after the peer timeout, and its resource with it; a connected one stays', async () => {
@@ -310,7 +310,7 @@ describe('access', () => {
 
   test("token mode: an admin session's invite token publishes as its peer; another peer's token, or none, is refused", async () => {
     const app = whipApp({ authMode: 'token', adminToken: 'admin-secret-admin-secret' });
-    const created = await app.handle(
+    const created = await app.app.handle(
       new Request('http://localhost/sessions', {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: 'Bearer admin-secret-admin-secret' },
