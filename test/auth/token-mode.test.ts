@@ -1,7 +1,7 @@
 import { describe, expect, spyOn, test } from 'bun:test';
 import { createApp } from '../../src/app';
-import { createLogger } from '../../src/log/logger';
 import type { Config } from '../../src/config';
+import { createLogger } from '../../src/log/logger';
 import { defaultConfig, ManualClock, req, serversPerTest } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
 
@@ -50,7 +50,7 @@ describe('AUTH_MODE=token', () => {
     expect((await req(app, 'POST', '/register/s/b')).body.role).toBe('viewer');
   });
 
-  test('POST /message needs the sender\'s own token: none → 401, another peer\'s → 403', async () => {
+  test("POST /message needs the sender's own token: none → 401, another peer's → 403", async () => {
     const app = tokenApp();
     const a = await registered(app, 's/a');
     const b = await registered(app, 's/b');
@@ -174,7 +174,7 @@ describe('AUTH_MODE=token over a real listener', () => {
     expect((await aStream.next(ofType('offer'))).json.senderId).toBe('b');
   });
 
-  test('a peer cannot open another peer\'s stream with its own token', async () => {
+  test("a peer cannot open another peer's stream with its own token", async () => {
     const running = listen({ authMode: 'token' });
     const { url } = running;
     await fetch(`${url}/register/s/a`, { method: 'POST' });

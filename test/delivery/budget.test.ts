@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
+import { ManualClock, post, serversPerTest } from '../helpers';
 import { scrape } from '../metrics/scrape';
 import { openEvents } from '../sse-client';
-import { ManualClock, post, serversPerTest } from '../helpers';
 
 const BUDGET = 1_048_576;
 const PEER_BUDGET = 131_072;

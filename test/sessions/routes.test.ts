@@ -9,7 +9,16 @@ describe('POST /register/:sessionId/:peerId', () => {
     const { app } = createApp(defaultConfig());
     const first = await req(app, 'POST', '/register/s1/device');
     expect(first.status).toBe(200);
-    expect(first.body).toEqual({ message: 'session registered successfully', sessionId: 's1', peerId: 'device', peers: [], token: expect.any(String), role: 'publisher', lastEventId: 0, mode: 'mesh' });
+    expect(first.body).toEqual({
+      message: 'session registered successfully',
+      sessionId: 's1',
+      peerId: 'device',
+      peers: [],
+      token: expect.any(String),
+      role: 'publisher',
+      lastEventId: 0,
+      mode: 'mesh',
+    });
     const second = await req(app, 'POST', '/register/s1/browser');
     expect(second.body.peers).toEqual(['device']);
   });
