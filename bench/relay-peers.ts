@@ -3,7 +3,7 @@
 // and send the RTCP a browser sends (receiver reports, NACKs for missing packets, a PLI at the start).
 import { join } from 'node:path';
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, useNACK, usePLI } from 'werift';
-import { type Clip, CLIP_FPS, parseAnnexB } from '../src/device/clip';
+import { CLIP_FPS, type Clip, parseAnnexB } from '../src/device/clip';
 import { Device } from '../src/device/device';
 import { VideoSource } from '../src/device/source';
 import { openEvents, type SseConnection } from '../test/sse-client';
@@ -104,11 +104,9 @@ export async function benchDevice(url: string, sessionId: string, options: Bench
   const clip: Clip = { codec: 'h264', frames: parseAnnexB(new Uint8Array(await Bun.file(CLIP).arrayBuffer())) };
   if (!clip.frames[0]?.key) throw new Error(`${CLIP} does not start with a keyframe`);
   const source = new VideoSource(clip, { fps: CLIP_FPS, bitrateKbps: options.kbps, keyframeIntervalS: options.keyframeIntervalS, ignorePli: options.ignorePli });
-  const device = new Device(
-    { origin: url, sessionId, peerId: 'device', transport: 'sse', mode: 'relay', codec: 'h264', loopback: true },
-    source,
-    { status: (d, state, detail) => log(`${d.id} ${state}: ${detail}`) },
-  );
+  const device = new Device({ origin: url, sessionId, peerId: 'device', transport: 'sse', mode: 'relay', codec: 'h264', loopback: true }, source, {
+    status: (d, state, detail) => log(`${d.id} ${state}: ${detail}`),
+  });
   source.start();
   try {
     await device.start();
@@ -182,14 +180,16 @@ export async function benchViewer(url: string, sessionId: string, peerId: string
         if (state !== 'failed' || closed) return;
         retries++;
         const failed = peer;
-        void (failed?.close(false) ?? Promise.resolve()).then(async () => {
-          if (closed) return;
-          peer = await connect();
-          // The new connection's sequence numbers start anywhere: its gaps are counted on from there, and
-          // the time without a connection is no gap.
-          highest = -1;
-          window++;
-        }).catch(() => undefined); // the next step finds it not receiving
+        void (failed?.close(false) ?? Promise.resolve())
+          .then(async () => {
+            if (closed) return;
+            peer = await connect();
+            // The new connection's sequence numbers start anywhere: its gaps are counted on from there, and
+            // the time without a connection is no gap.
+            highest = -1;
+            window++;
+          })
+          .catch(() => undefined); // the next step finds it not receiving
       });
       // The viewers count packets and gaps without decrypting them (the RTP header is not encrypted):
       // the server still encrypts for each one, and the load generator, which shares this machine with

@@ -224,7 +224,13 @@ export async function benchRelay(options: RelayOptions): Promise<RelayResult> {
         break;
       }
       await Bun.sleep(1000);
-      const step = await measure(options, viewers, pid, () => server.output(), () => publisher?.packets() ?? 0);
+      const step = await measure(
+        options,
+        viewers,
+        pid,
+        () => server.output(),
+        () => publisher?.packets() ?? 0,
+      );
       steps.push(step);
       lastStepMs = Date.now() - stepStarted;
       options.log(
@@ -336,7 +342,11 @@ export function parseServerEnv(pairs: readonly string[]): Record<string, string>
 
 /** The server settings of a run, as a row's note says them. */
 const settingsNote = (env: Record<string, string>) =>
-  Object.keys(env).length ? Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ') : 'server defaults';
+  Object.keys(env).length
+    ? Object.entries(env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')
+    : 'server defaults';
 
 /**
  * The harness's rows (bench/index.ts): viewers per core, the step it comes from, CPU per packet and memory
@@ -363,9 +373,19 @@ export async function benchRelayRows(options: { smoke: boolean; log: (line: stri
   const last = result.steps.at(-1);
   const perPacket = clean ?? last;
   const bound = result.generatorBound ? 'bounded by the load generator, not the server' : `stopped at ${result.stopped}`;
-  const at = clean ? `${clean.viewers} viewers at ${clean.cpuPct.toFixed(0)} % of a core, loss ${clean.lossPct.toFixed(2)} %` : `no clean step; ${last?.viewers ?? 0} viewers: loss ${last?.lossPct.toFixed(2) ?? '—'} %`;
+  const at = clean
+    ? `${clean.viewers} viewers at ${clean.cpuPct.toFixed(0)} % of a core, loss ${clean.lossPct.toFixed(2)} %`
+    : `no clean step; ${last?.viewers ?? 0} viewers: loss ${last?.lossPct.toFixed(2) ?? '—'} %`;
   return [
-    { bench, subject, figure: 'viewers per core, loss ≤ 0.5 %', value: result.viewersPerCore, unit: 'viewers', goal: { op: '>=', value: 200 }, note: `${at}; ${bound}; ${settingsNote(serverEnv)}` },
+    {
+      bench,
+      subject,
+      figure: 'viewers per core, loss ≤ 0.5 %',
+      value: result.viewersPerCore,
+      unit: 'viewers',
+      goal: { op: '>=', value: 200 },
+      note: `${at}; ${bound}; ${settingsNote(serverEnv)}`,
+    },
     {
       bench,
       subject,
