@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { spawnSync } from 'bun';
 import { benchBinary } from './binary';
 import { pinLoad } from './process';
+import { benchRelayRows } from './relay';
 import { benchSessionSetup } from './session-setup';
 import { benchSseRelay } from './sse-relay';
 import { benchStreams } from './streams';
@@ -23,11 +24,18 @@ import { formatRows, met, type Row } from './table';
 
 type Bench = (options: { smoke: boolean; log: (line: string) => void }) => Promise<Row[]>;
 
+/**
+ * The relay's server settings (RELAY_KEYFRAME_CACHE_BYTES=… bun run bench, say): every RELAY_* variable
+ * of the harness's environment goes to the relay benchmark's server, and its rows name them.
+ */
+const relayServerEnv = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('RELAY_') && e[1] !== undefined));
+
 /** In the order they run: the executable first, on a quiet machine; the 20,000 streams last. */
 const BENCHES: Record<string, Bench> = {
   binary: benchBinary,
   'sse-relay': benchSseRelay,
   'session-setup': benchSessionSetup,
+  relay: (options) => benchRelayRows({ ...options, serverEnv: relayServerEnv }),
   streams: benchStreams,
 };
 

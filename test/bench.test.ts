@@ -13,7 +13,7 @@ describe('bun run bench --smoke', () => {
     expect(code).toBe(0);
     expect(out).toContain('| benchmark | subject | figure | value | goal | |');
     const rows = out.split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| benchmark'));
-    for (const subject of ['switchboard', 'PeerJS']) expect(rows.some((row) => row.includes(subject))).toBe(true);
+    for (const subject of ['switchboard', 'PeerJS', 'switchboard relay']) expect(rows.some((row) => row.includes(subject))).toBe(true);
     // No row is left without a figure (a dash stands for a figure that could not be measured).
     expect(rows.filter((row) => row.split('|')[4]?.trim().startsWith('—'))).toEqual([]);
     expect(out).toMatch(/\d+ figures; of \d+ goals, \d+ met, \d+ not met/);

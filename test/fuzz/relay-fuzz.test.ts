@@ -1,10 +1,10 @@
 // Relay sessions under abuse, against a real server process: registrations that never open a stream,
 // malformed and oversized candidates, candidates past the cap, ice-restart floods and broken answers,
-// while a real relay session beside them (a werift publisher of synthetic VP8 and a werift viewer) keeps
+// while a real relay session beside them (a simulated dashcam publishing H.264 and a werift viewer) keeps
 // receiving video. Afterwards memory, UDP sockets and the relay's connections are back where they were.
 // Seeded: FUZZ_SEED=<n> replays the set of messages.
 import { afterAll, beforeAll, expect, test } from 'bun:test';
-import { type BenchPeer, type BenchViewer, benchPublisher, benchViewer } from '../../bench/relay-peers';
+import { type BenchDevice, type BenchViewer, benchDevice, benchViewer } from '../../bench/relay-peers';
 import { MAX_CANDIDATE_LENGTH, MAX_REMOTE_CANDIDATES } from '../../src/relay/messages';
 import { type Child, type Memory, memory, Rng, spawnFuzzServer } from '../fixtures/fuzz-child';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
@@ -20,7 +20,7 @@ const MESSAGES = 4000;
 const CONCURRENCY = 8;
 
 let child: Child;
-let publisher: (BenchPeer & { packets: () => number }) | undefined;
+let publisher: BenchDevice | undefined;
 let viewer: BenchViewer | undefined;
 const streams: SseConnection[] = [];
 
@@ -204,8 +204,8 @@ test('relay abuse beside a live relay session: the video keeps arriving, every r
   const rng = new Rng(SEED);
 
   const idleServer = await memory(child);
-  // The live session: a publisher of synthetic VP8 at 500 kbit/s and a viewer, both werift.
-  publisher = await benchPublisher(child.url, 'live', 500);
+  // The live session: a simulated dashcam sending H.264 at 500 kbit/s and a werift viewer.
+  publisher = await benchDevice(child.url, 'live', { kbps: 500, keyframeIntervalS: 2, ignorePli: false });
   viewer = await benchViewer(child.url, 'live', 'viewer');
   await keepsReceiving(100, 30_000);
   const live = await memory(child);
