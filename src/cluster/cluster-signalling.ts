@@ -106,7 +106,8 @@ export class ClusterSignalling implements SignallingBackend {
   private readonly keepalive: Ticker;
   private readonly sweeper: Ticker;
   private stopped = false;
-  private sweeping = false;
+  /** The sweep that runs, if one does. */
+  private sweeping: Promise<void> | undefined;
   /** A sweep was asked for while one ran: it runs again after, with the time then. */
   private sweepAgain = false;
   /** Detaches that Redis did not take: retried when it is back. */
@@ -406,14 +407,28 @@ export class ClusterSignalling implements SignallingBackend {
     this.link.close();
   }
 
-  /** Claims the deadlines that are due, and acts on each one this instance won. */
-  async sweep(): Promise<void> {
+  /**
+   * Claims the deadlines that are due, and acts on each one this instance won. Called while a sweep
+   * runs, it resolves once a sweep that started after the call has finished: what was due then is done.
+   */
+  sweep(): Promise<void> {
     if (this.sweeping) {
       this.sweepAgain = true;
-      return;
+      return this.sweeping;
     }
-    if (!this.link.isUp) return;
-    this.sweeping = true;
+    if (!this.link.isUp) return Promise.resolve();
+    this.sweeping = (async () => {
+      do {
+        this.sweepAgain = false;
+        await this.sweepOnce();
+      } while (this.sweepAgain && !this.stopped);
+    })().finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  private async sweepOnce(): Promise<void> {
     try {
       const now = this.deps.clock.now();
       const due = (await this.link.command('ZRANGEBYSCORE', [redisKey.deadlines(this.config.redisPrefix), '-inf', String(now), 'LIMIT', '0', String(SWEEP_BATCH)])) as string[];
@@ -432,12 +447,6 @@ export class ClusterSignalling implements SignallingBackend {
       }
     } catch (e) {
       this.logger.debug('sweep failed', { error: (e as Error).message });
-    } finally {
-      this.sweeping = false;
-    }
-    if (this.sweepAgain && !this.stopped) {
-      this.sweepAgain = false;
-      await this.sweep();
     }
   }
 

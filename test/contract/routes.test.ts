@@ -1,0 +1,214 @@
+// POST /register, POST /message and the DELETE routes, on one process and on a cluster.
+import { expect, test } from 'bun:test';
+import { contractBackends, eachBackend } from './backends';
+
+const backends = contractBackends();
+const offer = (target?: string) => ({ type: 'offer', payload: { type: 'offer', sdp: 'v=0\r\n' }, target });
+/** Ids with every character the id pattern allows. */
+const SESSION = 'a.b_c:d@e|f~g-h';
+const PEER = 'Z9:|~@.-_';
+
+eachBackend(backends, (backend) => {
+  test("POST /register creates the session, then joins it, answering in the seed's shape with the other peers", async () => {
+    const s = await backend.start();
+    const first = await s.register('s1', 'device');
+    expect(first.status).toBe(200);
+    expect(first.body).toEqual({ message: 'session registered successfully', sessionId: 's1', peerId: 'device', peers: [], token: expect.any(String), role: 'publisher', lastEventId: 0, mode: 'mesh' });
+    const second = await s.register('s1', 'browser');
+    expect(second.body.peers).toEqual(['device']);
+  });
+
+  test('ids with every allowed character work on every route, percent-encoded or not', async () => {
+    const s = await backend.start();
+    const raw = await s.call('POST', `/register/fleet.7_cam:01@acme|x~y-z/${PEER}`);
+    expect(raw.status).toBe(200);
+    expect(raw.body.sessionId).toBe('fleet.7_cam:01@acme|x~y-z');
+    expect((await s.register(SESSION, PEER)).body).toMatchObject({ sessionId: SESSION, peerId: PEER, peers: [] });
+    expect((await s.register(SESSION, 'b')).body.peers).toEqual([PEER]);
+    const stream = await s.events(SESSION, PEER);
+    expect((await stream.next((e) => e.json.type === 'new-peer')).json).toEqual({ type: 'new-peer', senderId: 'b' });
+    expect((await s.message(SESSION, 'b', offer(PEER))).status).toBe(200);
+    expect((await stream.next((e) => e.json.type === 'offer')).json.senderId).toBe('b');
+    // A session id that is a prefix of another, and a peer id that holds the other's separator, stay apart.
+    expect((await s.register('a.b_c:d@e|f~g', 'h')).body.peers).toEqual([]);
+    expect((await s.message(SESSION, PEER, offer('h'))).body.error).toBe('target_not_found');
+    expect((await s.leave(SESSION, PEER)).status).toBe(200);
+    expect((await s.message(SESSION, 'b', offer(PEER))).body.error).toBe('target_not_found');
+    expect((await s.close(SESSION)).status).toBe(200);
+    expect((await s.message('a.b_c:d@e|f~g', 'h', { type: 'x' })).status).toBe(200);
+  });
+
+  test.each([
+    ['a line break', '/register/s%0A1/p'],
+    ['a space', '/register/s%201/p'],
+    ['a slash', '/register/s%2F1/p'],
+    ['an id of 129 characters', `/register/${'a'.repeat(129)}/p`],
+  ])('refuses a session id with %s', async (_, path) => {
+    const s = await backend.start();
+    const res = await s.call('POST', path);
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('invalid_request');
+    expect(res.body.message).toContain('sessionId');
+  });
+
+  test('MAX_SESSIONS answers 429 with Retry-After', async () => {
+    const s = await backend.start({ maxSessions: 2 });
+    await s.register('a', 'p', { at: 0 });
+    await s.register('b', 'p', { at: 1 });
+    const res = await s.register('c', 'p', { at: 2 });
+    expect(res.status).toBe(429);
+    expect(res.body.error).toBe('too_many_sessions');
+    expect(res.headers.get('retry-after')).toBeTruthy();
+    expect((await s.register('a', 'q')).status).toBe(200);
+  });
+
+  test('MAX_PEERS_PER_SESSION answers 409; re-registering a member still works', async () => {
+    const s = await backend.start({ maxPeersPerSession: 2 });
+    await s.register('s', 'a');
+    await s.register('s', 'b');
+    const res = await s.register('s', 'c');
+    expect(res.status).toBe(409);
+    expect(res.body).toEqual({ error: 'session_full', message: expect.stringContaining('2 peers') });
+    expect((await s.register('s', 'b')).status).toBe(200);
+  });
+
+  test('POST /message: 202 "Message queued" while the target has no open stream', async () => {
+    const s = await backend.start();
+    await s.register('s', 'a');
+    await s.register('s', 'b');
+    const res = await s.message('s', 'a', offer('b'));
+    expect(res.status).toBe(202);
+    expect(res.body).toEqual({ message: 'Message queued' });
+  });
+
+  test('POST /message: a body without Content-Type (plain fetch) is read as JSON', async () => {
+    const s = await backend.start();
+    await s.register('s', 'a');
+    await s.register('s', 'b');
+    const response = await fetch(`${s.url(s.home('a'))}/message/s/a`, { method: 'POST', body: new Blob([JSON.stringify(offer('b'))]) });
+    expect(response.status).toBe(202);
+  });
+
+  test.each([
+    ['malformed JSON', '{"type":', 400, 'invalid_json'],
+    ['an empty body', '', 400, 'invalid_json'],
+    ['no type', { payload: 1, target: 'b' }, 400, 'invalid_request'],
+    ['a numeric type', { type: 5, target: 'b' }, 400, 'invalid_request'],
+    ['an empty type', { type: '', target: 'b' }, 400, 'invalid_request'],
+    ['a type of 65 characters', { type: 'x'.repeat(65), target: 'b' }, 400, 'invalid_request'],
+    ['a JSON array', [1, 2], 400, 'invalid_request'],
+    ['a target that is not an id', { type: 'offer', target: 'b\nid: 9' }, 400, 'invalid_request'],
+    ['the server type ping', { type: 'ping', target: 'b' }, 400, 'reserved_type'],
+    ['the server type new-peer', { type: 'new-peer', target: 'b' }, 400, 'reserved_type'],
+    ['the server type peer-left', { type: 'peer-left' }, 400, 'reserved_type'],
+    ['the server type session-closed', { type: 'session-closed' }, 400, 'reserved_type'],
+    ['the sender as target', { type: 'offer', target: 'a' }, 400, 'invalid_request'],
+    ['an unknown target', { type: 'offer', target: 'zz' }, 404, 'target_not_found'],
+    ['a body over 64 KiB', { type: 'offer', payload: 'x'.repeat(65 * 1024), target: 'b' }, 413, 'payload_too_large'],
+  ])('POST /message refuses %s', async (_, body, status, error) => {
+    const s = await backend.start();
+    await s.register('s', 'a');
+    await s.register('s', 'b');
+    const res = await s.message('s', 'a', body);
+    expect(res.status).toBe(status);
+    expect(res.body.error).toBe(error);
+    expect(typeof res.body.message).toBe('string');
+  });
+
+  test('POST /message: validation errors name the field', async () => {
+    const s = await backend.start();
+    await s.register('s', 'a');
+    expect((await s.message('s', 'a', { type: 5 })).body.message).toContain('type');
+    expect((await s.message('s', 'a', { type: 'x', target: '' })).body.message).toContain('target');
+  });
+
+  test('POST /message: a body just under 64 KiB is accepted', async () => {
+    const s = await backend.start();
+    await s.register('s', 'a');
+    await s.register('s', 'b');
+    const body = JSON.stringify({ type: 'offer', payload: 'x'.repeat(64 * 1024 - 100), target: 'b' });
+    expect(body.length).toBeLessThanOrEqual(64 * 1024);
+    expect((await s.message('s', 'a', body)).status).toBe(202);
+  });
+
+  test('POST /message: unknown sender or session → 404', async () => {
+    const s = await backend.start();
+    expect((await s.message('nope', 'a', offer())).body.error).toBe('session_not_found');
+    await s.register('s', 'a');
+    expect((await s.message('s', 'ghost', offer('a'))).body.error).toBe('peer_not_found');
+  });
+
+  test('POST /message: MAX_QUEUE held messages, then 429 queue_full with Retry-After; nothing is dropped silently', async () => {
+    const s = await backend.start({ maxQueue: 3 });
+    await s.register('s', 'a');
+    await s.register('s', 'b');
+    for (let i = 0; i < 3; i++) expect((await s.message('s', 'a', offer('b'), { at: i })).status).toBe(202);
+    const res = await s.message('s', 'a', offer('b'));
+    expect(res.status).toBe(429);
+    expect(res.body.error).toBe('queue_full');
+    expect(res.headers.get('retry-after')).toBe('1');
+  });
+
+  test('POST /message: without a target a message goes to every other peer', async () => {
+    const s = await backend.start();
+    for (const p of ['a', 'b', 'c']) await s.register('s', p);
+    expect((await s.message('s', 'a', { type: 'hello' })).status).toBe(202);
+  });
+
+  test('POST /message: a broadcast reaches no one when one target is full', async () => {
+    // Held events count server events too: a holds new-peer(b) and new-peer(c), b holds new-peer(c).
+    const s = await backend.start({ maxQueue: 2 });
+    for (const p of ['a', 'b', 'c']) await s.register('s', p);
+    const res = await s.message('s', 'c', { type: 'hello' });
+    expect(res.status).toBe(429);
+    expect(res.body.message).toContain('peer a');
+    // b did not get the broadcast: it still has room for exactly one message.
+    expect((await s.message('s', 'a', { type: 'x', target: 'b' })).status).toBe(202);
+    expect((await s.message('s', 'a', { type: 'x', target: 'b' })).status).toBe(429);
+  });
+
+  test("DELETE /register with an earlier registration's token does not remove the newer one (a reload's late unload)", async () => {
+    const s = await backend.start();
+    const old = (await s.register('s', 'a', { at: 0 })).body.token;
+    const current = (await s.register('s', 'a', { at: 1 })).body.token;
+    const late = await s.leave('s', 'a', { at: 2, headers: { authorization: `Bearer ${old}` } });
+    expect(late.status).toBe(409);
+    expect(late.body.error).toBe('superseded');
+    expect((await s.leave('s', 'a', { headers: { authorization: `Bearer ${current}` } })).status).toBe(200);
+  });
+
+  test('DELETE /register removes the peer; the last one out removes the session', async () => {
+    const s = await backend.start();
+    await s.register('s', 'a');
+    await s.register('s', 'b');
+    expect((await s.leave('s', 'a')).status).toBe(200);
+    expect((await s.message('s', 'b', offer('a'))).body.error).toBe('target_not_found');
+    expect((await s.leave('s', 'a', { at: 2 })).status).toBe(404);
+    expect((await s.leave('s', 'b')).status).toBe(200);
+    expect((await s.call('GET', '/events/s/b', undefined, {}, 2)).body.error).toBe('session_not_found');
+  });
+
+  test('DELETE /session ends it; later requests for it → 404', async () => {
+    const s = await backend.start();
+    await s.register('s', 'a');
+    expect((await s.close('s', { at: 1 })).body).toEqual({ message: 'session closed' });
+    expect((await s.message('s', 'a', offer())).status).toBe(404);
+    expect((await s.close('s', { at: 2 })).status).toBe(404);
+  });
+
+  test('GET /events for an unregistered peer is a JSON 404, not a stream', async () => {
+    const s = await backend.start();
+    await s.register('s', 'a');
+    const res = await s.call('GET', '/events/s/b', undefined, {}, 1);
+    expect(res.status).toBe(404);
+    expect(res.body.error).toBe('peer_not_found');
+  });
+
+  test('a Last-Event-ID that is not an event id → 400', async () => {
+    const s = await backend.start();
+    await s.register('s', 'a');
+    const res = await s.call('GET', '/events/s/a', undefined, { 'last-event-id': 'abc' }, 1);
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('Last-Event-ID');
+  });
+});
