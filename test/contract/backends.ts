@@ -226,3 +226,5 @@ export function contractBackends(): Backend[] {
 export function eachBackend(backends: Backend[], body: (backend: Backend) => void): void {
   for (const backend of backends) describe(backend.name, () => body(backend));
 }
+
+export { until } from '../cluster/helpers';
