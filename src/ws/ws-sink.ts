@@ -74,7 +74,8 @@ export class WsSink implements EventSink, Pingable {
   private closed = false;
   /** While the connection is being attached, a close is only noted, so that a refusal can still be sent. */
   private opening = true;
-  private closeWanted = false;
+  /** A close asked for while the attach step ran (a cluster's attach waits for Redis), carried out after it. */
+  private closeWanted: { code: number; reason?: string } | undefined;
   /** Frames of this turn of the loop, not yet given to the socket; unset when none (most of the time). */
   private batch: string[] | undefined;
   /** Events given to the socket since Bun's buffer was last seen empty: how many a dropped socket may lose. */
@@ -192,7 +193,7 @@ export class WsSink implements EventSink, Pingable {
       this.ws.close(CloseCode.refused(error), error.code);
       this.end();
     } else if (this.closeWanted) {
-      this.ws.close(CloseCode.normal);
+      this.ws.close(this.closeWanted.code, this.closeWanted.reason);
     }
   }
 
@@ -204,7 +205,9 @@ export class WsSink implements EventSink, Pingable {
   closeWith(code: number, reason?: string): void {
     if (this.closed) return;
     if (this.opening) {
-      this.closeWanted = true;
+      // The answers already given go out first, as they do on an open connection.
+      this.flush();
+      this.closeWanted = { code, reason };
       this.end();
       return;
     }
