@@ -355,9 +355,14 @@ export class ClusterSignalling implements SignallingBackend {
   }
 
   async snapshot(sessionId: string): Promise<SessionSnapshot | undefined> {
+    return (await this.ordered(sessionId))?.snapshot;
+  }
+
+  /** A session's snapshot, and its place among the sessions created (which orders those of one millisecond). */
+  private async ordered(sessionId: string): Promise<{ snapshot: SessionSnapshot; order: number } | undefined> {
     const reply = (await this.run(SCRIPTS.snapshot, sessionId)) as Reply;
     if (reply[0] !== 'ok') return undefined;
-    const [, createdAt, idleMs, inv, peers, invites] = reply as [string, string, string | null, string | null, unknown[], string[]];
+    const [, createdAt, idleMs, inv, peers, invites, order] = reply as [string, string, string | null, string | null, unknown[], string[], string | null];
     const snapshot: SessionSnapshot = { id: sessionId, createdAt: Number(createdAt), mode: 'mesh', managed: idleMs !== null, peers: [] };
     const places = new Map<string, number>();
     for (let i = 0; i < peers.length; i += 3) {
@@ -372,14 +377,17 @@ export class ClusterSignalling implements SignallingBackend {
         snapshot.invites.push({ peerId: invites[i] as string, role: (JSON.parse(invites[i + 1] as string) as { role: Role }).role });
       }
     }
-    return snapshot;
+    return { snapshot, order: Number(order ?? 0) };
   }
 
   async snapshots(): Promise<SessionSnapshot[]> {
     const ids = (await this.link.command('SMEMBERS', [redisKey.sessions(this.config.redisPrefix)])) as string[];
-    const all = await Promise.all(ids.map((id) => this.snapshot(id)));
+    const all = await Promise.all(ids.map((id) => this.ordered(id)));
     // In the order they were created, as one process lists them.
-    return all.filter((s): s is SessionSnapshot => s !== undefined).sort((p, q) => p.createdAt - q.createdAt || (p.id < q.id ? -1 : 1));
+    return all
+      .filter((s) => s !== undefined)
+      .sort((p, q) => p.snapshot.createdAt - q.snapshot.createdAt || p.order - q.order)
+      .map((s) => s.snapshot);
   }
 
   shutdown(): void {

@@ -22,8 +22,9 @@
  *   P/deadlines      sorted set: "a" scored with the time the peer times out, "/<sessionId>" with the
  *                    time an admin-created session without peers ends (a member starts with "/" only
  *                    then, as ids are not empty); instances sweep it
- *   P/s/<sid>        hash: createdAt, joins (a counter that orders the peers), idleMs and inv (admin sessions),
- *                    by (the key of the address whose registration created it)
+ *   P/s/<sid>        hash: createdAt, order (its place among the sessions created, see P/created), joins (a
+ *                    counter that orders the peers), idleMs and inv (admin sessions), by (the key of the
+ *                    address whose registration created it)
  *   P/p/<sid>        hash: peerId → its credentials, place in the session and address key "o" (JSON)
  *   P/i/<sid>        hash: peerId → invite (JSON), admin sessions with an allow-list
  *   P/m/a            hash: epoch (first id of this incarnation), last (last id given), cursor (last id
@@ -34,6 +35,9 @@
  *                    or -1), k (its topic's tag, see delivery/rules.ts) and q (the id of the event before
  *                    it with that tag, or 0); a superseded event's id is missing from it, never written
  *   P/bytes          hash: held, all: the bytes of every peer's events, as LocalDelivery counts them
+ *   P/created        counter of the sessions created: orders those created in one millisecond, as one
+ *                    process lists them (its expiry, renewed at each creation, only ever parts sessions
+ *                    whose createdAt differs)
  *   P/holdings       hash: "s<address key>" → sessions it created, "p<address key>" → registrations it made
  *                    (alive), for AddressHoldings' caps
  *   P/h/a            the id of the instance holding the peer's stream
@@ -64,6 +68,7 @@ const KIND = {
   holder: 'h',
   bytes: 'bytes',
   holdings: 'holdings',
+  created: 'created',
   channel: 'c',
 } as const;
 
@@ -78,6 +83,7 @@ export const redisKey = {
   deadlines: (prefix: string): string => key(prefix, KIND.deadlines),
   bytes: (prefix: string): string => key(prefix, KIND.bytes),
   holdings: (prefix: string): string => key(prefix, KIND.holdings),
+  created: (prefix: string): string => key(prefix, KIND.created),
   session: (prefix: string, sessionId: string): string => key(prefix, KIND.session, sessionId),
   peers: (prefix: string, sessionId: string): string => key(prefix, KIND.peers, sessionId),
   invites: (prefix: string, sessionId: string): string => key(prefix, KIND.invites, sessionId),
@@ -109,6 +115,14 @@ local function mk(a) return key('${KIND.mailbox}', a) end
 local function lk(a) return key('${KIND.log}', a) end
 local function hk(a) return key('${KIND.holder}', a) end
 local function ck(instance) return key('${KIND.channel}', instance) end
+
+-- A new session's hash: when it was created, and its place among the sessions created.
+local function newSession(sid)
+  local created = P .. SEP .. '${KIND.created}'
+  local order = redis.call('INCR', created)
+  redis.call('PEXPIRE', created, TTL)
+  redis.call('HSET', sk(sid), 'createdAt', NOW, 'order', order, 'joins', 0)
+end
 
 local function route(a, msg)
   local holder = redis.call('GET', hk(a))
@@ -375,7 +389,7 @@ end
 local created = 0
 if seen == '' then
   if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
-  redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0)
+  newSession(sid)
   redis.call('SADD', SESSIONS, sid)
   if origin ~= '' then
     redis.call('HSET', sk(sid), 'by', origin)
@@ -611,7 +625,8 @@ const CREATE_SESSION = `
 local sid, idle, maxSessions = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 if redis.call('EXISTS', sk(sid)) == 1 then return {'session_exists'} end
 if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
-redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0, 'idleMs', idle)
+newSession(sid)
+redis.call('HSET', sk(sid), 'idleMs', idle)
 if ARGV[8] == '1' then redis.call('HSET', sk(sid), 'inv', 1) end
 for i = 9, #ARGV, 2 do redis.call('HSET', ik(sid), ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', SESSIONS, sid)
@@ -636,11 +651,11 @@ if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
 return {'ok', redis.call('HGETALL', pk(sid))}
 `;
 
-/** ARGV[5] sessionId: createdAt, idleMs, inv, peers (id, credentials, streaming 0/1 triples), invites (pairs). */
+/** ARGV[5] sessionId: createdAt, idleMs, inv, peers (id, credentials, streaming 0/1 triples), invites (pairs), order. */
 const SNAPSHOT = `
 local sid = ARGV[5]
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
-local meta = redis.call('HMGET', sk(sid), 'createdAt', 'idleMs', 'inv')
+local meta = redis.call('HMGET', sk(sid), 'createdAt', 'idleMs', 'inv', 'order')
 local peers = {}
 local all = redis.call('HGETALL', pk(sid))
 for i = 1, #all, 2 do
@@ -648,7 +663,7 @@ for i = 1, #all, 2 do
   peers[#peers + 1] = all[i + 1]
   peers[#peers + 1] = redis.call('EXISTS', hk(sid .. '/' .. all[i]))
 end
-return {'ok', meta[1], meta[2], meta[3], peers, redis.call('HGETALL', ik(sid))}
+return {'ok', meta[1], meta[2], meta[3], peers, redis.call('HGETALL', ik(sid)), meta[4]}
 `;
 
 /** The cluster's sessions, peers and event bytes, for the gauges. */

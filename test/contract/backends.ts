@@ -74,6 +74,12 @@ export interface Server {
   ws(sessionId: string, peerId: string, options?: At): Promise<WsConnection>;
   /** An admin route (`/sessions…`) on instance `at` (0 by default). */
   admin(method: string, path: string, body?: unknown, headers?: Record<string, string>, at?: number): Promise<Answer>;
+  /**
+   * A request for `path`, spread as the peers are: a peer route (`/register|message|events|ws/:s/:p`)
+   * goes to that peer's home instance (its stream's instance for /events and /ws), any other to the
+   * instances in turn. A string body is sent as it is.
+   */
+  req(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Answer>;
   /** Any request on instance `at` (0 by default); a string body is sent as it is. */
   call(method: string, path: string, body?: unknown, headers?: Record<string, string>, at?: number): Promise<Answer>;
   /** The instance where `peerId`'s requests go by default; its stream opens on the next. */
@@ -126,6 +132,13 @@ function server(backend: BackendName, urls: string[], clock: ManualClock, sweep:
   const url = (at = 0) => urls[((at % n) + n) % n] as string;
   const peerPath = (route: string, sessionId: string, peerId: string, query?: string) => withQuery(`/${route}/${encode(sessionId)}/${encode(peerId)}`, query);
   let stopped = false;
+  let turn = 0;
+  const instanceFor = (path: string) => {
+    const peer = /^\/(register|message|events|ws)\/[^/?]+\/([^/?]+)/.exec(path);
+    if (!peer) return turn++;
+    const k = home(decodeURIComponent(peer[2] as string));
+    return peer[1] === 'events' || peer[1] === 'ws' ? k + 1 : k;
+  };
   return {
     backend,
     differences: differences[backend],
@@ -148,6 +161,7 @@ function server(backend: BackendName, urls: string[], clock: ManualClock, sweep:
       return socket;
     },
     admin: (method, path, body, headers, at = 0) => request(url(at), method, path, body, headers),
+    req: (method, path, body, headers) => request(url(instanceFor(path)), method, path, body, headers),
     call: (method, path, body, headers, at = 0) => request(url(at), method, path, body, headers),
     async advance(ms) {
       clock.advance(ms);
