@@ -28,7 +28,7 @@ export interface Differences {
   /** Relay sessions (`mode=relay`): media goes through one process, so a cluster refuses them with 400. */
   relaySessions: boolean;
   /**
-   * The token buckets (REGISTER_RATE_PER_MIN, MESSAGE_RATE_PER_S, PEER_MESSAGE_RATE_PER_S) and
+   * The token buckets (REGISTER_RATE_PER_MIN, MESSAGE_RATE_PER_S, PEER_MESSAGE_RATE_PER_S, ICE_SERVERS_RATE_PER_MIN) and
    * MAX_STREAMS_PER_IP count per instance: `process` is the whole server, `instance` one of several.
    */
   rateLimits: 'process' | 'instance';
