@@ -136,6 +136,20 @@ eachBackend(backends, (backend) => {
     expect(seen).toEqual([...Array(40).keys()]);
   });
 
+  test('a peer that comes and goes leaves one notice in a peer that is not reading', async () => {
+    const s = await backend.start({ registerRatePerMin: 0 });
+    await s.register('s', 'idle');
+    for (let i = 0; i < 30; i++) {
+      await s.register('s', 'flapper', { at: i });
+      await s.leave('s', 'flapper', { at: i + 1 });
+    }
+    await s.register('s', 'flapper');
+    const idle = await s.events('s', 'idle');
+    await s.message('s', 'flapper', { target: 'idle', type: 'marker' });
+    await idle.next(ofType('marker'));
+    expect(idle.events.map((e) => `${e.json.type}:${e.json.senderId}`)).toEqual(['new-peer:flapper', 'marker:flapper']);
+  });
+
   test('Last-Event-ID resumes after a dropped stream with no loss and no duplicate, on any instance', async () => {
     const s = await backend.start();
     await s.register('s', 'a');

@@ -80,6 +80,26 @@ eachBackend(backends, (backend) => {
     });
   });
 
+  test('ids with every allowed character: frames, events and a resume on another instance', async () => {
+    const [session, peer] = ['a.b_c:d@e|f~g-h', 'Z9:|~@.-_'];
+    const s = await backend.start();
+    await s.register(session, peer);
+    await s.register(session, 'b');
+    const first = await s.ws(session, peer);
+    expect(withoutId(await first.next(isType('new-peer')))).toEqual({ type: 'new-peer', senderId: 'b' });
+    const b = await s.ws(session, 'b');
+    expect(await b.request({ target: peer, type: 'offer', payload: 1 })).toMatchObject({ status: 200 });
+    await first.next(isType('offer', 'b'));
+    expect(await first.request({ target: 'b', type: 'answer', payload: 2 })).toMatchObject({ status: 200 });
+    expect((await b.next(isType('answer'))).senderId).toBe(peer);
+    first.close();
+    await first.closed;
+    await until('the drop', async () => (await s.message(session, 'b', { target: peer, type: 'held' })).status === 202);
+    const again = await s.ws(session, peer, { at: s.home(peer) + 2, query: `lastEventId=${first.lastEventId}` });
+    expect((await again.next(isType('held'))).senderId).toBe('b');
+    expect(again.events.filter((e) => e.type === 'offer')).toEqual([]);
+  });
+
   describe('acks', () => {
     test('carry the status POST /message would answer, and the id the client chose', async () => {
       const s = await backend.start({ maxQueue: 2 });
