@@ -98,11 +98,12 @@ export class Signalling implements SignallingBackend {
     if (existing && !current && existing.peers.size >= this.config.maxPeersPerSession) {
       throw new SignalError('session_full', `session ${sessionId} already has ${this.config.maxPeersPerSession} peers`);
     }
+    const publisher = existing && publisherOf(existing, peerId);
+    const auth = admit?.(existing && { peers: existing.peers, managed: existing.managed, publisher }, current);
+    // After the credentials, as a cluster checks them: a takeover without its token is a 401 whatever the address holds.
     // The key of the client's address: what the per-address caps count.
     const from = origin?.address === undefined ? undefined : addressKey(origin.address);
     this.holdings.check(from, !existing, current !== undefined && current.origin === from);
-    const publisher = existing && publisherOf(existing, peerId);
-    const auth = admit?.(existing && { peers: existing.peers, managed: existing.managed, publisher }, current);
     if (publisher !== undefined && sessionMode === 'relay' && auth?.role === 'publisher') {
       throw new SignalError('publisher_exists', `relay session ${sessionId} already has publisher ${publisher}; a relay session has one`);
     }

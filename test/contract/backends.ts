@@ -32,11 +32,13 @@ export interface Differences {
    * MAX_STREAMS_PER_IP count per instance: `process` is the whole server, `instance` one of several.
    */
   rateLimits: 'process' | 'instance';
+  /** What refusals of MAX_SESSIONS and MAX_EVENT_BYTES call what they bound: `this server holds…`, `this cluster holds…`. */
+  scope: 'server' | 'cluster';
 }
 
 export const differences: Record<BackendName, Differences> = {
-  local: { sent: 'written', relaySessions: true, rateLimits: 'process' },
-  cluster: { sent: 'taken', relaySessions: false, rateLimits: 'instance' },
+  local: { sent: 'written', relaySessions: true, rateLimits: 'process', scope: 'server' },
+  cluster: { sent: 'taken', relaySessions: false, rateLimits: 'instance', scope: 'cluster' },
 };
 
 export interface Answer {

@@ -211,4 +211,62 @@ eachBackend(backends, (backend) => {
     expect(res.status).toBe(400);
     expect(res.body.message).toContain('Last-Event-ID');
   });
+
+  test('every refusal has the same status, code and message on both stores', async () => {
+    const s = await backend.start({ maxSessions: 2, maxPeersPerSession: 2, maxQueue: 2, adminToken: 'admin-token-0123456789' });
+    const admin = { authorization: 'Bearer admin-token-0123456789' };
+    await s.register('s', 'a');
+    await s.register('s', 'b');
+    await s.register('t', 'a');
+    const refusals: [Promise<{ status: number; body: unknown }>, number, string, string][] = [
+      [s.message('nope', 'a', offer('b')), 404, 'session_not_found', 'session nope does not exist'],
+      [s.message('s', 'ghost', offer('a')), 404, 'peer_not_found', 'peer ghost is not registered in session s'],
+      [s.message('s', 'a', offer('zz')), 404, 'target_not_found', 'peer zz is not in session s'],
+      [s.message('s', 'a', offer('a')), 400, 'invalid_request', 'target is the sender itself'],
+      [s.message('s', 'a', { type: 'ping', target: 'b' }), 400, 'reserved_type', 'type "ping" is sent by the server only'],
+      [s.register('u', 'a'), 429, 'too_many_sessions', `this ${s.differences.scope} holds its limit of 2 sessions`],
+      [s.register('s', 'c'), 409, 'session_full', 'session s already has 2 peers'],
+      [s.register('s', 'switchboard'), 400, 'reserved_peer', 'peer id "switchboard" is the server\'s own, in every session'],
+      [s.leave('s', 'ghost'), 404, 'peer_not_found', 'peer ghost is not registered in session s'],
+      [s.close('nope'), 404, 'session_not_found', 'session nope does not exist'],
+      [s.admin('POST', '/sessions', { sessionId: 's' }, admin), 409, 'session_exists', 'session s already exists'],
+    ];
+    for (const [answer, status, error, message] of refusals) expect(await answer).toMatchObject({ status, body: { error, message } });
+    // a holds new-peer(b): one more fills it, the next is refused.
+    expect((await s.message('s', 'b', { type: 'x', target: 'a' })).status).toBe(202);
+    expect(await s.message('s', 'b', { type: 'x', target: 'a' })).toMatchObject({ status: 429, body: { error: 'queue_full', message: 'the target has 2 undelivered events; retry when it reads them' } });
+    expect(await s.message('s', 'b', { type: 'x' })).toMatchObject({ status: 429, body: { error: 'queue_full', message: 'peer a has too many undelivered events; retry when it reads them' } });
+  });
+
+  test('the checks come in the same order on both stores', async () => {
+    const s = await backend.start();
+    await s.register('s', 'b');
+    // What the route checks first: the sender's session, then the sender, then the body against the rules.
+    expect((await s.message('nope', 'a', { type: 'ping' })).body.error).toBe('session_not_found');
+    expect((await s.message('nope', 'a', { type: 'x', target: 'a' })).body.error).toBe('session_not_found');
+    expect((await s.message('s', 'ghost', { type: 'ping' })).body.error).toBe('peer_not_found');
+    expect((await s.message('s', 'ghost', { type: 'x', target: 'ghost' })).body.error).toBe('peer_not_found');
+    expect((await s.message('s', 'b', { type: 'new-peer', target: 'zz' })).body.error).toBe('reserved_type');
+    expect((await s.message('s', 'b', { type: 'ping', target: 'b' })).body.error).toBe('reserved_type');
+    const full = await backend.start({ maxSessions: 1, maxPeersPerSession: 1 });
+    await full.register('s', 'b');
+    // The reserved id before the caps; a bad mode before the caps; the session cap before the session's own.
+    expect((await full.register('t', 'switchboard')).body.error).toBe('reserved_peer');
+    expect((await full.register('s', 'switchboard')).body.error).toBe('reserved_peer');
+    expect((await full.register('t', 'c', { query: 'mode=sfu' })).body.error).toBe('invalid_request');
+    expect((await full.register('t', 'c')).body.error).toBe('too_many_sessions');
+    expect((await full.register('s', 'c')).body.error).toBe('session_full');
+  });
+
+  test('credentials are checked before what the address holds: a takeover without its token is a 401 at the cap too', async () => {
+    const s = await backend.start({ authMode: 'token', maxPeersPerIp: 1, trustProxy: 1, registerRatePerMin: 0 });
+    const from = (ip: string) => ({ 'x-forwarded-for': ip });
+    expect((await s.register('s', 'a', { headers: from('10.0.0.2') })).status).toBe(200);
+    expect((await s.register('s', 'x', { headers: from('10.0.0.1') })).status).toBe(200);
+    const takeover = await s.register('s', 'a', { headers: from('10.0.0.1'), at: 2 });
+    expect(takeover.status).toBe(401);
+    expect(takeover.body.message).toContain('taking it over needs its token');
+    // A newcomer from the same address is refused by the cap.
+    expect((await s.register('s', 'y', { headers: from('10.0.0.1') })).body.error).toBe('too_many_peers');
+  });
 });
