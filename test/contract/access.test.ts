@@ -7,10 +7,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, SignJWT, UnsecuredJWT } from 'jose';
-import type { Config } from '../../src/config';
 import { ManualClock } from '../helpers';
 import { ofType } from '../sse-client';
-import { contractBackends, eachBackend, type Server } from './backends';
+import { type Config, contractBackends, eachBackend, type Server } from './backends';
 
 const backends = contractBackends();
 

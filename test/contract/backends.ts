@@ -243,4 +243,5 @@ export function eachBackend(backends: Backend[], body: (backend: Backend) => voi
   for (const backend of backends) describe(backend.name, () => body(backend));
 }
 
+export type { Config } from '../../src/config';
 export { until } from '../cluster/helpers';

@@ -29,7 +29,7 @@ eachBackend(backends, (backend) => {
     expect((await stream.next((e) => e.json.type === 'new-peer')).json).toEqual({ type: 'new-peer', senderId: 'b' });
     expect((await s.message(SESSION, 'b', offer(PEER))).status).toBe(200);
     expect((await stream.next((e) => e.json.type === 'offer')).json.senderId).toBe('b');
-    // A session id that is a prefix of another, and a peer id that holds the other's separator, stay apart.
+    // Session `a.b_c:d@e|f~g` with peer `h` would share keys with session `a.b_c:d@e|f~g-h` if ids were joined with `-`.
     expect((await s.register('a.b_c:d@e|f~g', 'h')).body.peers).toEqual([]);
     expect((await s.message(SESSION, PEER, offer('h'))).body.error).toBe('target_not_found');
     expect((await s.leave(SESSION, PEER)).status).toBe(200);
