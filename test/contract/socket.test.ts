@@ -101,6 +101,20 @@ eachBackend(backends, (backend) => {
   });
 
   describe('acks', () => {
+    test('the first frame is the opening ping even when the client sends at once: acks follow it', async () => {
+      const s = await backend.start();
+      await s.register('s', 'a');
+      await s.register('s', 'b');
+      for (let i = 0; i < 6; i++) {
+        const a = await s.ws('s', 'a', { at: i });
+        a.send(i % 2 ? 'not json' : JSON.stringify({ id: i, type: 'x', target: 'b' }));
+        await until('the ack', () => a.frames.some((f) => 'ack' in f));
+        expect(a.frames[0]).toMatchObject({ type: 'ping' });
+        a.close();
+        await a.closed;
+      }
+    });
+
     test('carry the status POST /message would answer, and the id the client chose', async () => {
       const s = await backend.start({ maxQueue: 2 });
       await s.register('s', 'a');
