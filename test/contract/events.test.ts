@@ -196,6 +196,28 @@ eachBackend(backends, (backend) => {
     expect((await b.next()).json.type).toBe('y');
   });
 
+  test('a Last-Event-ID that cannot be resumed is refused before any stream opens', async () => {
+    const s = await backend.start();
+    await s.register('s', 'a');
+    await s.register('s', 'b');
+    for (let i = 0; i < 3; i++) await s.message('s', 'a', { target: 'b', type: 'x' });
+    const refused = async (lastEventId: string, at: number) => {
+      const res = await s.call('GET', '/events/s/b', undefined, { 'last-event-id': lastEventId }, at);
+      return [res.status, res.body.error];
+    };
+    // Past the last id given: a position this peer never had.
+    expect(await refused('4', 0)).toEqual([409, 'resume_gap']);
+    expect(await refused('999', 1)).toEqual([409, 'resume_gap']);
+    for (const bad of ['-1', '1.5', '9007199254740993']) expect(await refused(bad, 2)).toEqual([400, 'invalid_request']);
+    // The last id given is a position to resume from.
+    const resumed = await s.events('s', 'b', { lastEventId: '3' });
+    expect(resumed.status).toBe(200);
+    resumed.close();
+    // After a takeover, a position of the earlier registration is no longer this peer's.
+    await s.register('s', 'b', { at: 2 });
+    expect(await refused('2', 0)).toEqual([409, 'superseded']);
+  });
+
   test('a stream that received nothing still has an id to resume from', async () => {
     const s = await backend.start();
     await s.register('s', 'a');
