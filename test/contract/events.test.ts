@@ -4,7 +4,7 @@
 import { expect, test } from 'bun:test';
 import net from 'node:net';
 import { ofType } from '../sse-client';
-import { contractBackends, eachBackend, until } from './backends';
+import { contractBackends, eachBackend, FLOOD_TIMEOUT_MS, until } from './backends';
 
 const backends = contractBackends();
 /** These tests flood one peer on purpose: the message rate limits would answer before the queue does. */
@@ -361,7 +361,7 @@ eachBackend(backends, (backend) => {
     expect(resumed.status).toBe(200);
     while (seqs.length < acknowledged) seqs.push(((await resumed.next(ofType('seq'))).json.payload as { seq: number }).seq);
     expect(seqs).toEqual([...Array(acknowledged).keys()]);
-  });
+  }, FLOOD_TIMEOUT_MS);
 
   test('a stream that stays full for a whole ping interval is cut, so the peer can time out', async () => {
     const s = await backend.start({ maxQueue: 64, pingIntervalMs: 10_000, peerTimeoutMs: 60_000, ...floodAllowed });
@@ -391,5 +391,5 @@ eachBackend(backends, (backend) => {
     await s.advance(60_000);
     await a.next(ofType('peer-left', 'b'));
     expect((await s.message('s', 'a', { target: 'b', type: 'x' })).body.error).toBe('target_not_found');
-  });
+  }, FLOOD_TIMEOUT_MS);
 });

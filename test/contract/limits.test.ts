@@ -3,7 +3,7 @@
 // count per instance (see `differences.rateLimits`): those tests send one address's requests to one
 // instance, and one test shows what another instance answers.
 import { expect, test } from 'bun:test';
-import { contractBackends, eachBackend, until } from './backends';
+import { contractBackends, eachBackend, FLOOD_TIMEOUT_MS, until } from './backends';
 
 const backends = contractBackends();
 const from = (ip: string) => ({ 'x-forwarded-for': ip });
@@ -129,7 +129,7 @@ eachBackend(backends, (backend) => {
     expect((answers[202] ?? 0) * 60_000).toBeLessThanOrEqual(BUDGET);
     expect(answers[429]).toBe(120 - (answers[202] ?? 0));
     expect([...refusals]).toEqual(['queue_full']);
-  });
+  }, FLOOD_TIMEOUT_MS);
 
   test('a peer holds at most MAX_PEER_EVENT_BYTES; once it reads, it can be sent to again', async () => {
     const s = await backend.start(budgets);

@@ -5,7 +5,7 @@ import { describe, expect, test } from 'bun:test';
 import { ofType } from '../sse-client';
 import { openRawSocket } from '../ws-raw';
 import { type Frame, isType, openSocket } from '../ws-client';
-import { contractBackends, eachBackend, until } from './backends';
+import { contractBackends, eachBackend, FLOOD_TIMEOUT_MS, until } from './backends';
 
 const backends = contractBackends();
 const candidate = (n: number) => ({ candidate: `candidate:${n} 1 udp 2122260223 10.0.0.${n} 5${n}000 typ host`, sdpMid: '0', sdpMLineIndex: 0 });
@@ -416,7 +416,7 @@ eachBackend(backends, (backend) => {
       const resumed = await s.ws('s', 'b', { query: `lastEventId=${received.at(-1)?.id ?? 0}` });
       while (seqs.length < acknowledged) seqs.push(((await resumed.next(isType('seq'))).payload as { seq: number }).seq);
       expect(seqs).toEqual([...Array(acknowledged).keys()]);
-    });
+    }, FLOOD_TIMEOUT_MS);
 
     test('a client that sends without reading its acks is cut off before its acks take more than 1 MiB', async () => {
       const s = await backend.start({ messageRatePerS: 0, peerMessageRatePerS: 0 });
@@ -432,7 +432,7 @@ eachBackend(backends, (backend) => {
       a.resume();
       await a.closed;
       expect(a.texts.length).toBeLessThan(200_000);
-    });
+    }, FLOOD_TIMEOUT_MS);
 
     test('a socket that stays full for a whole ping interval is dropped, so the peer can time out', async () => {
       const s = await backend.start({ maxQueue: 64, pingIntervalMs: 10_000, peerTimeoutMs: 60_000, messageRatePerS: 0, peerMessageRatePerS: 0 });
@@ -461,6 +461,6 @@ eachBackend(backends, (backend) => {
       await s.advance(60_000);
       await a.next(ofType('peer-left', 'b'));
       expect((await s.message('s', 'a', { target: 'b', type: 'x' })).body.error).toBe('target_not_found');
-    });
+    }, FLOOD_TIMEOUT_MS);
   });
 });
