@@ -11,6 +11,12 @@ const programs: Record<string, string> = { openssl: 'openssl', chromium: 'chromi
 // nginx lives in /usr/sbin, which a user's PATH may leave out.
 const path = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`;
 const missing = [...new Set(Object.entries(programs).filter(([cmd]) => !Bun.which(cmd, { PATH: path })).map(([, pkg]) => pkg))];
+// Python modules the tests run with Debian's own python3 (test/whip: aiortc, a second WebRTC stack).
+const pythonModules: Record<string, string> = { aiortc: 'python3-aiortc' };
+for (const [module, pkg] of Object.entries(pythonModules)) {
+  const found = Bun.which('/usr/bin/python3') !== null && Bun.spawnSync(['/usr/bin/python3', '-c', `import ${module}`]).exitCode === 0;
+  if (!found) missing.push(pkg);
+}
 if (missing.length) {
   const install = `apt-get install -y --no-install-recommends ${missing.join(' ')}`;
   if (process.getuid?.() === 0 && Bun.which('apt-get')) {

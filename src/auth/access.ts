@@ -1,6 +1,6 @@
 import { type Config, relayMode } from '../config';
 import { SignalError } from '../errors';
-import { type Admit, type AdmitPeer, type AdmitSession, after, type Awaitable, type PeerDirectory } from '../sessions/backend';
+import { type Admit, type AdmitPeer, type AdmitSession, after, type Awaitable, type PeerDirectory, type SenderCredential } from '../sessions/backend';
 import type { PeerAuth, Role } from '../sessions/store';
 import type { JoinClaims, JwtVerifier } from './jwt';
 import { type TokenGenerator, tokenHash, tokenMatches } from './tokens';
@@ -161,11 +161,31 @@ export class PeerAccess {
     return after(auth, (a) => this.checkPeer(sessionId, peerId, token, a));
   }
 
+  /**
+   * The check of `authorizePeer` without its lookup, for `POST /message`: the store that holds the
+   * sender runs it inside `send` (in a cluster, in the send script, from the token's hash).
+   */
+  sender(sessionId: string, peerId: string, token: string | undefined): SenderCredential {
+    const checked = this.config.authMode !== 'open';
+    return {
+      checked,
+      hash: token === undefined ? undefined : tokenHash(token),
+      check: (auth) => {
+        if (checked) this.checkPeer(sessionId, peerId, token, auth);
+      },
+      refusal: (why) => this.peerRefusal(sessionId, peerId, why),
+    };
+  }
+
   private checkPeer(sessionId: string, peerId: string, token: string | undefined, auth: PeerAuth | undefined): void {
-    if (token === undefined) {
-      throw unauthorized(`peer ${peerId} needs the token POST /register returned: Authorization: Bearer <token> (or ?token= on GET /events)`);
-    }
-    if (!tokenMatches(token, auth?.tokenHash)) throw forbidden(`that is not the token of peer ${peerId} in session ${sessionId}`);
+    if (token === undefined) throw this.peerRefusal(sessionId, peerId, 'unauthorized');
+    if (!tokenMatches(token, auth?.tokenHash)) throw this.peerRefusal(sessionId, peerId, 'forbidden');
+  }
+
+  private peerRefusal(sessionId: string, peerId: string, why: 'unauthorized' | 'forbidden'): SignalError {
+    return why === 'unauthorized'
+      ? unauthorized(`peer ${peerId} needs the token POST /register returned: Authorization: Bearer <token> (or ?token= on GET /events)`)
+      : forbidden(`that is not the token of peer ${peerId} in session ${sessionId}`);
   }
 
   /**

@@ -53,11 +53,6 @@ export class JwtVerifier {
     throw new ConfigError('AUTH_MODE=jwt needs JWT_SECRET, JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE');
   }
 
-  /** The algorithms a JWT may be signed with here. */
-  get accepted(): readonly string[] {
-    return this.algorithms;
-  }
-
   /** Checks signature, algorithm, expiry and claims; throws a 401 `SignalError` that says what is wrong. */
   async verify(jwt: string): Promise<JoinClaims> {
     if (jwt.split('.').length !== 3) throw unauthorized('the bearer credential is not a JWT (three base64url parts separated by dots)');

@@ -1,7 +1,8 @@
 import type { Delivered, Delivery, EventSink, PeerAddress } from './delivery';
 import { EventBytes, Mailbox } from './mailbox';
 import { type DeliveryObserver, noObserver } from './observer';
-import { type EventBounds, eventSize, refusals, SERVER_NOTICE, type Topic } from './rules';
+import { refusals } from '../errors';
+import { type EventBounds, eventSize, SERVER_NOTICE, type Topic } from './rules';
 
 /** Ids cannot contain '/', so this key is unambiguous. */
 const keyOf = (peer: PeerAddress) => `${peer.sessionId}/${peer.peerId}`;
@@ -33,7 +34,7 @@ export class LocalDelivery implements Delivery {
   }
 
   checkRoom(peers: readonly PeerAddress[], bytes: number): void {
-    for (const peer of peers) if (this.mailbox(peer).refusal(bytes)) throw refusals.broadcast(peer.peerId);
+    for (const peer of peers) if (this.mailbox(peer).refusal(bytes)) throw refusals.queueBroadcast(peer.peerId);
     if (this.pool.held + bytes * peers.length > this.bounds.totalBytes) throw this.full();
   }
 
@@ -98,7 +99,7 @@ export class LocalDelivery implements Delivery {
   }
 
   private full() {
-    return refusals.total(this.pool.held, this.bounds.totalBytes, 'server');
+    return refusals.queueTotal(this.pool.held, this.bounds.totalBytes, 'server');
   }
 
   private mailbox(peer: PeerAddress): Mailbox {

@@ -1,7 +1,7 @@
-import { SignalError } from '../errors';
+import { refusals, type SignalError } from '../errors';
 import type { Delivered, EventSink } from './delivery';
 import { type DeliveryObserver, noObserver } from './observer';
-import { type EventBounds, eventSize, isServerTag, refusals, type Topic } from './rules';
+import { type EventBounds, eventSize, FIRST_EPOCH, isServerTag, nextEpoch, queueRefusal, resumeRefusal, type Topic } from './rules';
 
 /** What every mailbox of a process holds together, in bytes: the process budget is checked against it. */
 export class EventBytes {
@@ -46,9 +46,9 @@ export class Mailbox {
     private readonly pool: EventBytes = new EventBytes(),
     private readonly observer: DeliveryObserver = noObserver,
   ) {
-    this.epochStart = 1;
-    this.firstId = 1;
-    this.cursor = 0;
+    this.epochStart = FIRST_EPOCH;
+    this.firstId = FIRST_EPOCH;
+    this.cursor = FIRST_EPOCH - 1;
   }
 
   private get lastId(): number {
@@ -66,11 +66,11 @@ export class Mailbox {
   }
 
   /**
-   * A new incarnation (the peer registered again): closes the stream and drops the log. One id is
-   * skipped so that the old incarnation's Last-Event-ID can never pass for the new one's.
+   * A new incarnation (the peer registered again): closes the stream and drops the log; its ids start
+   * at `nextEpoch`.
    */
   reset(): void {
-    const next = this.lastId + 2;
+    const next = nextEpoch(this.lastId);
     this.discard();
     this.log = [];
     this.stamps = [];
@@ -101,8 +101,9 @@ export class Mailbox {
 
   /** Why a client message of `size` bytes cannot be taken now (written events kept for resume give way), or undefined. */
   refusal(size: number): SignalError | undefined {
-    if (this.heldCount >= this.bounds.maxHeld) return refusals.held(this.heldCount);
-    if (this.heldBytes + size > this.bounds.peerBytes) return refusals.bytes(this.heldBytes);
+    const why = queueRefusal({ events: this.heldCount, bytes: this.heldBytes }, size, this.bounds);
+    if (why === 'held') return refusals.queueHeld(this.heldCount);
+    if (why === 'bytes') return refusals.queueBytes(this.heldBytes);
     return undefined;
   }
 
@@ -155,12 +156,9 @@ export class Mailbox {
   /** Attaches `sink`, first rewinding to `lastEventId` when the client says where it is. */
   attach(sink: EventSink, lastEventId: number | undefined): void {
     if (lastEventId !== undefined) {
-      if (lastEventId < this.epochStart - 1) {
-        throw new SignalError('superseded', 'this peer id registered again since that stream; register to join anew');
-      }
-      if (lastEventId > this.lastId || lastEventId < this.firstId - 1) {
-        throw new SignalError('resume_gap', `cannot resume after event ${lastEventId}: it is no longer kept; register again`);
-      }
+      const refused = resumeRefusal(lastEventId, { epoch: this.epochStart, first: this.firstId, last: this.lastId });
+      if (refused === 'superseded') throw refusals.superseded();
+      if (refused === 'resume_gap') throw refusals.resumeGap(lastEventId);
       this.rewind(lastEventId);
     }
     const previous = this.sink;

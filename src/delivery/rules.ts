@@ -1,5 +1,4 @@
 import type { Config } from '../config';
-import { SignalError } from '../errors';
 
 /**
  * What an event is about, for the rule both stores apply when a server event is appended: an undelivered
@@ -85,18 +84,97 @@ export function eventBounds(config: Pick<Config, 'maxQueue' | 'maxPeerEventBytes
   };
 }
 
+/** What a target holds undelivered: the events and their bytes. */
+export interface Held {
+  events: number;
+  bytes: number;
+}
+
+/** A bound on a target's undelivered events: with one more client message of `size` bytes, `count` would pass `bound`. */
+interface QueueBound {
+  readonly why: 'held' | 'bytes';
+  readonly count: keyof Held;
+  /** What the message adds: one event, or its size. */
+  readonly adds: 'one' | 'size';
+  readonly bound: 'maxHeld' | 'peerBytes';
+}
+
+/** The target's bounds on client messages, in the order checked: MAX_QUEUE events, then MAX_PEER_EVENT_BYTES. */
+const QUEUE_BOUNDS: readonly QueueBound[] = [
+  { why: 'held', count: 'events', adds: 'one', bound: 'maxHeld' },
+  { why: 'bytes', count: 'bytes', adds: 'size', bound: 'peerBytes' },
+];
+
+/** Why a target that holds `held` cannot take a client message of `size` bytes now, or undefined. */
+export function queueRefusal(held: Held, size: number, bounds: EventBounds): 'held' | 'bytes' | undefined {
+  for (const b of QUEUE_BOUNDS) if (held[b.count] + (b.adds === 'one' ? 1 : size) > bounds[b.bound]) return b.why;
+  return undefined;
+}
+
+/**
+ * The same rule in Lua, for the cluster's scripts: `refusal(b, size, B)`, with `b` a mailbox (held,
+ * hbytes) and `B` the bounds as boundsAt reads them (held, peerBytes).
+ */
+export const QUEUE_REFUSAL_LUA = (() => {
+  const count = { events: 'b.held', bytes: 'b.hbytes' } as const;
+  const bound = { maxHeld: 'B.held', peerBytes: 'B.peerBytes' } as const;
+  const lines = QUEUE_BOUNDS.map((b) => `  if ${count[b.count]} + ${b.adds === 'one' ? '1' : 'size'} > ${bound[b.bound]} then return '${b.why}' end`);
+  return `local function refusal(b, size, B)\n${lines.join('\n')}\n  return nil\nend\n`;
+})();
+
 /** An event's weight against the byte budgets: its UTF-8 length, as Redis counts it too. */
 export const eventSize = (json: string): number => Buffer.byteLength(json);
 
-/** The refusals of a client message, the same from both stores. */
-export const refusals = {
-  /** The target has `held` undelivered events, its cap. */
-  held: (held: number) => new SignalError('queue_full', `the target has ${held} undelivered events; retry when it reads them`, 1),
-  /** The target's undelivered events weigh `bytes`: one more would pass its budget. */
-  bytes: (bytes: number) => new SignalError('queue_full', `the target has ${bytes} bytes of undelivered events, and this message would pass its limit; retry when it reads them`, 1),
-  /** One of a broadcast's targets has no room (its count or its bytes): the broadcast reaches no one. */
-  broadcast: (peerId: string) => new SignalError('queue_full', `peer ${peerId} has too many undelivered events; retry when it reads them`, 1),
-  /** Every peer's undelivered events weigh `bytes`: one more would pass the budget of `max`. */
-  total: (bytes: number, max: number, where: 'server' | 'cluster') =>
-    new SignalError('queue_full', `this ${where} holds ${bytes} bytes of undelivered events, near its limit of ${max}; retry when they are read`, 1),
-};
+/** The first event id a peer's first incarnation gets. */
+export const FIRST_EPOCH = 1;
+
+/**
+ * Ids skipped from one incarnation of a peer to the next (a takeover registers the id again): the first
+ * id of the new one is the old one's last id plus this, so that one id is never given, and the old
+ * incarnation's Last-Event-ID can never pass for the new one's.
+ */
+export const EPOCH_STEP = 2;
+
+/** The first event id of the incarnation after one whose last id was `lastId`. */
+export const nextEpoch = (lastId: number): number => lastId + EPOCH_STEP;
+
+/** What a resume is checked against: the first id of this incarnation, the lowest id kept, the last id given. */
+export interface ResumeWindow {
+  epoch: number;
+  first: number;
+  last: number;
+}
+
+/** A bound on a Last-Event-ID: one `below` (or `above`) `field + offset` is refused with `code`. */
+interface ResumeBound {
+  readonly code: 'superseded' | 'resume_gap';
+  readonly side: 'below' | 'above';
+  readonly field: keyof ResumeWindow;
+  readonly offset: number;
+}
+
+/**
+ * Where a stream may resume, in the order checked: from before this incarnation began (the id was taken
+ * over since), after the last id given, or from before the oldest event still kept.
+ */
+const RESUME_BOUNDS: readonly ResumeBound[] = [
+  { code: 'superseded', side: 'below', field: 'epoch', offset: -1 },
+  { code: 'resume_gap', side: 'above', field: 'last', offset: 0 },
+  { code: 'resume_gap', side: 'below', field: 'first', offset: -1 },
+];
+
+/** Why a stream cannot resume after `lastEventId`, or undefined when it can. */
+export function resumeRefusal(lastEventId: number, window: ResumeWindow): 'superseded' | 'resume_gap' | undefined {
+  for (const b of RESUME_BOUNDS) {
+    const bound = window[b.field] + b.offset;
+    if (b.side === 'below' ? lastEventId < bound : lastEventId > bound) return b.code;
+  }
+  return undefined;
+}
+
+/** The same rule in Lua, for the cluster's attach script: `resumeRefusal(from, {epoch =, first =, last =})`. */
+export const RESUME_LUA = `local function resumeRefusal(from, w)
+${RESUME_BOUNDS.map((b) => `  if from ${b.side === 'below' ? '<' : '>'} w.${b.field} + (${b.offset}) then return '${b.code}' end`).join('\n')}
+  return nil
+end
+`;

@@ -61,6 +61,7 @@ const DOCUMENTATION = (version: string) => ({
     { name: TAGS.events, description: "a peer's Server-Sent Events stream" },
     { name: TAGS.ice, description: 'STUN and TURN servers for RTCPeerConnection' },
     { name: TAGS.operations, description: 'health, metrics, documentation' },
+    { name: TAGS.whip, description: 'WHIP (RFC 9725) and WHEP: publish into and play relay sessions with standard encoders and players' },
   ],
   paths: OWN_PATHS,
   components: {
@@ -101,7 +102,8 @@ export function apiDocs(version: string) {
       () => {
         if (made?.routes === app.routes.length) return made.document;
         // Routes with a dot in their path (/sdk/switchboard.js) are documented too: none is a static folder.
-        const { paths, components } = toOpenAPISchema(app, { staticFile: false });
+        // OPTIONS included: the ones WHIP and WHEP answer are part of the API (CORS preflights are not routes).
+        const { paths, components } = toOpenAPISchema(app, { staticFile: false, methods: [] });
         const document = {
           ...documentation,
           openapi: '3.1.2',

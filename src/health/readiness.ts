@@ -40,10 +40,6 @@ export class Readiness {
     this.draining = true;
   }
 
-  get isDraining(): boolean {
-    return this.draining;
-  }
-
   async report(): Promise<ReadinessReport> {
     const names = [...this.checks.keys()];
     const states = await Promise.all([...this.checks.values()].map((check) => this.run(check)));

@@ -1,6 +1,7 @@
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import { SignalError } from '../errors';
+import type { RateTicket } from '../sessions/backend';
 import { addressKey } from './client-ip';
 import { TokenBuckets } from './token-buckets';
 
@@ -21,6 +22,8 @@ export type LimitsConfig = Pick<
 export type Release = () => void;
 
 const NOTHING_TO_RELEASE: Release = () => {};
+
+const NO_RATE: RateTicket = { take: () => undefined, giveBack: () => {} };
 
 const limited = (what: string, retryAfterS: number) =>
   new SignalError('rate_limited', `too many ${what}; retry in ${retryAfterS} s`, retryAfterS);
@@ -79,11 +82,27 @@ export class Limits {
     perAddress(this.messages, addressOf, 'messages from this address');
   }
 
-  /** Counts a message against the sending peer's own rate. */
+  /** Counts a message against the sending peer's own rate (a WebSocket frame: its sender is let in already). */
   peerMessage(sessionId: string, peerId: string): void {
-    if (!this.peerMessages) return;
-    const wait = this.peerMessages.take(`${sessionId}/${peerId}`);
-    if (wait) throw limited(`messages from peer ${peerId}`, wait);
+    const limited = this.peerMessageTicket(sessionId, peerId).take();
+    if (limited) throw limited;
+  }
+
+  /**
+   * A message against the sending peer's own rate, taken by `send` once the sender is let in (see
+   * `SendGuard`), so that a request without its token costs the peer nothing.
+   */
+  peerMessageTicket(sessionId: string, peerId: string): RateTicket {
+    const buckets = this.peerMessages;
+    if (!buckets) return NO_RATE;
+    const key = `${sessionId}/${peerId}`;
+    return {
+      take: () => {
+        const wait = buckets.take(key);
+        return wait ? limited(`messages from peer ${peerId}`, wait) : undefined;
+      },
+      giveBack: () => buckets.giveBack(key),
+    };
   }
 
   /** Takes one of the address's stream slots, or refuses with 429; release it when the stream ends. */
@@ -102,10 +121,5 @@ export class Limits {
       if (left > 0) this.streams.set(key, left);
       else this.streams.delete(key);
     };
-  }
-
-  /** Streams open per address right now (for tests and the admin view). */
-  openStreams(address: string): number {
-    return this.streams.get(addressKey(address)) ?? 0;
   }
 }

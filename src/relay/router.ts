@@ -4,6 +4,7 @@ import { GenericNack, MediaStream, type PeerConfig, type RTCRtpTransceiver, type
 import { type Cancel, type Clock, Ticker } from '../clock';
 import type { Role } from '../sessions/store';
 import { type MediaKind, type RtpOutput, SourceTrack, TrackForwarder } from './forwarder';
+import { AnsweringLink, GATHER_MS, type IceParameters } from './answering';
 import { type LinkMessage, ServerLink } from './link';
 
 export interface RouterDeps {
@@ -132,6 +133,25 @@ export class SessionRouter {
     if (this.viewers.size === 0) this.reports.stop();
   }
 
+  /**
+   * A peer that brings its own offer (WHIP, WHEP): a new connection, with the same forwarding as any
+   * peer's, answers it. Resolves with the answer; rejects when the offer cannot be applied.
+   */
+  answer(peerId: string, role: Role, offerSdp: string, onState?: (state: string) => void): Promise<string> {
+    this.leave(peerId);
+    const config = role === 'publisher' ? this.deps.publisherConfig : this.deps.viewerConfig;
+    const link = new AnsweringLink(peerId, config, { clock: this.deps.clock, gatherMs: GATHER_MS, log: this.deps.log, publicIp: this.deps.publicIp, onState });
+    if (role === 'publisher') this.addPublisher(peerId, link);
+    else this.addViewer(peerId, link);
+    return link.answer(offerSdp);
+  }
+
+  /** An ICE restart asked for by a peer that made its own offer; undefined when it has no such connection. */
+  restartIce(peerId: string, remote: Pick<IceParameters, 'ufrag' | 'pwd'>): Promise<IceParameters> | undefined {
+    const link = this.publisher?.id === peerId ? this.publisher.link : this.viewers.get(peerId)?.link;
+    return link instanceof AnsweringLink ? link.restart(remote) : undefined;
+  }
+
   /** What the peer sent to `switchboard`. */
   message(peerId: string, message: LinkMessage): boolean {
     const link = this.publisher?.id === peerId ? this.publisher.link : this.viewers.get(peerId)?.link;
@@ -183,8 +203,9 @@ export class SessionRouter {
     return new ServerLink(peerId, config, { send: (type, payload) => this.deps.send(peerId, type, payload), log: this.deps.log, publicIp: this.deps.publicIp });
   }
 
-  private addPublisher(peerId: string): void {
-    const link = this.link(peerId, this.deps.publisherConfig);
+  /** `answering`: the peer's own offer is to be answered; otherwise the server offers. */
+  private addPublisher(peerId: string, answering?: AnsweringLink): void {
+    const link = answering ?? this.link(peerId, this.deps.publisherConfig);
     const publisher: Publisher = { id: peerId, link, sources: {}, ssrcs: {} };
     this.publisher = publisher;
     for (const kind of KINDS) link.pc.addTransceiver(kind, { direction: 'recvonly' });
@@ -200,7 +221,7 @@ export class SessionRouter {
     link.pc.connectionStateChange.subscribe((state) => {
       this.deps.log(`relay: session ${this.sessionId}: publisher ${peerId} ${state}`);
     });
-    link.offer();
+    if (!answering) link.offer();
   }
 
   /** The hot path: one packet from the publisher to every viewer of its kind. */
@@ -218,8 +239,8 @@ export class SessionRouter {
     for (let i = 0; i < list.length; i++) (list[i] as TrackForwarder).forward(packet, source, now);
   }
 
-  private addViewer(peerId: string): void {
-    const link = this.link(peerId, this.deps.viewerConfig);
+  private addViewer(peerId: string, answering?: AnsweringLink): void {
+    const link = answering ?? this.link(peerId, this.deps.viewerConfig);
     const stream = new MediaStream();
     const transceivers = {} as Record<MediaKind, RTCRtpTransceiver>;
     const forwarders = {} as Record<MediaKind, TrackForwarder>;
@@ -247,7 +268,7 @@ export class SessionRouter {
     });
     for (const kind of KINDS) this.fanOut[kind].push(forwarders[kind]);
     this.reports.start();
-    link.offer();
+    if (!answering) link.offer();
   }
 
   private sendReports(): void {

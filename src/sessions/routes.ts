@@ -58,9 +58,10 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
       '/message/:sessionId/:peerId',
       // The one header it needs is read from the request: naming `headers` would copy them all.
       async ({ params: { sessionId, peerId }, request, body, set }) => {
-        await access.authorizePeer(sessionId, peerId, bearerToken(request.headers.get('authorization') ?? undefined));
-        limits.peerMessage(sessionId, peerId);
-        if ((await signalling.send(sessionId, peerId, body)) === 'sent') return MESSAGE_SENT;
+        // The sender's token and rate are checked inside `send`: in a cluster, in the same Redis step as the message.
+        const token = bearerToken(request.headers.get('authorization') ?? undefined);
+        const guard = { credential: access.sender(sessionId, peerId, token), rate: limits.peerMessageTicket(sessionId, peerId) };
+        if ((await signalling.send(sessionId, peerId, body, guard)) === 'sent') return MESSAGE_SENT;
         set.status = 202;
         return MESSAGE_QUEUED;
       },
@@ -80,7 +81,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
         ],
         detail: describe({
           summary: 'Send a message to a peer',
-          description: 'Relays `{type, payload}` to `target`, or to every other peer when there is none, as `{type, payload, senderId}`. Any content type; at most 64 KiB.',
+          description: 'Forwards `{type, payload}` to `target`, or to every other peer when there is none, as `{type, payload, senderId}`. Any content type; at most 64 KiB.',
           tags: [TAGS.signalling],
           answers: {
             200: { description: "written to the target's open stream", schema: Message(MESSAGE_SENT.message) },

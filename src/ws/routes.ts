@@ -46,7 +46,9 @@ const SOCKET_DOC = describe({
 /**
  * `GET /ws/:sessionId/:peerId`: the WebSocket transport, for a peer registered with POST /register. The
  * upgrade goes straight to Bun with a `WsConnection` as the socket's data: Elysia's WebSocket layer would
- * parse, wrap and validate every frame on its way (see BENCHMARKS.md), where this one does it once.
+ * parse, wrap and validate every frame on its way (see BENCHMARKS.md), where this one does it once. Elysia's
+ * Bun adapter then calls the data's handlers: an internal of Elysia's, hence its exact version in
+ * package.json and test/ws/elysia-dispatch.test.ts, which fails when an upgrade changes it.
  */
 export const socketRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards, routeOptions: WsRoutesOptions) => {
   const options: WsConnectionOptions = { ...DEFAULTS, ...routeOptions, limits, batcher: new WriteBatcher() };

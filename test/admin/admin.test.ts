@@ -12,7 +12,7 @@ describe('without ADMIN_TOKEN', () => {
     ['GET', '/sessions'],
     ['GET', '/sessions/s'],
   ])('%s %s answers 403 admin_disabled, saying how to enable it', async (method, path) => {
-    const res = await req(createApp(defaultConfig()), method, path, method === 'POST' ? {} : undefined, admin);
+    const res = await req(createApp(defaultConfig()).app, method, path, method === 'POST' ? {} : undefined, admin);
     expect(res.status).toBe(403);
     expect(res.body).toEqual({ error: 'admin_disabled', message: expect.stringContaining('ADMIN_TOKEN') });
   });

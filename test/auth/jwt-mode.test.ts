@@ -12,7 +12,7 @@ const dir = mkdtempSync(join(tmpdir(), 'switchboard-jwt-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function jwtApp(config: Partial<Config>) {
-  return createApp(defaultConfig({ authMode: 'jwt', ...config }));
+  return createApp(defaultConfig({ authMode: 'jwt', ...config })).app;
 }
 
 describe('AUTH_MODE=jwt with a key file', () => {

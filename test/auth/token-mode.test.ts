@@ -14,7 +14,7 @@ describe('tokens never reach a log line', () => {
     const spies = [spyOn(console, 'log').mockImplementation(capture), spyOn(console, 'error').mockImplementation(capture), spyOn(console, 'warn').mockImplementation(capture)];
     try {
       const issued: string[] = [];
-      const app = createApp(defaultConfig({ authMode: 'token' }), {
+      const { app, signalling } = createApp(defaultConfig({ authMode: 'token' }), {
         newToken: () => {
           const token = `secret-token-${issued.length}-${crypto.randomUUID()}`;
           issued.push(token);
@@ -30,7 +30,7 @@ describe('tokens never reach a log line', () => {
       await req(app, 'POST', '/register/s/a', undefined, bearer(b));
       await req(app, 'POST', '/message/s/a', '{"type":', bearer(a));
       // Force the one path that logs a request: an unexpected error.
-      (app.decorator.signalling as unknown as { send: () => never }).send = () => {
+      (signalling as unknown as { send: () => never }).send = () => {
         throw new Error('boom');
       };
       expect((await req(app, 'POST', `/message/s/a?token=${a}`, offer('b'), bearer(a))).status).toBe(500);

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, test } from 'bun:test';
 import { ApiError, connect, describeError, type Signal, type Signalling, type StreamState, version } from 'switchboard/client';
 import pkg from '../../package.json';
-import { post, serversPerTest } from '../helpers';
+import { post, serversPerTest, until } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
 
@@ -27,15 +27,6 @@ function record(peer: Signalling) {
   peer.on('stream', ({ state }) => void states.push(state));
   peer.on('registered', ({ peers }) => void registered.push(peers));
   return { signals, states, registered };
-}
-
-/** Polls `check` until it holds; fails after `timeoutMs`. */
-async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not true within ${timeoutMs} ms: ${check.toString()}`);
-    await Bun.sleep(20);
-  }
 }
 
 const device = (server: string, session: string, peer: string, extra: Partial<Parameters<typeof connect>[0]> = {}) => {

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
 import { SCRIPTS } from '../../src/cluster/scripts';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
-import { call, type Cluster, type Instance, startCluster, until } from './helpers';
-import { startServer } from '../helpers';
+import { startServer, until } from '../helpers';
+import { call, type Cluster, type Instance, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -28,10 +28,10 @@ async function withCluster(count: number, config: Parameters<typeof startCluster
   }
 }
 
-/** The cluster's event bytes as the gauge reads them (switchboard_event_bytes), asked of Redis now. */
+/** The cluster's event bytes as the gauge reads them (switchboard_cluster_event_bytes), asked of Redis now. */
 async function eventBytes(cluster: Cluster, via: Instance): Promise<number> {
-  const reply = (await via.cluster.link.eval(SCRIPTS.counts, [cluster.prefix, 'test', String(cluster.clock.now()), '60000'])) as number[];
-  return reply[2] as number;
+  const reply = SCRIPTS.counts.decode(await via.cluster.link.eval(SCRIPTS.counts, [cluster.prefix, 'test', String(cluster.clock.now()), '60000']));
+  return reply.cluster.eventBytes;
 }
 
 /** The bytes of every event that Redis really holds under the cluster's prefix, counted key by key. */
@@ -167,10 +167,10 @@ describe('cluster: sessions and registrations per address hold cluster-wide', ()
       expect((await call(a.url, 'POST', '/register/x/3')).status).toBe(200);
       // Timing out, claimed by whichever instance sweeps, gives back registrations and the sessions they emptied.
       cluster.clock.advance(60_000);
-      await until('the peers timed out', async () => {
+      await until(async () => {
         await Promise.all([a.cluster.sweep(), b.cluster.sweep()]);
         return (await a.cluster.snapshots()).length === 0;
-      });
+      }, 'the peers timed out');
       expect((await call(b.url, 'POST', '/register/z/1')).status).toBe(200);
       expect((await call(a.url, 'POST', '/register/w/1')).status).toBe(200);
       expect((await call(b.url, 'POST', '/register/v/1')).body.error).toBe('too_many_sessions');

@@ -167,7 +167,7 @@ describe('cluster: an instance stopping', () => {
       const x = await openEvents(`${a.url}/events/s/x`);
       const y = await openEvents(`${c.url}/events/s/y`);
       await x.next(ofType('new-peer', 'y'));
-      const drained = a.app.decorator.drain.run(a.app.server as NonNullable<typeof a.app.server>);
+      const drained = a.drain.run(a.app.server as NonNullable<typeof a.app.server>);
       await x.ended;
       expect(await drained).toBe('drained');
       await a.stop();

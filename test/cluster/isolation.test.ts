@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
-import { peerAddress, redisKey } from '../../src/cluster/scripts';
+import { peerAddress, redisKey } from '../../src/cluster/protocol';
 import type { Config } from '../../src/config';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
-import { bearer, type Cluster, call, startCluster, until } from './helpers';
+import { until } from '../helpers';
+import { bearer, type Cluster, call, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -34,7 +35,7 @@ const byPeer = (list: { peerId: string }[]): unknown[] => [...list].sort((p, q) 
 
 /** Waits until the admin API no longer knows `sessionId`: its timeout or idle end ran on some instance. */
 const gone = (c: Cluster, sessionId: string) =>
-  until(`session ${sessionId} to end`, async () => (await call(at(c, 0), 'GET', `/sessions/${encodeURIComponent(sessionId)}`, undefined, admin)).status === 404);
+  until(async () => (await call(at(c, 0), 'GET', `/sessions/${encodeURIComponent(sessionId)}`, undefined, admin)).status === 404, `session ${sessionId} to end`);
 
 /** Moves the instances' clock on, then has each instance sweep at that time (a sweep the clock ran may have looked earlier). */
 async function elapse(c: Cluster, ms: number): Promise<void> {

@@ -5,7 +5,7 @@
 import { afterAll, afterEach, beforeAll, describe } from 'bun:test';
 import type { AppDeps } from '../../src/app';
 import type { Config } from '../../src/config';
-import { type Instance, startCluster } from '../cluster/helpers';
+import { type Answer, call as request, type Instance, startCluster } from '../cluster/helpers';
 import { RedisServer } from '../cluster/redis-server';
 import { ManualClock, type Running, startServer } from '../helpers';
 import { openEvents, type SseConnection } from '../sse-client';
@@ -40,12 +40,6 @@ export const differences: Record<BackendName, Differences> = {
   local: { sent: 'written', relaySessions: true, rateLimits: 'process', scope: 'server' },
   cluster: { sent: 'taken', relaySessions: false, rateLimits: 'instance', scope: 'cluster' },
 };
-
-export interface Answer {
-  status: number;
-  headers: Headers;
-  body: any;
-}
 
 /** Which instance answers: by default the one the fixture gave the peer (see `Server`). */
 export interface At {
@@ -104,20 +98,6 @@ export interface Backend {
 
 const encode = (id: string) => encodeURIComponent(id);
 const withQuery = (path: string, query?: string) => (query ? `${path}${path.includes('?') ? '&' : '?'}${query}` : path);
-
-async function request(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
-  const init: RequestInit = { method, headers };
-  if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body);
-  const res = await fetch(`${url}${path}`, init);
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // Not JSON: keep the text.
-  }
-  return { status: res.status, headers: res.headers, body: parsed };
-}
 
 function server(backend: BackendName, urls: string[], clock: ManualClock, sweep: () => Promise<void>, stopAll: () => Promise<void>): Server {
   const homes = new Map<string, number>();
@@ -252,5 +232,6 @@ export function eachBackend(backends: Backend[], body: (backend: Backend) => voi
   for (const backend of backends) describe(backend.name, () => body(backend));
 }
 
+export type { Answer } from '../cluster/helpers';
 export type { Config } from '../../src/config';
-export { until } from '../cluster/helpers';
+export { until } from '../helpers';

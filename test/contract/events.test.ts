@@ -159,7 +159,7 @@ eachBackend(backends, (backend) => {
     for (let i = 0; i < 5; i++) await first.next(ofType('seq'));
     first.close();
     // The server notices the drop: messages are held from then on.
-    await until('the drop', async () => (await s.message('s', 'a', { target: 'b', type: 'probe' })).status === 202);
+    await until(async () => (await s.message('s', 'a', { target: 'b', type: 'probe' })).status === 202, 'the drop');
     for (let i = 5; i < 10; i++) await s.message('s', 'a', { target: 'b', type: 'seq', payload: i });
     const second = await s.events('s', 'b', { lastEventId: first.lastEventId, at: s.home('b') + 2 });
     const seen: unknown[] = [];
@@ -222,7 +222,7 @@ eachBackend(backends, (backend) => {
     const s = await backend.start();
     await s.register('s', 'a');
     const a = await s.events('s', 'a');
-    await until('the first id', () => a.lastEventId !== '');
+    await until(() => a.lastEventId !== '', 'the first id');
     expect(a.lastEventId).toBe('0');
     expect(a.retry).toBe(1000);
   });
@@ -245,7 +245,7 @@ eachBackend(backends, (backend) => {
     const a = await s.events('s', 'a');
     const b = await s.events('s', 'b');
     b.close();
-    await until('the drop', async () => (await s.message('s', 'a', { target: 'b', type: 'probe' })).status === 202);
+    await until(async () => (await s.message('s', 'a', { target: 'b', type: 'probe' })).status === 202, 'the drop');
     await s.advance(14_999);
     expect((await s.message('s', 'a', { target: 'b', type: 'probe' })).status).toBe(202);
     await s.advance(1);
@@ -259,9 +259,9 @@ eachBackend(backends, (backend) => {
     await s.register('s', 'b');
     const a = await s.events('s', 'a');
     const b = await s.events('s', 'b');
-    await until('the first id', () => b.lastEventId !== '');
+    await until(() => b.lastEventId !== '', 'the first id');
     b.close();
-    await until('the drop', async () => (await s.message('s', 'a', { target: 'b', type: 'held' })).status === 202);
+    await until(async () => (await s.message('s', 'a', { target: 'b', type: 'held' })).status === 202, 'the drop');
     await s.advance(10_000);
     const back = await s.events('s', 'b', { lastEventId: b.lastEventId, at: s.home('b') + 2 });
     await back.next(ofType('held'));
@@ -350,7 +350,7 @@ eachBackend(backends, (backend) => {
     // socket, a keep-alive connection, may stay open.
     reader.socket.resume();
     const ended = () => reader.received().includes('\r\n0\r\n\r\n');
-    await Promise.race([reader.closed, until('the end of the stream', ended)]);
+    await Promise.race([reader.closed, until(ended, 'the end of the stream')]);
     reader.socket.destroy();
 
     // The client resumes from the last complete event it read (the cut may have left half of one).
@@ -385,7 +385,7 @@ eachBackend(backends, (backend) => {
     await s.advance(10_000);
     reader.socket.resume();
     // The stream ends (its last chunk); the keep-alive socket may stay open.
-    await Promise.race([reader.closed, until('the end of the stream', () => reader.received().includes('\r\n0\r\n\r\n'))]);
+    await Promise.race([reader.closed, until(() => reader.received().includes('\r\n0\r\n\r\n'), 'the end of the stream')]);
     reader.socket.destroy();
     // Without its stream the peer times out.
     await s.advance(60_000);

@@ -79,11 +79,11 @@ eachBackend(backends, (backend) => {
     expect((await s.call('GET', '/events/s/c', undefined, from('203.0.113.9'), 0)).status).toBe(429);
     first.close();
     // The server notices the disconnect on its own time: ask again until the slot is free.
-    await until('a free slot', async () => {
+    await until(async () => {
       const res = await fetch(`${s.url(0)}/events/s/c`);
       await res.body?.cancel();
       return res.status === 200;
-    });
+    }, 'a free slot');
   });
 
   test('a refused stream (unknown peer) takes no slot', async () => {

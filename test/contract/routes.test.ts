@@ -258,15 +258,18 @@ eachBackend(backends, (backend) => {
     expect((await full.register('s', 'c')).body.error).toBe('session_full');
   });
 
-  test('credentials are checked before what the address holds: a takeover without its token is a 401 at the cap too', async () => {
+  test('what the address holds is checked before the credentials: a takeover without its token from an address at its cap is a 429', async () => {
     const s = await backend.start({ authMode: 'token', maxPeersPerIp: 1, trustProxy: 1, registerRatePerMin: 0 });
     const from = (ip: string) => ({ 'x-forwarded-for': ip });
     expect((await s.register('s', 'a', { headers: from('10.0.0.2') })).status).toBe(200);
     expect((await s.register('s', 'x', { headers: from('10.0.0.1') })).status).toBe(200);
     const takeover = await s.register('s', 'a', { headers: from('10.0.0.1'), at: 2 });
-    expect(takeover.status).toBe(401);
-    expect(takeover.body.message).toContain('taking it over needs its token');
-    // A newcomer from the same address is refused by the cap.
+    expect(takeover).toMatchObject({ status: 429, body: { error: 'too_many_peers' } });
+    // Without the cap in the way, the credentials refuse it.
+    const credentials = await s.register('s', 'a', { headers: from('10.0.0.3'), at: 1 });
+    expect(credentials.status).toBe(401);
+    expect(credentials.body.message).toContain('taking it over needs its token');
+    // A newcomer from the address at its cap is refused by the cap.
     expect((await s.register('s', 'y', { headers: from('10.0.0.1') })).body.error).toBe('too_many_peers');
   });
 });

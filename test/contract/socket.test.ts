@@ -94,7 +94,7 @@ eachBackend(backends, (backend) => {
     expect((await b.next(isType('answer'))).senderId).toBe(peer);
     first.close();
     await first.closed;
-    await until('the drop', async () => (await s.message(session, 'b', { target: peer, type: 'held' })).status === 202);
+    await until(async () => (await s.message(session, 'b', { target: peer, type: 'held' })).status === 202, 'the drop');
     const again = await s.ws(session, peer, { at: s.home(peer) + 2, query: `lastEventId=${first.lastEventId}` });
     expect((await again.next(isType('held'))).senderId).toBe('b');
     expect(again.events.filter((e) => e.type === 'offer')).toEqual([]);
@@ -108,7 +108,7 @@ eachBackend(backends, (backend) => {
       for (let i = 0; i < 6; i++) {
         const a = await s.ws('s', 'a', { at: i });
         a.send(i % 2 ? 'not json' : JSON.stringify({ id: i, type: 'x', target: 'b' }));
-        await until('the ack', () => a.frames.some((f) => 'ack' in f));
+        await until(() => a.frames.some((f) => 'ack' in f), 'the ack');
         expect(a.frames[0]).toMatchObject({ type: 'ping' });
         a.close();
         await a.closed;
@@ -122,7 +122,7 @@ eachBackend(backends, (backend) => {
       const a = await s.ws('s', 'a');
       a.send(JSON.stringify({ id: 'offer-1', target: 'b', type: 'offer', payload: {} }));
       a.send(JSON.stringify({ target: 'b', type: 'offer', payload: {} }));
-      await until('two acks', () => a.frames.filter((f) => 'ack' in f).length === 2);
+      await until(() => a.frames.filter((f) => 'ack' in f).length === 2, 'two acks');
       const acks = a.frames.filter((f) => 'ack' in f);
       // b is registered but not connected: held for it, as a POST would be answered 202.
       expect(acks).toEqual([
@@ -147,7 +147,7 @@ eachBackend(backends, (backend) => {
       await s.register('s', 'b');
       const a = await s.ws('s', 'a');
       for (let i = 0; i < 20; i++) a.send(JSON.stringify({ target: 'b', type: 'seq', payload: i }));
-      await until('20 acks', () => a.frames.filter((f) => f.status === 202).length === 20);
+      await until(() => a.frames.filter((f) => f.status === 202).length === 20, '20 acks');
       const b = await s.events('s', 'b');
       for (let i = 20; i < 40; i++) await a.request({ target: 'b', type: 'seq', payload: i });
       const seen: unknown[] = [];
@@ -164,7 +164,7 @@ eachBackend(backends, (backend) => {
       for (let i = 0; i < 5; i++) await first.next(isType('seq'));
       first.close();
       await first.closed;
-      await until('the drop', async () => (await s.message('s', 'a', { target: 'b', type: 'probe' })).status === 202);
+      await until(async () => (await s.message('s', 'a', { target: 'b', type: 'probe' })).status === 202, 'the drop');
       for (let i = 5; i < 10; i++) await s.message('s', 'a', { target: 'b', type: 'seq', payload: i });
       const second = await s.ws('s', 'b', { query: `lastEventId=${first.lastEventId}` });
       const seen: unknown[] = [];
@@ -239,7 +239,7 @@ eachBackend(backends, (backend) => {
       const a = await s.events('s', 'a');
       const b = await s.ws('s', 'b');
       b.close();
-      await until('the drop', async () => (await s.message('s', 'a', { target: 'b', type: 'probe' })).status === 202);
+      await until(async () => (await s.message('s', 'a', { target: 'b', type: 'probe' })).status === 202, 'the drop');
       await s.advance(14_999);
       expect((await s.message('s', 'a', { target: 'b', type: 'probe' })).status).toBe(202);
       await s.advance(1);
@@ -301,7 +301,7 @@ eachBackend(backends, (backend) => {
       expect((await refused.json()).error).toBe('too_many_streams');
       a.close();
       await a.closed;
-      await until('a free slot', async () => (await fetch(`${s.url(s.home('b') + 1)}/ws/s/b`, { headers: upgradeHeaders })).status !== 429);
+      await until(async () => (await fetch(`${s.url(s.home('b') + 1)}/ws/s/b`, { headers: upgradeHeaders })).status !== 429, 'a free slot');
     });
   });
 
@@ -314,7 +314,7 @@ eachBackend(backends, (backend) => {
       const answers = async (data: string | Uint8Array<ArrayBuffer>) => {
         const before = a.frames.length;
         a.send(data);
-        await until('an ack', () => a.frames.slice(before).some((f) => 'ack' in f));
+        await until(() => a.frames.slice(before).some((f) => 'ack' in f), 'an ack');
         return a.frames.slice(before).find((f) => 'ack' in f) as Frame;
       };
       expect(await answers('{"type":')).toMatchObject({ ack: null, status: 400, error: 'invalid_json' });
@@ -356,7 +356,7 @@ eachBackend(backends, (backend) => {
       await s.register('s', 'a');
       const a = await s.ws('s', 'a');
       for (let i = 0; i < 100; i++) a.send(JSON.stringify({ target: 'gone', type: 'x' }));
-      await until('100 acks', () => a.frames.filter((f) => f.error === 'target_not_found').length === 100);
+      await until(() => a.frames.filter((f) => f.error === 'target_not_found').length === 100, '100 acks');
       expect(await a.request({ type: 'x' })).toMatchObject({ status: 200 });
     });
   });
@@ -371,11 +371,11 @@ eachBackend(backends, (backend) => {
       /** A round trip on `live`: once its ack is back, the server has read everything sent before it. */
       const roundTrip = async (n: number) => {
         live.send(JSON.stringify({ id: n, type: 'probe', target: 'b' }));
-        await until('the ack', () => live.texts.some((t) => JSON.parse(t).ack === n));
+        await until(() => live.texts.some((t) => JSON.parse(t).ack === n), 'the ack');
       };
       for (let tick = 1; tick <= 3; tick++) {
         await s.advance(10_000);
-        await until('the ping', () => live.pings === tick);
+        await until(() => live.pings === tick, 'the ping');
         await roundTrip(tick);
       }
       // b read every ping but answered none: dropped at the second tick, so it can time out.

@@ -4,7 +4,7 @@ import { describe, expect, test } from 'bun:test';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Running, startServer } from '../helpers';
+import { type Running, startServer, until } from '../helpers';
 import { browserTests, publish, status, waitConnected, waitPeers, waitVideo } from './browser';
 import { startCuttingProxy } from './cutting-proxy';
 
@@ -25,15 +25,6 @@ const { open, stopAfter } = browserTests(COUNT_CAMERA_REQUESTS);
 const serve = (config: Parameters<typeof startServer>[0] = {}): Running => stopAfter(startServer(config));
 
 const E2E_TIMEOUT = 60_000;
-
-/** Polls `check` until it holds; fails after `timeoutMs`. */
-async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not true within ${timeoutMs} ms: ${check.toString()}`);
-    await Bun.sleep(50);
-  }
-}
 
 describe('publisher and viewers in Chromium', () => {
   test(

@@ -12,7 +12,7 @@ const STUN_ONLY = { urls: ['stun:s.example:3478'] };
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 function app(config: Partial<Config>, clock = new ManualClock(1_700_000_000_000)) {
-  return createApp(defaultConfig({ ...TURN, ...config }), { clock });
+  return createApp(defaultConfig({ ...TURN, ...config }), { clock }).app;
 }
 
 /** Registers `peerId` in session `s` and returns its peer token. */
@@ -51,7 +51,7 @@ describe('GET /iceServers in AUTH_MODE=token', () => {
 
   test('with no TURN credentials configured, the configured list is served as it is', async () => {
     const urls = ['stun:s.example:3478', 'turn:t.example:3478'];
-    const res = await req(createApp(defaultConfig({ authMode: 'token', iceUrls: urls })), 'GET', '/iceServers');
+    const res = await req(createApp(defaultConfig({ authMode: 'token', iceUrls: urls })).app, 'GET', '/iceServers');
     expect(res.body).toEqual({ urls });
   });
 

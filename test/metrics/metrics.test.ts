@@ -133,7 +133,7 @@ describe('GET /metrics', () => {
 });
 
 describe('METRICS_TOKEN', () => {
-  const app = createApp(defaultConfig({ metricsToken: 's3cret-token' }));
+  const { app } = createApp(defaultConfig({ metricsToken: 's3cret-token' }));
 
   test('without the token: 401 in the error envelope, with WWW-Authenticate', async () => {
     for (const headers of [{} as Record<string, string>, { authorization: 'Bearer wrong' }, { authorization: 's3cret-token' }, { authorization: 'Bearer s3cret-token-and-more' }]) {
@@ -151,6 +151,6 @@ describe('METRICS_TOKEN', () => {
   });
 
   test('without METRICS_TOKEN the metrics are open', async () => {
-    expect((await req(createApp(defaultConfig()), 'GET', '/metrics')).status).toBe(200);
+    expect((await req(createApp(defaultConfig()).app, 'GET', '/metrics')).status).toBe(200);
   });
 });

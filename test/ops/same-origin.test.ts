@@ -16,7 +16,7 @@ describe.each([
   ['any origin', {}],
   ['a listed origin', { corsOrigins: [ORIGIN] }],
 ] as [string, Partial<Config>][])('with CORS_ORIGINS allowing %s', (_, config) => {
-  const app = () => createApp(defaultConfig({ adminToken: ADMIN_TOKEN, metricsToken: 'scrape-me', ...config }));
+  const app = () => createApp(defaultConfig({ adminToken: ADMIN_TOKEN, metricsToken: 'scrape-me', ...config })).app;
   const from = (headers: Record<string, string> = {}) => ({ origin: ORIGIN, ...headers });
 
   test('/metrics, /healthz and /readyz carry none, answered or refused', async () => {
@@ -59,7 +59,7 @@ describe.each([
 
 describe('METRICS_TOKEN', () => {
   test('only the exact header is let in: a prefix, an extension, another scheme or case are not', async () => {
-    const app = createApp(defaultConfig({ metricsToken: 'scrape-me' }));
+    const { app } = createApp(defaultConfig({ metricsToken: 'scrape-me' }));
     const status = async (authorization?: string) =>
       (await req(app, 'GET', '/metrics', undefined, authorization === undefined ? {} : { authorization })).status;
     expect(await status('Bearer scrape-me')).toBe(200);

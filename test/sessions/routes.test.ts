@@ -6,7 +6,7 @@ import { defaultConfig, req } from '../helpers';
 
 describe('POST /message/:sessionId/:peerId', () => {
   test('a chunked body over 64 KiB is refused without reading it all', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     let pulled = 0;
     const body = new ReadableStream<Uint8Array>({
@@ -24,7 +24,7 @@ describe('POST /message/:sessionId/:peerId', () => {
 
 describe('every other error', () => {
   test('an unknown route is a JSON 404', async () => {
-    const res = await req(createApp(defaultConfig()), 'GET', '/nope');
+    const res = await req(createApp(defaultConfig()).app, 'GET', '/nope');
     expect(res.status).toBe(404);
     expect(res.body).toEqual({ error: 'not_found', message: 'no route for GET /nope' });
   });
@@ -32,13 +32,13 @@ describe('every other error', () => {
 
 describe('CORS', () => {
   test('by default any origin, never with credentials', async () => {
-    const res = await req(createApp(defaultConfig()), 'GET', '/iceServers', undefined, { origin: 'https://dash.example' });
+    const res = await req(createApp(defaultConfig()).app, 'GET', '/iceServers', undefined, { origin: 'https://dash.example' });
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
     expect(res.headers.get('access-control-allow-credentials')).toBeNull();
   });
 
   test('CORS_ORIGINS narrows it to the list', async () => {
-    const app = createApp(defaultConfig({ corsOrigins: ['https://dash.example'] }));
+    const { app } = createApp(defaultConfig({ corsOrigins: ['https://dash.example'] }));
     const allowed = await req(app, 'GET', '/iceServers', undefined, { origin: 'https://dash.example' });
     expect(allowed.headers.get('access-control-allow-origin')).toBe('https://dash.example');
     const other = await req(app, 'GET', '/iceServers', undefined, { origin: 'https://evil.example' });
@@ -46,7 +46,7 @@ describe('CORS', () => {
   });
 
   test('a preflight for POST /message is answered', async () => {
-    const res = await req(createApp(defaultConfig()), 'OPTIONS', '/message/s/a', undefined, {
+    const res = await req(createApp(defaultConfig()).app, 'OPTIONS', '/message/s/a', undefined, {
       origin: 'https://dash.example',
       'access-control-request-method': 'POST',
       'access-control-request-headers': 'content-type',

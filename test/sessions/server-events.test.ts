@@ -2,7 +2,7 @@ import { describe, expect, test } from 'bun:test';
 import { defaultConfig } from '../../src/config';
 import { LocalDelivery } from '../../src/delivery/local';
 import { eventBounds } from '../../src/delivery/rules';
-import { Signalling } from '../../src/sessions/service';
+import { LocalSignalling } from '../../src/sessions/local-signalling';
 import { SessionStore } from '../../src/sessions/store';
 import { RecordingSink } from '../fixtures/recording-sink';
 import { ManualClock } from '../helpers';
@@ -11,7 +11,7 @@ import { ManualClock } from '../helpers';
 function core(overrides: Parameters<typeof defaultConfig>[0] = {}) {
   const config = defaultConfig({ maxQueue: 8, ...overrides });
   const delivery = new LocalDelivery(eventBounds(config), undefined);
-  const signalling = new Signalling(config, { store: new SessionStore(), delivery, clock: new ManualClock() });
+  const signalling = new LocalSignalling(config, { store: new SessionStore(), delivery, clock: new ManualClock() });
   return { signalling, delivery };
 }
 

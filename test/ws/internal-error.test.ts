@@ -17,13 +17,12 @@ test('a frame the backend fails on: a 500 ack, one error line in the log naming 
   const clock = new ManualClock();
   const logger = createLogger({ level: 'info', format: 'json', clock, write: (line) => lines.push(JSON.parse(line)) });
   running = startServer({}, { clock, logger });
-  const { url, app } = running;
+  const { url, signalling } = running;
   expect((await post(`${url}/register/s/a`)).status).toBe(200);
   const token = (await post(`${url}/register/s/b`)).body.token as string;
   socket = await openSocket(`${url}/ws/s/b?token=${token}`);
 
   const consoleError = spyOn(console, 'error');
-  const signalling = app.decorator.signalling;
   const send = signalling.send.bind(signalling);
   let consoleLines = 0;
   signalling.send = () => {

@@ -1,17 +1,18 @@
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/delivery';
-import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
+import { countMessage, type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
 import { eventSize, fromPeer, peerNotice, serverSignal } from '../delivery/rules';
-import { SignalError } from '../errors';
+import { refusals, SignalError } from '../errors';
 import { addressKey } from '../limits/client-ip';
 import { AddressHoldings, type HoldingsConfig } from '../limits/address-holdings';
 import type { SessionEvent, SessionListener } from './events';
 import { type Logger, silentLogger } from '../log/logger';
 import type { RelayCapacity } from '../relay/capacity';
-import type { Admit, RegisterOrigin, Registration, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
-import { SERVER_EVENT_TYPES, type SignalBody } from './model';
-import { reservedPeer, SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
+import type { Admit, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
+import type { SignalBody } from './model';
+import { checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, sees, serverEvents, serverPeerEvent, type Visible } from './rules';
+import { SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
 import type { PeerAuth, PeerRecord, Role, Session, SessionStore } from './store';
 
 export type { Admit } from './backend';
@@ -33,11 +34,10 @@ export interface SignallingDeps {
   relayCapacity?: RelayCapacity;
 }
 
-const SESSION_CLOSED = JSON.stringify({ type: 'session-closed' });
-const serverEvent = (type: 'new-peer' | 'peer-left', senderId: string) => JSON.stringify({ type, senderId });
 /** What peers of a relay session send to each other instead of to `switchboard`: refused. */
 const MEDIA_SIGNALS: ReadonlySet<string> = new Set(['offer', 'answer', 'ice-candidate', 'ice-restart']);
 const roleOf = (record: PeerRecord): Role => record.auth?.role ?? 'viewer';
+const visible = (record: PeerRecord): Visible => ({ id: record.id, role: roleOf(record) });
 
 /** A publisher of the session other than `peerId`, if there is one. */
 function publisherOf(session: Session, peerId: string): string | undefined {
@@ -46,21 +46,12 @@ function publisherOf(session: Session, peerId: string): string | undefined {
 }
 
 /**
- * Whether `other` is told of `peer` (new-peer, peer-left) and lists it among the peers of its session. In a
- * mesh session everyone sees everyone; in a relay session only the publisher is seen, by the viewers: its
- * arrival and departure are what they need to know, and nobody learns of a viewer, so that nobody offers
- * to anyone but the server.
- */
-const sees = (session: Session, other: PeerRecord, peer: PeerRecord) =>
-  session.mode === 'mesh' || (roleOf(peer) === 'publisher' && other !== peer);
-
-/**
- * The seed's signalling semantics: sessions of peers that relay messages to each other. The server,
+ * The seed's signalling semantics: sessions of peers whose messages it forwards to each other. The server,
  * never the client, sets `senderId`. Everything a peer is sent goes through its mailbox in `Delivery`,
  * so order holds per pair and nothing is lost while a peer's stream is closed. This is the
  * single-process backend: every method answers synchronously, from a Map.
  */
-export class Signalling implements SignallingBackend {
+export class LocalSignalling implements SignallingBackend {
   private readonly observer: DeliveryObserver;
   private readonly logger: Logger;
   /** What each client address holds alive: the sessions it created, the registrations it made. */
@@ -74,7 +65,7 @@ export class Signalling implements SignallingBackend {
   ) {
     this.observer = deps.observer ?? noObserver;
     this.logger = deps.logger ?? silentLogger;
-    this.holdings = new AddressHoldings(config);
+    this.holdings = new AddressHoldings();
   }
 
   /**
@@ -84,36 +75,28 @@ export class Signalling implements SignallingBackend {
    */
   register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: RegisterOrigin): Registration {
     const { store, delivery } = this.deps;
-    if (peerId === SERVER_PEER_ID) throw reservedPeer();
+    checkPeerId(peerId);
     const existing = store.get(sessionId);
     const current = existing?.peers.get(peerId);
-    if (existing && mode !== undefined && mode !== existing.mode) {
-      throw new SignalError('mode_conflict', `session ${sessionId} is a ${existing.mode} session; it cannot be joined with mode=${mode}`);
-    }
-    const sessionMode = existing?.mode ?? mode ?? 'mesh';
-    this.checkMode(sessionMode);
-    if (!existing && store.size >= this.config.maxSessions) {
-      throw new SignalError('too_many_sessions', `this server holds its limit of ${this.config.maxSessions} sessions`, 5);
-    }
-    if (existing && !current && existing.peers.size >= this.config.maxPeersPerSession) {
-      throw new SignalError('session_full', `session ${sessionId} already has ${this.config.maxPeersPerSession} peers`);
-    }
-    const publisher = existing && publisherOf(existing, peerId);
-    const auth = admit?.(existing && { peers: existing.peers, managed: existing.managed, publisher }, current);
-    // After the credentials, as a cluster checks them: a takeover without its token is a 401 whatever the address holds.
+    const sessionMode = modeFor(sessionId, existing?.mode, mode, this.unavailable);
     // The key of the client's address: what the per-address caps count.
     const from = origin?.address === undefined ? undefined : addressKey(origin.address);
-    this.holdings.check(from, !existing, current !== undefined && current.origin === from);
-    if (publisher !== undefined && sessionMode === 'relay' && auth?.role === 'publisher') {
-      throw new SignalError('publisher_exists', `relay session ${sessionId} already has publisher ${publisher}; a relay session has one`);
-    }
+    const counts = {
+      exists: existing !== undefined,
+      registered: current !== undefined,
+      sessions: store.size,
+      peers: existing?.peers.size ?? 0,
+      ownSessions: from === undefined ? 0 : this.holdings.sessionsOf(from),
+      ownPeers: from === undefined ? 0 : this.holdings.peersOf(from),
+      holdsIt: current !== undefined && current.origin === from,
+      hasOrigin: from !== undefined,
+    };
+    checkCaps(counts, this.config, sessionId, 'server');
+    const publisher = existing && publisherOf(existing, peerId);
+    const auth = admit?.(existing && { peers: existing.peers, managed: existing.managed, publisher }, current);
+    if (publisher !== undefined && sessionMode === 'relay' && auth?.role === 'publisher') throw refusals.publisherExists(sessionId, publisher);
     // After the credentials' own check: a bad JWT is a 401 whatever it asks for.
-    if (!existing && sessionMode === 'relay' && origin?.createsRelay === false) {
-      throw new SignalError(
-        'forbidden',
-        'relay sessions are created by the admin API (POST /sessions with mode relay) or with a JWT whose "relay" claim is true here (RELAY_MODE=admin)',
-      );
-    }
+    if (!existing && sessionMode === 'relay' && origin?.createsRelay === false) throw refusals.relayNotCreatable();
     // Last of the checks: nothing refuses the registration once it holds its place.
     const relaySlot = sessionMode === 'relay' ? this.deps.relayCapacity?.take(origin?.address, current?.relaySlot) : undefined;
     let session = existing;
@@ -146,12 +129,14 @@ export class Signalling implements SignallingBackend {
     this.emit({ type: 'peer-joined', sessionId, peerId, role: auth?.role, takeover: current !== undefined });
 
     const peers: string[] = [];
-    const joined = serverEvent('new-peer', peerId);
+    const joined = serverEvents.newPeer(peerId);
     const notice = peerNotice(peerId);
+    const self = visible(record);
     for (const other of session.peers.values()) {
       if (other === record) continue;
-      if (sees(session, record, other)) peers.push(other.id);
-      if (sees(session, other, record)) delivery.deliver({ sessionId, peerId: other.id }, joined, notice);
+      const them = visible(other);
+      if (sees(session.mode, self, them)) peers.push(other.id);
+      if (sees(session.mode, them, self)) delivery.deliver({ sessionId, peerId: other.id }, joined, notice);
     }
     this.observer.peerJoined();
     // The old connection goes now; the new one, and the server's offer, once the peer's stream opens.
@@ -165,13 +150,10 @@ export class Signalling implements SignallingBackend {
    */
   createSession(sessionId: string, options: SessionOptions): Session {
     const { store } = this.deps;
-    if (store.get(sessionId)) throw new SignalError('session_exists', `session ${sessionId} already exists`);
-    if (options.invites?.has(SERVER_PEER_ID)) throw reservedPeer();
-    const mode = options.mode ?? 'mesh';
-    this.checkMode(mode);
-    if (store.size >= this.config.maxSessions) {
-      throw new SignalError('too_many_sessions', `this server holds its limit of ${this.config.maxSessions} sessions`, 5);
-    }
+    for (const peerId of options.invites?.keys() ?? []) checkPeerId(peerId);
+    const mode = modeFor(sessionId, undefined, options.mode, this.unavailable);
+    if (store.get(sessionId)) throw refusals.sessionExists(sessionId);
+    if (store.size >= this.config.maxSessions) throw refusals.tooManySessions(this.config.maxSessions, 'server');
     const session = store.create(sessionId, this.deps.clock.now(), mode);
     session.managed = { idleMs: options.idleMs, invites: options.invites, idle: undefined };
     this.emit({ type: 'session-created', sessionId, by: 'admin' });
@@ -184,42 +166,34 @@ export class Signalling implements SignallingBackend {
     return this.deps.delivery.isAttached({ sessionId, peerId });
   }
 
-  /** Relays a client message to its target, or to every other peer when it names none. */
-  send(sessionId: string, peerId: string, body: SignalBody): Delivered {
-    let result: Delivered;
-    try {
-      result = this.relay(sessionId, peerId, body);
-    } catch (e) {
-      this.observer.message(body.type, 'rejected');
-      throw e;
+  /** Forwards a client message to its target, or to every other peer when it names none. */
+  send(sessionId: string, peerId: string, body: SignalBody, guard?: SendGuard): Delivered {
+    if (guard) {
+      // Not counted as rejected messages: these are the route's refusals, as before a message is read.
+      guard.credential.check(this.peer(this.session(sessionId), peerId).auth);
+      const limited = guard.rate.take();
+      if (limited) throw limited;
     }
-    this.observer.message(body.type, result === 'sent' ? 'relayed' : 'queued');
-    return result;
+    return countMessage(this.observer, body.type, () => this.forward(sessionId, peerId, body));
   }
 
-  private relay(sessionId: string, peerId: string, body: SignalBody): Delivered {
-    if (SERVER_EVENT_TYPES.has(body.type)) {
-      throw new SignalError('reserved_type', `type "${body.type}" is sent by the server only`);
-    }
+  private forward(sessionId: string, peerId: string, body: SignalBody): Delivered {
     const session = this.session(sessionId);
     this.peer(session, peerId);
+    const refused = messageRefusal(peerId, body);
+    if (refused) throw refused;
     const { delivery, serverPeer } = this.deps;
     if (session.mode === 'relay') {
       if (body.target === SERVER_PEER_ID && serverPeer) {
         serverPeer.receive(sessionId, peerId, body.type, body.payload);
         return 'sent';
       }
-      if (MEDIA_SIGNALS.has(body.type)) {
-        throw new SignalError('invalid_request', `in relay session ${sessionId}, ${body.type} messages go to target "${SERVER_PEER_ID}" only: media flows through the server`);
-      }
+      if (MEDIA_SIGNALS.has(body.type)) throw refusals.mediaToServerOnly(sessionId, body.type, SERVER_PEER_ID);
     }
-    const json = JSON.stringify({ type: body.type, payload: body.payload, senderId: peerId });
+    const json = clientEvent(peerId, body);
 
     if (body.target !== undefined) {
-      if (body.target === peerId) throw new SignalError('invalid_request', 'target is the sender itself');
-      if (!session.peers.has(body.target)) {
-        throw new SignalError('target_not_found', `peer ${body.target} is not in session ${sessionId}`);
-      }
+      if (!session.peers.has(body.target)) throw refusals.targetNotFound(sessionId, body.target);
       return delivery.deliver({ sessionId, peerId: body.target }, json, fromPeer(peerId));
     }
 
@@ -326,7 +300,7 @@ export class Signalling implements SignallingBackend {
       this.holdings.peer(record.origin, -1);
       record.expiry?.();
       record.relaySlot?.release();
-      this.deps.delivery.close({ sessionId, peerId: record.id }, SESSION_CLOSED);
+      this.deps.delivery.close({ sessionId, peerId: record.id }, serverEvents.sessionClosed);
     }
     this.ended(session, 'closed');
   }
@@ -338,7 +312,7 @@ export class Signalling implements SignallingBackend {
   readonly fromServer = (sessionId: string, peerId: string, type: string, payload: unknown): boolean => {
     const record = this.deps.store.get(sessionId)?.peers.get(peerId);
     if (!record) return false;
-    this.deps.delivery.deliver({ sessionId, peerId }, JSON.stringify({ type, payload, senderId: SERVER_PEER_ID }), serverSignal(type));
+    this.deps.delivery.deliver({ sessionId, peerId }, serverPeerEvent(type, payload), serverSignal(type));
     return true;
   };
 
@@ -402,10 +376,11 @@ export class Signalling implements SignallingBackend {
       this.ended(session, 'empty');
       return;
     }
-    const left = serverEvent('peer-left', record.id);
+    const left = serverEvents.peerLeft(record.id);
     const notice = peerNotice(record.id);
+    const gone = visible(record);
     for (const other of session.peers.values()) {
-      if (sees(session, other, record)) delivery.deliver({ sessionId: session.id, peerId: other.id }, left, notice);
+      if (sees(session.mode, visible(other), gone)) delivery.deliver({ sessionId: session.id, peerId: other.id }, left, notice);
     }
   }
 
@@ -421,11 +396,9 @@ export class Signalling implements SignallingBackend {
     this.emit({ type: 'session-closed', sessionId: session.id, reason });
   }
 
-  private checkMode(mode: SessionMode): void {
-    if (mode === 'relay' && !this.deps.serverPeer) {
-      throw new SignalError('invalid_request', 'this server does not relay media: relay sessions are off (RELAY_MODE=off)');
-    }
-  }
+  /** Relay sessions need the server peer (RELAY_MODE other than off). */
+  private readonly unavailable = (mode: SessionMode): SignalError | undefined =>
+    mode === 'relay' && !this.deps.serverPeer ? refusals.relayOff() : undefined;
 
   private emit(event: Parameters<SessionListener>[0]): void {
     this.deps.listener?.(event);
@@ -433,13 +406,13 @@ export class Signalling implements SignallingBackend {
 
   private session(sessionId: string): Session {
     const session = this.deps.store.get(sessionId);
-    if (!session) throw new SignalError('session_not_found', `session ${sessionId} does not exist`);
+    if (!session) throw refusals.sessionNotFound(sessionId);
     return session;
   }
 
   private peer(session: Session, peerId: string): PeerRecord {
     const record = session.peers.get(peerId);
-    if (!record) throw new SignalError('peer_not_found', `peer ${peerId} is not registered in session ${session.id}`);
+    if (!record) throw refusals.peerNotFound(session.id, peerId);
     return record;
   }
 }
