@@ -8,9 +8,9 @@ import { randomToken, type TokenGenerator } from './auth/tokens';
 import fleetPage from './client/fleet/index.html';
 import page from './client/index.html';
 import { type Clock, systemClock } from './clock';
-import { corsPolicy } from './cors';
 import { ClusterSignalling } from './cluster/cluster-signalling';
 import { type Config, relayMode } from './config';
+import { corsPolicy } from './cors';
 import { LocalDelivery } from './delivery/local';
 import { eventBounds } from './delivery/rules';
 import { errorResponse, SignalError } from './errors';
@@ -25,15 +25,15 @@ import { REQUEST_ID_HEADER } from './ops/telemetry';
 import { type Pages, pageRoutes } from './page/routes';
 import { RelayCapacity } from './relay/capacity';
 import { LazyRelay } from './relay/lazy';
-import { sessionRoutes } from './sessions/routes';
 import type { SignallingBackend } from './sessions/backend';
 import type { SessionListener } from './sessions/events';
 import { LocalSignalling } from './sessions/local-signalling';
+import { sessionRoutes } from './sessions/routes';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
 import { eventRoutes } from './sse/routes';
-import { WhipService } from './whip/service';
 import { whipRoutes } from './whip/routes';
+import { WhipService } from './whip/service';
 import { socketRoutes, WS_SERVER_OPTIONS } from './ws/routes';
 
 export interface AppDeps {

@@ -59,7 +59,10 @@ export const ErrorEnvelope = T.Object(
     error: T.String({ enum: [...Object.keys(errorStatus), 'internal_error'], description: 'what clients branch on' }),
     message: T.String({ description: 'what went wrong, for a person' }),
   },
-  { description: 'Every error: a 4xx status with this body (503 only for backend_unavailable, the cluster store cannot be reached, and relay_full, the relay carries MAX_RELAY_PEERS)' },
+  {
+    description:
+      'Every error: a 4xx status with this body (503 only for backend_unavailable, the cluster store cannot be reached, and relay_full, the relay carries MAX_RELAY_PEERS)',
+  },
 );
 
 export class SignalError extends Error {
@@ -120,10 +123,7 @@ export const refusals = {
   relayInCluster: () =>
     new SignalError('invalid_request', 'relay sessions need a single instance: this server keeps its sessions in Redis (REDIS_URL), so only mesh sessions are open'),
   relayNotCreatable: () =>
-    new SignalError(
-      'forbidden',
-      'relay sessions are created by the admin API (POST /sessions with mode relay) or with a JWT whose "relay" claim is true here (RELAY_MODE=admin)',
-    ),
+    new SignalError('forbidden', 'relay sessions are created by the admin API (POST /sessions with mode relay) or with a JWT whose "relay" claim is true here (RELAY_MODE=admin)'),
   /** In a relay session, media signals go to the server peer (`serverPeerId`) only. */
   mediaToServerOnly: (sessionId: string, type: string, serverPeerId: string) =>
     new SignalError('invalid_request', `in relay session ${sessionId}, ${type} messages go to target "${serverPeerId}" only: media flows through the server`),

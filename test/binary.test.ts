@@ -15,7 +15,10 @@ const binary = join(dir, 'switchboard');
 let server: ServerProcess;
 const strace = Bun.which('strace');
 const analyze = Bun.which('systemd-analyze');
-for (const [tool, found] of [['systemd-analyze', analyze], ['strace', strace]]) {
+for (const [tool, found] of [
+  ['systemd-analyze', analyze],
+  ['strace', strace],
+]) {
   if (!found) console.log(`${tool} is not installed: the system calls of the executable are not checked against deploy/switchboard.service`);
 }
 
@@ -92,8 +95,26 @@ describe('dist/switchboard from an empty directory', () => {
   test('with TLS_CERT and TLS_KEY it speaks HTTP/2: an event stream over h2 carries events and stays open (curl --http2 -N)', async () => {
     const cert = join(dir, '..', `${dir.split('/').at(-1)}-cert.pem`);
     const key = join(dir, '..', `${dir.split('/').at(-1)}-key.pem`);
-    const made = await runToEnd(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert]);
+    const made = await runToEnd([
+      'openssl',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ]);
     expect(made.code).toBe(0);
     const own = await spawnServer([binary], { cwd: dir, env: { TLS_CERT: cert, TLS_KEY: key, PING_INTERVAL_MS: '200' } });
     const tls = { rejectUnauthorized: false };
@@ -170,32 +191,37 @@ describe('dist/switchboard from an empty directory', () => {
     await expectForcedStop(await spawnServer([binary], { cwd: dir, env: { SHUTDOWN_TIMEOUT_MS: '200' } }));
   });
 
-  test.skipIf(!strace || !analyze)('makes only the system calls and sockets that deploy/switchboard.service allows', async () => {
-    const trace = join(dir, '..', `${dir.split('/').at(-1)}.strace`);
-    const own = await spawnServer([strace as string, '-f', '-qq', '-o', trace, binary], { cwd: dir });
-    try {
-      const { url } = own;
-      await fetch(`${url}/register/s/a`, { method: 'POST' });
-      await fetch(`${url}/register/s/b`, { method: 'POST' });
-      const stream = await openEvents(`${url}/events/s/b`);
-      await fetch(`${url}/message/s/a`, { method: 'POST', body: JSON.stringify({ target: 'b', type: 'offer', payload: { sdp: 'v=0' } }) });
-      await stream.next(ofType('offer'));
-      for (const path of ['/', '/metrics', '/openapi.json', '/docs', '/docs/assets/swagger-ui-bundle.js', '/readyz', '/iceServers']) await (await fetch(`${url}${path}`)).arrayBuffer();
-      // Signal the server itself (strace's child), so that it drains as it would under systemd.
-      const [child] = (await Bun.file(`/proc/${own.proc.pid}/task/${own.proc.pid}/children`).text()).trim().split(/\s+/).map(Number);
-      if (!child) throw new Error('no traced process');
-      process.kill(child, 'SIGTERM');
-      await stream.ended;
-      expect(await own.proc.exited).toBe(0);
-      const { syscalls, families } = traced(await Bun.file(trace).text());
-      expect(syscalls.size).toBeGreaterThan(20);
-      const allowed = await allowedSyscalls(analyze as string);
-      expect([...syscalls].filter((call) => !allowed.has(call))).toEqual([]);
-      const permitted = (await unitValues('RestrictAddressFamilies')).join(' ').split(/\s+/);
-      expect([...families].filter((family) => !permitted.includes(family))).toEqual([]);
-    } finally {
-      if (own.proc.exitCode === null) own.proc.kill('SIGKILL');
-      rmSync(trace, { force: true });
-    }
-  }, 60_000);
+  test.skipIf(!strace || !analyze)(
+    'makes only the system calls and sockets that deploy/switchboard.service allows',
+    async () => {
+      const trace = join(dir, '..', `${dir.split('/').at(-1)}.strace`);
+      const own = await spawnServer([strace as string, '-f', '-qq', '-o', trace, binary], { cwd: dir });
+      try {
+        const { url } = own;
+        await fetch(`${url}/register/s/a`, { method: 'POST' });
+        await fetch(`${url}/register/s/b`, { method: 'POST' });
+        const stream = await openEvents(`${url}/events/s/b`);
+        await fetch(`${url}/message/s/a`, { method: 'POST', body: JSON.stringify({ target: 'b', type: 'offer', payload: { sdp: 'v=0' } }) });
+        await stream.next(ofType('offer'));
+        for (const path of ['/', '/metrics', '/openapi.json', '/docs', '/docs/assets/swagger-ui-bundle.js', '/readyz', '/iceServers'])
+          await (await fetch(`${url}${path}`)).arrayBuffer();
+        // Signal the server itself (strace's child), so that it drains as it would under systemd.
+        const [child] = (await Bun.file(`/proc/${own.proc.pid}/task/${own.proc.pid}/children`).text()).trim().split(/\s+/).map(Number);
+        if (!child) throw new Error('no traced process');
+        process.kill(child, 'SIGTERM');
+        await stream.ended;
+        expect(await own.proc.exited).toBe(0);
+        const { syscalls, families } = traced(await Bun.file(trace).text());
+        expect(syscalls.size).toBeGreaterThan(20);
+        const allowed = await allowedSyscalls(analyze as string);
+        expect([...syscalls].filter((call) => !allowed.has(call))).toEqual([]);
+        const permitted = (await unitValues('RestrictAddressFamilies')).join(' ').split(/\s+/);
+        expect([...families].filter((family) => !permitted.includes(family))).toEqual([]);
+      } finally {
+        if (own.proc.exitCode === null) own.proc.kill('SIGKILL');
+        rmSync(trace, { force: true });
+      }
+    },
+    60_000,
+  );
 });

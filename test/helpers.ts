@@ -4,8 +4,8 @@ import type { Cancel, Clock } from '../src/clock';
 import { type Config, defaultConfig } from '../src/config';
 import type { SseConnection } from './sse-client';
 
-export { defaultConfig };
 export type { App, Switchboard };
+export { defaultConfig };
 
 /** A clock that moves only when told to: timeouts are tested without waiting for them. */
 export class ManualClock implements Clock {

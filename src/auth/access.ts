@@ -1,6 +1,6 @@
 import { type Config, relayMode } from '../config';
 import { SignalError } from '../errors';
-import { type Admit, type AdmitPeer, type AdmitSession, after, type Awaitable, type PeerDirectory, type SenderCredential } from '../sessions/backend';
+import { type Admit, type AdmitPeer, type AdmitSession, type Awaitable, after, type PeerDirectory, type SenderCredential } from '../sessions/backend';
 import type { PeerAuth, Role } from '../sessions/store';
 import type { JoinClaims, JwtVerifier } from './jwt';
 import { type TokenGenerator, tokenHash, tokenMatches } from './tokens';
@@ -81,14 +81,7 @@ export class PeerAccess {
    * the session has no other publisher (being first in would have made it one anyway); with a JWT or an
    * invite it may only if they say publisher.
    */
-  private requestRole(
-    sessionId: string,
-    peerId: string,
-    granted: Role,
-    requested: Role | undefined,
-    session: AdmitSession | undefined,
-    byClaims: boolean,
-  ): Role {
+  private requestRole(sessionId: string, peerId: string, granted: Role, requested: Role | undefined, session: AdmitSession | undefined, byClaims: boolean): Role {
     if (requested === undefined || requested === granted || requested === 'viewer') return requested ?? granted;
     const mode = this.config.authMode;
     if (mode === 'open') return requested;
@@ -209,7 +202,7 @@ export class PeerAccess {
     const peers = this.deps.directory.sessionAuths(sessionId);
     if (this.config.authMode === 'open' || this.isAdmin(token)) return after(peers, noop);
     return after(peers, (records) => {
-      if (token === undefined) throw unauthorized('closing a session needs a publisher\'s token or the admin token: Authorization: Bearer <token>');
+      if (token === undefined) throw unauthorized("closing a session needs a publisher's token or the admin token: Authorization: Bearer <token>");
       for (const record of records) {
         if (!tokenMatches(token, record.auth?.tokenHash)) continue;
         if (record.auth?.role === 'publisher') return;

@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, decodeProtectedHeader, errors, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import type { Clock } from '../clock';
-import { ConfigError, type Config } from '../config';
+import { type Config, ConfigError } from '../config';
 import { SignalError } from '../errors';
 import { ID_PATTERN } from '../sessions/model';
 import type { Role } from '../sessions/store';

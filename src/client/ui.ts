@@ -203,7 +203,10 @@ class PeerCard {
     this.set('ICE', `${info.iceConnectionState} · gathering ${info.iceGatheringState} · ${info.signalingState}`);
     const pair = stats?.pair;
     this.root.dataset.pair = pair ? `${pair.local}-${pair.remote}` : '';
-    this.set('path', pair ? `${pair.local} ↔ ${pair.remote} (${pair.relayProtocol ? `${pair.relayProtocol} to TURN, ` : ''}${pair.protocol}) ${pair.localAddress} → ${pair.remoteAddress}` : '—');
+    this.set(
+      'path',
+      pair ? `${pair.local} ↔ ${pair.remote} (${pair.relayProtocol ? `${pair.relayProtocol} to TURN, ` : ''}${pair.protocol}) ${pair.localAddress} → ${pair.remoteAddress}` : '—',
+    );
     this.set('kbit/s in / out', stats ? `${Math.round(stats.inKbps)} / ${Math.round(stats.outKbps)}` : '—');
     this.set('video', stats ? describeVideo(stats) : '—');
     this.set('round trip', stats?.rttMs === undefined ? '—' : `${Math.round(stats.rttMs)} ms`);

@@ -7,17 +7,7 @@ import { refusals, type SignalError } from '../errors';
 import type { HoldingsConfig } from '../limits/address-holdings';
 import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
-import type {
-  Admit,
-  AdmitSession,
-  RegisterOrigin,
-  Registration,
-  SessionGauges,
-  SessionOptions,
-  SendGuard,
-  SessionSnapshot,
-  SignallingBackend,
-} from '../sessions/backend';
+import type { Admit, AdmitSession, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from '../sessions/backend';
 import type { SessionEvent, SessionListener } from '../sessions/events';
 import type { SignalBody } from '../sessions/model';
 import { capRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, serverEvents } from '../sessions/rules';
@@ -28,7 +18,10 @@ import { peerAddress, peerIdOf, redisKey } from './protocol';
 import { RedisLink } from './redis-link';
 import { type AttachReply, boundsArgs, type CountsReply, type Outcome, SCRIPTS, type Script, type SendReply, topicArgs } from './scripts';
 
-export type ClusterConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'maxPeerEventBytes' | 'maxEventBytes' | 'redisPrefix' | 'redisTimeoutMs'> &
+export type ClusterConfig = Pick<
+  Config,
+  'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'maxPeerEventBytes' | 'maxEventBytes' | 'redisPrefix' | 'redisTimeoutMs'
+> &
   HoldingsConfig & { redisUrl: string };
 
 export interface ClusterDeps {
@@ -84,8 +77,7 @@ interface StoredPeer {
 
 const parsePeer = (json: string): StoredPeer => JSON.parse(json) as StoredPeer;
 
-const authOf = ({ tokenHash, role }: StoredPeer): PeerAuth | undefined =>
-  tokenHash === undefined || role === undefined ? undefined : { tokenHash, role };
+const authOf = ({ tokenHash, role }: StoredPeer): PeerAuth | undefined => (tokenHash === undefined || role === undefined ? undefined : { tokenHash, role });
 
 const parseAuth = (json: string): PeerAuth | undefined => authOf(parsePeer(json));
 
@@ -230,14 +222,7 @@ export class ClusterSignalling implements SignallingBackend {
     modeFor(sessionId, undefined, options.mode, unavailable);
     const invites: string[] = [];
     for (const [peerId, invite] of options.invites ?? []) invites.push(peerId, JSON.stringify(invite));
-    const reply = await this.run(
-      SCRIPTS.createSession,
-      sessionId,
-      String(options.idleMs),
-      String(this.config.maxSessions),
-      options.invites ? '1' : '0',
-      ...invites,
-    );
+    const reply = await this.run(SCRIPTS.createSession, sessionId, String(options.idleMs), String(this.config.maxSessions), options.invites ? '1' : '0', ...invites);
     if (reply.status === 'session_exists') throw refusals.sessionExists(sessionId);
     if (reply.status === 'too_many_sessions') throw refusals.tooManySessions(this.config.maxSessions, 'cluster');
     this.emit({ type: 'session-created', sessionId, by: 'admin' });

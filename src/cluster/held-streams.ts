@@ -2,8 +2,8 @@ import type { EventSink, PeerAddress } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver } from '../delivery/observer';
 import type { EventBounds } from '../delivery/rules';
 import type { Logger } from '../log/logger';
-import type { RedisLink } from './redis-link';
 import { decodeFrame, decodeLog, redisKey } from './protocol';
+import type { RedisLink } from './redis-link';
 import { SCRIPTS } from './scripts';
 
 /** A stream attached on this instance, and how far it has been written. */
@@ -201,15 +201,17 @@ export class HeldStreams {
   private async keepalive(entry: Held, deadline: number): Promise<void> {
     let last: number | undefined;
     try {
-      last = SCRIPTS.keepalive.decode(await this.deps.link.eval(SCRIPTS.keepalive, [
-        ...this.deps.args(),
-        entry.key,
-        String(entry.gen),
-        String(entry.cursor),
-        String(deadline),
-        String(this.deps.bounds.retain),
-        String(this.deps.bounds.totalBytes),
-      ]));
+      last = SCRIPTS.keepalive.decode(
+        await this.deps.link.eval(SCRIPTS.keepalive, [
+          ...this.deps.args(),
+          entry.key,
+          String(entry.gen),
+          String(entry.cursor),
+          String(deadline),
+          String(this.deps.bounds.retain),
+          String(this.deps.bounds.totalBytes),
+        ]),
+      );
     } catch (e) {
       this.deps.logger.debug('could not refresh a stream in Redis', { key: entry.key, error: (e as Error).message });
       return;

@@ -653,10 +653,7 @@ return {'timeout', OUT, sid, pid, removePeer(sid, pid, ARGV[13], topicAt(6), bou
 /** What removing a peer did to its session: others remain, it waits for its idle time, or it ended. */
 export type Outcome = 'left' | 'idle' | 'closed';
 
-export type ExpireReply =
-  | Refused<'skip'>
-  | { status: 'idle'; sessionId: string }
-  | { status: 'timeout'; out: string[]; sessionId: string; peerId: string; outcome: Outcome };
+export type ExpireReply = Refused<'skip'> | { status: 'idle'; sessionId: string } | { status: 'timeout'; out: string[]; sessionId: string; peerId: string; outcome: Outcome };
 
 const decodeExpire = (r: Reply): ExpireReply => {
   const status = r.str();
@@ -868,8 +865,12 @@ export const SCRIPTS = {
   peerAuth: script('peerAuth', PEER_AUTH, decodePeerAuth),
   sessionAuths: script('sessionAuths', SESSION_AUTHS, decodeSessionAuths),
   snapshot: script('snapshot', SNAPSHOT, decodeSnapshot),
-  counts: script('counts', COUNTS, (r): CountsReply => ({
-    cluster: { sessions: r.num(), peers: r.num(), eventBytes: r.num() },
-    instance: { sessions: r.num(), peers: r.num(), eventBytes: r.num() },
-  })),
+  counts: script(
+    'counts',
+    COUNTS,
+    (r): CountsReply => ({
+      cluster: { sessions: r.num(), peers: r.num(), eventBytes: r.num() },
+      instance: { sessions: r.num(), peers: r.num(), eventBytes: r.num() },
+    }),
+  ),
 } as const;

@@ -1,7 +1,7 @@
+import { refusals } from '../errors';
 import type { Delivered, Delivery, EventSink, PeerAddress } from './delivery';
 import { EventBytes, Mailbox } from './mailbox';
 import { type DeliveryObserver, noObserver } from './observer';
-import { refusals } from '../errors';
 import { type EventBounds, eventSize, SERVER_NOTICE, type Topic } from './rules';
 
 /** Ids cannot contain '/', so this key is unambiguous. */

@@ -92,7 +92,11 @@ export class DeviceChannel {
 
   /** `GET /iceServers`, in the form werift takes (one URL per entry). */
   async iceServers(): Promise<{ urls: string; username?: string; credential?: string }[]> {
-    const answer = (await this.request('GET', `/iceServers?peerId=${encodeURIComponent(this.options.peerId)}`)) as { urls?: string | string[]; username?: string; credential?: string };
+    const answer = (await this.request('GET', `/iceServers?peerId=${encodeURIComponent(this.options.peerId)}`)) as {
+      urls?: string | string[];
+      username?: string;
+      credential?: string;
+    };
     return [answer.urls ?? []].flat().map((urls) => (answer.username === undefined ? { urls } : { urls, username: answer.username, credential: answer.credential }));
   }
 
@@ -100,7 +104,12 @@ export class DeviceChannel {
   async register(): Promise<Registration> {
     const query = new URLSearchParams({ mode: this.options.mode, role: 'publish' });
     const credential = this.options.token ?? this.peerToken;
-    const answer = (await this.request('POST', `/register/${this.path}?${query}`, undefined, credential)) as { peers?: string[]; token?: string; lastEventId?: number; mode?: SessionMode };
+    const answer = (await this.request('POST', `/register/${this.path}?${query}`, undefined, credential)) as {
+      peers?: string[];
+      token?: string;
+      lastEventId?: number;
+      mode?: SessionMode;
+    };
     this.peerToken = answer.token;
     this.mode = answer.mode ?? 'mesh';
     // The first stream opens from here: even its loss before its first event loses nothing.

@@ -1,7 +1,7 @@
 // `switchboard device …` and `bun run device …`: simulated dashcams publishing to a switchboard server,
 // one or many in one process. One status line per state change on stdout; a summary on SIGINT or SIGTERM.
 import { parseArgs } from 'node:util';
-import { type Static, type TSchema, Type as T } from '@sinclair/typebox';
+import { type Static, Type as T, type TSchema } from '@sinclair/typebox';
 import { AssertError, Value } from '@sinclair/typebox/value';
 import { loadClip } from './clip';
 import { Device, type DeviceState } from './device';
@@ -14,15 +14,21 @@ export const DeviceSettings = T.Object({
   peer: T.String({ minLength: 1, maxLength: 120, default: 'device', description: 'peer id of the device' }),
   transport: T.Union([T.Literal('sse'), T.Literal('ws')], { default: 'sse', description: 'event stream: sse (GET /events, POST /message) or ws (GET /ws)' }),
   mode: T.Union([T.Literal('mesh'), T.Literal('relay')], { default: 'mesh', description: 'mode of a session the device creates (an existing one keeps its own)' }),
-  token: T.Optional(T.String({ minLength: 1, description: 'presented at registration as Authorization: Bearer (a JWT, an invite); without it a registration made again presents the last one\'s token' })),
+  token: T.Optional(
+    T.String({
+      minLength: 1,
+      description: "presented at registration as Authorization: Bearer (a JWT, an invite); without it a registration made again presents the last one's token",
+    }),
+  ),
   codec: T.Union([T.Literal('h264'), T.Literal('vp8')], { default: 'h264', description: 'video codec: h264 (constrained baseline, packetization-mode 1) or vp8' }),
   fps: T.Integer({ minimum: 1, maximum: 60, default: 30, description: 'frames a second' }),
   bitrate: T.Integer({
     minimum: 0,
     default: 0,
-    description: 'kbit/s to send: the clip (about 250 kbit/s) is topped up with RTP padding packets of 255 bytes (about 500 packets a second per Mbit/s of padding); 0, or less than the clip, sends the clip as it is',
+    description:
+      'kbit/s to send: the clip (about 250 kbit/s) is topped up with RTP padding packets of 255 bytes (about 500 packets a second per Mbit/s of padding); 0, or less than the clip, sends the clip as it is',
   }),
-  keyframeIntervalS: T.Number({ exclusiveMinimum: 0, default: 2, description: 'seconds between keyframes (at most the clip\'s 12 s)' }),
+  keyframeIntervalS: T.Number({ exclusiveMinimum: 0, default: 2, description: "seconds between keyframes (at most the clip's 12 s)" }),
   ignorePli: T.Boolean({ default: false, description: 'ignore keyframe requests (PLI, FIR), as cheap hardware encoders do; otherwise a request makes the next frame a keyframe' }),
   count: T.Integer({ minimum: 1, maximum: 10_000, default: 1, description: 'devices in this process, for load: sessions <session>-1…N, each with peer <peer>' }),
   quiet: T.Boolean({ default: false, description: 'print only the summary (for large counts)' }),
@@ -74,7 +80,7 @@ export function deviceHelp(): string {
     'Usage: switchboard device [--flag value ...]      (or: bun run device [--flag value ...])',
     '',
     'Simulated dashcams: each registers as the publisher of a session (GET /iceServers, POST /register),',
-    'reads its event stream, offers to every viewer (mesh) or answers the server\'s offer (relay), and sends',
+    "reads its event stream, offers to every viewer (mesh) or answers the server's offer (relay), and sends",
     'a looped test clip. A cut stream resumes from its last event id; a lost registration is made again.',
     'One status line per state change; a summary on Ctrl-C.',
     '',
@@ -124,7 +130,16 @@ export async function startDevices(settings: DeviceSettings, print: (line: strin
   for (const { sessionId, peerId } of deviceIds(settings)) {
     const source = new VideoSource(clip, { fps: settings.fps, bitrateKbps: settings.bitrate, keyframeIntervalS: settings.keyframeIntervalS, ignorePli: settings.ignorePli });
     const device = new Device(
-      { origin: settings.url.replace(/\/+$/, ''), sessionId, peerId, transport: settings.transport, mode: settings.mode, token: settings.token, codec: settings.codec, loopback: isLoopback(settings.url) },
+      {
+        origin: settings.url.replace(/\/+$/, ''),
+        sessionId,
+        peerId,
+        transport: settings.transport,
+        mode: settings.mode,
+        token: settings.token,
+        codec: settings.codec,
+        loopback: isLoopback(settings.url),
+      },
       source,
       { status },
     );
@@ -171,7 +186,13 @@ export function summary(devices: Device[], sources: VideoSource[], seconds: numb
   rows.push(
     `total: ${plural(devices.length, 'device')} for ${seconds.toFixed(1)} s; ${total((d) => d.counters.packetsSent)} packets, ` +
       `${kbps(total((d) => d.counters.bytesSent))} kbit/s; ${devices.filter((d) => d.state === 'publishing').length} publishing; ` +
-      `${plural(total((d) => d.channel.resumes), 'resume')}, ${plural(total((d) => d.channel.reRegistrations), 'registration')} made again`,
+      `${plural(
+        total((d) => d.channel.resumes),
+        'resume',
+      )}, ${plural(
+        total((d) => d.channel.reRegistrations),
+        'registration',
+      )} made again`,
   );
   return rows.join('\n');
 }

@@ -58,10 +58,12 @@ export function splitAnnexB(bytes: Uint8Array): Uint8Array[] {
       i += 2;
     }
   }
-  return starts.map((s, n) => {
-    const next = starts[n + 1];
-    return bytes.subarray(s.at, next ? next.at - next.code : bytes.length);
-  }).filter((u) => u.length > 0);
+  return starts
+    .map((s, n) => {
+      const next = starts[n + 1];
+      return bytes.subarray(s.at, next ? next.at - next.code : bytes.length);
+    })
+    .filter((u) => u.length > 0);
 }
 
 /** The access units of an H.264 byte stream in which every frame starts with an access unit delimiter. */

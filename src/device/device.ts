@@ -3,17 +3,7 @@
 // `new-peer`, and to those already there), as the browser client's publisher does; in a relay session it
 // answers the offer of `switchboard`, the server's peer. Candidates trickle both ways; ICE restarts follow
 // the client's rules (the offerer restarts; the other side asks with `ice-restart`).
-import {
-  RTCPeerConnection,
-  RTCRtpCodecParameters,
-  type RTCRtpTransceiver,
-  RtcpPayloadSpecificFeedback,
-  RtpHeader,
-  RtpPacket,
-  useFIR,
-  useNACK,
-  usePLI,
-} from 'werift';
+import { RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, RtcpPayloadSpecificFeedback, RtpHeader, RtpPacket, useFIR, useNACK, usePLI } from 'werift';
 import { type ChannelOptions, DeviceChannel, type Registration, type Signal, type StreamState } from './channel';
 import type { Codec } from './clip';
 import type { OutPacket, VideoSource } from './source';
@@ -144,7 +134,11 @@ class DeviceLink {
   async candidate(payload: unknown): Promise<void> {
     const c = payload as { candidate?: unknown; sdpMid?: unknown; sdpMLineIndex?: unknown } | null;
     if (typeof c?.candidate !== 'string' || c.candidate === '') return;
-    const candidate = { candidate: c.candidate, sdpMid: typeof c.sdpMid === 'string' ? c.sdpMid : undefined, sdpMLineIndex: typeof c.sdpMLineIndex === 'number' ? c.sdpMLineIndex : undefined };
+    const candidate = {
+      candidate: c.candidate,
+      sdpMid: typeof c.sdpMid === 'string' ? c.sdpMid : undefined,
+      sdpMLineIndex: typeof c.sdpMLineIndex === 'number' ? c.sdpMLineIndex : undefined,
+    };
     if (!this.pc.remoteDescription) this.held.push(candidate);
     else await this.pc.addIceCandidate(candidate).catch(() => undefined);
   }

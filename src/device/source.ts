@@ -4,7 +4,7 @@
 // as cheap hardware encoders do. One source per device: every connection of the device sends the same
 // frames, as one camera's one encoder would.
 import { type Cancel, type Clock, systemClock } from '../clock';
-import { type Clip, CLIP_FPS } from './clip';
+import { CLIP_FPS, type Clip } from './clip';
 import { packetize } from './packetize';
 
 /** What the device sends and how. */
@@ -72,7 +72,9 @@ export class VideoSource {
   ) {
     const frames = Math.round(settings.keyframeIntervalS * settings.fps);
     if (frames < 1 || frames > clip.frames.length) {
-      throw new RangeError(`a keyframe interval of ${settings.keyframeIntervalS} s at ${settings.fps} fps needs ${frames} frames; the clip has ${clip.frames.length} (at most ${maxKeyframeIntervalS(clip)} s at ${CLIP_FPS} fps)`);
+      throw new RangeError(
+        `a keyframe interval of ${settings.keyframeIntervalS} s at ${settings.fps} fps needs ${frames} frames; the clip has ${clip.frames.length} (at most ${maxKeyframeIntervalS(clip)} s at ${CLIP_FPS} fps)`,
+      );
     }
     this.loopLength = frames;
   }

@@ -1,7 +1,8 @@
 // The viewer's files travel inside the executable: `bun build --compile` embeds what is imported
 // `with { type: 'file' }`. Nothing of /docs comes from another origin.
-import bundlePath from 'swagger-ui-dist/swagger-ui-bundle.js' with { type: 'file' };
+
 import stylesheetPath from 'swagger-ui-dist/swagger-ui.css' with { type: 'file' };
+import bundlePath from 'swagger-ui-dist/swagger-ui-bundle.js' with { type: 'file' };
 
 /** Where the page's own files are served. */
 export const DOCS_ASSETS = '/docs/assets';
@@ -45,7 +46,7 @@ const START = (documentPath: string) => `window.ui = SwaggerUIBundle({
 `;
 
 /** The documentation page: Swagger UI (swagger-ui-dist), from this server, reading the document. */
-export const docsPage = (documentPath: string) => `<!doctype html>
+export const docsPage = (_documentPath: string) => `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">

@@ -91,8 +91,6 @@ export function iceServerSource(config: IceConfig, clock: Clock, options: IceSou
       return { urls, ...turnRestCredential(turnSecret, peerId ?? 'anonymous', expiresAt), ttl: turnTtlS };
     };
   }
-  const fixed: IceServer = config.turnUsername && config.turnCredential
-    ? { urls, username: config.turnUsername, credential: config.turnCredential }
-    : { urls };
+  const fixed: IceServer = config.turnUsername && config.turnCredential ? { urls, username: config.turnUsername, credential: config.turnCredential } : { urls };
   return async () => fixed;
 }

@@ -31,7 +31,7 @@ const ICE_DOC = describe({
   summary: 'STUN and TURN servers',
   description:
     'In AUTH_MODE=open, anyone gets the TURN credentials, named after ?peerId=. Otherwise they are only for a registered peer: ' +
-    "send its token (Authorization: Bearer, or ?token=) with ?sessionId= and ?peerId=, and the credentials name that peer. " +
+    'send its token (Authorization: Bearer, or ?token=) with ?sessionId= and ?peerId=, and the credentials name that peer. ' +
     "Without a token that proves that peer (none, a stale one, another peer's, no sessionId) the answer has the STUN URLs only.",
   tags: [TAGS.ice],
   answers: { 200: { description: 'the servers, with TURN credentials when configured and allowed', schema: IceServerResponse } },

@@ -25,8 +25,7 @@ const NOTHING_TO_RELEASE: Release = () => {};
 
 const NO_RATE: RateTicket = { take: () => undefined, giveBack: () => {} };
 
-const limited = (what: string, retryAfterS: number) =>
-  new SignalError('rate_limited', `too many ${what}; retry in ${retryAfterS} s`, retryAfterS);
+const limited = (what: string, retryAfterS: number) => new SignalError('rate_limited', `too many ${what}; retry in ${retryAfterS} s`, retryAfterS);
 
 /**
  * Takes a token of the client address's bucket, or refuses with 429. The address is looked up only when

@@ -107,7 +107,11 @@ export class SignallingMetrics implements DeliveryObserver, Collector {
       out.single('switchboard_cluster_event_bytes', 'gauge', 'Bytes of events held or kept for resume in the whole cluster (MAX_EVENT_BYTES bounds it).', cluster.eventBytes());
     }
 
-    out.family('switchboard_messages_total', 'counter', 'Client messages by type (offer, answer, ice-candidate, other) and outcome: relayed to an open stream, queued for the target, or rejected.');
+    out.family(
+      'switchboard_messages_total',
+      'counter',
+      'Client messages by type (offer, answer, ice-candidate, other) and outcome: relayed to an open stream, queued for the target, or rejected.',
+    );
     TYPE_LABELS.forEach((type, t) => {
       OUTCOME_LABELS.forEach((outcome, o) => {
         out.sample('switchboard_messages_total', this.messages[t * OUTCOME_LABELS.length + o] as number, { type, outcome });

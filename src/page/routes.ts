@@ -82,7 +82,10 @@ export const pageRoutes = (pages: Pages, options: { tls: boolean }) => {
       detail: describe({
         summary: 'The client library (ES module), of this server’s version (X-Switchboard-Version)',
         tags: [TAGS.client],
-        answers: { 200: { description: 'JavaScript, importable from any origin', contentType: 'text/javascript', schema: t.String() }, 304: { description: 'unchanged (If-None-Match)' } },
+        answers: {
+          200: { description: 'JavaScript, importable from any origin', contentType: 'text/javascript', schema: t.String() },
+          304: { description: 'unchanged (If-None-Match)' },
+        },
       }),
     })
     .get('/sdk/switchboard.d.ts', ({ request }) => revalidated(declarations, request, { ...SDK_HEADERS, etag: declarations.etag }), {

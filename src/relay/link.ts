@@ -143,9 +143,7 @@ export class ServerLink {
   }
 
   protected enqueue(task: () => Promise<void>): void {
-    this.queue = this.queue
-      .then(() => (this.closed ? undefined : task()))
-      .catch((e: unknown) => this.deps.log(`relay: ${this.peerId}: ${(e as Error).message}`));
+    this.queue = this.queue.then(() => (this.closed ? undefined : task())).catch((e: unknown) => this.deps.log(`relay: ${this.peerId}: ${(e as Error).message}`));
   }
 }
 

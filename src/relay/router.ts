@@ -1,10 +1,10 @@
 // One relay session: the publisher's connection (the server receives), every viewer's connection (the
 // server sends), and the RTP between them.
-import { GenericNack, MediaStream, type PeerConfig, type RTCRtpTransceiver, type RtpPacket } from 'werift';
+import { type GenericNack, MediaStream, type PeerConfig, type RTCRtpTransceiver, type RtpPacket } from 'werift';
 import { type Cancel, type Clock, Ticker } from '../clock';
 import type { Role } from '../sessions/store';
-import { type MediaKind, type RtpOutput, SourceTrack, TrackForwarder } from './forwarder';
 import { AnsweringLink, GATHER_MS, type IceParameters } from './answering';
+import { type MediaKind, type RtpOutput, SourceTrack, TrackForwarder } from './forwarder';
 import { type LinkMessage, ServerLink } from './link';
 
 export interface RouterDeps {
@@ -247,8 +247,12 @@ export class SessionRouter {
     for (const kind of KINDS) {
       const transceiver = link.pc.addTransceiver(kind, { direction: 'sendonly', streams: [stream] });
       transceivers[kind] = transceiver;
-      const forwarder = new TrackForwarder(kind, senderOutput(transceiver), this.deps.clock, () => this.requestKeyframe(), (mime) =>
-        this.deps.log(`relay: session ${this.sessionId}: viewer ${peerId} cannot take ${mime}; it gets no ${kind}`),
+      const forwarder = new TrackForwarder(
+        kind,
+        senderOutput(transceiver),
+        this.deps.clock,
+        () => this.requestKeyframe(),
+        (mime) => this.deps.log(`relay: session ${this.sessionId}: viewer ${peerId} cannot take ${mime}; it gets no ${kind}`),
       );
       forwarders[kind] = forwarder;
       transceiver.sender.onGenericNack.subscribe((nack: GenericNack) => forwarder.retransmit(nack.lost));

@@ -4,12 +4,12 @@ import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/de
 import { countMessage, type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
 import { eventSize, fromPeer, peerNotice, serverSignal } from '../delivery/rules';
 import { refusals, SignalError } from '../errors';
-import { addressKey } from '../limits/client-ip';
 import { AddressHoldings, type HoldingsConfig } from '../limits/address-holdings';
-import type { SessionEvent, SessionListener } from './events';
+import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
 import type { RelayCapacity } from '../relay/capacity';
 import type { Admit, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
+import type { SessionEvent, SessionListener } from './events';
 import type { SignalBody } from './model';
 import { checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, sees, serverEvents, serverPeerEvent, type Visible } from './rules';
 import { SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
@@ -397,8 +397,7 @@ export class LocalSignalling implements SignallingBackend {
   }
 
   /** Relay sessions need the server peer (RELAY_MODE other than off). */
-  private readonly unavailable = (mode: SessionMode): SignalError | undefined =>
-    mode === 'relay' && !this.deps.serverPeer ? refusals.relayOff() : undefined;
+  private readonly unavailable = (mode: SessionMode): SignalError | undefined => (mode === 'relay' && !this.deps.serverPeer ? refusals.relayOff() : undefined);
 
   private emit(event: Parameters<SessionListener>[0]): void {
     this.deps.listener?.(event);

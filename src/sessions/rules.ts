@@ -23,8 +23,7 @@ export const serverEvents = {
 };
 
 /** A client message as its receivers read it: the server, never the client, sets `senderId`. */
-export const clientEvent = (senderId: string, body: Pick<SignalBody, 'type' | 'payload'>): string =>
-  JSON.stringify({ type: body.type, payload: body.payload, senderId });
+export const clientEvent = (senderId: string, body: Pick<SignalBody, 'type' | 'payload'>): string => JSON.stringify({ type: body.type, payload: body.payload, senderId });
 
 /** What the relay's server peer sends a peer of a relay session. */
 export const serverPeerEvent = (type: string, payload: unknown): string => JSON.stringify({ type, payload, senderId: SERVER_PEER_ID });
@@ -41,8 +40,7 @@ export interface Visible {
  * others: its arrival and departure are what they need to know, and nobody learns of a viewer, so that
  * nobody offers to anyone but the server. (The cluster holds mesh sessions only: everyone sees everyone.)
  */
-export const sees = (mode: SessionMode, viewer: Visible, peer: Visible): boolean =>
-  mode === 'mesh' || (peer.role === 'publisher' && viewer.id !== peer.id);
+export const sees = (mode: SessionMode, viewer: Visible, peer: Visible): boolean => mode === 'mesh' || (peer.role === 'publisher' && viewer.id !== peer.id);
 
 /** Refuses the server peer's own id, as a registration's or as an invite's. */
 export function checkPeerId(peerId: string): void {
@@ -110,7 +108,14 @@ export interface AdmissionCap {
  * from this list (`capsLua`).
  */
 export const ADMISSION_CAPS: readonly AdmissionCap[] = [
-  { code: 'too_many_sessions', count: 'sessions', limit: 'maxSessions', when: 'newSession', perAddress: false, refusal: (l, _, where) => refusals.tooManySessions(l.maxSessions, where) },
+  {
+    code: 'too_many_sessions',
+    count: 'sessions',
+    limit: 'maxSessions',
+    when: 'newSession',
+    perAddress: false,
+    refusal: (l, _, where) => refusals.tooManySessions(l.maxSessions, where),
+  },
   { code: 'session_full', count: 'peers', limit: 'maxPeersPerSession', when: 'newPeer', perAddress: false, refusal: (l, id) => refusals.sessionFull(id, l.maxPeersPerSession) },
   { code: 'too_many_sessions', count: 'ownSessions', limit: 'maxSessionsPerIp', when: 'newSession', perAddress: true, refusal: (l) => refusals.ownSessions(l.maxSessionsPerIp) },
   { code: 'too_many_peers', count: 'ownPeers', limit: 'maxPeersPerIp', when: 'notHeld', perAddress: true, refusal: (l) => refusals.ownPeers(l.maxPeersPerIp) },

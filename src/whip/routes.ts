@@ -62,7 +62,22 @@ const text = (contentType: string, schema: TSchema = SdpBody) => ({ schema, cont
 function door(endpoint: Endpoint, service: WhipService, { limits, address }: Guards) {
   const name = endpoint.toUpperCase();
   const what = endpoint === 'whip' ? 'publish into' : 'play';
-  const createErrors: ErrorCode[] = ['invalid_request', 'invalid_sdp', 'unauthorized', 'forbidden', 'payload_too_large', 'unsupported_media_type', 'mode_conflict', 'publisher_exists', 'session_full', 'too_many_sessions', 'too_many_peers', 'too_many_relay_peers', 'relay_full', 'rate_limited'];
+  const createErrors: ErrorCode[] = [
+    'invalid_request',
+    'invalid_sdp',
+    'unauthorized',
+    'forbidden',
+    'payload_too_large',
+    'unsupported_media_type',
+    'mode_conflict',
+    'publisher_exists',
+    'session_full',
+    'too_many_sessions',
+    'too_many_peers',
+    'too_many_relay_peers',
+    'relay_full',
+    'rate_limited',
+  ];
   const app = new Elysia()
     .post(
       `/${endpoint}/:sessionId`,
@@ -85,7 +100,7 @@ function door(endpoint: Endpoint, service: WhipService, { limits, address }: Gua
             summary: `${name}: ${what} a relay session`,
             description:
               endpoint === 'whip'
-                ? 'RFC 9725. The body is the SDP offer; the client becomes the relay session\'s publisher (the session is created if new). Viewers see it as any publisher (new-peer, peer-left). Bearer: an invite\'s join token or a JWT in token and jwt modes.'
+                ? "RFC 9725. The body is the SDP offer; the client becomes the relay session's publisher (the session is created if new). Viewers see it as any publisher (new-peer, peer-left). Bearer: an invite's join token or a JWT in token and jwt modes."
                 : 'draft-ietf-wish-whep. The body is a receive-only SDP offer; the client is a viewer of the relay session (created if new). Without a publisher yet it is answered all the same, and its video starts with the publisher.',
             tags: [TAGS.whip],
             answers: {
@@ -125,7 +140,14 @@ function door(endpoint: Endpoint, service: WhipService, { limits, address }: Gua
       async ({ params: { sessionId, resourceId }, request, server }) => {
         limits.message(() => address(request, server));
         const fragment = await bodyOf(request, SDP_FRAGMENT);
-        const patched = await service.patch(endpoint, sessionId, resourceId, bearerToken(request.headers.get('authorization')), request.headers.get('if-match') ?? undefined, fragment);
+        const patched = await service.patch(
+          endpoint,
+          sessionId,
+          resourceId,
+          bearerToken(request.headers.get('authorization')),
+          request.headers.get('if-match') ?? undefined,
+          fragment,
+        );
         if (patched.fragment === undefined) return new Response(null, { status: 204, headers: { etag: patched.etag } });
         return new Response(patched.fragment, { status: 200, headers: { 'content-type': SDP_FRAGMENT, etag: patched.etag } });
       },
@@ -135,13 +157,29 @@ function door(endpoint: Endpoint, service: WhipService, { limits, address }: Gua
         detail: {
           ...describe({
             summary: `${name}: trickle ICE candidates, or restart ICE`,
-            description: 'If-Match: the ETag, to add candidates (204); "*" with new a=ice-ufrag and a=ice-pwd, to restart ICE (200 with the server\'s new fragment and a new ETag).',
+            description:
+              'If-Match: the ETag, to add candidates (204); "*" with new a=ice-ufrag and a=ice-pwd, to restart ICE (200 with the server\'s new fragment and a new ETag).',
             tags: [TAGS.whip],
             answers: {
-              200: { description: "ICE restarted: the server's new credentials and candidates", ...text(SDP_FRAGMENT), headers: { ETag: { description: 'the new entity tag', schema: t.String() } } },
+              200: {
+                description: "ICE restarted: the server's new credentials and candidates",
+                ...text(SDP_FRAGMENT),
+                headers: { ETag: { description: 'the new entity tag', schema: t.String() } },
+              },
               204: { description: 'candidates added' },
             },
-            errors: ['invalid_request', 'invalid_sdp', 'unauthorized', 'forbidden', 'resource_not_found', 'payload_too_large', 'precondition_failed', 'unsupported_media_type', 'precondition_required', 'rate_limited'],
+            errors: [
+              'invalid_request',
+              'invalid_sdp',
+              'unauthorized',
+              'forbidden',
+              'resource_not_found',
+              'payload_too_large',
+              'precondition_failed',
+              'unsupported_media_type',
+              'precondition_required',
+              'rate_limited',
+            ],
           }),
           requestBody: { required: true, content: { [SDP_FRAGMENT]: { schema: t.String({ description: 'RFC 8840 SDP fragment' }) } } },
         },

@@ -8,11 +8,12 @@
 // closes, or the client's consent checks stop for 30 s (RFC 7675: a client that vanished), so that a
 // connection that does not come back within the peer timeout (PEER_TIMEOUT_MS) ends the registration,
 // and one that never connects ends it the same way. DELETE ends it at once.
-import type { Config } from '../config';
+
 import { randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import type { PeerAccess } from '../auth/access';
 import { tokenHash, tokenMatches } from '../auth/tokens';
+import type { Config } from '../config';
 import type { EventSink } from '../delivery/delivery';
 import { SignalError } from '../errors';
 import type { IceServer, IceServerSource } from '../ice/ice-servers';
@@ -144,7 +145,10 @@ export class WhipService {
     const relay = this.relay();
     checkOffer(offer, DIRECTION[endpoint], this.config.relayVideoCodecs);
     if (access.mode !== 'open' && bearer === undefined) {
-      throw new SignalError('unauthorized', `AUTH_MODE=${access.mode}: ${endpoint.toUpperCase()} needs Authorization: Bearer <token>, an invite's join token or a JWT from your backend`);
+      throw new SignalError(
+        'unauthorized',
+        `AUTH_MODE=${access.mode}: ${endpoint.toUpperCase()} needs Authorization: Bearer <token>, an invite's join token or a JWT from your backend`,
+      );
     }
     const peerId = requestedPeer ?? this.defaultPeer(bearer);
     const role = ROLE[endpoint];
@@ -245,9 +249,7 @@ export class WhipService {
 
   private relay(): OfferAnswerer {
     if (!this.deps.relay) {
-      const why = this.config.redisUrl
-        ? 'relay sessions live in one process, and this one is part of a cluster (REDIS_URL)'
-        : 'relay sessions are off (RELAY_MODE=off)';
+      const why = this.config.redisUrl ? 'relay sessions live in one process, and this one is part of a cluster (REDIS_URL)' : 'relay sessions are off (RELAY_MODE=off)';
       throw new SignalError('invalid_request', `WHIP and WHEP need relay sessions, and this server runs none: ${why}`);
     }
     return this.deps.relay;
@@ -276,11 +278,17 @@ export class WhipService {
     // In token mode the bearer is an invite's join token: only a session the admin API created with
     // invites has one to check it against (without, any new id could register, token or not).
     if (this.deps.access.mode === 'token' && !session?.invites) {
-      throw new SignalError('forbidden', `AUTH_MODE=token: ${endpoint.toUpperCase()} joins sessions created with the admin API (POST /sessions) that invite this peer; session ${sessionId} ${session ? 'invites no one' : 'does not exist'}`);
+      throw new SignalError(
+        'forbidden',
+        `AUTH_MODE=token: ${endpoint.toUpperCase()} joins sessions created with the admin API (POST /sessions) that invite this peer; session ${sessionId} ${session ? 'invites no one' : 'does not exist'}`,
+      );
     }
     if (!session) return;
     if (session.mode !== 'relay') {
-      throw new SignalError('mode_conflict', `session ${sessionId} is a ${session.mode} session, whose media goes peer to peer; ${endpoint.toUpperCase()} joins relay sessions only`);
+      throw new SignalError(
+        'mode_conflict',
+        `session ${sessionId} is a ${session.mode} session, whose media goes peer to peer; ${endpoint.toUpperCase()} joins relay sessions only`,
+      );
     }
     const publisher = session.peers.find((p) => p.role === 'publisher' && p.id !== peerId);
     if (endpoint === 'whip' && publisher) {

@@ -1,9 +1,9 @@
-import { SignalError } from '../errors';
 import type { Delivered } from '../delivery/delivery';
+import { SignalError } from '../errors';
 import { type Logger, silentLogger } from '../log/logger';
 import type { Awaitable, SignallingBackend } from '../sessions/backend';
 import { type AckId, ackFrame, BadFrame, errorFrame, internalErrorFrame, isMalformed, parseClientFrame } from './frames';
-import { CloseCode, type WsSinkOptions, type WsSocket, WsSink } from './ws-sink';
+import { CloseCode, WsSink, type WsSinkOptions, type WsSocket } from './ws-sink';
 
 /** The message limits of POST /message, applied to each frame: they throw `rate_limited`. */
 export interface MessageLimits {
@@ -56,7 +56,11 @@ export class WsConnection {
     } catch (e) {
       return this.openFailed(sink, e);
     }
-    if (connected instanceof Promise) connected.then(() => sink.opened(), (e: unknown) => this.openFailed(sink, e));
+    if (connected instanceof Promise)
+      connected.then(
+        () => sink.opened(),
+        (e: unknown) => this.openFailed(sink, e),
+      );
     else sink.opened();
   }
 

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp } from '../../src/app';
-import { ConfigError, type Config } from '../../src/config';
+import { type Config, ConfigError } from '../../src/config';
 import { defaultConfig } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-jwt-'));

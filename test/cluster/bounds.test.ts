@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
 import { SCRIPTS } from '../../src/cluster/scripts';
-import { ofType, openEvents, type SseConnection } from '../sse-client';
 import { startServer, until } from '../helpers';
-import { call, type Cluster, type Instance, startCluster } from './helpers';
+import { ofType, openEvents, type SseConnection } from '../sse-client';
+import { type Cluster, call, type Instance, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;

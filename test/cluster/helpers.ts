@@ -1,4 +1,4 @@
-import { createApp, type AppDeps } from '../../src/app';
+import { type AppDeps, createApp } from '../../src/app';
 import type { ClusterSignalling } from '../../src/cluster/cluster-signalling';
 import { type Config, defaultConfig } from '../../src/config';
 import { listen, ManualClock, type Running } from '../helpers';

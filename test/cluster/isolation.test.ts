@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
 import { peerAddress, redisKey } from '../../src/cluster/protocol';
 import type { Config } from '../../src/config';
-import { ofType, openEvents, type SseConnection } from '../sse-client';
 import { until } from '../helpers';
+import { ofType, openEvents, type SseConnection } from '../sse-client';
 import { bearer, type Cluster, call, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
@@ -127,7 +127,23 @@ async function churn(c: Cluster, sessionId: string, [first, second]: [string, st
  * "P:s:<sid>:p" and "P:s:<sid>:i", or that carry each other character ids may have beside
  * letters and digits; and peer ids of the same kind.
  */
-const NEIGHBOURS = ['fleet1:p', 'fleet1:i', 'fleet1:s', 'fleet1:m', 'fleet1:p:p', 's:fleet1', 'p', 'i', 's', 'sessions', 'deadlines', 'fleet1|p', 'fleet1~', 'fleet1@h', 'fleet1.p'];
+const NEIGHBOURS = [
+  'fleet1:p',
+  'fleet1:i',
+  'fleet1:s',
+  'fleet1:m',
+  'fleet1:p:p',
+  's:fleet1',
+  'p',
+  'i',
+  's',
+  'sessions',
+  'deadlines',
+  'fleet1|p',
+  'fleet1~',
+  'fleet1@h',
+  'fleet1.p',
+];
 const PEER_PAIRS: [string, string][] = [
   ['cam', 'ops'],
   ['a|b', '~'],

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { until } from '../helpers';
 import { scrape } from '../metrics/scrape';
 import { openEvents, type SseConnection } from '../sse-client';
-import { until } from '../helpers';
 import { call, type Instance, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 

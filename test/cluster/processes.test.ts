@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { until } from '../helpers';
 import { type ServerProcess, spawnServer } from '../process-helpers';
 import { ofType, openEvents } from '../sse-client';
-import { until } from '../helpers';
 import { bearer, call } from './helpers';
 import { RedisServer } from './redis-server';
 

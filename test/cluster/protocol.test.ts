@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
 import { decodeFrame, encodeFrame, type Frame, peerAddress, peerIdOf } from '../../src/cluster/protocol';
 import { startServer } from '../helpers';
-import { call, type Cluster, startCluster } from './helpers';
+import { type Cluster, call, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 /** Every character an id may hold (see the PeerParams pattern). */

@@ -1,10 +1,10 @@
 import { describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
-import { RedisLink } from '../../src/cluster/redis-link';
 import { peerAddress, redisKey } from '../../src/cluster/protocol';
+import { RedisLink } from '../../src/cluster/redis-link';
 import { SignalError } from '../../src/errors';
-import { ofType, openEvents } from '../sse-client';
 import { until } from '../helpers';
+import { ofType, openEvents } from '../sse-client';
 import { call, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 

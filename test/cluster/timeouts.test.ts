@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { ofType, openEvents } from '../sse-client';
 import { notificationReceiver } from '../fixtures/notification-receiver';
 import { until } from '../helpers';
-import { bearer, call, type Cluster, startCluster } from './helpers';
+import { ofType, openEvents } from '../sse-client';
+import { bearer, type Cluster, call, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;

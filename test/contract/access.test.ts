@@ -44,11 +44,18 @@ writeFileSync(rsaFile, rsaPem);
 const ecFile = join(dir, 'ec.pem');
 writeFileSync(ecFile, ec.publicKey.export({ type: 'spki', format: 'pem' }) as string);
 const jwksFile = join(dir, 'jwks.json');
-writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(ec.publicKey)), kid: 'ec-1', alg: 'ES256' }, { ...(await exportJWK(rsa.publicKey)), kid: 'rsa-1', alg: 'RS256' }] }));
+writeFileSync(
+  jwksFile,
+  JSON.stringify({
+    keys: [
+      { ...(await exportJWK(ec.publicKey)), kid: 'ec-1', alg: 'ES256' },
+      { ...(await exportJWK(rsa.publicKey)), kid: 'rsa-1', alg: 'RS256' },
+    ],
+  }),
+);
 
 const hs = (payload: object) => new SignJWT({ ...payload }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
 const signed = (key: KeyObject, alg: string, payload: object, kid?: string) => new SignJWT({ ...payload }).setProtectedHeader({ alg, kid }).sign(key);
-
 
 async function expectRefused(s: Server, path: string, token: string | undefined, status: number, message: RegExp) {
   const res = await s.req('POST', path, undefined, token === undefined ? {} : bearer(token));
@@ -95,7 +102,7 @@ eachBackend(backends, (backend) => {
       expect((await s.req('POST', '/register/s/b')).body.role).toBe('viewer');
     });
 
-    test('POST /message needs the sender\'s own token: none → 401, another peer\'s → 403', async () => {
+    test("POST /message needs the sender's own token: none → 401, another peer's → 403", async () => {
       const s = await tokenServer();
       const a = await registered(s, 's/a');
       const b = await registered(s, 's/b');
@@ -223,7 +230,6 @@ eachBackend(backends, (backend) => {
     });
   });
 
-
   describe('AUTH_MODE=jwt with JWT_SECRET (HS256)', () => {
     test('a valid JWT admits the peer it names, with its role; the peer token then guards the rest', async () => {
       const s = await jwtServer();
@@ -282,7 +288,13 @@ eachBackend(backends, (backend) => {
 
     test('refuses a tampered payload', async () => {
       const [header, , signature] = (await hs(claims())).split('.');
-      await expectRefused(await jwtServer(), '/register/s1/dashcam-7', `${header}.${b64(claims({ peer: 'dashcam-7', role: 'publisher', session: '*' }))}.${signature}`, 401, /signature/);
+      await expectRefused(
+        await jwtServer(),
+        '/register/s1/dashcam-7',
+        `${header}.${b64(claims({ peer: 'dashcam-7', role: 'publisher', session: '*' }))}.${signature}`,
+        401,
+        /signature/,
+      );
     });
 
     test.each([['garbage'], ['a.b.c'], ['x'.repeat(9000)]])('refuses a credential that is no JWT: %#', async (token) => {
@@ -349,7 +361,18 @@ eachBackend(backends, (backend) => {
   describe('POST /sessions', () => {
     test('creates a session with an allow-list and returns one join token per peer', async () => {
       const s = await adminServer();
-      const res = await s.req('POST', '/sessions', { sessionId: 'live-1', peers: [{ peerId: 'dashcam-7', role: 'publisher' }, { peerId: 'ops-1', role: 'viewer' }] }, admin);
+      const res = await s.req(
+        'POST',
+        '/sessions',
+        {
+          sessionId: 'live-1',
+          peers: [
+            { peerId: 'dashcam-7', role: 'publisher' },
+            { peerId: 'ops-1', role: 'viewer' },
+          ],
+        },
+        admin,
+      );
       expect(res.status).toBe(201);
       expect(res.body).toEqual({
         sessionId: 'live-1',
@@ -364,7 +387,18 @@ eachBackend(backends, (backend) => {
 
     test('only invited peers join, each with its own join token, and get the role it was given', async () => {
       const s = await adminServer();
-      const { body } = await s.req('POST', '/sessions', { sessionId: 'live-1', peers: [{ peerId: 'dashcam-7', role: 'publisher' }, { peerId: 'ops-1', role: 'viewer' }] }, admin);
+      const { body } = await s.req(
+        'POST',
+        '/sessions',
+        {
+          sessionId: 'live-1',
+          peers: [
+            { peerId: 'dashcam-7', role: 'publisher' },
+            { peerId: 'ops-1', role: 'viewer' },
+          ],
+        },
+        admin,
+      );
       const [device, viewer] = body.peers;
       expect((await s.req('POST', '/register/live-1/stranger')).status).toBe(403);
       expect((await s.req('POST', '/register/live-1/dashcam-7')).status).toBe(401);
@@ -392,8 +426,29 @@ eachBackend(backends, (backend) => {
       ['an existing session', { sessionId: 'taken' }, 409, 'session_exists'],
       ['a bad session id', { sessionId: 'a/b' }, 400, 'invalid_request'],
       ['a bad role', { peers: [{ peerId: 'p', role: 'owner' }] }, 400, 'invalid_request'],
-      ['a peer listed twice', { peers: [{ peerId: 'p', role: 'viewer' }, { peerId: 'p', role: 'viewer' }] }, 400, 'invalid_request'],
-      ['more peers than a session holds', { peers: [{ peerId: 'a', role: 'viewer' }, { peerId: 'b', role: 'viewer' }, { peerId: 'c', role: 'viewer' }] }, 400, 'invalid_request'],
+      [
+        'a peer listed twice',
+        {
+          peers: [
+            { peerId: 'p', role: 'viewer' },
+            { peerId: 'p', role: 'viewer' },
+          ],
+        },
+        400,
+        'invalid_request',
+      ],
+      [
+        'more peers than a session holds',
+        {
+          peers: [
+            { peerId: 'a', role: 'viewer' },
+            { peerId: 'b', role: 'viewer' },
+            { peerId: 'c', role: 'viewer' },
+          ],
+        },
+        400,
+        'invalid_request',
+      ],
     ])('refuses %s', async (_, body, status, error) => {
       const s = await adminServer({ maxPeersPerSession: 2 });
       await s.req('POST', '/sessions', { sessionId: 'taken' }, admin);
@@ -430,7 +485,16 @@ eachBackend(backends, (backend) => {
 
       const list = await s.req('GET', '/sessions', undefined, admin);
       expect(list.body.sessions).toEqual([
-        { sessionId: 's', createdAt: expect.any(String), managed: false, mode: 'mesh', peers: [{ peerId: 'a', role: 'publisher', streaming: true }, { peerId: 'b', role: 'viewer', streaming: false }] },
+        {
+          sessionId: 's',
+          createdAt: expect.any(String),
+          managed: false,
+          mode: 'mesh',
+          peers: [
+            { peerId: 'a', role: 'publisher', streaming: true },
+            { peerId: 'b', role: 'viewer', streaming: false },
+          ],
+        },
         { sessionId: 'planned', createdAt: expect.any(String), managed: true, mode: 'mesh', peers: [], invited: [{ peerId: 'd', role: 'publisher', joined: false }] },
       ]);
       const one = await s.req('GET', '/sessions/s', undefined, admin);

@@ -5,7 +5,7 @@
 import { afterAll, afterEach, beforeAll, describe } from 'bun:test';
 import type { AppDeps } from '../../src/app';
 import type { Config } from '../../src/config';
-import { type Answer, call as request, type Instance, startCluster } from '../cluster/helpers';
+import { type Answer, type Instance, call as request, startCluster } from '../cluster/helpers';
 import { RedisServer } from '../cluster/redis-server';
 import { ManualClock, type Running, startServer } from '../helpers';
 import { openEvents, type SseConnection } from '../sse-client';
@@ -193,7 +193,13 @@ export function contractBackends(): Backend[] {
         const clock = deps.clock instanceof ManualClock ? deps.clock : new ManualClock();
         const one: Running = startServer(config, { ...deps, clock });
         return track(
-          server('local', [one.url], clock, async () => {}, () => one.stop()),
+          server(
+            'local',
+            [one.url],
+            clock,
+            async () => {},
+            () => one.stop(),
+          ),
         );
       },
     },
@@ -232,6 +238,6 @@ export function eachBackend(backends: Backend[], body: (backend: Backend) => voi
   for (const backend of backends) describe(backend.name, () => body(backend));
 }
 
-export type { Answer } from '../cluster/helpers';
 export type { Config } from '../../src/config';
+export type { Answer } from '../cluster/helpers';
 export { until } from '../helpers';

@@ -328,68 +328,76 @@ eachBackend(backends, (backend) => {
     expect((await newDevice.next(ofType('offer'))).json.payload).toBe(2);
   });
 
-  test('a slow reader makes messages wait, then is cut off at MAX_QUEUE; on resume it gets every acknowledged message', async () => {
-    const s = await backend.start({ maxQueue: 16, ...floodAllowed });
-    await s.register('s', 'a');
-    await s.register('s', 'b');
-    const reader = await stalledReader(s.url(s.home('b') + 1), '/events/s/b');
-    const payload = 'x'.repeat(4000);
-    const statuses: number[] = [];
-    // Socket buffers take a few MB; then the stream's own queue fills and messages wait (202);
-    // at MAX_QUEUE waiting the sender gets 429 and the stream is cut.
-    for (let seq = 0; seq < 20_000; seq++) {
-      const { status } = await s.message('s', 'a', { target: 'b', type: 'seq', payload: { seq, payload } });
-      statuses.push(status);
-      if (status === 429) break;
-    }
-    expect(statuses.at(-1)).toBe(429);
-    const acknowledged = statuses.filter((status) => status === 200 || status === 202).length;
-    // What 200 promises differs (see `differences.sent`): here it is only said when the 202s come.
-    if (s.differences.sent === 'written') expect(statuses.filter((status) => status === 202).length).toBe(16);
-    // The stream is ended after what was written: the response completes (the last chunk), and the
-    // socket, a keep-alive connection, may stay open.
-    reader.socket.resume();
-    const ended = () => reader.received().includes('\r\n0\r\n\r\n');
-    await Promise.race([reader.closed, until(ended, 'the end of the stream')]);
-    reader.socket.destroy();
+  test(
+    'a slow reader makes messages wait, then is cut off at MAX_QUEUE; on resume it gets every acknowledged message',
+    async () => {
+      const s = await backend.start({ maxQueue: 16, ...floodAllowed });
+      await s.register('s', 'a');
+      await s.register('s', 'b');
+      const reader = await stalledReader(s.url(s.home('b') + 1), '/events/s/b');
+      const payload = 'x'.repeat(4000);
+      const statuses: number[] = [];
+      // Socket buffers take a few MB; then the stream's own queue fills and messages wait (202);
+      // at MAX_QUEUE waiting the sender gets 429 and the stream is cut.
+      for (let seq = 0; seq < 20_000; seq++) {
+        const { status } = await s.message('s', 'a', { target: 'b', type: 'seq', payload: { seq, payload } });
+        statuses.push(status);
+        if (status === 429) break;
+      }
+      expect(statuses.at(-1)).toBe(429);
+      const acknowledged = statuses.filter((status) => status === 200 || status === 202).length;
+      // What 200 promises differs (see `differences.sent`): here it is only said when the 202s come.
+      if (s.differences.sent === 'written') expect(statuses.filter((status) => status === 202).length).toBe(16);
+      // The stream is ended after what was written: the response completes (the last chunk), and the
+      // socket, a keep-alive connection, may stay open.
+      reader.socket.resume();
+      const ended = () => reader.received().includes('\r\n0\r\n\r\n');
+      await Promise.race([reader.closed, until(ended, 'the end of the stream')]);
+      reader.socket.destroy();
 
-    // The client resumes from the last complete event it read (the cut may have left half of one).
-    const complete = [...dechunk(reader.received()).matchAll(/^id: (\d+)\ndata: (.*)\n\n/gm)];
-    const seqs = complete.map((m) => JSON.parse(m[2] as string).payload.seq as number);
-    const ids = complete.map((m) => m[1] as string);
-    const resumed = await s.events('s', 'b', { lastEventId: ids.at(-1) });
-    expect(resumed.status).toBe(200);
-    while (seqs.length < acknowledged) seqs.push(((await resumed.next(ofType('seq'))).json.payload as { seq: number }).seq);
-    expect(seqs).toEqual([...Array(acknowledged).keys()]);
-  }, FLOOD_TIMEOUT_MS);
+      // The client resumes from the last complete event it read (the cut may have left half of one).
+      const complete = [...dechunk(reader.received()).matchAll(/^id: (\d+)\ndata: (.*)\n\n/gm)];
+      const seqs = complete.map((m) => JSON.parse(m[2] as string).payload.seq as number);
+      const ids = complete.map((m) => m[1] as string);
+      const resumed = await s.events('s', 'b', { lastEventId: ids.at(-1) });
+      expect(resumed.status).toBe(200);
+      while (seqs.length < acknowledged) seqs.push(((await resumed.next(ofType('seq'))).json.payload as { seq: number }).seq);
+      expect(seqs).toEqual([...Array(acknowledged).keys()]);
+    },
+    FLOOD_TIMEOUT_MS,
+  );
 
-  test('a stream that stays full for a whole ping interval is cut, so the peer can time out', async () => {
-    const s = await backend.start({ maxQueue: 64, pingIntervalMs: 10_000, peerTimeoutMs: 60_000, ...floodAllowed });
-    await s.register('s', 'a');
-    await s.register('s', 'b');
-    const a = await s.events('s', 'a');
-    const reader = await stalledReader(s.url(s.home('b') + 1), '/events/s/b');
-    const payload = 'x'.repeat(4000);
-    let status = 200;
-    while (status === 200) status = (await s.message('s', 'a', { target: 'b', type: 'x', payload })).status;
-    if (s.differences.sent === 'written') {
-      // The process sees the backed-up stream: messages wait (202) until a ping interval later it is cut.
-      expect(status).toBe(202);
+  test(
+    'a stream that stays full for a whole ping interval is cut, so the peer can time out',
+    async () => {
+      const s = await backend.start({ maxQueue: 64, pingIntervalMs: 10_000, peerTimeoutMs: 60_000, ...floodAllowed });
+      await s.register('s', 'a');
+      await s.register('s', 'b');
+      const a = await s.events('s', 'a');
+      const reader = await stalledReader(s.url(s.home('b') + 1), '/events/s/b');
+      const payload = 'x'.repeat(4000);
+      let status = 200;
+      while (status === 200) status = (await s.message('s', 'a', { target: 'b', type: 'x', payload })).status;
+      if (s.differences.sent === 'written') {
+        // The process sees the backed-up stream: messages wait (202) until a ping interval later it is cut.
+        expect(status).toBe(202);
+        await s.advance(10_000);
+        expect((await s.message('s', 'a', { target: 'b', type: 'x' })).status).toBe(202);
+      } else {
+        // The sender's instance does not see the other's socket: the stream is cut at MAX_QUEUE instead.
+        expect(status).toBe(429);
+        await s.advance(10_000);
+      }
       await s.advance(10_000);
-      expect((await s.message('s', 'a', { target: 'b', type: 'x' })).status).toBe(202);
-    } else {
-      // The sender's instance does not see the other's socket: the stream is cut at MAX_QUEUE instead.
-      expect(status).toBe(429);
-      await s.advance(10_000);
-    }
-    await s.advance(10_000);
-    reader.socket.resume();
-    // The stream ends (its last chunk); the keep-alive socket may stay open.
-    await Promise.race([reader.closed, until(() => reader.received().includes('\r\n0\r\n\r\n'), 'the end of the stream')]);
-    reader.socket.destroy();
-    // Without its stream the peer times out.
-    await s.advance(60_000);
-    await a.next(ofType('peer-left', 'b'));
-    expect((await s.message('s', 'a', { target: 'b', type: 'x' })).body.error).toBe('target_not_found');
-  }, FLOOD_TIMEOUT_MS);
+      reader.socket.resume();
+      // The stream ends (its last chunk); the keep-alive socket may stay open.
+      await Promise.race([reader.closed, until(() => reader.received().includes('\r\n0\r\n\r\n'), 'the end of the stream')]);
+      reader.socket.destroy();
+      // Without its stream the peer times out.
+      await s.advance(60_000);
+      await a.next(ofType('peer-left', 'b'));
+      expect((await s.message('s', 'a', { target: 'b', type: 'x' })).body.error).toBe('target_not_found');
+    },
+    FLOOD_TIMEOUT_MS,
+  );
 });

@@ -49,7 +49,11 @@ eachBackend(backends, (backend) => {
   test('switchboard cannot register, in a session of either mode, nor be invited', async () => {
     const s = await backend.start({ adminToken: ADMIN });
     await s.register('mesh', 'a');
-    for (const [session, query] of [['mesh', undefined], ['new', undefined], ['new', 'mode=relay']] as const) {
+    for (const [session, query] of [
+      ['mesh', undefined],
+      ['new', undefined],
+      ['new', 'mode=relay'],
+    ] as const) {
       const res = await s.register(session, 'switchboard', { query });
       expect(res.status).toBe(400);
       expect(res.body.error).toBe('reserved_peer');

@@ -13,7 +13,16 @@ eachBackend(backends, (backend) => {
     const s = await backend.start();
     const first = await s.register('s1', 'device');
     expect(first.status).toBe(200);
-    expect(first.body).toEqual({ message: 'session registered successfully', sessionId: 's1', peerId: 'device', peers: [], token: expect.any(String), role: 'publisher', lastEventId: 0, mode: 'mesh' });
+    expect(first.body).toEqual({
+      message: 'session registered successfully',
+      sessionId: 's1',
+      peerId: 'device',
+      peers: [],
+      token: expect.any(String),
+      role: 'publisher',
+      lastEventId: 0,
+      mode: 'mesh',
+    });
     const second = await s.register('s1', 'browser');
     expect(second.body.peers).toEqual(['device']);
   });
@@ -234,8 +243,14 @@ eachBackend(backends, (backend) => {
     for (const [answer, status, error, message] of refusals) expect(await answer).toMatchObject({ status, body: { error, message } });
     // a holds new-peer(b): one more fills it, the next is refused.
     expect((await s.message('s', 'b', { type: 'x', target: 'a' })).status).toBe(202);
-    expect(await s.message('s', 'b', { type: 'x', target: 'a' })).toMatchObject({ status: 429, body: { error: 'queue_full', message: 'the target has 2 undelivered events; retry when it reads them' } });
-    expect(await s.message('s', 'b', { type: 'x' })).toMatchObject({ status: 429, body: { error: 'queue_full', message: 'peer a has too many undelivered events; retry when it reads them' } });
+    expect(await s.message('s', 'b', { type: 'x', target: 'a' })).toMatchObject({
+      status: 429,
+      body: { error: 'queue_full', message: 'the target has 2 undelivered events; retry when it reads them' },
+    });
+    expect(await s.message('s', 'b', { type: 'x' })).toMatchObject({
+      status: 429,
+      body: { error: 'queue_full', message: 'peer a has too many undelivered events; retry when it reads them' },
+    });
   });
 
   test('the checks come in the same order on both stores', async () => {

@@ -3,8 +3,8 @@
 // ?transport=ws) belongs with the end-to-end browser tests.
 import { describe, expect, test } from 'bun:test';
 import { ofType } from '../sse-client';
-import { openRawSocket } from '../ws-raw';
 import { type Frame, isType, openSocket } from '../ws-client';
+import { openRawSocket } from '../ws-raw';
 import { contractBackends, eachBackend, FLOOD_TIMEOUT_MS, until } from './backends';
 
 const backends = contractBackends();
@@ -387,80 +387,92 @@ eachBackend(backends, (backend) => {
   });
 
   describe('a slow reader', () => {
-    test('makes messages wait, then is cut off at MAX_QUEUE; on resume it gets every acknowledged message', async () => {
-      const s = await backend.start({ maxQueue: 16, messageRatePerS: 0, peerMessageRatePerS: 0 });
-      await s.register('s', 'a');
-      await s.register('s', 'b');
-      const b = await openRawSocket(s.url(s.home('b') + 1), '/ws/s/b');
-      b.pause();
-      const a = await s.ws('s', 'a');
-      const payload = 'x'.repeat(4000);
-      const statuses: number[] = [];
-      // Socket buffers take a few MB, then the sink's own queue; then messages wait (202); at MAX_QUEUE
-      // waiting the sender is told 429 and the socket is dropped.
-      for (let seq = 0; seq < 20_000; seq++) {
-        const ack = await a.request({ target: 'b', type: 'seq', payload: { seq, payload } });
-        statuses.push(ack.status as number);
-        if (ack.status === 429) break;
-      }
-      expect(statuses.at(-1)).toBe(429);
-      // What 200 promises differs (see `differences.sent`): here it is only said when the 202s come.
-      if (s.differences.sent === 'written') expect(statuses.filter((status) => status === 202).length).toBe(16);
-      const acknowledged = statuses.filter((status) => status === 200 || status === 202).length;
-      b.resume();
-      await b.closed;
+    test(
+      'makes messages wait, then is cut off at MAX_QUEUE; on resume it gets every acknowledged message',
+      async () => {
+        const s = await backend.start({ maxQueue: 16, messageRatePerS: 0, peerMessageRatePerS: 0 });
+        await s.register('s', 'a');
+        await s.register('s', 'b');
+        const b = await openRawSocket(s.url(s.home('b') + 1), '/ws/s/b');
+        b.pause();
+        const a = await s.ws('s', 'a');
+        const payload = 'x'.repeat(4000);
+        const statuses: number[] = [];
+        // Socket buffers take a few MB, then the sink's own queue; then messages wait (202); at MAX_QUEUE
+        // waiting the sender is told 429 and the socket is dropped.
+        for (let seq = 0; seq < 20_000; seq++) {
+          const ack = await a.request({ target: 'b', type: 'seq', payload: { seq, payload } });
+          statuses.push(ack.status as number);
+          if (ack.status === 429) break;
+        }
+        expect(statuses.at(-1)).toBe(429);
+        // What 200 promises differs (see `differences.sent`): here it is only said when the 202s come.
+        if (s.differences.sent === 'written') expect(statuses.filter((status) => status === 202).length).toBe(16);
+        const acknowledged = statuses.filter((status) => status === 200 || status === 202).length;
+        b.resume();
+        await b.closed;
 
-      // The client resumes from the last event it read whole.
-      const received = b.texts.map((t) => JSON.parse(t) as Frame).filter((f) => f.type === 'seq');
-      const seqs = received.map((f) => (f.payload as { seq: number }).seq);
-      const resumed = await s.ws('s', 'b', { query: `lastEventId=${received.at(-1)?.id ?? 0}` });
-      while (seqs.length < acknowledged) seqs.push(((await resumed.next(isType('seq'))).payload as { seq: number }).seq);
-      expect(seqs).toEqual([...Array(acknowledged).keys()]);
-    }, FLOOD_TIMEOUT_MS);
+        // The client resumes from the last event it read whole.
+        const received = b.texts.map((t) => JSON.parse(t) as Frame).filter((f) => f.type === 'seq');
+        const seqs = received.map((f) => (f.payload as { seq: number }).seq);
+        const resumed = await s.ws('s', 'b', { query: `lastEventId=${received.at(-1)?.id ?? 0}` });
+        while (seqs.length < acknowledged) seqs.push(((await resumed.next(isType('seq'))).payload as { seq: number }).seq);
+        expect(seqs).toEqual([...Array(acknowledged).keys()]);
+      },
+      FLOOD_TIMEOUT_MS,
+    );
 
-    test('a client that sends without reading its acks is cut off before its acks take more than 1 MiB', async () => {
-      const s = await backend.start({ messageRatePerS: 0, peerMessageRatePerS: 0 });
-      await s.register('s', 'a');
-      const a = await openRawSocket(s.url(s.home('a') + 1), '/ws/s/a');
-      a.pause();
-      // Each frame is answered with a 404 ack of about 100 bytes: far more than Bun's 1 MiB limit in all.
-      const frame = JSON.stringify({ type: 'x', target: 'nobody' });
-      for (let i = 0; i < 200_000 && !a.socket.closed; i++) {
-        a.send(frame);
-        if (i % 1000 === 999) await Bun.sleep(0);
-      }
-      a.resume();
-      await a.closed;
-      expect(a.texts.length).toBeLessThan(200_000);
-    }, FLOOD_TIMEOUT_MS);
+    test(
+      'a client that sends without reading its acks is cut off before its acks take more than 1 MiB',
+      async () => {
+        const s = await backend.start({ messageRatePerS: 0, peerMessageRatePerS: 0 });
+        await s.register('s', 'a');
+        const a = await openRawSocket(s.url(s.home('a') + 1), '/ws/s/a');
+        a.pause();
+        // Each frame is answered with a 404 ack of about 100 bytes: far more than Bun's 1 MiB limit in all.
+        const frame = JSON.stringify({ type: 'x', target: 'nobody' });
+        for (let i = 0; i < 200_000 && !a.socket.closed; i++) {
+          a.send(frame);
+          if (i % 1000 === 999) await Bun.sleep(0);
+        }
+        a.resume();
+        await a.closed;
+        expect(a.texts.length).toBeLessThan(200_000);
+      },
+      FLOOD_TIMEOUT_MS,
+    );
 
-    test('a socket that stays full for a whole ping interval is dropped, so the peer can time out', async () => {
-      const s = await backend.start({ maxQueue: 64, pingIntervalMs: 10_000, peerTimeoutMs: 60_000, messageRatePerS: 0, peerMessageRatePerS: 0 });
-      await s.register('s', 'a');
-      await s.register('s', 'b');
-      const a = await s.events('s', 'a');
-      const b = await openRawSocket(s.url(s.home('b') + 1), '/ws/s/b');
-      b.pause();
-      const payload = 'x'.repeat(4000);
-      let status = 200;
-      while (status === 200) status = (await s.message('s', 'a', { target: 'b', type: 'x', payload })).status;
-      if (s.differences.sent === 'written') {
-        // The process sees the backed-up socket: messages wait (202) until a ping interval later it is dropped.
-        expect(status).toBe(202);
+    test(
+      'a socket that stays full for a whole ping interval is dropped, so the peer can time out',
+      async () => {
+        const s = await backend.start({ maxQueue: 64, pingIntervalMs: 10_000, peerTimeoutMs: 60_000, messageRatePerS: 0, peerMessageRatePerS: 0 });
+        await s.register('s', 'a');
+        await s.register('s', 'b');
+        const a = await s.events('s', 'a');
+        const b = await openRawSocket(s.url(s.home('b') + 1), '/ws/s/b');
+        b.pause();
+        const payload = 'x'.repeat(4000);
+        let status = 200;
+        while (status === 200) status = (await s.message('s', 'a', { target: 'b', type: 'x', payload })).status;
+        if (s.differences.sent === 'written') {
+          // The process sees the backed-up socket: messages wait (202) until a ping interval later it is dropped.
+          expect(status).toBe(202);
+          await s.advance(10_000);
+          expect((await s.message('s', 'a', { target: 'b', type: 'x' })).status).toBe(202);
+        } else {
+          // The sender's instance does not see the other's socket: it is dropped at MAX_QUEUE instead.
+          expect(status).toBe(429);
+          await s.advance(10_000);
+        }
         await s.advance(10_000);
-        expect((await s.message('s', 'a', { target: 'b', type: 'x' })).status).toBe(202);
-      } else {
-        // The sender's instance does not see the other's socket: it is dropped at MAX_QUEUE instead.
-        expect(status).toBe(429);
-        await s.advance(10_000);
-      }
-      await s.advance(10_000);
-      b.resume();
-      await b.closed;
-      // Without its socket the peer times out.
-      await s.advance(60_000);
-      await a.next(ofType('peer-left', 'b'));
-      expect((await s.message('s', 'a', { target: 'b', type: 'x' })).body.error).toBe('target_not_found');
-    }, FLOOD_TIMEOUT_MS);
+        b.resume();
+        await b.closed;
+        // Without its socket the peer times out.
+        await s.advance(60_000);
+        await a.next(ofType('peer-left', 'b'));
+        expect((await s.message('s', 'a', { target: 'b', type: 'x' })).body.error).toBe('target_not_found');
+      },
+      FLOOD_TIMEOUT_MS,
+    );
   });
 });

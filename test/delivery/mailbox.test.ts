@@ -1,9 +1,9 @@
 import { describe, expect, test } from 'bun:test';
 import { EventBytes, Mailbox } from '../../src/delivery/mailbox';
 import { type DeliveryObserver, noObserver } from '../../src/delivery/observer';
+import { type EventBounds, fromPeer, peerNotice, SERVER_NOTICE, serverSignal } from '../../src/delivery/rules';
 import { SignalError } from '../../src/errors';
 import { RecordingSink } from '../fixtures/recording-sink';
-import { type EventBounds, fromPeer, peerNotice, SERVER_NOTICE, serverSignal } from '../../src/delivery/rules';
 
 /** Counts only: the byte budgets out of reach. */
 const bounds = (maxHeld: number, retain: number, bytes: Partial<EventBounds> = {}): EventBounds => ({
@@ -33,7 +33,10 @@ describe('Mailbox', () => {
     expect(box.append('"b"', SERVER_NOTICE)).toBe('queued');
     const sink = new RecordingSink();
     box.attach(sink, undefined);
-    expect(sink.written).toEqual([{ id: 1, json: '"a"' }, { id: 2, json: '"b"' }]);
+    expect(sink.written).toEqual([
+      { id: 1, json: '"a"' },
+      { id: 2, json: '"b"' },
+    ]);
     expect(box.append('"c"', CLIENT)).toBe('sent');
     expect(sink.ids).toEqual([1, 2, 3]);
   });

@@ -68,8 +68,26 @@ beforeAll(async () => {
   if (!nginx) throw new Error('nginx is not installed (bun run test installs it: apt-get install nginx)');
   chmodSync(prefix, 0o755);
   mkdirSync(join(prefix, 'temp'));
-  const cert = await runToEnd(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(prefix, 'key.pem'), '-out', join(prefix, 'cert.pem')]);
+  const cert = await runToEnd([
+    'openssl',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-keyout',
+    join(prefix, 'key.pem'),
+    '-out',
+    join(prefix, 'cert.pem'),
+  ]);
   if (cert.code !== 0) throw new Error(cert.output);
   ca = await Bun.file(join(prefix, 'cert.pem')).text();
   // No pings: the only bytes on a stream are those the test causes.
@@ -82,7 +100,10 @@ beforeAll(async () => {
     const started = Bun.spawn([nginx, '-p', prefix, '-e', join(prefix, 'error.log'), '-c', join(prefix, 'nginx.conf')], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
     const deadline = Date.now() + 10_000;
     while (started.exitCode === null && Date.now() < deadline) {
-      const up = await fetch(`https://127.0.0.1:${httpsPort}/healthz`, { tls: { ca } }).then((r) => r.ok, () => false);
+      const up = await fetch(`https://127.0.0.1:${httpsPort}/healthz`, { tls: { ca } }).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (up) {
         proxy = started;
         base = `https://127.0.0.1:${httpsPort}`;

@@ -6,9 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RelayStats } from '../../src/relay/engine';
 import { compiledBinary } from '../compiled-binary';
-import { type Running, startServer } from '../helpers';
+import { type Running, startServer, until } from '../helpers';
 import { runToEnd } from '../process-helpers';
-import { until } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-device-'));
 const binary = join(dir, 'switchboard');
@@ -42,9 +41,19 @@ describe('switchboard device, compiled', () => {
         for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) output += decoder.decode(chunk, { stream: true });
       })();
       try {
-        await until(() => output.includes('bin-' + codec + '/cam publishing: to switchboard'), 'the device to publish', 30_000, () => output);
+        await until(
+          () => output.includes(`bin-${codec}/cam publishing: to switchboard`),
+          'the device to publish',
+          30_000,
+          () => output,
+        );
         // The server receives its RTP: 30 frames is a second of video.
-        await until(() => relayStats().packetsIn - before >= 30, 'the server to receive 30 packets', 20_000, () => output);
+        await until(
+          () => relayStats().packetsIn - before >= 30,
+          'the server to receive 30 packets',
+          20_000,
+          () => output,
+        );
       } finally {
         proc.kill('SIGINT');
       }
@@ -80,7 +89,8 @@ describe('switchboard device, compiled', () => {
   test('--help lists the flags; a bad flag exits 1 naming it', async () => {
     const help = await runToEnd([binary, 'device', '--help'], {}, dir);
     expect(help.code).toBe(0);
-    for (const flag of ['--transport', '--mode', '--token', '--codec', '--fps', '--bitrate', '--keyframe-interval-s', '--ignore-pli', '--count']) expect(help.output).toContain(flag);
+    for (const flag of ['--transport', '--mode', '--token', '--codec', '--fps', '--bitrate', '--keyframe-interval-s', '--ignore-pli', '--count'])
+      expect(help.output).toContain(flag);
     const bad = await runToEnd([binary, 'device', '--keyframe-interval-s', '20'], {}, dir);
     expect(bad.code).toBe(1);
     expect(bad.output).toContain('--keyframe-interval-s=20 is invalid');

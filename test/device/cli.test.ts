@@ -49,7 +49,22 @@ describe('switchboard device flags', () => {
 
   test('--help names every flag with its default', () => {
     const help = deviceHelp();
-    for (const flag of ['--url', '--session', '--peer', '--transport', '--mode', '--token', '--codec', '--fps', '--bitrate', '--keyframe-interval-s', '--ignore-pli', '--count', '--quiet']) expect(help).toContain(`  ${flag}`);
+    for (const flag of [
+      '--url',
+      '--session',
+      '--peer',
+      '--transport',
+      '--mode',
+      '--token',
+      '--codec',
+      '--fps',
+      '--bitrate',
+      '--keyframe-interval-s',
+      '--ignore-pli',
+      '--count',
+      '--quiet',
+    ])
+      expect(help).toContain(`  ${flag}`);
     expect(help).toContain('RTP padding');
   });
 

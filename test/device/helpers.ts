@@ -1,9 +1,9 @@
 // Simulated devices in the test process, started with the command's own flags and stopped after the test.
 import type { Page } from 'playwright-core';
-import { until } from '../helpers';
 import { parseDeviceArgs, type RunningDevices, startDevices } from '../../src/device/cli';
 import type { Device } from '../../src/device/device';
 import type { VideoSource } from '../../src/device/source';
+import { until } from '../helpers';
 
 export interface TestDevice {
   device: Device;
@@ -23,7 +23,6 @@ export async function startDevice(url: string, flags: string[]): Promise<TestDev
   if (!device || !source) throw new Error('no device started');
   return { device, source, lines, stop: () => running.stop() };
 }
-
 
 /**
  * Runs before the page's scripts: when the viewer made its first request (`GET /iceServers`) and when

@@ -4,7 +4,7 @@
 import { describe, expect, test } from 'bun:test';
 import { type Clip, type Codec, loadClip } from '../../src/device/clip';
 import { MAX_PAYLOAD, packetizeH264, packetizeVp8 } from '../../src/device/packetize';
-import { type OutPacket, VideoSource, type VideoSettings } from '../../src/device/source';
+import { type OutPacket, type VideoSettings, VideoSource } from '../../src/device/source';
 import { ManualClock } from '../helpers';
 
 const clips = { vp8: await loadClip('vp8'), h264: await loadClip('h264') } satisfies Record<Codec, Clip>;
@@ -108,7 +108,7 @@ function run(settings: Partial<VideoSettings>, codec: Codec = 'vp8') {
 }
 
 describe('the source', () => {
-  test('frames at the rate asked for, 90 kHz timestamps, the marker on each frame\'s last media packet', () => {
+  test("frames at the rate asked for, 90 kHz timestamps, the marker on each frame's last media packet", () => {
     const { clock, frames } = run({ fps: 25 });
     clock.advance(1000);
     expect(frames.length).toBe(25);
@@ -118,7 +118,7 @@ describe('the source', () => {
     });
   });
 
-  test('a keyframe every interval: the loop of the clip\'s first interval × fps frames', () => {
+  test("a keyframe every interval: the loop of the clip's first interval × fps frames", () => {
     const { clock, keys } = run({ keyframeIntervalS: 2 });
     clock.advance(7000);
     expect(keys()).toEqual([0, 60, 120, 180]);
@@ -147,8 +147,8 @@ describe('the source', () => {
     const { clock, source, frames } = run({ bitrateKbps: 1500, keyframeIntervalS: 2 }, 'h264');
     clock.advance(10_000);
     const bytes = source.counters.mediaBytes + source.counters.paddingBytes;
-    expect(bytes * 8 / 10_000).toBeGreaterThan(1500 * 0.97);
-    expect(bytes * 8 / 10_000).toBeLessThan(1500 * 1.03);
+    expect((bytes * 8) / 10_000).toBeGreaterThan(1500 * 0.97);
+    expect((bytes * 8) / 10_000).toBeLessThan(1500 * 1.03);
     const padding = frames.flatMap((f) => f.packets.filter((p) => p.padding));
     expect(padding.length).toBeGreaterThan(0);
     for (const p of padding) {
@@ -158,7 +158,7 @@ describe('the source', () => {
     }
   });
 
-  test('a bitrate below the clip\'s sends the clip as it is; a keyframe interval longer than the clip is refused', () => {
+  test("a bitrate below the clip's sends the clip as it is; a keyframe interval longer than the clip is refused", () => {
     const { clock, source } = run({ bitrateKbps: 50 });
     clock.advance(2000);
     expect(source.counters.paddingBytes).toBe(0);

@@ -3,9 +3,8 @@
 import { describe, expect, test } from 'bun:test';
 import { browserTests, explainOnFailure, status, waitConnected, waitVideo } from '../e2e/browser';
 import { startCuttingProxy } from '../e2e/cutting-proxy';
-import { type Running, startServer } from '../helpers';
-import { until } from '../helpers';
-import { FIRST_FRAME, firstFrame, receivedKbps, type TestDevice, startDevice } from './helpers';
+import { type Running, startServer, until } from '../helpers';
+import { FIRST_FRAME, firstFrame, receivedKbps, startDevice, type TestDevice } from './helpers';
 
 const { open, stopAfter } = browserTests(FIRST_FRAME);
 const serve = (config: Parameters<typeof startServer>[0] = {}): Running => stopAfter(startServer(config));
@@ -44,7 +43,7 @@ describe('a simulated device and Chromium viewers', () => {
   }
 
   test(
-    'mesh: a viewer\'s ice-restart gets a new offer with new ICE credentials, and its video goes on',
+    "mesh: a viewer's ice-restart gets a new offer with new ICE credentials, and its video goes on",
     async () => {
       const server = serve();
       const cam = await device(server.url, ['--session', 'restart', '--peer', 'cam', '--codec', 'vp8']);
@@ -52,10 +51,15 @@ describe('a simulated device and Chromium viewers', () => {
       await explainOnFailure({ viewer }, () => waitVideo(viewer.page, 'cam'));
       const [before] = await viewer.page.evaluate(() => window.__remoteUfrags());
       // What the client's viewer sends when its connection failed.
-      const asked = await fetch(`${server.url}/message/restart/v1`, { method: 'POST', body: JSON.stringify({ type: 'ice-restart', payload: { reason: 'the connection failed' }, target: 'cam' }) });
+      const asked = await fetch(`${server.url}/message/restart/v1`, {
+        method: 'POST',
+        body: JSON.stringify({ type: 'ice-restart', payload: { reason: 'the connection failed' }, target: 'cam' }),
+      });
       expect(asked.status).toBe(200);
       await until(() => cam.device.counters.offersSent === 2, 'the offer that restarts ICE', 10_000, lines(cam));
-      await explainOnFailure({ viewer }, () => viewer.page.waitForFunction(() => window.switchboard.peers.cam?.offersReceived === 2 && window.switchboard.peers.cam?.answersSent === 2, undefined, { timeout: 10_000 }));
+      await explainOnFailure({ viewer }, () =>
+        viewer.page.waitForFunction(() => window.switchboard.peers.cam?.offersReceived === 2 && window.switchboard.peers.cam?.answersSent === 2, undefined, { timeout: 10_000 }),
+      );
       expect(cam.device.counters.iceRestarts).toBe(1);
       const [after] = await viewer.page.evaluate(() => window.__remoteUfrags());
       expect(before).toBeString();
@@ -67,7 +71,7 @@ describe('a simulated device and Chromium viewers', () => {
   );
 
   test(
-    'relay: the device answers the server\'s offer, and a viewer of the session decodes through the server',
+    "relay: the device answers the server's offer, and a viewer of the session decodes through the server",
     async () => {
       const server = serve();
       const cam = await device(server.url, ['--session', 'relay', '--peer', 'cam', '--mode', 'relay', '--transport', 'ws']);

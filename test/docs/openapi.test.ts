@@ -59,7 +59,10 @@ describe('GET /openapi.json', () => {
         for (const [status, response] of Object.entries(operation.responses)) {
           if (Number(status) < 400 || (path === '/readyz' && status === '503')) continue;
           errors++;
-          expect({ at: `${method} ${path} ${status}`, schema: response.content?.['application/json']?.schema }).toEqual({ at: `${method} ${path} ${status}`, schema: { $ref: ERROR_SCHEMA_REF } });
+          expect({ at: `${method} ${path} ${status}`, schema: response.content?.['application/json']?.schema }).toEqual({
+            at: `${method} ${path} ${status}`,
+            schema: { $ref: ERROR_SCHEMA_REF },
+          });
           for (const code of response.description.replace('error: ', '').split(', ')) expect(String(errorStatus[code as keyof typeof errorStatus])).toBe(status);
         }
       }
@@ -73,7 +76,8 @@ describe('GET /openapi.json', () => {
     const events = doc.paths['/events/{sessionId}/{peerId}']?.get;
     expect(events?.responses['200']?.content?.['text/event-stream']?.schema).toEqual({ $ref: '#/components/schemas/StreamEvent' });
     expect(events?.parameters?.map((p) => `${p.in} ${p.name}`)).toEqual(expect.arrayContaining(['path sessionId', 'path peerId', 'query lastEventId', 'header last-event-id']));
-    for (const name of ['PingEvent', 'NewPeerEvent', 'PeerLeftEvent', 'SessionClosedEvent', 'MessageEvent', 'StreamEvent', 'Error']) expect(doc.components.schemas[name]).toBeDefined();
+    for (const name of ['PingEvent', 'NewPeerEvent', 'PeerLeftEvent', 'SessionClosedEvent', 'MessageEvent', 'StreamEvent', 'Error'])
+      expect(doc.components.schemas[name]).toBeDefined();
     expect(doc.components.schemas.NewPeerEvent).toMatchObject({ properties: { type: { const: 'new-peer' } }, required: ['type', 'senderId'] });
   });
 

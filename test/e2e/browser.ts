@@ -109,7 +109,10 @@ async function explained<T>(page: Page, what: string, wait: () => Promise<T>): P
 
 /** A page's URL, state and newest signalling log lines: what a failed wait needs to be understood. */
 async function report(page: Page): Promise<string> {
-  const log = await page.locator('#log').innerText({ timeout: 2000 }).catch(() => '(no log)');
+  const log = await page
+    .locator('#log')
+    .innerText({ timeout: 2000 })
+    .catch(() => '(no log)');
   const state = await page.evaluate(() => JSON.stringify(window.switchboard)).catch(() => '(no state)');
   return `${page.url()}\nstate: ${state}\nlog:\n${log.split('\n').slice(0, 60).join('\n')}`;
 }
@@ -137,29 +140,33 @@ export async function waitConnected(page: Page, remoteId: string, timeout = 30_0
  * element has a width), and returns both numbers.
  */
 export async function waitVideo(page: Page, remoteId: string, timeout = 30_000): Promise<{ framesDecoded: number; videoWidth: number }> {
-  const handle = await explained(page, `video from ${remoteId}`, () => page.waitForFunction(
-    (id) => {
-      const video = document.querySelector<HTMLVideoElement>(`video[data-peer="${CSS.escape(id)}"]`);
-      const framesDecoded = window.switchboard.peers[id]?.framesDecoded ?? 0;
-      return framesDecoded > 0 && video && video.videoWidth > 0 ? { framesDecoded, videoWidth: video.videoWidth } : false;
-    },
-    remoteId,
-    { timeout, polling: 100 },
-  ));
+  const handle = await explained(page, `video from ${remoteId}`, () =>
+    page.waitForFunction(
+      (id) => {
+        const video = document.querySelector<HTMLVideoElement>(`video[data-peer="${CSS.escape(id)}"]`);
+        const framesDecoded = window.switchboard.peers[id]?.framesDecoded ?? 0;
+        return framesDecoded > 0 && video && video.videoWidth > 0 ? { framesDecoded, videoWidth: video.videoWidth } : false;
+      },
+      remoteId,
+      { timeout, polling: 100 },
+    ),
+  );
   return (await handle.jsonValue()) as { framesDecoded: number; videoWidth: number };
 }
 
 /** Waits until the page has connections with exactly `ids`, each in `state`. */
 export async function waitPeers(page: Page, ids: string[], state: RTCPeerConnectionState, timeout = 30_000): Promise<Record<string, PeerStatus>> {
-  await explained(page, `peers ${ids.join(', ')} ${state}`, () => page.waitForFunction(
-    ([want, wantState]) => {
-      const peers = window.switchboard.peers;
-      const have = Object.keys(peers).sort();
-      const sorted = [...(want as string[])].sort();
-      return have.length === sorted.length && have.every((id, i) => id === sorted[i] && peers[id]?.connectionState === wantState);
-    },
-    [ids, state] as const,
-    { timeout, polling: 100 },
-  ));
+  await explained(page, `peers ${ids.join(', ')} ${state}`, () =>
+    page.waitForFunction(
+      ([want, wantState]) => {
+        const peers = window.switchboard.peers;
+        const have = Object.keys(peers).sort();
+        const sorted = [...(want as string[])].sort();
+        return have.length === sorted.length && have.every((id, i) => id === sorted[i] && peers[id]?.connectionState === wantState);
+      },
+      [ids, state] as const,
+      { timeout, polling: 100 },
+    ),
+  );
   return (await status(page)).peers;
 }

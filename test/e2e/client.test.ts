@@ -223,7 +223,9 @@ describe('publisher and viewers in Chromium', () => {
       await server.stop();
       await viewer.page.click('#view');
       await viewer.page.waitForFunction(() => window.switchboard.phase === 'failed');
-      expect(await viewer.page.textContent('#error')).toMatch(/^Cannot reach the signalling server at http:\/\/127\.0\.0\.1:\d+ \(POST \/register\/gone\/viewer-\w+\)\. Is the server running/);
+      expect(await viewer.page.textContent('#error')).toMatch(
+        /^Cannot reach the signalling server at http:\/\/127\.0\.0\.1:\d+ \(POST \/register\/gone\/viewer-\w+\)\. Is the server running/,
+      );
       expect(await viewer.page.isEnabled('#view')).toBe(true);
     },
     E2E_TIMEOUT,
@@ -257,7 +259,10 @@ describe('publisher and viewers in Chromium', () => {
       const requests = proxy.requests('v1');
       expect(requests.map((r) => r.lastEventId)).toEqual([expect.stringMatching(/^\d+$/), String(Number(dropped[0]?.id) - 1), expect.stringMatching(/^\d+$/)]);
       // Nothing twice.
-      const ids = proxy.delivered('v1').filter((e) => e.type !== 'ping').map((e) => e.id);
+      const ids = proxy
+        .delivered('v1')
+        .filter((e) => e.type !== 'ping')
+        .map((e) => e.id);
       expect(new Set(ids).size).toBe(ids.length);
 
       const seenByViewer = await status(viewer.page);

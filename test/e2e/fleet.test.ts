@@ -31,8 +31,26 @@ let tls: { cert: string; key: string };
 beforeAll(() => {
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
-  const made = Bun.spawnSync(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert]);
+  const made = Bun.spawnSync([
+    'openssl',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+  ]);
   if (!made.success) throw new Error(`openssl: ${made.stderr.toString()}`);
   tls = { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') };
 });
@@ -174,7 +192,7 @@ describe('the fleet view, 12 sessions in one tab', () => {
       for (const tile of stalled) {
         expect(tile.stream).not.toBe('open');
         expect(tile.framesDecoded).toBe(0);
-        expect(tile.why).toBe('No free connection to the server: over HTTP/1.1 the browser opens at most 6, and the other cameras\' event streams hold them.');
+        expect(tile.why).toBe("No free connection to the server: over HTTP/1.1 the browser opens at most 6, and the other cameras' event streams hold them.");
       }
       const badges = await fleet.page.locator('.tile[data-state="stalled"] .badge').allTextContents();
       expect(badges.length).toBe(stalled.length);

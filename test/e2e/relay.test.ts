@@ -83,7 +83,12 @@ async function keepsDecoding(page: Page, frames = 30): Promise<void> {
   await summaryUntil(page, (s) => s.framesDecoded >= from + frames, `${frames} more frames decoded`);
 }
 
-const localAddresses = () => new Set(Object.values(networkInterfaces()).flat().map((i) => i?.address));
+const localAddresses = () =>
+  new Set(
+    Object.values(networkInterfaces())
+      .flat()
+      .map((i) => i?.address),
+  );
 
 const E2E_TIMEOUT = 90_000;
 

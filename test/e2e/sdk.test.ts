@@ -74,10 +74,11 @@ async function decoding(page: Page, remote: string, after = 0): Promise<number> 
   return (await handle.jsonValue()) as number;
 }
 
-const peerInfo = (page: Page, remote: string) => page.evaluate((remote) => {
-  const info = window.me.peer(remote);
-  return info && { ...info, stream: undefined };
-}, remote);
+const peerInfo = (page: Page, remote: string) =>
+  page.evaluate((remote) => {
+    const info = window.me.peer(remote);
+    return info && { ...info, stream: undefined };
+  }, remote);
 
 describe('the client library in Chromium, from /sdk/switchboard.js on another origin', () => {
   test(

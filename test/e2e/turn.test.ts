@@ -49,10 +49,14 @@ describe('TURN through coturn', () => {
     const viewer = await open(`${url}/?session=wrong&peer=v1&role=view&relay=1`);
 
     // The viewer's connection exists once the offer arrives; then its gathering ends on coturn's refusal.
-    await viewer.page.waitForFunction(() => {
-      const pub = window.switchboard.peers.pub;
-      return pub !== undefined && pub.iceGatheringState === 'complete' && pub.candidateErrors.some((e) => e.errorCode === 401);
-    }, undefined, { timeout: 30_000, polling: 100 });
+    await viewer.page.waitForFunction(
+      () => {
+        const pub = window.switchboard.peers.pub;
+        return pub !== undefined && pub.iceGatheringState === 'complete' && pub.candidateErrors.some((e) => e.errorCode === 401);
+      },
+      undefined,
+      { timeout: 30_000, polling: 100 },
+    );
     const seen = (await status(viewer.page)).peers.pub;
     expect(seen?.candidateErrors).toContainEqual({ url: turn.url, errorCode: 401, errorText: expect.stringMatching(/unauthori[sz]ed/i) });
     expect(seen?.localCandidates.relay).toBe(0);

@@ -105,7 +105,10 @@ describe('GET /iceServers in AUTH_MODE=token', () => {
       port: 0,
       hostname: '127.0.0.1',
       fetch: () =>
-        Response.json({ iceServers: [{ urls: ['stun:stun.cloudflare.com:3478'] }, { urls: ['turn:turn.cloudflare.com:3478?transport=udp'], username: 'cf-user', credential: 'cf-pass' }] }, { status: 201 }),
+        Response.json(
+          { iceServers: [{ urls: ['stun:stun.cloudflare.com:3478'] }, { urls: ['turn:turn.cloudflare.com:3478?transport=udp'], username: 'cf-user', credential: 'cf-pass' }] },
+          { status: 201 },
+        ),
     });
     try {
       const server = app({

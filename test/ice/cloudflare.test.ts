@@ -53,7 +53,7 @@ function standIn() {
       return calls.length >= n ? Promise.resolve() : new Promise((resolve) => arrived.push(() => calls.length >= n && resolve()));
     },
     release() {
-      held.splice(0).forEach((fn) => fn());
+      for (const fn of held.splice(0)) fn();
     },
     url: '',
     stop: () => server.stop(true),
@@ -65,7 +65,7 @@ function standIn() {
       const path = new URL(request.url).pathname;
       const text = await request.text();
       calls.push({ path, auth: request.headers.get('authorization'), body: text ? JSON.parse(text) : undefined });
-      arrived.forEach((fn) => fn());
+      for (const fn of arrived) fn();
       if (request.headers.get('authorization') !== `Bearer ${TOKEN}`) {
         return Response.json({ success: false, errors: [{ code: 10000, message: 'Authentication error' }] }, { status: 401 });
       }

@@ -12,7 +12,12 @@ describe('the exposition format', () => {
     for (const ms of [0.5, 2, 2.5, 7, 50]) histogram.observe(ms);
     const out = new Exposition().family('h_seconds', 'histogram', 'help').histogram('h_seconds', histogram);
     const parsed = parseExposition(out.toString()).histogram('h_seconds');
-    expect([...parsed.buckets]).toEqual([[0.001, 1], [0.0025, 3], [0.01, 4], [Infinity, 5]]);
+    expect([...parsed.buckets]).toEqual([
+      [0.001, 1],
+      [0.0025, 3],
+      [0.01, 4],
+      [Infinity, 5],
+    ]);
     expect(parsed.count).toBe(5);
     expect(parsed.sum).toBeCloseTo(0.062, 6);
   });

@@ -1,6 +1,6 @@
-import { createLogger } from '../../src/log/logger';
 import { afterEach, describe, expect, test } from 'bun:test';
 import { createApp } from '../../src/app';
+import { createLogger } from '../../src/log/logger';
 import { Notifier, type NotifierTiming, notificationSignature } from '../../src/notify/notifier';
 import { notificationReceiver, type ReceivedNotification } from '../fixtures/notification-receiver';
 import { defaultConfig, ManualClock, req, until } from '../helpers';
@@ -64,7 +64,9 @@ describe('notifications from a running app', () => {
     }
     // The signature covers the body: any change breaks it.
     const first = hook.received[0] as ReceivedNotification;
-    expect(notificationSignature(SECRET, first.headers.get('x-switchboard-timestamp') ?? '', first.body.replace('"s"', '"t"'))).not.toBe(first.headers.get('x-switchboard-signature'));
+    expect(notificationSignature(SECRET, first.headers.get('x-switchboard-timestamp') ?? '', first.body.replace('"s"', '"t"'))).not.toBe(
+      first.headers.get('x-switchboard-signature'),
+    );
   });
 
   test('a peer that times out is reported as such, and the last one out closes the session', async () => {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from 'bun:test';
+import { createApp } from '../../src/app';
 import type { Config } from '../../src/config';
 import { createLogger } from '../../src/log/logger';
-import { createApp } from '../../src/app';
 import { defaultConfig, ManualClock, post, req, startServer } from '../helpers';
 import { finalStatus, startInFlight } from '../in-flight';
 import { openEvents } from '../sse-client';

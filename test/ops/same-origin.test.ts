@@ -60,8 +60,7 @@ describe.each([
 describe('METRICS_TOKEN', () => {
   test('only the exact header is let in: a prefix, an extension, another scheme or case are not', async () => {
     const { app } = createApp(defaultConfig({ metricsToken: 'scrape-me' }));
-    const status = async (authorization?: string) =>
-      (await req(app, 'GET', '/metrics', undefined, authorization === undefined ? {} : { authorization })).status;
+    const status = async (authorization?: string) => (await req(app, 'GET', '/metrics', undefined, authorization === undefined ? {} : { authorization })).status;
     expect(await status('Bearer scrape-me')).toBe(200);
     for (const wrong of [undefined, '', 'Bearer scrape-m', 'Bearer scrape-me2', 'Bearer scrape-mE', 'Basic scrape-me', 'scrape-me', 'Bearer '.repeat(500)]) {
       expect(await status(wrong)).toBe(401);

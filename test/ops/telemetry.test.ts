@@ -29,7 +29,9 @@ describe('request ids', () => {
     expect((await req(app, 'POST', '/message/s/a', { target: 'zz', type: 'offer' })).headers.get('x-request-id')).toBe('req-2');
     expect((await req(app, 'POST', '/message/s/a', '{bad')).headers.get('x-request-id')).toBe('req-3');
     expect((await req(app, 'GET', '/nowhere')).headers.get('x-request-id')).toBe('req-4');
-    expect((await req(app, 'OPTIONS', '/message/s/a', undefined, { origin: 'https://a.example', 'access-control-request-method': 'POST' })).headers.get('x-request-id')).toBe('req-5');
+    expect((await req(app, 'OPTIONS', '/message/s/a', undefined, { origin: 'https://a.example', 'access-control-request-method': 'POST' })).headers.get('x-request-id')).toBe(
+      'req-5',
+    );
   });
 
   test('a well-formed incoming X-Request-Id is kept; anything else is replaced', async () => {
@@ -68,10 +70,41 @@ describe('request log', () => {
     await req(app, 'POST', '/register/bad%20id/p');
     await settle();
     expect(entries()).toEqual([
-      { time: expect.any(String), level: 'info', msg: 'request', requestId: 'req-1', method: 'POST', route: '/register/:sessionId/:peerId', status: 200, sessionId: 's1', peerId: 'device' },
-      { time: expect.any(String), level: 'debug', msg: 'request', requestId: 'req-2', method: 'POST', route: '/message/:sessionId/:peerId', status: 404, error: 'target_not_found', sessionId: 's1', peerId: 'device' },
+      {
+        time: expect.any(String),
+        level: 'info',
+        msg: 'request',
+        requestId: 'req-1',
+        method: 'POST',
+        route: '/register/:sessionId/:peerId',
+        status: 200,
+        sessionId: 's1',
+        peerId: 'device',
+      },
+      {
+        time: expect.any(String),
+        level: 'debug',
+        msg: 'request',
+        requestId: 'req-2',
+        method: 'POST',
+        route: '/message/:sessionId/:peerId',
+        status: 404,
+        error: 'target_not_found',
+        sessionId: 's1',
+        peerId: 'device',
+      },
       // A malformed id is not repeated into the log.
-      { time: expect.any(String), level: 'info', msg: 'request', requestId: 'req-3', method: 'POST', route: '/register/:sessionId/:peerId', status: 400, error: 'invalid_request', peerId: 'p' },
+      {
+        time: expect.any(String),
+        level: 'info',
+        msg: 'request',
+        requestId: 'req-3',
+        method: 'POST',
+        route: '/register/:sessionId/:peerId',
+        status: 400,
+        error: 'invalid_request',
+        peerId: 'p',
+      },
     ]);
   });
 

@@ -3,7 +3,7 @@ import { createApp } from '../../src/app';
 import { CONTENT_SECURITY_POLICY } from '../../src/page/headers';
 import { type Browser, launchChromium } from '../fixtures/chromium';
 import { rawRequest } from '../fixtures/raw-http';
-import { defaultConfig, req, type Running, startServer } from '../helpers';
+import { defaultConfig, type Running, req, startServer } from '../helpers';
 
 let server: Running;
 beforeAll(() => {

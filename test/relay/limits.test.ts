@@ -1,7 +1,7 @@
 // What an anonymous client can make the relay hold: candidates (their length and number), ICE restarts,
 // connections and their UDP sockets (made only once a stream is open), relay peers per process and per
 // address, and who may create relay sessions at all (RELAY_MODE).
-import { afterEach, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import { SignJWT } from 'jose';
 import { type Config, defaultConfig, loadConfig, relayMode } from '../../src/config';
 import { RelayEngine } from '../../src/relay/engine';
@@ -53,7 +53,10 @@ describe('candidates to switchboard', () => {
     streams.push(cam);
     await cam.next(ofType('offer', 'switchboard'));
     const send = (type: string, payload?: unknown) =>
-      fetch(`${url}/message/r/cam`, { method: 'POST', body: JSON.stringify({ type, target: 'switchboard', payload }) }).then(async (r) => ({ status: r.status, body: await r.json() }));
+      fetch(`${url}/message/r/cam`, { method: 'POST', body: JSON.stringify({ type, target: 'switchboard', payload }) }).then(async (r) => ({
+        status: r.status,
+        body: await r.json(),
+      }));
     for (let n = 0; n < MAX_REMOTE_CANDIDATES; n++) expect((await send('ice-candidate', candidate(n))).status).toBe(200);
     const refused = await send('ice-candidate', candidate(999));
     expect(refused.status).toBe(429);
@@ -296,4 +299,3 @@ describe('RELAY_MODE', () => {
     expect((await req(off.app, 'POST', '/register/m/p')).body.mode).toBe('mesh');
   });
 });
-

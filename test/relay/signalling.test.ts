@@ -23,7 +23,20 @@ describe('modes', () => {
   test('the admin API creates relay sessions and shows the mode', async () => {
     const a = app({ adminToken: 'a'.repeat(16), authMode: 'token' });
     const admin = { authorization: `Bearer ${'a'.repeat(16)}` };
-    const created = await req(a.app, 'POST', '/sessions', { sessionId: 'cam', mode: 'relay', peers: [{ peerId: 'dev', role: 'publisher' }, { peerId: 'ops', role: 'viewer' }] }, admin);
+    const created = await req(
+      a.app,
+      'POST',
+      '/sessions',
+      {
+        sessionId: 'cam',
+        mode: 'relay',
+        peers: [
+          { peerId: 'dev', role: 'publisher' },
+          { peerId: 'ops', role: 'viewer' },
+        ],
+      },
+      admin,
+    );
     expect(created.body).toMatchObject({ sessionId: 'cam', mode: 'relay' });
     expect((await req(a.app, 'GET', '/sessions/cam', undefined, admin)).body.mode).toBe('relay');
     const [dev, ops] = created.body.peers as { token: string }[];
@@ -74,7 +87,10 @@ describe('messages in a relay session', () => {
     await req(a.app, 'POST', '/register/r/cam?mode=relay');
     await req(a.app, 'POST', '/register/r/v1');
     const send = (body: unknown) => req(a.app, 'POST', '/message/r/v1', body);
-    expect((await send({ type: 'ice-candidate', target: 'switchboard', payload: { candidate: 'candidate:1 1 udp 2122260223 192.0.2.9 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 } })).status).toBe(200);
+    expect(
+      (await send({ type: 'ice-candidate', target: 'switchboard', payload: { candidate: 'candidate:1 1 udp 2122260223 192.0.2.9 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 } }))
+        .status,
+    ).toBe(200);
     expect((await send({ type: 'ice-candidate', target: 'switchboard', payload: null })).status).toBe(200);
     for (const [body, words] of [
       [{ type: 'answer', target: 'switchboard', payload: { type: 'answer' } }, 'payload.sdp'],
@@ -139,7 +155,10 @@ describe('over a real listener', () => {
     await fetch(`${url}/register/live/v2`, { method: 'DELETE' });
     expect(running.relay?.stats()).toMatchObject({ sessions: 1, viewers: 1 });
     const told = [...v1.events, ...cam2.events].map((e) => [e.json.type, e.json.senderId]).filter(([type]) => type === 'new-peer' || type === 'peer-left');
-    expect(told).toEqual([['peer-left', 'cam'], ['new-peer', 'cam']]);
+    expect(told).toEqual([
+      ['peer-left', 'cam'],
+      ['new-peer', 'cam'],
+    ]);
 
     // The session ends with its last peer, and the relay's connections with it.
     await fetch(`${url}/session/live`, { method: 'DELETE' });

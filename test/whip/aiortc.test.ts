@@ -158,7 +158,11 @@ describe('aiortc as WHIP publisher and WHEP player', () => {
       // One connection all along: the player never left, never reconnected.
       expect(player.events.filter((e) => e.event === 'created')).toHaveLength(1);
       expect(player.events.filter((e) => e.event === 'state').map((e) => e.state)).toEqual(['connecting', 'connected']);
-      expect(snapshot(server, 'cam')?.peers.map((p) => p.id).sort()).toEqual(['aio-screen', 'cam-2', 'sse-viewer']);
+      expect(
+        snapshot(server, 'cam')
+          ?.peers.map((p) => p.id)
+          .sort(),
+      ).toEqual(['aio-screen', 'cam-2', 'sse-viewer']);
       expect(second.frames).toBeGreaterThan(0);
     },
     TIMEOUT,

@@ -4,8 +4,8 @@
 import { describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { type Running, startServer } from '../helpers';
 import { browserTests, waitVideo } from '../e2e/browser';
+import { type Running, startServer } from '../helpers';
 
 const { open, stopAfter } = browserTests();
 

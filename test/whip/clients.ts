@@ -34,5 +34,4 @@ export async function connect(pc: RTCPeerConnection, answer: string): Promise<vo
   });
 }
 
-
 export { until };

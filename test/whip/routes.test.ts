@@ -45,8 +45,9 @@ async function publish(app: App, session: string, query = '', headers: Record<st
   return { pc, response, location: response.headers.get('location') ?? '', etag: response.headers.get('etag') ?? '', answer: await response.text() };
 }
 
-const TRICKLE = 'a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijklmn\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host\r\na=end-of-candidates\r\n';
-const RESTART = 'a=ice-ufrag:wxyz\r\na=ice-pwd:zyxwvutsrqponmlkjihgfedc\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n';
+const TRICKLE =
+  'a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijklmn\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host\r\na=end-of-candidates\r\n';
+const _RESTART = 'a=ice-ufrag:wxyz\r\na=ice-pwd:zyxwvutsrqponmlkjihgfedc\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n';
 
 describe('POST /whip and /whep', () => {
   test('201 with the answer, Location, ETag, Accept-Patch and one Link per ICE server (TURN with its credentials); the client connects', async () => {
@@ -87,7 +88,10 @@ describe('POST /whip and /whep', () => {
     expect(snap(app, 'waiting')).toMatchObject({ mode: 'relay', peers: [{ id: 'screen', role: 'viewer' }] });
     // The publisher that comes next is the session's publisher, whoever came first.
     await publish(app, 'waiting', '?peer=cam');
-    expect(snap(app, 'waiting')?.peers.map((p) => [p.id, p.role])).toEqual([['screen', 'viewer'], ['cam', 'publisher']]);
+    expect(snap(app, 'waiting')?.peers.map((p) => [p.id, p.role])).toEqual([
+      ['screen', 'viewer'],
+      ['cam', 'publisher'],
+    ]);
   });
 
   test('audio-only and video-only publishers are answered, with one media section each', async () => {
@@ -130,10 +134,16 @@ describe('POST /whip and /whep', () => {
     expect(await errorOf(await call(app, 'POST', '/whip/s', { body: sdp, type: 'application/json' }))).toMatchObject({ status: 415, error: 'unsupported_media_type' });
     expect(await errorOf(await call(app, 'POST', '/whip/s', { body: sdp }))).toMatchObject({ status: 415 });
     expect(await errorOf(await post(app, '/whip/s', 'hello'))).toMatchObject({ status: 400, error: 'invalid_sdp', message: expect.stringContaining('v=0') });
-    const pcmuOnly = sdp.replace(/^m=audio (\d+) (\S+) .*$/m, 'm=audio $1 $2 0').replace(/^a=rtpmap:(?!0 ).*\r\n/gm, '').replace(/^m=video.*\r\n(?:(?!m=).*\r\n)*/m, '');
+    const pcmuOnly = sdp
+      .replace(/^m=audio (\d+) (\S+) .*$/m, 'm=audio $1 $2 0')
+      .replace(/^a=rtpmap:(?!0 ).*\r\n/gm, '')
+      .replace(/^m=video.*\r\n(?:(?!m=).*\r\n)*/m, '');
     expect(await errorOf(await post(app, '/whip/s', pcmuOnly))).toMatchObject({ status: 400, error: 'invalid_sdp', message: expect.stringContaining('m=audio offers no codec') });
     const h264Only = sdp.replace(/VP8\/90000/g, 'H264/90000');
-    expect(await errorOf(await post(app, '/whip/s', h264Only))).toMatchObject({ status: 400, message: expect.stringContaining('m=video offers no codec this server relays: it takes VP8 video') });
+    expect(await errorOf(await post(app, '/whip/s', h264Only))).toMatchObject({
+      status: 400,
+      message: expect.stringContaining('m=video offers no codec this server relays: it takes VP8 video'),
+    });
     const noIce = sdp.replace(/^a=ice-(ufrag|pwd):.*\r\n/gm, '');
     expect(await errorOf(await post(app, '/whip/s', noIce))).toMatchObject({ status: 400, message: expect.stringContaining('ice-ufrag') });
     // A WHEP offer that sends, a WHIP offer that receives: the wrong door.
@@ -314,7 +324,14 @@ describe('access', () => {
       new Request('http://localhost/sessions', {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: 'Bearer admin-secret-admin-secret' },
-        body: JSON.stringify({ sessionId: 'fleet', mode: 'relay', peers: [{ peerId: 'cam', role: 'publisher' }, { peerId: 'tv', role: 'viewer' }] }),
+        body: JSON.stringify({
+          sessionId: 'fleet',
+          mode: 'relay',
+          peers: [
+            { peerId: 'cam', role: 'publisher' },
+            { peerId: 'tv', role: 'viewer' },
+          ],
+        }),
       }),
     );
     expect(created.status).toBe(201);

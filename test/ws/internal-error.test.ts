@@ -39,7 +39,15 @@ test('a frame the backend fails on: a 500 ack, one error line in the log naming 
   expect(consoleLines).toBe(0);
   const failures = lines.filter((l) => l.level === 'error');
   expect(failures).toHaveLength(1);
-  expect(failures[0]).toMatchObject({ msg: 'internal error', component: 'ws', transport: 'ws', stage: 'message', sessionId: 's', peerId: 'b', error: { message: 'a bug in the backend' } });
+  expect(failures[0]).toMatchObject({
+    msg: 'internal error',
+    component: 'ws',
+    transport: 'ws',
+    stage: 'message',
+    sessionId: 's',
+    peerId: 'b',
+    error: { message: 'a bug in the backend' },
+  });
   // The connection goes on.
   expect(await socket.request({ target: 'a', type: 'offer', payload: { sdp: 'v=0' } })).toMatchObject({ status: 202 });
 });

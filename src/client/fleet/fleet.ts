@@ -294,7 +294,11 @@ function watch(ids: string[]): void {
   showSummary();
 }
 
-const parse = (text: string) => text.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
+const parse = (text: string) =>
+  text
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 byId<HTMLFormElement>('pick').onsubmit = (e) => {
   e.preventDefault();

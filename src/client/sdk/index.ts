@@ -4,8 +4,8 @@ import { version as packageVersion } from '../../../package.json';
 import { SignalChannel } from './signalling';
 import type { Signalling, SignallingOptions } from './switchboard';
 
-export { ApiError, UnreachableError } from './signalling';
 export { describeError, join } from './session';
+export { ApiError, UnreachableError } from './signalling';
 export type * from './switchboard';
 
 /** The version of the server this library was built with. */

@@ -288,7 +288,9 @@ export function candidateType(line: string): string | undefined {
 }
 
 function describeCounts(counts: Record<string, number>): string {
-  return Object.entries(counts).map(([type, n]) => `${type} ${n}`).join(', ');
+  return Object.entries(counts)
+    .map(([type, n]) => `${type} ${n}`)
+    .join(', ');
 }
 
 function describeCandidateError(e: CandidateError): string {

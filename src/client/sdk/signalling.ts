@@ -121,7 +121,12 @@ export class SignalChannel implements Signalling {
     const search = query.size ? `?${query}` : '';
     // A credential the caller was given (a join token, a JWT) registers; a reload's own token takes the id over.
     const bearer = this.options.token ?? this.ownToken;
-    const answer = (await this.request('POST', `/register/${this.path}${search}`, undefined, bearer)) as { peers?: string[]; token?: string; lastEventId?: number; mode?: SessionMode };
+    const answer = (await this.request('POST', `/register/${this.path}${search}`, undefined, bearer)) as {
+      peers?: string[];
+      token?: string;
+      lastEventId?: number;
+      mode?: SessionMode;
+    };
     this.registered = true;
     this.mode = answer.mode ?? 'mesh';
     this.ownToken = answer.token;

@@ -17,7 +17,9 @@ const num = (v: unknown): number | undefined => (typeof v === 'number' && Number
 /** Reads the connection's stats; rates are computed against `previous`. */
 export async function readStats(pc: RTCPeerConnection, previous?: StatsSnapshot): Promise<{ stats: PeerStats; snapshot: StatsSnapshot }> {
   const reports = new Map<string, Report>();
-  (await pc.getStats()).forEach((r: Report) => reports.set(r.id, r));
+  (await pc.getStats()).forEach((r: Report) => {
+    reports.set(r.id, r);
+  });
 
   const stats: PeerStats = { inKbps: 0, outKbps: 0, framesDecoded: 0, framesSent: 0, packetsLost: 0 };
   let bytesIn = 0;
