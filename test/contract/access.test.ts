@@ -359,20 +359,18 @@ eachBackend(backends, (backend) => {
   });
 
   describe('POST /sessions', () => {
+    /** A session with an allow-list of two peers. */
+    const liveSession = {
+      sessionId: 'live-1',
+      peers: [
+        { peerId: 'dashcam-7', role: 'publisher' },
+        { peerId: 'ops-1', role: 'viewer' },
+      ],
+    };
+
     test('creates a session with an allow-list and returns one join token per peer', async () => {
       const s = await adminServer();
-      const res = await s.req(
-        'POST',
-        '/sessions',
-        {
-          sessionId: 'live-1',
-          peers: [
-            { peerId: 'dashcam-7', role: 'publisher' },
-            { peerId: 'ops-1', role: 'viewer' },
-          ],
-        },
-        admin,
-      );
+      const res = await s.req('POST', '/sessions', liveSession, admin);
       expect(res.status).toBe(201);
       expect(res.body).toEqual({
         sessionId: 'live-1',
@@ -387,18 +385,7 @@ eachBackend(backends, (backend) => {
 
     test('only invited peers join, each with its own join token, and get the role it was given', async () => {
       const s = await adminServer();
-      const { body } = await s.req(
-        'POST',
-        '/sessions',
-        {
-          sessionId: 'live-1',
-          peers: [
-            { peerId: 'dashcam-7', role: 'publisher' },
-            { peerId: 'ops-1', role: 'viewer' },
-          ],
-        },
-        admin,
-      );
+      const { body } = await s.req('POST', '/sessions', liveSession, admin);
       const [device, viewer] = body.peers;
       expect((await s.req('POST', '/register/live-1/stranger')).status).toBe(403);
       expect((await s.req('POST', '/register/live-1/dashcam-7')).status).toBe(401);
