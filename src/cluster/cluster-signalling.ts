@@ -102,7 +102,8 @@ export class ClusterSignalling implements SignallingBackend {
   private readonly keepalive: Ticker;
   private readonly sweeper: Ticker;
   private stopped = false;
-  private sweeping = false;
+  /** The sweep that runs, if one does. */
+  private sweeping: Promise<void> | undefined;
   /** A sweep was asked for while one ran: it runs again after, with the time then. */
   private sweepAgain = false;
   /** Detaches that Redis did not take: retried when it is back. */
@@ -366,6 +367,11 @@ export class ClusterSignalling implements SignallingBackend {
   }
 
   async snapshot(sessionId: string): Promise<SessionSnapshot | undefined> {
+    return (await this.ordered(sessionId))?.snapshot;
+  }
+
+  /** A session's snapshot, and its place among the sessions created (which orders those of one millisecond). */
+  private async ordered(sessionId: string): Promise<{ snapshot: SessionSnapshot; order: number } | undefined> {
     const reply = await this.run(SCRIPTS.snapshot, sessionId);
     if (reply.status !== 'ok') return undefined;
     const snapshot: SessionSnapshot = { id: sessionId, createdAt: reply.createdAt, mode: 'mesh', managed: reply.managed, peers: [] };
@@ -377,14 +383,17 @@ export class ClusterSignalling implements SignallingBackend {
     }
     snapshot.peers.sort((p, q) => (places.get(p.id) ?? 0) - (places.get(q.id) ?? 0));
     if (reply.inviteOnly) snapshot.invites = reply.invites.map(([peerId, invite]) => ({ peerId, role: (JSON.parse(invite) as { role: Role }).role }));
-    return snapshot;
+    return { snapshot, order: reply.order };
   }
 
   async snapshots(): Promise<SessionSnapshot[]> {
     const ids = (await this.link.command('SMEMBERS', [redisKey.sessions(this.config.redisPrefix)])) as string[];
-    const all = await Promise.all(ids.map((id) => this.snapshot(id)));
+    const all = await Promise.all(ids.map((id) => this.ordered(id)));
     // In the order they were created, as one process lists them.
-    return all.filter((s): s is SessionSnapshot => s !== undefined).sort((p, q) => p.createdAt - q.createdAt || (p.id < q.id ? -1 : 1));
+    return all
+      .filter((s) => s !== undefined)
+      .sort((p, q) => p.snapshot.createdAt - q.snapshot.createdAt || p.order - q.order)
+      .map((s) => s.snapshot);
   }
 
   shutdown(): void {
@@ -401,14 +410,28 @@ export class ClusterSignalling implements SignallingBackend {
     this.link.close();
   }
 
-  /** Claims the deadlines that are due, and acts on each one this instance won. */
-  async sweep(): Promise<void> {
+  /**
+   * Claims the deadlines that are due, and acts on each one this instance won. Called while a sweep
+   * runs, it resolves once a sweep that started after the call has finished: what was due then is done.
+   */
+  sweep(): Promise<void> {
     if (this.sweeping) {
       this.sweepAgain = true;
-      return;
+      return this.sweeping;
     }
-    if (!this.link.isUp) return;
-    this.sweeping = true;
+    if (!this.link.isUp) return Promise.resolve();
+    this.sweeping = (async () => {
+      do {
+        this.sweepAgain = false;
+        await this.sweepOnce();
+      } while (this.sweepAgain && !this.stopped);
+    })().finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  private async sweepOnce(): Promise<void> {
     try {
       const now = this.deps.clock.now();
       const due = (await this.link.command('ZRANGEBYSCORE', [redisKey.deadlines(this.config.redisPrefix), '-inf', String(now), 'LIMIT', '0', String(SWEEP_BATCH)])) as string[];
@@ -427,12 +450,6 @@ export class ClusterSignalling implements SignallingBackend {
       }
     } catch (e) {
       this.logger.debug('sweep failed', { error: (e as Error).message });
-    } finally {
-      this.sweeping = false;
-    }
-    if (this.sweepAgain && !this.stopped) {
-      this.sweepAgain = false;
-      await this.sweep();
     }
   }
 

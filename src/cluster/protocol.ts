@@ -15,8 +15,9 @@
  *   P/deadlines      sorted set: "a" scored with the time the peer times out, "/<sessionId>" with the
  *                    time an admin-created session without peers ends (a member starts with "/" only
  *                    then, as ids are not empty); instances sweep it
- *   P/s/<sid>        hash: createdAt, joins (a counter that orders the peers), idleMs and inv (admin sessions),
- *                    by (the key of the address whose registration created it)
+ *   P/s/<sid>        hash: createdAt, order (its place among the sessions created, see P/created), joins (a
+ *                    counter that orders the peers), idleMs and inv (admin sessions), by (the key of the
+ *                    address whose registration created it)
  *   P/p/<sid>        hash: peerId → its credentials, place in the session and address key "o" (JSON)
  *   P/i/<sid>        hash: peerId → invite (JSON), admin sessions with an allow-list
  *   P/m/a            hash: epoch (first id of this incarnation), last (last id given), cursor (last id
@@ -27,6 +28,9 @@
  *                    or -1), k (its topic's tag, see delivery/rules.ts) and q (the id of the event before
  *                    it with that tag, or 0); a superseded event's id is missing from it, never written
  *   P/bytes          hash: held, all: the bytes of every peer's events, as LocalDelivery counts them
+ *   P/created        counter of the sessions created: orders those created in one millisecond, as one
+ *                    process lists them (its expiry, renewed at each creation, only ever parts sessions
+ *                    whose createdAt differs)
  *   P/holdings       hash: "s<address key>" → sessions it created, "p<address key>" → registrations it made
  *                    (alive), for the per-address admission caps
  *   P/h/a            the id of the instance holding the peer's stream
@@ -48,6 +52,7 @@ export const KIND = {
   holder: 'h',
   bytes: 'bytes',
   holdings: 'holdings',
+  created: 'created',
   channel: 'c',
 } as const;
 
@@ -65,6 +70,7 @@ export const redisKey = {
   deadlines: (prefix: string): string => key(prefix, KIND.deadlines),
   bytes: (prefix: string): string => key(prefix, KIND.bytes),
   holdings: (prefix: string): string => key(prefix, KIND.holdings),
+  created: (prefix: string): string => key(prefix, KIND.created),
   session: (prefix: string, sessionId: string): string => key(prefix, KIND.session, sessionId),
   peers: (prefix: string, sessionId: string): string => key(prefix, KIND.peers, sessionId),
   invites: (prefix: string, sessionId: string): string => key(prefix, KIND.invites, sessionId),

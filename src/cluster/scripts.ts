@@ -100,6 +100,15 @@ local function keepCounts()
   redis.call('PEXPIRE', HOLDINGS, TTL)
 end
 
+-- A new session's hash: when it was created, and its place among the sessions created (P/created
+-- orders those of one millisecond, as one process lists them).
+local CREATED = P .. SEP .. '${KIND.created}'
+local function newSession(sid)
+  local order = redis.call('INCR', CREATED)
+  redis.call('PEXPIRE', CREATED, TTL)
+  redis.call('HSET', sk(sid), 'createdAt', NOW, 'order', order, 'joins', 0)
+end
+
 -- A's mailbox counters: last, cursor, first (lowest id kept), held (undelivered events that exist) and
 -- hbytes (their bytes), bytes (of every event in the log). Nil when a has no mailbox.
 local function box(a)
@@ -364,7 +373,7 @@ local cap = caps(C, L)
 if cap >= 0 then return {'cap', cap} end
 local created = 0
 if seen == '' then
-  redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0)
+  newSession(sid)
   redis.call('SADD', SESSIONS, sid)
   if origin ~= '' then
     redis.call('HSET', sk(sid), 'by', origin)
@@ -701,7 +710,8 @@ const CREATE_SESSION = `
 local sid, idle, maxSessions = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 if redis.call('EXISTS', sk(sid)) == 1 then return {'session_exists'} end
 if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
-redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0, 'idleMs', idle, 'home', SELF)
+newSession(sid)
+redis.call('HSET', sk(sid), 'idleMs', idle, 'home', SELF)
 if ARGV[8] == '1' then redis.call('HSET', sk(sid), 'inv', 1) end
 for i = 9, #ARGV, 2 do redis.call('HSET', ik(sid), ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', SESSIONS, sid)
@@ -759,11 +769,11 @@ const decodeSessionAuths = (r: Reply): SessionAuthsReply => {
   return { status, records: pairs(r.strings()).map(([id, record]) => ({ id, record })) };
 };
 
-/** ARGV[5] sessionId: createdAt, idleMs, inv, peers (id, credentials, streaming 0/1 triples), invites (pairs). */
+/** ARGV[5] sessionId: createdAt, idleMs, inv, peers (id, credentials, streaming 0/1 triples), invites (pairs), order. */
 const SNAPSHOT = `
 local sid = ARGV[5]
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
-local meta = redis.call('HMGET', sk(sid), 'createdAt', 'idleMs', 'inv')
+local meta = redis.call('HMGET', sk(sid), 'createdAt', 'idleMs', 'inv', 'order')
 local peers = {}
 local all = redis.call('HGETALL', pk(sid))
 for i = 1, #all, 2 do
@@ -771,7 +781,7 @@ for i = 1, #all, 2 do
   peers[#peers + 1] = all[i + 1]
   peers[#peers + 1] = redis.call('EXISTS', hk(addr(sid, all[i])))
 end
-return {'ok', meta[1], meta[2], meta[3], peers, redis.call('HGETALL', ik(sid))}
+return {'ok', meta[1], meta[2], meta[3], peers, redis.call('HGETALL', ik(sid)), meta[4]}
 `;
 
 export type SnapshotReply =
@@ -784,6 +794,8 @@ export type SnapshotReply =
       peers: { id: string; record: string; streaming: boolean }[];
       /** peerId → invite JSON. */
       invites: [string, string][];
+      /** Its place among the sessions created (P/created): orders those created in one millisecond. */
+      order: number;
     };
 
 const decodeSnapshot = (r: Reply): SnapshotReply => {
@@ -796,7 +808,10 @@ const decodeSnapshot = (r: Reply): SnapshotReply => {
   const triples = r.list();
   const peers: { id: string; record: string; streaming: boolean }[] = [];
   for (let i = 0; i + 2 < triples.length; i += 3) peers.push({ id: triples[i] as string, record: triples[i + 1] as string, streaming: triples[i + 2] === 1 });
-  return { status, createdAt, managed, inviteOnly, peers, invites: pairs(r.strings()) };
+  const invites = pairs(r.strings());
+  // A session written before the counter existed has no order: it sorts first among its millisecond.
+  const order = r.maybeStr();
+  return { status, createdAt, managed, inviteOnly, peers, invites, order: order === undefined ? 0 : Number(order) };
 };
 
 /**

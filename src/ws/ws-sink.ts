@@ -62,6 +62,9 @@ export const CloseCode = {
   refused: (error: SignalError) => 4000 + error.status,
 } as const;
 
+/** Acks a socket may be owed while it is attached (a cluster's attach waits for Redis). */
+const MAX_EARLY_ACKS = 256;
+
 /**
  * One peer's WebSocket as an `EventSink`: the mailbox writes events to it exactly as to an SSE stream.
  * Frames are batched per turn of the event loop (`WriteBatcher`). At most `maxQueued` events or
@@ -74,7 +77,10 @@ export class WsSink implements EventSink, Pingable {
   private closed = false;
   /** While the connection is being attached, a close is only noted, so that a refusal can still be sent. */
   private opening = true;
-  private closeWanted = false;
+  /** A close asked for while the attach step ran (a cluster's attach waits for Redis), carried out after it. */
+  private closeWanted: { code: number; reason?: string } | undefined;
+  /** Acks given while the attach step ran: they follow the opening ping (and what was held), as on one process. */
+  private early: string[] | undefined;
   /** Frames of this turn of the loop, not yet given to the socket; unset when none (most of the time). */
   private batch: string[] | undefined;
   /** Events given to the socket since Bun's buffer was last seen empty: how many a dropped socket may lose. */
@@ -145,7 +151,16 @@ export class WsSink implements EventSink, Pingable {
 
   /** A frame outside the event stream (an ack); refused only when the socket is gone. */
   reply(frame: string): void {
-    if (!this.closed) this.enqueue(frame);
+    // Closed: nothing to answer, unless a close waits for the attach step (its answers go out before it).
+    if (this.closed && !this.closeWanted) return;
+    if (!this.opening) {
+      if (!this.closed) this.enqueue(frame);
+      return;
+    }
+    const early = (this.early ??= []);
+    early.push(frame);
+    // No client needs more answers than this before its socket is attached: a flood is dropped, not kept.
+    if (early.length > MAX_EARLY_ACKS) this.abort('too many frames before the socket was attached');
   }
 
   /** Gives the batch to the socket in one corked write; the `WriteBatcher` calls it. */
@@ -187,12 +202,18 @@ export class WsSink implements EventSink, Pingable {
   /** Ends the attach step: refuses the connection with `error`, or carries out a close asked for meanwhile. */
   opened(error?: SignalError): void {
     this.opening = false;
+    const early = this.early;
+    this.early = undefined;
     if (error) {
       this.ws.sendText(errorFrame(null, error));
+      for (const frame of early ?? []) this.ws.sendText(frame);
       this.ws.close(CloseCode.refused(error), error.code);
       this.end();
     } else if (this.closeWanted) {
-      this.ws.close(CloseCode.normal);
+      for (const frame of early ?? []) this.ws.sendText(frame);
+      this.ws.close(this.closeWanted.code, this.closeWanted.reason);
+    } else {
+      for (const frame of early ?? []) this.enqueue(frame);
     }
   }
 
@@ -204,7 +225,7 @@ export class WsSink implements EventSink, Pingable {
   closeWith(code: number, reason?: string): void {
     if (this.closed) return;
     if (this.opening) {
-      this.closeWanted = true;
+      this.closeWanted = { code, reason };
       this.end();
       return;
     }
@@ -217,6 +238,8 @@ export class WsSink implements EventSink, Pingable {
     if (this.closed) return;
     // What is queued for a reader this slow is not worth sending: drop the connection, free its buffer.
     this.batch = undefined;
+    this.early = undefined;
+    this.closeWanted = undefined;
     this.ws.terminate();
     this.end();
   }

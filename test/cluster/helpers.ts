@@ -72,9 +72,9 @@ export interface Answer {
   body: any;
 }
 
-/** One JSON request to a running instance. */
+/** One request to a running instance: `body` is sent as JSON unless it is a string, which is sent as it is. */
 export async function call(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await fetch(`${url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(`${url}${path}`, { method, headers, body: body === undefined || typeof body === 'string' ? body : JSON.stringify(body) });
   const text = await res.text();
   let parsed: unknown = text;
   try {

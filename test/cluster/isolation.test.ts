@@ -268,6 +268,7 @@ describe('cluster: sessions share nothing in Redis, whatever their ids', () => {
             redisKey.deadlines(p),
             redisKey.bytes(p),
             redisKey.holdings(p),
+            redisKey.created(p),
             redisKey.session(p, 'fleet1:p'),
             redisKey.peers(p, 'fleet1:p'),
             redisKey.mailbox(p, xa),

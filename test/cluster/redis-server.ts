@@ -31,6 +31,17 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** Whether the server takes connections (a test runner may kill it, say after a test times out). */
+  async accepts(): Promise<boolean> {
+    try {
+      const socket = await Bun.connect({ hostname: '127.0.0.1', port: this.port, socket: { data() {} } });
+      socket.end();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     const server = new RedisServer(options);
     await server.start();

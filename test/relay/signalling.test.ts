@@ -1,5 +1,6 @@
-// Relay sessions as the signalling API shows them: modes, roles, the reserved id, what peers see of each
-// other, and the server's own offer arriving over a peer's event stream.
+// Relay sessions as the signalling API shows them: their mode and publisher, what peers see of each other,
+// and the server's own offer arriving over a peer's event stream. A cluster has no relay sessions; what
+// both stores share (modes, roles, the reserved id) runs on both in test/contract/modes.test.ts.
 import { describe, expect, test } from 'bun:test';
 import { appsPerTest, post, req, serversPerTest } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
@@ -17,17 +18,6 @@ describe('modes', () => {
     const conflict = await req(a.app, 'POST', '/register/r/v3?mode=mesh');
     expect(conflict.status).toBe(409);
     expect(conflict.body).toEqual({ error: 'mode_conflict', message: 'session r is a relay session; it cannot be joined with mode=mesh' });
-    expect((await req(a.app, 'POST', '/register/m/p')).body.mode).toBe('mesh');
-    expect((await req(a.app, 'POST', '/register/m/q?mode=relay')).status).toBe(409);
-  });
-
-  test('a mode or role that is not one of the names is a 400 naming the field', async () => {
-    const a = app();
-    for (const query of ['mode=sfu', 'role=publisher']) {
-      const res = await req(a.app, 'POST', `/register/s/p?${query}`);
-      expect(res.status).toBe(400);
-      expect(res.body.message).toContain(query.split('=')[0]);
-    }
   });
 
   test('the admin API creates relay sessions and shows the mode', async () => {
@@ -76,39 +66,7 @@ describe('the relay engine', () => {
   });
 });
 
-describe('the reserved peer id', () => {
-  test('switchboard cannot register, in a relay session or any other, nor be invited', async () => {
-    const a = app({ adminToken: 'a'.repeat(16) });
-    await req(a.app, 'POST', '/register/r/dev?mode=relay');
-    for (const path of ['/register/r/switchboard', '/register/mesh/switchboard', '/register/new/switchboard?mode=relay']) {
-      const res = await req(a.app, 'POST', path);
-      expect(res.status).toBe(400);
-      expect(res.body.error).toBe('reserved_peer');
-    }
-    expect((await req(a.app, 'GET', '/register/new/x')).status).toBe(404);
-    const invite = await req(a.app, 'POST', '/sessions', { peers: [{ peerId: 'switchboard', role: 'viewer' }] }, { authorization: `Bearer ${'a'.repeat(16)}` });
-    expect(invite.status).toBe(400);
-    expect(invite.body.error).toBe('reserved_peer');
-  });
-
-  test('in a mesh session switchboard is no target', async () => {
-    const a = app();
-    await req(a.app, 'POST', '/register/m/a');
-    const res = await req(a.app, 'POST', '/message/m/a', { type: 'answer', payload: { type: 'answer', sdp: 'v=0\r\n' }, target: 'switchboard' });
-    expect(res.status).toBe(404);
-    expect(res.body.error).toBe('target_not_found');
-  });
-});
-
 describe('roles', () => {
-  test('open mode: ?role= decides; without it the first in publishes', async () => {
-    const a = app();
-    expect((await req(a.app, 'POST', '/register/s/watcher?role=view')).body.role).toBe('viewer');
-    expect((await req(a.app, 'POST', '/register/s/cam?role=publish')).body.role).toBe('publisher');
-    expect((await req(a.app, 'POST', '/register/t/first')).body.role).toBe('publisher');
-    expect((await req(a.app, 'POST', '/register/t/second')).body.role).toBe('viewer');
-  });
-
   test('a relay session has one publisher: a second is a 409 until the first leaves', async () => {
     const a = app();
     await req(a.app, 'POST', '/register/r/cam?mode=relay&role=publish');
@@ -120,15 +78,6 @@ describe('roles', () => {
     await req(a.app, 'POST', '/register/r/v1');
     await req(a.app, 'DELETE', '/register/r/cam');
     expect((await req(a.app, 'POST', '/register/r/cam2?role=publish')).body.role).toBe('publisher');
-  });
-
-  test('token mode: publishing may be asked for while the session has no publisher', async () => {
-    const a = app({ authMode: 'token' });
-    expect((await req(a.app, 'POST', '/register/s/v1?role=view')).body.role).toBe('viewer');
-    expect((await req(a.app, 'POST', '/register/s/cam?role=publish')).body.role).toBe('publisher');
-    const refused = await req(a.app, 'POST', '/register/s/v2?role=publish');
-    expect(refused.status).toBe(403);
-    expect(refused.body.message).toContain('has publisher cam');
   });
 });
 
