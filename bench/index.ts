@@ -1,4 +1,4 @@
-// `bun run bench`: every benchmark in one run, on loopback, bounded in time (about 3 minutes; a
+// `bun run bench`: every benchmark in one run, on loopback, bounded in time (about 4 minutes; a
 // `--smoke` run takes seconds and only proves the harness works). Prints one table and writes it into
 // BENCHMARKS.md, with the machine, the versions and the command.
 //
@@ -14,6 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchBinary } from './binary';
+import { benchFirstFrame } from './first-frame';
 import { pinLoad } from './process';
 import { benchSessionSetup } from './session-setup';
 import { benchSseRelay } from './sse-relay';
@@ -27,6 +28,7 @@ const BENCHES: Record<string, Bench> = {
   binary: benchBinary,
   'sse-relay': benchSseRelay,
   'session-setup': benchSessionSetup,
+  'first-frame': benchFirstFrame,
   streams: benchStreams,
 };
 
@@ -91,7 +93,7 @@ function environment(): string {
     `- Machine: ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB` +
       ` (${(freemem() / 2 ** 30).toFixed(0)} GiB free), ${version(['uname', '-sr'])}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at the start.`,
     `- Software: Bun ${Bun.version}, Node ${version(['node', '--version'])} (PeerJS server), elysia ${packageVersion('elysia')},` +
-      ` peer ${packageVersion('peer')}.`,
+      ` peer ${packageVersion('peer')}, peerjs ${packageVersion('peerjs')} (PeerJS browser client), ${version(['/usr/bin/chromium', '--version'])}.`,
     '- Servers pinned to CPU 0, the load generator (this harness) to CPU 1; everything on loopback.',
   ].join('\n');
 }
