@@ -19,7 +19,7 @@ import { pinLoad } from './process';
 import { benchSessionSetup } from './session-setup';
 import { benchSseRelay } from './sse-relay';
 import { benchStreams } from './streams';
-import { formatRows, met, type Row } from './table';
+import { formatRows, mergeTables, met, type Row } from './table';
 
 type Bench = (options: { smoke: boolean; log: (line: string) => void }) => Promise<Row[]>;
 
@@ -98,13 +98,26 @@ function environment(): string {
   ].join('\n');
 }
 
-/** Replaces the figures section of BENCHMARKS.md (between its markers), or puts one at its top. */
+/**
+ * Replaces the figures section of BENCHMARKS.md (between its markers), or puts one at its top. A run of
+ * some benchmarks (`--only`) replaces only their rows, and says when they were measured below the
+ * environment of the rest.
+ */
 function writeFigures(table: string): void {
   const path = join(root, 'BENCHMARKS.md');
   const text = readFileSync(path, 'utf8');
-  const section = `${START}\n${environment()}\n\n${table}\n${END}`;
   const at = text.indexOf(START);
   const end = text.indexOf(END);
+  const previous = at >= 0 && end > at ? text.slice(at + START.length, end).trim() : undefined;
+  const tableAt = previous?.indexOf('| benchmark |') ?? -1;
+  let section = `${START}\n${environment()}\n\n${table}\n${END}`;
+  if (values.only && previous !== undefined && tableAt >= 0) {
+    const names = only.map((name) => `\`${name}\``);
+    const [measured = '', , , software = ''] = environment().split('\n');
+    const note = `- Rows of ${names.join(', ')}: ${measured.replace(/\.$/, '').replace(/^M/, 'm')}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at its start; ${software.slice(2).replace(/^S/, 's')}`;
+    const lines = previous.slice(0, tableAt).trim().split('\n').filter((line) => !(line.startsWith('- Rows of ') && names.some((name) => line.includes(name))));
+    section = `${START}\n${[...lines, note].join('\n')}\n\n${mergeTables(previous.slice(tableAt), table)}\n${END}`;
+  }
   const next =
     at >= 0 && end > at
       ? text.slice(0, at) + section + text.slice(end + END.length)
