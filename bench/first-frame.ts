@@ -1,6 +1,6 @@
 // Time to first frame, as a browser sees it: Chromium viewers join a live publisher one after another, and
 // each measures from its first request to its first video frame on screen (requestVideoFrameCallback),
-// phase by phase. Three systems in one run, each on a fresh server process:
+// phase by phase. Three systems in one run, each on a fresh server process of its own:
 //   switchboard mesh   the served client (`/?session=S&peer=vN&role=view`); the publisher (the same page,
 //                      role=publish, Start stream pressed) offers to each viewer. First request: POST /register.
 //   switchboard relay  the same in a relay session (`mode=relay`): the publisher streams to the server before
@@ -13,11 +13,13 @@
 // ICE connected → DTLS connected → first RTP (inbound-rtp packetsReceived > 0, getStats every 10 ms) →
 // first frame on screen. Same fake camera (640×480, with audio) everywhere.
 //
-// Each viewer has its own browser context and is closed once measured, so that the publisher sends to one
-// viewer at a time and every viewer joins the same conditions (a 2-core machine encodes few streams at once).
+// The three run side by side, each with its own server and live publisher: viewer 1 of each system, then
+// viewer 2 of each, and so on, so that a busy moment of the machine weighs on all three alike. Each viewer
+// has its own browser context and is closed once measured, so that a publisher sends to one viewer at a
+// time and every viewer joins the same conditions (a 2-core machine encodes few streams at once).
 // The servers run on CPU 0; Chromium, started by this process, inherits its CPU (1, see bench/index.ts).
 //
-//   bun bench/first-frame.ts            # 8 viewers per system; about a minute
+//   bun bench/first-frame.ts            # 10 viewers per system; about half a minute
 //   bun bench/first-frame.ts --smoke    # 2 viewers per system; seconds
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -190,30 +192,32 @@ function phaseMedians(measured: readonly Measured[]): string {
   return `p50 by phase: ${parts.filter(Boolean).join(' · ')} ms`;
 }
 
-/** The viewers of one system, one after another, and their rows. */
-async function runSystem(system: System, browser: Browser, server: ServerProcess, viewers: number, log: (line: string) => void): Promise<{ rows: Row[]; totals: number[] }> {
-  const publisher = await system.publish(browser, server);
-  const measured: Measured[] = [];
-  let failed = 0;
-  let firstError: string | undefined;
+/** What one system's viewers gave. */
+interface Outcome {
+  measured: Measured[];
+  failed: number;
+  firstError?: string;
+}
+
+/** One viewer of `system`, in a context of its own that is closed once it is measured. */
+async function measureViewer(system: System, browser: Browser, server: ServerProcess, index: number, outcome: Outcome, log: (line: string) => void): Promise<void> {
+  const context = await browser.newContext();
   try {
-    for (let index = 1; index <= viewers; index++) {
-      const context = await browser.newContext();
-      try {
-        const result = await system.view(await context.newPage(), server, index);
-        measured.push(result);
-        log(`${system.subject} viewer ${index}: ${Math.round(result.shownMs)} ms (${phaseMedians([result]).slice('p50 by phase: '.length)})`);
-      } catch (e) {
-        failed++;
-        firstError ??= (e as Error).message.split('\n')[0];
-        log(`${system.subject} viewer ${index} failed: ${firstError}`);
-      } finally {
-        await context.close();
-      }
-    }
+    const result = await system.view(await context.newPage(), server, index);
+    outcome.measured.push(result);
+    log(`${system.subject} viewer ${index}: ${Math.round(result.shownMs)} ms (${phaseMedians([result]).slice('p50 by phase: '.length)})`);
+  } catch (e) {
+    outcome.failed++;
+    const message = (e as Error).message.split('\n')[0];
+    outcome.firstError ??= message;
+    log(`${system.subject} viewer ${index} failed: ${message}`);
   } finally {
-    await publisher.close();
+    await context.close();
   }
+}
+
+/** The rows of one system; a relay's first viewer (the first of its process) also on its own. */
+function systemRows(system: System, { measured, failed, firstError }: Outcome): Row[] {
   const totals = measured.map((m) => m.shownMs);
   const count = `${measured.length} viewers${failed ? `, ${failed} failed: ${firstError}` : ''}`;
   const row = (figure: string, value: number, extra: Partial<Row> = {}): Row => ({ bench: BENCH, subject: system.subject, figure, value, unit: 'ms', ...extra });
@@ -221,7 +225,7 @@ async function runSystem(system: System, browser: Browser, server: ServerProcess
   const rows = [
     row('p50, first request → first frame', quantile(totals, 0.5), { note: phaseMedians(measured), goal: relay ? { op: '<=', value: RELAY_P50_GOAL_MS } : undefined }),
     row('p95', quantile(totals, 0.95), { note: count }),
-    row('max', Math.max(...totals)),
+    row('max', totals.length ? Math.max(...totals) : Number.NaN),
   ];
   if (relay) {
     rows.push(
@@ -229,35 +233,38 @@ async function runSystem(system: System, browser: Browser, server: ServerProcess
       row('p50 of the other viewers', quantile(totals.slice(1), 0.5)),
     );
   }
-  return { rows, totals };
+  return rows;
 }
 
-/** The three systems, one after another, each on its own fresh server, in one Chromium. */
+/**
+ * The three systems side by side in one Chromium, each on its own fresh server with its publisher live:
+ * viewer 1 of each, then viewer 2 of each, and so on, so that whatever else the machine does at some
+ * moment weighs on the three alike.
+ */
 export async function benchFirstFrame(options: { smoke: boolean; log: (line: string) => void }): Promise<Row[]> {
-  const viewers = options.smoke ? 2 : 8;
+  const viewers = options.smoke ? 2 : 10;
   const pages = await peerjsPages();
   const systems = [...SWITCHBOARD, peerjsSystem(pages)];
-  const browser = await launchBrowser();
-  const rows: Row[] = [];
-  const p50s = new Map<string, number>();
+  const servers: ServerProcess[] = [];
+  const publishers: BrowserContext[] = [];
+  let browser: Browser | undefined;
+  const outcomes = systems.map((): Outcome => ({ measured: [], failed: 0 }));
   try {
-    for (const system of systems) {
-      const server = await system.server();
-      try {
-        const result = await runSystem(system, browser, server, viewers, options.log);
-        rows.push(...result.rows);
-        p50s.set(system.subject, quantile(result.totals, 0.5));
-      } finally {
-        await server.stop();
-      }
+    servers.push(...(await Promise.all(systems.map((system) => system.server()))));
+    browser = await launchBrowser();
+    for (const [i, system] of systems.entries()) publishers.push(await system.publish(browser, servers[i] as ServerProcess));
+    for (let index = 1; index <= viewers; index++) {
+      for (const [i, system] of systems.entries()) await measureViewer(system, browser, servers[i] as ServerProcess, index, outcomes[i] as Outcome, options.log);
     }
   } finally {
-    await browser.close();
+    await Promise.all(publishers.map((context) => context.close().catch(() => undefined)));
+    await browser?.close();
+    await Promise.all(servers.map((server) => server.stop()));
     pages.stop();
   }
-  const relay = p50s.get('switchboard relay') ?? Number.NaN;
-  const mesh = p50s.get('switchboard mesh') ?? Number.NaN;
-  rows.push({ bench: BENCH, subject: 'switchboard relay', figure: 'p50 relay ÷ p50 mesh', value: relay / mesh, unit: '×', goal: { op: '<=', value: RELAY_TO_MESH_GOAL } });
+  const rows = systems.flatMap((system, i) => systemRows(system, outcomes[i] as Outcome));
+  const p50 = (subject: string) => quantile(outcomes[systems.findIndex((s) => s.subject === subject)]?.measured.map((m) => m.shownMs) ?? [], 0.5);
+  rows.push({ bench: BENCH, subject: 'switchboard relay', figure: 'p50 relay ÷ p50 mesh', value: p50('switchboard relay') / p50('switchboard mesh'), unit: '×', goal: { op: '<=', value: RELAY_TO_MESH_GOAL } });
   return rows;
 }
 

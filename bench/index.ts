@@ -114,7 +114,7 @@ function writeFigures(table: string): void {
   if (values.only && previous !== undefined && tableAt >= 0) {
     const names = only.map((name) => `\`${name}\``);
     const [measured = '', , , software = ''] = environment().split('\n');
-    const note = `- Rows of ${names.join(', ')}: ${measured.replace(/\.$/, '').replace(/^M/, 'm')}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at its start; ${software.slice(2).replace(/^S/, 's')}`;
+    const note = `- Rows of ${names.join(', ')}: ${measured.replace(/\.$/, '').replace(/^M/, 'm')}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at its start, ${loadavg().map((l) => l.toFixed(2)).join(' ')} at its end; ${software.slice(2).replace(/^S/, 's')}`;
     const lines = previous.slice(0, tableAt).trim().split('\n').filter((line) => !(line.startsWith('- Rows of ') && names.some((name) => line.includes(name))));
     section = `${START}\n${[...lines, note].join('\n')}\n\n${mergeTables(previous.slice(tableAt), table)}\n${END}`;
   }
