@@ -169,13 +169,24 @@ const SWITCHBOARD: System[] = [
   },
 ];
 
-/** Each phase's own duration in one viewer's timeline: from the mark before it (or the first request). */
+/**
+ * Each phase's own duration in one viewer's timeline: from the mark before it (or the first request).
+ * A mark is when the page got to handle the event, which a busy page does late, while the frame's
+ * presentation time is exact: a mark later than the one after it is taken as that one (the packet was
+ * in before the frame was on screen).
+ */
 function phaseDurations({ timeline, shownMs }: Measured): Partial<Record<(typeof PHASES)[number], number>> {
-  const durations: Partial<Record<(typeof PHASES)[number], number>> = {};
-  let previous = 0;
-  for (const phase of PHASES) {
+  const marks: [(typeof PHASES)[number], number][] = [];
+  let bound = shownMs;
+  for (const phase of [...PHASES].reverse()) {
     const at = phase === 'shown' ? shownMs : timeline[phase];
     if (at === undefined) continue;
+    bound = Math.min(at, bound);
+    marks.unshift([phase, bound]);
+  }
+  const durations: Partial<Record<(typeof PHASES)[number], number>> = {};
+  let previous = 0;
+  for (const [phase, at] of marks) {
     durations[phase] = at - previous;
     previous = at;
   }
