@@ -24,8 +24,8 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import type { ClientStatus } from '../src/client/session';
 import type { PeerTimeline, TimelinePhase } from '../src/client/sdk/switchboard';
+import type { ClientStatus } from '../src/client/session';
 import { launchBrowser } from '../test/e2e/browser';
 import type { BenchPageState } from './pages/peerjs-client';
 import { pinLoad, type ServerProcess, startServer } from './process';
@@ -78,11 +78,10 @@ async function switchboardPublisher(browser: Browser, server: ServerProcess, rel
   await page.goto(`${server.base}/?session=${SESSION}&peer=pub&role=publish${relay ? '&mode=relay' : ''}`);
   await page.waitForFunction(() => window.switchboard.phase === 'ready', undefined, { timeout: 10_000, polling: 50 });
   await page.click('#publish');
-  await page.waitForFunction(
-    (relayed) => window.switchboard.phase === 'live' && (!relayed || (window.switchboard.peers.switchboard?.framesSent ?? 0) > 0),
-    relay,
-    { timeout: 20_000, polling: 50 },
-  );
+  await page.waitForFunction((relayed) => window.switchboard.phase === 'live' && (!relayed || (window.switchboard.peers.switchboard?.framesSent ?? 0) > 0), relay, {
+    timeout: 20_000,
+    polling: 50,
+  });
   return context;
 }
 
@@ -125,8 +124,7 @@ function peerjsSystem(pages: { origin: string }): System {
   return {
     subject: 'PeerJS',
     // Under Node, its own runtime, when there is one.
-    server: () =>
-      startServer('PeerJS', Bun.which('node') ? ['node', join(here, 'servers/peerjs.mjs')] : [process.execPath, join(here, 'servers/peerjs.mjs')], { pin: true }),
+    server: () => startServer('PeerJS', Bun.which('node') ? ['node', join(here, 'servers/peerjs.mjs')] : [process.execPath, join(here, 'servers/peerjs.mjs')], { pin: true }),
     async publish(browser, server) {
       const context = await browser.newContext();
       const page = await context.newPage();
@@ -240,7 +238,10 @@ function systemRows(system: System, { measured, failed, firstError }: Outcome): 
   ];
   if (relay) {
     rows.push(
-      row('first viewer of the process (cold)', totals[0] ?? Number.NaN, { goal: { op: '<=', value: RELAY_P50_GOAL_MS }, note: measured[0] ? phaseMedians(measured.slice(0, 1)).replace('p50 by phase', 'phases') : undefined }),
+      row('first viewer of the process (cold)', totals[0] ?? Number.NaN, {
+        goal: { op: '<=', value: RELAY_P50_GOAL_MS },
+        note: measured[0] ? phaseMedians(measured.slice(0, 1)).replace('p50 by phase', 'phases') : undefined,
+      }),
       row('p50 of the other viewers', quantile(totals.slice(1), 0.5)),
     );
   }
@@ -275,7 +276,14 @@ export async function benchFirstFrame(options: { smoke: boolean; log: (line: str
   }
   const rows = systems.flatMap((system, i) => systemRows(system, outcomes[i] as Outcome));
   const p50 = (subject: string) => quantile(outcomes[systems.findIndex((s) => s.subject === subject)]?.measured.map((m) => m.shownMs) ?? [], 0.5);
-  rows.push({ bench: BENCH, subject: 'switchboard relay', figure: 'p50 relay ÷ p50 mesh', value: p50('switchboard relay') / p50('switchboard mesh'), unit: '×', goal: { op: '<=', value: RELAY_TO_MESH_GOAL } });
+  rows.push({
+    bench: BENCH,
+    subject: 'switchboard relay',
+    figure: 'p50 relay ÷ p50 mesh',
+    value: p50('switchboard relay') / p50('switchboard mesh'),
+    unit: '×',
+    goal: { op: '<=', value: RELAY_TO_MESH_GOAL },
+  });
   return rows;
 }
 

@@ -8,11 +8,12 @@
 //
 // The servers run pinned to CPU 0 and this process (the load) to CPU 1 when the machine has taskset
 // and two CPUs or more, so that the load and the server never share a core.
-import { spawnSync } from 'bun';
-import { cpus, freemem, loadavg, totalmem } from 'node:os';
+
 import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { spawnSync } from 'bun';
 import { benchBinary } from './binary';
 import { benchFirstFrame } from './first-frame';
 import { pinLoad } from './process';
@@ -114,13 +115,16 @@ function writeFigures(table: string): void {
   if (values.only && previous !== undefined && tableAt >= 0) {
     const names = only.map((name) => `\`${name}\``);
     const [measured = '', , , software = ''] = environment().split('\n');
-    const note = `- Rows of ${names.join(', ')}: ${measured.replace(/\.$/, '').replace(/^M/, 'm')}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at its start, ${loadavg().map((l) => l.toFixed(2)).join(' ')} at its end; ${software.slice(2).replace(/^S/, 's')}`;
-    const lines = previous.slice(0, tableAt).trim().split('\n').filter((line) => !(line.startsWith('- Rows of ') && names.some((name) => line.includes(name))));
+    const note = `- Rows of ${names.join(', ')}: ${measured.replace(/\.$/, '').replace(/^M/, 'm')}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at its start, ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} at its end; ${software.slice(2).replace(/^S/, 's')}`;
+    const lines = previous
+      .slice(0, tableAt)
+      .trim()
+      .split('\n')
+      .filter((line) => !(line.startsWith('- Rows of ') && names.some((name) => line.includes(name))));
     section = `${START}\n${[...lines, note].join('\n')}\n\n${mergeTables(previous.slice(tableAt), table)}\n${END}`;
   }
-  const next =
-    at >= 0 && end > at
-      ? text.slice(0, at) + section + text.slice(end + END.length)
-      : text.replace(/^(# .*\n)/, `$1\n## \`bun run bench\`\n\n${section}\n\n`);
+  const next = at >= 0 && end > at ? text.slice(0, at) + section + text.slice(end + END.length) : text.replace(/^(# .*\n)/, `$1\n## \`bun run bench\`\n\n${section}\n\n`);
   writeFileSync(path, next);
 }

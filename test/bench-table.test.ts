@@ -14,6 +14,8 @@ describe('mergeTables', () => {
   });
 
   test('a benchmark the table did not have goes at its end', () => {
-    expect(mergeTables(last, formatRows([row('D', 'p50', 5)]))).toBe(formatRows([row('A', 'p50', 1), row('A', 'p99', 2), row('B', 'p50', 3), row('C', 'p50', 4), row('D', 'p50', 5)]));
+    expect(mergeTables(last, formatRows([row('D', 'p50', 5)]))).toBe(
+      formatRows([row('A', 'p50', 1), row('A', 'p99', 2), row('B', 'p50', 3), row('C', 'p50', 4), row('D', 'p50', 5)]),
+    );
   });
 });

@@ -5,8 +5,8 @@
 // new-peer, so the viewer offers (a receive-only offer) and the publisher answers with its media.
 // `&host=…&port=…` is the PeerJS server. The page's state is `window.bench`.
 import { Peer, type PeerOptions } from 'peerjs';
-import { now, TimelineRecorder } from '../../src/client/sdk/timeline';
 import type { PeerTimeline } from '../../src/client/sdk/switchboard';
+import { now, TimelineRecorder } from '../../src/client/sdk/timeline';
 
 export interface BenchPageState {
   phase: 'starting' | 'live' | 'failed';
@@ -25,7 +25,15 @@ declare global {
 const state: BenchPageState = { phase: 'starting' };
 window.bench = state;
 const params = new URLSearchParams(location.search);
-const options: PeerOptions = { host: params.get('host') ?? '127.0.0.1', port: Number(params.get('port')), path: '/', key: 'peerjs', secure: false, config: { iceServers: [] }, debug: 1 };
+const options: PeerOptions = {
+  host: params.get('host') ?? '127.0.0.1',
+  port: Number(params.get('port')),
+  path: '/',
+  key: 'peerjs',
+  secure: false,
+  config: { iceServers: [] },
+  debug: 1,
+};
 const id = params.get('id') ?? '';
 
 function fail(e: unknown): void {

@@ -1,7 +1,8 @@
 // The page: controls, status, one card per connection, the signalling log. Text only goes in through
 // textContent: ids and messages come from other peers.
-import { describeTimeline } from './sdk/timeline';
+
 import type { PeerInfo, PeerStats, PeerTimeline, TimelinePhase } from './sdk/switchboard';
+import { describeTimeline } from './sdk/timeline';
 
 const byId = <T extends HTMLElement>(id: string): T => {
   const element = document.getElementById(id);
@@ -212,7 +213,10 @@ class PeerCard {
     this.set('ICE', `${info.iceConnectionState} · gathering ${info.iceGatheringState} · ${info.signalingState}`);
     const pair = stats?.pair;
     this.root.dataset.pair = pair ? `${pair.local}-${pair.remote}` : '';
-    this.set('path', pair ? `${pair.local} ↔ ${pair.remote} (${pair.relayProtocol ? `${pair.relayProtocol} to TURN, ` : ''}${pair.protocol}) ${pair.localAddress} → ${pair.remoteAddress}` : '—');
+    this.set(
+      'path',
+      pair ? `${pair.local} ↔ ${pair.remote} (${pair.relayProtocol ? `${pair.relayProtocol} to TURN, ` : ''}${pair.protocol}) ${pair.localAddress} → ${pair.remoteAddress}` : '—',
+    );
     this.set('kbit/s in / out', stats ? `${Math.round(stats.inKbps)} / ${Math.round(stats.outKbps)}` : '—');
     this.set('video', stats ? describeVideo(stats) : '—');
     this.set('round trip', stats?.rttMs === undefined ? '—' : `${Math.round(stats.rttMs)} ms`);

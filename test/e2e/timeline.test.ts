@@ -2,8 +2,8 @@
 // each phase's duration (register → offer → answer → ICE → DTLS → first RTP → decoded, then on screen),
 // and `window.switchboard` has the same marks, in order and within the time the test itself saw pass.
 import { describe, expect, test } from 'bun:test';
-import type { PeerStatus } from '../../src/client/session';
 import { TIMELINE_PHASES } from '../../src/client/sdk/timeline';
+import type { PeerStatus } from '../../src/client/session';
 import { type Running, startServer } from '../helpers';
 import { browserTests, type PeerPage, publish } from './browser';
 
@@ -45,7 +45,9 @@ function expectPlausible({ peer, card, elapsedMs }: { peer: PeerStatus; card: st
   expect(peer.timeline.startedAt).toBeGreaterThan(Date.now() - elapsedMs - 1000);
 
   // "register +12 · offer +30 · answer +4 · ICE +25 · DTLS +10 · first RTP +8 · decoded +20 = 109 ms · on screen at 115 ms"
-  const steps = /^register \+(\d+) · offer \+(\d+) · answer \+(\d+) · ICE \+(\d+) · DTLS \+(\d+) · first RTP \+(\d+) · decoded \+(\d+) = (\d+) ms · on screen at (\d+) ms$/.exec(card);
+  const steps = /^register \+(\d+) · offer \+(\d+) · answer \+(\d+) · ICE \+(\d+) · DTLS \+(\d+) · first RTP \+(\d+) · decoded \+(\d+) = (\d+) ms · on screen at (\d+) ms$/.exec(
+    card,
+  );
   if (!steps) throw new Error(`the card's timeline reads ${JSON.stringify(card)}`);
   const numbers = steps.slice(1).map(Number);
   expect(numbers[7]).toBe(Math.round(values.at(-1) as number));

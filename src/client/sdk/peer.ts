@@ -2,8 +2,8 @@
 // collision the polite side gives way), trickle ICE with candidates held until the remote description is
 // there, ICE restart when the connection fails, and the reasons it failed.
 import { readStats, type StatsSnapshot } from './stats';
-import { TimelineRecorder } from './timeline';
 import type { CandidateError, PeerStats } from './switchboard';
+import { TimelineRecorder } from './timeline';
 
 export interface PeerLinkOptions {
   remoteId: string;
@@ -301,7 +301,9 @@ export function candidateType(line: string): string | undefined {
 }
 
 function describeCounts(counts: Record<string, number>): string {
-  return Object.entries(counts).map(([type, n]) => `${type} ${n}`).join(', ');
+  return Object.entries(counts)
+    .map(([type, n]) => `${type} ${n}`)
+    .join(', ');
 }
 
 function describeCandidateError(e: CandidateError): string {

@@ -5,8 +5,8 @@
 import { Emitter } from './emitter';
 import { PeerLink } from './peer';
 import { ApiError, SignalChannel, UnreachableError } from './signalling';
-import { now } from './timeline';
 import type { IceServer, JoinOptions, PeerInfo, PeerStats, Role, Session, SessionEvents, SessionMode, Signal, Transport } from './switchboard';
+import { now } from './timeline';
 
 /** The server's own peer in relay sessions. */
 export const SERVER_PEER = 'switchboard' as const;
@@ -97,7 +97,10 @@ export class PeerSession implements Session {
     // The server sends new-peer to the others, not to the one registering: a publisher that arrives
     // (or comes back after a reload) offers to those already there. In a relay session the server offers.
     // After a task, so that whoever awaited join() has subscribed to the events by then.
-    if (this.role === 'publish' && !this.relayed) setTimeout(() => { for (const id of peers) this.enqueue(() => this.offerTo(id)); }, 0);
+    if (this.role === 'publish' && !this.relayed)
+      setTimeout(() => {
+        for (const id of peers) this.enqueue(() => this.offerTo(id));
+      }, 0);
     const interval = this.options.statsIntervalMs ?? STATS_INTERVAL_MS;
     if (interval > 0) this.statsTimer = setInterval(() => void this.poll(), interval);
   }
@@ -361,7 +364,10 @@ function describePayload(signal: Signal): string {
     return type ? ` (${type}${protocol ? `, ${protocol.toLowerCase()}` : ''})` : '';
   }
   if ((signal.type === 'offer' || signal.type === 'answer') && payload?.sdp) {
-    const media = payload.sdp.split('\n').filter((l) => l.startsWith('m=')).map((l) => l.slice(2).split(' ')[0]);
+    const media = payload.sdp
+      .split('\n')
+      .filter((l) => l.startsWith('m='))
+      .map((l) => l.slice(2).split(' ')[0]);
     return ` (${media.join(' + ') || 'no media'})`;
   }
   return '';
