@@ -1,4 +1,4 @@
-// `bun run bench`: every benchmark in one run, on loopback, bounded in time (about 3 minutes; a
+// `bun run bench`: every benchmark in one run, on loopback, bounded in time (about 4 minutes; a
 // `--smoke` run takes seconds and only proves the harness works). Prints one table and writes it into
 // BENCHMARKS.md, with the machine, the versions and the command.
 //
@@ -15,12 +15,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'bun';
 import { benchBinary } from './binary';
+import { benchFirstFrame } from './first-frame';
 import { pinLoad } from './process';
 import { benchRelayRows } from './relay';
 import { benchSessionSetup } from './session-setup';
 import { benchSseRelay } from './sse-relay';
 import { benchStreams } from './streams';
-import { formatRows, met, type Row } from './table';
+import { formatRows, mergeTables, met, type Row } from './table';
 
 type Bench = (options: { smoke: boolean; log: (line: string) => void }) => Promise<Row[]>;
 
@@ -36,6 +37,7 @@ const BENCHES: Record<string, Bench> = {
   'sse-relay': benchSseRelay,
   'session-setup': benchSessionSetup,
   relay: (options) => benchRelayRows({ ...options, serverEnv: relayServerEnv }),
+  'first-frame': benchFirstFrame,
   streams: benchStreams,
 };
 
@@ -99,18 +101,38 @@ function environment(): string {
     '',
     `- Machine: ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB` +
       ` (${(freemem() / 2 ** 30).toFixed(0)} GiB free), ${version(['uname', '-sr'])}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at the start.`,
-    `- Software: Bun ${Bun.version}, Node ${version(['node', '--version'])} (PeerJS server), elysia ${packageVersion('elysia')},` + ` peer ${packageVersion('peer')}.`,
+    `- Software: Bun ${Bun.version}, Node ${version(['node', '--version'])} (PeerJS server), elysia ${packageVersion('elysia')},` +
+      ` peer ${packageVersion('peer')}, peerjs ${packageVersion('peerjs')} (PeerJS browser client), ${version(['/usr/bin/chromium', '--version'])}.`,
     '- Servers pinned to CPU 0, the load generator (this harness) to CPU 1; everything on loopback.',
   ].join('\n');
 }
 
-/** Replaces the figures section of BENCHMARKS.md (between its markers), or puts one at its top. */
+/**
+ * Replaces the figures section of BENCHMARKS.md (between its markers), or puts one at its top. A run of
+ * some benchmarks (`--only`) replaces only their rows, and says when they were measured below the
+ * environment of the rest.
+ */
 function writeFigures(table: string): void {
   const path = join(root, 'BENCHMARKS.md');
   const text = readFileSync(path, 'utf8');
-  const section = `${START}\n${environment()}\n\n${table}\n${END}`;
   const at = text.indexOf(START);
   const end = text.indexOf(END);
+  const previous = at >= 0 && end > at ? text.slice(at + START.length, end).trim() : undefined;
+  const tableAt = previous?.indexOf('| benchmark |') ?? -1;
+  let section = `${START}\n${environment()}\n\n${table}\n${END}`;
+  if (values.only && previous !== undefined && tableAt >= 0) {
+    const names = only.map((name) => `\`${name}\``);
+    const [measured = '', , , software = ''] = environment().split('\n');
+    const note = `- Rows of ${names.join(', ')}: ${measured.replace(/\.$/, '').replace(/^M/, 'm')}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at its start, ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} at its end; ${software.slice(2).replace(/^S/, 's')}`;
+    const lines = previous
+      .slice(0, tableAt)
+      .trim()
+      .split('\n')
+      .filter((line) => !(line.startsWith('- Rows of ') && names.some((name) => line.includes(name))));
+    section = `${START}\n${[...lines, note].join('\n')}\n\n${mergeTables(previous.slice(tableAt), table)}\n${END}`;
+  }
   const next = at >= 0 && end > at ? text.slice(0, at) + section + text.slice(end + END.length) : text.replace(/^(# .*\n)/, `$1\n## \`bun run bench\`\n\n${section}\n\n`);
   writeFileSync(path, next);
 }

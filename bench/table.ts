@@ -47,3 +47,27 @@ export function formatRows(rows: readonly Row[]): string {
   }
   return lines.join('\n');
 }
+
+/** A table's rows grouped by benchmark: a group starts at a row that names its benchmark. */
+function groups(table: string): { name: string; lines: string[] }[] {
+  const out: { name: string; lines: string[] }[] = [];
+  for (const line of table.split('\n').slice(2)) {
+    if (!line.startsWith('|')) continue;
+    const name = line.split('|')[1]?.trim() ?? '';
+    if (name || !out.length) out.push({ name, lines: [line] });
+    else out[out.length - 1]?.lines.push(line);
+  }
+  return out;
+}
+
+/**
+ * `table` with the benchmarks of `fresh` put in: each replaces the rows of the same benchmark where they
+ * were, and a benchmark new to `table` goes at its end. What a run of some benchmarks (`--only`) writes.
+ */
+export function mergeTables(table: string, fresh: string): string {
+  const replacing = groups(fresh);
+  const kept = groups(table).map((group) => replacing.find((r) => r.name === group.name) ?? group);
+  const added = replacing.filter((r) => !kept.includes(r));
+  const header = fresh.split('\n').slice(0, 2);
+  return [...header, ...[...kept, ...added].flatMap((group) => group.lines)].join('\n');
+}

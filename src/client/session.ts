@@ -2,7 +2,7 @@
 // connections; this shows what it reports, and keeps `window.switchboard` for scripts that check the page.
 import { type LocalMedia, openMedia, type Source } from './media';
 import { capitalize, describeError, PeerSession, SERVER_PEER } from './sdk/session';
-import type { PeerInfo, PeerStats, SelectedPair, SessionMode, StreamState, Transport } from './sdk/switchboard';
+import type { PeerInfo, PeerStats, PeerTimeline, SelectedPair, SessionMode, StreamState, Transport } from './sdk/switchboard';
 import type { Role, View } from './ui';
 
 /** What the page shows about one connection; also readable by scripts as `window.switchboard.peers[id]`. */
@@ -26,6 +26,10 @@ export interface PeerStatus {
   answersSent: number;
   answersReceived: number;
   iceRestarts: number;
+  /** The connection's phases until its first decoded frame (see PeerTimeline). */
+  timeline: PeerTimeline;
+  /** When the first video frame was on screen (requestVideoFrameCallback), ms after `timeline.startedAt`. */
+  firstFrameShownMs?: number;
 }
 
 /** The page's state, published as `window.switchboard`. */
@@ -70,6 +74,8 @@ export class PageSession {
   private session: PeerSession | undefined;
   private media: LocalMedia | undefined;
   private stopped = false;
+  /** When each connection's first video frame was on screen, ms since the epoch. */
+  private readonly shownAt = new Map<string, number>();
 
   constructor(private readonly options: PageSessionOptions) {
     Object.assign(options.status, {
@@ -132,13 +138,24 @@ export class PageSession {
   private listen(session: PeerSession): void {
     const { status, view } = this.options;
     session.on('log', ({ message }) => this.log(message));
-    session.on('connection', (info) => {
-      status.peers[info.id] = peerStatus(info);
-      view.showPeer(info, this.options.role === 'view', session.mode === 'relay');
+    const show = (info: PeerInfo) => {
+      const shownAt = this.shownAt.get(info.id);
+      const shownMs = shownAt === undefined ? undefined : Math.max(0, shownAt - info.timeline.startedAt);
+      status.peers[info.id] = peerStatus(info, shownMs);
+      view.showPeer(info, this.options.role === 'view', session.mode === 'relay', shownMs);
       this.showSummary();
-    });
-    session.on('track', ({ peerId, stream }) => view.attachRemote(peerId, stream));
+    };
+    session.on('connection', show);
+    session.on('track', ({ peerId, stream }) =>
+      view.attachRemote(peerId, stream, (at) => {
+        if (this.shownAt.has(peerId)) return;
+        this.shownAt.set(peerId, at);
+        const info = session.peer(peerId);
+        if (info) show(info);
+      }),
+    );
     session.on('connection-closed', ({ peerId }) => {
+      this.shownAt.delete(peerId);
       delete status.peers[peerId];
       view.removePeer(peerId);
       this.showSummary();
@@ -205,7 +222,7 @@ export class PageSession {
   }
 }
 
-function peerStatus(info: PeerInfo): PeerStatus {
+function peerStatus(info: PeerInfo, firstFrameShownMs: number | undefined): PeerStatus {
   const stats: PeerStats | undefined = info.stats;
   return {
     connectionState: info.connectionState,
@@ -227,6 +244,8 @@ function peerStatus(info: PeerInfo): PeerStatus {
     answersSent: info.answersSent,
     answersReceived: info.answersReceived,
     iceRestarts: info.iceRestarts,
+    timeline: info.timeline,
+    firstFrameShownMs,
   };
 }
 

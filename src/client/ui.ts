@@ -1,6 +1,8 @@
 // The page: controls, status, one card per connection, the signalling log. Text only goes in through
 // textContent: ids and messages come from other peers.
-import type { PeerInfo, PeerStats } from './sdk/switchboard';
+
+import type { PeerInfo, PeerStats, PeerTimeline, TimelinePhase } from './sdk/switchboard';
+import { describeTimeline } from './sdk/timeline';
 
 const byId = <T extends HTMLElement>(id: string): T => {
   const element = document.getElementById(id);
@@ -89,18 +91,19 @@ export class View {
   }
 
   /** Creates or refreshes the card of a connection; `viaServer` for the server's own peer in a relay session. */
-  showPeer(info: PeerInfo, withVideo: boolean, viaServer = false): void {
+  showPeer(info: PeerInfo, withVideo: boolean, viaServer = false, shownMs?: number): void {
     let card = this.cards.get(info.id);
     if (!card) {
       card = new PeerCard(info.id, withVideo, viaServer);
       this.cards.set(info.id, card);
       this.peers.append(card.root);
     }
-    card.update(info);
+    card.update(info, shownMs);
   }
 
-  attachRemote(remoteId: string, stream: MediaStream): void {
-    this.cards.get(remoteId)?.attach(stream);
+  /** Shows the remote media; `shown` is told when its first video frame is on screen (ms since the epoch). */
+  attachRemote(remoteId: string, stream: MediaStream, shown: (at: number) => void): void {
+    this.cards.get(remoteId)?.attach(stream, shown);
   }
 
   remoteVideo(remoteId: string): HTMLVideoElement | undefined {
@@ -163,7 +166,7 @@ class PeerCard {
     this.badge.className = 'badge';
     header.append(title, this.badge);
     const list = document.createElement('dl');
-    for (const name of ['ICE', 'path', 'kbit/s in / out', 'video', 'round trip']) {
+    for (const name of ['ICE', 'path', 'kbit/s in / out', 'video', 'round trip', 'timeline']) {
       const dt = document.createElement('dt');
       dt.textContent = name;
       const dd = document.createElement('dd');
@@ -186,15 +189,22 @@ class PeerCard {
     }
   }
 
-  attach(stream: MediaStream): void {
-    if (!this.video) return;
-    if (this.video.srcObject !== stream) this.video.srcObject = stream;
+  attach(stream: MediaStream, shown: (at: number) => void): void {
+    const video = this.video;
+    if (!video) return;
+    if (video.srcObject !== stream) {
+      video.srcObject = stream;
+      // The frame's own presentation time, not when this callback got to run.
+      if (typeof video.requestVideoFrameCallback === 'function') {
+        video.requestVideoFrameCallback((_, frame) => shown(performance.timeOrigin + frame.presentationTime));
+      }
+    }
     this.unmute.hidden = stream.getAudioTracks().length === 0;
     // Safari and phones may refuse autoplay until play() is called; muted video is always allowed.
     this.video.play().catch(() => undefined);
   }
 
-  update(info: PeerInfo): void {
+  update(info: PeerInfo, shownMs?: number): void {
     const { stats } = info;
     const state = info.connectionState;
     this.root.dataset.state = state;
@@ -210,6 +220,7 @@ class PeerCard {
     this.set('kbit/s in / out', stats ? `${Math.round(stats.inKbps)} / ${Math.round(stats.outKbps)}` : '—');
     this.set('video', stats ? describeVideo(stats) : '—');
     this.set('round trip', stats?.rttMs === undefined ? '—' : `${Math.round(stats.rttMs)} ms`);
+    this.set('timeline', describeConnectionTimeline(info.timeline, shownMs));
     this.failure.textContent = info.failure ? `ICE failed: ${info.failure}` : '';
   }
 
@@ -217,6 +228,22 @@ class PeerCard {
     const field = this.fields.get(name);
     if (field && field.textContent !== text) field.textContent = text;
   }
+}
+
+const PHASE_LABELS: Record<TimelinePhase, string> = {
+  registered: 'register',
+  offer: 'offer',
+  answer: 'answer',
+  iceConnected: 'ICE',
+  dtlsConnected: 'DTLS',
+  firstPacket: 'first RTP',
+  firstFrame: 'decoded',
+};
+
+/** Each phase's own duration, then when the first frame was on screen, counted from the join's first request. */
+function describeConnectionTimeline(timeline: PeerTimeline, shownMs: number | undefined): string {
+  const steps = describeTimeline(timeline, PHASE_LABELS);
+  return shownMs === undefined ? steps : `${steps} · on screen at ${Math.round(shownMs)} ms`;
 }
 
 function describeVideo(s: PeerStats): string {

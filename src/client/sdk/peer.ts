@@ -3,6 +3,7 @@
 // there, ICE restart when the connection fails, and the reasons it failed.
 import { readStats, type StatsSnapshot } from './stats';
 import type { CandidateError, PeerStats } from './switchboard';
+import { TimelineRecorder } from './timeline';
 
 export interface PeerLinkOptions {
   remoteId: string;
@@ -28,6 +29,9 @@ export interface PeerLinkOptions {
   track(stream: MediaStream): void;
   /** Fresh ICE servers for a restart (TURN credentials may have expired). */
   iceServers(): Promise<RTCIceServer[]>;
+  /** The zero of this link's timeline (ms since the epoch), and when the registration it follows was answered. */
+  startedAt: number;
+  registeredAt?: number;
 }
 
 /** A connection that stays `disconnected` this long is restarted, without waiting for `failed`. */
@@ -51,6 +55,7 @@ export class PeerLink {
   /** Why the connection failed, in plain words; cleared when it connects. */
   failure: string | undefined;
   stats: PeerStats | undefined;
+  readonly timeline: TimelineRecorder;
   /** Between createOffer and setLocalDescription: an offer arriving then is a collision. */
   private makingOffer = false;
   private snapshot: StatsSnapshot | undefined;
@@ -63,6 +68,9 @@ export class PeerLink {
     this.remoteId = options.remoteId;
     const pc = new RTCPeerConnection(options.config);
     this.pc = pc;
+    this.timeline = new TimelineRecorder(options.startedAt, options.registeredAt);
+    // A side that sends media (a publisher) receives none: it has no first packet or frame to wait for.
+    this.timeline.watch(pc, !options.media, () => options.changed());
     const { media } = options;
     if (media && options.offers) for (const track of media.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
     // Answering with media (a publisher in a relay session): tracks added this way take the offer's
@@ -107,12 +115,14 @@ export class PeerLink {
       this.makingOffer = false;
     }
     this.counts.offersSent++;
+    this.timeline.mark('offer');
     await this.signal('offer', pc.localDescription);
   }
 
   async handleOffer(description: RTCSessionDescriptionInit): Promise<void> {
     const { pc } = this;
     this.counts.offersReceived++;
+    this.timeline.mark('offer');
     if (this.makingOffer || pc.signalingState !== 'stable') {
       if (!this.options.polite) {
         this.options.log(`${this.remoteId}: both sides offered at once; keeping ours, ignoring theirs`);
@@ -125,6 +135,7 @@ export class PeerLink {
     await this.applyHeld();
     await pc.setLocalDescription(await pc.createAnswer());
     this.counts.answersSent++;
+    this.timeline.mark('answer');
     await this.signal('answer', pc.localDescription);
   }
 
@@ -135,6 +146,7 @@ export class PeerLink {
       this.options.log(`${this.remoteId}: ignored an answer that matches no offer (state ${pc.signalingState})`);
       return;
     }
+    this.timeline.mark('answer');
     await pc.setRemoteDescription(description);
     await this.applyHeld();
   }
@@ -191,6 +203,7 @@ export class PeerLink {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.timeline.stop();
     clearTimeout(this.disconnectedTimer);
     clearTimeout(this.restartTimer);
     this.pc.close();

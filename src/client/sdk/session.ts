@@ -6,6 +6,7 @@ import { Emitter } from './emitter';
 import { PeerLink } from './peer';
 import { ApiError, SignalChannel, UnreachableError } from './signalling';
 import type { IceServer, JoinOptions, PeerInfo, PeerStats, Role, Session, SessionEvents, SessionMode, Signal, Transport } from './switchboard';
+import { now } from './timeline';
 
 /** The server's own peer in relay sessions. */
 export const SERVER_PEER = 'switchboard' as const;
@@ -32,6 +33,11 @@ export class PeerSession implements Session {
   private statsTimer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
   private currentPublisher: string | undefined;
+  /** The join's first request, and when its registration was answered: the zero of the join's connections' timelines. */
+  private joinStartedAt = now();
+  private registeredAt: number | undefined;
+  /** Until a connection is up, new connections belong to the join and share its zero. */
+  private joining = true;
 
   constructor(private readonly options: JoinOptions) {
     this.role = options.role;
@@ -68,7 +74,9 @@ export class PeerSession implements Session {
   async start(): Promise<void> {
     const { sessionId, peerId } = this;
     this.log(`→ POST /register/${sessionId}/${peerId}`);
+    this.joinStartedAt = now();
     const peers = await this.signalling.register();
+    this.registeredAt = now();
     if (this.stopped) return;
     this.log(`registered as ${peerId} in session ${sessionId}; already there: ${peers.join(', ') || 'nobody'}`);
     this.log('→ GET /iceServers');
@@ -201,6 +209,10 @@ export class PeerSession implements Session {
     if (this.stopped) return;
     this.log(`registered again; present: ${peers.join(', ') || 'nobody'}`);
     for (const id of [...this.links.keys()]) this.drop(id);
+    // The connections start over from this registration (its request time is the signalling's: close enough to now).
+    this.joinStartedAt = now();
+    this.registeredAt = this.joinStartedAt;
+    this.joining = true;
     this.events.emit('registered', { peers });
     if (this.relayed) {
       if (this.role === 'view') this.setPublisher(peers[0]);
@@ -221,7 +233,11 @@ export class PeerSession implements Session {
     const existing = this.links.get(remoteId);
     if (existing) return existing;
     const { relayOnly } = this.options;
+    // A mesh publisher's link with a viewer that came later starts with that viewer, not with the publisher's join.
+    const ofTheJoin = this.joining && (this.role === 'view' || this.relayed);
     const link: PeerLink = new PeerLink({
+      startedAt: ofTheJoin ? this.joinStartedAt : now(),
+      registeredAt: ofTheJoin ? this.registeredAt : undefined,
       remoteId,
       // In a relay session the server offers and this side answers, publisher included.
       offers: this.role === 'publish' && !this.relayed,
@@ -248,6 +264,7 @@ export class PeerSession implements Session {
       const state = link.pc.connectionState;
       if (state === lastState || this.links.get(remoteId) !== link) return;
       lastState = state;
+      if (state === 'connected') this.joining = false;
       this.events.emit('connection-state', { peerId: remoteId, state });
       if (state === 'failed' && link.failure) this.events.emit('error', { message: `The connection with ${remoteId} failed: ${link.failure}.`, code: 'ice_failed' });
     });
@@ -280,6 +297,7 @@ export class PeerSession implements Session {
       candidateErrors: [...link.candidateErrors],
       failure: link.failure,
       ...link.counts,
+      timeline: link.timeline.timeline,
     };
   }
 

@@ -134,6 +134,29 @@ export interface CandidateError {
   errorText: string;
 }
 
+/**
+ * The phases of a connection until its first frame, in order: `registered` (POST /register answered),
+ * `offer` (the first offer received, or sent by the side that offers), `answer` (the first answer sent,
+ * or received), `iceConnected`, `dtlsConnected`, `firstPacket` (inbound-rtp packetsReceived > 0) and
+ * `firstFrame` (inbound-rtp framesDecoded > 0). The last two are read from getStats every 10 ms once ICE
+ * is up, so they are late by up to that much; a side that sends only has neither.
+ */
+export type TimelinePhase = 'registered' | 'offer' | 'answer' | 'iceConnected' | 'dtlsConnected' | 'firstPacket' | 'firstFrame';
+
+/**
+ * When each phase of a connection happened, in ms after `startedAt`; a phase not reached yet is absent.
+ * Each is the first time (an ICE restart later does not move it).
+ */
+export type PeerTimeline = { [phase in TimelinePhase]?: number } & {
+  /**
+   * The zero, ms since the epoch (performance.timeOrigin + performance.now()): the join's first request
+   * (POST /register) for the connections the join made (a viewer's, every relay connection); for a
+   * connection that began later (a mesh publisher's with a viewer who joined after it), the moment it
+   * began, and then it has no `registered`.
+   */
+  startedAt: number;
+};
+
 /** One connection with a remote peer (in a relay session, the only one is with `switchboard`). */
 export interface PeerInfo {
   readonly id: string;
@@ -155,6 +178,8 @@ export interface PeerInfo {
   answersSent: number;
   answersReceived: number;
   iceRestarts: number;
+  /** How long each phase took, as this browser saw it: a `connection` event follows every new mark. */
+  timeline: PeerTimeline;
 }
 
 export interface SessionEvents {

@@ -1,0 +1,296 @@
+// Time to first frame, as a browser sees it: Chromium viewers join a live publisher one after another, and
+// each measures from its first request to its first video frame on screen (requestVideoFrameCallback),
+// phase by phase. Three systems in one run, each on a fresh server process of its own:
+//   switchboard mesh   the served client (`/?session=S&peer=vN&role=view`); the publisher (the same page,
+//                      role=publish, Start stream pressed) offers to each viewer. First request: POST /register.
+//   switchboard relay  the same in a relay session (`mode=relay`): the publisher streams to the server before
+//                      the first viewer comes, and the server offers to each viewer. Its server process has
+//                      had no relay session before, so its first viewer is reported on its own (cold).
+//   PeerJS             PeerJS's browser client (`peerjs`) against its server (`peer`), bench/pages/peerjs-client.ts:
+//                      the viewer calls the publisher with a receive-only offer. First request: its WebSocket.
+// The phases (src/client/sdk/timeline.ts, the same code on every page): registered (POST /register answered,
+// PeerJS's OPEN) → offer (received; PeerJS's viewer sends it) → answer (sent; PeerJS's viewer receives it) →
+// ICE connected → DTLS connected → first RTP (inbound-rtp packetsReceived > 0, getStats every 10 ms) →
+// first frame on screen. Same fake camera (640×480, with audio) everywhere.
+//
+// The three run side by side, each with its own server and live publisher: viewer 1 of each system, then
+// viewer 2 of each, and so on, so that a busy moment of the machine weighs on all three alike. Each viewer
+// has its own browser context and is closed once measured, so that a publisher sends to one viewer at a
+// time and every viewer joins the same conditions (a 2-core machine encodes few streams at once).
+// The servers run on CPU 0; Chromium, started by this process, inherits its CPU (1, see bench/index.ts).
+//
+//   bun bench/first-frame.ts            # 10 viewers per system; about half a minute
+//   bun bench/first-frame.ts --smoke    # 2 viewers per system; seconds
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { PeerTimeline, TimelinePhase } from '../src/client/sdk/switchboard';
+import type { ClientStatus } from '../src/client/session';
+import { launchBrowser } from '../test/e2e/browser';
+import type { BenchPageState } from './pages/peerjs-client';
+import { pinLoad, type ServerProcess, startServer } from './process';
+import { quantile } from './stats';
+import { formatRows, type Row } from './table';
+
+const BENCH = 'Time to first frame (Chromium viewers)';
+const here = import.meta.dir;
+/** A viewer with no frame on screen by then counts as failed. */
+const VIEWER_TIMEOUT_MS = 20_000;
+/** The issue's goals: a relay viewer's p50, and relay against mesh. */
+const RELAY_P50_GOAL_MS = 250;
+const RELAY_TO_MESH_GOAL = 0.6;
+
+/** The phases in order, the last being the frame on screen; how the table names them. */
+const PHASES: readonly (TimelinePhase | 'shown')[] = ['registered', 'offer', 'answer', 'iceConnected', 'dtlsConnected', 'firstPacket', 'shown'];
+const PHASE_NAMES: Record<(typeof PHASES)[number], string> = {
+  registered: 'register',
+  offer: 'offer',
+  answer: 'answer',
+  iceConnected: 'ICE',
+  dtlsConnected: 'DTLS',
+  firstPacket: 'first RTP',
+  firstFrame: 'decoded',
+  shown: 'first frame',
+};
+
+/** One viewer's marks: ms after its first request. */
+interface Measured {
+  timeline: PeerTimeline;
+  shownMs: number;
+}
+
+interface System {
+  subject: string;
+  server(): Promise<ServerProcess>;
+  /** Opens the publisher and resolves once it streams (to the server, in a relay session) or is ready for calls. */
+  publish(browser: Browser, server: ServerProcess): Promise<BrowserContext>;
+  /** One viewer, from opening its page to its first frame on screen. */
+  view(page: Page, server: ServerProcess, index: number): Promise<Measured>;
+}
+
+const switchboardServer = () => startServer('switchboard', [process.execPath, join(here, 'servers/switchboard.ts')], { pin: true });
+const SESSION = 'first-frame';
+
+/** The served client's publisher: Start stream pressed, live; in a relay session, sending to the server. */
+async function switchboardPublisher(browser: Browser, server: ServerProcess, relay: boolean): Promise<BrowserContext> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${server.base}/?session=${SESSION}&peer=pub&role=publish${relay ? '&mode=relay' : ''}`);
+  await page.waitForFunction(() => window.switchboard.phase === 'ready', undefined, { timeout: 10_000, polling: 50 });
+  await page.click('#publish');
+  await page.waitForFunction((relayed) => window.switchboard.phase === 'live' && (!relayed || (window.switchboard.peers.switchboard?.framesSent ?? 0) > 0), relay, {
+    timeout: 20_000,
+    polling: 50,
+  });
+  return context;
+}
+
+async function switchboardViewer(page: Page, server: ServerProcess, index: number, remote: string): Promise<Measured> {
+  await page.goto(`${server.base}/?session=${SESSION}&peer=v${index}&role=view`);
+  const handle = await page.waitForFunction(
+    (id) => {
+      const peer = (window.switchboard as ClientStatus).peers[id];
+      return peer?.firstFrameShownMs !== undefined && peer.timeline.firstPacket !== undefined ? { timeline: peer.timeline, shownMs: peer.firstFrameShownMs } : false;
+    },
+    remote,
+    { timeout: VIEWER_TIMEOUT_MS, polling: 50 },
+  );
+  return (await handle.jsonValue()) as Measured;
+}
+
+/** The PeerJS page, bundled once; served from this process on its own origin. */
+async function peerjsPages(): Promise<{ origin: string; stop(): void }> {
+  const built = await Bun.build({ entrypoints: [join(here, 'pages/peerjs-client.ts')], target: 'browser', minify: true });
+  if (!built.success || !built.outputs[0]) throw new Error(`bundling the PeerJS page failed: ${built.logs.join('\n')}`);
+  const script = await built.outputs[0].text();
+  const html = '<!doctype html><meta charset="utf-8"><title>PeerJS first frame</title><body><script type="module" src="/page.js"></script>';
+  const server = Bun.serve({
+    port: 0,
+    hostname: '127.0.0.1',
+    fetch: (request) =>
+      new URL(request.url).pathname === '/page.js'
+        ? new Response(script, { headers: { 'content-type': 'text/javascript' } })
+        : new Response(html, { headers: { 'content-type': 'text/html' } }),
+  });
+  return { origin: `http://127.0.0.1:${server.port}`, stop: () => void server.stop(true) };
+}
+
+function peerjsSystem(pages: { origin: string }): System {
+  const url = (server: ServerProcess, query: string) => {
+    const { hostname, port } = new URL(server.base);
+    return `${pages.origin}/?host=${hostname}&port=${port}&${query}`;
+  };
+  const pageState = (page: Page) => page.evaluate(() => window.bench as BenchPageState);
+  return {
+    subject: 'PeerJS',
+    // Under Node, its own runtime, when there is one.
+    server: () => startServer('PeerJS', Bun.which('node') ? ['node', join(here, 'servers/peerjs.mjs')] : [process.execPath, join(here, 'servers/peerjs.mjs')], { pin: true }),
+    async publish(browser, server) {
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      await page.goto(url(server, 'role=publish&id=pub'));
+      await page.waitForFunction(() => window.bench?.phase !== 'starting', undefined, { timeout: 20_000, polling: 50 });
+      const state = await pageState(page);
+      if (state.phase !== 'live') throw new Error(`the PeerJS publisher failed: ${state.error}`);
+      return context;
+    },
+    async view(page, server, index) {
+      await page.goto(url(server, `role=view&id=v${index}&publisher=pub`));
+      const handle = await page.waitForFunction(
+        () => {
+          const state = window.bench;
+          if (state?.phase === 'failed') return { error: state.error };
+          return state?.firstFrameShownMs !== undefined && state.timeline?.firstPacket !== undefined ? { timeline: state.timeline, shownMs: state.firstFrameShownMs } : false;
+        },
+        undefined,
+        { timeout: VIEWER_TIMEOUT_MS, polling: 50 },
+      );
+      const result = (await handle.jsonValue()) as Measured | { error: string };
+      if ('error' in result) throw new Error(`PeerJS viewer: ${result.error}`);
+      return result;
+    },
+  };
+}
+
+const SWITCHBOARD: System[] = [
+  {
+    subject: 'switchboard mesh',
+    server: switchboardServer,
+    publish: (browser, server) => switchboardPublisher(browser, server, false),
+    view: (page, server, index) => switchboardViewer(page, server, index, 'pub'),
+  },
+  {
+    subject: 'switchboard relay',
+    server: switchboardServer,
+    publish: (browser, server) => switchboardPublisher(browser, server, true),
+    view: (page, server, index) => switchboardViewer(page, server, index, 'switchboard'),
+  },
+];
+
+/**
+ * Each phase's own duration in one viewer's timeline: from the mark before it (or the first request).
+ * A mark is when the page got to handle the event, which a busy page does late, while the frame's
+ * presentation time is exact: a mark later than the one after it is taken as that one (the packet was
+ * in before the frame was on screen).
+ */
+function phaseDurations({ timeline, shownMs }: Measured): Partial<Record<(typeof PHASES)[number], number>> {
+  const marks: [(typeof PHASES)[number], number][] = [];
+  let bound = shownMs;
+  for (const phase of [...PHASES].reverse()) {
+    const at = phase === 'shown' ? shownMs : timeline[phase];
+    if (at === undefined) continue;
+    bound = Math.min(at, bound);
+    marks.unshift([phase, bound]);
+  }
+  const durations: Partial<Record<(typeof PHASES)[number], number>> = {};
+  let previous = 0;
+  for (const [phase, at] of marks) {
+    durations[phase] = at - previous;
+    previous = at;
+  }
+  return durations;
+}
+
+/** The p50 of each phase's duration, as a note: "register 4 · offer 21 · … ms". */
+function phaseMedians(measured: readonly Measured[]): string {
+  const all = measured.map(phaseDurations);
+  const parts = PHASES.map((phase) => {
+    const values = all.map((d) => d[phase]).filter((v): v is number => v !== undefined);
+    return values.length ? `${PHASE_NAMES[phase]} ${Math.round(quantile(values, 0.5))}` : undefined;
+  });
+  return `p50 by phase: ${parts.filter(Boolean).join(' · ')} ms`;
+}
+
+/** What one system's viewers gave. */
+interface Outcome {
+  measured: Measured[];
+  failed: number;
+  firstError?: string;
+}
+
+/** One viewer of `system`, in a context of its own that is closed once it is measured. */
+async function measureViewer(system: System, browser: Browser, server: ServerProcess, index: number, outcome: Outcome, log: (line: string) => void): Promise<void> {
+  const context = await browser.newContext();
+  try {
+    const result = await system.view(await context.newPage(), server, index);
+    outcome.measured.push(result);
+    log(`${system.subject} viewer ${index}: ${Math.round(result.shownMs)} ms (${phaseMedians([result]).slice('p50 by phase: '.length)})`);
+  } catch (e) {
+    outcome.failed++;
+    const message = (e as Error).message.split('\n')[0];
+    outcome.firstError ??= message;
+    log(`${system.subject} viewer ${index} failed: ${message}`);
+  } finally {
+    await context.close();
+  }
+}
+
+/** The rows of one system; a relay's first viewer (the first of its process) also on its own. */
+function systemRows(system: System, { measured, failed, firstError }: Outcome): Row[] {
+  const totals = measured.map((m) => m.shownMs);
+  const count = `${measured.length} viewers${failed ? `, ${failed} failed: ${firstError}` : ''}`;
+  const row = (figure: string, value: number, extra: Partial<Row> = {}): Row => ({ bench: BENCH, subject: system.subject, figure, value, unit: 'ms', ...extra });
+  const relay = system.subject === 'switchboard relay';
+  const rows = [
+    row('p50, first request → first frame', quantile(totals, 0.5), { note: phaseMedians(measured), goal: relay ? { op: '<=', value: RELAY_P50_GOAL_MS } : undefined }),
+    row('p95', quantile(totals, 0.95), { note: count }),
+    row('max', totals.length ? Math.max(...totals) : Number.NaN),
+  ];
+  if (relay) {
+    rows.push(
+      row('first viewer of the process (cold)', totals[0] ?? Number.NaN, {
+        goal: { op: '<=', value: RELAY_P50_GOAL_MS },
+        note: measured[0] ? phaseMedians(measured.slice(0, 1)).replace('p50 by phase', 'phases') : undefined,
+      }),
+      row('p50 of the other viewers', quantile(totals.slice(1), 0.5)),
+    );
+  }
+  return rows;
+}
+
+/**
+ * The three systems side by side in one Chromium, each on its own fresh server with its publisher live:
+ * viewer 1 of each, then viewer 2 of each, and so on, so that whatever else the machine does at some
+ * moment weighs on the three alike.
+ */
+export async function benchFirstFrame(options: { smoke: boolean; log: (line: string) => void }): Promise<Row[]> {
+  const viewers = options.smoke ? 2 : 10;
+  const pages = await peerjsPages();
+  const systems = [...SWITCHBOARD, peerjsSystem(pages)];
+  const servers: ServerProcess[] = [];
+  const publishers: BrowserContext[] = [];
+  let browser: Browser | undefined;
+  const outcomes = systems.map((): Outcome => ({ measured: [], failed: 0 }));
+  try {
+    servers.push(...(await Promise.all(systems.map((system) => system.server()))));
+    browser = await launchBrowser();
+    for (const [i, system] of systems.entries()) publishers.push(await system.publish(browser, servers[i] as ServerProcess));
+    for (let index = 1; index <= viewers; index++) {
+      for (const [i, system] of systems.entries()) await measureViewer(system, browser, servers[i] as ServerProcess, index, outcomes[i] as Outcome, options.log);
+    }
+  } finally {
+    await Promise.all(publishers.map((context) => context.close().catch(() => undefined)));
+    await browser?.close();
+    await Promise.all(servers.map((server) => server.stop()));
+    pages.stop();
+  }
+  const rows = systems.flatMap((system, i) => systemRows(system, outcomes[i] as Outcome));
+  const p50 = (subject: string) => quantile(outcomes[systems.findIndex((s) => s.subject === subject)]?.measured.map((m) => m.shownMs) ?? [], 0.5);
+  rows.push({
+    bench: BENCH,
+    subject: 'switchboard relay',
+    figure: 'p50 relay ÷ p50 mesh',
+    value: p50('switchboard relay') / p50('switchboard mesh'),
+    unit: '×',
+    goal: { op: '<=', value: RELAY_TO_MESH_GOAL },
+  });
+  return rows;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ options: { smoke: { type: 'boolean', default: false } } });
+  pinLoad((line) => console.error(line));
+  const rows = await benchFirstFrame({ smoke: values.smoke, log: (line) => console.error(line) });
+  console.log(formatRows(rows));
+  process.exit(0);
+}
