@@ -3,6 +3,9 @@
 // resumes from the last event id (Last-Event-ID, ?lastEventId=): the server replays what was missed and
 // nothing is renegotiated. A stream the server refuses is asked why, and the device registers again when
 // its registration is gone. The browser client's SignalChannel does the same with EventSource.
+import { ApiError } from '../client/sdk/signalling';
+
+export { ApiError };
 
 /** An event as the server sends it. */
 export interface Signal {
@@ -44,18 +47,6 @@ export interface ChannelEvents {
   stream(state: StreamState, detail: string): void;
   /** Registered anew after the old registration was gone: every connection starts over with `peers`. */
   registered(registration: Registration): void;
-}
-
-/** A request the server refused, in its own words. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
 }
 
 const FIRST_BACKOFF_MS = 1000;
