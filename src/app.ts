@@ -16,6 +16,7 @@ import { iceServerSource } from './ice/ice-servers';
 import { iceRoutes } from './ice/routes';
 import { Limits } from './limits/limits';
 import { type Logger, silentLogger } from './log/logger';
+import { ConnectionMetrics } from './metrics/relay-metrics';
 import { signallingGauges } from './metrics/signalling-metrics';
 import { Notifier } from './notify/notifier';
 import { Operations } from './ops/operations';
@@ -69,7 +70,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0 };
   const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
-  const { signalling, ready, relay, relayCapacity } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId);
+  const { signalling, ready, relay, relayCapacity } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId, deps.monotonic);
   backend = signalling;
   const drain = ops.drain(signalling);
   const anyOrigin = config.corsOrigins.includes('*');
@@ -134,23 +135,29 @@ function signallingBackend(
   core: { clock: Clock; observer: Operations['observer']; logger: Logger; listener?: SessionListener },
   ops: Operations,
   instanceId: string = crypto.randomUUID(),
+  monotonic: () => number = () => performance.now(),
 ): { signalling: SignallingBackend; ready: Promise<void>; relay?: LazyRelay; relayCapacity?: RelayCapacity } {
   if (!config.redisUrl) {
     const delivery = new LocalDelivery(config.maxQueue, core.observer);
     if (relayMode(config) === 'off') {
-      return { signalling: new Signalling(config, { ...core, store: new SessionStore(), delivery }), ready: Promise.resolve() };
+      const negotiation = new ConnectionMetrics(monotonic);
+      ops.registry.add(negotiation);
+      return { signalling: new Signalling(config, { ...core, store: new SessionStore(), delivery, negotiation }), ready: Promise.resolve() };
     }
     // The `switchboard` peer of relay sessions answers through the signalling service it is given to.
     // Relay sessions live in one process: their media cannot move between instances.
     const relayLogger = core.logger.child({ component: 'relay' });
+    const negotiation = new ConnectionMetrics(monotonic, () => relay.stats());
+    ops.registry.add(negotiation);
     const relay = new LazyRelay(config, {
       clock: core.clock,
+      observer: negotiation,
       log: (line) => relayLogger.info(line),
       failed: (error) => relayLogger.error('relay engine failed', { error: String(error) }),
       outbox: (...event) => signalling.fromServer(...event),
     });
     const relayCapacity = new RelayCapacity(config);
-    const signalling: Signalling = new Signalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay, relayCapacity });
+    const signalling: Signalling = new Signalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay, relayCapacity, negotiation });
     return { signalling, ready: Promise.resolve(), relay, relayCapacity };
   }
   const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId });

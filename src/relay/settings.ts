@@ -10,7 +10,7 @@ import {
 } from 'werift';
 import { type Config, relayPorts } from '../config';
 
-export type RelayConfig = Pick<Config, 'relayPortRange' | 'relayPublicIp' | 'relayHostIps' | 'relayIceUrls' | 'relayIceUsername' | 'relayIceCredential' | 'relayVideoCodecs' | 'relayIceRestartsPerMin'>;
+export type RelayConfig = Pick<Config, 'relayPortRange' | 'relayPublicIp' | 'relayHostIps' | 'relayIceUrls' | 'relayIceUsername' | 'relayIceCredential' | 'relayVideoCodecs' | 'relayIceRestartsPerMin' | 'relayKeyframeCacheBytes' | 'relayKeyframeCacheMs'>;
 
 /**
  * The codecs relay sessions carry: VP8 and H.264 (what browsers and dashcams encode), in the order of

@@ -28,6 +28,8 @@ export interface SignallingDeps {
   serverPeer?: ServerPeer;
   /** The relay's places (MAX_RELAY_PEERS): every peer of a relay session holds one while registered. */
   relayCapacity?: RelayCapacity;
+  /** Told of each offer and answer one peer of a mesh session sends another (offer → answer time, metrics). */
+  negotiation?: { meshSignal(sessionId: string, from: string, to: string, type: string): void };
 }
 
 const SESSION_CLOSED = JSON.stringify({ type: 'session-closed' });
@@ -201,7 +203,9 @@ export class Signalling implements SignallingBackend {
       if (!session.peers.has(body.target)) {
         throw new SignalError('target_not_found', `peer ${body.target} is not in session ${sessionId}`);
       }
-      return delivery.deliver({ sessionId, peerId: body.target }, json, false);
+      const delivered = delivery.deliver({ sessionId, peerId: body.target }, json, false);
+      if (body.type === 'offer' || body.type === 'answer') this.deps.negotiation?.meshSignal(sessionId, peerId, body.target, body.type);
+      return delivered;
     }
 
     // A broadcast reaches every other peer or none of them.
