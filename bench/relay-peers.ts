@@ -15,7 +15,7 @@ async function post(url: string, body?: unknown): Promise<{ status: number; body
 }
 
 /** Registers, then answers `switchboard`'s offer; `prepare` runs between the offer and the answer, `created` before both. */
-async function relayPeer(url: string, sessionId: string, peerId: string, query: string, prepare: (pc: RTCPeerConnection) => void, created: (pc: RTCPeerConnection) => void = () => {}): Promise<BenchPeer> {
+export async function relayPeer(url: string, sessionId: string, peerId: string, query: string, prepare: (pc: RTCPeerConnection) => void, created: (pc: RTCPeerConnection) => void = () => {}): Promise<BenchPeer> {
   const registered = await post(`${url}/register/${sessionId}/${peerId}${query}`);
   if (registered.status !== 200) throw new Error(`register ${peerId}: ${registered.status} ${JSON.stringify(registered.body)}`);
   const events: SseConnection = await openEvents(`${url}/events/${sessionId}/${peerId}`);
@@ -53,20 +53,30 @@ async function relayPeer(url: string, sessionId: string, peerId: string, query: 
   };
 }
 
+/** How a synthetic publisher encodes: dashcam encoders often ignore keyframe requests and send one every 2-10 s. */
+export interface PublisherOptions {
+  /** Seconds between keyframes (default 2). */
+  keyframeIntervalS?: number;
+  /** Whether a keyframe request (PLI) is answered with a keyframe (default true). */
+  honoursKeyframeRequests?: boolean;
+}
+
 /**
  * A publisher of synthetic VP8 at `kbps`: 30 frames a second cut into packets of at most 1100 bytes, a
- * keyframe every 2 s and whenever the server asks for one.
+ * keyframe every 2 s (`keyframeIntervalS`) and whenever the server asks for one (unless told not to).
  */
-export async function benchPublisher(url: string, sessionId: string, kbps: number): Promise<BenchPeer & { packets: () => number }> {
+export async function benchPublisher(url: string, sessionId: string, kbps: number, options: PublisherOptions = {}): Promise<BenchPeer & { packets: () => number; keyframes: () => number }> {
+  const { keyframeIntervalS = 2, honoursKeyframeRequests = true } = options;
   const track = new MediaStreamTrack({ kind: 'video' });
   let keyframeWanted = true;
+  let keyframes = 0;
   const peer = await relayPeer(url, sessionId, 'bench-publisher', '?mode=relay&role=publish', (pc) => {
     for (const transceiver of pc.getTransceivers()) {
       if (transceiver.kind !== 'video') continue;
       transceiver.setDirection('sendonly');
       void transceiver.sender.replaceTrack(track);
       transceiver.sender.onPictureLossIndication.subscribe(() => {
-        keyframeWanted = true;
+        if (honoursKeyframeRequests) keyframeWanted = true;
       });
     }
   });
@@ -82,8 +92,9 @@ export async function benchPublisher(url: string, sessionId: string, kbps: numbe
     // Frames due by now (timers drift under load; the bitrate should not).
     const due = Math.floor(((performance.now() - started) / 1000) * 30);
     for (; frame < due; frame++) {
-      const key = keyframeWanted || frame % 60 === 0;
+      const key = keyframeWanted || frame % Math.round(keyframeIntervalS * 30) === 0;
       keyframeWanted = false;
+      if (key) keyframes++;
       for (let i = 0; i < packetsPerFrame; i++) {
         const descriptor = Buffer.from([i === 0 ? 0x10 : 0x00, key ? 0x00 : 0x01, 0x00]);
         const header = new RtpHeader({ payloadType: 96, sequenceNumber: seq++ & 0xffff, timestamp: (frame * 3000) >>> 0, ssrc: 0x5eed, marker: i === packetsPerFrame - 1 });
@@ -95,6 +106,7 @@ export async function benchPublisher(url: string, sessionId: string, kbps: numbe
   return {
     ...peer,
     packets: () => sent,
+    keyframes: () => keyframes,
     async close() {
       clearInterval(timer);
       await peer.close();

@@ -2,7 +2,7 @@
 // rewritten so that the viewer's decoder sees one continuous stream whoever publishes, retransmissions
 // from the shared history, and a bounded number of packets in flight.
 import { type RtcpPacket, RtcpSenderInfo, RtcpSrPacket, RtpHeader, type RtpPacket } from 'werift';
-import type { Clock } from '../clock';
+import type { Cancel, Clock } from '../clock';
 import { KeyframeCache, type KeyframeCacheLimits } from './keyframe-cache';
 import { type CodecFamily, codecFamily, ntpTimestamp, startsKeyframe, u16, u32 } from './rtp';
 
@@ -82,6 +82,16 @@ export interface RtpOutput {
 
 /** Packets sent and not yet handed to the socket, per viewer track; past it packets are dropped for that viewer. */
 export const MAX_IN_FLIGHT = 256;
+/**
+ * A cached group of pictures is replayed this fast: the first REPLAY_BURST_BYTES at once (a keyframe of
+ * a 1.5 Mbit/s camera, and more, well inside a receiver's socket buffer), the rest at REPLAY_BYTES_PER_S
+ * (20 Mbit/s: 1.9 MB, a 10 s group at 1.5 Mbit/s, in under a second), in steps of REPLAY_STEP_MS.
+ * Sent all at once, a long group overflows the viewer's socket buffer and is lost.
+ */
+export const REPLAY_BURST_BYTES = 128 * 1024;
+export const REPLAY_BYTES_PER_S = 2_500_000;
+const REPLAY_STEP_MS = 10;
+
 /** Retransmissions one viewer track may ask for: a burst, refilled at this rate per second. */
 const RETRANSMIT_BURST = 128;
 const RETRANSMITS_PER_S = 400;
@@ -120,6 +130,10 @@ export class TrackForwarder {
   private replay: readonly RtpPacket[] | undefined;
   private replayAt = 0;
   private replayedSeq = 0;
+  /** Bytes the replay may send now, refilled at REPLAY_BYTES_PER_S; the step scheduled when they ran out. */
+  private replayBytes = 0;
+  private replayBytesAt = 0;
+  private replayStep: Cancel | undefined;
   private inFlight = 0;
   private tokens = RETRANSMIT_BURST;
   private tokensAt = 0;
@@ -206,6 +220,8 @@ export class TrackForwarder {
     this.replay = gop;
     this.replayAt = 0;
     this.replayedSeq = u16(first.header.sequenceNumber - 1);
+    this.replayBytes = REPLAY_BURST_BYTES;
+    this.replayBytesAt = now;
     this.pump(now);
     return true;
   }
@@ -221,25 +237,43 @@ export class TrackForwarder {
     this.mapPayloadTypes();
     this.waitingForKeyframe = this.kind === 'video';
     this.startEpoch = true;
-    this.replay = undefined;
+    this.endReplay();
   }
 
-  /** Sends the replay on while packets in flight allow; a group replaced meanwhile goes on from the packet after the last one sent. */
+  private endReplay(): void {
+    this.replay = undefined;
+    this.replayStep?.();
+    this.replayStep = undefined;
+  }
+
+  /**
+   * Sends the replay on while its byte budget and the packets in flight allow; a group replaced meanwhile
+   * goes on from the packet after the last one sent.
+   */
   private pump(now: number): void {
     const source = this.source;
-    while (this.replay && source && this.inFlight < MAX_IN_FLIGHT) {
+    if (!source || !this.output.ready) return this.endReplay();
+    if (this.replayStep) return; // the next step is scheduled: its budget is not there yet
+    this.replayBytes = Math.min(REPLAY_BURST_BYTES, this.replayBytes + ((now - this.replayBytesAt) * REPLAY_BYTES_PER_S) / 1000);
+    this.replayBytesAt = now;
+    while (this.replay && this.inFlight < MAX_IN_FLIGHT) {
       if (this.replayAt >= this.replay.length) {
         const current = source.cache?.packets(now);
-        if (!current || current === this.replay) {
-          this.replay = undefined;
-          return;
-        }
+        if (!current || current === this.replay) return this.endReplay();
         this.replay = current;
         this.replayAt = current.findIndex((p) => u16(p.header.sequenceNumber - this.replayedSeq - 1) < 0x8000);
-        if (this.replayAt < 0) this.replay = undefined;
+        if (this.replayAt < 0) return this.endReplay();
         continue;
       }
+      if (this.replayBytes <= 0) {
+        this.replayStep = this.clock.schedule(REPLAY_STEP_MS, () => {
+          this.replayStep = undefined;
+          this.pump(this.clock.now());
+        });
+        return;
+      }
       const packet = this.replay[this.replayAt++] as RtpPacket;
+      this.replayBytes -= packet.payload.length;
       this.replayedSeq = packet.header.sequenceNumber;
       const payloadType = this.payloadTypes[packet.header.payloadType & 0x7f] ?? -1;
       if (payloadType >= 0) this.send(packet, payloadType, now);

@@ -1,7 +1,7 @@
 // The keyframe cache: what a viewer joining mid-stream is sent, from packets in to packets out.
 import { describe, expect, test } from 'bun:test';
 import { RtpHeader, RtpPacket } from 'werift';
-import { MAX_IN_FLIGHT, type NegotiatedCodec, type RtpOutput, SourceTrack, TrackForwarder } from '../../src/relay/forwarder';
+import { MAX_IN_FLIGHT, type NegotiatedCodec, REPLAY_BURST_BYTES, REPLAY_BYTES_PER_S, type RtpOutput, SourceTrack, TrackForwarder } from '../../src/relay/forwarder';
 import { KeyframeCache } from '../../src/relay/keyframe-cache';
 import { onlyParameterSets } from '../../src/relay/rtp';
 import { ManualClock } from '../helpers';
@@ -219,6 +219,31 @@ describe('a viewer joining mid-GOP', () => {
     await v.release();
     feed(packet(total + 1, (total + 1) * 3000, vp8(false)));
     expect(v.sent).toHaveLength(total + 2);
+    expect(contiguous(v.sent)).toBe(true);
+  });
+
+  test('a long group is paced: a burst at once, the rest at REPLAY_BYTES_PER_S, and it ends where the live stream is', async () => {
+    const clock = new ManualClock();
+    const { source, forwarders, feed } = publisher(VP8, clock, { maxBytes: 10_000_000, maxAgeMs: 12_000 });
+    const total = 400;
+    for (let i = 0; i < total; i++) feed(packet(i, i * 3000, vp8(i === 0, 1000)));
+    const v = viewer(clock, VP8);
+    v.forwarder.prime(source, clock.now());
+    forwarders.push(v.forwarder);
+    const burst = Math.ceil(REPLAY_BURST_BYTES / 1000);
+    expect(v.sent).toHaveLength(burst);
+    await v.release();
+    clock.advance(10);
+    const step = Math.ceil((REPLAY_BYTES_PER_S / 100 - (burst * 1000 - REPLAY_BURST_BYTES)) / 1000);
+    expect(v.sent).toHaveLength(burst + step);
+    feed(packet(total, total * 3000, vp8(false, 1000))); // live, while the replay is under way: it waits its turn
+    expect(v.sent).toHaveLength(burst + step);
+    for (let i = 0; i < 20 && v.forwarder.replaying; i++) {
+      await v.release();
+      clock.advance(10);
+    }
+    expect(v.forwarder.replaying).toBe(false);
+    expect(v.sent).toHaveLength(total + 1);
     expect(contiguous(v.sent)).toBe(true);
   });
 
