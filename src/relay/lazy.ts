@@ -91,9 +91,7 @@ export class LazyRelay implements ServerPeer {
    * listens): the first relay viewer of the process then waits no longer than the others.
    */
   prewarm(): Promise<void> {
-    this.run((engine) => {
-      engine.warm().catch((error: unknown) => this.deps.failed(error));
-    });
+    this.run(() => {});
     return this.ready;
   }
 
@@ -116,6 +114,9 @@ export class LazyRelay implements ServerPeer {
         if (this.stopped) return;
         const engine = new RelayEngine(this.config, this.deps);
         this.engine = engine;
+        // The engine loads at a registration; the offer waits for the peer's stream to open: the
+        // certificate is made in between, not on the offer's path.
+        engine.warm().catch((error: unknown) => this.deps.failed(error));
         this.pendingCandidates.clear();
         for (const pending of this.pending.splice(0)) {
           try {
