@@ -203,13 +203,17 @@ export class SessionRouter {
     void transceiver.receiver.sendRtcpPLI(ssrc);
   }
 
-  /** A connection with the peer, timed: offer sent → answer in → ICE connected. */
+  /**
+   * A connection with the peer, timed: its first offer sent → the answer in → ICE connected, once per
+   * connection (an ICE restart is not a join).
+   */
   private link(peerId: string, config: Partial<PeerConfig>, role: Role): ServerLink {
     const { clock } = this.deps;
     let offeredAt: number | undefined;
     let answeredAt: number | undefined;
+    let connected = false;
     const send = (type: string, payload: unknown) => {
-      if (type === 'offer') offeredAt = clock.now();
+      if (type === 'offer') offeredAt ??= clock.now();
       this.deps.send(peerId, type, payload);
     };
     const link = new ServerLink(peerId, config, { send, log: this.deps.log, publicIp: this.deps.publicIp });
@@ -219,9 +223,9 @@ export class SessionRouter {
       this.observer.answered(role, answeredAt - offeredAt);
     });
     link.pc.iceConnectionStateChange.subscribe((state) => {
-      if (state !== 'connected' || answeredAt === undefined || offeredAt === undefined) return;
+      if (state !== 'connected' || answeredAt === undefined || connected) return;
+      connected = true;
       this.observer.iceConnected(role, clock.now() - answeredAt);
-      offeredAt = undefined; // once per connection; an ICE restart is not a join
     });
     return link;
   }
