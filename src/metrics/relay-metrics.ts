@@ -1,6 +1,5 @@
 import type { RelayStats } from '../relay/engine';
 import type { RelayObserver } from '../relay/router';
-import type { Role } from '../sessions/store';
 import { type Collector, type Exposition, Histogram } from './exposition';
 
 /** Phases of a connection, in milliseconds: from a few on loopback to the seconds of a cellular link or TURN. */
@@ -55,11 +54,11 @@ export class ConnectionMetrics implements RelayObserver, Collector {
     }
   }
 
-  answered(_role: Role, ms: number): void {
+  answered(ms: number): void {
     this.offerAnswer.relay.observe(ms);
   }
 
-  iceConnected(_role: Role, ms: number): void {
+  iceConnected(ms: number): void {
     this.answerConnected.observe(ms);
   }
 

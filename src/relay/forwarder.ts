@@ -43,10 +43,7 @@ export class SourceTrack {
       this.codecs[codec.payloadType & 0x7f] = codec;
       this.families[codec.payloadType & 0x7f] = codecFamily(codec.mimeType);
     }
-    // The first video codec is the one the publisher sends (the server's offer lists one codec family first).
-    const family = codecs[0] ? codecFamily(codecs[0].mimeType) : 'other';
-    const cached = kind === 'video' && cacheLimits !== undefined && cacheLimits.maxBytes > 0 && (family === 'vp8' || family === 'h264');
-    this.cache = cached ? new KeyframeCache(cacheLimits, family) : undefined;
+    this.cache = kind === 'video' && cacheLimits !== undefined && cacheLimits.maxBytes > 0 ? new KeyframeCache(cacheLimits) : undefined;
   }
 
   codec(payloadType: number): NegotiatedCodec | undefined {
@@ -60,7 +57,7 @@ export class SourceTrack {
   /** A packet from the publisher, at `now` (clock ms): into the history and the keyframe cache. */
   remember(packet: RtpPacket, now: number): void {
     this.history[packet.header.sequenceNumber & HISTORY_MASK] = packet;
-    this.cache?.add(packet, now);
+    this.cache?.add(packet, this.family(packet.header.payloadType), now);
   }
 
   /** The packet with this sequence number, if it is still in the history or the cached group of pictures. */
@@ -204,8 +201,9 @@ export class TrackForwarder {
 
   /**
    * A viewer waiting for a keyframe (it just connected, or its source changed) is sent the source's
-   * cached group of pictures, from its keyframe on, at once: MAX_IN_FLIGHT packets, then one more as
-   * each leaves, so that the burst is bounded like any other. True when a replay started.
+   * cached group of pictures, from its keyframe on, at once: REPLAY_BURST_BYTES, then paced at
+   * REPLAY_BYTES_PER_S, never more than MAX_IN_FLIGHT packets in flight; the live packets follow it.
+   * True when a replay started.
    */
   prime(source: SourceTrack, now: number): boolean {
     if (!this.output.ready) return false;

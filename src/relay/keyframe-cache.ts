@@ -23,22 +23,19 @@ export class KeyframeCache {
   private keyTimestamp = 0;
   private keyAt = 0;
 
-  constructor(
-    private readonly limits: KeyframeCacheLimits,
-    private readonly family: CodecFamily,
-  ) {}
+  constructor(private readonly limits: KeyframeCacheLimits) {}
 
   /** Payload bytes held now. */
   get size(): number {
     return this.bytes;
   }
 
-  /** Takes a packet as the publisher sent it; `now` is the clock's time in milliseconds. */
-  add(packet: RtpPacket, now: number): void {
-    if (this.limits.maxBytes <= 0) return;
+  /** Takes a packet as the publisher sent it, of its payload type's codec; `now` is the clock's time in milliseconds. */
+  add(packet: RtpPacket, family: CodecFamily, now: number): void {
+    if (this.limits.maxBytes <= 0 || (family !== 'vp8' && family !== 'h264')) return;
     const { payload, header } = packet;
-    if (startsKeyframe(this.family, payload) && !(this.gop.length > 0 && header.timestamp === this.keyTimestamp)) {
-      this.restart(header.timestamp, now);
+    if (startsKeyframe(family, payload) && !(this.gop.length > 0 && header.timestamp === this.keyTimestamp)) {
+      this.restart(header.timestamp, family, now);
     } else if (this.gop.length === 0) {
       return; // nothing decodable before a keyframe
     }
@@ -72,10 +69,10 @@ export class KeyframeCache {
     return packet?.header.sequenceNumber === sequenceNumber ? packet : undefined;
   }
 
-  private restart(timestamp: number, now: number): void {
+  private restart(timestamp: number, family: CodecFamily, now: number): void {
     // H.264 parameter sets at the end of the old group, for this picture, open the new one.
     let keep = this.gop.length;
-    while (this.family === 'h264' && keep > 0) {
+    while (family === 'h264' && keep > 0) {
       const tail = this.gop[keep - 1] as RtpPacket;
       if (tail.header.timestamp !== timestamp || !onlyParameterSets(tail.payload)) break;
       keep--;

@@ -10,9 +10,9 @@ import { type LinkMessage, ServerLink } from './link';
 /** The phases of a relay connection the server sees, in milliseconds, for metrics. */
 export interface RelayObserver {
   /** The server's offer sent → the peer's answer in. */
-  answered(role: Role, ms: number): void;
+  answered(ms: number): void;
   /** The peer's answer in → ICE connected. */
-  iceConnected(role: Role, ms: number): void;
+  iceConnected(ms: number): void;
   /** A viewer's connection made (its stream opened) → its first video packet written to it. */
   firstVideoPacket(ms: number): void;
 }
@@ -207,7 +207,7 @@ export class SessionRouter {
    * A connection with the peer, timed: its first offer sent → the answer in → ICE connected, once per
    * connection (an ICE restart is not a join).
    */
-  private link(peerId: string, config: Partial<PeerConfig>, role: Role): ServerLink {
+  private link(peerId: string, config: Partial<PeerConfig>): ServerLink {
     const { clock } = this.deps;
     let offeredAt: number | undefined;
     let answeredAt: number | undefined;
@@ -220,18 +220,18 @@ export class SessionRouter {
     this.answerTimers.set(link, () => {
       if (offeredAt === undefined || answeredAt !== undefined) return;
       answeredAt = clock.now();
-      this.observer.answered(role, answeredAt - offeredAt);
+      this.observer.answered(answeredAt - offeredAt);
     });
     link.pc.iceConnectionStateChange.subscribe((state) => {
       if (state !== 'connected' || answeredAt === undefined || connected) return;
       connected = true;
-      this.observer.iceConnected(role, clock.now() - answeredAt);
+      this.observer.iceConnected(clock.now() - answeredAt);
     });
     return link;
   }
 
   private addPublisher(peerId: string): void {
-    const link = this.link(peerId, this.deps.publisherConfig, 'publisher');
+    const link = this.link(peerId, this.deps.publisherConfig);
     const publisher: Publisher = { id: peerId, link, sources: {}, ssrcs: {} };
     this.publisher = publisher;
     for (const kind of KINDS) link.pc.addTransceiver(kind, { direction: 'recvonly' });
@@ -266,7 +266,7 @@ export class SessionRouter {
   }
 
   private addViewer(peerId: string): void {
-    const link = this.link(peerId, this.deps.viewerConfig, 'viewer');
+    const link = this.link(peerId, this.deps.viewerConfig);
     const createdAt = this.deps.clock.now();
     const stream = new MediaStream();
     const transceivers = {} as Record<MediaKind, RTCRtpTransceiver>;

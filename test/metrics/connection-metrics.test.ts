@@ -41,8 +41,8 @@ describe('offer → answer in mesh sessions', () => {
 
   test('relay phases are observed as the relay reports them', () => {
     const metrics = new ConnectionMetrics(() => 0);
-    metrics.answered('viewer', 40);
-    metrics.iceConnected('viewer', 8);
+    metrics.answered(40);
+    metrics.iceConnected(8);
     metrics.firstVideoPacket(60);
     metrics.firstVideoPacket(3000);
     const m = exposed(metrics);

@@ -141,11 +141,11 @@ describe('a viewer joining mid-GOP', () => {
   });
 
   test('H.264: a PPS sent alone just before the IDR moves into its group', () => {
-    const cache = new KeyframeCache(LIMITS, 'h264');
-    cache.add(packet(1, 0, IDR, 102), 0);
-    cache.add(packet(2, 3000, P_SLICE, 102), 33);
-    cache.add(packet(3, 6000, PPS, 102), 66);
-    cache.add(packet(4, 6000, IDR, 102), 66);
+    const cache = new KeyframeCache(LIMITS);
+    cache.add(packet(1, 0, IDR, 102), 'h264', 0);
+    cache.add(packet(2, 3000, P_SLICE, 102), 'h264', 33);
+    cache.add(packet(3, 6000, PPS, 102), 'h264', 66);
+    cache.add(packet(4, 6000, IDR, 102), 'h264', 66);
     expect(cache.packets(70)?.map((p) => p.header.sequenceNumber)).toEqual([3, 4]);
     expect(cache.size).toBe(PPS.length + IDR.length);
   });
