@@ -47,11 +47,18 @@ async function start(): Promise<{ proc: ReturnType<typeof Bun.spawn>; url: strin
 async function join(url: string, peerId: string): Promise<{ ms: number | undefined; close: () => Promise<void> }> {
   const t0 = performance.now();
   let firstAt = 0;
-  const peer = await relayPeer(url, 'cam', peerId, '', () => {}, (pc) => {
-    pc.onTrack.subscribe((track) => {
-      if (track.kind === 'video') track.onReceiveRtp.subscribe(() => void (firstAt ||= performance.now()));
-    });
-  });
+  const peer = await relayPeer(
+    url,
+    'cam',
+    peerId,
+    '',
+    () => {},
+    (pc) => {
+      pc.onTrack.subscribe((track) => {
+        if (track.kind === 'video') track.onReceiveRtp.subscribe(() => void (firstAt ||= performance.now()));
+      });
+    },
+  );
   while (!firstAt && performance.now() - t0 < WAIT_MS) await Bun.sleep(5);
   return { ms: firstAt ? firstAt - t0 : undefined, close: () => peer.close() };
 }

@@ -15,7 +15,14 @@ async function post(url: string, body?: unknown): Promise<{ status: number; body
 }
 
 /** Registers, then answers `switchboard`'s offer; `prepare` runs between the offer and the answer, `created` before both. */
-export async function relayPeer(url: string, sessionId: string, peerId: string, query: string, prepare: (pc: RTCPeerConnection) => void, created: (pc: RTCPeerConnection) => void = () => {}): Promise<BenchPeer> {
+export async function relayPeer(
+  url: string,
+  sessionId: string,
+  peerId: string,
+  query: string,
+  prepare: (pc: RTCPeerConnection) => void,
+  created: (pc: RTCPeerConnection) => void = () => {},
+): Promise<BenchPeer> {
   const registered = await post(`${url}/register/${sessionId}/${peerId}${query}`);
   if (registered.status !== 200) throw new Error(`register ${peerId}: ${registered.status} ${JSON.stringify(registered.body)}`);
   const events: SseConnection = await openEvents(`${url}/events/${sessionId}/${peerId}`);
@@ -65,7 +72,12 @@ export interface PublisherOptions {
  * A publisher of synthetic VP8 at `kbps`: 30 frames a second cut into packets of at most 1100 bytes, a
  * keyframe every 2 s (`keyframeIntervalS`) and whenever the server asks for one (unless told not to).
  */
-export async function benchPublisher(url: string, sessionId: string, kbps: number, options: PublisherOptions = {}): Promise<BenchPeer & { packets: () => number; keyframes: () => number }> {
+export async function benchPublisher(
+  url: string,
+  sessionId: string,
+  kbps: number,
+  options: PublisherOptions = {},
+): Promise<BenchPeer & { packets: () => number; keyframes: () => number }> {
   const { keyframeIntervalS = 2, honoursKeyframeRequests = true } = options;
   const track = new MediaStreamTrack({ kind: 'video' });
   let keyframeWanted = true;
@@ -142,41 +154,49 @@ export async function benchViewer(url: string, sessionId: string, peerId: string
   let retries = 0;
   let closed = false;
   let peer: BenchPeer;
-  const connect = () => relayPeer(url, sessionId, peerId, '', () => {}, (pc) => {
-    pc.connectionStateChange.subscribe((state) => {
-      if (state !== 'failed' || closed) return;
-      retries++;
-      highest = -1; // the new connection's sequence numbers start anywhere
-      const failed = peer;
-      void failed.close(false).then(async () => {
-        if (!closed) peer = await connect();
-      });
-    });
-    // The benchmark's viewers count packets and gaps without decrypting them (the RTP header is not
-    // encrypted): the server still encrypts for each one, and the load generator, which shares this
-    // machine with the server, costs less than the server it measures.
-    pc.connectionStateChange.subscribe((state) => {
-      if (state !== 'connected') return;
-      for (const transport of pc.dtlsTransports) transport.srtp.decrypt = (packet: Buffer) => packet;
-    });
-    pc.onTrack.subscribe((track) => {
-      if (track.kind !== 'video') return;
-      track.onReceiveRtp.subscribe((packet) => {
-        received++;
-        const seq = packet.header.sequenceNumber;
-        if (highest < 0) {
-          highest = seq;
-          expected = 1;
-          return;
-        }
-        const ahead = (seq - highest) & 0xffff;
-        if (ahead > 0 && ahead < 0x8000) {
-          expected += ahead;
-          highest = seq;
-        }
-      });
-    });
-  });
+  const connect = () =>
+    relayPeer(
+      url,
+      sessionId,
+      peerId,
+      '',
+      () => {},
+      (pc) => {
+        pc.connectionStateChange.subscribe((state) => {
+          if (state !== 'failed' || closed) return;
+          retries++;
+          highest = -1; // the new connection's sequence numbers start anywhere
+          const failed = peer;
+          void failed.close(false).then(async () => {
+            if (!closed) peer = await connect();
+          });
+        });
+        // The benchmark's viewers count packets and gaps without decrypting them (the RTP header is not
+        // encrypted): the server still encrypts for each one, and the load generator, which shares this
+        // machine with the server, costs less than the server it measures.
+        pc.connectionStateChange.subscribe((state) => {
+          if (state !== 'connected') return;
+          for (const transport of pc.dtlsTransports) transport.srtp.decrypt = (packet: Buffer) => packet;
+        });
+        pc.onTrack.subscribe((track) => {
+          if (track.kind !== 'video') return;
+          track.onReceiveRtp.subscribe((packet) => {
+            received++;
+            const seq = packet.header.sequenceNumber;
+            if (highest < 0) {
+              highest = seq;
+              expected = 1;
+              return;
+            }
+            const ahead = (seq - highest) & 0xffff;
+            if (ahead > 0 && ahead < 0x8000) {
+              expected += ahead;
+              highest = seq;
+            }
+          });
+        });
+      },
+    );
   peer = await connect();
   return {
     get connected() {

@@ -25,9 +25,9 @@ import type { HtmlImport } from './page/bundle';
 import { pageRoutes } from './page/routes';
 import { RelayCapacity } from './relay/capacity';
 import { LazyRelay } from './relay/lazy';
-import { sessionRoutes } from './sessions/routes';
 import type { SignallingBackend } from './sessions/backend';
 import type { SessionListener } from './sessions/events';
+import { sessionRoutes } from './sessions/routes';
 import { Signalling } from './sessions/service';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
@@ -70,7 +70,13 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0 };
   const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
-  const { signalling, ready, relay, relayCapacity } = signallingBackend(config, { clock, observer: ops.observer, logger, listener: notifier?.notify }, ops, deps.instanceId, deps.monotonic);
+  const { signalling, ready, relay, relayCapacity } = signallingBackend(
+    config,
+    { clock, observer: ops.observer, logger, listener: notifier?.notify },
+    ops,
+    deps.instanceId,
+    deps.monotonic,
+  );
   backend = signalling;
   const drain = ops.drain(signalling);
   const anyOrigin = config.corsOrigins.includes('*');
@@ -81,49 +87,51 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
 
   // The client page is served by pageRoutes from the built bundle, not as Bun's native HTML route:
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
-  return new Elysia({ websocket: WS_SERVER_OPTIONS })
-    .decorate('signalling', signalling)
-    // Resolves once the backend made its first attempt to connect (at once without REDIS_URL).
-    .decorate('backendReady', ready)
-    .decorate('access', access)
-    .decorate('relay', relay)
-    // The places relay peers hold (MAX_RELAY_PEERS): whatever adds peers to relay sessions takes one.
-    .decorate('relayCapacity', relayCapacity)
-    .decorate('readiness', ops.readiness)
-    .decorate('drain', drain)
-    .onStop(() => {
-      notifier?.stop();
-      void signalling.close();
-    })
-    .onError(({ code, error, request, set }) => {
-      const response = errorAnswer(code, error, request);
-      // Metrics and the request log read the status from here.
-      set.status = response.status;
-      if (code === 'NOT_FOUND') ops.unmatched(request.method, set.headers[REQUEST_ID_HEADER]);
-      if (response.status >= 500 && !(error instanceof SignalError)) {
-        logger.error('internal error', { requestId: set.headers[REQUEST_ID_HEADER], method: request.method, path: new URL(request.url).pathname, error });
-      }
-      return response;
-    })
-    // Before CORS, whose preflight answers end the request early.
-    .use(ops.telemetry())
-    .use(
-      cors({
-        origin: anyOrigin ? '*' : config.corsOrigins,
-        credentials: false,
-        methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
-        allowedHeaders: ['Content-Type', 'Authorization', 'Last-Event-ID'],
-        exposeHeaders: ['Retry-After', 'X-Request-Id'],
-        maxAge: 600,
-      }),
-    )
-    .use(iceRoutes(iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) })))
-    .use(sessionRoutes(signalling, guard))
-    .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
-    .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue) }))
-    .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
-    .use(ops.routes())
-    .use(pageRoutes(page as unknown as HtmlImport, { tls: Boolean(config.tlsCert) }));
+  return (
+    new Elysia({ websocket: WS_SERVER_OPTIONS })
+      .decorate('signalling', signalling)
+      // Resolves once the backend made its first attempt to connect (at once without REDIS_URL).
+      .decorate('backendReady', ready)
+      .decorate('access', access)
+      .decorate('relay', relay)
+      // The places relay peers hold (MAX_RELAY_PEERS): whatever adds peers to relay sessions takes one.
+      .decorate('relayCapacity', relayCapacity)
+      .decorate('readiness', ops.readiness)
+      .decorate('drain', drain)
+      .onStop(() => {
+        notifier?.stop();
+        void signalling.close();
+      })
+      .onError(({ code, error, request, set }) => {
+        const response = errorAnswer(code, error, request);
+        // Metrics and the request log read the status from here.
+        set.status = response.status;
+        if (code === 'NOT_FOUND') ops.unmatched(request.method, set.headers[REQUEST_ID_HEADER]);
+        if (response.status >= 500 && !(error instanceof SignalError)) {
+          logger.error('internal error', { requestId: set.headers[REQUEST_ID_HEADER], method: request.method, path: new URL(request.url).pathname, error });
+        }
+        return response;
+      })
+      // Before CORS, whose preflight answers end the request early.
+      .use(ops.telemetry())
+      .use(
+        cors({
+          origin: anyOrigin ? '*' : config.corsOrigins,
+          credentials: false,
+          methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+          allowedHeaders: ['Content-Type', 'Authorization', 'Last-Event-ID'],
+          exposeHeaders: ['Retry-After', 'X-Request-Id'],
+          maxAge: 600,
+        }),
+      )
+      .use(iceRoutes(iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) })))
+      .use(sessionRoutes(signalling, guard))
+      .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
+      .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue) }))
+      .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
+      .use(ops.routes())
+      .use(pageRoutes(page as unknown as HtmlImport, { tls: Boolean(config.tlsCert) }))
+  );
 }
 
 /**

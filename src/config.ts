@@ -1,11 +1,14 @@
-import { type Static, type TSchema, Type as T } from '@sinclair/typebox';
+import { type Static, Type as T, type TSchema } from '@sinclair/typebox';
 import { AssertError, Value } from '@sinclair/typebox/value';
 
 const IceUrl = T.String({ pattern: '^(stun|stuns|turn|turns):[^\\s,]+$' });
 
 /** Who may register, read and send: see SECURITY.md. */
 const AccessSettings = {
-  authMode: T.Union([T.Literal('open'), T.Literal('token'), T.Literal('jwt')], { default: 'open', description: 'open: no checks (register still returns a token); token: a peer token guards each peer; jwt: registering needs a JWT from your backend' }),
+  authMode: T.Union([T.Literal('open'), T.Literal('token'), T.Literal('jwt')], {
+    default: 'open',
+    description: 'open: no checks (register still returns a token); token: a peer token guards each peer; jwt: registering needs a JWT from your backend',
+  }),
   jwtSecret: T.Optional(T.String({ minLength: 32, description: 'HS256 secret that JWTs are signed with (AUTH_MODE=jwt), at least 32 characters' })),
   jwtPublicKeyFile: T.Optional(T.String({ minLength: 1, description: 'PEM public key (RSA: RS256, P-256: ES256) that JWTs are signed with (AUTH_MODE=jwt)' })),
   jwtJwksFile: T.Optional(T.String({ minLength: 1, description: 'JSON Web Key Set file with the RS256/ES256 keys that JWTs are signed with (AUTH_MODE=jwt)' })),
@@ -31,27 +34,80 @@ const LimitSettings = {
 
 /** Several instances as one: sessions, routing and resume kept in Redis. */
 const ClusterSettings = {
-  redisUrl: T.Optional(T.String({ pattern: '^(redis|rediss|valkey|valkeys)://\\S+$', description: 'redis://[user:password@]host:port[/db]: keep sessions in this Redis so that several instances behind a load balancer act as one (unset: in this process only)' })),
-  redisPrefix: T.String({ pattern: '^[A-Za-z0-9._:-]{1,64}$', default: 'switchboard', description: 'prefix of every Redis key and channel, so that several deployments can share one Redis' }),
-  redisTimeoutMs: T.Integer({ minimum: 50, default: 5000, description: 'a Redis command unanswered for this long means Redis is unreachable: the connection is dropped and made again, requests waiting on it answer 503' }),
+  redisUrl: T.Optional(
+    T.String({
+      pattern: '^(redis|rediss|valkey|valkeys)://\\S+$',
+      description: 'redis://[user:password@]host:port[/db]: keep sessions in this Redis so that several instances behind a load balancer act as one (unset: in this process only)',
+    }),
+  ),
+  redisPrefix: T.String({
+    pattern: '^[A-Za-z0-9._:-]{1,64}$',
+    default: 'switchboard',
+    description: 'prefix of every Redis key and channel, so that several deployments can share one Redis',
+  }),
+  redisTimeoutMs: T.Integer({
+    minimum: 50,
+    default: 5000,
+    description: 'a Redis command unanswered for this long means Redis is unreachable: the connection is dropped and made again, requests waiting on it answer 503',
+  }),
 };
 
 /** The media side of relay sessions: the server's own WebRTC connections (see README, Relay mode). */
 const RelaySettings = {
-  relayPortRange: T.Optional(T.String({ pattern: '^\\s*\\d{1,5}\\s*-\\s*\\d{1,5}\\s*$', description: 'UDP ports of relay connections, FROM-TO, one port per connected peer (default: any free port)' })),
-  relayPublicIp: T.Optional(T.String({ pattern: '^(\\d{1,3}\\.){3}\\d{1,3}$', description: "IPv4 address announced in the relay's ICE candidates instead of the local one (a server behind 1:1 NAT)" })),
-  relayHostIps: T.Optional(T.Array(T.String({ pattern: '^(\\d{1,3}\\.){3}\\d{1,3}$' }), { minItems: 1, description: 'comma-separated local IPv4 addresses to gather on besides every interface (e.g. 127.0.0.1, which is left out otherwise)' })),
+  relayPortRange: T.Optional(
+    T.String({ pattern: '^\\s*\\d{1,5}\\s*-\\s*\\d{1,5}\\s*$', description: 'UDP ports of relay connections, FROM-TO, one port per connected peer (default: any free port)' }),
+  ),
+  relayPublicIp: T.Optional(
+    T.String({ pattern: '^(\\d{1,3}\\.){3}\\d{1,3}$', description: "IPv4 address announced in the relay's ICE candidates instead of the local one (a server behind 1:1 NAT)" }),
+  ),
+  relayHostIps: T.Optional(
+    T.Array(T.String({ pattern: '^(\\d{1,3}\\.){3}\\d{1,3}$' }), {
+      minItems: 1,
+      description: 'comma-separated local IPv4 addresses to gather on besides every interface (e.g. 127.0.0.1, which is left out otherwise)',
+    }),
+  ),
   relayIceUrls: T.Optional(T.Array(IceUrl, { minItems: 1, description: 'comma-separated STUN/TURN URLs the relay itself uses to gather candidates (default: none)' })),
   relayIceUsername: T.Optional(T.String({ minLength: 1, description: 'TURN username for RELAY_ICE_URLS (with RELAY_ICE_CREDENTIAL)' })),
   relayIceCredential: T.Optional(T.String({ minLength: 1, description: 'TURN password for RELAY_ICE_URLS' })),
-  relayMode: T.Optional(T.Union([T.Literal('open'), T.Literal('admin'), T.Literal('off')], { description: 'who may create relay sessions: open, anyone (?mode=relay); admin, only the admin API and JWTs with "relay": true; off, nobody (default: open with AUTH_MODE=open, admin otherwise)' })),
-  maxRelayPeers: T.Integer({ minimum: 1, default: 200, description: 'peers registered in relay sessions on this server at once; past it POST /register answers 503 relay_full (one core carries about 150-300 viewers of a 1.5 Mbit/s camera)' }),
+  relayMode: T.Optional(
+    T.Union([T.Literal('open'), T.Literal('admin'), T.Literal('off')], {
+      description:
+        'who may create relay sessions: open, anyone (?mode=relay); admin, only the admin API and JWTs with "relay": true; off, nobody (default: open with AUTH_MODE=open, admin otherwise)',
+    }),
+  ),
+  maxRelayPeers: T.Integer({
+    minimum: 1,
+    default: 200,
+    description:
+      'peers registered in relay sessions on this server at once; past it POST /register answers 503 relay_full (one core carries about 150-300 viewers of a 1.5 Mbit/s camera)',
+  }),
   maxRelayPeersPerIp: T.Integer({ minimum: 0, default: 20, description: 'peers registered in relay sessions from one client IP at once; past it 429 (0: no limit)' }),
-  relayIceRestartsPerMin: T.Integer({ minimum: 0, default: 6, description: 'ice-restart messages to switchboard one peer may send per minute, after a burst of 3; past it 429 (0: no limit)' }),
-  relayVideoCodecs: T.Array(T.Union([T.Literal('vp8'), T.Literal('h264')]), { minItems: 1, default: ['vp8', 'h264'], description: 'comma-separated video codecs of relay sessions, preferred first: a publisher sends the first one it has (h264,vp8 for H.264 from browsers too)' }),
-  relayKeyframeCacheBytes: T.Integer({ minimum: 0, default: 2_500_000, description: "bytes of video each relay publisher's track keeps since its last keyframe, sent at once to a viewer that joins so that it need not wait for the next keyframe (2.5 MB: a 10 s keyframe interval at 2 Mbit/s; a longer group is not kept; 0: off)" }),
-  relayKeyframeCacheMs: T.Integer({ minimum: 100, default: 12_000, description: 'the oldest keyframe the relay keeps for joining viewers, in milliseconds: past it a viewer waits for the next one' }),
-  relayPrewarm: T.Union([T.Literal('on'), T.Literal('off')], { default: 'off', description: "on: the relay engine (werift) and the DTLS certificate its connections share are loaded right after the server listens, so that the first relay session's offer is not later than the next ones' (about 100 ms), for about 14 MB more idle memory; off: loaded when the first relay session starts. Never loaded with RELAY_MODE=off" }),
+  relayIceRestartsPerMin: T.Integer({
+    minimum: 0,
+    default: 6,
+    description: 'ice-restart messages to switchboard one peer may send per minute, after a burst of 3; past it 429 (0: no limit)',
+  }),
+  relayVideoCodecs: T.Array(T.Union([T.Literal('vp8'), T.Literal('h264')]), {
+    minItems: 1,
+    default: ['vp8', 'h264'],
+    description: 'comma-separated video codecs of relay sessions, preferred first: a publisher sends the first one it has (h264,vp8 for H.264 from browsers too)',
+  }),
+  relayKeyframeCacheBytes: T.Integer({
+    minimum: 0,
+    default: 2_500_000,
+    description:
+      "bytes of video each relay publisher's track keeps since its last keyframe, sent at once to a viewer that joins so that it need not wait for the next keyframe (2.5 MB: a 10 s keyframe interval at 2 Mbit/s; a longer group is not kept; 0: off)",
+  }),
+  relayKeyframeCacheMs: T.Integer({
+    minimum: 100,
+    default: 12_000,
+    description: 'the oldest keyframe the relay keeps for joining viewers, in milliseconds: past it a viewer waits for the next one',
+  }),
+  relayPrewarm: T.Union([T.Literal('on'), T.Literal('off')], {
+    default: 'off',
+    description:
+      "on: the relay engine (werift) and the DTLS certificate its connections share are loaded right after the server listens, so that the first relay session's offer is not later than the next ones' (about 100 ms), for about 14 MB more idle memory; off: loaded when the first relay session starts. Never loaded with RELAY_MODE=off",
+  }),
 };
 
 /**
@@ -69,7 +125,10 @@ export const Config = T.Object({
   maxQueue: T.Integer({ minimum: 1, maximum: 100_000, default: 256, description: 'events held per peer while its stream is closed, and kept for resume' }),
   maxSessions: T.Integer({ minimum: 1, default: 10_000, description: 'sessions on this server at once' }),
   maxPeersPerSession: T.Integer({ minimum: 2, default: 64, description: 'peers in one session at once' }),
-  logLevel: T.Union([T.Literal('debug'), T.Literal('info'), T.Literal('warn'), T.Literal('error')], { default: 'info', description: 'least severe log lines written: debug, info, warn or error' }),
+  logLevel: T.Union([T.Literal('debug'), T.Literal('info'), T.Literal('warn'), T.Literal('error')], {
+    default: 'info',
+    description: 'least severe log lines written: debug, info, warn or error',
+  }),
   logFormat: T.Union([T.Literal('json'), T.Literal('pretty')], { default: 'json', description: 'json (one object per line) or pretty (for a terminal)' }),
   metricsToken: T.Optional(T.String({ minLength: 1, description: 'when set, GET /metrics requires "Authorization: Bearer <token>"' })),
   shutdownTimeoutMs: T.Integer({ minimum: 0, default: 5_000, description: 'on SIGTERM/SIGINT, how long in-flight requests get before the rest is closed' }),
@@ -78,10 +137,16 @@ export const Config = T.Object({
   turnTtlS: T.Integer({ minimum: 60, default: 86_400, description: 'lifetime of TURN credentials issued with TURN_SECRET or asked of Cloudflare, in seconds' }),
   turnUsername: T.Optional(T.String({ minLength: 1, description: 'fixed TURN username (with TURN_CREDENTIAL)' })),
   turnCredential: T.Optional(T.String({ minLength: 1, description: 'fixed TURN password (with TURN_USERNAME)' })),
-  cloudflareTurnKeyId: T.Optional(T.String({ minLength: 1, description: "Cloudflare Realtime TURN key id: GET /iceServers serves Cloudflare's TURN credentials (with CLOUDFLARE_TURN_API_TOKEN)" })),
+  cloudflareTurnKeyId: T.Optional(
+    T.String({ minLength: 1, description: "Cloudflare Realtime TURN key id: GET /iceServers serves Cloudflare's TURN credentials (with CLOUDFLARE_TURN_API_TOKEN)" }),
+  ),
   cloudflareTurnApiToken: T.Optional(T.String({ minLength: 1, description: "that TURN key's API token (a bearer token, kept on the server)" })),
   cloudflareTurnApiUrl: T.String({ pattern: '^https?://[^\\s]+$', default: 'https://rtc.live.cloudflare.com/v1', description: "base URL of Cloudflare's Realtime API" }),
-  corsOrigins: T.Array(T.String({ minLength: 1 }), { minItems: 1, default: ['*'], description: 'comma-separated origins allowed to call the API; * allows any, never with credentials' }),
+  corsOrigins: T.Array(T.String({ minLength: 1 }), {
+    minItems: 1,
+    default: ['*'],
+    description: 'comma-separated origins allowed to call the API; * allows any, never with credentials',
+  }),
   ...AccessSettings,
   ...LimitSettings,
   ...ClusterSettings,
@@ -101,10 +166,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-export type Command =
-  | { kind: 'run'; config: Config }
-  | { kind: 'help'; text: string }
-  | { kind: 'version' };
+export type Command = { kind: 'run'; config: Config } | { kind: 'help'; text: string } | { kind: 'version' };
 
 /**
  * Reads the command line and the environment into a validated `Config`. This is the only place
@@ -132,7 +194,12 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     if (isInteger(key) && !/^\d+$/.test(value.trim())) {
       throw new ConfigError(`${envName(key)}=${JSON.stringify(value)} is invalid: Expected a whole number`);
     }
-    raw[key] = isList(key) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value.trim();
+    raw[key] = isList(key)
+      ? value
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : value.trim();
   }
 
   let config: Config;
@@ -196,7 +263,7 @@ function checkCloudflare(c: Config): void {
 
 /** The configuration with every default applied: what tests start from. */
 export function defaultConfig(overrides: Partial<Config> = {}): Config {
-  return { ...Value.Default(Config, {}) as Config, ...overrides };
+  return { ...(Value.Default(Config, {}) as Config), ...overrides };
 }
 
 export function helpText(): string {
@@ -237,7 +304,7 @@ function checkRelay(c: Config): void {
     throw new ConfigError(`RELAY_PORT_RANGE=${JSON.stringify(c.relayPortRange)} is invalid: expected FROM-TO with 1 <= FROM < TO <= 65535 (one port per connected peer)`);
   }
   for (const [name, ip] of [['RELAY_PUBLIC_IP', c.relayPublicIp], ...(c.relayHostIps ?? []).map((ip) => ['RELAY_HOST_IPS', ip])] as const) {
-    if (ip && ip.split('.').some((part) => Number(part) > 255)) throw new ConfigError(`${name}=${JSON.stringify(ip)} is not an IPv4 address`);
+    if (ip?.split('.').some((part) => Number(part) > 255)) throw new ConfigError(`${name}=${JSON.stringify(ip)} is not an IPv4 address`);
   }
   if (Boolean(c.relayIceUsername) !== Boolean(c.relayIceCredential)) {
     throw new ConfigError('RELAY_ICE_USERNAME and RELAY_ICE_CREDENTIAL must be set together');

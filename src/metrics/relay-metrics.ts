@@ -67,7 +67,11 @@ export class ConnectionMetrics implements RelayObserver, Collector {
   }
 
   collect(out: Exposition): void {
-    out.family('switchboard_offer_answer_seconds', 'histogram', "Time from an offer to its answer: in a mesh session between two peers, as both passed through the server; in a relay session from the server's offer sent to the peer's answer in.");
+    out.family(
+      'switchboard_offer_answer_seconds',
+      'histogram',
+      "Time from an offer to its answer: in a mesh session between two peers, as both passed through the server; in a relay session from the server's offer sent to the peer's answer in.",
+    );
     for (const mode of ['mesh', 'relay'] as const) out.histogram('switchboard_offer_answer_seconds', this.offerAnswer[mode], { mode });
     out.family('switchboard_answer_ice_connected_seconds', 'histogram', "Time from a peer's answer in to ICE connected, on the server's own connections (relay sessions).");
     out.histogram('switchboard_answer_ice_connected_seconds', this.answerConnected, { mode: 'relay' });
@@ -80,7 +84,7 @@ export class ConnectionMetrics implements RelayObserver, Collector {
     out.single('switchboard_relay_connections', 'gauge', 'Server-side WebRTC connections open, publishers and viewers.', s.connections);
     out.single('switchboard_relay_packets_in_total', 'counter', 'RTP packets received from relay publishers.', s.packetsIn);
     out.single('switchboard_relay_packets_out_total', 'counter', 'RTP packets sent to relay viewers, retransmissions included.', s.packetsOut);
-    out.single('switchboard_relay_retransmitted_total', 'counter', "RTP packets resent to relay viewers for their NACKs.", s.retransmitted);
+    out.single('switchboard_relay_retransmitted_total', 'counter', 'RTP packets resent to relay viewers for their NACKs.', s.retransmitted);
     out.single('switchboard_relay_dropped_total', 'counter', 'RTP packets dropped for a relay viewer that could not take them (its queue was full).', s.dropped);
     out.single('switchboard_relay_keyframe_requests_total', 'counter', 'Keyframe requests (PLI) sent to relay publishers.', s.keyframeRequests);
     out.single('switchboard_relay_keyframe_cache_bytes', 'gauge', "Bytes of video the publishers' keyframe caches hold.", s.keyframeCacheBytes);

@@ -64,7 +64,11 @@ export class LazyRelay implements ServerPeer {
     if (!this.engine && message.type === 'ice-candidate' && message.candidate) {
       const held = this.pendingCandidates.get(key) ?? 0;
       if (held >= MAX_REMOTE_CANDIDATES) {
-        throw new SignalError('too_many_candidates', `switchboard is starting and holds ${MAX_REMOTE_CANDIDATES} ICE candidates of peer ${peerId}, the most it holds; retry in a second`, 1);
+        throw new SignalError(
+          'too_many_candidates',
+          `switchboard is starting and holds ${MAX_REMOTE_CANDIDATES} ICE candidates of peer ${peerId}, the most it holds; retry in a second`,
+          1,
+        );
       }
       this.pendingCandidates.set(key, held + 1);
     }

@@ -1,6 +1,6 @@
 // One relay session: the publisher's connection (the server receives), every viewer's connection (the
 // server sends), and the RTP between them.
-import { GenericNack, MediaStream, type PeerConfig, type RTCRtpTransceiver, type RtpPacket } from 'werift';
+import { type GenericNack, MediaStream, type PeerConfig, type RTCRtpTransceiver, type RtpPacket } from 'werift';
 import { type Cancel, type Clock, Ticker } from '../clock';
 import type { Role } from '../sessions/store';
 import { type ForwarderCounters, type MediaKind, type RtpOutput, SourceTrack, TrackForwarder } from './forwarder';

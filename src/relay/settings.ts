@@ -1,16 +1,20 @@
 // The relay's werift settings, from the server's configuration.
-import {
-  type PeerConfig,
-  RTCRtpCodecParameters,
-  useNACK,
-  usePLI,
-  useSdesMid,
-  useTransportWideCC,
-  useTWCC,
-} from 'werift';
+import { type PeerConfig, RTCRtpCodecParameters, useNACK, usePLI, useSdesMid, useTransportWideCC, useTWCC } from 'werift';
 import { type Config, relayPorts } from '../config';
 
-export type RelayConfig = Pick<Config, 'relayPortRange' | 'relayPublicIp' | 'relayHostIps' | 'relayIceUrls' | 'relayIceUsername' | 'relayIceCredential' | 'relayVideoCodecs' | 'relayIceRestartsPerMin' | 'relayKeyframeCacheBytes' | 'relayKeyframeCacheMs'>;
+export type RelayConfig = Pick<
+  Config,
+  | 'relayPortRange'
+  | 'relayPublicIp'
+  | 'relayHostIps'
+  | 'relayIceUrls'
+  | 'relayIceUsername'
+  | 'relayIceCredential'
+  | 'relayVideoCodecs'
+  | 'relayIceRestartsPerMin'
+  | 'relayKeyframeCacheBytes'
+  | 'relayKeyframeCacheMs'
+>;
 
 /**
  * The codecs relay sessions carry: VP8 and H.264 (what browsers and dashcams encode), in the order of
@@ -20,7 +24,13 @@ export type RelayConfig = Pick<Config, 'relayPortRange' | 'relayPublicIp' | 'rel
  */
 function codecs(order: RelayConfig['relayVideoCodecs'], feedback: () => RTCRtpCodecParameters['rtcpFeedback']) {
   const h264 = (payloadType: number, profile: string) =>
-    new RTCRtpCodecParameters({ payloadType, mimeType: 'video/H264', clockRate: 90_000, rtcpFeedback: feedback(), parameters: `level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=${profile}` });
+    new RTCRtpCodecParameters({
+      payloadType,
+      mimeType: 'video/H264',
+      clockRate: 90_000,
+      rtcpFeedback: feedback(),
+      parameters: `level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=${profile}`,
+    });
   const byName = {
     vp8: () => [new RTCRtpCodecParameters({ payloadType: 96, mimeType: 'video/VP8', clockRate: 90_000, rtcpFeedback: feedback() })],
     h264: () => [h264(102, '42e01f'), h264(104, '4d001f'), h264(106, '640c1f')],

@@ -3,10 +3,10 @@ import type { Config } from '../config';
 import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
 import { SignalError } from '../errors';
-import type { SessionEvent, SessionListener } from './events';
 import { type Logger, silentLogger } from '../log/logger';
 import type { RelayCapacity } from '../relay/capacity';
 import type { Admit, RegisterOrigin, Registration, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
+import type { SessionEvent, SessionListener } from './events';
 import { SERVER_EVENT_TYPES, type SignalBody } from './model';
 import { reservedPeer, SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
 import type { PeerAuth, PeerRecord, Role, Session, SessionStore } from './store';
@@ -50,8 +50,7 @@ function publisherOf(session: Session, peerId: string): string | undefined {
  * arrival and departure are what they need to know, and nobody learns of a viewer, so that nobody offers
  * to anyone but the server.
  */
-const sees = (session: Session, other: PeerRecord, peer: PeerRecord) =>
-  session.mode === 'mesh' || (roleOf(peer) === 'publisher' && other !== peer);
+const sees = (session: Session, other: PeerRecord, peer: PeerRecord) => session.mode === 'mesh' || (roleOf(peer) === 'publisher' && other !== peer);
 
 /**
  * The seed's signalling semantics: sessions of peers that relay messages to each other. The server,

@@ -72,7 +72,15 @@ describe('GET /metrics', () => {
 
     const relay = createApp(defaultConfig({ relayMode: 'open' }));
     const r = parseExposition(await (await relay.handle(new Request('http://localhost/metrics'))).text());
-    for (const name of ['switchboard_relay_sessions', 'switchboard_relay_viewers', 'switchboard_relay_packets_in_total', 'switchboard_relay_packets_out_total', 'switchboard_relay_retransmitted_total', 'switchboard_relay_dropped_total', 'switchboard_relay_keyframe_cache_bytes']) {
+    for (const name of [
+      'switchboard_relay_sessions',
+      'switchboard_relay_viewers',
+      'switchboard_relay_packets_in_total',
+      'switchboard_relay_packets_out_total',
+      'switchboard_relay_retransmitted_total',
+      'switchboard_relay_dropped_total',
+      'switchboard_relay_keyframe_cache_bytes',
+    ]) {
       expect(r.value(name)).toBe(0);
     }
     expect(r.histogram('switchboard_relay_first_video_packet_seconds').count).toBe(0);

@@ -2,7 +2,8 @@ import { expect } from 'bun:test';
 import parse, { type ParsedFamily, type ParsedSample } from 'parse-prometheus-text-format';
 
 /** One sample line of the text format: a name, optional labels, a value. */
-const SAMPLE_LINE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*")*\})? (?:[-+]?(?:\d+(?:\.\d+)?(?:e[-+]?\d+)?|Inf)|NaN)$/;
+const SAMPLE_LINE =
+  /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*")*\})? (?:[-+]?(?:\d+(?:\.\d+)?(?:e[-+]?\d+)?|Inf)|NaN)$/;
 
 export interface Scrape {
   families: ParsedFamily[];
@@ -68,7 +69,7 @@ function labelledHistogram(text: string, name: string, labels: Record<string, st
   let sum = Number.NaN;
   for (const line of text.split('\n')) {
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match || !match[1]?.startsWith(name)) continue;
+    if (!match?.[1]?.startsWith(name)) continue;
     const own: Record<string, string> = {};
     for (const [, key, value] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) own[key as string] = value as string;
     if (!Object.entries(labels).every(([k, v]) => own[k] === v)) continue;

@@ -22,17 +22,24 @@ afterAll(async () => {
 async function firstPackets(url: string, sessionId: string, peerId: string) {
   const timing = { connectedAt: 0 };
   const packets: { at: number; packet: RtpPacket }[] = [];
-  const peer = await relayPeer(url, sessionId, peerId, '', () => {}, (pc) => {
-    pc.connectionStateChange.subscribe((state) => {
-      if (state === 'connected') timing.connectedAt ||= performance.now();
-    });
-    pc.onTrack.subscribe((track) => {
-      if (track.kind !== 'video') return;
-      track.onReceiveRtp.subscribe((packet) => {
-        if (packets.length < 1000) packets.push({ at: performance.now(), packet });
+  const peer = await relayPeer(
+    url,
+    sessionId,
+    peerId,
+    '',
+    () => {},
+    (pc) => {
+      pc.connectionStateChange.subscribe((state) => {
+        if (state === 'connected') timing.connectedAt ||= performance.now();
       });
-    });
-  });
+      pc.onTrack.subscribe((track) => {
+        if (track.kind !== 'video') return;
+        track.onReceiveRtp.subscribe((packet) => {
+          if (packets.length < 1000) packets.push({ at: performance.now(), packet });
+        });
+      });
+    },
+  );
   peers.push(peer);
   return { timing, packets };
 }

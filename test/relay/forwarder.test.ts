@@ -24,7 +24,8 @@ function recorder() {
   return { sent, output };
 }
 
-const packet = (seq: number, ts: number, payload: Buffer, payloadType = 96) => new RtpPacket(new RtpHeader({ sequenceNumber: seq, timestamp: ts, payloadType, ssrc: 7, marker: true }), payload);
+const packet = (seq: number, ts: number, payload: Buffer, payloadType = 96) =>
+  new RtpPacket(new RtpHeader({ sequenceNumber: seq, timestamp: ts, payloadType, ssrc: 7, marker: true }), payload);
 
 describe('TrackForwarder', () => {
   test('video starts at a keyframe, asking for one meanwhile, in the viewer SSRC and payload type', () => {
@@ -39,7 +40,10 @@ describe('TrackForwarder', () => {
     expect(asked).toBe(1);
     forwarder.forward(packet(101, 12000, KEY), source, clock.now());
     forwarder.forward(packet(102, 15000, DELTA), source, clock.now());
-    expect(sent.map((p) => [p.ssrc, p.pt])).toEqual([[4242, 120], [4242, 120]]);
+    expect(sent.map((p) => [p.ssrc, p.pt])).toEqual([
+      [4242, 120],
+      [4242, 120],
+    ]);
     expect(((sent[1]?.seq ?? 0) - (sent[0]?.seq ?? 0)) & 0xffff).toBe(1);
     expect(((sent[1]?.ts ?? 0) - (sent[0]?.ts ?? 0)) >>> 0).toBe(3000);
   });
@@ -90,8 +94,18 @@ describe('TrackForwarder', () => {
     const clock = new ManualClock();
     const { sent, output } = recorder();
     const missing: string[] = [];
-    const forwarder = new TrackForwarder('video', output, clock, () => {}, (mime) => missing.push(mime));
-    forwarder.setViewerCodecs([VP8, { ...H264, payloadType: 104, parameters: 'packetization-mode=0;profile-level-id=42e01f' }, { ...H264, payloadType: 106, parameters: 'packetization-mode=1;profile-level-id=640c1f' }]);
+    const forwarder = new TrackForwarder(
+      'video',
+      output,
+      clock,
+      () => {},
+      (mime) => missing.push(mime),
+    );
+    forwarder.setViewerCodecs([
+      VP8,
+      { ...H264, payloadType: 104, parameters: 'packetization-mode=0;profile-level-id=42e01f' },
+      { ...H264, payloadType: 106, parameters: 'packetization-mode=1;profile-level-id=640c1f' },
+    ]);
     const source = new SourceTrack('video', [H264, { payloadType: 45, mimeType: 'video/AV1', clockRate: 90_000 }], 90_000);
     forwarder.forward(packet(1, 0, Buffer.from([0x65, 0x88]), 102), source, clock.now()); // an IDR slice
     expect(sent.map((p) => p.pt)).toEqual([106]);
