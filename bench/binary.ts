@@ -21,12 +21,13 @@
 // of each comparison, the last few of each left idle for 2 s before their RSS is read: well under two
 // minutes. Smoke mode: no build (the executable rows are skipped if there is none), 3 starts, 1 of
 // each comparison, 0.5 s idle.
-import type { Subprocess } from 'bun';
+
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { formatRows, type Row } from './table';
+import type { Subprocess } from 'bun';
 import { median, quantile } from './stats';
+import { formatRows, type Row } from './table';
 
 const root = join(import.meta.dir, '..');
 const MB = 1e6;
@@ -269,7 +270,14 @@ function startRows(bench: string, subject: string, run: { starts: Start[]; cpuMs
   const n = starts.length;
   const count = n === 1 ? '1 start' : `${n} starts`;
   return [
-    { bench, subject, figure: 'cold start: spawn → listening line, p50', value: quantile(line, 0.5), unit: 'ms', note: `p90 ${ms(quantile(line, 0.9))}, max ${ms(Math.max(...line))}; ${count}` },
+    {
+      bench,
+      subject,
+      figure: 'cold start: spawn → listening line, p50',
+      value: quantile(line, 0.5),
+      unit: 'ms',
+      note: `p90 ${ms(quantile(line, 0.9))}, max ${ms(Math.max(...line))}; ${count}`,
+    },
     {
       bench,
       subject,
@@ -309,16 +317,26 @@ export async function benchBinary(options: BinaryOptions): Promise<Row[]> {
     const runs = smoke ? 3 : 20;
     const run = await startMany({ name: 'switchboard executable', command: [binary], path: '/healthz' }, runs, smoke ? 1 : 3, idleMs);
     const first = run.starts[0] as Start;
-    log(`binary: ${runs} starts of ${binary.startsWith(`${root}/`) ? relative(root, binary) : binary}: first ${ms(first.okMs)}, then ${run.starts.slice(1).map((s) => s.okMs.toFixed(1)).join(' ')} ms`);
+    log(
+      `binary: ${runs} starts of ${binary.startsWith(`${root}/`) ? relative(root, binary) : binary}: first ${ms(first.okMs)}, then ${run.starts
+        .slice(1)
+        .map((s) => s.okMs.toFixed(1))
+        .join(' ')} ms`,
+    );
     const [line, ok, ...memory] = startRows(bench, 'switchboard executable', run, idleMs, true);
-    rows.push(line as Row, ok as Row, {
-      bench,
-      subject: 'switchboard executable',
-      figure: 'cold start: spawn → first 200, first run',
-      value: first.okMs,
-      unit: 'ms',
-      note: `the coldest start of this run${cached === undefined ? '' : `; ${(cached * 100).toFixed(0)} % of the file was in the page cache before it`}`,
-    }, ...memory);
+    rows.push(
+      line as Row,
+      ok as Row,
+      {
+        bench,
+        subject: 'switchboard executable',
+        figure: 'cold start: spawn → first 200, first run',
+        value: first.okMs,
+        unit: 'ms',
+        note: `the coldest start of this run${cached === undefined ? '' : `; ${(cached * 100).toFixed(0)} % of the file was in the page cache before it`}`,
+      },
+      ...memory,
+    );
   }
 
   // Comparisons: the same app run from source by bun, and the PeerJS server under its own runtime.

@@ -57,10 +57,17 @@ const DEFAULTS: ClusterBenchOptions = { pairs: 100, runs: 3, seconds: 3, latency
 
 const root = new URL('..', import.meta.url).pathname;
 /** Limits off: the load comes from one address and one machine. */
-const UNLIMITED = { REGISTER_RATE_PER_MIN: '0', MESSAGE_RATE_PER_S: '0', PEER_MESSAGE_RATE_PER_S: '0', MAX_STREAMS_PER_IP: '0', MAX_QUEUE: '4096' };
+const UNLIMITED = {
+  REGISTER_RATE_PER_MIN: '0',
+  MESSAGE_RATE_PER_S: '0',
+  PEER_MESSAGE_RATE_PER_S: '0',
+  MAX_STREAMS_PER_IP: '0',
+  MAX_SESSIONS_PER_IP: '0',
+  MAX_PEERS_PER_IP: '0',
+  MAX_QUEUE: '4096',
+};
 /** An ICE candidate's worth of payload: the message body is about 300 bytes. */
 const CANDIDATE = 'candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx raddr 192.168.1.2 rport 46154 generation 0 ufrag sWxv network-cost 999';
-
 
 /** Reads one receiver's stream, calling `onEvent` with each message event's data. */
 async function readStream(url: string, onEvent: (data: string) => void, signal: AbortSignal): Promise<void> {
@@ -254,5 +261,7 @@ if (import.meta.main) {
   }
   const cluster = report.results.find((r) => r.mode === 'cluster');
   console.log(`Redis per message relayed in the cluster (median): ${cluster?.redisCommandsPerMessage?.toFixed(1)} commands, ${cluster?.redisCpuUsPerMessage?.toFixed(1)} µs CPU`);
-  console.log(`Redis memory: ${report.redisMemory.bytesPerPeer.toFixed(0)} bytes per registered peer, ${report.redisMemory.bytesPerEvent.toFixed(0)} bytes per ~300-byte event held`);
+  console.log(
+    `Redis memory: ${report.redisMemory.bytesPerPeer.toFixed(0)} bytes per registered peer, ${report.redisMemory.bytesPerEvent.toFixed(0)} bytes per ~300-byte event held`,
+  );
 }

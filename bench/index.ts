@@ -8,11 +8,12 @@
 //
 // The servers run pinned to CPU 0 and this process (the load) to CPU 1 when the machine has taskset
 // and two CPUs or more, so that the load and the server never share a core.
-import { spawnSync } from 'bun';
-import { cpus, freemem, loadavg, totalmem } from 'node:os';
+
 import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { spawnSync } from 'bun';
 import { benchBinary } from './binary';
 import { pinLoad } from './process';
 import { benchSessionSetup } from './session-setup';
@@ -90,8 +91,7 @@ function environment(): string {
     '',
     `- Machine: ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB` +
       ` (${(freemem() / 2 ** 30).toFixed(0)} GiB free), ${version(['uname', '-sr'])}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at the start.`,
-    `- Software: Bun ${Bun.version}, Node ${version(['node', '--version'])} (PeerJS server), elysia ${packageVersion('elysia')},` +
-      ` peer ${packageVersion('peer')}.`,
+    `- Software: Bun ${Bun.version}, Node ${version(['node', '--version'])} (PeerJS server), elysia ${packageVersion('elysia')},` + ` peer ${packageVersion('peer')}.`,
     '- Servers pinned to CPU 0, the load generator (this harness) to CPU 1; everything on loopback.',
   ].join('\n');
 }
@@ -103,9 +103,6 @@ function writeFigures(table: string): void {
   const section = `${START}\n${environment()}\n\n${table}\n${END}`;
   const at = text.indexOf(START);
   const end = text.indexOf(END);
-  const next =
-    at >= 0 && end > at
-      ? text.slice(0, at) + section + text.slice(end + END.length)
-      : text.replace(/^(# .*\n)/, `$1\n## \`bun run bench\`\n\n${section}\n\n`);
+  const next = at >= 0 && end > at ? text.slice(0, at) + section + text.slice(end + END.length) : text.replace(/^(# .*\n)/, `$1\n## \`bun run bench\`\n\n${section}\n\n`);
   writeFileSync(path, next);
 }

@@ -13,7 +13,8 @@ const body = JSON.stringify({ target: 'b', type: 'ice-candidate', payload: { can
 /** µs of CPU per message: to a peer that holds them (202), or to one whose open stream is read (200). */
 async function run(path: 'held' | 'relayed'): Promise<number> {
   const logger = createLogger({ level: 'info', format: 'json', clock: systemClock, write: () => {} });
-  const app = createApp(defaultConfig({ maxQueue: 100_000, messageRatePerS: 0, peerMessageRatePerS: 0, registerRatePerMin: 0 }), { logger });
+  const server = createApp(defaultConfig({ maxQueue: 100_000, messageRatePerS: 0, peerMessageRatePerS: 0, registerRatePerMin: 0 }), { logger });
+  const { app } = server;
   const send = async () => {
     const res = await app.handle(new Request('http://localhost/message/s/a', { method: 'POST', body, headers: { 'content-length': String(Buffer.byteLength(body)) } }));
     if (res.status !== (path === 'held' ? 202 : 200)) throw new Error(`unexpected ${res.status}: ${await res.text()}`);
@@ -33,7 +34,7 @@ async function run(path: 'held' | 'relayed'): Promise<number> {
   const start = process.cpuUsage();
   for (let i = 0; i < messages; i++) await send();
   const used = process.cpuUsage(start);
-  app.decorator.signalling.shutdown();
+  await server.stop();
   await reading;
   return (used.user + used.system) / messages;
 }

@@ -1,9 +1,10 @@
 // Starting a benchmark server as its own process, and reading what it used: shared by every benchmark.
 // A server prints "listening <port>" once it listens; given "gc" on stdin it collects garbage and
 // prints "rss <bytes> heap <bytes>".
-import { type Subprocess, spawn } from 'bun';
+
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { type Subprocess, spawn } from 'bun';
 
 export interface ServerProcess {
   base: string;
@@ -27,7 +28,13 @@ export async function startServer(name: string, command: string[], options: Star
     command = [process.execPath, '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`, ...command.slice(1)];
   }
   if (options.pin && Bun.which('taskset')) command = ['taskset', '-c', '0', ...command];
-  const proc: Subprocess<'pipe', 'pipe', 'inherit'> = spawn(command, { stdin: 'pipe', stdout: 'pipe', stderr: 'inherit', cwd: join(import.meta.dir, '..'), env: options.env ?? process.env });
+  const proc: Subprocess<'pipe', 'pipe', 'inherit'> = spawn(command, {
+    stdin: 'pipe',
+    stdout: 'pipe',
+    stderr: 'inherit',
+    cwd: join(import.meta.dir, '..'),
+    env: options.env ?? process.env,
+  });
   const lines: string[] = [];
   const waiters: (() => void)[] = [];
   void (async () => {
@@ -39,7 +46,7 @@ export async function startServer(name: string, command: string[], options: Star
       while ((nl = buffer.indexOf('\n')) >= 0) {
         lines.push(buffer.slice(0, nl));
         buffer = buffer.slice(nl + 1);
-        waiters.splice(0).forEach((w) => w());
+        for (const w of waiters.splice(0)) w();
       }
     }
   })();

@@ -173,7 +173,9 @@ export async function openCountedStream(base: string, path: string, options: Cou
     failed(new Error(`GET ${path}: closed${status ? ` after ${status}` : ''}`));
   };
   socket = await connect(base, parser, closed, options);
-  const extra = Object.entries(options.headers ?? {}).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  const extra = Object.entries(options.headers ?? {})
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
   socket.write(`GET ${path} HTTP/1.1\r\nHost: ${new URL(base).host}\r\nAccept: text/event-stream\r\n${extra}\r\n`);
   await ready;
   return stream;

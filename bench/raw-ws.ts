@@ -95,7 +95,8 @@ function readFrames(socket: Socket<State>, state: State, data: Uint8Array): void
     else if (opcode === 0 || (opcode === 1 && state.fragments.length)) {
       state.ws.onText(new Uint8Array(Buffer.concat([...state.fragments.splice(0), payload])));
     } else if (opcode === 1) state.ws.onText(payload);
-    else if (opcode === 9) writeAll(socket, concat(new Uint8Array([0x8a, 0x80 | payload.length, 0, 0, 0, 0]), payload)); // ping → pong
+    else if (opcode === 9)
+      writeAll(socket, concat(new Uint8Array([0x8a, 0x80 | payload.length, 0, 0, 0, 0]), payload)); // ping → pong
     else if (opcode === 8) socket.end();
     offset = start + length;
   }

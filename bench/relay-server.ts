@@ -6,13 +6,13 @@ import { loadConfig } from '../src/config';
 
 const command = loadConfig(process.argv.slice(2), process.env);
 if (command.kind !== 'run') throw new Error('usage: bun bench/relay-server.ts [settings]');
-const app = createApp(command.config);
-const relay = app.decorator.relay;
+const server = createApp(command.config);
+const { app, relay } = server;
 if (!relay) throw new Error('this server runs without a relay (REDIS_URL is set)');
 app.listen({ port: command.config.port, hostname: command.config.host, reusePort: false, development: false });
 console.log(`relay benchmark server listening on http://${command.config.host}:${app.server?.port}`);
 setInterval(() => console.log(`relay ${JSON.stringify(relay.stats())}`), 500);
-process.on('SIGTERM', () => {
-  app.decorator.signalling.shutdown();
+process.on('SIGTERM', async () => {
+  await server.stop();
   process.exit(0);
 });

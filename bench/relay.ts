@@ -89,7 +89,20 @@ export async function benchRelay(options: RelayOptions): Promise<RelayResult> {
   const entry = join(root, 'bench', 'relay-server.ts');
   const pin = Bun.which('taskset') ? ['taskset', '-c', '1'] : [];
   const server = await spawnServer([...pin, process.execPath, entry], {
-    env: { PORT: '0', HOST: '127.0.0.1', RELAY_HOST_IPS: '127.0.0.1', MAX_PEERS_PER_SESSION: String(options.max + 2), REGISTER_RATE_PER_MIN: '0', MESSAGE_RATE_PER_S: '0', PEER_MESSAGE_RATE_PER_S: '0', MAX_STREAMS_PER_IP: '0', MAX_RELAY_PEERS: String(options.max + 2), MAX_RELAY_PEERS_PER_IP: '0' },
+    env: {
+      PORT: '0',
+      HOST: '127.0.0.1',
+      RELAY_HOST_IPS: '127.0.0.1',
+      MAX_PEERS_PER_SESSION: String(options.max + 2),
+      REGISTER_RATE_PER_MIN: '0',
+      MESSAGE_RATE_PER_S: '0',
+      PEER_MESSAGE_RATE_PER_S: '0',
+      MAX_STREAMS_PER_IP: '0',
+      MAX_SESSIONS_PER_IP: '0',
+      MAX_PEERS_PER_IP: '0',
+      MAX_RELAY_PEERS: String(options.max + 2),
+      MAX_RELAY_PEERS_PER_IP: '0',
+    },
   });
   const pid = server.proc.pid; // taskset execs the server: same process
   const publisher = await benchPublisher(server.url, 'bench', options.kbps);
@@ -141,7 +154,7 @@ export async function benchRelay(options: RelayOptions): Promise<RelayResult> {
         serverRetransmittedPerS: (relay1.retransmitted - relay0.retransmitted) / elapsed,
         lossPct: (100 * totals.lost) / Math.max(1, totals.received + totals.lost),
         cpuPct: (100 * cpu) / elapsed,
-        cpuUsPerPacket: (cpu * 1e6) / Math.max(1, (relay1.packetsOut - relay0.packetsOut) || totals.received),
+        cpuUsPerPacket: (cpu * 1e6) / Math.max(1, relay1.packetsOut - relay0.packetsOut || totals.received),
         rssMiB: processRssMiB(pid),
         receiving: window.filter((c) => c.received > 0).length,
         retries: window.reduce((n, c) => n + c.retries, 0),
@@ -180,7 +193,9 @@ export async function benchRelay(options: RelayOptions): Promise<RelayResult> {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { step: { type: 'string' }, max: { type: 'string' }, seconds: { type: 'string' }, kbps: { type: 'string' }, budget: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { step: { type: 'string' }, max: { type: 'string' }, seconds: { type: 'string' }, kbps: { type: 'string' }, budget: { type: 'string' } },
+  });
   const result = await benchRelay({
     budgetS: Number(values.budget ?? 240),
     step: Number(values.step ?? 10),

@@ -50,8 +50,8 @@ import { cpuSeconds, pinLoad, type ServerProcess, startServer } from './process'
 import { connectHttp, encodeRequest, type HttpConnection, openEventStream } from './raw-http';
 import { connectRaw } from './raw-ws';
 import { iceCandidate, sdpOffer } from './signal-payloads';
-import { formatRows, type Row } from './table';
 import { quantile } from './stats';
+import { formatRows, type Row } from './table';
 
 export interface SessionSetupOptions {
   smoke: boolean;
@@ -205,9 +205,7 @@ class Requests {
   /** Writes every request in one write; resolves when all are answered with a 2xx. */
   send(...requests: { method: string; path: string; body?: string }[]): Promise<number[]> {
     if (this.broken) return Promise.reject(this.broken);
-    const answered = requests.map(
-      ({ method, path }) => new Promise<number>((resolve, reject) => this.waiting.push({ resolve, reject, what: `${method} ${path}` })),
-    );
+    const answered = requests.map(({ method, path }) => new Promise<number>((resolve, reject) => this.waiting.push({ resolve, reject, what: `${method} ${path}` })));
     const encoded = requests.map(({ method, path, body }) => encodeRequest(method, path, this.host, body ?? ''));
     this.connection.send(encoded.length === 1 ? (encoded[0] as Buffer) : Buffer.concat(encoded));
     return Promise.all(answered);
@@ -255,7 +253,7 @@ class Joined {
     return peer;
   }
 
-  leave(): Promise<void[]> {
+  leave(): Promise<unknown[]> {
     return Promise.all(this.peers.map((peer) => peer.leave()));
   }
 
@@ -542,14 +540,18 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
       await Bun.sleep(300);
       const rssAfter = await server.rss();
       await stop(server);
-      for (const [name, figures] of [['quiet', quiet], ['loaded', loaded]] as const) {
+      for (const [name, figures] of [
+        ['quiet', quiet],
+        ['loaded', loaded],
+      ] as const) {
         options.log(
           `${subject.name} ${name}: ${figures.completed} sessions, ${figures.failed} failed, p50 ${round(figures.p50, 2)} ms, p99 ${round(figures.p99, 2)} ms, ` +
             `${round(figures.perSecond, 0)}/s, server CPU ${round(figures.serverCpu, 0)} %, load CPU ${round(figures.loadCpu, 0)} %`,
         );
         if (figures.failed) options.log(`${subject.name} ${name}: first failure: ${figures.firstError}`);
       }
-      if (options.smoke && quiet.failed + loaded.failed + warm.failed > 0) throw new Error(`${subject.name}: sessions failed: ${quiet.firstError ?? loaded.firstError ?? warm.firstError}`);
+      if (options.smoke && quiet.failed + loaded.failed + warm.failed > 0)
+        throw new Error(`${subject.name}: sessions failed: ${quiet.firstError ?? loaded.firstError ?? warm.firstError}`);
       const failures = (f: PhaseFigures) => (f.failed ? `, ${f.failed} failed` : '');
       const quietIn = `${plan.quiet.inFlight} in flight`;
       const loadedIn = `${plan.loaded.inFlight} in flight`;

@@ -38,11 +38,11 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cpuSeconds, inBatches, pinLoad, type ServerProcess, startServer } from './process';
-import { connectHttp, encodeRequest, type EventStream, type HttpConnection, openEventStream } from './raw-http';
+import { connectHttp, type EventStream, encodeRequest, type HttpConnection, openEventStream } from './raw-http';
 import { connectRaw, type RawWebSocket } from './raw-ws';
 import { iceCandidate, payloadRest, sdpOffer } from './signal-payloads';
-import { formatRows, type Row } from './table';
 import { median, quantileOfSorted } from './stats';
+import { formatRows, type Row } from './table';
 
 export interface SseRelaySettings {
   pairs: number;
@@ -63,7 +63,16 @@ export interface SseRelaySettings {
   profileDir?: string;
 }
 
-export const FULL: SseRelaySettings = { pairs: 100, window: 8, offerEvery: 10, runs: 3, warmupMs: 1000, throughputMs: 4000, latencyMs: 5000, compare: ['bare-sse', 'ws', 'peerjs'] };
+export const FULL: SseRelaySettings = {
+  pairs: 100,
+  window: 8,
+  offerEvery: 10,
+  runs: 3,
+  warmupMs: 1000,
+  throughputMs: 4000,
+  latencyMs: 5000,
+  compare: ['bare-sse', 'ws', 'peerjs'],
+};
 export const SMOKE: SseRelaySettings = { pairs: 4, window: 4, offerEvery: 10, runs: 1, warmupMs: 150, throughputMs: 400, latencyMs: 400, compare: ['bare-sse', 'ws', 'peerjs'] };
 
 export type Transport = 'sse' | 'ws' | 'peerjs' | 'bare-sse';
@@ -277,7 +286,12 @@ async function wsLink(base: string, pair: string, bodies: Bodies, options: LinkO
   const receiver = await connectRaw(`${ws}/ws/${pair}/r`);
   await register(base, pair, 's');
   const sender = await connectRaw(`${ws}/ws/${pair}/s`);
-  const link = socketLink(true, sender, receiver, frameTexts((kind, stamp) => bodies.signal(kind, stamp), options.offerEvery));
+  const link = socketLink(
+    true,
+    sender,
+    receiver,
+    frameTexts((kind, stamp) => bodies.signal(kind, stamp), options.offerEvery),
+  );
   sender.onText = (payload) => {
     // Acks start with {"ack"; events (the first ping) with {"id".
     if (payload[2] !== 0x61) return;
@@ -604,7 +618,9 @@ export async function benchSseRelay(options: { smoke: boolean; log: (line: strin
     { bench, subject: 'switchboard SSE', figure: 'latency p99 at ½ throughput', value: latency.p99, unit: 'ms', goal: { op: '<=', value: 2 } },
     { bench, subject: 'switchboard SSE', figure: 'latency p999 at ½ throughput', value: latency.p999, unit: 'ms' },
   );
-  log(`switchboard SSE latency at ${kilo(latency.sentRate)} msg/s: p50 ${latency.p50.toFixed(2)} p99 ${latency.p99.toFixed(2)} p999 ${latency.p999.toFixed(2)} ms, server CPU ${pct(latency.serverCpu)}`);
+  log(
+    `switchboard SSE latency at ${kilo(latency.sentRate)} msg/s: p50 ${latency.p50.toFixed(2)} p99 ${latency.p99.toFixed(2)} p999 ${latency.p999.toFixed(2)} ms, server CPU ${pct(latency.serverCpu)}`,
+  );
 
   const subjects: Record<Transport, [keyof typeof SERVERS, string]> = {
     sse: ['switchboard', 'switchboard SSE'],

@@ -6,7 +6,11 @@ export function quantileOfSorted(sorted: ArrayLike<number>, q: number): number {
 }
 
 /** The `q`-quantile (0 to 1) of `values`, in any order. */
-export const quantile = (values: readonly number[], q: number): number => quantileOfSorted([...values].sort((a, b) => a - b), q);
+export const quantile = (values: readonly number[], q: number): number =>
+  quantileOfSorted(
+    [...values].sort((a, b) => a - b),
+    q,
+  );
 
 /** The middle value, or the mean of the two middle ones. */
 export function median(values: readonly number[]): number {

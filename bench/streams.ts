@@ -62,7 +62,9 @@ const FD_MARGIN = 150;
 /** The hard limit on open files of this process (the server inherits it; Bun raises its soft limit to it). */
 function openFileLimit(): number {
   try {
-    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
     const hard = line?.trim().split(/\s+/)[4];
     return hard === undefined || hard === 'unlimited' ? Infinity : Number(hard);
   } catch {
@@ -128,7 +130,13 @@ async function timed(server: ServerProcess, fn: () => Promise<unknown>): Promise
   await fn();
   const seconds = (performance.now() - start) / 1000;
   const load = process.cpuUsage(loadAtStart);
-  return { seconds, serverCpu: cpuSeconds(server.pid) - serverAtStart, serverSystemCpu: systemSeconds(server.pid) - systemAtStart, serverWaited: runQueueSeconds(server.pid) - waitedAtStart, loadCpu: (load.user + load.system) / 1e6 };
+  return {
+    seconds,
+    serverCpu: cpuSeconds(server.pid) - serverAtStart,
+    serverSystemCpu: systemSeconds(server.pid) - systemAtStart,
+    serverWaited: runQueueSeconds(server.pid) - waitedAtStart,
+    loadCpu: (load.user + load.system) / 1e6,
+  };
 }
 
 const pct = (cpu: number, phase: Phase) => `${((cpu / phase.seconds) * 100).toFixed(0)} %`;
@@ -269,7 +277,15 @@ function streamRows(f: StreamFigures, plan: Plan): Row[] {
   const total = f.register.seconds + f.opening.seconds;
   const waited = (f.register.serverWaited + f.opening.serverWaited) / total;
   return [
-    { bench, subject, figure: 'RSS per open stream (after GC)', value: perStream, unit: 'KiB', goal: { op: '<=', value: 6 }, note: `registration included; the stream alone ${(perStream - perPeer).toFixed(2)} KiB${limited}` },
+    {
+      bench,
+      subject,
+      figure: 'RSS per open stream (after GC)',
+      value: perStream,
+      unit: 'KiB',
+      goal: { op: '<=', value: 6 },
+      note: `registration included; the stream alone ${(perStream - perPeer).toFixed(2)} KiB${limited}`,
+    },
     { bench, subject, figure: 'RSS per registered peer, no stream', value: perPeer, unit: 'KiB', note: "a device's includes its held new-peer event" },
     {
       bench,

@@ -40,7 +40,9 @@ export function formatRows(rows: readonly Row[]): string {
     const verdict = met(row);
     const goal = row.goal ? `${row.goal.op === '>=' ? '≥' : '≤'} ${number(row.goal.value)} ${row.unit}` : '';
     const value = `${number(row.value)} ${row.unit}${row.note ? ` (${row.note})` : ''}`;
-    lines.push(`| ${row.bench === bench ? '' : row.bench} | ${row.subject} | ${row.figure} | ${value} | ${goal} | ${verdict === undefined ? '' : verdict ? 'met' : '**not met**'} |`);
+    lines.push(
+      `| ${row.bench === bench ? '' : row.bench} | ${row.subject} | ${row.figure} | ${value} | ${goal} | ${verdict === undefined ? '' : verdict ? 'met' : '**not met**'} |`,
+    );
     bench = row.bench;
   }
   return lines.join('\n');

@@ -12,10 +12,11 @@
 //   latency     the same pairs sending 35,000 msg/s in all, spread evenly: p50/p99 from send to delivery;
 //   memory      10,000 idle connected peers: the server's RSS growth per peer, after a full GC.
 // Everything is bounded: a run takes about (warm-up + duration) × 2 + 30 s (the idle peers) per server.
-import { cpuSeconds, inBatches, type ServerProcess, startServer } from './process';
-import { connectRaw, type RawWebSocket } from './raw-ws';
+
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { cpuSeconds, inBatches, type ServerProcess, startServer } from './process';
+import { connectRaw, type RawWebSocket } from './raw-ws';
 import { median, quantileOfSorted } from './stats';
 
 export const SERVERS = ['switchboard', 'peerjs', 'bare', 'bare-json', 'elysia-ws'] as const;

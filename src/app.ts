@@ -1,4 +1,3 @@
-import { cors } from '@elysiajs/cors';
 import { Elysia, ValidationError } from 'elysia';
 import { adminRoutes } from './admin/routes';
 import { Admin } from './admin/service';
@@ -6,13 +5,16 @@ import { PeerAccess } from './auth/access';
 import { guards } from './auth/guards';
 import { JwtVerifier } from './auth/jwt';
 import { randomToken, type TokenGenerator } from './auth/tokens';
+import fleetPage from './client/fleet/index.html';
 import page from './client/index.html';
 import { type Clock, systemClock } from './clock';
 import { ClusterSignalling } from './cluster/cluster-signalling';
 import { type Config, relayMode } from './config';
+import { corsPolicy } from './cors';
 import { LocalDelivery } from './delivery/local';
+import { eventBounds } from './delivery/rules';
 import { errorResponse, SignalError } from './errors';
-import { iceServerSource } from './ice/ice-servers';
+import { anonymousIceServer, iceServerSource } from './ice/ice-servers';
 import { iceRoutes } from './ice/routes';
 import { Limits } from './limits/limits';
 import { type Logger, silentLogger } from './log/logger';
@@ -21,17 +23,18 @@ import { signallingGauges } from './metrics/signalling-metrics';
 import { Notifier } from './notify/notifier';
 import { Operations } from './ops/operations';
 import { REQUEST_ID_HEADER } from './ops/telemetry';
-import type { HtmlImport } from './page/bundle';
-import { pageRoutes } from './page/routes';
+import { type Pages, pageRoutes } from './page/routes';
 import { RelayCapacity } from './relay/capacity';
 import { LazyRelay } from './relay/lazy';
 import type { SignallingBackend } from './sessions/backend';
 import type { SessionListener } from './sessions/events';
+import { LocalSignalling } from './sessions/local-signalling';
 import { sessionRoutes } from './sessions/routes';
-import { Signalling } from './sessions/service';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
 import { eventRoutes } from './sse/routes';
+import { whipRoutes } from './whip/routes';
+import { WhipService } from './whip/service';
 import { socketRoutes, WS_SERVER_OPTIONS } from './ws/routes';
 
 export interface AppDeps {
@@ -54,10 +57,10 @@ export interface AppDeps {
 const RECONNECT_MS = 1000;
 
 /**
- * Builds a complete server: its own store, delivery, timers, metrics and routes, nothing shared with
- * another app. `app.decorator.drain.run(app.server)` stops it gracefully (see `Drain`);
- * `app.decorator.signalling.shutdown()` ends every stream, to call before `app.stop()`, which
- * otherwise waits for streams that never end.
+ * Builds one complete server, sharing nothing with another: its own store, delivery, timers, metrics
+ * and routes. It returns the Elysia `app` (`app.handle` answers a request without a socket,
+ * `app.listen` starts the listener) and the parts that `index.ts` and tests drive, with the one
+ * `stop()`.
  */
 export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const clock = deps.clock ?? systemClock;
@@ -67,71 +70,89 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const heartbeat = new Heartbeat(clock, config.pingIntervalMs);
   // The sessions' gauges read the backend, which is built with the observer that Operations makes.
   let backend: SignallingBackend | undefined;
-  const sessions = { sessions: () => backend?.gauges.sessions() ?? 0, peers: () => backend?.gauges.peers() ?? 0 };
-  const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(sessions, heartbeat) });
+  const ops = new Operations(config, { ...deps, clock, logger, gauges: signallingGauges(() => backend?.gauges, heartbeat) });
   const notifier = Notifier.fromConfig(config, { clock, newId, logger: logger.child({ component: 'notify' }) });
-  const { signalling, ready, relay, relayCapacity } = signallingBackend(
-    config,
-    { clock, observer: ops.observer, logger, listener: notifier?.notify },
-    ops,
-    deps.instanceId,
-    deps.monotonic,
-  );
+  // WHIP/WHEP resources follow their peers' registrations; the service is built once the backend is.
+  let whip: WhipService | undefined;
+  const listener: SessionListener = (event) => {
+    notifier?.notify(event);
+    whip?.observe(event);
+  };
+  const { signalling, ready, relay, relayCapacity } = signallingBackend(config, { clock, observer: ops.observer, logger, listener }, ops, deps.instanceId, deps.monotonic);
   backend = signalling;
   const drain = ops.drain(signalling);
-  const anyOrigin = config.corsOrigins.includes('*');
   const jwt = config.authMode === 'jwt' ? JwtVerifier.fromConfig(config, clock) : undefined;
   const access = new PeerAccess(config, { directory: signalling, newToken, jwt });
   const guard = guards(access, new Limits(config, clock), config.trustProxy);
   const iceLogger = logger.child({ component: 'ice' });
+  const iceServers = iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) });
+  whip = new WhipService(config, { signalling, relay, access, iceServers });
 
   // The client page is served by pageRoutes from the built bundle, not as Bun's native HTML route:
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
-  return (
-    new Elysia({ websocket: WS_SERVER_OPTIONS })
-      .decorate('signalling', signalling)
-      // Resolves once the backend made its first attempt to connect (at once without REDIS_URL).
-      .decorate('backendReady', ready)
-      .decorate('access', access)
-      .decorate('relay', relay)
-      // The places relay peers hold (MAX_RELAY_PEERS): whatever adds peers to relay sessions takes one.
-      .decorate('relayCapacity', relayCapacity)
-      .decorate('readiness', ops.readiness)
-      .decorate('drain', drain)
-      .onStop(() => {
-        notifier?.stop();
-        void signalling.close();
-      })
-      .onError(({ code, error, request, set }) => {
-        const response = errorAnswer(code, error, request);
-        // Metrics and the request log read the status from here.
-        set.status = response.status;
-        if (code === 'NOT_FOUND') ops.unmatched(request.method, set.headers[REQUEST_ID_HEADER]);
-        if (response.status >= 500 && !(error instanceof SignalError)) {
-          logger.error('internal error', { requestId: set.headers[REQUEST_ID_HEADER], method: request.method, path: new URL(request.url).pathname, error });
-        }
-        return response;
-      })
-      // Before CORS, whose preflight answers end the request early.
-      .use(ops.telemetry())
-      .use(
-        cors({
-          origin: anyOrigin ? '*' : config.corsOrigins,
-          credentials: false,
-          methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
-          allowedHeaders: ['Content-Type', 'Authorization', 'Last-Event-ID'],
-          exposeHeaders: ['Retry-After', 'X-Request-Id'],
-          maxAge: 600,
-        }),
-      )
-      .use(iceRoutes(iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) })))
-      .use(sessionRoutes(signalling, guard))
-      .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
-      .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue) }))
-      .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
-      .use(ops.routes())
-      .use(pageRoutes(page as unknown as HtmlImport, { tls: Boolean(config.tlsCert) }))
-  );
+  const app = new Elysia({ websocket: WS_SERVER_OPTIONS })
+    .onError(({ code, error, request, set }) => {
+      const response = errorAnswer(code, error, request);
+      // Metrics and the request log read the status from here.
+      set.status = response.status;
+      if (code === 'NOT_FOUND') ops.unmatched(request.method, set.headers[REQUEST_ID_HEADER]);
+      if (response.status >= 500 && !(error instanceof SignalError)) {
+        logger.error('internal error', { requestId: set.headers[REQUEST_ID_HEADER], method: request.method, path: new URL(request.url).pathname, error });
+      }
+      return response;
+    })
+    // Before CORS, whose preflight answers end the request early.
+    .use(ops.telemetry())
+    .use(corsPolicy(config.corsOrigins))
+    .use(iceRoutes(iceServers, anonymousIceServer(config), guard))
+    .use(sessionRoutes(signalling, guard))
+    .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
+    .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue), logger: logger.child({ component: 'ws' }) }))
+    .use(whipRoutes(whip, guard))
+    .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
+    .use(ops.routes())
+    .use(pageRoutes({ '/': page, '/fleet': fleetPage } as unknown as Pages, { tls: Boolean(config.tlsCert) }));
+
+  let stopping: Promise<void> | undefined;
+  const stop = async (graceful: boolean) => {
+    const server = app.server;
+    if (server && graceful) await drain.run(server);
+    else {
+      // The drain's order, without waiting for the requests in flight.
+      ops.readiness.drain();
+      const stopped = server ? app.stop(true) : undefined;
+      signalling.shutdown();
+      await stopped;
+    }
+    notifier?.stop();
+    await signalling.close();
+  };
+  return {
+    app,
+    /** The sessions backend: in this process, or in Redis with REDIS_URL. */
+    signalling,
+    /** Resolves once the backend made its first attempt to connect (at once without REDIS_URL). */
+    ready,
+    /** The graceful stop alone, for a caller that needs its outcome; `stop({ graceful: true })` runs it. */
+    drain,
+    /** What /readyz reports: its checks, and whether the server drains. */
+    readiness: ops.readiness,
+    /** The server's `switchboard` peer of relay sessions; undefined with RELAY_MODE=off and with REDIS_URL. */
+    relay,
+    /** The places relay peers hold (MAX_RELAY_PEERS): whatever adds peers to relay sessions takes one. */
+    relayCapacity,
+    /**
+     * Stops everything, once (a second call returns the first one's promise), always in this order:
+     * /readyz reports draining; the listener closes; every event stream ends (clients reconnect, to
+     * another instance); the requests in flight finish (`graceful`: up to SHUTDOWN_TIMEOUT_MS, then
+     * they are closed) or are closed at once; the notifier stops; the backend closes (a cluster's
+     * waits for its last writes, then leaves Redis). An app that never listened skips the listener.
+     */
+    stop(options: { graceful?: boolean } = {}): Promise<void> {
+      stopping ??= stop(options.graceful ?? false);
+      return stopping;
+    },
+  };
 }
 
 /**
@@ -146,11 +167,11 @@ function signallingBackend(
   monotonic: () => number = () => performance.now(),
 ): { signalling: SignallingBackend; ready: Promise<void>; relay?: LazyRelay; relayCapacity?: RelayCapacity } {
   if (!config.redisUrl) {
-    const delivery = new LocalDelivery(config.maxQueue, core.observer);
+    const delivery = new LocalDelivery(eventBounds(config), core.observer);
     if (relayMode(config) === 'off') {
       const negotiation = new ConnectionMetrics(monotonic);
       ops.registry.add(negotiation);
-      return { signalling: new Signalling(config, { ...core, store: new SessionStore(), delivery, negotiation }), ready: Promise.resolve() };
+      return { signalling: new LocalSignalling(config, { ...core, store: new SessionStore(), delivery, negotiation }), ready: Promise.resolve() };
     }
     // The `switchboard` peer of relay sessions answers through the signalling service it is given to.
     // Relay sessions live in one process: their media cannot move between instances.
@@ -165,7 +186,7 @@ function signallingBackend(
       outbox: (...event) => signalling.fromServer(...event),
     });
     const relayCapacity = new RelayCapacity(config);
-    const signalling: Signalling = new Signalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay, relayCapacity, negotiation });
+    const signalling: LocalSignalling = new LocalSignalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay, relayCapacity, negotiation });
     return { signalling, ready: Promise.resolve(), relay, relayCapacity };
   }
   const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId });
@@ -187,7 +208,11 @@ function errorAnswer(code: string | number, error: unknown, request: Request): R
   return errorResponse(500, { error: 'internal_error', message: 'the server failed; this is a bug' });
 }
 
-export type App = ReturnType<typeof createApp>;
+/** One server as `createApp` returns it. */
+export type Switchboard = ReturnType<typeof createApp>;
+
+/** The Elysia app of a `Switchboard`. */
+export type App = Switchboard['app'];
 
 /**
  * Events a stream (SSE or WebSocket) queues ahead of its socket. Kept well inside the resume window, so that the events

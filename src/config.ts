@@ -1,5 +1,6 @@
 import { type Static, Type as T, type TSchema } from '@sinclair/typebox';
 import { AssertError, Value } from '@sinclair/typebox/value';
+import { REDACTED } from './log/logger';
 
 const IceUrl = T.String({ pattern: '^(stun|stuns|turn|turns):[^\\s,]+$' });
 
@@ -28,6 +29,14 @@ const LimitSettings = {
   messageBurst: T.Integer({ minimum: 1, default: 1000, description: 'POST /message a client IP may make at once' }),
   peerMessageRatePerS: T.Integer({ minimum: 0, default: 50, description: 'messages one peer may send per second (0: no limit)' }),
   peerMessageBurst: T.Integer({ minimum: 1, default: 500, description: 'messages one peer may send at once' }),
+  iceServersRatePerMin: T.Integer({ minimum: 0, default: 120, description: 'GET /iceServers per client IP per minute (token bucket; 0: no limit)' }),
+  iceServersBurst: T.Integer({ minimum: 1, default: 30, description: 'GET /iceServers a client IP may make at once before ICE_SERVERS_RATE_PER_MIN applies' }),
+  maxSessionsPerIp: T.Integer({
+    minimum: 0,
+    default: 200,
+    description: 'sessions alive at once that POST /register from one client IP created (with REDIS_URL: in the whole cluster; 0: no limit)',
+  }),
+  maxPeersPerIp: T.Integer({ minimum: 0, default: 200, description: 'registrations alive at once that one client IP made (with REDIS_URL: in the whole cluster; 0: no limit)' }),
   maxStreamsPerIp: T.Integer({ minimum: 0, default: 200, description: 'event streams open at once from one client IP (0: no limit)' }),
   trustProxy: T.Integer({ minimum: 0, maximum: 16, default: 0, description: 'reverse proxies in front whose X-Forwarded-For is believed (0: use the socket address)' }),
 };
@@ -123,6 +132,16 @@ export const Config = T.Object({
   pingIntervalMs: T.Integer({ minimum: 10, default: 10_000, description: 'interval of the ping event on every stream' }),
   peerTimeoutMs: T.Integer({ minimum: 1, default: 15_000, description: 'how long a peer without an open stream stays registered' }),
   maxQueue: T.Integer({ minimum: 1, maximum: 100_000, default: 256, description: 'events held per peer while its stream is closed, and kept for resume' }),
+  maxPeerEventBytes: T.Integer({
+    minimum: 131_072,
+    default: 1_048_576,
+    description: "bytes of one peer's events, undelivered and kept for resume; past it the oldest kept ones go, then client messages to the peer are refused (429 queue_full)",
+  }),
+  maxEventBytes: T.Integer({
+    minimum: 131_072,
+    default: 268_435_456,
+    description: "bytes of every peer's events together (with REDIS_URL: the cluster's, in Redis); past it kept events go first, then client messages are refused (429 queue_full)",
+  }),
   maxSessions: T.Integer({ minimum: 1, default: 10_000, description: 'sessions on this server at once' }),
   maxPeersPerSession: T.Integer({ minimum: 2, default: 64, description: 'peers in one session at once' }),
   logLevel: T.Union([T.Literal('debug'), T.Literal('info'), T.Literal('warn'), T.Literal('error')], {
@@ -156,10 +175,43 @@ export type Config = Static<typeof Config>;
 
 type Key = keyof Config & string;
 const keys = Object.keys(Config.properties) as Key[];
+
 const envName = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
 const flagName = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const isList = (key: Key) => (Config.properties[key] as TSchema).type === 'array';
 const isInteger = (key: Key) => (Config.properties[key] as TSchema).type === 'integer';
+
+/**
+ * The settings that are credentials: an error about one never prints its value (REDIS_URL is shown
+ * without its password). A new credential setting belongs here.
+ */
+export const SECRET_SETTINGS: ReadonlySet<Key> = new Set<Key>([
+  'adminToken',
+  'jwtSecret',
+  'metricsToken',
+  'notifySecret',
+  'turnSecret',
+  'turnCredential',
+  'cloudflareTurnApiToken',
+  'relayIceCredential',
+  'redisUrl',
+]);
+
+/**
+ * A setting's value as an error message may show it: quoted, with a credential replaced by `[redacted]`
+ * and a URL's password (`redis://user:password@host`) too.
+ */
+export function shownSetting(key: Key, value: unknown): string {
+  const text = JSON.stringify(value);
+  if (!SECRET_SETTINGS.has(key)) return text;
+  if (key !== 'redisUrl' || typeof value !== 'string') return REDACTED;
+  // The user info runs to the last @ before the host: a password may contain @ itself.
+  const url = /^([^:/]*:\/\/)(.*)@([^@]*)$/.exec(value);
+  if (!url) return text;
+  const [, scheme, userInfo = '', host] = url;
+  const colon = userInfo.indexOf(':');
+  return JSON.stringify(`${scheme}${colon < 0 ? REDACTED : `${userInfo.slice(0, colon)}:${REDACTED}`}@${host}`);
+}
 
 /** A setting that cannot be used; the message names it as the operator wrote it. */
 export class ConfigError extends Error {
@@ -192,7 +244,7 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     if (value === undefined || value.trim() === '') continue;
     // TypeBox would truncate "1.5" to an integer; a setting written wrong should fail instead.
     if (isInteger(key) && !/^\d+$/.test(value.trim())) {
-      throw new ConfigError(`${envName(key)}=${JSON.stringify(value)} is invalid: Expected a whole number`);
+      throw new ConfigError(`${envName(key)}=${shownSetting(key, value)} is invalid: Expected a whole number`);
     }
     raw[key] = isList(key)
       ? value
@@ -209,7 +261,7 @@ export function loadConfig(argv: readonly string[], env: Record<string, string |
     if (!(e instanceof AssertError)) throw e;
     const first = e.error;
     const key = (first?.path.split('/')[1] ?? '') as Key;
-    const shown = raw[key] === undefined ? '' : `=${JSON.stringify(raw[key])}`;
+    const shown = raw[key] === undefined ? '' : `=${shownSetting(key, raw[key])}`;
     const choices = (Config.properties[key] as TSchema | undefined)?.anyOf as { const?: unknown }[] | undefined;
     const expected = choices?.every((c) => typeof c.const === 'string') ? `Expected one of ${choices.map((c) => c.const).join(', ')}` : undefined;
     throw new ConfigError(`${envName(key)}${shown} is invalid: ${expected ?? first?.message ?? e.message}`);

@@ -9,6 +9,7 @@ export const errorStatus = {
   invalid_request: 400,
   reserved_type: 400,
   reserved_peer: 400,
+  invalid_sdp: 400,
   unauthorized: 401,
   forbidden: 403,
   admin_disabled: 403,
@@ -17,18 +18,24 @@ export const errorStatus = {
   session_not_found: 404,
   peer_not_found: 404,
   target_not_found: 404,
+  resource_not_found: 404,
+  method_not_allowed: 405,
   session_full: 409,
   superseded: 409,
   resume_gap: 409,
   session_exists: 409,
   mode_conflict: 409,
   publisher_exists: 409,
+  precondition_failed: 412,
+  unsupported_media_type: 415,
   upgrade_required: 426,
+  precondition_required: 428,
   too_many_sessions: 429,
   queue_full: 429,
   rate_limited: 429,
   too_many_streams: 429,
   too_many_candidates: 429,
+  too_many_peers: 429,
   too_many_relay_peers: 429,
   // The one deliberate 5xx: the shared store (Redis) of a cluster cannot be reached, so nothing can be
   // made durable; sent with Retry-After, and never for a request that was acknowledged.
@@ -52,7 +59,10 @@ export const ErrorEnvelope = T.Object(
     error: T.String({ enum: [...Object.keys(errorStatus), 'internal_error'], description: 'what clients branch on' }),
     message: T.String({ description: 'what went wrong, for a person' }),
   },
-  { description: 'Every error: a 4xx status with this body (503 only for backend_unavailable, the cluster store cannot be reached, and relay_full, the relay carries MAX_RELAY_PEERS)' },
+  {
+    description:
+      'Every error: a 4xx status with this body (503 only for backend_unavailable, the cluster store cannot be reached, and relay_full, the relay carries MAX_RELAY_PEERS)',
+  },
 );
 
 export class SignalError extends Error {
@@ -81,3 +91,57 @@ export function errorResponse(status: number, body: ErrorBody, retryAfterS?: num
   if (status === 401) headers['www-authenticate'] = 'Bearer realm="switchboard"';
   return new Response(JSON.stringify(body), { status, headers });
 }
+
+/**
+ * The refusals of the session rules, by name: each has one code and one message, whichever store
+ * (one process or the cluster) refuses, so that a client reads the same answer from both. `where`
+ * names what holds a limit: this server, or the cluster it belongs to.
+ */
+export const refusals = {
+  sessionNotFound: (sessionId: string) => new SignalError('session_not_found', `session ${sessionId} does not exist`),
+  peerNotFound: (sessionId: string, peerId: string) => new SignalError('peer_not_found', `peer ${peerId} is not registered in session ${sessionId}`),
+  targetNotFound: (sessionId: string, target: string) => new SignalError('target_not_found', `peer ${target} is not in session ${sessionId}`),
+  targetIsSender: () => new SignalError('invalid_request', 'target is the sender itself'),
+  reservedType: (type: string) => new SignalError('reserved_type', `type "${type}" is sent by the server only`),
+  /** `peerId` is the server's own id in relay sessions (SERVER_PEER_ID). */
+  reservedPeer: (peerId: string) => new SignalError('reserved_peer', `peer id "${peerId}" is the server's own, in every session`),
+  sessionExists: (sessionId: string) => new SignalError('session_exists', `session ${sessionId} already exists`),
+  tooManySessions: (max: number, where: Where) => new SignalError('too_many_sessions', `this ${where} holds its limit of ${max} sessions`, 5),
+  sessionFull: (sessionId: string, max: number) => new SignalError('session_full', `session ${sessionId} already has ${max} peers`),
+  /** The client address that registers has created `cap` sessions still open (MAX_SESSIONS_PER_IP). */
+  ownSessions: (cap: number) =>
+    new SignalError('too_many_sessions', `this address has created ${cap} sessions that are still open, the most allowed; end one (DELETE /session) or wait for one to end`, 5),
+  /** The client address that registers has `cap` registrations alive (MAX_PEERS_PER_IP). */
+  ownPeers: (cap: number) =>
+    new SignalError('too_many_peers', `this address has ${cap} registrations alive, the most allowed; leave with one (DELETE /register) or wait for one to time out`, 5),
+  modeConflict: (sessionId: string, mode: string, asked: string) =>
+    new SignalError('mode_conflict', `session ${sessionId} is a ${mode} session; it cannot be joined with mode=${asked}`),
+  publisherExists: (sessionId: string, publisher: string) =>
+    new SignalError('publisher_exists', `relay session ${sessionId} already has publisher ${publisher}; a relay session has one`),
+  relayOff: () => new SignalError('invalid_request', 'this server does not relay media: relay sessions are off (RELAY_MODE=off)'),
+  /** Media goes through the server in a relay session: its connections live in one process, so a cluster has none. */
+  relayInCluster: () =>
+    new SignalError('invalid_request', 'relay sessions need a single instance: this server keeps its sessions in Redis (REDIS_URL), so only mesh sessions are open'),
+  relayNotCreatable: () =>
+    new SignalError('forbidden', 'relay sessions are created by the admin API (POST /sessions with mode relay) or with a JWT whose "relay" claim is true here (RELAY_MODE=admin)'),
+  /** In a relay session, media signals go to the server peer (`serverPeerId`) only. */
+  mediaToServerOnly: (sessionId: string, type: string, serverPeerId: string) =>
+    new SignalError('invalid_request', `in relay session ${sessionId}, ${type} messages go to target "${serverPeerId}" only: media flows through the server`),
+  superseded: () => new SignalError('superseded', 'this peer id registered again since that stream; register to join anew'),
+  resumeGap: (lastEventId: number) => new SignalError('resume_gap', `cannot resume after event ${lastEventId}: it is no longer kept; register again`),
+  /** The target has `held` undelivered events, its cap. */
+  queueHeld: (held: number) => new SignalError('queue_full', `the target has ${held} undelivered events; retry when it reads them`, 1),
+  /** The target's undelivered events weigh `bytes`: one more would pass its budget. */
+  queueBytes: (bytes: number) =>
+    new SignalError('queue_full', `the target has ${bytes} bytes of undelivered events, and this message would pass its limit; retry when it reads them`, 1),
+  /** One of a broadcast's targets has no room (its count or its bytes): the broadcast reaches no one. */
+  queueBroadcast: (peerId: string) => new SignalError('queue_full', `peer ${peerId} has too many undelivered events; retry when it reads them`, 1),
+  /** Every peer's undelivered events weigh `bytes`: one more would pass the budget of `max`. */
+  queueTotal: (bytes: number, max: number, where: Where) =>
+    new SignalError('queue_full', `this ${where} holds ${bytes} bytes of undelivered events, near its limit of ${max}; retry when they are read`, 1),
+  /** A registration kept finding the session changed between its check and its write (cluster). */
+  busySession: (sessionId: string) => new SignalError('backend_unavailable', `session ${sessionId} changes too fast to join; retry`, 1),
+};
+
+/** What holds a limit: one process, or the cluster of instances sharing one Redis. */
+export type Where = 'server' | 'cluster';

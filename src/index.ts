@@ -19,6 +19,12 @@ async function readTls(config: Config): Promise<{ cert: string; key: string } | 
 }
 
 async function main(): Promise<void> {
+  // `switchboard device …`: the device simulator, loaded only when asked for; the server starts as before.
+  if (process.argv[2] === 'device') {
+    const { runDeviceCommand } = await import('./device/cli');
+    await runDeviceCommand(process.argv.slice(3), (line) => console.log(line));
+    return process.exit(0);
+  }
   const command = loadConfig(process.argv.slice(2), process.env);
   if (command.kind === 'help') return void writeSync(1, `${command.text}\n`);
   if (command.kind === 'version') return void writeSync(1, `${pkg.version}\n`);
@@ -27,14 +33,17 @@ async function main(): Promise<void> {
 
   // console.log is synchronous in Bun: no line is lost when the process exits right after it.
   const logger = createLogger({ level: config.logLevel, format: config.logFormat, clock: systemClock, write: (line) => console.log(line) });
-  const app = createApp(config, { logger });
+  const switchboard = createApp(config, { logger });
+  const { app } = switchboard;
   // With REDIS_URL: one attempt to connect before listening (it goes on in the background if Redis is
   // away, and /readyz says so meanwhile).
-  await app.decorator.backendReady;
+  await switchboard.ready;
   try {
     // reusePort off: a second server on a taken port must fail, not share it silently.
     // development off: the client page is served bundled and minified, without the dev server.
-    app.listen({ port: config.port, hostname: config.host, tls, reusePort: false, development: false });
+    // With TLS, HTTP/2 too (ALPN h2): one connection carries every event stream of a browser tab, where
+    // HTTP/1.1 allows a browser six connections to a server.
+    app.listen({ port: config.port, hostname: config.host, tls, http2: Boolean(tls), reusePort: false, development: false });
   } catch (e) {
     throw new ConfigError(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`);
   }
@@ -43,7 +52,7 @@ async function main(): Promise<void> {
   const url = `${tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`;
   logger.info(`switchboard ${pkg.version} listening on ${url} (TLS ${tls ? 'on' : 'off'})`, { version: pkg.version, url, tls: Boolean(tls) });
   // Relay sessions allowed (never with RELAY_MODE=off): the engine loads now, off the first viewer's path.
-  if (config.relayPrewarm === 'on') void app.decorator.relay?.prewarm();
+  if (config.relayPrewarm === 'on') void switchboard.relay?.prewarm();
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -52,11 +61,9 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info(`${signal}: stopping`, { signal });
     // Stops listening, ends every stream (clients reconnect elsewhere), waits for the requests in
-    // flight up to SHUTDOWN_TIMEOUT_MS; then app.stop() runs the app's own stop hooks.
+    // flight up to SHUTDOWN_TIMEOUT_MS, then closes the rest.
     try {
-      await app.decorator.drain.run(server);
-      await app.stop();
-      await app.decorator.signalling.close();
+      await switchboard.stop({ graceful: true });
     } catch (error) {
       logger.error('the stop failed', { error });
       process.exit(1);
@@ -69,6 +76,7 @@ async function main(): Promise<void> {
 
 // Before the settings are read there is no logger: a bad setting is told plainly, as by any command.
 main().catch((e: unknown) => {
-  writeSync(2, `switchboard: ${e instanceof ConfigError ? e.message : String((e as Error)?.stack ?? e)}\n`);
+  const plain = e instanceof ConfigError || (e as Error)?.name === 'DeviceError';
+  writeSync(2, `switchboard: ${plain ? (e as Error).message : String((e as Error)?.stack ?? e)}\n`);
   process.exit(1);
 });

@@ -11,10 +11,7 @@ const tooLarge = () => new SignalError('payload_too_large', `the body is over ${
  * An empty body is refused, unless `whenEmpty` says what it stands for.
  */
 export async function readJsonBody(request: Request, limit = MAX_BODY_BYTES, whenEmpty?: unknown): Promise<unknown> {
-  const declared = request.headers.get('content-length');
-  if (declared !== null && Number(declared) > limit) throw tooLarge();
-  const text = declared !== null ? await request.text() : await readChunked(request, limit);
-  if (text.length > limit) throw tooLarge();
+  const text = await readTextBody(request, limit);
   if (text.trim() === '') {
     if (whenEmpty !== undefined) return whenEmpty;
     throw new SignalError('invalid_json', 'the body is empty; expected a JSON object');
@@ -24,6 +21,15 @@ export async function readJsonBody(request: Request, limit = MAX_BODY_BYTES, whe
   } catch (e) {
     throw new SignalError('invalid_json', `the body is not valid JSON: ${(e as Error).message}`);
   }
+}
+
+/** Reads a request body as text, refusing more than `limit` bytes (without reading them when the length is declared). */
+export async function readTextBody(request: Request, limit = MAX_BODY_BYTES): Promise<string> {
+  const declared = request.headers.get('content-length');
+  if (declared !== null && Number(declared) > limit) throw tooLarge();
+  const text = declared !== null ? await request.text() : await readChunked(request, limit);
+  if (text.length > limit) throw tooLarge();
+  return text;
 }
 
 /** A body without Content-Length is read chunk by chunk and abandoned as soon as it passes the limit. */

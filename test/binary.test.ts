@@ -15,7 +15,10 @@ const binary = join(dir, 'switchboard');
 let server: ServerProcess;
 const strace = Bun.which('strace');
 const analyze = Bun.which('systemd-analyze');
-for (const [tool, found] of [['systemd-analyze', analyze], ['strace', strace]]) {
+for (const [tool, found] of [
+  ['systemd-analyze', analyze],
+  ['strace', strace],
+]) {
   if (!found) console.log(`${tool} is not installed: the system calls of the executable are not checked against deploy/switchboard.service`);
 }
 
@@ -28,6 +31,25 @@ afterAll(async () => {
   await server?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** A process's output as it comes; `until` waits for it to match (bounded by the test's timeout). */
+function textOf(stream: ReadableStream<Uint8Array>) {
+  let text = '';
+  let wake: (() => void) | undefined;
+  void (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
+      text += decoder.decode(chunk, { stream: true });
+      wake?.();
+    }
+  })();
+  return {
+    text: () => text,
+    async until(match: (text: string) => boolean): Promise<void> {
+      while (!match(text)) await new Promise<void>((resolve) => (wake = resolve));
+    },
+  };
+}
 
 describe('dist/switchboard from an empty directory', () => {
   test('is alone in its directory', () => {
@@ -43,12 +65,78 @@ describe('dist/switchboard from an empty directory', () => {
     expect(script).toBeDefined();
     const js = await fetch(new URL(script as string, server.url));
     expect(js.status).toBe(200);
-    expect(await js.text()).toContain('/register/');
+    // The page's script and the chunks it imports (the client library, shared with /fleet).
+    let code = await js.text();
+    for (const chunk of code.matchAll(/from\s*"(\/chunk-[^"]+)"/g)) code += await (await fetch(new URL(chunk[1] as string, server.url))).text();
+    expect(code).toContain('/register/');
     for (const res of [page, js]) {
       expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
       expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     }
   });
+
+  test('serves the client library, its declarations and the fleet view from inside the executable', async () => {
+    const version = (await Bun.file(join(root, 'package.json')).json()).version;
+    const sdk = await fetch(`${server.url}/sdk/switchboard.js`);
+    expect(sdk.status).toBe(200);
+    expect(sdk.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(sdk.headers.get('x-switchboard-version')).toBe(version);
+    const js = await sdk.text();
+    expect(js).toContain(`"${version}"`);
+    expect(js).toMatch(/export\s*\{[^}]*\bjoin\b/);
+    const declarations = await fetch(`${server.url}/sdk/switchboard.d.ts`);
+    expect(await declarations.text()).toBe(await Bun.file(join(root, 'src/client/sdk/switchboard.d.ts')).text());
+    const fleet = await fetch(`${server.url}/fleet`);
+    expect(fleet.status).toBe(200);
+    const script = /<script[^>]+src="([^"]+)"/.exec(await fleet.text())?.[1];
+    expect((await fetch(new URL(script as string, `${server.url}/fleet`))).status).toBe(200);
+  });
+
+  test('with TLS_CERT and TLS_KEY it speaks HTTP/2: an event stream over h2 carries events and stays open (curl --http2 -N)', async () => {
+    const cert = join(dir, '..', `${dir.split('/').at(-1)}-cert.pem`);
+    const key = join(dir, '..', `${dir.split('/').at(-1)}-key.pem`);
+    const made = await runToEnd([
+      'openssl',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ]);
+    expect(made.code).toBe(0);
+    const own = await spawnServer([binary], { cwd: dir, env: { TLS_CERT: cert, TLS_KEY: key, PING_INTERVAL_MS: '200' } });
+    const tls = { rejectUnauthorized: false };
+    expect((await fetch(`${own.url}/register/h2/a`, { method: 'POST', tls })).status).toBe(200);
+    const curl = Bun.spawn(['curl', '-sS', '-k', '--http2', '-N', '-v', `${own.url}/events/h2/a`], { stdout: 'pipe', stderr: 'pipe' });
+    try {
+      const err = textOf(curl.stderr);
+      const out = textOf(curl.stdout);
+      await err.until((text) => text.includes('< HTTP/2 200'));
+      await fetch(`${own.url}/register/h2/b`, { method: 'POST', tls });
+      await out.until((text) => text.includes('"new-peer"'));
+      // Pings keep coming on the same stream: it stays open.
+      await out.until((text) => text.split('"ping"').length > 3);
+      expect(err.text()).toContain('ALPN: server accepted h2');
+      expect(curl.exitCode).toBeNull();
+    } finally {
+      curl.kill();
+      await own.stop();
+      rmSync(cert, { force: true });
+      rmSync(key, { force: true });
+    }
+  }, 30_000);
 
   test('serves /iceServers and a stream', async () => {
     expect(await (await fetch(`${server.url}/iceServers`)).json()).toEqual({ urls: ['stun:stun.cloudflare.com:3478'] });
@@ -79,6 +167,22 @@ describe('dist/switchboard from an empty directory', () => {
     expect((await fetch(`${server.url}/docs`)).headers.get('content-type')).toContain('text/html');
   });
 
+  test("serves the documentation viewer's files from inside the executable", async () => {
+    const page = await fetch(`${server.url}/docs`);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    const html = await page.text();
+    expect(html).not.toContain('://');
+    const files = [...html.matchAll(/(?:src|href)="(\/docs\/assets\/[^"]+)"/g)].map((m) => m[1] as string);
+    expect(files).toHaveLength(3);
+    for (const file of files) {
+      const res = await fetch(`${server.url}${file}`);
+      expect(res.status).toBe(200);
+      const body = await res.text();
+      expect(body.length).toBeGreaterThan(100);
+      if (file.endsWith('swagger-ui-bundle.js')) expect(body).toContain('SwaggerUIBundle');
+    }
+  });
+
   test('SIGTERM: stops accepting, ends streams, answers the request in flight, exits 0', async () => {
     await expectGracefulStop(await spawnServer([binary], { cwd: dir }), 'SIGTERM');
   });
@@ -87,32 +191,37 @@ describe('dist/switchboard from an empty directory', () => {
     await expectForcedStop(await spawnServer([binary], { cwd: dir, env: { SHUTDOWN_TIMEOUT_MS: '200' } }));
   });
 
-  test.skipIf(!strace || !analyze)('makes only the system calls and sockets that deploy/switchboard.service allows', async () => {
-    const trace = join(dir, '..', `${dir.split('/').at(-1)}.strace`);
-    const own = await spawnServer([strace as string, '-f', '-qq', '-o', trace, binary], { cwd: dir });
-    try {
-      const { url } = own;
-      await fetch(`${url}/register/s/a`, { method: 'POST' });
-      await fetch(`${url}/register/s/b`, { method: 'POST' });
-      const stream = await openEvents(`${url}/events/s/b`);
-      await fetch(`${url}/message/s/a`, { method: 'POST', body: JSON.stringify({ target: 'b', type: 'offer', payload: { sdp: 'v=0' } }) });
-      await stream.next(ofType('offer'));
-      for (const path of ['/', '/metrics', '/openapi.json', '/docs', '/readyz', '/iceServers']) await (await fetch(`${url}${path}`)).arrayBuffer();
-      // Signal the server itself (strace's child), so that it drains as it would under systemd.
-      const [child] = (await Bun.file(`/proc/${own.proc.pid}/task/${own.proc.pid}/children`).text()).trim().split(/\s+/).map(Number);
-      if (!child) throw new Error('no traced process');
-      process.kill(child, 'SIGTERM');
-      await stream.ended;
-      expect(await own.proc.exited).toBe(0);
-      const { syscalls, families } = traced(await Bun.file(trace).text());
-      expect(syscalls.size).toBeGreaterThan(20);
-      const allowed = await allowedSyscalls(analyze as string);
-      expect([...syscalls].filter((call) => !allowed.has(call))).toEqual([]);
-      const permitted = (await unitValues('RestrictAddressFamilies')).join(' ').split(/\s+/);
-      expect([...families].filter((family) => !permitted.includes(family))).toEqual([]);
-    } finally {
-      if (own.proc.exitCode === null) own.proc.kill('SIGKILL');
-      rmSync(trace, { force: true });
-    }
-  }, 60_000);
+  test.skipIf(!strace || !analyze)(
+    'makes only the system calls and sockets that deploy/switchboard.service allows',
+    async () => {
+      const trace = join(dir, '..', `${dir.split('/').at(-1)}.strace`);
+      const own = await spawnServer([strace as string, '-f', '-qq', '-o', trace, binary], { cwd: dir });
+      try {
+        const { url } = own;
+        await fetch(`${url}/register/s/a`, { method: 'POST' });
+        await fetch(`${url}/register/s/b`, { method: 'POST' });
+        const stream = await openEvents(`${url}/events/s/b`);
+        await fetch(`${url}/message/s/a`, { method: 'POST', body: JSON.stringify({ target: 'b', type: 'offer', payload: { sdp: 'v=0' } }) });
+        await stream.next(ofType('offer'));
+        for (const path of ['/', '/metrics', '/openapi.json', '/docs', '/docs/assets/swagger-ui-bundle.js', '/readyz', '/iceServers'])
+          await (await fetch(`${url}${path}`)).arrayBuffer();
+        // Signal the server itself (strace's child), so that it drains as it would under systemd.
+        const [child] = (await Bun.file(`/proc/${own.proc.pid}/task/${own.proc.pid}/children`).text()).trim().split(/\s+/).map(Number);
+        if (!child) throw new Error('no traced process');
+        process.kill(child, 'SIGTERM');
+        await stream.ended;
+        expect(await own.proc.exited).toBe(0);
+        const { syscalls, families } = traced(await Bun.file(trace).text());
+        expect(syscalls.size).toBeGreaterThan(20);
+        const allowed = await allowedSyscalls(analyze as string);
+        expect([...syscalls].filter((call) => !allowed.has(call))).toEqual([]);
+        const permitted = (await unitValues('RestrictAddressFamilies')).join(' ').split(/\s+/);
+        expect([...families].filter((family) => !permitted.includes(family))).toEqual([]);
+      } finally {
+        if (own.proc.exitCode === null) own.proc.kill('SIGKILL');
+        rmSync(trace, { force: true });
+      }
+    },
+    60_000,
+  );
 });

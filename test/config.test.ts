@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { Config, ConfigError, defaultConfig, loadConfig } from '../src/config';
+import { Config, ConfigError, defaultConfig, loadConfig, SECRET_SETTINGS, shownSetting } from '../src/config';
 
 const run = (argv: string[], env: Record<string, string> = {}) => {
   const command = loadConfig(argv, env);
@@ -94,5 +94,40 @@ describe('loadConfig', () => {
 
   test('--version', () => {
     expect(loadConfig(['--version'], {}).kind).toBe('version');
+  });
+});
+
+describe('errors never show a credential', () => {
+  test('a credential too short is named, its value is not', () => {
+    const cases: [Record<string, string>, string, string][] = [
+      [{ ADMIN_TOKEN: 'hunter2-admin' }, 'ADMIN_TOKEN', 'hunter2-admin'],
+      [{ AUTH_MODE: 'jwt', JWT_SECRET: 'hunter2-jwt-secret' }, 'JWT_SECRET', 'hunter2-jwt-secret'],
+      [{ NOTIFY_URL: 'https://hooks.example/x', NOTIFY_SECRET: 'hunter2-ntf' }, 'NOTIFY_SECRET', 'hunter2-ntf'],
+    ];
+    for (const [env, name, secret] of cases) {
+      const message = failure([], env);
+      expect(message).toStartWith(`${name}=[redacted] is invalid: `);
+      expect(message).not.toContain(secret);
+    }
+    expect(failure(['--admin-token', 'hunter2-flag'])).not.toContain('hunter2');
+  });
+
+  test('REDIS_URL is shown without its password, its user and host kept', () => {
+    const message = failure([], { REDIS_URL: 'redis://app:hunter2@pass@redis.internal:6379/0 trailing' });
+    expect(message).toStartWith('REDIS_URL="redis://app:[redacted]@redis.internal:6379/0 trailing" is invalid: ');
+    expect(message).not.toContain('hunter2');
+    expect(failure([], { REDIS_URL: 'redis://hunter2@redis.internal x' })).toStartWith('REDIS_URL="redis://[redacted]@redis.internal x" is invalid');
+    expect(failure([], { REDIS_URL: 'http://redis.internal:6379' })).toStartWith('REDIS_URL="http://redis.internal:6379" is invalid');
+  });
+
+  test('every setting named like a credential is marked secret, and shown as [redacted]', () => {
+    const named = Object.keys(Config.properties).filter((key) => /token|secret|credential|password/i.test(key));
+    expect(named.length).toBeGreaterThan(5);
+    for (const key of named) {
+      expect(SECRET_SETTINGS.has(key as keyof Config)).toBe(true);
+      expect(shownSetting(key as keyof Config, 'hunter2')).toBe('[redacted]');
+    }
+    expect(SECRET_SETTINGS.has('redisUrl')).toBe(true);
+    expect(shownSetting('port', 'abc')).toBe('"abc"');
   });
 });

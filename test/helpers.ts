@@ -1,11 +1,11 @@
 import { afterEach } from 'bun:test';
-import { type AppDeps, createApp } from '../src/app';
+import { type App, type AppDeps, createApp, type Switchboard } from '../src/app';
 import type { Cancel, Clock } from '../src/clock';
 import { type Config, defaultConfig } from '../src/config';
 import type { SseConnection } from './sse-client';
 
+export type { App, Switchboard };
 export { defaultConfig };
-export type App = ReturnType<typeof createApp>;
 
 /** A clock that moves only when told to: timeouts are tested without waiting for them. */
 export class ManualClock implements Clock {
@@ -64,30 +64,28 @@ export async function req(app: App, method: string, path: string, body?: unknown
   return { status: response.status, headers: response.headers, body: parsed };
 }
 
-export interface Running {
+/** A server listening (`startServer`, `listen`): `createApp`'s parts and the listener's URL; `stop()` ends it all. */
+export interface Running extends Switchboard {
   url: string;
-  app: App;
-  /** Ends every stream and stops listening; once (a second call does nothing). */
-  stop(): Promise<void>;
+}
+
+export interface ServeOptions {
+  idleTimeout?: number;
+  tls?: { cert: string; key: string };
+  http2?: boolean;
 }
 
 /** A real listener on 127.0.0.1 and a free port. */
-export function startServer(config: Partial<Config> = {}, deps: Partial<AppDeps> = {}, serve: { idleTimeout?: number } = {}): Running {
-  const app = createApp(defaultConfig(config), deps);
-  app.listen({ port: 0, hostname: '127.0.0.1', reusePort: false, development: false, ...serve });
-  const port = app.server?.port;
+export function startServer(config: Partial<Config> = {}, deps: Partial<AppDeps> = {}, serve: ServeOptions = {}): Running {
+  return listen(createApp(defaultConfig(config), deps), serve);
+}
+
+/** Starts the listener of a server already built (one whose backend had to be `ready` first, say), on 127.0.0.1 and a free port. */
+export function listen(server: Switchboard, serve: ServeOptions = {}): Running {
+  server.app.listen({ port: 0, hostname: '127.0.0.1', reusePort: false, development: false, ...serve });
+  const port = server.app.server?.port;
   if (!port) throw new Error('server did not start');
-  let stopped = false;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    app,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      app.decorator.signalling.shutdown();
-      await app.stop(true);
-    },
-  };
+  return { ...server, url: `${serve.tls ? 'https' : 'http'}://127.0.0.1:${port}` };
 }
 
 /**
@@ -109,6 +107,39 @@ export function serversPerTest(): { listen: typeof startServer; streams: SseConn
     },
     streams,
   };
+}
+
+/**
+ * For the tests of a file that answer requests without a listener (`app.handle`) but open what must be
+ * closed (relay connections, say): `build` makes a server as `createApp` does, on `defaultConfig` and
+ * `config`, and every server it made is stopped after each test.
+ */
+export function appsPerTest(): (config?: Partial<Config>, deps?: Partial<AppDeps>) => Switchboard {
+  const built: Switchboard[] = [];
+  afterEach(async () => {
+    for (const server of built.splice(0)) await server.stop();
+  });
+  return (config = {}, deps = {}) => {
+    const server = createApp(defaultConfig(config), deps);
+    built.push(server);
+    return server;
+  };
+}
+
+/**
+ * Waits until `check` holds, polling every few milliseconds; fails naming `what` after `timeoutMs`. For
+ * state that changes by itself, with no event to wait on (a reconnection, a webhook received, a socket
+ * closed); never for a timeout, which the injected clock drives.
+ */
+export async function until(check: () => boolean | Promise<boolean>, what = check.toString(), timeoutMs = 10_000, explain: () => string = () => ''): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) {
+      const detail = explain();
+      throw new Error(`not reached within ${timeoutMs} ms: ${what}${detail ? `\n${detail}` : ''}`);
+    }
+    await Bun.sleep(10);
+  }
 }
 
 /** POSTs JSON to a running server and returns status and parsed body. */

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expectForcedStop, expectGracefulStop, logLines } from './drain-scenario';
 import { runToEnd, spawnServer } from './process-helpers';
-import { openEvents, ofType } from './sse-client';
 
 const entry = join(import.meta.dir, '..', 'src', 'index.ts');
 const bun = process.execPath;
@@ -34,7 +33,7 @@ describe('bun src/index.ts', () => {
     const server = await spawnServer([bun, entry], { env: { LOG_FORMAT: 'pretty', LOG_LEVEL: 'debug' } });
     await fetch(`${server.url}/healthz`);
     expect(await server.stop()).toBe(0);
-    expect(server.output()).toMatch(/^\S+Z INFO  switchboard \S+ listening on/m);
+    expect(server.output()).toMatch(/^\S+Z INFO {2}switchboard \S+ listening on/m);
     expect(server.output()).toMatch(/^\S+Z DEBUG request requestId=\S+ method=GET route=\/healthz status=200$/m);
   });
 
@@ -82,8 +81,26 @@ describe('bun src/index.ts', () => {
   test('HTTPS on the same port with TLS_CERT and TLS_KEY', async () => {
     const cert = join(dir, 'cert.pem');
     const key = join(dir, 'key.pem');
-    const made = await runToEnd(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert]);
+    const made = await runToEnd([
+      'openssl',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ]);
     expect(made.code).toBe(0);
     const server = await spawnServer([bun, entry, '--tls-cert', cert, '--tls-key', key]);
     try {
@@ -101,7 +118,7 @@ describe('bun src/index.ts', () => {
       expect(text).toContain('{"type":"new-peer","senderId":"b"}');
       await reader.cancel();
       // Plain HTTP on the TLS port is not served.
-      await expect(fetch(server.url.replace('https:', 'http:') + '/iceServers')).rejects.toThrow();
+      await expect(fetch(`${server.url.replace('https:', 'http:')}/iceServers`)).rejects.toThrow();
     } finally {
       await server.stop();
     }

@@ -38,7 +38,9 @@ export async function openEvents(url: string, init: { lastEventId?: string; head
   let retry: number | undefined;
   let done = false;
   let raw = '';
-  const wake = () => waiters.splice(0).forEach((w) => w());
+  const wake = () => {
+    for (const w of waiters.splice(0)) w();
+  };
 
   const ended = (async () => {
     if (!response.ok || !response.body) {
@@ -125,5 +127,4 @@ export async function openEvents(url: string, init: { lastEventId?: string; head
 }
 
 /** Matches events of one type, optionally from one sender. */
-export const ofType = (type: string, senderId?: string) => (e: SseEvent) =>
-  e.json.type === type && (senderId === undefined || e.json.senderId === senderId);
+export const ofType = (type: string, senderId?: string) => (e: SseEvent) => e.json.type === type && (senderId === undefined || e.json.senderId === senderId);

@@ -30,7 +30,9 @@ export async function openSocket(url: string): Promise<WsConnection> {
   const waiters: (() => void)[] = [];
   let lastEventId: number | undefined;
   let done = false;
-  const wake = () => waiters.splice(0).forEach((w) => w());
+  const wake = () => {
+    for (const w of waiters.splice(0)) w();
+  };
   socket.onmessage = (e) => {
     const frame = JSON.parse(String(e.data)) as Frame;
     frames.push(frame);
@@ -99,5 +101,4 @@ export async function openSocket(url: string): Promise<WsConnection> {
 }
 
 /** Matches events of one type, optionally from one sender. */
-export const isType = (type: string, senderId?: string) => (e: Frame) =>
-  e.type === type && (senderId === undefined || e.senderId === senderId);
+export const isType = (type: string, senderId?: string) => (e: Frame) => e.type === type && (senderId === undefined || e.senderId === senderId);

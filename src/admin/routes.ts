@@ -3,16 +3,19 @@ import type { PeerAccess } from '../auth/access';
 import { bearerToken } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
 import { readJsonBody } from '../json-body';
+import { sameOriginOnly } from '../ops/same-origin';
 import { SessionParams } from '../sessions/model';
 import { CreatedSession, CreateSessionBody, SessionList, SessionView } from './model';
 import type { Admin } from './service';
 
 /**
  * The server-to-server API, behind `Authorization: Bearer <ADMIN_TOKEN>`. Without ADMIN_TOKEN every
- * route answers 403 `admin_disabled`. The token is checked before the body is read.
+ * route answers 403 `admin_disabled`. The token is checked before the body is read. No web page calls it
+ * (the token must not reach a browser), so its answers carry no CORS headers.
  */
 export const adminRoutes = (admin: Admin, access: PeerAccess) =>
   new Elysia()
+    .use(sameOriginOnly())
     .post(
       '/sessions',
       async ({ body, set }) => {

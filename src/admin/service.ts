@@ -1,7 +1,7 @@
-import { tokenHash, type TokenGenerator } from '../auth/tokens';
+import { type TokenGenerator, tokenHash } from '../auth/tokens';
 import type { Config } from '../config';
 import { SignalError } from '../errors';
-import { after, type Awaitable, type SessionSnapshot, type SignallingBackend } from '../sessions/backend';
+import { type Awaitable, after, type SessionSnapshot, type SignallingBackend } from '../sessions/backend';
 import type { Invite } from '../sessions/store';
 import { type CreatedSession, type CreateSessionBody, DEFAULT_IDLE_S, type JoinGrant, type SessionView } from './model';
 

@@ -1,6 +1,6 @@
 import { type Config, relayMode } from '../config';
 import { SignalError } from '../errors';
-import { type Admit, type AdmitPeer, type AdmitSession, after, type Awaitable, type PeerDirectory } from '../sessions/backend';
+import { type Admit, type AdmitPeer, type AdmitSession, type Awaitable, after, type PeerDirectory, type SenderCredential } from '../sessions/backend';
 import type { PeerAuth, Role } from '../sessions/store';
 import type { JoinClaims, JwtVerifier } from './jwt';
 import { type TokenGenerator, tokenHash, tokenMatches } from './tokens';
@@ -81,14 +81,7 @@ export class PeerAccess {
    * the session has no other publisher (being first in would have made it one anyway); with a JWT or an
    * invite it may only if they say publisher.
    */
-  private requestRole(
-    sessionId: string,
-    peerId: string,
-    granted: Role,
-    requested: Role | undefined,
-    session: AdmitSession | undefined,
-    byClaims: boolean,
-  ): Role {
+  private requestRole(sessionId: string, peerId: string, granted: Role, requested: Role | undefined, session: AdmitSession | undefined, byClaims: boolean): Role {
     if (requested === undefined || requested === granted || requested === 'viewer') return requested ?? granted;
     const mode = this.config.authMode;
     if (mode === 'open') return requested;
@@ -161,11 +154,31 @@ export class PeerAccess {
     return after(auth, (a) => this.checkPeer(sessionId, peerId, token, a));
   }
 
+  /**
+   * The check of `authorizePeer` without its lookup, for `POST /message`: the store that holds the
+   * sender runs it inside `send` (in a cluster, in the send script, from the token's hash).
+   */
+  sender(sessionId: string, peerId: string, token: string | undefined): SenderCredential {
+    const checked = this.config.authMode !== 'open';
+    return {
+      checked,
+      hash: token === undefined ? undefined : tokenHash(token),
+      check: (auth) => {
+        if (checked) this.checkPeer(sessionId, peerId, token, auth);
+      },
+      refusal: (why) => this.peerRefusal(sessionId, peerId, why),
+    };
+  }
+
   private checkPeer(sessionId: string, peerId: string, token: string | undefined, auth: PeerAuth | undefined): void {
-    if (token === undefined) {
-      throw unauthorized(`peer ${peerId} needs the token POST /register returned: Authorization: Bearer <token> (or ?token= on GET /events)`);
-    }
-    if (!tokenMatches(token, auth?.tokenHash)) throw forbidden(`that is not the token of peer ${peerId} in session ${sessionId}`);
+    if (token === undefined) throw this.peerRefusal(sessionId, peerId, 'unauthorized');
+    if (!tokenMatches(token, auth?.tokenHash)) throw this.peerRefusal(sessionId, peerId, 'forbidden');
+  }
+
+  private peerRefusal(sessionId: string, peerId: string, why: 'unauthorized' | 'forbidden'): SignalError {
+    return why === 'unauthorized'
+      ? unauthorized(`peer ${peerId} needs the token POST /register returned: Authorization: Bearer <token> (or ?token= on GET /events)`)
+      : forbidden(`that is not the token of peer ${peerId} in session ${sessionId}`);
   }
 
   /**
@@ -189,7 +202,7 @@ export class PeerAccess {
     const peers = this.deps.directory.sessionAuths(sessionId);
     if (this.config.authMode === 'open' || this.isAdmin(token)) return after(peers, noop);
     return after(peers, (records) => {
-      if (token === undefined) throw unauthorized('closing a session needs a publisher\'s token or the admin token: Authorization: Bearer <token>');
+      if (token === undefined) throw unauthorized("closing a session needs a publisher's token or the admin token: Authorization: Bearer <token>");
       for (const record of records) {
         if (!tokenMatches(token, record.auth?.tokenHash)) continue;
         if (record.auth?.role === 'publisher') return;

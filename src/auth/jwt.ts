@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, decodeProtectedHeader, errors, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import type { Clock } from '../clock';
-import { ConfigError, type Config } from '../config';
+import { type Config, ConfigError } from '../config';
 import { SignalError } from '../errors';
 import { ID_PATTERN } from '../sessions/model';
 import type { Role } from '../sessions/store';
@@ -51,11 +51,6 @@ export class JwtVerifier {
     }
     if (config.jwtJwksFile) return new JwtVerifier(readJwks(config.jwtJwksFile), ['RS256', 'ES256'], config, clock);
     throw new ConfigError('AUTH_MODE=jwt needs JWT_SECRET, JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE');
-  }
-
-  /** The algorithms a JWT may be signed with here. */
-  get accepted(): readonly string[] {
-    return this.algorithms;
   }
 
   /** Checks signature, algorithm, expiry and claims; throws a 401 `SignalError` that says what is wrong. */

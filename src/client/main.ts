@@ -1,10 +1,12 @@
-// The browser test client: start a stream (the device's role) or join one, as the seed describes.
-// `/?session=S&peer=P&role=publish|view` starts by itself; `&mode=relay` creates a relay session (media
-// through the server); `&relay=1` forces TURN; `&source=camera|screen|pattern`; `&codec=h264|vp8` the
-// video codec a publisher prefers.
+// The browser test client: start a stream (the device's role) or join one, as the seed describes, with
+// the client library (./sdk). `/?session=S&peer=P&role=view` joins by itself; `&role=publish` fills in
+// the form and waits for a click on Start stream: a link alone never turns a camera on. `&mode=relay`
+// creates a relay session (media through the server); `&relay=1` forces TURN;
+// `&source=camera|screen|pattern`; `&codec=h264|vp8` the video codec a publisher prefers.
 import { SOURCES, type Source } from './media';
-import { type ClientStatus, describeError, Session } from './session';
-import type { Transport } from './signalling';
+import { randomId } from './sdk/session';
+import type { Transport } from './sdk/switchboard';
+import { type ClientStatus, describeError, PageSession } from './session';
 import { type Role, View } from './ui';
 
 declare global {
@@ -16,16 +18,10 @@ declare global {
 
 const ID = /^[A-Za-z0-9._:@|~-]{1,128}$/;
 
-/** A short random id; works without a secure context, unlike crypto.randomUUID. */
-function randomId(length = 8): string {
-  const alphabet = 'abcdefghijkmnpqrstuvwxyz23456789';
-  return Array.from(crypto.getRandomValues(new Uint8Array(length)), (b) => alphabet[b % alphabet.length]).join('');
-}
-
 const view = new View();
 const status: ClientStatus = { phase: 'idle', relay: false, stream: 'closed', resumes: 0, reRegistrations: 0, peers: {} };
 window.switchboard = status;
-let session: Session | undefined;
+let session: PageSession | undefined;
 
 const params = new URLSearchParams(location.search);
 view.session.value = params.get('session') ?? randomId();
@@ -59,7 +55,7 @@ async function start(role: Role): Promise<void> {
   if (role === 'publish' && codec) url.set('codec', codec);
   history.replaceState(null, '', `?${url}`);
 
-  const current = new Session({
+  const current = new PageSession({
     role,
     transport,
     sessionId,
@@ -106,4 +102,11 @@ addEventListener('pageshow', (e: PageTransitionEvent) => {
 });
 
 const role = params.get('role');
-if (role === 'publish' || role === 'view') void start(role);
+if (role === 'view') void start(role);
+else if (role === 'publish') {
+  // Ready, not started: the camera opens, and the peer registers as publisher, on the user's click.
+  status.phase = 'ready';
+  status.role = 'publish';
+  view.setStatus(`Ready to publish session ${view.session.value}: press Start stream to turn the camera on.`);
+  view.publishButton.focus();
+}

@@ -1,6 +1,6 @@
 // The page: controls, status, one card per connection, the signalling log. Text only goes in through
 // textContent: ids and messages come from other peers.
-import type { PeerLink } from './peer';
+import type { PeerInfo, PeerStats } from './sdk/switchboard';
 
 const byId = <T extends HTMLElement>(id: string): T => {
   const element = document.getElementById(id);
@@ -89,14 +89,14 @@ export class View {
   }
 
   /** Creates or refreshes the card of a connection; `viaServer` for the server's own peer in a relay session. */
-  showPeer(link: PeerLink, withVideo: boolean, viaServer = false): void {
-    let card = this.cards.get(link.remoteId);
+  showPeer(info: PeerInfo, withVideo: boolean, viaServer = false): void {
+    let card = this.cards.get(info.id);
     if (!card) {
-      card = new PeerCard(link.remoteId, withVideo, viaServer);
-      this.cards.set(link.remoteId, card);
+      card = new PeerCard(info.id, withVideo, viaServer);
+      this.cards.set(info.id, card);
       this.peers.append(card.root);
     }
-    card.update(link);
+    card.update(info);
   }
 
   attachRemote(remoteId: string, stream: MediaStream): void {
@@ -194,20 +194,23 @@ class PeerCard {
     this.video.play().catch(() => undefined);
   }
 
-  update(link: PeerLink): void {
-    const { pc, stats } = link;
-    const state = pc.connectionState;
+  update(info: PeerInfo): void {
+    const { stats } = info;
+    const state = info.connectionState;
     this.root.dataset.state = state;
     this.badge.textContent = state;
     this.badge.className = `badge ${STATE_CLASS[state] ?? ''}`;
-    this.set('ICE', `${pc.iceConnectionState} · gathering ${pc.iceGatheringState} · ${pc.signalingState}`);
+    this.set('ICE', `${info.iceConnectionState} · gathering ${info.iceGatheringState} · ${info.signalingState}`);
     const pair = stats?.pair;
     this.root.dataset.pair = pair ? `${pair.local}-${pair.remote}` : '';
-    this.set('path', pair ? `${pair.local} ↔ ${pair.remote} (${pair.relayProtocol ? `${pair.relayProtocol} to TURN, ` : ''}${pair.protocol}) ${pair.localAddress} → ${pair.remoteAddress}` : '—');
+    this.set(
+      'path',
+      pair ? `${pair.local} ↔ ${pair.remote} (${pair.relayProtocol ? `${pair.relayProtocol} to TURN, ` : ''}${pair.protocol}) ${pair.localAddress} → ${pair.remoteAddress}` : '—',
+    );
     this.set('kbit/s in / out', stats ? `${Math.round(stats.inKbps)} / ${Math.round(stats.outKbps)}` : '—');
     this.set('video', stats ? describeVideo(stats) : '—');
     this.set('round trip', stats?.rttMs === undefined ? '—' : `${Math.round(stats.rttMs)} ms`);
-    this.failure.textContent = link.failure ? `ICE failed: ${link.failure}` : '';
+    this.failure.textContent = info.failure ? `ICE failed: ${info.failure}` : '';
   }
 
   private set(name: string, text: string): void {
@@ -216,7 +219,7 @@ class PeerCard {
   }
 }
 
-function describeVideo(s: NonNullable<PeerLink['stats']>): string {
+function describeVideo(s: PeerStats): string {
   if (s.framesDecoded > 0) {
     const size = s.frameWidth ? `${s.frameWidth}×${s.frameHeight} · ` : '';
     return `${size}${Math.round(s.framesPerSecond ?? 0)} fps · ${s.framesDecoded} frames decoded`;

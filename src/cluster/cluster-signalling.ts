@@ -1,27 +1,28 @@
 import { type Clock, Ticker } from '../clock';
 import type { Config } from '../config';
 import type { Delivered, EventSink } from '../delivery/delivery';
-import { type DeliveryObserver, noObserver } from '../delivery/observer';
-import { type ErrorCode, SignalError } from '../errors';
+import { countMessage, type DeliveryObserver, noObserver } from '../delivery/observer';
+import { type EventBounds, eventBounds, fromPeer, peerNotice } from '../delivery/rules';
+import { refusals, type SignalError } from '../errors';
+import type { HoldingsConfig } from '../limits/address-holdings';
+import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
-import type {
-  Admit,
-  AdmitSession,
-  Registration,
-  SessionGauges,
-  SessionOptions,
-  SessionSnapshot,
-  SignallingBackend,
-} from '../sessions/backend';
+import type { Admit, AdmitSession, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from '../sessions/backend';
 import type { SessionEvent, SessionListener } from '../sessions/events';
-import { SERVER_EVENT_TYPES, type SignalBody } from '../sessions/model';
-import { reservedPeer, SERVER_PEER_ID, type SessionMode } from '../sessions/server-peer';
+import type { SignalBody } from '../sessions/model';
+import { capRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, serverEvents } from '../sessions/rules';
+import type { SessionMode } from '../sessions/server-peer';
 import type { Invite, PeerAuth, Role } from '../sessions/store';
 import { HeldStreams } from './held-streams';
+import { peerAddress, peerIdOf, redisKey } from './protocol';
 import { RedisLink } from './redis-link';
-import { peerAddress, redisKey, SCRIPTS } from './scripts';
+import { type AttachReply, boundsArgs, type CountsReply, type Outcome, SCRIPTS, type Script, type SendReply, topicArgs } from './scripts';
 
-export type ClusterConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'redisPrefix' | 'redisTimeoutMs'> & { redisUrl: string };
+export type ClusterConfig = Pick<
+  Config,
+  'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'maxPeerEventBytes' | 'maxEventBytes' | 'redisPrefix' | 'redisTimeoutMs'
+> &
+  HoldingsConfig & { redisUrl: string };
 
 export interface ClusterDeps {
   /** The instances' clock: deadlines in Redis are scored with it, so it must agree across instances (NTP). */
@@ -54,15 +55,12 @@ export function clusterTiming(peerTimeoutMs: number): ClusterTiming {
   return { keepaliveMs, sweepMs, slackMs, ttlMs: 2 * (peerTimeoutMs + slackMs) + 60_000 };
 }
 
-const SESSION_CLOSED = JSON.stringify({ type: 'session-closed' });
 /** Deadlines claimed per sweep. */
 const SWEEP_BATCH = 100;
 /** Registrations retried when the session changed between the admission check and the write. */
 const MAX_ATTEMPTS = 20;
 /** How often the cluster-wide gauges are read again, at most. */
 const GAUGE_REFRESH_MS = 5000;
-
-type Reply = [string, ...unknown[]];
 
 /**
  * A registration as kept in the session's peers hash: its credentials, and `n`, its place in the
@@ -73,18 +71,21 @@ interface StoredPeer {
   tokenHash?: string;
   role?: Role;
   n: number;
+  /** The key of the client address that made the registration, when known. */
+  o?: string;
 }
 
-const parsePeer = (json: unknown): StoredPeer => JSON.parse(json as string) as StoredPeer;
+const parsePeer = (json: string): StoredPeer => JSON.parse(json) as StoredPeer;
 
-const parseAuth = (json: unknown): PeerAuth | undefined => {
-  if (typeof json !== 'string') return undefined;
-  const { tokenHash, role } = parsePeer(json);
-  return tokenHash === undefined || role === undefined ? undefined : { tokenHash, role };
-};
+const authOf = ({ tokenHash, role }: StoredPeer): PeerAuth | undefined => (tokenHash === undefined || role === undefined ? undefined : { tokenHash, role });
+
+const parseAuth = (json: string): PeerAuth | undefined => authOf(parsePeer(json));
+
+/** A cluster holds mesh sessions only: media through the server needs the one process that holds its connections. */
+const unavailable = (mode: SessionMode): SignalError | undefined => (mode === 'relay' ? refusals.relayInCluster() : undefined);
 
 /**
- * The signalling semantics of `Signalling`, for several instances that share one Redis (see
+ * The signalling semantics of `LocalSignalling`, for several instances that share one Redis (see
  * scripts.ts for what Redis holds). A request may land on any instance: every change is a script
  * that runs atomically in Redis, and each event is appended to its target's log there, then routed
  * to the instance that holds the target's stream, which writes it. Event ids stay consecutive per
@@ -107,7 +108,8 @@ export class ClusterSignalling implements SignallingBackend {
   /** Detaches that Redis did not take: retried when it is back. */
   private readonly undetached = new Map<string, number>();
   private readonly inFlight = new Set<Promise<unknown>>();
-  private counts = { sessions: 0, peers: 0, at: -Infinity };
+  private counts: CountsReply & { at: number } = { cluster: { sessions: 0, peers: 0, eventBytes: 0 }, instance: { sessions: 0, peers: 0, eventBytes: 0 }, at: -Infinity };
+  private readonly bounds: EventBounds;
 
   constructor(
     private readonly config: ClusterConfig,
@@ -116,6 +118,7 @@ export class ClusterSignalling implements SignallingBackend {
     this.observer = deps.observer ?? noObserver;
     this.logger = deps.logger ?? silentLogger;
     this.timing = clusterTiming(config.peerTimeoutMs);
+    this.bounds = eventBounds(config);
     this.link = new RedisLink({
       url: config.redisUrl,
       scripts: Object.values(SCRIPTS),
@@ -133,7 +136,7 @@ export class ClusterSignalling implements SignallingBackend {
       now: () => deps.clock.now(),
       observer: this.observer,
       logger: this.logger,
-      retain: config.maxQueue,
+      bounds: this.bounds,
       detached: (key, gen) => this.detach(key, gen),
     });
     this.keepalive = new Ticker(deps.clock, this.timing.keepaliveMs, () => void this.track(this.refresh()));
@@ -147,116 +150,151 @@ export class ClusterSignalling implements SignallingBackend {
     await this.link.start();
   }
 
-  /** The streams held by this instance. */
-  get heldStreams(): number {
-    return this.streams.size;
-  }
-
+  /** This instance's share (see COUNTS for which peers and sessions are on it), and the cluster's totals. */
   readonly gauges: SessionGauges = {
-    sessions: () => this.countsNow().sessions,
-    peers: () => this.countsNow().peers,
+    sessions: () => this.countsNow().instance.sessions,
+    peers: () => this.countsNow().instance.peers,
+    eventBytes: () => this.countsNow().instance.eventBytes,
+    cluster: {
+      sessions: () => this.countsNow().cluster.sessions,
+      peers: () => this.countsNow().cluster.peers,
+      eventBytes: () => this.countsNow().cluster.eventBytes,
+    },
   };
 
-  async register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode): Promise<Registration> {
-    if (peerId === SERVER_PEER_ID) throw reservedPeer();
-    if (mode === 'relay') throw relayUnavailable();
+  async register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: RegisterOrigin): Promise<Registration> {
+    checkPeerId(peerId);
+    // The key of the client's address: what the per-address caps count.
+    const from = origin?.address === undefined ? '' : addressKey(origin.address);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const seen = (await this.run(SCRIPTS.admission, sessionId, peerId)) as unknown[];
-      const exists = seen[0] === 1;
-      const sessionCount = seen[1] as number;
-      if (!exists && sessionCount >= this.config.maxSessions) throw this.tooManySessions();
-      const peerCount = exists ? (seen[3] as number) : 0;
-      const current = exists && seen[6] !== null ? { auth: parseAuth(seen[6]) } : undefined;
-      if (exists && !current && peerCount >= this.config.maxPeersPerSession) throw this.sessionFull(sessionId);
+      const seen = await this.run(SCRIPTS.admission, sessionId, peerId, from);
+      const existing = seen.session;
+      modeFor(sessionId, existing && 'mesh', mode, unavailable);
+      const current = existing?.record === undefined ? undefined : parsePeer(existing.record);
+      const counts = {
+        exists: existing !== undefined,
+        registered: current !== undefined,
+        sessions: seen.sessions,
+        peers: existing?.peers ?? 0,
+        ownSessions: seen.ownSessions,
+        ownPeers: seen.ownPeers,
+        holdsIt: current !== undefined && (current.o ?? '') === from,
+        hasOrigin: from !== '',
+      };
+      checkCaps(counts, this.config, sessionId, 'cluster');
       let session: AdmitSession | undefined;
-      if (exists) {
-        const invite = seen[7] === null ? undefined : (JSON.parse(seen[7] as string) as Invite);
-        const invites = seen[5] === 1 ? new Map(invite ? [[peerId, invite]] : []) : undefined;
-        const publisher = seen[8] === '' ? undefined : (seen[8] as string);
-        session = { peers: { size: peerCount }, managed: seen[4] === 1 ? { invites } : undefined, publisher };
+      if (existing) {
+        const invite = existing.invite === undefined ? undefined : (JSON.parse(existing.invite) as Invite);
+        const invites = existing.inviteOnly ? new Map(invite ? [[peerId, invite]] : []) : undefined;
+        session = { peers: { size: existing.peers }, managed: existing.managed ? { invites } : undefined, publisher: existing.publisher };
       }
-      const auth = admit?.(session, current);
-      const reply = (await this.run(
+      const auth = admit?.(session, current && { auth: authOf(current) });
+      const reply = await this.run(
         SCRIPTS.register,
         sessionId,
         peerId,
-        seen[2] as string,
+        existing?.fingerprint ?? '',
         JSON.stringify(auth ?? {}),
         String(this.config.peerTimeoutMs),
         String(this.config.maxSessions),
         String(this.config.maxPeersPerSession),
-      )) as Reply;
-      const status = reply[0];
-      if (status === 'conflict') continue;
-      if (status === 'too_many_sessions') throw this.tooManySessions();
-      if (status === 'session_full') throw this.sessionFull(sessionId);
-      const [, out, created, takeover, lastEventId, others] = reply as [string, string[], number, number, number, string[]];
-      this.apply(out);
-      if (created === 1) this.emit({ type: 'session-created', sessionId, by: 'register' });
-      this.emit({ type: 'peer-joined', sessionId, peerId, role: auth?.role, takeover: takeover === 1 });
+        ...topicArgs(peerNotice(peerId)),
+        ...boundsArgs(this.bounds),
+        from,
+        String(this.config.maxSessionsPerIp),
+        String(this.config.maxPeersPerIp),
+        serverEvents.newPeer(peerId),
+      );
+      if (reply.status === 'conflict') continue;
+      if (reply.status === 'cap') throw capRefusal(reply.cap, this.config, sessionId, 'cluster');
+      this.apply(reply.out);
+      if (reply.created) this.emit({ type: 'session-created', sessionId, by: 'register' });
+      this.emit({ type: 'peer-joined', sessionId, peerId, role: auth?.role, takeover: reply.takeover });
       this.observer.peerJoined();
-      return { peers: others, auth, lastEventId, mode: 'mesh' };
+      return { peers: reply.others, auth, lastEventId: reply.lastEventId, mode: 'mesh' };
     }
-    throw new SignalError('backend_unavailable', `session ${sessionId} changes too fast to join; retry`, 1);
+    throw refusals.busySession(sessionId);
   }
 
   async createSession(sessionId: string, options: SessionOptions): Promise<{ mode: SessionMode }> {
-    if (options.mode === 'relay') throw relayUnavailable();
-    if (options.invites?.has(SERVER_PEER_ID)) throw reservedPeer();
+    for (const peerId of options.invites?.keys() ?? []) checkPeerId(peerId);
+    modeFor(sessionId, undefined, options.mode, unavailable);
     const invites: string[] = [];
     for (const [peerId, invite] of options.invites ?? []) invites.push(peerId, JSON.stringify(invite));
-    const reply = (await this.run(
-      SCRIPTS.createSession,
-      sessionId,
-      String(options.idleMs),
-      String(this.config.maxSessions),
-      options.invites ? '1' : '0',
-      ...invites,
-    )) as Reply;
-    if (reply[0] === 'session_exists') throw new SignalError('session_exists', `session ${sessionId} already exists`);
-    if (reply[0] === 'too_many_sessions') throw this.tooManySessions();
+    const reply = await this.run(SCRIPTS.createSession, sessionId, String(options.idleMs), String(this.config.maxSessions), options.invites ? '1' : '0', ...invites);
+    if (reply.status === 'session_exists') throw refusals.sessionExists(sessionId);
+    if (reply.status === 'too_many_sessions') throw refusals.tooManySessions(this.config.maxSessions, 'cluster');
     this.emit({ type: 'session-created', sessionId, by: 'admin' });
     return { mode: 'mesh' };
   }
 
-  async send(sessionId: string, peerId: string, body: SignalBody): Promise<Delivered> {
-    let result: Delivered;
+  /**
+   * One step in Redis: the sender is found and, with `guard`, its token checked there (the route's access
+   * check costs no round trip of its own), then the message is appended to its targets' logs.
+   */
+  async send(sessionId: string, peerId: string, body: SignalBody, guard?: SendGuard): Promise<Delivered> {
+    // Taken now, given back if the sender is not let in: a refusal of the rate comes after the token's.
+    const limited = guard?.rate.take();
+    const refused = messageRefusal(peerId, body);
+    let reply: SendReply;
     try {
-      result = await this.relay(sessionId, peerId, body);
+      reply = await this.run(
+        SCRIPTS.send,
+        sessionId,
+        peerId,
+        body.target ?? '',
+        clientEvent(peerId, body),
+        String(this.deps.clock.now()),
+        ...topicArgs(fromPeer(peerId)),
+        ...boundsArgs(this.bounds),
+        guard?.credential.checked ? '1' : '0',
+        guard?.credential.hash ?? '',
+        limited || refused ? '1' : '0',
+      );
     } catch (e) {
+      if (!limited) guard?.rate.giveBack();
       this.observer.message(body.type, 'rejected');
       throw e;
     }
-    this.observer.message(body.type, result === 'sent' ? 'relayed' : 'queued');
-    return result;
+    switch (reply.status) {
+      case 'session_not_found':
+      case 'peer_not_found':
+      case 'unauthorized':
+      case 'forbidden': {
+        if (!limited) guard?.rate.giveBack();
+        // The refusals of the guard are the route's, as in one process: not counted as rejected messages.
+        if (!guard) this.observer.message(body.type, 'rejected');
+        if (reply.status === 'session_not_found') throw refusals.sessionNotFound(sessionId);
+        if (reply.status === 'peer_not_found') throw refusals.peerNotFound(sessionId, peerId);
+        throw guard?.credential.refusal(reply.status) ?? new Error('send: a token was checked without a guard');
+      }
+      case 'refused':
+        if (limited) throw limited;
+        this.observer.message(body.type, 'rejected');
+        throw refused ?? new Error('send: refused without a refusal');
+      default:
+        break;
+    }
+    return countMessage(this.observer, body.type, () => this.delivered(sessionId, body, reply));
   }
 
-  private async relay(sessionId: string, peerId: string, body: SignalBody): Promise<Delivered> {
-    if (SERVER_EVENT_TYPES.has(body.type)) {
-      throw new SignalError('reserved_type', `type "${body.type}" is sent by the server only`);
+  /** What the send script's answer means for the sender: 'sent', 'queued', or a refusal of its targets. */
+  private delivered(sessionId: string, body: SignalBody, reply: SendReply): Delivered {
+    if (reply.status === 'target_not_found') throw refusals.targetNotFound(sessionId, reply.target);
+    if (reply.status === 'queue_full') {
+      this.apply(reply.out);
+      if (reply.why === 'total') throw refusals.queueTotal(reply.bytes, this.bounds.totalBytes, 'cluster');
+      if (body.target === undefined) throw refusals.queueBroadcast(reply.target);
+      throw reply.why === 'held' ? refusals.queueHeld(reply.held) : refusals.queueBytes(reply.bytes);
     }
-    if (body.target === peerId) throw new SignalError('invalid_request', 'target is the sender itself');
-    const json = JSON.stringify({ type: body.type, payload: body.payload, senderId: peerId });
-    const reply = (await this.run(SCRIPTS.send, sessionId, peerId, body.target ?? '', json, String(this.deps.clock.now()), String(this.config.maxQueue))) as Reply;
-    const status = reply[0];
-    if (status === 'queue_full') {
-      this.apply((reply[3] as string[] | undefined) ?? []);
-      const [, other, held] = reply as [string, string, number];
-      throw body.target === undefined
-        ? new SignalError('queue_full', `peer ${other} has too many undelivered events; retry when it reads them`, 1)
-        : new SignalError('queue_full', `the target has ${held} undelivered events; retry when it reads them`, 1);
-    }
-    if (status !== 'ok') throw this.refusal(status, sessionId, peerId, reply[1] as string | undefined);
-    this.apply(reply[1] as string[]);
+    if (reply.status !== 'ok') throw new Error(`send: unexpected status ${reply.status}`);
+    this.apply(reply.out);
     // 'sent' when each target's stream is held by a live instance, which writes it at once: here, when
     // this instance wrote it; elsewhere, when that instance's channel took it. How far the other
     // instance's stream is behind is not known here without a race (its progress is stored after each
     // write); a stream that stops reading is cut at MAX_QUEUE, as in one process.
     let result: Delivered = 'sent';
-    for (let i = 2; i + 3 < reply.length; i += 4) {
-      const target = reply[i] as string;
-      const id = reply[i + 1] as number;
-      const receivers = reply[i + 3] as number;
+    for (const { target, id, receivers } of reply.appended) {
       const written = receivers === -1 ? (this.streams.cursorOf(peerAddress(sessionId, target)) ?? 0) >= id : receivers > 0;
       if (!written) result = 'queued';
     }
@@ -270,24 +308,24 @@ export class ClusterSignalling implements SignallingBackend {
     }
     const key = peerAddress(sessionId, peerId);
     this.streams.expect(key);
-    let reply: Reply;
+    let reply: AttachReply;
     try {
-      reply = (await this.run(SCRIPTS.attach, sessionId, peerId, lastEventId === undefined ? '' : String(lastEventId), String(this.attachedDeadline()))) as Reply;
+      reply = await this.run(SCRIPTS.attach, sessionId, peerId, lastEventId === undefined ? '' : String(lastEventId), String(this.attachedDeadline()));
     } catch (e) {
       this.streams.abandon(key);
       sink.close();
       throw e;
     }
-    const status = reply[0];
-    if (status !== 'ok') {
+    if (reply.status !== 'ok') {
       this.streams.abandon(key);
       sink.close();
+      const { status } = reply;
       if (status === 'superseded' || status === 'resume_gap') this.observer.resumed(status);
-      if (status === 'superseded') throw new SignalError('superseded', 'this peer id registered again since that stream; register to join anew');
-      if (status === 'resume_gap') throw new SignalError('resume_gap', `cannot resume after event ${lastEventId}: it is no longer kept; register again`);
-      throw this.refusal(status, sessionId, peerId);
+      if (status === 'superseded') throw refusals.superseded();
+      if (status === 'resume_gap') throw refusals.resumeGap(lastEventId ?? 0);
+      throw status === 'session_not_found' ? refusals.sessionNotFound(sessionId) : refusals.peerNotFound(sessionId, peerId);
     }
-    const [, out, gen, cursor, events] = reply as [string, string[], number, number, unknown[]];
+    const { out, gen, cursor, events } = reply;
     this.apply(out);
     if (!sink.isOpen) {
       // The client left while the attach ran: its timeout starts now.
@@ -300,52 +338,45 @@ export class ClusterSignalling implements SignallingBackend {
   }
 
   async leave(sessionId: string, peerId: string): Promise<void> {
-    const reply = (await this.run(SCRIPTS.leave, sessionId, peerId)) as Reply;
-    if (reply[0] !== 'ok') throw this.refusal(reply[0], sessionId, peerId);
-    this.apply(reply[1] as string[]);
-    this.left(sessionId, peerId, 'left', reply[2] as string);
+    const reply = await this.run(SCRIPTS.leave, sessionId, peerId, ...topicArgs(peerNotice(peerId)), ...boundsArgs(this.bounds), serverEvents.peerLeft(peerId));
+    if (reply.status === 'session_not_found') throw refusals.sessionNotFound(sessionId);
+    if (reply.status === 'peer_not_found') throw refusals.peerNotFound(sessionId, peerId);
+    this.apply(reply.out);
+    this.left(sessionId, peerId, 'left', reply.outcome);
   }
 
   async closeSession(sessionId: string): Promise<void> {
-    const reply = (await this.run(SCRIPTS.closeSession, sessionId, SESSION_CLOSED)) as Reply;
-    if (reply[0] !== 'ok') throw this.refusal(reply[0], sessionId);
-    this.apply(reply[1] as string[]);
+    const reply = await this.run(SCRIPTS.closeSession, sessionId, serverEvents.sessionClosed);
+    if (reply.status === 'session_not_found') throw refusals.sessionNotFound(sessionId);
+    this.apply(reply.out);
     this.emit({ type: 'session-closed', sessionId, reason: 'closed' });
   }
 
   async peerAuth(sessionId: string, peerId: string): Promise<PeerAuth | undefined> {
-    const reply = (await this.run(SCRIPTS.peerAuth, sessionId, peerId)) as Reply;
-    if (reply[0] !== 'ok') throw this.refusal(reply[0], sessionId, peerId);
-    return parseAuth(reply[1]);
+    const reply = await this.run(SCRIPTS.peerAuth, sessionId, peerId);
+    if (reply.status === 'session_not_found') throw refusals.sessionNotFound(sessionId);
+    if (reply.status === 'peer_not_found') throw refusals.peerNotFound(sessionId, peerId);
+    return parseAuth(reply.record);
   }
 
   async sessionAuths(sessionId: string): Promise<{ id: string; auth?: PeerAuth }[]> {
-    const reply = (await this.run(SCRIPTS.sessionAuths, sessionId)) as Reply;
-    if (reply[0] !== 'ok') throw this.refusal(reply[0], sessionId);
-    const all = reply[1] as string[];
-    const peers: { id: string; auth?: PeerAuth }[] = [];
-    for (let i = 0; i < all.length; i += 2) peers.push({ id: all[i] as string, auth: parseAuth(all[i + 1]) });
-    return peers;
+    const reply = await this.run(SCRIPTS.sessionAuths, sessionId);
+    if (reply.status === 'session_not_found') throw refusals.sessionNotFound(sessionId);
+    return reply.records.map(({ id, record }) => ({ id, auth: parseAuth(record) }));
   }
 
   async snapshot(sessionId: string): Promise<SessionSnapshot | undefined> {
-    const reply = (await this.run(SCRIPTS.snapshot, sessionId)) as Reply;
-    if (reply[0] !== 'ok') return undefined;
-    const [, createdAt, idleMs, inv, peers, invites] = reply as [string, string, string | null, string | null, unknown[], string[]];
-    const snapshot: SessionSnapshot = { id: sessionId, createdAt: Number(createdAt), mode: 'mesh', managed: idleMs !== null, peers: [] };
+    const reply = await this.run(SCRIPTS.snapshot, sessionId);
+    if (reply.status !== 'ok') return undefined;
+    const snapshot: SessionSnapshot = { id: sessionId, createdAt: reply.createdAt, mode: 'mesh', managed: reply.managed, peers: [] };
     const places = new Map<string, number>();
-    for (let i = 0; i < peers.length; i += 3) {
-      const id = peers[i] as string;
-      places.set(id, parsePeer(peers[i + 1]).n);
-      snapshot.peers.push({ id, role: parseAuth(peers[i + 1])?.role ?? null, streaming: peers[i + 2] === 1 });
+    for (const { id, record, streaming } of reply.peers) {
+      const stored = parsePeer(record);
+      places.set(id, stored.n);
+      snapshot.peers.push({ id, role: authOf(stored)?.role ?? null, streaming });
     }
     snapshot.peers.sort((p, q) => (places.get(p.id) ?? 0) - (places.get(q.id) ?? 0));
-    if (inv !== null) {
-      snapshot.invites = [];
-      for (let i = 0; i < invites.length; i += 2) {
-        snapshot.invites.push({ peerId: invites[i] as string, role: (JSON.parse(invites[i + 1] as string) as { role: Role }).role });
-      }
-    }
+    if (reply.inviteOnly) snapshot.invites = reply.invites.map(([peerId, invite]) => ({ peerId, role: (JSON.parse(invite) as { role: Role }).role }));
     return snapshot;
   }
 
@@ -370,17 +401,6 @@ export class ClusterSignalling implements SignallingBackend {
     this.link.close();
   }
 
-  /**
-   * Stops at once, as a crashed instance would: no detach, nothing written; what it held is left to
-   * its deadlines. For tests of an instance that dies.
-   */
-  crash(): void {
-    this.stopped = true;
-    this.keepalive.stop();
-    this.sweeper.stop();
-    this.link.close();
-  }
-
   /** Claims the deadlines that are due, and acts on each one this instance won. */
   async sweep(): Promise<void> {
     if (this.sweeping) {
@@ -393,11 +413,13 @@ export class ClusterSignalling implements SignallingBackend {
       const now = this.deps.clock.now();
       const due = (await this.link.command('ZRANGEBYSCORE', [redisKey.deadlines(this.config.redisPrefix), '-inf', String(now), 'LIMIT', '0', String(SWEEP_BATCH)])) as string[];
       for (const member of due) {
-        const reply = (await this.link.eval(SCRIPTS.expire, [...this.args(), member])) as Reply;
-        if (reply[0] === 'idle') {
-          this.emit({ type: 'session-closed', sessionId: reply[2] as string, reason: 'idle' });
-        } else if (reply[0] === 'timeout') {
-          const [, out, sessionId, peerId, outcome] = reply as [string, string[], string, string, string];
+        // A peer's member is its address (a session's starts with "/"): its peer-left notice is about that id.
+        const peerId = peerIdOf(member);
+        const reply = await this.run(SCRIPTS.expire, member, ...topicArgs(peerNotice(peerId)), ...boundsArgs(this.bounds), serverEvents.peerLeft(peerId));
+        if (reply.status === 'idle') {
+          this.emit({ type: 'session-closed', sessionId: reply.sessionId, reason: 'idle' });
+        } else if (reply.status === 'timeout') {
+          const { out, sessionId, peerId, outcome } = reply;
           this.apply(out);
           this.logger.info('peer timed out', { sessionId, peerId, afterMs: this.config.peerTimeoutMs });
           this.left(sessionId, peerId, 'timeout', outcome);
@@ -436,7 +458,7 @@ export class ClusterSignalling implements SignallingBackend {
     void this.track(done);
   }
 
-  private left(sessionId: string, peerId: string, reason: 'left' | 'timeout', outcome: string): void {
+  private left(sessionId: string, peerId: string, reason: 'left' | 'timeout', outcome: Outcome): void {
     this.observer.peerLeft(reason);
     this.emit({ type: 'peer-left', sessionId, peerId, reason });
     if (outcome === 'closed') this.emit({ type: 'session-closed', sessionId, reason: 'empty' });
@@ -455,8 +477,8 @@ export class ClusterSignalling implements SignallingBackend {
     return [this.config.redisPrefix, this.deps.instanceId, String(this.deps.clock.now()), String(this.timing.ttlMs)];
   }
 
-  private run(script: (typeof SCRIPTS)[keyof typeof SCRIPTS], ...args: string[]): Promise<unknown> {
-    return this.link.eval(script, [...this.args(), ...args]);
+  private async run<R>(script: Script<R>, ...args: string[]): Promise<R> {
+    return script.decode(await this.link.eval(script, [...this.args(), ...args]));
   }
 
   private track<T>(promise: Promise<T>): Promise<T> {
@@ -465,16 +487,13 @@ export class ClusterSignalling implements SignallingBackend {
     return promise;
   }
 
-  private countsNow(): { sessions: number; peers: number } {
+  private countsNow(): CountsReply {
     const now = this.deps.clock.now();
     if (now - this.counts.at >= GAUGE_REFRESH_MS && this.link.isUp) {
       this.counts.at = now;
-      this.link
-        .eval(SCRIPTS.counts, this.args())
-        .then((reply) => {
-          const [sessions, peers] = reply as [number, number];
-          this.counts.sessions = sessions;
-          this.counts.peers = peers;
+      this.run(SCRIPTS.counts)
+        .then((counts) => {
+          this.counts = { ...counts, at: this.counts.at };
         })
         .catch(() => {});
     }
@@ -484,30 +503,4 @@ export class ClusterSignalling implements SignallingBackend {
   private emit(event: SessionEvent): void {
     this.deps.listener?.(event);
   }
-
-  private refusal(status: string, sessionId: string, peerId?: string, target?: string): SignalError {
-    switch (status as ErrorCode) {
-      case 'session_not_found':
-        return new SignalError('session_not_found', `session ${sessionId} does not exist`);
-      case 'peer_not_found':
-        return new SignalError('peer_not_found', `peer ${peerId} is not registered in session ${sessionId}`);
-      case 'target_not_found':
-        return new SignalError('target_not_found', `peer ${target} is not in session ${sessionId}`);
-      default:
-        throw new Error(`unexpected answer from Redis: ${status}`);
-    }
-  }
-
-  private tooManySessions(): SignalError {
-    return new SignalError('too_many_sessions', `this cluster holds its limit of ${this.config.maxSessions} sessions`, 5);
-  }
-
-  private sessionFull(sessionId: string): SignalError {
-    return new SignalError('session_full', `session ${sessionId} already has ${this.config.maxPeersPerSession} peers`);
-  }
-}
-
-/** Media goes through the server in a relay session: its connections live in one process, so a cluster has none. */
-function relayUnavailable(): SignalError {
-  return new SignalError('invalid_request', 'relay sessions need a single instance: this server keeps its sessions in Redis (REDIS_URL), so only mesh sessions are open');
 }

@@ -1,8 +1,10 @@
 import type { EventSink, PeerAddress } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver } from '../delivery/observer';
+import type { EventBounds } from '../delivery/rules';
 import type { Logger } from '../log/logger';
+import { decodeFrame, decodeLog, redisKey } from './protocol';
 import type { RedisLink } from './redis-link';
-import { redisKey, SCRIPTS } from './scripts';
+import { SCRIPTS } from './scripts';
 
 /** A stream attached on this instance, and how far it has been written. */
 interface Held {
@@ -37,8 +39,8 @@ export interface HeldStreamsDeps {
   now: () => number;
   observer?: DeliveryObserver;
   logger: Logger;
-  /** Events written to a stream that stay in its log for resume. */
-  retain: number;
+  /** Events written to a stream that stay in its log for resume, and the cluster's byte budget. */
+  bounds: Pick<EventBounds, 'retain' | 'totalBytes'>;
   /** Called when a stream of this instance ended by itself (its client went away): its timeout starts. */
   detached(key: string, gen: number): void;
 }
@@ -63,14 +65,6 @@ export class HeldStreams {
     this.observer = deps.observer ?? noObserver;
   }
 
-  get size(): number {
-    return this.held.size;
-  }
-
-  has(key: string): boolean {
-    return this.held.has(key);
-  }
-
   /** The written cursor of a held stream, or undefined. */
   cursorOf(key: string): number | undefined {
     return this.held.get(key)?.cursor;
@@ -92,10 +86,10 @@ export class HeldStreams {
   }
 
   /**
-   * The attach answered: the sink takes over from `cursor` (the events after it in `events`,
-   * id/fields pairs as XRANGE gives them), then whatever was routed to it meanwhile.
+   * The attach answered: the sink takes over from `cursor` (the events after it in `events`), then
+   * whatever was routed to it meanwhile.
    */
-  install(address: PeerAddress, key: string, sink: EventSink, gen: number, cursor: number, events: unknown[]): void {
+  install(address: PeerAddress, key: string, sink: EventSink, gen: number, cursor: number, events: readonly { id: number; json: string }[]): void {
     const waiting = this.abandon(key);
     const previous = this.held.get(key);
     const entry: Held = { key, address, sink, gen, cursor, wanted: cursor, fetching: false, dirty: false };
@@ -112,38 +106,31 @@ export class HeldStreams {
       if (this.held.get(key) === entry) this.catchUp(entry);
     });
     sink.begin(cursor);
-    for (const row of events) {
-      const [id, fields] = row as [string, string[]];
-      if (!this.offer(entry, Number(id.slice(2)), fields[1] as string, -1)) break;
+    for (const { id, json } of events) {
+      if (!this.offer(entry, id, json, -1)) break;
     }
     for (const message of waiting) this.handle(message);
   }
 
-  /** A message routed to this instance (see scripts.ts for the format). */
+  /** A frame routed to this instance (see protocol.ts). */
   handle(message: string): void {
-    const kind = message.charCodeAt(0);
-    const keyEnd = message.indexOf('\n', 2);
-    const key = keyEnd < 0 ? message.slice(2) : message.slice(2, keyEnd);
-    this.pending.get(key)?.messages.push(message);
-    const entry = this.held.get(key);
+    const frame = decodeFrame(message);
+    if (!frame) {
+      this.deps.logger.debug('ignored a frame this version does not know', { frame: message.slice(0, 40) });
+      return;
+    }
+    this.pending.get(frame.address)?.messages.push(message);
+    const entry = this.held.get(frame.address);
     if (!entry) return;
-    if (kind === 101 /* e */) {
-      const idEnd = message.indexOf('\n', keyEnd + 1);
-      const stampEnd = message.indexOf('\n', idEnd + 1);
-      const id = Number(message.slice(keyEnd + 1, idEnd));
-      const stamp = Number(message.slice(idEnd + 1, stampEnd));
-      this.offer(entry, id, message.slice(stampEnd + 1), stamp);
-    } else if (kind === 99 /* c */) {
-      const genEnd = message.indexOf('\n', keyEnd + 1);
-      const idEnd = message.indexOf('\n', genEnd + 1);
-      const gen = Number(message.slice(keyEnd + 1, genEnd));
-      if (gen !== 0 && entry.gen >= gen) return;
-      this.held.delete(key);
+    if (frame.kind === 'event') {
+      this.offer(entry, frame.id, frame.json, frame.stamp);
+    } else if (frame.kind === 'close') {
+      if (frame.gen !== 0 && entry.gen >= frame.gen) return;
+      this.held.delete(frame.address);
       this.dirty.delete(entry);
-      const finalId = message.slice(genEnd + 1, idEnd);
-      if (finalId !== '') entry.sink.write(Number(finalId), message.slice(idEnd + 1));
+      if (frame.finalId !== undefined) entry.sink.write(frame.finalId, frame.json);
       entry.sink.close();
-    } else if (kind === 97 /* a */) {
+    } else {
       // Its held events reached the cap: a stream that lets this much pile up is not read fast enough.
       // Ended, not dropped, as in one process (Mailbox.append): what was written still reaches it.
       entry.sink.close();
@@ -192,17 +179,16 @@ export class HeldStreams {
   private async fetchLoop(entry: Held): Promise<void> {
     const log = redisKey.log(this.deps.prefix, entry.key);
     for (;;) {
-      let rows: [string, string[]][];
+      let rows: { id: number; json: string }[];
       try {
-        rows = (await this.deps.link.command('XRANGE', [log, `(0-${entry.cursor}`, '+', 'COUNT', String(FETCH_COUNT)])) as [string, string[]][];
+        rows = decodeLog(await this.deps.link.command('XRANGE', [log, `(0-${entry.cursor}`, '+', 'COUNT', String(FETCH_COUNT)]));
       } catch {
         return; // Redis is away: the reconnection reconciles.
       }
       if (this.held.get(entry.key) !== entry) return;
-      for (const [rawId, fields] of rows) {
-        const id = Number(rawId.slice(2));
+      for (const { id, json } of rows) {
         if (id <= entry.cursor) continue;
-        if (!entry.sink.write(id, fields[1] as string)) return; // full: its drain fetches again
+        if (!entry.sink.write(id, json)) return; // full: its drain fetches again
         entry.cursor = id;
         this.markDirty(entry);
       }
@@ -213,22 +199,25 @@ export class HeldStreams {
   }
 
   private async keepalive(entry: Held, deadline: number): Promise<void> {
-    let last: number | null;
+    let last: number | undefined;
     try {
-      last = (await this.deps.link.eval(SCRIPTS.keepalive, [
-        ...this.deps.args(),
-        entry.key,
-        String(entry.gen),
-        String(entry.cursor),
-        String(deadline),
-        String(this.deps.retain),
-      ])) as number | null;
+      last = SCRIPTS.keepalive.decode(
+        await this.deps.link.eval(SCRIPTS.keepalive, [
+          ...this.deps.args(),
+          entry.key,
+          String(entry.gen),
+          String(entry.cursor),
+          String(deadline),
+          String(this.deps.bounds.retain),
+          String(this.deps.bounds.totalBytes),
+        ]),
+      );
     } catch (e) {
       this.deps.logger.debug('could not refresh a stream in Redis', { key: entry.key, error: (e as Error).message });
       return;
     }
     if (this.held.get(entry.key) !== entry) return;
-    if (last === null) {
+    if (last === undefined) {
       // The peer left, was taken over or attached elsewhere while this instance could not hear of it.
       this.held.delete(entry.key);
       this.dirty.delete(entry);
@@ -250,7 +239,8 @@ export class HeldStreams {
       this.dirty.clear();
       for (const e of entries) {
         if (this.held.get(e.key) !== e) continue;
-        const args = [...this.deps.args(), e.key, String(e.gen), String(e.cursor), '0', String(this.deps.retain)];
+        const { retain, totalBytes } = this.deps.bounds;
+        const args = [...this.deps.args(), e.key, String(e.gen), String(e.cursor), '0', String(retain), String(totalBytes)];
         this.deps.link.eval(SCRIPTS.keepalive, args).catch(() => {
           // Stored again by the next refresh.
         });

@@ -32,8 +32,7 @@ export const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
 /** Seconds a client is told to wait while Redis cannot be reached. */
 export const UNAVAILABLE_RETRY_S = 2;
 
-const unavailable = () =>
-  new SignalError('backend_unavailable', 'the session store (Redis) cannot be reached right now; nothing was changed, retry shortly', UNAVAILABLE_RETRY_S);
+const unavailable = () => new SignalError('backend_unavailable', 'the session store (Redis) cannot be reached right now; nothing was changed, retry shortly', UNAVAILABLE_RETRY_S);
 
 const FIRST_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 5000;

@@ -1,80 +1,31 @@
 /**
- * The Lua scripts that change the cluster's state in Redis. Each runs atomically, so that a
- * registration, a takeover, an append with its cap check or the claim of an expired peer is one step
- * that no other instance can interleave with. Every script takes no KEYS and these ARGV first:
+ * The Lua scripts that change the cluster's state in Redis, each with the typed decoder of its reply.
+ * Each runs atomically, so that a registration, a takeover, an append with its cap check or the claim
+ * of an expired peer is one step that no other instance can interleave with. Every script takes no KEYS
+ * and these ARGV first:
  *
  *   ARGV[1] key prefix   ARGV[2] this instance's id   ARGV[3] now (ms, the instances' clock)   ARGV[4] key TTL (ms)
  *
- * Keys are computed from the prefix and the ids, so scripts touch keys they could not declare (the peers
- * of a session): they need one Redis server (a primary, with replicas or Sentinel), not Redis Cluster.
+ * Keys are computed from the prefix and the ids (see protocol.ts for the layout), so scripts touch keys
+ * they could not declare (the peers of a session): they need one Redis server (a primary, with
+ * replicas or Sentinel), not Redis Cluster.
  *
- * Layout. Every key and channel is the prefix, "/", the kind of key, then "/" and the one id it is
- * of (a = "<sessionId>/<peerId>" counts as one: the peer's address). Neither the prefix (REDIS_PREFIX,
- * `A-Za-z0-9._:-`) nor an id (`A-Za-z0-9._:@|~-`) can contain "/". So the first "/" ends the prefix,
- * the second ends the kind, the id is all that follows (for an address, split at its only "/"), and
- * two different (prefix, kind, ids) never give the same key, whatever the ids: session "X:p" and
- * session "X" share nothing, nor do deployments with prefixes "P" and "P:s". Keys are built from
- * SEP and KIND only: by the helpers of PRELUDE in the scripts, by `redisKey` in TypeScript. Instances
- * of this version do not read keys of the earlier layout ("P:s:<sid>"): those expire by their TTL.
- *
- * Keys (P = prefix):
- *   P/sessions       set of session ids
- *   P/deadlines      sorted set: "a" scored with the time the peer times out, "/<sessionId>" with the
- *                    time an admin-created session without peers ends (a member starts with "/" only
- *                    then, as ids are not empty); instances sweep it
- *   P/s/<sid>        hash: createdAt, joins (a counter that orders the peers), idleMs and inv (admin sessions)
- *   P/p/<sid>        hash: peerId → its credentials and place in the session (JSON)
- *   P/i/<sid>        hash: peerId → invite (JSON), admin sessions with an allow-list
- *   P/m/a            hash: epoch (first id of this incarnation), last (last id given), cursor (last id
- *                    written to a stream), gen (bumped at every attach and takeover)
- *   P/l/a            stream of the peer's events, entry id "0-<event id>", fields e (JSON) and t (ms accepted, or -1)
- *   P/h/a            the id of the instance holding the peer's stream
- *   P/c/<instance>   the pub/sub channel of an instance
- *
- * Messages to an instance (one line each field, the JSON last; ids contain no line break and
- * JSON.stringify writes none, so "\n" splits them):
- *   e\n<a>\n<id>\n<stamp>\n<json>        an event was appended: write it
- *   c\n<a>\n<gen>\n<id>\n<json>          close the stream of an attach older than <gen> (0: any), after
- *                                        writing the final event <json> with <id> when given
- *   a\n<a>                               the peer's held events reached the cap: cut its slow stream
- * A message for the calling instance itself is returned in the script's reply (OUT) instead of published.
- * The scripts write ids into JSON unescaped: the id alphabet has no quote or backslash.
+ * The rules are not written here: the scripts get the session rules' decisions as arguments (the
+ * events' JSON, the limits, a refusal already decided) or are built from their definitions (the
+ * admission caps, the resume window, the epoch step, the frames). A frame for the calling instance
+ * itself is returned in the script's reply (OUT) instead of published. The scripts write ids into JSON
+ * unescaped: the id alphabet has no quote or backslash.
  */
 
-/** Separates the parts of every key and channel, and a peer's session id from its id: ids and prefixes cannot contain it. */
-const SEP = '/';
+import { CLIENT_TAG, EPOCH_STEP, type EventBounds, FIRST_EPOCH, QUEUE_REFUSAL_LUA, RESUME_LUA, type Topic } from '../delivery/rules';
+import { capsLua } from '../sessions/rules';
+import { decodeLog, FRAME_LUA, KIND, Reply, SEP } from './protocol';
 
-/** The kind of each key, its second part. */
-const KIND = {
-  sessions: 'sessions',
-  deadlines: 'deadlines',
-  session: 's',
-  peers: 'p',
-  invites: 'i',
-  mailbox: 'm',
-  log: 'l',
-  holder: 'h',
-  channel: 'c',
-} as const;
+/** An event's topic as the scripts take it (see topicAt): its tag, its barrier, the tags it replaces. */
+export const topicArgs = (topic: Topic): string[] => [topic.tag, topic.barrier, topic.replaces.join('\n')];
 
-const key = (prefix: string, kind: string, id?: string): string => prefix + SEP + kind + (id === undefined ? '' : SEP + id);
-
-/** A peer's address in Redis (its keys, deadline and messages): session id and peer id, split at the only "/". */
-export const peerAddress = (sessionId: string, peerId: string): string => sessionId + SEP + peerId;
-
-/** Redis keys and channels as TypeScript names them: the same layout as the scripts' (see above). */
-export const redisKey = {
-  sessions: (prefix: string): string => key(prefix, KIND.sessions),
-  deadlines: (prefix: string): string => key(prefix, KIND.deadlines),
-  session: (prefix: string, sessionId: string): string => key(prefix, KIND.session, sessionId),
-  peers: (prefix: string, sessionId: string): string => key(prefix, KIND.peers, sessionId),
-  invites: (prefix: string, sessionId: string): string => key(prefix, KIND.invites, sessionId),
-  /** `address`: see `peerAddress`. */
-  mailbox: (prefix: string, address: string): string => key(prefix, KIND.mailbox, address),
-  log: (prefix: string, address: string): string => key(prefix, KIND.log, address),
-  holder: (prefix: string, address: string): string => key(prefix, KIND.holder, address),
-  channel: (prefix: string, instanceId: string): string => key(prefix, KIND.channel, instanceId),
-} as const;
+/** The event bounds as the scripts take them (see boundsAt). */
+export const boundsArgs = (bounds: EventBounds): string[] => [String(bounds.maxHeld), String(bounds.maxHeldAny), String(bounds.peerBytes), String(bounds.totalBytes)];
 
 const PRELUDE = `
 local P, SELF, NOW, TTL = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -89,7 +40,11 @@ local function mk(a) return key('${KIND.mailbox}', a) end
 local function lk(a) return key('${KIND.log}', a) end
 local function hk(a) return key('${KIND.holder}', a) end
 local function ck(instance) return key('${KIND.channel}', instance) end
+-- A peer's address (its keys' id, its deadline's member), and the deadline's member of an idle admin session.
+local function addr(sid, pid) return sid .. SEP .. pid end
+local function idleMember(sid) return SEP .. sid end
 
+${FRAME_LUA}
 local function route(a, msg)
   local holder = redis.call('GET', hk(a))
   if not holder then return 0 end
@@ -109,55 +64,186 @@ local function touchSession(sid)
   end
 end
 
--- Appends an event to a's log and routes it to a's stream. Returns id, held before, receivers of the
--- route (-1: this instance); nil when a has no mailbox; false, held when a client message finds it full.
-local function append(a, json, client, maxHeld, stamp)
-  local m = redis.call('HMGET', mk(a), 'last', 'cursor')
+-- The bounds on events (EventBounds, computed in TypeScript: boundsArgs) at ARGV[i], and an event's
+-- topic (Topic: topicArgs) at ARGV[i]: its tag, its barrier, the tags it replaces ('\\n' between them).
+local function boundsAt(i)
+  return {held = tonumber(ARGV[i]), heldAny = tonumber(ARGV[i + 1]), peerBytes = tonumber(ARGV[i + 2]), totalBytes = tonumber(ARGV[i + 3])}
+end
+local function topicAt(i)
+  local replaces = {}
+  for tag in string.gmatch(ARGV[i + 2], '[^\\n]+') do replaces[tag] = true end
+  return {tag = ARGV[i], barrier = ARGV[i + 1], replaces = replaces, any = ARGV[i + 2] ~= ''}
+end
+
+-- The cluster's event bytes, as EventBytes counts them in one process: held (undelivered) and all.
+local BYTES = P .. SEP .. '${KIND.bytes}'
+local function count(held, all)
+  if held ~= 0 then redis.call('HINCRBY', BYTES, 'held', held) end
+  if all ~= 0 then redis.call('HINCRBY', BYTES, 'all', all) end
+  redis.call('PEXPIRE', BYTES, TTL)
+end
+local function total(field) return tonumber(redis.call('HGET', BYTES, field) or '0') end
+
+-- What each client address holds alive (AddressHoldings): 's' .. key, the sessions it created, and
+-- 'p' .. key, the registrations it made. A registration's address is its record's "o".
+local HOLDINGS = P .. SEP .. '${KIND.holdings}'
+local function hold(field, delta)
+  if redis.call('HINCRBY', HOLDINGS, field, delta) <= 0 then redis.call('HDEL', HOLDINGS, field) end
+  redis.call('PEXPIRE', HOLDINGS, TTL)
+end
+local function originOf(record) return record and string.match(record, '"o":"([^"]*)"') end
+local function holding(field) return tonumber(redis.call('HGET', HOLDINGS, field) or '0') end
+
+-- The two counts live as long as what they count: renewed wherever registrations and streams are.
+local function keepCounts()
+  redis.call('PEXPIRE', BYTES, TTL)
+  redis.call('PEXPIRE', HOLDINGS, TTL)
+end
+
+-- A's mailbox counters: last, cursor, first (lowest id kept), held (undelivered events that exist) and
+-- hbytes (their bytes), bytes (of every event in the log). Nil when a has no mailbox.
+local function box(a)
+  local m = redis.call('HMGET', mk(a), 'last', 'cursor', 'first', 'held', 'hbytes', 'bytes', 'epoch')
   if not m[1] then return nil end
-  local last, cursor = tonumber(m[1]), tonumber(m[2])
-  local held = last - cursor
-  if client and held >= maxHeld then
-    route(a, 'a\\n' .. a)
-    return false, held
+  return {last = tonumber(m[1]), cursor = tonumber(m[2]), first = tonumber(m[3] or m[7]), held = tonumber(m[4] or '0'),
+    hbytes = tonumber(m[5] or '0'), bytes = tonumber(m[6] or '0')}
+end
+local function store(a, b)
+  redis.call('HSET', mk(a), 'last', b.last, 'cursor', b.cursor, 'first', b.first, 'held', b.held, 'hbytes', b.hbytes, 'bytes', b.bytes)
+end
+
+-- Gives back what a's log weighs: it is about to be deleted.
+local function forget(a)
+  local b = box(a)
+  if b then count(-b.hbytes, -b.bytes) end
+end
+
+-- Why a client message of size bytes cannot be taken by a now (Mailbox.refusal): 'held', 'bytes', or nil.
+${QUEUE_REFUSAL_LUA}
+-- Drops a's written events kept for resume, oldest first, until excess bytes are freed (Mailbox.dropRetained).
+local function dropRetained(a, b, excess)
+  local freed = 0
+  while freed < excess and b.first <= b.cursor do
+    local rows = redis.call('XRANGE', lk(a), '0-' .. b.first, '0-' .. b.cursor, 'COUNT', 16)
+    if #rows == 0 then b.first = b.cursor + 1 break end
+    for _, row in ipairs(rows) do
+      redis.call('XDEL', lk(a), row[1])
+      freed = freed + #row[2][2]
+      b.first = tonumber(string.sub(row[1], 3)) + 1
+      if freed >= excess then break end
+    end
   end
-  local id = last + 1
-  redis.call('XADD', lk(a), '0-' .. id, 'e', json, 't', stamp)
+  b.bytes = b.bytes - freed
+  count(0, -freed)
+end
+
+-- Removes a held entry: it is never written.
+local function remove(a, b, row)
+  local size = #row[2][2]
+  redis.call('XDEL', lk(a), row[1])
+  b.held, b.hbytes, b.bytes = b.held - 1, b.hbytes - size, b.bytes - size
+  count(-size, -size)
+end
+
+-- Supersedes the held events that topic T makes stale, newest first, down to its barrier (Mailbox.supersede).
+-- Without reading the log: the mailbox keeps 't' .. tag, the newest id with that tag, and each entry its
+-- predecessor with the same tag (q), so that only the superseded events themselves are read.
+local function supersede(a, b, T)
+  local floor = b.cursor
+  if T.barrier ~= '' then floor = math.max(floor, tonumber(redis.call('HGET', mk(a), 't' .. T.barrier) or '0')) end
+  for tag in pairs(T.replaces) do
+    local id = tonumber(redis.call('HGET', mk(a), 't' .. tag) or '0')
+    while id > floor do
+      local row = redis.call('XRANGE', lk(a), '0-' .. id, '0-' .. id)[1]
+      if not row then break end
+      remove(a, b, row)
+      id = tonumber(row[2][8] or '0')
+    end
+    -- The next event with this tag links past the ones just superseded.
+    redis.call('HSET', mk(a), 't' .. tag, id)
+  end
+end
+
+-- The backstop behind coalescing: drops the oldest held server event (a tag not of a client message).
+local function dropOldestServerEvent(a, b)
+  for _, row in ipairs(redis.call('XRANGE', lk(a), '(0-' .. b.cursor, '+')) do
+    if string.sub(row[2][6] or '', 1, 1) ~= '${CLIENT_TAG}' then return remove(a, b, row) end
+  end
+end
+
+-- Appends an event of topic T to a's log and routes it to a's stream (Mailbox.append under bounds B).
+-- Returns id, held before, receivers of the route (-1: this instance); nil when a has no mailbox;
+-- false, held, why ('held', 'bytes', 'total'), held bytes when a client message finds no room.
+local function append(a, json, client, stamp, T, B)
+  local b = box(a)
+  if not b then return nil end
+  local size = #json
+  if client then
+    local why = total('held') + size > B.totalBytes and 'total' or refusal(b, size, B)
+    if why then
+      route(a, cutFrame(a))
+      return false, b.held, why, why == 'total' and total('held') or b.hbytes
+    end
+  else
+    if T.any then supersede(a, b, T) end
+    if b.held >= B.heldAny then dropOldestServerEvent(a, b) end
+  end
+  local held = b.held
+  dropRetained(a, b, b.bytes + size - B.peerBytes)
+  -- Other peers' kept events are out of this script's reach: their holders drop them (KEEPALIVE).
+  dropRetained(a, b, total('all') + size - B.totalBytes)
+  local id = b.last + 1
+  local previous = T.tag ~= '' and redis.call('HGET', mk(a), 't' .. T.tag) or '0'
+  redis.call('XADD', lk(a), '0-' .. id, 'e', json, 't', stamp, 'k', T.tag, 'q', previous or '0')
+  if T.tag ~= '' then redis.call('HSET', mk(a), 't' .. T.tag, id) end
   redis.call('PEXPIRE', lk(a), TTL)
-  redis.call('HSET', mk(a), 'last', id)
-  return id, held, route(a, 'e\\n' .. a .. '\\n' .. id .. '\\n' .. stamp .. '\\n' .. json)
+  b.last, b.held, b.hbytes, b.bytes = id, b.held + 1, b.hbytes + size, b.bytes + size
+  count(size, size)
+  store(a, b)
+  return id, held, route(a, eventFrame(a, id, stamp, json))
 end
 
 local function deleteSession(sid)
-  for _, pid in ipairs(redis.call('HKEYS', pk(sid))) do
-    local a = sid .. '/' .. pid
+  local by = redis.call('HGET', sk(sid), 'by')
+  if by then hold('s' .. by, -1) end
+  local all = redis.call('HGETALL', pk(sid))
+  for i = 1, #all, 2 do
+    local pid = all[i]
+    local origin = originOf(all[i + 1])
+    if origin then hold('p' .. origin, -1) end
+    local a = addr(sid, pid)
     redis.call('ZREM', DL, a)
+    forget(a)
     redis.call('DEL', mk(a), lk(a), hk(a))
   end
   redis.call('DEL', sk(sid), pk(sid), ik(sid))
-  redis.call('ZREM', DL, '/' .. sid)
+  redis.call('ZREM', DL, idleMember(sid))
   redis.call('SREM', SESSIONS, sid)
 end
 
 -- Removes a registered peer: its stream closes, the others get peer-left, the last one out ends the
--- session (an admin session waits idleMs instead). Returns 'left', 'idle' or 'closed'.
-local function removePeer(sid, pid)
-  local a = sid .. '/' .. pid
+-- session (an admin session waits idleMs instead). left is the peer-left event, T its topic, B the bounds.
+-- Returns 'left', 'idle' or 'closed'.
+local function removePeer(sid, pid, left, T, B)
+  local a = addr(sid, pid)
+  local origin = originOf(redis.call('HGET', pk(sid), pid))
+  if origin then hold('p' .. origin, -1) end
   redis.call('HDEL', pk(sid), pid)
   redis.call('ZREM', DL, a)
-  route(a, 'c\\n' .. a .. '\\n0\\n\\n')
+  route(a, closeFrame(a, 0, '', ''))
+  forget(a)
   redis.call('DEL', mk(a), lk(a), hk(a))
   if redis.call('HLEN', pk(sid)) == 0 then
     local idle = redis.call('HGET', sk(sid), 'idleMs')
     if idle then
-      redis.call('ZADD', DL, NOW + tonumber(idle), '/' .. sid)
+      redis.call('ZADD', DL, NOW + tonumber(idle), idleMember(sid))
       touchSession(sid)
       return 'idle'
     end
     deleteSession(sid)
     return 'closed'
   end
-  local left = '{"type":"peer-left","senderId":"' .. pid .. '"}'
-  for _, other in ipairs(redis.call('HKEYS', pk(sid))) do append(sid .. '/' .. other, left, false, 0, '-1') end
+  for _, other in ipairs(redis.call('HKEYS', pk(sid))) do append(addr(sid, other), left, false, '-1', T, B) end
   return 'left'
 end
 `;
@@ -186,130 +272,290 @@ local function fingerprint(sid, pid)
 end
 `;
 
-/** What an admission check needs: ARGV[5] sessionId, ARGV[6] peerId. */
+/** What `run` returns for a script: its reply, decoded into named fields. */
+export interface Script<R = unknown> {
+  readonly name: string;
+  readonly source: string;
+  decode(reply: unknown): R;
+}
+
+const script = <R>(name: string, body: string, decode: (reply: Reply) => R): Script<R> => ({
+  name,
+  source: PRELUDE + body,
+  decode: (reply) => decode(Reply.of(reply, name)),
+});
+
+/** A script's refusal: the error code of a check that failed, as the session rules name it. */
+export type Refused<C extends string> = C extends string ? { readonly status: C } : never;
+
+/** What an admission check needs: ARGV[5] sessionId, [6] peerId, [7] the key of the client's address ('' when unknown). */
 const ADMISSION = `
-local sid, pid = ARGV[5], ARGV[6]
+local sid, pid, origin = ARGV[5], ARGV[6], ARGV[7]
 local sessions = redis.call('SCARD', SESSIONS)
-if redis.call('EXISTS', sk(sid)) == 0 then return {0, sessions, ''} end
+local ownSessions = origin ~= '' and holding('s' .. origin) or 0
+local ownPeers = origin ~= '' and holding('p' .. origin) or 0
+if redis.call('EXISTS', sk(sid)) == 0 then return {0, sessions, ownSessions, ownPeers} end
 local meta = redis.call('HMGET', sk(sid), 'idleMs', 'inv')
 local seen, publisher = fingerprint(sid, pid)
-return {1, sessions, seen, redis.call('HLEN', pk(sid)), meta[1] and 1 or 0, meta[2] and 1 or 0,
-  redis.call('HGET', pk(sid), pid), redis.call('HGET', ik(sid), pid), publisher}
+return {1, sessions, ownSessions, ownPeers, seen, redis.call('HLEN', pk(sid)), meta[1] and 1 or 0, meta[2] and 1 or 0,
+  publisher, redis.call('HGET', pk(sid), pid), redis.call('HGET', ik(sid), pid)}
 `;
 
+/** What the admission check sees: the store's counts and, when the session exists, what it decides on. */
+export interface AdmissionReply {
+  sessions: number;
+  /** What the client's address holds (0 when it is not known). */
+  ownSessions: number;
+  ownPeers: number;
+  session?: {
+    /** The fingerprint that the registration is written under (see FINGERPRINT). */
+    fingerprint: string;
+    peers: number;
+    managed: boolean;
+    /** Whether only invited ids may register. */
+    inviteOnly: boolean;
+    /** Another peer that is a publisher, if any. */
+    publisher: string | undefined;
+    /** The peer's current registration (JSON, see StoredPeer), if it is registered. */
+    record: string | undefined;
+    /** Its invite (JSON), if it has one. */
+    invite: string | undefined;
+  };
+}
+
+const decodeAdmission = (r: Reply): AdmissionReply => {
+  const exists = r.flag();
+  const [sessions, ownSessions, ownPeers] = [r.num(), r.num(), r.num()];
+  if (!exists) return { sessions, ownSessions, ownPeers };
+  const fingerprint = r.str();
+  const peers = r.num();
+  const [managed, inviteOnly] = [r.flag(), r.flag()];
+  const publisher = r.str();
+  return {
+    sessions,
+    ownSessions,
+    ownPeers,
+    session: { fingerprint, peers, managed, inviteOnly, publisher: publisher === '' ? undefined : publisher, record: r.maybeStr(), invite: r.maybeStr() },
+  };
+};
+
 /**
- * Registers or takes over, if what the admission check decided on is unchanged (FINGERPRINT):
- * ARGV[5] sessionId, [6] peerId, [7] the fingerprint seen, [8] credentials JSON (an object),
- * [9] peer timeout ms, [10] max sessions, [11] max peers per session.
+ * Registers or takes over, if what the admission check decided on is unchanged (FINGERPRINT), and if
+ * the admission caps still let it in now (`caps`, built from ADMISSION_CAPS: other registrations may
+ * have come since the check): ARGV[5] sessionId, [6] peerId, [7] the fingerprint seen, [8] credentials
+ * JSON (an object), [9] peer timeout ms, [10] max sessions, [11] max peers per session, [12…14] the
+ * new-peer notice's topic, [15…18] the event bounds, [19] the key of the client's address ('' when
+ * unknown), [20] the sessions and [21] the registrations it may hold (0: no cap), [22] the new-peer event.
  */
 const REGISTER = `
+${capsLua()}
 local sid, pid, seen, record = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local peerTimeout, maxSessions, maxPeers = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local peerTimeout = tonumber(ARGV[9])
+local T, B = topicAt(12), boundsAt(15)
+local origin, joined = ARGV[19], ARGV[22]
 if fingerprint(sid, pid) ~= seen then return {'conflict'} end
+local current = redis.call('HGET', pk(sid), pid)
+local was = originOf(current)
+local C = {exists = seen ~= '', registered = current ~= false, sessions = redis.call('SCARD', SESSIONS), peers = redis.call('HLEN', pk(sid)),
+  ownSessions = origin ~= '' and holding('s' .. origin) or 0, ownPeers = origin ~= '' and holding('p' .. origin) or 0,
+  holdsIt = current ~= false and was == origin, hasOrigin = origin ~= ''}
+local L = {maxSessions = tonumber(ARGV[10]), maxPeersPerSession = tonumber(ARGV[11]), maxSessionsPerIp = tonumber(ARGV[20]), maxPeersPerIp = tonumber(ARGV[21])}
+local cap = caps(C, L)
+if cap >= 0 then return {'cap', cap} end
 local created = 0
 if seen == '' then
-  if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
   redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0)
   redis.call('SADD', SESSIONS, sid)
+  if origin ~= '' then
+    redis.call('HSET', sk(sid), 'by', origin)
+    hold('s' .. origin, 1)
+  end
   created = 1
 end
-local current = redis.call('HGET', pk(sid), pid)
 local takeover = current and 1 or 0
-if takeover == 0 and redis.call('HLEN', pk(sid)) >= maxPeers then return {'session_full'} end
 -- Its place in the session: kept on takeover, the next one for a newcomer.
 local place = current and string.match(current, '"n":(%d+)') or redis.call('HINCRBY', sk(sid), 'joins', 1)
-redis.call('HSET', pk(sid), pid, string.sub(record, 1, -2) .. (record == '{}' and '' or ',') .. '"n":' .. place .. '}')
-redis.call('ZREM', DL, '/' .. sid)
-local a = sid .. '/' .. pid
+local stored = string.sub(record, 1, -2) .. (record == '{}' and '' or ',') .. '"n":' .. place
+redis.call('HSET', pk(sid), pid, stored .. (origin ~= '' and (',"o":"' .. origin .. '"') or '') .. '}')
+-- A takeover moves the registration to the address that made it now.
+if was ~= (origin ~= '' and origin or nil) then
+  if was then hold('p' .. was, -1) end
+  if origin ~= '' then hold('p' .. origin, 1) end
+end
+redis.call('ZREM', DL, idleMember(sid))
+local a = addr(sid, pid)
 local m = redis.call('HMGET', mk(a), 'last', 'gen')
--- A new incarnation: one id is skipped, so that the old one's Last-Event-ID never passes for the new one's.
-local epoch = m[1] and (tonumber(m[1]) + 2) or 1
+local epoch = m[1] and (tonumber(m[1]) + ${EPOCH_STEP}) or ${FIRST_EPOCH}
 local gen = (m[2] and tonumber(m[2]) or 0) + 1
-route(a, 'c\\n' .. a .. '\\n' .. gen .. '\\n\\n')
-redis.call('DEL', lk(a), hk(a))
-redis.call('HSET', mk(a), 'epoch', epoch, 'last', epoch - 1, 'cursor', epoch - 1, 'gen', gen)
+route(a, closeFrame(a, gen, '', ''))
+forget(a)
+redis.call('DEL', mk(a), lk(a), hk(a))
+redis.call('HSET', mk(a), 'epoch', epoch, 'last', epoch - 1, 'cursor', epoch - 1, 'gen', gen, 'first', epoch, 'held', 0, 'hbytes', 0, 'bytes', 0, 'home', SELF)
 redis.call('PEXPIRE', mk(a), TTL)
 redis.call('ZADD', DL, NOW + peerTimeout, a)
 local others = {}
-local joined = '{"type":"new-peer","senderId":"' .. pid .. '"}'
 for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
   if other ~= pid then
     others[#others + 1] = other
-    append(sid .. '/' .. other, joined, false, 0, '-1')
+    append(addr(sid, other), joined, false, '-1', T, B)
   end
 end
 touchSession(sid)
+keepCounts()
 return {'ok', OUT, created, takeover, epoch - 1, others}
 `;
 
+export type RegisterReply =
+  | Refused<'conflict'>
+  /** `cap`: the index in ADMISSION_CAPS of the cap that refused. */
+  | { status: 'cap'; cap: number }
+  | { status: 'ok'; out: string[]; created: boolean; takeover: boolean; lastEventId: number; others: string[] };
+
+const decodeRegister = (r: Reply): RegisterReply => {
+  const status = r.str();
+  if (status === 'conflict') return { status };
+  if (status === 'cap') return { status, cap: r.num() };
+  if (status !== 'ok') throw new Error(`register: unexpected status ${status}`);
+  return { status, out: r.strings(), created: r.flag(), takeover: r.flag(), lastEventId: r.num(), others: r.strings() };
+};
+
 /**
  * A client message: ARGV[5] sessionId, [6] sender, [7] target ('' for every other peer), [8] event
- * JSON, [9] stamp (ms accepted), [10] max held per peer. A broadcast reaches every other peer or none.
- * Returns 'ok', OUT, then per target: peerId, id, held before, receivers.
+ * JSON, [9] stamp (ms accepted), [10…12] its topic, [13…16] the event bounds, [17] '1' when the
+ * sender's token is checked, [18] the hash of the token it presented ('' for none), [19] '1' when the
+ * session rules refuse the message once the sender is let in (the reason stays in TypeScript). In this
+ * order: the session and the sender exist, the token is the sender's, the message is not refused, the
+ * target exists, there is room. A broadcast reaches every other peer or none.
  */
 const SEND = `
-local sid, pid, target, json, stamp, maxHeld = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
+local sid, pid, target, json, stamp = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local T, B = topicAt(10), boundsAt(13)
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
-if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
+local sender = redis.call('HGET', pk(sid), pid)
+if not sender then return {'peer_not_found'} end
+if ARGV[17] == '1' then
+  if ARGV[18] == '' then return {'unauthorized'} end
+  -- Hashes compared, not tokens: the time this takes says nothing about the token.
+  if string.match(sender, '"tokenHash":"([^"]*)"') ~= ARGV[18] then return {'forbidden'} end
+end
+if ARGV[19] == '1' then return {'refused'} end
 local result = {'ok', OUT}
 if target ~= '' then
   if redis.call('HEXISTS', pk(sid), target) == 0 then return {'target_not_found', target} end
-  local id, held, receivers = append(sid .. '/' .. target, json, true, maxHeld, stamp)
+  local id, held, receivers, bytes = append(addr(sid, target), json, true, stamp, T, B)
   if id == nil then return {'target_not_found', target} end
-  if id == false then return {'queue_full', target, held, OUT} end
-  result[3], result[4], result[5], result[6] = target, id, held, receivers
+  if id == false then return {'queue_full', OUT, target, held, receivers, bytes} end
+  result[3], result[4], result[5] = target, id, receivers
   return result
 end
 local targets = {}
 for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
   if other ~= pid then
-    local m = redis.call('HMGET', mk(sid .. '/' .. other), 'last', 'cursor')
-    if m[1] and tonumber(m[1]) - tonumber(m[2]) >= maxHeld then return {'queue_full', other, tonumber(m[1]) - tonumber(m[2])} end
+    local b = box(addr(sid, other))
+    local why = b and refusal(b, #json, B)
+    if why then return {'queue_full', OUT, other, b.held, why, b.hbytes} end
     targets[#targets + 1] = other
   end
 end
+if total('held') + #json * #targets > B.totalBytes then return {'queue_full', OUT, '', 0, 'total', total('held')} end
 for _, other in ipairs(targets) do
-  local id, held, receivers = append(sid .. '/' .. other, json, true, maxHeld, stamp)
+  local id, held, receivers = append(addr(sid, other), json, true, stamp, T, B)
   if id then
     result[#result + 1] = other
     result[#result + 1] = id
-    result[#result + 1] = held
     result[#result + 1] = receivers
   end
 end
 return result
 `;
 
+/** One event a message became: its target, its id there, and who took it (-1: this instance, else the number of receivers). */
+export interface Appended {
+  target: string;
+  id: number;
+  receivers: number;
+}
+
+export type SendReply =
+  | Refused<'session_not_found' | 'peer_not_found' | 'unauthorized' | 'forbidden' | 'refused'>
+  | { status: 'target_not_found'; target: string }
+  | { status: 'queue_full'; out: string[]; target: string; held: number; why: 'held' | 'bytes' | 'total'; bytes: number }
+  | { status: 'ok'; out: string[]; appended: Appended[] };
+
+const decodeSend = (r: Reply): SendReply => {
+  const status = r.str();
+  switch (status) {
+    case 'session_not_found':
+    case 'peer_not_found':
+    case 'unauthorized':
+    case 'forbidden':
+    case 'refused':
+      return { status };
+    case 'target_not_found':
+      return { status, target: r.str() };
+    case 'queue_full':
+      return { status, out: r.strings(), target: r.str(), held: r.num(), why: r.str() as 'held' | 'bytes' | 'total', bytes: r.num() };
+    case 'ok': {
+      const out = r.strings();
+      const appended: Appended[] = [];
+      while (!r.done) appended.push({ target: r.str(), id: r.num(), receivers: r.num() });
+      return { status, out, appended };
+    }
+    default:
+      throw new Error(`send: unexpected status ${status}`);
+  }
+};
+
 /**
  * Attaches a stream on this instance: ARGV[5] sessionId, [6] peerId, [7] Last-Event-ID ('' for none),
  * [8] the peer's deadline while attached. Returns 'ok', OUT, gen, cursor, then the events after the cursor.
  */
 const ATTACH = `
+${RESUME_LUA}
 local sid, pid, resume, deadline = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
 if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
-local a = sid .. '/' .. pid
-local m = redis.call('HMGET', mk(a), 'epoch', 'last', 'cursor', 'gen')
-if not m[1] then return {'peer_not_found'} end
-local epoch, last, cursor, gen = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4])
+local a = addr(sid, pid)
+local m = redis.call('HMGET', mk(a), 'epoch', 'gen')
+local b = box(a)
+if not b then return {'peer_not_found'} end
+local epoch, gen = tonumber(m[1]), tonumber(m[2])
 if resume ~= '' then
   local from = tonumber(resume)
-  if from < epoch - 1 then return {'superseded'} end
-  local head = redis.call('XRANGE', lk(a), '-', '+', 'COUNT', 1)[1]
-  local first = head and tonumber(string.sub(head[1], 3)) or last + 1
-  if from > last or from < first - 1 then return {'resume_gap', from} end
-  cursor = from
+  local why = resumeRefusal(from, {epoch = epoch, first = b.first, last = b.last})
+  if why then return {why} end
+  b.cursor = from
 end
+local cursor = b.cursor
+-- What is held after the cursor, counted again: a resume moves it back.
+local events = redis.call('XRANGE', lk(a), '(0-' .. cursor, '+')
+local hbytes = 0
+for _, row in ipairs(events) do hbytes = hbytes + #row[2][2] end
+count(hbytes - b.hbytes, 0)
+b.held, b.hbytes = #events, hbytes
+store(a, b)
 gen = gen + 1
-route(a, 'c\\n' .. a .. '\\n' .. gen .. '\\n\\n')
-redis.call('HSET', mk(a), 'cursor', cursor, 'gen', gen)
+route(a, closeFrame(a, gen, '', ''))
+redis.call('HSET', mk(a), 'gen', gen, 'home', SELF)
 redis.call('SET', hk(a), SELF, 'PX', TTL)
 redis.call('ZADD', DL, deadline, a)
 redis.call('PEXPIRE', mk(a), TTL)
 redis.call('PEXPIRE', lk(a), TTL)
 touchSession(sid)
-return {'ok', OUT, gen, cursor, redis.call('XRANGE', lk(a), '(0-' .. cursor, '+')}
+keepCounts()
+return {'ok', OUT, gen, cursor, events}
 `;
+
+export type AttachReply =
+  | Refused<'session_not_found' | 'peer_not_found' | 'superseded' | 'resume_gap'>
+  | { status: 'ok'; out: string[]; gen: number; cursor: number; events: { id: number; json: string }[] };
+
+const decodeAttach = (r: Reply): AttachReply => {
+  const status = r.str();
+  if (status === 'session_not_found' || status === 'peer_not_found' || status === 'superseded' || status === 'resume_gap') return { status };
+  if (status !== 'ok') throw new Error(`attach: unexpected status ${status}`);
+  return { status, out: r.strings(), gen: r.num(), cursor: r.num(), events: decodeLog(r.list()) };
+};
 
 /**
  * The stream of attach <gen> ended on this instance: ARGV[5] a, [6] gen, [7] the peer's deadline now
@@ -325,66 +571,127 @@ return 1
 
 /**
  * The holder's periodic refresh of attach <gen>, and its cursor: ARGV[5] a, [6] gen, [7] cursor,
- * [8] deadline while attached, [9] events kept for resume. Returns the last id, or false when that
- * attach is over (the peer left, was taken over or attached elsewhere): the holder then ends its stream.
+ * [8] deadline while attached, [9] events kept for resume, [10] the cluster's byte budget. Returns the
+ * last id, or false when that attach is over (the peer left, was taken over or attached elsewhere): the
+ * holder then ends its stream.
  */
 const KEEPALIVE = `
 local a, gen, cursor, deadline, retain = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local m = redis.call('HMGET', mk(a), 'gen', 'last')
 if m[1] ~= gen then return false end
-redis.call('HSET', mk(a), 'cursor', cursor)
-local keep = cursor - retain + 1
-if keep > 1 then redis.call('XTRIM', lk(a), 'MINID', '0-' .. keep) end
+local b = box(a)
+if cursor > b.cursor then
+  local written = 0
+  local rows = redis.call('XRANGE', lk(a), '(0-' .. b.cursor, '0-' .. cursor)
+  for _, row in ipairs(rows) do written = written + #row[2][2] end
+  b.held, b.hbytes = math.max(0, b.held - #rows), b.hbytes - written
+  count(-written, 0)
+end
+b.cursor = cursor
+-- The newest id per topic tag matters only while that event is held: past many, the written ones go.
+if redis.call('HLEN', mk(a)) > 128 then
+  local fields = redis.call('HGETALL', mk(a))
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    if string.sub(name, 1, 1) == 't' and #name > 1 and tonumber(fields[i + 1]) <= cursor then redis.call('HDEL', mk(a), name) end
+  end
+end
+-- Past the cluster's budget, the events kept for resume go first: each holder drops its peers' here.
+local keep = total('all') > tonumber(ARGV[10]) and cursor + 1 or cursor - retain + 1
+if keep > b.first then
+  local freed = 0
+  for _, row in ipairs(redis.call('XRANGE', lk(a), '-', '(0-' .. keep)) do freed = freed + #row[2][2] end
+  redis.call('XTRIM', lk(a), 'MINID', '0-' .. keep)
+  b.bytes, b.first = b.bytes - freed, keep
+  count(0, -freed)
+end
+store(a, b)
 if deadline > 0 then
   redis.call('SET', hk(a), SELF, 'PX', TTL)
   redis.call('ZADD', DL, deadline, a)
   redis.call('PEXPIRE', mk(a), TTL)
   redis.call('PEXPIRE', lk(a), TTL)
-  touchSession(string.match(a, '^(.-)/'))
+  touchSession(string.match(a, '^(.-)' .. SEP))
+  keepCounts()
 end
 return tonumber(m[2])
 `;
 
+/** The last event id of the attach, or undefined when that attach is over. */
+const decodeKeepalive = (reply: unknown): number | undefined => (reply === null || reply === undefined ? undefined : Number(reply));
+
 /**
  * Claims one due deadline (ARGV[5], the member) with ZREM, so that exactly one instance acts on it: an
- * expired peer is removed (the others get peer-left), an idle admin session without peers ends.
+ * expired peer is removed (the others get [13], the peer-left event: [6…8] its topic, [9…12] the event
+ * bounds), an idle admin session without peers ends.
  */
 const EXPIRE = `
 local member = ARGV[5]
 local score = redis.call('ZSCORE', DL, member)
 if not score or tonumber(score) > NOW then return {'skip'} end
 redis.call('ZREM', DL, member)
-if string.sub(member, 1, 1) == '/' then
+if string.sub(member, 1, 1) == SEP then
   local sid = string.sub(member, 2)
   if redis.call('EXISTS', sk(sid)) == 0 or redis.call('HLEN', pk(sid)) > 0 then return {'skip'} end
   deleteSession(sid)
-  return {'idle', OUT, sid}
+  return {'idle', sid}
 end
-local sid, pid = string.match(member, '^(.-)/(.*)$')
+local sid, pid = string.match(member, '^(.-)' .. SEP .. '(.*)$')
 if not sid or redis.call('HEXISTS', pk(sid), pid) == 0 then return {'skip'} end
-return {'timeout', OUT, sid, pid, removePeer(sid, pid)}
+return {'timeout', OUT, sid, pid, removePeer(sid, pid, ARGV[13], topicAt(6), boundsAt(9))}
 `;
 
-/** The peer leaves: ARGV[5] sessionId, [6] peerId. */
+/** What removing a peer did to its session: others remain, it waits for its idle time, or it ended. */
+export type Outcome = 'left' | 'idle' | 'closed';
+
+export type ExpireReply = Refused<'skip'> | { status: 'idle'; sessionId: string } | { status: 'timeout'; out: string[]; sessionId: string; peerId: string; outcome: Outcome };
+
+const decodeExpire = (r: Reply): ExpireReply => {
+  const status = r.str();
+  if (status === 'skip') return { status };
+  if (status === 'idle') return { status, sessionId: r.str() };
+  if (status !== 'timeout') throw new Error(`expire: unexpected status ${status}`);
+  return { status, out: r.strings(), sessionId: r.str(), peerId: r.str(), outcome: r.str() as Outcome };
+};
+
+/** The peer leaves: ARGV[5] sessionId, [6] peerId, [7…9] the peer-left notice's topic, [10…13] the event bounds, [14] the peer-left event. */
 const LEAVE = `
 local sid, pid = ARGV[5], ARGV[6]
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
 if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
-return {'ok', OUT, removePeer(sid, pid)}
+return {'ok', OUT, removePeer(sid, pid, ARGV[14], topicAt(7), boundsAt(10))}
 `;
+
+export type LeaveReply = Refused<'session_not_found' | 'peer_not_found'> | { status: 'ok'; out: string[]; outcome: Outcome };
+
+const decodeLeave = (r: Reply): LeaveReply => {
+  const status = r.str();
+  if (status === 'session_not_found' || status === 'peer_not_found') return { status };
+  if (status !== 'ok') throw new Error(`leave: unexpected status ${status}`);
+  return { status, out: r.strings(), outcome: r.str() as Outcome };
+};
 
 /** Closes a session: ARGV[5] sessionId, [6] the final event's JSON. Every stream gets it, then ends. */
 const CLOSE_SESSION = `
 local sid, final = ARGV[5], ARGV[6]
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
 for _, pid in ipairs(redis.call('HKEYS', pk(sid))) do
-  local a = sid .. '/' .. pid
+  local a = addr(sid, pid)
   local last = redis.call('HGET', mk(a), 'last')
-  if last then route(a, 'c\\n' .. a .. '\\n0\\n' .. (tonumber(last) + 1) .. '\\n' .. final) end
+  if last then route(a, closeFrame(a, 0, tonumber(last) + 1, final)) end
 end
 deleteSession(sid)
 return {'ok', OUT}
 `;
+
+export type CloseSessionReply = Refused<'session_not_found'> | { status: 'ok'; out: string[] };
+
+const decodeCloseSession = (r: Reply): CloseSessionReply => {
+  const status = r.str();
+  if (status === 'session_not_found') return { status };
+  if (status !== 'ok') throw new Error(`closeSession: unexpected status ${status}`);
+  return { status, out: r.strings() };
+};
 
 /**
  * An admin session: ARGV[5] sessionId, [6] idle ms, [7] max sessions, [8] '1' with an allow-list,
@@ -394,14 +701,22 @@ const CREATE_SESSION = `
 local sid, idle, maxSessions = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 if redis.call('EXISTS', sk(sid)) == 1 then return {'session_exists'} end
 if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
-redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0, 'idleMs', idle)
+redis.call('HSET', sk(sid), 'createdAt', NOW, 'joins', 0, 'idleMs', idle, 'home', SELF)
 if ARGV[8] == '1' then redis.call('HSET', sk(sid), 'inv', 1) end
 for i = 9, #ARGV, 2 do redis.call('HSET', ik(sid), ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', SESSIONS, sid)
-redis.call('ZADD', DL, NOW + idle, '/' .. sid)
+redis.call('ZADD', DL, NOW + idle, idleMember(sid))
 touchSession(sid)
 return {'ok'}
 `;
+
+const decodeStatus =
+  <S extends string>(name: string, ...known: S[]) =>
+  (r: Reply): Refused<S> => {
+    const status = r.str();
+    if (!(known as string[]).includes(status)) throw new Error(`${name}: unexpected status ${status}`);
+    return { status } as Refused<S>;
+  };
 
 /** ARGV[5] sessionId, [6] peerId: the peer's credentials JSON. */
 const PEER_AUTH = `
@@ -412,12 +727,37 @@ if not record then return {'peer_not_found'} end
 return {'ok', record}
 `;
 
+export type PeerAuthReply = Refused<'session_not_found' | 'peer_not_found'> | { status: 'ok'; record: string };
+
+const decodePeerAuth = (r: Reply): PeerAuthReply => {
+  const status = r.str();
+  if (status === 'session_not_found' || status === 'peer_not_found') return { status };
+  if (status !== 'ok') throw new Error(`peerAuth: unexpected status ${status}`);
+  return { status, record: r.str() };
+};
+
 /** ARGV[5] sessionId: peerId, credentials JSON pairs. */
 const SESSION_AUTHS = `
 local sid = ARGV[5]
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
 return {'ok', redis.call('HGETALL', pk(sid))}
 `;
+
+export type SessionAuthsReply = Refused<'session_not_found'> | { status: 'ok'; records: { id: string; record: string }[] };
+
+/** A flat HGETALL answer as field → value pairs. */
+const pairs = (all: string[]): [string, string][] => {
+  const out: [string, string][] = [];
+  for (let i = 0; i + 1 < all.length; i += 2) out.push([all[i] as string, all[i + 1] as string]);
+  return out;
+};
+
+const decodeSessionAuths = (r: Reply): SessionAuthsReply => {
+  const status = r.str();
+  if (status === 'session_not_found') return { status };
+  if (status !== 'ok') throw new Error(`sessionAuths: unexpected status ${status}`);
+  return { status, records: pairs(r.strings()).map(([id, record]) => ({ id, record })) };
+};
 
 /** ARGV[5] sessionId: createdAt, idleMs, inv, peers (id, credentials, streaming 0/1 triples), invites (pairs). */
 const SNAPSHOT = `
@@ -429,39 +769,93 @@ local all = redis.call('HGETALL', pk(sid))
 for i = 1, #all, 2 do
   peers[#peers + 1] = all[i]
   peers[#peers + 1] = all[i + 1]
-  peers[#peers + 1] = redis.call('EXISTS', hk(sid .. '/' .. all[i]))
+  peers[#peers + 1] = redis.call('EXISTS', hk(addr(sid, all[i])))
 end
 return {'ok', meta[1], meta[2], meta[3], peers, redis.call('HGETALL', ik(sid))}
 `;
 
-/** The cluster's sessions and peers, for the gauges. */
+export type SnapshotReply =
+  | Refused<'session_not_found'>
+  | {
+      status: 'ok';
+      createdAt: number;
+      managed: boolean;
+      inviteOnly: boolean;
+      peers: { id: string; record: string; streaming: boolean }[];
+      /** peerId → invite JSON. */
+      invites: [string, string][];
+    };
+
+const decodeSnapshot = (r: Reply): SnapshotReply => {
+  const status = r.str();
+  if (status === 'session_not_found') return { status };
+  if (status !== 'ok') throw new Error(`snapshot: unexpected status ${status}`);
+  const createdAt = r.num();
+  const managed = r.maybeStr() !== undefined;
+  const inviteOnly = r.maybeStr() !== undefined;
+  const triples = r.list();
+  const peers: { id: string; record: string; streaming: boolean }[] = [];
+  for (let i = 0; i + 2 < triples.length; i += 3) peers.push({ id: triples[i] as string, record: triples[i + 1] as string, streaming: triples[i + 2] === 1 });
+  return { status, createdAt, managed, inviteOnly, peers, invites: pairs(r.strings()) };
+};
+
+/**
+ * The cluster's sessions, peers and event bytes, then this instance's, for the gauges. A peer is on the
+ * instance that holds its stream or, while it has none, on the one its registration or its last stream
+ * went through (its mailbox's "home"): each peer counts on exactly one instance. A session is on every
+ * instance that one of its peers is on; an admin session without peers, on the one that created it.
+ * Reads every registration: instances run it at most every few seconds, when scraped.
+ */
 const COUNTS = `
 local sessions = redis.call('SMEMBERS', SESSIONS)
-local peers = 0
-for _, sid in ipairs(sessions) do peers = peers + redis.call('HLEN', pk(sid)) end
-return {#sessions, peers}
+local peers, mySessions, myPeers, myBytes = 0, 0, 0, 0
+for _, sid in ipairs(sessions) do
+  local ids = redis.call('HKEYS', pk(sid))
+  peers = peers + #ids
+  local here = #ids == 0 and redis.call('HGET', sk(sid), 'home') == SELF
+  for _, pid in ipairs(ids) do
+    local m = redis.call('HMGET', mk(addr(sid, pid)), 'home', 'bytes')
+    if m[1] == SELF then
+      myPeers, myBytes, here = myPeers + 1, myBytes + tonumber(m[2] or '0'), true
+    end
+  end
+  if here then mySessions = mySessions + 1 end
+end
+return {#sessions, peers, total('all'), mySessions, myPeers, myBytes}
 `;
 
-export interface Script {
-  readonly name: string;
-  readonly source: string;
+export interface Counts {
+  sessions: number;
+  peers: number;
+  eventBytes: number;
 }
 
-const script = (name: string, body: string): Script => ({ name, source: PRELUDE + body });
+/** The cluster's counts, and this instance's share of them. */
+export interface CountsReply {
+  cluster: Counts;
+  instance: Counts;
+}
 
 export const SCRIPTS = {
-  admission: script('admission', FINGERPRINT + ADMISSION),
-  register: script('register', FINGERPRINT + REGISTER),
-  send: script('send', SEND),
-  attach: script('attach', ATTACH),
-  detach: script('detach', DETACH),
-  keepalive: script('keepalive', KEEPALIVE),
-  expire: script('expire', EXPIRE),
-  leave: script('leave', LEAVE),
-  closeSession: script('closeSession', CLOSE_SESSION),
-  createSession: script('createSession', CREATE_SESSION),
-  peerAuth: script('peerAuth', PEER_AUTH),
-  sessionAuths: script('sessionAuths', SESSION_AUTHS),
-  snapshot: script('snapshot', SNAPSHOT),
-  counts: script('counts', COUNTS),
+  admission: script('admission', FINGERPRINT + ADMISSION, decodeAdmission),
+  register: script('register', FINGERPRINT + REGISTER, decodeRegister),
+  send: script('send', SEND, decodeSend),
+  attach: script('attach', ATTACH, decodeAttach),
+  detach: { name: 'detach', source: PRELUDE + DETACH, decode: (reply: unknown) => reply === 1 } satisfies Script<boolean>,
+  keepalive: { name: 'keepalive', source: PRELUDE + KEEPALIVE, decode: decodeKeepalive } satisfies Script<number | undefined>,
+  expire: script('expire', EXPIRE, decodeExpire),
+  leave: script('leave', LEAVE, decodeLeave),
+  closeSession: script('closeSession', CLOSE_SESSION, decodeCloseSession),
+  createSession: script('createSession', CREATE_SESSION, decodeStatus('createSession', 'ok', 'session_exists', 'too_many_sessions')),
+  peerAuth: script('peerAuth', PEER_AUTH, decodePeerAuth),
+  sessionAuths: script('sessionAuths', SESSION_AUTHS, decodeSessionAuths),
+  snapshot: script('snapshot', SNAPSHOT, decodeSnapshot),
+  counts: script(
+    'counts',
+    COUNTS,
+    (r): CountsReply => ({
+      cluster: { sessions: r.num(), peers: r.num(), eventBytes: r.num() },
+      instance: { sessions: r.num(), peers: r.num(), eventBytes: r.num() },
+    }),
+  ),
 } as const;

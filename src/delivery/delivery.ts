@@ -1,3 +1,5 @@
+import type { Topic } from './rules';
+
 /** A peer as the delivery layer knows it. */
 export interface PeerAddress {
   readonly sessionId: string;
@@ -38,13 +40,17 @@ export interface Delivery {
    * stream can be opened with, so that even its loss before its first bytes loses nothing.
    */
   open(peer: PeerAddress): number;
-  /** Whether the peer can take one more client message now (its held events are under the cap). */
-  hasRoom(peer: PeerAddress): boolean;
+  /**
+   * Throws `queue_full` unless every one of `peers` can take a client message of `bytes` now: each under its
+   * held events and bytes, and the process under its byte budget (written events kept for resume give way).
+   */
+  checkRoom(peers: readonly PeerAddress[], bytes: number): void;
   /**
    * Appends one event (a JSON object text) to the peer's log and writes it to the peer's stream if one
-   * is attached. Server events (`new-peer`, …) are never refused; client messages past the cap throw `queue_full`.
+   * is attached. Server events (`new-peer`, …) are never refused: they supersede the held events they make
+   * stale (see `Topic`); client messages past the bounds throw `queue_full`.
    */
-  deliver(peer: PeerAddress, json: string, fromServer: boolean): Delivered;
+  deliver(peer: PeerAddress, json: string, topic: Topic): Delivered;
   /**
    * Attaches a stream, replacing any other, and writes what the peer has not received: everything held,
    * and with `lastEventId` everything after it. Throws `superseded` or `resume_gap` when it cannot.
@@ -57,4 +63,6 @@ export interface Delivery {
   close(peer: PeerAddress, finalJson?: string): void;
   /** Closes every stream (shutdown); logs stay so that clients could resume. */
   closeAll(): void;
+  /** Bytes of every event held or kept for resume, for the gauge. */
+  readonly eventBytes: number;
 }

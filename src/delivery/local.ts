@@ -1,6 +1,8 @@
+import { refusals } from '../errors';
 import type { Delivered, Delivery, EventSink, PeerAddress } from './delivery';
-import { Mailbox } from './mailbox';
+import { EventBytes, Mailbox } from './mailbox';
 import { type DeliveryObserver, noObserver } from './observer';
+import { type EventBounds, eventSize, SERVER_NOTICE, type Topic } from './rules';
 
 /** Ids cannot contain '/', so this key is unambiguous. */
 const keyOf = (peer: PeerAddress) => `${peer.sessionId}/${peer.peerId}`;
@@ -8,31 +10,42 @@ const keyOf = (peer: PeerAddress) => `${peer.sessionId}/${peer.peerId}`;
 /** Delivery within one process: a Map of mailboxes, each with at most one attached stream. */
 export class LocalDelivery implements Delivery {
   private readonly mailboxes = new Map<string, Mailbox>();
+  private readonly pool = new EventBytes();
 
   /**
-   * @param maxQueue events held per peer, and written events kept for resume
+   * @param bounds events and bytes held per peer and in all, and written events kept for resume
    * @param observer told how long each client message took from accepted to written
    */
   constructor(
-    private readonly maxQueue: number,
+    private readonly bounds: EventBounds,
     private readonly observer: DeliveryObserver = noObserver,
   ) {}
+
+  get eventBytes(): number {
+    return this.pool.all;
+  }
 
   open(peer: PeerAddress): number {
     const key = keyOf(peer);
     let box = this.mailboxes.get(key);
     if (box) box.reset();
-    else this.mailboxes.set(key, (box = new Mailbox(this.maxQueue, this.maxQueue, this.observer)));
+    else this.mailboxes.set(key, (box = new Mailbox(this.bounds, this.pool, this.observer)));
     return box.start;
   }
 
-  hasRoom(peer: PeerAddress): boolean {
-    const box = this.mailboxes.get(keyOf(peer));
-    return box !== undefined && box.held < this.maxQueue;
+  checkRoom(peers: readonly PeerAddress[], bytes: number): void {
+    for (const peer of peers) if (this.mailbox(peer).refusal(bytes)) throw refusals.queueBroadcast(peer.peerId);
+    if (this.pool.held + bytes * peers.length > this.bounds.totalBytes) throw this.full();
   }
 
-  deliver(peer: PeerAddress, json: string, fromServer: boolean): Delivered {
-    return this.mailbox(peer).append(json, fromServer);
+  deliver(peer: PeerAddress, json: string, topic: Topic): Delivered {
+    const box = this.mailbox(peer);
+    const size = eventSize(json);
+    // Only undelivered events count here: those kept for resume give way below.
+    if (!topic.fromServer && this.pool.held + size > this.bounds.totalBytes) throw this.full();
+    const delivered = box.append(json, topic, size);
+    this.reclaim(box);
+    return delivered;
   }
 
   attach(peer: PeerAddress, sink: EventSink, lastEventId?: number): void {
@@ -55,7 +68,8 @@ export class LocalDelivery implements Delivery {
     const box = this.mailboxes.get(key);
     if (!box) return;
     this.mailboxes.delete(key);
-    if (finalJson !== undefined && box.sink) box.append(finalJson, true);
+    if (finalJson !== undefined && box.sink) box.append(finalJson, SERVER_NOTICE);
+    box.discard();
     const sink = box.sink;
     box.sink = undefined;
     sink?.close();
@@ -67,6 +81,25 @@ export class LocalDelivery implements Delivery {
       box.sink = undefined;
       sink?.close();
     }
+  }
+
+  /**
+   * Keeps the process under its byte budget: written events kept for resume go, the appending peer's
+   * first, then other peers' (the oldest mailboxes first). Runs only when the budget is passed.
+   */
+  private reclaim(box: Mailbox): void {
+    let excess = this.pool.all - this.bounds.totalBytes;
+    // Past it with nothing kept for resume (only server events push it there), there is nothing to drop.
+    if (excess <= 0 || this.pool.all === this.pool.held) return;
+    excess -= box.dropRetained(excess);
+    for (const other of this.mailboxes.values()) {
+      if (excess <= 0 || this.pool.all === this.pool.held) return;
+      excess -= other.dropRetained(excess);
+    }
+  }
+
+  private full() {
+    return refusals.queueTotal(this.pool.held, this.bounds.totalBytes, 'server');
   }
 
   private mailbox(peer: PeerAddress): Mailbox {

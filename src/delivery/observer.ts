@@ -1,3 +1,5 @@
+import type { Delivered } from './delivery';
+
 /** What became of a client message: written to the target's open stream, held for it, or refused. */
 export type MessageOutcome = 'relayed' | 'queued' | 'rejected';
 
@@ -6,12 +8,12 @@ export type PeerLeftReason = 'left' | 'timeout';
 export type ResumeOutcome = 'resumed' | 'resume_gap' | 'superseded';
 
 /**
- * What the signalling core reports as it works, for metrics. Several calls sit on the relay's hot
+ * What the signalling core reports as it works, for metrics. Several calls sit on the forwarding hot
  * path: an implementation only bumps numbers (no allocation, no string building), and the core
  * passes only values it already holds.
  */
 export interface DeliveryObserver {
-  /** A client message of `type` (any string a client chose) was relayed, held or refused. */
+  /** A client message of `type` (any string a client chose) was forwarded to an open stream (outcome `relayed`), held or refused. */
   message(type: string, outcome: MessageOutcome): void;
   /** A peer registered (or took its id over); the others were sent `new-peer`. */
   peerJoined(): void;
@@ -37,3 +39,16 @@ export const noObserver: DeliveryObserver = {
   stamp: () => -1,
   delivered() {},
 };
+
+/** Forwards a client message with `forward`, and counts it by what became of it (a throw: rejected). */
+export function countMessage(observer: DeliveryObserver, type: string, forward: () => Delivered): Delivered {
+  let result: Delivered;
+  try {
+    result = forward();
+  } catch (e) {
+    observer.message(type, 'rejected');
+    throw e;
+  }
+  observer.message(type, result === 'sent' ? 'relayed' : 'queued');
+  return result;
+}

@@ -68,4 +68,5 @@ export const TAGS = {
   operations: 'operations',
   admin: 'admin',
   client: 'client',
+  whip: 'whip',
 } as const;

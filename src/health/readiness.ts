@@ -40,15 +40,13 @@ export class Readiness {
     this.draining = true;
   }
 
-  get isDraining(): boolean {
-    return this.draining;
-  }
-
   async report(): Promise<ReadinessReport> {
     const names = [...this.checks.keys()];
     const states = await Promise.all([...this.checks.values()].map((check) => this.run(check)));
     const checks: Record<string, CheckState> = {};
-    names.forEach((name, i) => (checks[name] = states[i] as CheckState));
+    names.forEach((name, i) => {
+      checks[name] = states[i] as CheckState;
+    });
     const status = this.draining ? 'draining' : states.includes('failing') ? 'not_ready' : 'ready';
     return { status, checks };
   }

@@ -20,7 +20,11 @@ export type IceConfig = Pick<
   'iceUrls' | 'turnSecret' | 'turnTtlS' | 'turnUsername' | 'turnCredential' | 'cloudflareTurnKeyId' | 'cloudflareTurnApiToken' | 'cloudflareTurnApiUrl'
 >;
 
-/** Answers `GET /iceServers` for a peer (its id names ephemeral credentials). */
+/**
+ * The servers with their TURN credentials, for `peerId`: its id names ephemeral (TURN_SECRET) credentials.
+ * It checks nothing: outside AUTH_MODE=open, call it only for a peer whose token was checked
+ * (`PeerAccess.authorizePeer`), and answer anyone else with `anonymousIceServer`.
+ */
 export type IceServerSource = (peerId?: string) => Promise<IceServer>;
 
 export interface IceSourceOptions {
@@ -28,6 +32,28 @@ export interface IceSourceOptions {
   log?: (message: string) => void;
   /** Cloudflare's answer is given up on after this long. */
   upstreamTimeoutMs?: number;
+}
+
+const isStun = (url: string) => /^stuns?:/i.test(url);
+
+/** The configured STUN URLs, or the seed's STUN server when there are none: what needs no credential. */
+function stunUrls(urls: readonly string[]): string[] {
+  const stun = urls.filter(isStun);
+  return stun.length ? stun : DEFAULT_ICE_URLS;
+}
+
+/** Whether the configuration hands out TURN credentials (fixed, TURN_SECRET or Cloudflare). */
+const issuesCredentials = (config: IceConfig) =>
+  Boolean(config.turnSecret || (config.turnUsername && config.turnCredential) || (config.cloudflareTurnKeyId && config.cloudflareTurnApiToken));
+
+/**
+ * `GET /iceServers` for a caller that proved no peer, outside AUTH_MODE=open: the seed's shape with the
+ * STUN URLs only when TURN credentials are configured (a TURN URL is no use without them), else the
+ * configured list as it is.
+ */
+export function anonymousIceServer(config: IceConfig): IceServer {
+  const urls = config.iceUrls ?? DEFAULT_ICE_URLS;
+  return { urls: issuesCredentials(config) ? stunUrls(urls) : urls };
 }
 
 /**
@@ -47,13 +73,12 @@ export function iceServerSource(config: IceConfig, clock: Clock, options: IceSou
   const urls = config.iceUrls ?? DEFAULT_ICE_URLS;
   const { turnSecret, turnTtlS, cloudflareTurnKeyId, cloudflareTurnApiToken } = config;
   if (cloudflareTurnKeyId && cloudflareTurnApiToken) {
-    const stun = urls.filter((u) => /^stuns?:/i.test(u));
     const cloudflare = new CloudflareTurn({
       keyId: cloudflareTurnKeyId,
       apiToken: cloudflareTurnApiToken,
       apiUrl: config.cloudflareTurnApiUrl,
       ttlS: turnTtlS,
-      fallback: { urls: stun.length ? stun : DEFAULT_ICE_URLS },
+      fallback: { urls: stunUrls(urls) },
       clock,
       log: options.log,
       timeoutMs: options.upstreamTimeoutMs,
@@ -66,8 +91,6 @@ export function iceServerSource(config: IceConfig, clock: Clock, options: IceSou
       return { urls, ...turnRestCredential(turnSecret, peerId ?? 'anonymous', expiresAt), ttl: turnTtlS };
     };
   }
-  const fixed: IceServer = config.turnUsername && config.turnCredential
-    ? { urls, username: config.turnUsername, credential: config.turnCredential }
-    : { urls };
+  const fixed: IceServer = config.turnUsername && config.turnCredential ? { urls, username: config.turnUsername, credential: config.turnCredential } : { urls };
   return async () => fixed;
 }

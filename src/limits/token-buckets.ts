@@ -50,6 +50,12 @@ export class TokenBuckets {
     return Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000));
   }
 
+  /** Gives back a token that `take` took, up to the burst: what it was taken for did not happen. */
+  giveBack(key: string): void {
+    const bucket = this.buckets.get(key);
+    if (bucket) bucket.tokens = Math.min(this.burst, bucket.tokens + 1);
+  }
+
   /** Forgets a key's bucket (a peer that left). */
   delete(key: string): void {
     this.buckets.delete(key);

@@ -1,22 +1,18 @@
-import { timingSafeEqual } from 'node:crypto';
 import { Elysia, t } from 'elysia';
+import { tokenHash, tokenMatches } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
 import { SignalError } from '../errors';
 import { CONTENT_TYPE, type MetricsRegistry } from './exposition';
 
-/** Compares in constant time, so that the answer's timing tells nothing about the token. */
-function sameToken(given: string, expected: Buffer): boolean {
-  const bytes = Buffer.from(given);
-  return bytes.length === expected.length && timingSafeEqual(bytes, expected);
-}
-
 /** `GET /metrics` in the Prometheus text format; with a token set, only for `Authorization: Bearer <token>`. */
 export const metricsRoutes = (registry: MetricsRegistry, token: string | undefined) => {
-  const expected = token === undefined ? undefined : Buffer.from(`Bearer ${token}`);
+  // The whole header is compared, as digests of one length (see tokenMatches): neither where a guess
+  // differs nor how long the token is shows in the time the answer takes.
+  const expected = token === undefined ? undefined : tokenHash(`Bearer ${token}`);
   return new Elysia().get(
     '/metrics',
     ({ headers: { authorization }, set }) => {
-      if (expected && !sameToken(authorization ?? '', expected)) {
+      if (expected && !tokenMatches(authorization ?? '', expected)) {
         set.headers['www-authenticate'] = 'Bearer realm="metrics"';
         throw new SignalError('unauthorized', 'GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>"');
       }

@@ -34,11 +34,20 @@ export interface SignallingGauges {
   sessions(): number;
   peers(): number;
   streams(): number;
+  eventBytes(): number;
+  /** The cluster's totals, in cluster mode only. */
+  cluster(): Omit<SessionGauges, 'cluster'> | undefined;
 }
 
-/** The gauges of a backend's sessions (this process's, or the cluster's) and of this process's open streams. */
-export function signallingGauges(sessions: SessionGauges, streams: { readonly size: number }): SignallingGauges {
-  return { sessions: () => sessions.sessions(), peers: () => sessions.peers(), streams: () => streams.size };
+/** The gauges of a backend's sessions on this instance (and its cluster's, if any) and of this process's open streams. */
+export function signallingGauges(sessions: () => SessionGauges | undefined, streams: { readonly size: number }): SignallingGauges {
+  return {
+    sessions: () => sessions()?.sessions() ?? 0,
+    peers: () => sessions()?.peers() ?? 0,
+    streams: () => streams.size,
+    eventBytes: () => sessions()?.eventBytes() ?? 0,
+    cluster: () => sessions()?.cluster,
+  };
 }
 
 /**
@@ -87,11 +96,22 @@ export class SignallingMetrics implements DeliveryObserver, Collector {
   }
 
   collect(out: Exposition): void {
-    out.single('switchboard_sessions', 'gauge', 'Sessions on this server.', this.gauges.sessions());
-    out.single('switchboard_peers', 'gauge', 'Registered peers, with or without an open stream.', this.gauges.peers());
+    out.single('switchboard_sessions', 'gauge', 'Sessions on this server (in a cluster: those with a peer this instance serves).', this.gauges.sessions());
+    out.single('switchboard_peers', 'gauge', 'Registered peers on this server, with or without an open stream (in a cluster: those this instance serves).', this.gauges.peers());
     out.single('switchboard_open_streams', 'gauge', 'Open event streams.', this.gauges.streams());
+    out.single('switchboard_event_bytes', 'gauge', 'Bytes of events held for the peers on this server or kept for their resume.', this.gauges.eventBytes());
+    const cluster = this.gauges.cluster();
+    if (cluster) {
+      out.single('switchboard_cluster_sessions', 'gauge', 'Sessions in the whole cluster.', cluster.sessions());
+      out.single('switchboard_cluster_peers', 'gauge', 'Registered peers in the whole cluster.', cluster.peers());
+      out.single('switchboard_cluster_event_bytes', 'gauge', 'Bytes of events held or kept for resume in the whole cluster (MAX_EVENT_BYTES bounds it).', cluster.eventBytes());
+    }
 
-    out.family('switchboard_messages_total', 'counter', 'Client messages by type (offer, answer, ice-candidate, other) and outcome: relayed to an open stream, queued for the target, or rejected.');
+    out.family(
+      'switchboard_messages_total',
+      'counter',
+      'Client messages by type (offer, answer, ice-candidate, other) and outcome: relayed to an open stream, queued for the target, or rejected.',
+    );
     TYPE_LABELS.forEach((type, t) => {
       OUTCOME_LABELS.forEach((outcome, o) => {
         out.sample('switchboard_messages_total', this.messages[t * OUTCOME_LABELS.length + o] as number, { type, outcome });

@@ -12,6 +12,7 @@ import { ProcessMetrics } from '../metrics/process-metrics';
 import { metricsRoutes } from '../metrics/routes';
 import { type SignallingGauges, SignallingMetrics } from '../metrics/signalling-metrics';
 import { Drain, type DrainDeps } from './drain';
+import { sameOriginOnly } from './same-origin';
 import { Telemetry } from './telemetry';
 
 export type OperationsConfig = Pick<Config, 'metricsToken' | 'shutdownTimeoutMs'>;
@@ -65,12 +66,13 @@ export class Operations {
     this.requests.unmatched(method, requestId);
   }
 
-  /** `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/docs`. */
+  /**
+   * `/healthz`, `/readyz`, `/metrics` (for probes and scrapers: no CORS headers), `/openapi.json` and
+   * `/docs` (public: any origin may read the API's description).
+   */
   routes() {
-    return new Elysia()
-      .use(healthRoutes(this.readiness))
-      .use(metricsRoutes(this.registry, this.config.metricsToken))
-      .use(apiDocs(pkg.version));
+    const probes = new Elysia().use(sameOriginOnly()).use(healthRoutes(this.readiness)).use(metricsRoutes(this.registry, this.config.metricsToken));
+    return new Elysia().use(probes).use(apiDocs(pkg.version));
   }
 
   /** The graceful stop of a server whose streams `streams` ends. */

@@ -16,18 +16,18 @@ export interface HtmlImport {
 }
 
 /**
- * The client page's files by URL path (`/` for the page, `/chunk-….js` for the rest). Serving them
+ * A page's files by URL path (`at` for the page, `/chunk-….js` for the rest). Serving them
  * ourselves, rather than handing Bun the HTML import as a native route, is what lets every response
  * carry our security headers: Bun's HTML routes take no headers. In an executable the files are the
  * ones `bun build --compile` embedded; from source, Bun's bundler builds them once, in memory.
  */
-export async function loadClientBundle(page: HtmlImport): Promise<Map<string, Asset>> {
+export async function loadClientBundle(page: HtmlImport, at = '/'): Promise<Map<string, Asset>> {
   const assets = new Map<string, Asset>();
   if (page.files) {
     for (const file of page.files) {
       const isPage = file.path === page.index;
       const body = new Uint8Array(readFileSync(file.path));
-      assets.set(isPage ? '/' : `/${basename(file.path)}`, { body, contentType: file.headers['content-type'], etag: `"${file.headers.etag}"`, isPage });
+      assets.set(isPage ? at : `/${basename(file.path)}`, { body, contentType: file.headers['content-type'], etag: `"${file.headers.etag}"`, isPage });
     }
     return assets;
   }
@@ -37,7 +37,7 @@ export async function loadClientBundle(page: HtmlImport): Promise<Map<string, As
     const isPage = output.path.endsWith('.html');
     const body = new Uint8Array(await output.arrayBuffer());
     const etag = `"${output.hash ?? Bun.hash(body).toString(36)}"`;
-    assets.set(isPage ? '/' : `/${basename(output.path)}`, { body, contentType: output.type, etag, isPage });
+    assets.set(isPage ? at : `/${basename(output.path)}`, { body, contentType: output.type, etag, isPage });
   }
   return assets;
 }

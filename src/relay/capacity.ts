@@ -54,11 +54,19 @@ export class RelayCapacity {
     if (replacing && replacing.key === key) return replacing;
     const { maxRelayPeersPerIp } = this.config;
     if (!replacing && this.held >= this.limit) {
-      throw new SignalError('relay_full', `this server relays media for ${this.limit} peers, its limit (MAX_RELAY_PEERS, and one port each in RELAY_PORT_RANGE); retry later`, FULL_RETRY_S);
+      throw new SignalError(
+        'relay_full',
+        `this server relays media for ${this.limit} peers, its limit (MAX_RELAY_PEERS, and one port each in RELAY_PORT_RANGE); retry later`,
+        FULL_RETRY_S,
+      );
     }
     const fromKey = key === undefined ? 0 : (this.perAddress.get(key) ?? 0);
     if (key !== undefined && maxRelayPeersPerIp > 0 && fromKey >= maxRelayPeersPerIp) {
-      throw new SignalError('too_many_relay_peers', `this address has ${maxRelayPeersPerIp} peers in relay sessions, the most allowed (MAX_RELAY_PEERS_PER_IP); one must leave first`, FULL_RETRY_S);
+      throw new SignalError(
+        'too_many_relay_peers',
+        `this address has ${maxRelayPeersPerIp} peers in relay sessions, the most allowed (MAX_RELAY_PEERS_PER_IP); one must leave first`,
+        FULL_RETRY_S,
+      );
     }
     this.held++;
     if (key !== undefined) this.perAddress.set(key, fromKey + 1);

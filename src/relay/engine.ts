@@ -3,6 +3,7 @@ import { RTCDtlsTransport } from 'werift';
 import type { Clock } from '../clock';
 import type { ServerOutbox, ServerPeer } from '../sessions/server-peer';
 import type { Role } from '../sessions/store';
+import type { IceParameters } from './answering';
 import type { LinkMessage } from './link';
 import { parseMessage } from './messages';
 import { type RelayObserver, SessionRouter } from './router';
@@ -11,7 +12,7 @@ import { publisherConfig, type RelayConfig, viewerConfig } from './settings';
 export interface RelayDeps {
   clock: Clock;
   log(line: string): void;
-  /** Delivers an event from `switchboard` into a peer's mailbox (`Signalling.fromServer`). */
+  /** Delivers an event from `switchboard` into a peer's mailbox (`LocalSignalling.fromServer`). */
   outbox: ServerOutbox;
   /** Told how long each phase of a relay connection took (metrics). */
   observer?: RelayObserver;
@@ -40,6 +41,8 @@ export class RelayEngine implements ServerPeer {
   private readonly viewer;
   private readonly closedCounters = { packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0 };
   private readonly keyframeCache;
+  /** Peers registering with an offer of their own (WHIP, WHEP), by session: they get no offer from the server. */
+  private readonly ownOffers = new Map<string, Set<string>>();
 
   constructor(
     private readonly config: RelayConfig,
@@ -59,7 +62,9 @@ export class RelayEngine implements ServerPeer {
   }
 
   joined(sessionId: string, peerId: string, role: Role): void {
-    this.router(sessionId).join(peerId, role);
+    const router = this.router(sessionId);
+    if (this.ownOffers.get(sessionId)?.has(peerId)) return;
+    router.join(peerId, role);
   }
 
   /**
@@ -71,7 +76,33 @@ export class RelayEngine implements ServerPeer {
   }
 
   left(sessionId: string, peerId: string): void {
+    this.forgetOffer(sessionId, peerId);
     this.routers.get(sessionId)?.leave(peerId);
+  }
+
+  /** The peer about to register brings its own offer (`answer` follows): the server must not offer to it. */
+  expectOffer(sessionId: string, peerId: string): void {
+    let peers = this.ownOffers.get(sessionId);
+    if (!peers) this.ownOffers.set(sessionId, (peers = new Set()));
+    peers.add(peerId);
+  }
+
+  /** The registration with an offer of its own did not happen after all. */
+  forgetOffer(sessionId: string, peerId: string): void {
+    const peers = this.ownOffers.get(sessionId);
+    if (!peers?.delete(peerId)) return;
+    if (peers.size === 0) this.ownOffers.delete(sessionId);
+  }
+
+  /** Answers the offer of a registered peer that made its own (WHIP, WHEP); see `SessionRouter.answer`. */
+  answer(sessionId: string, peerId: string, role: Role, offerSdp: string, onState?: (state: string) => void): Promise<string> {
+    this.forgetOffer(sessionId, peerId);
+    return this.router(sessionId).answer(peerId, role, offerSdp, onState);
+  }
+
+  /** An ICE restart of a peer that made its own offer; undefined when it has no such connection. */
+  restartIce(sessionId: string, peerId: string, remote: Pick<IceParameters, 'ufrag' | 'pwd'>): Promise<IceParameters> | undefined {
+    return this.routers.get(sessionId)?.restartIce(peerId, remote);
   }
 
   receive(sessionId: string, peerId: string, type: string, payload: unknown): void {
@@ -85,6 +116,7 @@ export class RelayEngine implements ServerPeer {
 
   closed(sessionId: string): void {
     const router = this.routers.get(sessionId);
+    this.ownOffers.delete(sessionId);
     if (!router) return;
     this.routers.delete(sessionId);
     const closed = this.closedCounters;

@@ -6,6 +6,7 @@ import { SignalError } from '../errors';
 import { TokenBuckets } from '../limits/token-buckets';
 import type { ServerPeer } from '../sessions/server-peer';
 import type { Role } from '../sessions/store';
+import type { IceParameters } from './answering';
 import type { RelayDeps, RelayEngine, RelayStats } from './engine';
 import { MAX_REMOTE_CANDIDATES, parseMessage } from './messages';
 import type { RelayConfig } from './settings';
@@ -75,6 +76,26 @@ export class LazyRelay implements ServerPeer {
     this.run((engine) => engine.message(sessionId, peerId, message));
   }
 
+  /** See `RelayEngine.expectOffer`. */
+  expectOffer(sessionId: string, peerId: string): void {
+    this.run((engine) => engine.expectOffer(sessionId, peerId));
+  }
+
+  /** See `RelayEngine.forgetOffer`. */
+  forgetOffer(sessionId: string, peerId: string): void {
+    if (this.engine || this.loading) this.run((engine) => engine.forgetOffer(sessionId, peerId));
+  }
+
+  /** See `RelayEngine.answer`; rejects with a `SignalError` when the engine cannot be loaded. */
+  answer(sessionId: string, peerId: string, role: Role, offerSdp: string, onState?: (state: string) => void): Promise<string> {
+    return this.withEngine((engine) => engine.answer(sessionId, peerId, role, offerSdp, onState));
+  }
+
+  /** See `RelayEngine.restartIce`. */
+  restartIce(sessionId: string, peerId: string, remote: Pick<IceParameters, 'ufrag' | 'pwd'>): Promise<IceParameters | undefined> {
+    return this.withEngine(async (engine) => engine.restartIce(sessionId, peerId, remote));
+  }
+
   closed(sessionId: string): void {
     if (this.engine || this.loading) this.run((engine) => engine.closed(sessionId));
   }
@@ -107,6 +128,18 @@ export class LazyRelay implements ServerPeer {
   /** Resolves once the engine is loaded, if it was ever needed. */
   get ready(): Promise<void> {
     return this.loading ?? Promise.resolve();
+  }
+
+  /** Runs `call` once the engine is there, after the calls made before it. */
+  private withEngine<T>(call: (engine: RelayEngine) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const unavailable = () => reject(new SignalError('invalid_request', 'this server cannot relay media now: the relay engine did not load'));
+      if (this.stopped) return unavailable();
+      this.run((engine) => call(engine).then(resolve, reject));
+      void this.ready.then(() => {
+        if (!this.engine) unavailable();
+      });
+    });
   }
 
   private run(call: (engine: RelayEngine) => void): void {

@@ -22,11 +22,29 @@ export type LinkMessage =
 
 const guarded = new WeakSet<Socket>();
 
+/**
+ * The UDP sockets of a connection's ICE transports. werift offers no public way to them: this reads its
+ * private fields (`RTCIceTransport.connection.protocols[].transport.socket`), which is why werift's
+ * version is pinned exactly in package.json; test/relay/werift-sockets.test.ts fails the day an upgrade
+ * moves them, instead of the guard silently finding no socket.
+ */
+export function udpSockets(pc: RTCPeerConnection): Socket[] {
+  const sockets: Socket[] = [];
+  for (const transport of pc.iceTransports) {
+    const { protocols } = transport.connection as unknown as { protocols?: { transport?: { socket?: Socket } }[] };
+    for (const protocol of protocols ?? []) {
+      const socket = protocol.transport?.socket;
+      if (socket) sockets.push(socket);
+    }
+  }
+  return sockets;
+}
+
 export class ServerLink {
   readonly pc: RTCPeerConnection;
   /** Offers, answers and candidates are applied one at a time, in the order they came. */
-  private queue: Promise<void> = Promise.resolve();
-  private closed = false;
+  protected queue: Promise<void> = Promise.resolve();
+  protected closed = false;
   private offers = 0;
   /** Candidates the peer sent since the server's last offer: werift keeps each, applied or held for the answer. */
   private remoteCandidates = 0;
@@ -34,7 +52,7 @@ export class ServerLink {
   constructor(
     readonly peerId: string,
     config: Partial<PeerConfig>,
-    private readonly deps: LinkDeps,
+    protected readonly deps: LinkDeps,
   ) {
     this.pc = new RTCPeerConnection(config);
     this.pc.onIceCandidate.subscribe((candidate) => {
@@ -65,15 +83,11 @@ export class ServerLink {
    * (a peer whose page closed) as an 'error' event on the socket: unheard, that would end the process.
    * The sockets exist once gathering is done; each gets a listener that only logs.
    */
-  private guardSockets(): void {
-    for (const transport of this.pc.iceTransports) {
-      const { protocols } = transport.connection as unknown as { protocols?: { transport?: { socket?: Socket } }[] };
-      for (const protocol of protocols ?? []) {
-        const socket = protocol.transport?.socket;
-        if (!socket || guarded.has(socket)) continue;
-        guarded.add(socket);
-        socket.on('error', (e: Error) => this.deps.log(`relay: ${this.peerId}: ${e.message} (the peer is gone or unreachable)`));
-      }
+  protected guardSockets(): void {
+    for (const socket of udpSockets(this.pc)) {
+      if (guarded.has(socket)) continue;
+      guarded.add(socket);
+      socket.on('error', (e: Error) => this.deps.log(`relay: ${this.peerId}: ${e.message} (the peer is gone or unreachable)`));
     }
   }
 
@@ -128,10 +142,8 @@ export class ServerLink {
     this.pc.close().catch((e: unknown) => this.deps.log(`relay: closing the connection of ${this.peerId} failed: ${(e as Error).message}`));
   }
 
-  private enqueue(task: () => Promise<void>): void {
-    this.queue = this.queue
-      .then(() => (this.closed ? undefined : task()))
-      .catch((e: unknown) => this.deps.log(`relay: ${this.peerId}: ${(e as Error).message}`));
+  protected enqueue(task: () => Promise<void>): void {
+    this.queue = this.queue.then(() => (this.closed ? undefined : task())).catch((e: unknown) => this.deps.log(`relay: ${this.peerId}: ${(e as Error).message}`));
   }
 }
 

@@ -3,6 +3,7 @@
 import { type GenericNack, MediaStream, type PeerConfig, type RTCRtpTransceiver, type RtpPacket } from 'werift';
 import { type Cancel, type Clock, Ticker } from '../clock';
 import type { Role } from '../sessions/store';
+import { AnsweringLink, GATHER_MS, type IceParameters } from './answering';
 import { type ForwarderCounters, type MediaKind, type RtpOutput, SourceTrack, TrackForwarder } from './forwarder';
 import type { KeyframeCacheLimits } from './keyframe-cache';
 import { type LinkMessage, ServerLink } from './link';
@@ -155,6 +156,32 @@ export class SessionRouter {
     if (this.viewers.size === 0) this.reports.stop();
   }
 
+  /**
+   * A peer that brings its own offer (WHIP, WHEP): a new connection, with the same forwarding as any
+   * peer's, answers it. Resolves with the answer; rejects when the offer cannot be applied.
+   */
+  answer(peerId: string, role: Role, offerSdp: string, onState?: (state: string) => void): Promise<string> {
+    this.leave(peerId);
+    const config = role === 'publisher' ? this.deps.publisherConfig : this.deps.viewerConfig;
+    const { clock } = this.deps;
+    const offeredAt = clock.now();
+    const link = new AnsweringLink(peerId, config, { clock, gatherMs: GATHER_MS, log: this.deps.log, publicIp: this.deps.publicIp, onState });
+    if (role === 'publisher') this.addPublisher(peerId, link);
+    else this.addViewer(peerId, link);
+    // The peer's offer in → the server's answer out, then → ICE connected: the phases of a server offer's.
+    const answered = this.timeToConnected(link);
+    return link.answer(offerSdp).then((sdp) => {
+      answered(clock.now() - offeredAt);
+      return sdp;
+    });
+  }
+
+  /** An ICE restart asked for by a peer that made its own offer; undefined when it has no such connection. */
+  restartIce(peerId: string, remote: Pick<IceParameters, 'ufrag' | 'pwd'>): Promise<IceParameters> | undefined {
+    const link = this.publisher?.id === peerId ? this.publisher.link : this.viewers.get(peerId)?.link;
+    return link instanceof AnsweringLink ? link.restart(remote) : undefined;
+  }
+
   /** What the peer sent to `switchboard`. */
   message(peerId: string, message: LinkMessage): boolean {
     const link = this.publisher?.id === peerId ? this.publisher.link : this.viewers.get(peerId)?.link;
@@ -210,28 +237,42 @@ export class SessionRouter {
   private link(peerId: string, config: Partial<PeerConfig>): ServerLink {
     const { clock } = this.deps;
     let offeredAt: number | undefined;
-    let answeredAt: number | undefined;
-    let connected = false;
     const send = (type: string, payload: unknown) => {
       if (type === 'offer') offeredAt ??= clock.now();
       this.deps.send(peerId, type, payload);
     };
     const link = new ServerLink(peerId, config, { send, log: this.deps.log, publicIp: this.deps.publicIp });
+    const answered = this.timeToConnected(link);
     this.answerTimers.set(link, () => {
-      if (offeredAt === undefined || answeredAt !== undefined) return;
-      answeredAt = clock.now();
-      this.observer.answered(answeredAt - offeredAt);
+      if (offeredAt !== undefined) answered(clock.now() - offeredAt);
     });
+    return link;
+  }
+
+  /**
+   * Times a connection from its answer (the peer's, or the server's to the peer's offer) to ICE
+   * connected, once per connection (an ICE restart is not a join). The function it returns is told,
+   * once, how long the offer waited for that answer.
+   */
+  private timeToConnected(link: ServerLink): (offerToAnswerMs: number) => void {
+    const { clock } = this.deps;
+    let answeredAt: number | undefined;
+    let connected = false;
     link.pc.iceConnectionStateChange.subscribe((state) => {
       if (state !== 'connected' || answeredAt === undefined || connected) return;
       connected = true;
       this.observer.iceConnected(clock.now() - answeredAt);
     });
-    return link;
+    return (ms) => {
+      if (answeredAt !== undefined) return;
+      answeredAt = clock.now();
+      this.observer.answered(ms);
+    };
   }
 
-  private addPublisher(peerId: string): void {
-    const link = this.link(peerId, this.deps.publisherConfig);
+  /** `answering`: the peer's own offer is to be answered; otherwise the server offers. */
+  private addPublisher(peerId: string, answering?: AnsweringLink): void {
+    const link = answering ?? this.link(peerId, this.deps.publisherConfig);
     const publisher: Publisher = { id: peerId, link, sources: {}, ssrcs: {} };
     this.publisher = publisher;
     for (const kind of KINDS) link.pc.addTransceiver(kind, { direction: 'recvonly' });
@@ -247,7 +288,7 @@ export class SessionRouter {
     link.pc.connectionStateChange.subscribe((state) => {
       this.deps.log(`relay: session ${this.sessionId}: publisher ${peerId} ${state}`);
     });
-    link.offer();
+    if (!answering) link.offer();
   }
 
   /** The hot path: one packet from the publisher to every viewer of its kind. */
@@ -265,8 +306,8 @@ export class SessionRouter {
     for (let i = 0; i < list.length; i++) (list[i] as TrackForwarder).forward(packet, source, now);
   }
 
-  private addViewer(peerId: string): void {
-    const link = this.link(peerId, this.deps.viewerConfig);
+  private addViewer(peerId: string, answering?: AnsweringLink): void {
+    const link = answering ?? this.link(peerId, this.deps.viewerConfig);
     const createdAt = this.deps.clock.now();
     const stream = new MediaStream();
     const transceivers = {} as Record<MediaKind, RTCRtpTransceiver>;
@@ -303,7 +344,7 @@ export class SessionRouter {
     });
     for (const kind of KINDS) this.fanOut[kind].push(forwarders[kind]);
     this.reports.start();
-    link.offer();
+    if (!answering) link.offer();
   }
 
   /** Replays the publisher's cached video to a viewer that waits for a keyframe, once it can take it. */

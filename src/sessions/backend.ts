@@ -1,4 +1,5 @@
 import type { Delivered, EventSink } from '../delivery/delivery';
+import type { SignalError } from '../errors';
 import type { SignalBody } from './model';
 import type { SessionMode } from './server-peer';
 import type { Invite, PeerAuth, Role } from './store';
@@ -35,6 +36,36 @@ export interface AdmitPeer {
  * a pure function of what it is shown: a backend may run it again when the state changed under it.
  */
 export type Admit = (session: AdmitSession | undefined, current: AdmitPeer | undefined) => PeerAuth | undefined;
+
+/** A sender's token, as checked against the credentials kept with its registration (`PeerAccess.sender`). */
+export interface SenderCredential {
+  /** Whether the token is checked at all: not in open mode. */
+  readonly checked: boolean;
+  /** The presented token's hash, for a store that compares it with the kept one itself (the cluster's script); undefined when none came. */
+  readonly hash: string | undefined;
+  /** Throws 401 (no token) or 403 (not the peer's) unless `auth` lets the token through. */
+  check(auth: PeerAuth | undefined): void;
+  /** The refusal of a comparison made by the store: the same one `check` throws. */
+  refusal(why: 'unauthorized' | 'forbidden'): SignalError;
+}
+
+/** One message of a sender's own rate (PEER_MESSAGE_RATE_PER_S), taken before the store answers. */
+export interface RateTicket {
+  /** Takes it: the refusal (429) when none is left, else undefined. */
+  take(): SignalError | undefined;
+  /** Gives back what `take` took: the message was refused before its rate counted (404, 401, 403). */
+  giveBack(): void;
+}
+
+/**
+ * The checks a route asks `send` to make of the sender once it is found (404 first), before anything
+ * of the message: its token (401, 403), then its rate (429). Inside `send`, so that the cluster makes
+ * them in the same Redis step as the message.
+ */
+export interface SendGuard {
+  readonly credential: SenderCredential;
+  readonly rate: RateTicket;
+}
 
 /** What the route knows of a registering client besides its credentials. */
 export interface RegisterOrigin {
@@ -80,14 +111,22 @@ export interface PeerDirectory {
   sessionAuths(sessionId: string): Awaitable<readonly { readonly id: string; readonly auth?: PeerAuth }[]>;
 }
 
-/** Sessions and peers on this server (single process) or in the whole cluster, for metrics. */
+/**
+ * Sessions, peers and event bytes on this instance, for metrics. In one process that is everything; in
+ * a cluster, the peers this instance serves (it holds their stream or, without one, their registration
+ * or last stream came through it) and the sessions they are in, with the cluster's totals beside them.
+ */
 export interface SessionGauges {
   sessions(): number;
   peers(): number;
+  /** Bytes of the events held for those peers or kept for their resume. */
+  eventBytes(): number;
+  /** A cluster's totals, in Redis for this prefix: set in cluster mode only. */
+  readonly cluster?: Omit<SessionGauges, 'cluster'>;
 }
 
 /**
- * The signalling core as the routes and the stream transports (SSE, WebSocket) use it. `Signalling`
+ * The signalling core as the routes and the stream transports (SSE, WebSocket) use it. `LocalSignalling`
  * is the single-process implementation (a Map of sessions, synchronous); `ClusterSignalling` keeps the
  * same semantics in Redis for several instances (asynchronous). Every method throws (or rejects with)
  * a `SignalError` to refuse.
@@ -95,13 +134,19 @@ export interface SessionGauges {
 export interface SignallingBackend extends PeerDirectory {
   /**
    * Joins (creating the session if new, in `mode`, mesh by default) or takes over a registered id; the
-   * others get `new-peer`. A `mode` other than the existing session's is refused.
+   * others get `new-peer`. A `mode` other than the existing session's is refused. `origin`, the key of
+   * the client's address (`addressKey`), counts the registration against that address's caps (see
+   * `AddressHoldings`), released when it ends.
    */
   register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: RegisterOrigin): Awaitable<Registration>;
   /** An empty session that waits for its peers (the admin API). */
   createSession(sessionId: string, options: SessionOptions): Awaitable<{ mode: SessionMode }>;
-  /** Relays a client message to its target, or to every other peer when it names none. */
-  send(sessionId: string, peerId: string, body: SignalBody): Awaitable<Delivered>;
+  /**
+   * Forwards a client message to its target, or to every other peer when it names none. With `guard`,
+   * the sender's token and rate are checked first (see `SendGuard`); the refusals of those checks are
+   * not counted as rejected messages.
+   */
+  send(sessionId: string, peerId: string, body: SignalBody, guard?: SendGuard): Awaitable<Delivered>;
   /**
    * Attaches a peer's stream (any `EventSink`: SSE, WebSocket) and writes what it has not received,
    * after `lastEventId` when the client resumes. On refusal the sink is closed.

@@ -1,11 +1,11 @@
 import { Type as t } from '@sinclair/typebox';
 import { Elysia } from 'elysia';
-import { bearerToken } from '../auth/tokens';
 import type { Guards } from '../auth/guards';
+import { bearerToken } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
 import { readJsonBody } from '../json-body';
-import { MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterQuery, RegisterResponse, SessionParams, SignalBody } from './model';
 import type { SignallingBackend } from './backend';
+import { MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterQuery, RegisterResponse, SessionParams, SignalBody } from './model';
 
 const Message = <M extends string>(message: M) => t.Object({ message: t.Literal(message) });
 
@@ -32,7 +32,21 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
             'The other peers get new-peer (in a relay session, only viewers hear of the publisher).',
           tags: [TAGS.signalling],
           answers: { 200: { description: 'registered; `peers` lists the others', schema: RegisterResponse } },
-          errors: ['invalid_request', 'reserved_peer', 'unauthorized', 'forbidden', 'session_full', 'mode_conflict', 'publisher_exists', 'too_many_sessions', 'rate_limited', 'too_many_relay_peers', 'relay_full', 'backend_unavailable'],
+          errors: [
+            'invalid_request',
+            'reserved_peer',
+            'unauthorized',
+            'forbidden',
+            'session_full',
+            'mode_conflict',
+            'publisher_exists',
+            'too_many_sessions',
+            'too_many_peers',
+            'rate_limited',
+            'too_many_relay_peers',
+            'relay_full',
+            'backend_unavailable',
+          ],
         }),
       },
     )
@@ -58,9 +72,10 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
       '/message/:sessionId/:peerId',
       // The one header it needs is read from the request: naming `headers` would copy them all.
       async ({ params: { sessionId, peerId }, request, body, set }) => {
-        await access.authorizePeer(sessionId, peerId, bearerToken(request.headers.get('authorization') ?? undefined));
-        limits.peerMessage(sessionId, peerId);
-        if ((await signalling.send(sessionId, peerId, body)) === 'sent') return MESSAGE_SENT;
+        // The sender's token and rate are checked inside `send`: in a cluster, in the same Redis step as the message.
+        const token = bearerToken(request.headers.get('authorization') ?? undefined);
+        const guard = { credential: access.sender(sessionId, peerId, token), rate: limits.peerMessageTicket(sessionId, peerId) };
+        if ((await signalling.send(sessionId, peerId, body, guard)) === 'sent') return MESSAGE_SENT;
         set.status = 202;
         return MESSAGE_QUEUED;
       },
@@ -80,13 +95,27 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
         ],
         detail: describe({
           summary: 'Send a message to a peer',
-          description: 'Relays `{type, payload}` to `target`, or to every other peer when there is none, as `{type, payload, senderId}`. Any content type; at most 64 KiB.',
+          description: 'Forwards `{type, payload}` to `target`, or to every other peer when there is none, as `{type, payload, senderId}`. Any content type; at most 64 KiB.',
           tags: [TAGS.signalling],
           answers: {
             200: { description: "written to the target's open stream", schema: Message(MESSAGE_SENT.message) },
             202: { description: 'held for the target, which is registered but not reading now', schema: Message(MESSAGE_QUEUED.message) },
           },
-          errors: ['invalid_json', 'invalid_request', 'reserved_type', 'payload_too_large', 'session_not_found', 'peer_not_found', 'target_not_found', 'queue_full', 'too_many_candidates', 'unauthorized', 'forbidden', 'rate_limited', 'backend_unavailable'],
+          errors: [
+            'invalid_json',
+            'invalid_request',
+            'reserved_type',
+            'payload_too_large',
+            'session_not_found',
+            'peer_not_found',
+            'target_not_found',
+            'queue_full',
+            'too_many_candidates',
+            'unauthorized',
+            'forbidden',
+            'rate_limited',
+            'backend_unavailable',
+          ],
         }),
       },
     )

@@ -1,12 +1,7 @@
-import { SignalError } from '../errors';
 import type { Role } from './store';
 
 /** The id the server itself has in relay sessions; no client may register it, in any session. */
 export const SERVER_PEER_ID = 'switchboard';
-
-export function reservedPeer(): SignalError {
-  return new SignalError('reserved_peer', `peer id "${SERVER_PEER_ID}" is the server's own, in every session`);
-}
 
 /**
  * How media flows in a session, chosen by whoever creates it: `mesh`, peer to peer (the publisher

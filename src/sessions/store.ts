@@ -19,6 +19,8 @@ export interface PeerRecord {
   auth?: PeerAuth;
   /** In a relay session: the peer's place among MAX_RELAY_PEERS, given back when it leaves. */
   relaySlot?: RelaySlot;
+  /** The key of the client address that made this registration (`addressKey`), when known. */
+  origin?: string;
 }
 
 /** A peer id the admin API let into a session before it registered, with its join token's hash. */
@@ -34,6 +36,8 @@ export interface Session {
   readonly createdAt: number;
   /** Fixed when the session is created. */
   readonly mode: SessionMode;
+  /** The key of the client address whose registration created the session, when known. */
+  createdBy?: string;
   /**
    * Set for sessions the admin API created: they outlive their last peer, until closed or empty for
    * `idleMs`; with `invites`, only those peer ids may register.

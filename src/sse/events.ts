@@ -14,15 +14,9 @@ export const NewPeerEvent = t.Object(
   { description: 'A peer registered in the session, or registered again (negotiate afresh with it).' },
 );
 
-export const PeerLeftEvent = t.Object(
-  { type: t.Literal('peer-left'), senderId: SenderId },
-  { description: 'A peer left the session, or timed out without a stream.' },
-);
+export const PeerLeftEvent = t.Object({ type: t.Literal('peer-left'), senderId: SenderId }, { description: 'A peer left the session, or timed out without a stream.' });
 
-export const SessionClosedEvent = t.Object(
-  { type: t.Literal('session-closed') },
-  { description: 'The session was closed; the stream ends after this event.' },
-);
+export const SessionClosedEvent = t.Object({ type: t.Literal('session-closed') }, { description: 'The session was closed; the stream ends after this event.' });
 
 export const MessageEvent = t.Object(
   {

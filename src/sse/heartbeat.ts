@@ -13,7 +13,10 @@ export class Heartbeat {
   private readonly streams = new Set<Pingable>();
   private readonly ticker: Ticker;
 
-  constructor(private readonly clock: Clock, intervalMs: number) {
+  constructor(
+    private readonly clock: Clock,
+    intervalMs: number,
+  ) {
     this.ticker = new Ticker(clock, intervalMs, () => this.beat());
   }
 

@@ -3,8 +3,8 @@ import type { Guards } from '../auth/guards';
 import { bearerToken } from '../auth/tokens';
 import { describe, schemaRef, TAGS } from '../docs/describe';
 import { SignalError } from '../errors';
-import { PeerParams } from '../sessions/model';
 import type { SignallingBackend } from '../sessions/backend';
+import { PeerParams } from '../sessions/model';
 import type { Heartbeat } from './heartbeat';
 import { PeerStream, streamStrategy } from './peer-stream';
 

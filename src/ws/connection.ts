@@ -1,8 +1,9 @@
-import { SignalError } from '../errors';
 import type { Delivered } from '../delivery/delivery';
+import { SignalError } from '../errors';
+import { type Logger, silentLogger } from '../log/logger';
 import type { Awaitable, SignallingBackend } from '../sessions/backend';
 import { type AckId, ackFrame, BadFrame, errorFrame, internalErrorFrame, isMalformed, parseClientFrame } from './frames';
-import { CloseCode, type WsSinkOptions, type WsSocket, WsSink } from './ws-sink';
+import { CloseCode, WsSink, type WsSinkOptions, type WsSocket } from './ws-sink';
 
 /** The message limits of POST /message, applied to each frame: they throw `rate_limited`. */
 export interface MessageLimits {
@@ -14,6 +15,8 @@ export interface WsConnectionOptions extends WsSinkOptions {
   /** Malformed frames (bad JSON, wrong fields, oversize) one connection may send; the next one closes it. */
   maxBadFrames: number;
   limits?: MessageLimits;
+  /** Where a bug on a connection is reported: the app's logger, which redacts credentials. */
+  logger?: Logger;
 }
 
 /**
@@ -53,14 +56,18 @@ export class WsConnection {
     } catch (e) {
       return this.openFailed(sink, e);
     }
-    if (connected instanceof Promise) connected.then(() => sink.opened(), (e: unknown) => this.openFailed(sink, e));
+    if (connected instanceof Promise)
+      connected.then(
+        () => sink.opened(),
+        (e: unknown) => this.openFailed(sink, e),
+      );
     else sink.opened();
   }
 
   private openFailed(sink: WsSink, e: unknown): void {
     if (e instanceof SignalError) return sink.opened(e);
     // A bug: the connection closes (connect closed the sink), the server goes on.
-    console.error('internal error', `ws /ws/${this.sessionId}/${this.peerId}`, e);
+    this.failed('open', e);
     sink.opened();
   }
 
@@ -97,10 +104,15 @@ export class WsConnection {
   /** The ack of a frame that was refused, or that failed. */
   private answer(sink: WsSink, id: AckId, e: unknown): void {
     if (!(e instanceof SignalError)) {
-      console.error('internal error', `ws /ws/${this.sessionId}/${this.peerId}`, e);
+      this.failed('message', e);
       return sink.reply(internalErrorFrame(id));
     }
     this.refuse(sink, id, e);
+  }
+
+  /** Logs a bug as the HTTP routes' error handler does: one error line naming the peer. */
+  private failed(stage: 'open' | 'message', error: unknown): void {
+    (this.options.logger ?? silentLogger).error('internal error', { transport: 'ws', stage, sessionId: this.sessionId, peerId: this.peerId, error });
   }
 
   drain(): void {

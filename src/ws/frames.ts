@@ -2,10 +2,10 @@
 // id as an `id` field, and acks. Client → server: the body of POST /message with an optional `id`.
 import { Type as t } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { Delivered } from '../delivery/delivery';
 import { type ErrorCode, errorStatus, SignalError } from '../errors';
 import { MAX_BODY_BYTES } from '../json-body';
 import { MESSAGE_QUEUED, MESSAGE_SENT, SignalBody } from '../sessions/model';
-import type { Delivered } from '../delivery/delivery';
 
 /** What a client chooses to correlate a frame with its ack: a number or a short string. */
 export const FrameId = t.Union([t.Number(), t.String({ maxLength: 64 })]);
@@ -35,8 +35,7 @@ const SENT_TAIL = `,"status":200,"message":${JSON.stringify(MESSAGE_SENT.message
 const QUEUED_TAIL = `,"status":202,"message":${JSON.stringify(MESSAGE_QUEUED.message)}}`;
 
 /** `{"ack":7,"status":200,"message":"Message sent"}` or the 202 "Message queued" one: what POST /message answers. */
-export const ackFrame = (id: AckId, delivered: Delivered): string =>
-  `{"ack":${idText(id)}${delivered === 'sent' ? SENT_TAIL : QUEUED_TAIL}`;
+export const ackFrame = (id: AckId, delivered: Delivered): string => `{"ack":${idText(id)}${delivered === 'sent' ? SENT_TAIL : QUEUED_TAIL}`;
 
 /** The HTTP route's error envelope `{error, message}`, with the status it would carry and the frame's `ack`. */
 export function errorFrame(id: AckId, error: SignalError): string {

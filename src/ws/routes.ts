@@ -4,8 +4,8 @@ import { bearerToken } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
 import { SignalError } from '../errors';
 import { MAX_BODY_BYTES } from '../json-body';
-import { PeerParams } from '../sessions/model';
 import type { SignallingBackend } from '../sessions/backend';
+import { PeerParams } from '../sessions/model';
 import { EventsHeaders, EventsQuery, parseLastEventId } from '../sse/routes';
 import { WsConnection, type WsConnectionOptions } from './connection';
 import { WriteBatcher } from './ws-sink';
@@ -46,7 +46,9 @@ const SOCKET_DOC = describe({
 /**
  * `GET /ws/:sessionId/:peerId`: the WebSocket transport, for a peer registered with POST /register. The
  * upgrade goes straight to Bun with a `WsConnection` as the socket's data: Elysia's WebSocket layer would
- * parse, wrap and validate every frame on its way (see BENCHMARKS.md), where this one does it once.
+ * parse, wrap and validate every frame on its way (see BENCHMARKS.md), where this one does it once. Elysia's
+ * Bun adapter then calls the data's handlers: an internal of Elysia's, hence its exact version in
+ * package.json and test/ws/elysia-dispatch.test.ts, which fails when an upgrade changes it.
  */
 export const socketRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards, routeOptions: WsRoutesOptions) => {
   const options: WsConnectionOptions = { ...DEFAULTS, ...routeOptions, limits, batcher: new WriteBatcher() };

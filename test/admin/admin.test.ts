@@ -10,7 +10,7 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 function adminApp(config: Partial<Config> = {}, clock = new ManualClock()) {
   let n = 0;
-  return createApp(defaultConfig({ authMode: 'token', adminToken: ADMIN, ...config }), { clock, newToken: () => `tok-${++n}`, newId: () => `gen-${++n}` });
+  return createApp(defaultConfig({ authMode: 'token', adminToken: ADMIN, ...config }), { clock, newToken: () => `tok-${++n}`, newId: () => `gen-${++n}` }).app;
 }
 
 describe('without ADMIN_TOKEN', () => {
@@ -19,7 +19,7 @@ describe('without ADMIN_TOKEN', () => {
     ['GET', '/sessions'],
     ['GET', '/sessions/s'],
   ])('%s %s answers 403 admin_disabled, saying how to enable it', async (method, path) => {
-    const res = await req(createApp(defaultConfig()), method, path, method === 'POST' ? {} : undefined, admin);
+    const res = await req(createApp(defaultConfig()).app, method, path, method === 'POST' ? {} : undefined, admin);
     expect(res.status).toBe(403);
     expect(res.body).toEqual({ error: 'admin_disabled', message: expect.stringContaining('ADMIN_TOKEN') });
   });
@@ -44,7 +44,19 @@ describe('the admin token', () => {
 describe('POST /sessions', () => {
   test('creates a session with an allow-list and returns one join token per peer', async () => {
     const app = adminApp();
-    const res = await req(app, 'POST', '/sessions', { sessionId: 'live-1', peers: [{ peerId: 'dashcam-7', role: 'publisher' }, { peerId: 'ops-1', role: 'viewer' }] }, admin);
+    const res = await req(
+      app,
+      'POST',
+      '/sessions',
+      {
+        sessionId: 'live-1',
+        peers: [
+          { peerId: 'dashcam-7', role: 'publisher' },
+          { peerId: 'ops-1', role: 'viewer' },
+        ],
+      },
+      admin,
+    );
     expect(res.status).toBe(201);
     expect(res.body).toEqual({
       sessionId: 'live-1',
@@ -59,7 +71,19 @@ describe('POST /sessions', () => {
 
   test('only invited peers join, each with its own join token, and get the role it was given', async () => {
     const app = adminApp();
-    const { body } = await req(app, 'POST', '/sessions', { sessionId: 'live-1', peers: [{ peerId: 'dashcam-7', role: 'publisher' }, { peerId: 'ops-1', role: 'viewer' }] }, admin);
+    const { body } = await req(
+      app,
+      'POST',
+      '/sessions',
+      {
+        sessionId: 'live-1',
+        peers: [
+          { peerId: 'dashcam-7', role: 'publisher' },
+          { peerId: 'ops-1', role: 'viewer' },
+        ],
+      },
+      admin,
+    );
     const [device, viewer] = body.peers;
     expect((await req(app, 'POST', '/register/live-1/stranger')).status).toBe(403);
     expect((await req(app, 'POST', '/register/live-1/dashcam-7')).status).toBe(401);
@@ -87,8 +111,29 @@ describe('POST /sessions', () => {
     ['an existing session', { sessionId: 'taken' }, 409, 'session_exists'],
     ['a bad session id', { sessionId: 'a/b' }, 400, 'invalid_request'],
     ['a bad role', { peers: [{ peerId: 'p', role: 'owner' }] }, 400, 'invalid_request'],
-    ['a peer listed twice', { peers: [{ peerId: 'p', role: 'viewer' }, { peerId: 'p', role: 'viewer' }] }, 400, 'invalid_request'],
-    ['more peers than a session holds', { peers: [{ peerId: 'a', role: 'viewer' }, { peerId: 'b', role: 'viewer' }, { peerId: 'c', role: 'viewer' }] }, 400, 'invalid_request'],
+    [
+      'a peer listed twice',
+      {
+        peers: [
+          { peerId: 'p', role: 'viewer' },
+          { peerId: 'p', role: 'viewer' },
+        ],
+      },
+      400,
+      'invalid_request',
+    ],
+    [
+      'more peers than a session holds',
+      {
+        peers: [
+          { peerId: 'a', role: 'viewer' },
+          { peerId: 'b', role: 'viewer' },
+          { peerId: 'c', role: 'viewer' },
+        ],
+      },
+      400,
+      'invalid_request',
+    ],
   ])('refuses %s', async (_, body, status, error) => {
     const app = adminApp({ maxPeersPerSession: 2 });
     await req(app, 'POST', '/sessions', { sessionId: 'taken' }, admin);
@@ -129,7 +174,16 @@ describe('GET /sessions and /sessions/:id', () => {
 
     const list = await (await fetch(`${url}/sessions`, { headers: admin })).json();
     expect(list.sessions).toEqual([
-      { sessionId: 's', createdAt: expect.any(String), managed: false, mode: 'mesh', peers: [{ peerId: 'a', role: 'publisher', streaming: true }, { peerId: 'b', role: 'viewer', streaming: false }] },
+      {
+        sessionId: 's',
+        createdAt: expect.any(String),
+        managed: false,
+        mode: 'mesh',
+        peers: [
+          { peerId: 'a', role: 'publisher', streaming: true },
+          { peerId: 'b', role: 'viewer', streaming: false },
+        ],
+      },
       { sessionId: 'planned', createdAt: expect.any(String), managed: true, mode: 'mesh', peers: [], invited: [{ peerId: 'd', role: 'publisher', joined: false }] },
     ]);
     const one = await fetch(`${url}/sessions/s`, { headers: admin });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, SignJWT, UnsecuredJWT } from 'jose';
 import { createApp } from '../../src/app';
-import { ConfigError, type Config } from '../../src/config';
+import { type Config, ConfigError } from '../../src/config';
 import { defaultConfig, ManualClock, req } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-jwt-'));
@@ -25,14 +25,22 @@ writeFileSync(rsaFile, rsaPem);
 const ecFile = join(dir, 'ec.pem');
 writeFileSync(ecFile, ec.publicKey.export({ type: 'spki', format: 'pem' }) as string);
 const jwksFile = join(dir, 'jwks.json');
-writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(ec.publicKey)), kid: 'ec-1', alg: 'ES256' }, { ...(await exportJWK(rsa.publicKey)), kid: 'rsa-1', alg: 'RS256' }] }));
+writeFileSync(
+  jwksFile,
+  JSON.stringify({
+    keys: [
+      { ...(await exportJWK(ec.publicKey)), kid: 'ec-1', alg: 'ES256' },
+      { ...(await exportJWK(rsa.publicKey)), kid: 'rsa-1', alg: 'RS256' },
+    ],
+  }),
+);
 
 const hs = (payload: object) => new SignJWT({ ...payload }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
 const signed = (key: KeyObject, alg: string, payload: object, kid?: string) => new SignJWT({ ...payload }).setProtectedHeader({ alg, kid }).sign(key);
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 function jwtApp(config: Partial<Config> = { jwtSecret: SECRET }) {
-  return createApp(defaultConfig({ authMode: 'jwt', ...config }), { clock });
+  return createApp(defaultConfig({ authMode: 'jwt', ...config }), { clock }).app;
 }
 
 async function expectRefused(app: ReturnType<typeof jwtApp>, path: string, token: string | undefined, status: number, message: RegExp) {

@@ -1,7 +1,7 @@
 import { describe, expect, spyOn, test } from 'bun:test';
 import { createApp } from '../../src/app';
-import { createLogger } from '../../src/log/logger';
 import type { Config } from '../../src/config';
+import { createLogger } from '../../src/log/logger';
 import { defaultConfig, ManualClock, req, serversPerTest } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
 
@@ -14,7 +14,7 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 const offer = (target: string) => ({ type: 'offer', payload: { sdp: 'v=0' }, target });
 
 function tokenApp(config: Partial<Config> = {}, clock = new ManualClock()) {
-  return createApp(defaultConfig({ authMode: 'token', ...config }), { clock, newToken: counter() });
+  return createApp(defaultConfig({ authMode: 'token', ...config }), { clock, newToken: counter() }).app;
 }
 
 async function registered(app: ReturnType<typeof tokenApp>, path: string, headers: Record<string, string> = {}) {
@@ -25,7 +25,7 @@ async function registered(app: ReturnType<typeof tokenApp>, path: string, header
 
 describe('open mode (the default)', () => {
   test('register also returns a token, and nothing asks for it', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     const { body } = await req(app, 'POST', '/register/s/a');
     expect(body.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     await req(app, 'POST', '/register/s/b');
@@ -37,7 +37,7 @@ describe('open mode (the default)', () => {
 
 describe('AUTH_MODE=token', () => {
   test('each registration gets its own token of 256 random bits', async () => {
-    const app = createApp(defaultConfig({ authMode: 'token' }));
+    const { app } = createApp(defaultConfig({ authMode: 'token' }));
     const a = await registered(app, 's/a');
     const b = await registered(app, 's/b');
     expect(a).toMatch(/^[A-Za-z0-9_-]{43}$/);
@@ -50,7 +50,7 @@ describe('AUTH_MODE=token', () => {
     expect((await req(app, 'POST', '/register/s/b')).body.role).toBe('viewer');
   });
 
-  test('POST /message needs the sender\'s own token: none → 401, another peer\'s → 403', async () => {
+  test("POST /message needs the sender's own token: none → 401, another peer's → 403", async () => {
     const app = tokenApp();
     const a = await registered(app, 's/a');
     const b = await registered(app, 's/b');
@@ -174,7 +174,7 @@ describe('AUTH_MODE=token over a real listener', () => {
     expect((await aStream.next(ofType('offer'))).json.senderId).toBe('b');
   });
 
-  test('a peer cannot open another peer\'s stream with its own token', async () => {
+  test("a peer cannot open another peer's stream with its own token", async () => {
     const running = listen({ authMode: 'token' });
     const { url } = running;
     await fetch(`${url}/register/s/a`, { method: 'POST' });
@@ -192,7 +192,7 @@ describe('tokens never reach a log line', () => {
     const spies = [spyOn(console, 'log').mockImplementation(capture), spyOn(console, 'error').mockImplementation(capture), spyOn(console, 'warn').mockImplementation(capture)];
     try {
       const issued: string[] = [];
-      const app = createApp(defaultConfig({ authMode: 'token' }), {
+      const { app, signalling } = createApp(defaultConfig({ authMode: 'token' }), {
         newToken: () => {
           const token = `secret-token-${issued.length}-${crypto.randomUUID()}`;
           issued.push(token);
@@ -208,7 +208,7 @@ describe('tokens never reach a log line', () => {
       await req(app, 'POST', '/register/s/a', undefined, bearer(b));
       await req(app, 'POST', '/message/s/a', '{"type":', bearer(a));
       // Force the one path that logs a request: an unexpected error.
-      (app.decorator.signalling as unknown as { send: () => never }).send = () => {
+      (signalling as unknown as { send: () => never }).send = () => {
         throw new Error('boom');
       };
       expect((await req(app, 'POST', `/message/s/a?token=${a}`, offer('b'), bearer(a))).status).toBe(500);

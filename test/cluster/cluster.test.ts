@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
-import { bearer, call, type Cluster, startCluster } from './helpers';
+import { bearer, type Cluster, call, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -48,7 +48,10 @@ describe('cluster: three instances as one server', () => {
       await v1Events.next(ofType('new-peer', 'viewer2'));
 
       // The publisher offers to each viewer through one instance; each answers through another.
-      for (const [viewer, via] of [['viewer1', c], ['viewer2', b]] as const) {
+      for (const [viewer, via] of [
+        ['viewer1', c],
+        ['viewer2', b],
+      ] as const) {
         const sent = await call(via.url, 'POST', '/message/live/publisher', offer(viewer));
         expect(sent.status).toBe(200);
         expect(sent.body).toEqual({ message: 'Message sent' });
@@ -56,7 +59,10 @@ describe('cluster: three instances as one server', () => {
       const got1 = await v1Events.next(ofType('offer'));
       expect(got1.json).toEqual({ type: 'offer', payload: { type: 'offer', sdp: 'v=0 1' }, senderId: 'publisher' });
       await v2Events.next(ofType('offer'));
-      for (const [viewer, via] of [['viewer1', a], ['viewer2', c]] as const) {
+      for (const [viewer, via] of [
+        ['viewer1', a],
+        ['viewer2', c],
+      ] as const) {
         expect((await call(via.url, 'POST', `/message/live/${viewer}`, { target: 'publisher', type: 'answer', payload: { sdp: viewer } })).status).toBe(200);
       }
       await pubEvents.next(ofType('answer', 'viewer1'));
@@ -167,7 +173,7 @@ describe('cluster: an instance stopping', () => {
       const x = await openEvents(`${a.url}/events/s/x`);
       const y = await openEvents(`${c.url}/events/s/y`);
       await x.next(ofType('new-peer', 'y'));
-      const drained = a.app.decorator.drain.run(a.app.server as NonNullable<typeof a.app.server>);
+      const drained = a.drain.run(a.app.server as NonNullable<typeof a.app.server>);
       await x.ended;
       expect(await drained).toBe('drained');
       await a.stop();
@@ -245,7 +251,20 @@ describe('cluster: access control and the admin API across instances', () => {
     const admin = bearer('admin-token-0123456789');
     await withCluster(3, { authMode: 'token', adminToken: 'admin-token-0123456789' }, async ({ instances: [a, b, c], clock }) => {
       if (!a || !b || !c) throw new Error('three instances');
-      const created = await call(a.url, 'POST', '/sessions', { sessionId: 'live', idleS: 60, peers: [{ peerId: 'cam', role: 'publisher' }, { peerId: 'ops', role: 'viewer' }] }, admin);
+      const created = await call(
+        a.url,
+        'POST',
+        '/sessions',
+        {
+          sessionId: 'live',
+          idleS: 60,
+          peers: [
+            { peerId: 'cam', role: 'publisher' },
+            { peerId: 'ops', role: 'viewer' },
+          ],
+        },
+        admin,
+      );
       expect(created.status).toBe(201);
       const [cam, ops] = created.body.peers as { token: string }[];
       expect((await call(b.url, 'POST', '/register/live/intruder')).status).toBe(403);

@@ -1,15 +1,12 @@
-import { createApp, type AppDeps } from '../../src/app';
+import { type AppDeps, createApp } from '../../src/app';
 import type { ClusterSignalling } from '../../src/cluster/cluster-signalling';
 import { type Config, defaultConfig } from '../../src/config';
-import { ManualClock } from '../helpers';
+import { listen, ManualClock, type Running } from '../helpers';
 
-export interface Instance {
+/** One instance of a cluster: a server listening (`stop()` ends its streams, whose timeouts start, and leaves Redis). */
+export interface Instance extends Running {
   name: string;
-  url: string;
-  app: ReturnType<typeof createApp>;
   cluster: ClusterSignalling;
-  /** A graceful stop: streams end, their timeouts start, connections close. */
-  stop(): Promise<void>;
   /** Dies as a killed process would: nothing more is written to Redis, nothing is cleaned up. */
   crash(): Promise<void>;
 }
@@ -34,31 +31,28 @@ export async function startCluster(redisUrl: string, count: number, config: Part
   const redisPrefix = config.redisPrefix ?? `t${process.pid}-${++prefixes}-${crypto.randomUUID().slice(0, 8)}`;
   const instances: Instance[] = [];
   for (let i = 0; i < count; i++) {
-    const app = createApp(defaultConfig({ redisUrl, redisPrefix, ...config }), { clock, ...deps });
-    await app.decorator.backendReady;
-    app.listen({ port: 0, hostname: '127.0.0.1', reusePort: false, development: false });
-    const port = app.server?.port;
-    if (!port) throw new Error('server did not start');
-    const cluster = app.decorator.signalling as ClusterSignalling;
+    const server = createApp(defaultConfig({ redisUrl, redisPrefix, ...config }), { clock, ...deps });
+    await server.ready;
+    const running = listen(server);
+    const cluster = server.signalling as ClusterSignalling;
     if (!cluster.link.isUp) throw new Error(`instance ${i} could not reach Redis at ${redisUrl}`);
-    let stopped = false;
+    let ended: 'stopped' | 'crashed' | undefined;
     instances.push({
+      ...running,
       name: String.fromCharCode(65 + i),
-      url: `http://127.0.0.1:${port}`,
-      app,
       cluster,
-      async stop() {
-        if (stopped) return;
-        stopped = true;
-        cluster.shutdown();
-        await app.stop(true);
-        await cluster.close();
+      stop() {
+        if (ended === 'crashed') return Promise.resolve();
+        ended = 'stopped';
+        return running.stop();
       },
       async crash() {
-        if (stopped) return;
-        stopped = true;
-        cluster.crash();
-        await app.stop(true);
+        if (ended) return;
+        ended = 'crashed';
+        // Redis first, so that nothing the shutdown does reaches it: no detach, what it held is left to its deadlines.
+        cluster.link.close();
+        cluster.shutdown();
+        await running.app.stop(true);
       },
     });
   }
@@ -92,12 +86,3 @@ export async function call(url: string, method: string, path: string, body?: unk
 }
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-
-/** Waits until `check` holds, polling; fails with `what` after `timeoutMs`. For state that changes on its own (a reconnection). */
-export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}

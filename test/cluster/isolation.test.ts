@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
-import { peerAddress, redisKey } from '../../src/cluster/scripts';
+import { peerAddress, redisKey } from '../../src/cluster/protocol';
 import type { Config } from '../../src/config';
+import { until } from '../helpers';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
-import { bearer, type Cluster, call, startCluster, until } from './helpers';
+import { bearer, type Cluster, call, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -34,7 +35,7 @@ const byPeer = (list: { peerId: string }[]): unknown[] => [...list].sort((p, q) 
 
 /** Waits until the admin API no longer knows `sessionId`: its timeout or idle end ran on some instance. */
 const gone = (c: Cluster, sessionId: string) =>
-  until(`session ${sessionId} to end`, async () => (await call(at(c, 0), 'GET', `/sessions/${encodeURIComponent(sessionId)}`, undefined, admin)).status === 404);
+  until(async () => (await call(at(c, 0), 'GET', `/sessions/${encodeURIComponent(sessionId)}`, undefined, admin)).status === 404, `session ${sessionId} to end`);
 
 /** Moves the instances' clock on, then has each instance sweep at that time (a sweep the clock ran may have looked earlier). */
 async function elapse(c: Cluster, ms: number): Promise<void> {
@@ -126,7 +127,23 @@ async function churn(c: Cluster, sessionId: string, [first, second]: [string, st
  * "P:s:<sid>:p" and "P:s:<sid>:i", or that carry each other character ids may have beside
  * letters and digits; and peer ids of the same kind.
  */
-const NEIGHBOURS = ['fleet1:p', 'fleet1:i', 'fleet1:s', 'fleet1:m', 'fleet1:p:p', 's:fleet1', 'p', 'i', 's', 'sessions', 'deadlines', 'fleet1|p', 'fleet1~', 'fleet1@h', 'fleet1.p'];
+const NEIGHBOURS = [
+  'fleet1:p',
+  'fleet1:i',
+  'fleet1:s',
+  'fleet1:m',
+  'fleet1:p:p',
+  's:fleet1',
+  'p',
+  'i',
+  's',
+  'sessions',
+  'deadlines',
+  'fleet1|p',
+  'fleet1~',
+  'fleet1@h',
+  'fleet1.p',
+];
 const PEER_PAIRS: [string, string][] = [
   ['cam', 'ops'],
   ['a|b', '~'],
@@ -249,6 +266,8 @@ describe('cluster: sessions share nothing in Redis, whatever their ids', () => {
           [
             redisKey.sessions(p),
             redisKey.deadlines(p),
+            redisKey.bytes(p),
+            redisKey.holdings(p),
             redisKey.session(p, 'fleet1:p'),
             redisKey.peers(p, 'fleet1:p'),
             redisKey.mailbox(p, xa),

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { until } from '../helpers';
 import { type ServerProcess, spawnServer } from '../process-helpers';
 import { ofType, openEvents } from '../sse-client';
-import { bearer, call, until } from './helpers';
+import { bearer, call } from './helpers';
 import { RedisServer } from './redis-server';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -58,7 +59,7 @@ describe('cluster: real processes', () => {
       // A graceful stop of the others: drained, exit 0.
       expect(await two.stop('SIGTERM')).toBe(0);
       expect(await three.stop('SIGTERM')).toBe(0);
-      await until('nothing left running', () => spawned.every((p) => p.proc.exitCode !== null || p.proc.signalCode !== null));
+      await until(() => spawned.every((p) => p.proc.exitCode !== null || p.proc.signalCode !== null), 'nothing left running');
     } finally {
       for (const p of spawned) if (p.proc.exitCode === null) p.proc.kill('SIGKILL');
     }
@@ -76,7 +77,7 @@ describe('cluster: real processes', () => {
       expect(refused.status).toBe(503);
       expect(refused.body.error).toBe('backend_unavailable');
       await away.start();
-      await until('ready', async () => (await call(server.url, 'GET', '/readyz')).status === 200, 15_000);
+      await until(async () => (await call(server.url, 'GET', '/readyz')).status === 200, 'ready', 15_000);
       expect((await call(server.url, 'POST', '/register/s/x')).status).toBe(200);
       expect(server.output()).toContain('cannot reach Redis');
       expect(server.output()).not.toContain(away.url);

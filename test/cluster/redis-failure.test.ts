@@ -1,10 +1,11 @@
 import { describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
+import { peerAddress, redisKey } from '../../src/cluster/protocol';
 import { RedisLink } from '../../src/cluster/redis-link';
-import { peerAddress, redisKey } from '../../src/cluster/scripts';
 import { SignalError } from '../../src/errors';
+import { until } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
-import { call, startCluster, until } from './helpers';
+import { call, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 describe("RedisLink: Bun's client as it behaves", () => {
@@ -27,11 +28,11 @@ describe("RedisLink: Bun's client as it behaves", () => {
       expect(await link.command('PUBSUB', ['NUMPAT'])).toBe(0);
       let pub = publisher();
       expect(await pub.publish('link-test', 'one')).toBe(1);
-      await until('the first message', () => received.length === 1);
+      await until(() => received.length === 1, 'the first message');
       pub.close();
 
       await redis.stop();
-      await until('the link to notice', () => !link.isUp);
+      await until(() => !link.isUp, 'the link to notice');
       // While Redis is down a command fails at once, as unavailable: nothing waits in a queue.
       const failed = await link.command('GET', ['k']).catch((e: unknown) => e);
       expect(failed).toBeInstanceOf(SignalError);
@@ -40,13 +41,13 @@ describe("RedisLink: Bun's client as it behaves", () => {
       expect(await link.ping()).toBe(false);
 
       await redis.start();
-      await until('the reconnection', () => link.isUp);
+      await until(() => link.isUp, 'the reconnection');
       expect(reconnects).toBe(1);
       pub = publisher();
       // One subscriber on the channel, and each message delivered once (not twice, as a naive resubscribe does).
       expect(await pub.publish('link-test', 'two')).toBe(1);
       expect(await pub.publish('link-test', 'three')).toBe(1);
-      await until('the messages after the restart', () => received.length >= 3);
+      await until(() => received.length >= 3, 'the messages after the restart');
       await Bun.sleep(50);
       expect(received).toEqual(['one', 'two', 'three']);
       expect(await link.command('PUBSUB', ['NUMSUB', 'link-test'])).toEqual(['link-test', 1]);
@@ -77,7 +78,7 @@ describe('cluster: Redis down and back', () => {
       await y.next(ofType('before'));
 
       await redis.stop();
-      await until('A to notice', async () => (await call(a.url, 'GET', '/readyz')).status === 503);
+      await until(async () => (await call(a.url, 'GET', '/readyz')).status === 503, 'A to notice');
       const ready = await call(a.url, 'GET', '/readyz');
       expect(ready.body).toEqual({ status: 'not_ready', checks: { redis: 'failing' } });
       const register = await call(b.url, 'POST', '/register/s/w');
@@ -93,7 +94,7 @@ describe('cluster: Redis down and back', () => {
       await y.next(ofType('ping'));
 
       await redis.start();
-      await until('both instances ready again', async () => (await call(a.url, 'GET', '/readyz')).status === 200 && (await call(b.url, 'GET', '/readyz')).status === 200);
+      await until(async () => (await call(a.url, 'GET', '/readyz')).status === 200 && (await call(b.url, 'GET', '/readyz')).status === 200, 'both instances ready again');
       expect((await call(a.url, 'POST', '/message/s/x', { target: 'y', type: 'after', payload: 2 })).status).toBe(200);
       await y.next(ofType('after'));
       const z = await openEvents(`${a.url}/events/s/z`);
@@ -126,7 +127,7 @@ describe('cluster: Redis down and back', () => {
       expect(refused.body.error).toBe('backend_unavailable');
       expect((await call(a.url, 'GET', '/readyz')).status).toBe(503);
       redis.resume();
-      await until('both instances ready again', async () => (await call(a.url, 'GET', '/readyz')).status === 200 && (await call(b.url, 'GET', '/readyz')).status === 200);
+      await until(async () => (await call(a.url, 'GET', '/readyz')).status === 200 && (await call(b.url, 'GET', '/readyz')).status === 200, 'both instances ready again');
       expect((await call(a.url, 'POST', '/message/s/x', { target: 'y', type: 'after' })).status).toBe(200);
       await y.next(ofType('after'));
       // The refused message was sent before Redis froze: Redis may yet have run it (at least once,

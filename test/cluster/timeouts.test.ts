@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { notificationReceiver } from '../fixtures/notification-receiver';
+import { until } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
-import { bearer, call, type Cluster, startCluster, until } from './helpers';
+import { bearer, type Cluster, call, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -10,20 +12,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await redis.dispose();
 });
-
-/** A real endpoint for NOTIFY_URL that keeps what it is sent. */
-function notificationReceiver() {
-  const received: Record<string, unknown>[] = [];
-  const server = Bun.serve({
-    hostname: '127.0.0.1',
-    port: 0,
-    async fetch(request) {
-      received.push((await request.json()) as Record<string, unknown>);
-      return new Response(null, { status: 204 });
-    },
-  });
-  return { url: `http://127.0.0.1:${server.port}/hook`, received, stop: () => server.stop(true) };
-}
 
 const notify = (url: string) => ({ notifyUrl: url, notifySecret: 'notify-secret-0123456789' });
 const PEER_TIMEOUT_MS = 15_000;
@@ -65,17 +53,17 @@ describe('cluster: timeouts', () => {
         expect(y.events.filter((e) => e.json.type === 'peer-left')).toHaveLength(1);
         // y and z kept their streams open: they stay, whatever time passed.
         expect((await call(a.url, 'POST', '/message/s/y', { target: 'z', type: 'still-here' })).status).toBe(200);
-        await until('the notification', () => hooks.received.some((n) => n.type === 'peer-left'));
+        await until(() => hooks.notifications().some((n) => n.type === 'peer-left'), 'the notification');
         z.close();
         y.close();
       });
-      const left = hooks.received.filter((n) => n.type === 'peer-left');
+      const left = hooks.notifications().filter((n) => n.type === 'peer-left');
       expect(left).toHaveLength(1);
       expect(left[0]).toMatchObject({ sessionId: 's', peerId: 'x', reason: 'timeout' });
-      expect(hooks.received.filter((n) => n.type === 'peer-joined')).toHaveLength(3);
-      expect(hooks.received.filter((n) => n.type === 'session-created')).toHaveLength(1);
+      expect(hooks.notifications().filter((n) => n.type === 'peer-joined')).toHaveLength(3);
+      expect(hooks.notifications().filter((n) => n.type === 'session-created')).toHaveLength(1);
     } finally {
-      hooks.stop();
+      await hooks.stop();
     }
   });
 
@@ -99,15 +87,15 @@ describe('cluster: timeouts', () => {
         // Past it, plus the slack a holder has to refresh: B or C claims it, once.
         clock.advance(b.cluster.timing.slackMs + b.cluster.timing.sweepMs);
         await y.next(ofType('peer-left', 'x'));
-        await until('the notification', () => hooks.received.some((n) => n.type === 'peer-left'));
+        await until(() => hooks.notifications().some((n) => n.type === 'peer-left'), 'the notification');
         clock.advance(PEER_TIMEOUT_MS);
         await Promise.all([b.cluster.sweep(), c.cluster.sweep()]);
         expect(y.events.filter((e) => e.json.type === 'peer-left')).toHaveLength(1);
         y.close();
       });
-      expect(hooks.received.filter((n) => n.type === 'peer-left')).toEqual([expect.objectContaining({ peerId: 'x', reason: 'timeout' })]);
+      expect(hooks.notifications().filter((n) => n.type === 'peer-left')).toEqual([expect.objectContaining({ peerId: 'x', reason: 'timeout' })]);
     } finally {
-      hooks.stop();
+      await hooks.stop();
     }
   });
 });
@@ -129,17 +117,17 @@ describe('cluster: races between instances', () => {
           expect((await call(b.url, 'DELETE', `/register/${session}/p`, undefined, bearer(first?.body.token))).body.error).toBe('superseded');
           expect((await call(a.url, 'DELETE', `/register/${session}/p`, undefined, bearer(second?.body.token))).status).toBe(200);
         }
-        await until('the notifications', () => hooks.received.filter((n) => n.type === 'session-closed').length === 10);
+        await until(() => hooks.notifications().filter((n) => n.type === 'session-closed').length === 10, 'the notifications');
       });
-      const joined = hooks.received.filter((n) => n.type === 'peer-joined');
+      const joined = hooks.notifications().filter((n) => n.type === 'peer-joined');
       expect(joined).toHaveLength(20);
       for (let round = 0; round < 10; round++) {
         const ofRound = joined.filter((n) => n.sessionId === `race-${round}`).map((n) => n.takeover);
         expect(ofRound.sort()).toEqual([false, true]);
       }
-      expect(hooks.received.filter((n) => n.type === 'session-created')).toHaveLength(10);
+      expect(hooks.notifications().filter((n) => n.type === 'session-created')).toHaveLength(10);
     } finally {
-      hooks.stop();
+      await hooks.stop();
     }
   });
 

@@ -15,6 +15,8 @@ let switchboard: Running;
 let proxy: Subprocess<'ignore', 'pipe', 'pipe'> | undefined;
 let base = '';
 let ca = '';
+/** Where the sample's own access log goes. */
+const accessLog = join(prefix, 'switchboard.access.log');
 
 /** A port nobody listens on right now. */
 function freePort(): number {
@@ -41,6 +43,7 @@ async function configFrom(upstreamPort: number, httpsPort: number, httpPort: num
   site = change(site, /^\s*listen \[::\]:443 ssl http2;\n/m, '');
   site = change(site, /ssl_certificate\s+\S+;/, `ssl_certificate ${prefix}/cert.pem;`);
   site = change(site, /ssl_certificate_key\s+\S+;/, `ssl_certificate_key ${prefix}/key.pem;`);
+  site = change(site, /\/var\/log\/nginx\/switchboard\.access\.log/g, accessLog);
   const temp = (name: string) => `${name}_temp_path ${prefix}/temp/${name};`;
   return `daemon off;
 worker_processes 1;
@@ -65,8 +68,26 @@ beforeAll(async () => {
   if (!nginx) throw new Error('nginx is not installed (bun run test installs it: apt-get install nginx)');
   chmodSync(prefix, 0o755);
   mkdirSync(join(prefix, 'temp'));
-  const cert = await runToEnd(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(prefix, 'key.pem'), '-out', join(prefix, 'cert.pem')]);
+  const cert = await runToEnd([
+    'openssl',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-keyout',
+    join(prefix, 'key.pem'),
+    '-out',
+    join(prefix, 'cert.pem'),
+  ]);
   if (cert.code !== 0) throw new Error(cert.output);
   ca = await Bun.file(join(prefix, 'cert.pem')).text();
   // No pings: the only bytes on a stream are those the test causes.
@@ -79,7 +100,10 @@ beforeAll(async () => {
     const started = Bun.spawn([nginx, '-p', prefix, '-e', join(prefix, 'error.log'), '-c', join(prefix, 'nginx.conf')], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
     const deadline = Date.now() + 10_000;
     while (started.exitCode === null && Date.now() < deadline) {
-      const up = await fetch(`https://127.0.0.1:${httpsPort}/healthz`, { tls: { ca } }).then((r) => r.ok, () => false);
+      const up = await fetch(`https://127.0.0.1:${httpsPort}/healthz`, { tls: { ca } }).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (up) {
         proxy = started;
         base = `https://127.0.0.1:${httpsPort}`;
@@ -159,6 +183,29 @@ describe('deploy/nginx.conf', () => {
     const tooBig = await fetch(`${base}/message/other/p`, { method: 'POST', body: 'x'.repeat(100 * 1024), tls: { ca } });
     expect(tooBig.status).toBe(413);
     expect((await tooBig.json()).error).toBe('payload_too_large');
+  });
+
+  test("its access log has each request's path, and no token from a query string or a header", async () => {
+    const token = (await (await fetch(`${base}/register/logged/p`, { method: 'POST', tls: { ca } })).json()).token as string;
+    const secret = 'a-token-in-a-query-string';
+    const requests = [
+      fetch(`${base}/iceServers?sessionId=logged&peerId=p&token=${token}`, { tls: { ca } }),
+      fetch(`${base}/iceServers?sessionId=logged&peerId=p`, { tls: { ca }, headers: { authorization: `Bearer ${token}`, referer: `https://app.example/?token=${secret}` } }),
+      fetch(`${base}/healthz?token=${secret}`, { tls: { ca } }),
+    ];
+    for (const res of await Promise.all(requests)) expect(res.status).toBe(200);
+    // nginx writes a request's line once it has answered it: wait for all three.
+    const deadline = Date.now() + 5000;
+    let log = '';
+    while ((log.match(/"GET \/iceServers HTTP\/[\d.]+" 200 |"GET \/healthz HTTP\/[\d.]+" 200 /g) ?? []).length < 3 && Date.now() < deadline) {
+      await Bun.sleep(20);
+      log = await Bun.file(accessLog).text();
+    }
+    expect(log).toContain('"GET /iceServers HTTP/');
+    expect(log).toContain('"GET /healthz HTTP/');
+    expect(log).not.toContain(token);
+    expect(log).not.toContain(secret);
+    expect(log).not.toContain('?');
   });
 
   test('redirects plain HTTP to HTTPS', async () => {

@@ -40,7 +40,15 @@ describe('deploy/switchboard.service', () => {
     const unit = await settings();
     expect(unit.get('ExecStart')).toEqual(['/usr/local/bin/switchboard']);
     expect(unit.get('EnvironmentFile')).toEqual(['-/etc/switchboard/env']);
-    for (const [key, value] of [['DynamicUser', 'yes'], ['NoNewPrivileges', 'yes'], ['Restart', 'on-failure'], ['ProtectSystem', 'strict'], ['ProtectHome', 'yes'], ['PrivateTmp', 'yes'], ['KillSignal', 'SIGTERM']]) {
+    for (const [key, value] of [
+      ['DynamicUser', 'yes'],
+      ['NoNewPrivileges', 'yes'],
+      ['Restart', 'on-failure'],
+      ['ProtectSystem', 'strict'],
+      ['ProtectHome', 'yes'],
+      ['PrivateTmp', 'yes'],
+      ['KillSignal', 'SIGTERM'],
+    ]) {
       expect({ key, value: unit.get(key as string) }).toEqual({ key, value: [value as string] });
     }
     // The JIT needs writable-then-executable memory.

@@ -15,7 +15,7 @@ interface Operation {
 }
 type Doc = { openapi: string; info: { version: string }; paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, unknown> } };
 
-const app = createApp(defaultConfig());
+const { app } = createApp(defaultConfig());
 const load = async () => (await req(app, 'GET', '/openapi.json')).body as Doc;
 /** `/events/:sessionId/:peerId` as OpenAPI writes it: `/events/{sessionId}/{peerId}`. */
 const openApiPath = (path: string) => path.replace(/:([^/]+)/g, '{$1}');
@@ -34,8 +34,10 @@ describe('GET /openapi.json', () => {
 
   test('documents every route the app serves, with a summary, a tag and its responses', async () => {
     const doc = await load();
-    // CORS answers OPTIONS on every path; that is not part of the API.
-    const routes = app.routes.filter((route) => route.method !== 'OPTIONS');
+    // CORS answers OPTIONS on every path; that is not part of the API, nor are the 405 answers of WHIP
+    // and WHEP to the methods they do not take (hidden). WHIP's and WHEP's own OPTIONS are.
+    const hidden = (route: (typeof app.routes)[number]) => (route.hooks as { detail?: { hide?: boolean } }).detail?.hide === true;
+    const routes = app.routes.filter((route) => (route.method !== 'OPTIONS' || /^\/wh[ie]p\/:sessionId$/.test(route.path)) && !hidden(route));
     expect(routes.length).toBeGreaterThanOrEqual(11);
     for (const route of routes) {
       const operation = doc.paths[openApiPath(route.path)]?.[route.method.toLowerCase()];
@@ -57,7 +59,10 @@ describe('GET /openapi.json', () => {
         for (const [status, response] of Object.entries(operation.responses)) {
           if (Number(status) < 400 || (path === '/readyz' && status === '503')) continue;
           errors++;
-          expect({ at: `${method} ${path} ${status}`, schema: response.content?.['application/json']?.schema }).toEqual({ at: `${method} ${path} ${status}`, schema: { $ref: ERROR_SCHEMA_REF } });
+          expect({ at: `${method} ${path} ${status}`, schema: response.content?.['application/json']?.schema }).toEqual({
+            at: `${method} ${path} ${status}`,
+            schema: { $ref: ERROR_SCHEMA_REF },
+          });
           for (const code of response.description.replace('error: ', '').split(', ')) expect(String(errorStatus[code as keyof typeof errorStatus])).toBe(status);
         }
       }
@@ -71,7 +76,8 @@ describe('GET /openapi.json', () => {
     const events = doc.paths['/events/{sessionId}/{peerId}']?.get;
     expect(events?.responses['200']?.content?.['text/event-stream']?.schema).toEqual({ $ref: '#/components/schemas/StreamEvent' });
     expect(events?.parameters?.map((p) => `${p.in} ${p.name}`)).toEqual(expect.arrayContaining(['path sessionId', 'path peerId', 'query lastEventId', 'header last-event-id']));
-    for (const name of ['PingEvent', 'NewPeerEvent', 'PeerLeftEvent', 'SessionClosedEvent', 'MessageEvent', 'StreamEvent', 'Error']) expect(doc.components.schemas[name]).toBeDefined();
+    for (const name of ['PingEvent', 'NewPeerEvent', 'PeerLeftEvent', 'SessionClosedEvent', 'MessageEvent', 'StreamEvent', 'Error'])
+      expect(doc.components.schemas[name]).toBeDefined();
     expect(doc.components.schemas.NewPeerEvent).toMatchObject({ properties: { type: { const: 'new-peer' } }, required: ['type', 'senderId'] });
   });
 
@@ -83,10 +89,13 @@ describe('GET /openapi.json', () => {
 });
 
 describe('GET /docs', () => {
-  test('is a page that loads the document', async () => {
+  test('is a page whose viewer, from this server, loads the document', async () => {
     const res = await app.handle(new Request('http://localhost/docs'));
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/html');
-    expect(await res.text()).toContain('openapi.json');
+    const html = await res.text();
+    expect(html).not.toContain('://');
+    expect(html).toContain('<script src="/docs/assets/start.js"></script>');
+    expect(await (await app.handle(new Request('http://localhost/docs/assets/start.js'))).text()).toContain('url: "/openapi.json"');
   });
 });

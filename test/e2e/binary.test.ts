@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { compiledBinary } from '../compiled-binary';
 import { type ServerProcess, spawnServer } from '../process-helpers';
-import { launchBrowser, openPeer, status, waitConnected, waitPeers, waitVideo } from './browser';
+import { launchBrowser, openPeer, publish, status, waitConnected, waitPeers, waitVideo } from './browser';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-binary-e2e-'));
 let browser: Browser;
@@ -24,7 +24,7 @@ afterAll(async () => {
 });
 
 test('dist/switchboard: a publisher and a viewer connect and the viewer decodes video', async () => {
-  const publisher = await openPeer(browser, `${server.url}/?session=bin&peer=pub&role=publish`);
+  const publisher = await publish(await openPeer(browser, `${server.url}/?session=bin&peer=pub&role=publish`));
   const viewer = await openPeer(browser, `${server.url}/?session=bin&peer=v1&role=view`);
   try {
     await waitConnected(viewer.page, 'pub');
@@ -39,7 +39,7 @@ test('dist/switchboard: a publisher and a viewer connect and the viewer decodes 
 }, 60_000);
 
 test('dist/switchboard relays: werift runs inside the executable and forwards the publisher to a viewer', async () => {
-  const publisher = await openPeer(browser, `${server.url}/?session=bin-relay&peer=pub&role=publish&mode=relay`);
+  const publisher = await publish(await openPeer(browser, `${server.url}/?session=bin-relay&peer=pub&role=publish&mode=relay`));
   const viewer = await openPeer(browser, `${server.url}/?session=bin-relay&peer=v1&role=view`);
   try {
     await waitConnected(publisher.page, 'switchboard');

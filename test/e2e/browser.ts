@@ -22,8 +22,9 @@ export const CHROMIUM_FLAGS = [
   '--disable-dev-shm-usage',
 ];
 
-export function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true, timeout: 30_000 });
+/** `flags` are added to CHROMIUM_FLAGS (`--ignore-certificate-errors` for a self-signed certificate, say). */
+export function launchBrowser(flags: string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_FLAGS, ...flags], headless: true, timeout: 30_000 });
 }
 
 export interface PeerPage {
@@ -53,12 +54,12 @@ export async function openPeer(browser: Browser, url: string, init?: string): Pr
  * (`open`) and what it started (`stopAfter`), closed after it whatever happened: the pages first, then
  * the rest in reverse order. `init` runs in every page before its scripts.
  */
-export function browserTests(init?: string) {
+export function browserTests(init?: string, flags: string[] = []) {
   let browser: Browser | undefined;
   const pages: PeerPage[] = [];
   const started: { stop(): Promise<unknown> }[] = [];
   beforeAll(async () => {
-    browser = await launchBrowser();
+    browser = await launchBrowser(flags);
   }, 60_000);
   afterAll(async () => {
     await browser?.close();
@@ -82,6 +83,16 @@ export function browserTests(init?: string) {
   };
 }
 
+/**
+ * Presses Start stream on a page opened with `role=publish`: a link fills in the form, but only a click
+ * turns the camera on and registers the publisher.
+ */
+export async function publish(peer: PeerPage): Promise<PeerPage> {
+  await peer.page.waitForFunction(() => window.switchboard.phase === 'ready', undefined, { timeout: 10_000, polling: 50 });
+  await peer.page.click('#publish');
+  return peer;
+}
+
 /** `window.switchboard`, the client's state. */
 export function status(page: Page): Promise<ClientStatus> {
   return page.evaluate(() => window.switchboard);
@@ -98,7 +109,10 @@ async function explained<T>(page: Page, what: string, wait: () => Promise<T>): P
 
 /** A page's URL, state and newest signalling log lines: what a failed wait needs to be understood. */
 async function report(page: Page): Promise<string> {
-  const log = await page.locator('#log').innerText({ timeout: 2000 }).catch(() => '(no log)');
+  const log = await page
+    .locator('#log')
+    .innerText({ timeout: 2000 })
+    .catch(() => '(no log)');
   const state = await page.evaluate(() => JSON.stringify(window.switchboard)).catch(() => '(no state)');
   return `${page.url()}\nstate: ${state}\nlog:\n${log.split('\n').slice(0, 60).join('\n')}`;
 }
@@ -126,29 +140,33 @@ export async function waitConnected(page: Page, remoteId: string, timeout = 30_0
  * element has a width), and returns both numbers.
  */
 export async function waitVideo(page: Page, remoteId: string, timeout = 30_000): Promise<{ framesDecoded: number; videoWidth: number }> {
-  const handle = await explained(page, `video from ${remoteId}`, () => page.waitForFunction(
-    (id) => {
-      const video = document.querySelector<HTMLVideoElement>(`video[data-peer="${CSS.escape(id)}"]`);
-      const framesDecoded = window.switchboard.peers[id]?.framesDecoded ?? 0;
-      return framesDecoded > 0 && video && video.videoWidth > 0 ? { framesDecoded, videoWidth: video.videoWidth } : false;
-    },
-    remoteId,
-    { timeout, polling: 100 },
-  ));
+  const handle = await explained(page, `video from ${remoteId}`, () =>
+    page.waitForFunction(
+      (id) => {
+        const video = document.querySelector<HTMLVideoElement>(`video[data-peer="${CSS.escape(id)}"]`);
+        const framesDecoded = window.switchboard.peers[id]?.framesDecoded ?? 0;
+        return framesDecoded > 0 && video && video.videoWidth > 0 ? { framesDecoded, videoWidth: video.videoWidth } : false;
+      },
+      remoteId,
+      { timeout, polling: 100 },
+    ),
+  );
   return (await handle.jsonValue()) as { framesDecoded: number; videoWidth: number };
 }
 
 /** Waits until the page has connections with exactly `ids`, each in `state`. */
 export async function waitPeers(page: Page, ids: string[], state: RTCPeerConnectionState, timeout = 30_000): Promise<Record<string, PeerStatus>> {
-  await explained(page, `peers ${ids.join(', ')} ${state}`, () => page.waitForFunction(
-    ([want, wantState]) => {
-      const peers = window.switchboard.peers;
-      const have = Object.keys(peers).sort();
-      const sorted = [...(want as string[])].sort();
-      return have.length === sorted.length && have.every((id, i) => id === sorted[i] && peers[id]?.connectionState === wantState);
-    },
-    [ids, state] as const,
-    { timeout, polling: 100 },
-  ));
+  await explained(page, `peers ${ids.join(', ')} ${state}`, () =>
+    page.waitForFunction(
+      ([want, wantState]) => {
+        const peers = window.switchboard.peers;
+        const have = Object.keys(peers).sort();
+        const sorted = [...(want as string[])].sort();
+        return have.length === sorted.length && have.every((id, i) => id === sorted[i] && peers[id]?.connectionState === wantState);
+      },
+      [ids, state] as const,
+      { timeout, polling: 100 },
+    ),
+  );
   return (await status(page)).peers;
 }

@@ -4,30 +4,59 @@ import { describe, expect, test } from 'bun:test';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Running, startServer } from '../helpers';
-import { browserTests, status, waitConnected, waitPeers, waitVideo } from './browser';
+import { type Running, startServer, until } from '../helpers';
+import { browserTests, publish, status, waitConnected, waitPeers, waitVideo } from './browser';
 import { startCuttingProxy } from './cutting-proxy';
 
-const { open, stopAfter } = browserTests();
+/** Counts the page's camera requests, to tell what opened the camera and when. */
+const COUNT_CAMERA_REQUESTS = `
+  window.__cameraRequests = 0;
+  const devices = navigator.mediaDevices;
+  const original = devices?.getUserMedia?.bind(devices);
+  if (original) devices.getUserMedia = (constraints) => { window.__cameraRequests++; return original(constraints); };
+`;
+declare global {
+  interface Window {
+    __cameraRequests: number;
+  }
+}
+
+const { open, stopAfter } = browserTests(COUNT_CAMERA_REQUESTS);
 const serve = (config: Parameters<typeof startServer>[0] = {}): Running => stopAfter(startServer(config));
 
 const E2E_TIMEOUT = 60_000;
 
-/** Polls `check` until it holds; fails after `timeoutMs`. */
-async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not true within ${timeoutMs} ms: ${check.toString()}`);
-    await Bun.sleep(50);
-  }
-}
-
 describe('publisher and viewers in Chromium', () => {
+  test(
+    'a link with role=publish shows the page ready to publish: the camera opens and the publisher registers only on a click',
+    async () => {
+      const server = serve();
+      const publisher = await open(`${server.url}/?session=click&peer=pub&role=publish`);
+      await publisher.page.waitForFunction(() => window.switchboard.phase === 'ready');
+      expect(await publisher.page.textContent('#status')).toBe('Ready to publish session click: press Start stream to turn the camera on.');
+      expect(await publisher.page.inputValue('#session')).toBe('click');
+      expect(await publisher.page.isEnabled('#publish')).toBe(true);
+      // The page's scripts have run: no camera was asked for, and the server knows no such peer.
+      expect(await publisher.page.evaluate(() => window.__cameraRequests)).toBe(0);
+      const unknown = await fetch(`${server.url}/events/click/pub`);
+      expect(unknown.status).toBe(404);
+      expect((await unknown.json()).error).toBe('session_not_found');
+
+      await publisher.page.click('#publish');
+      await publisher.page.waitForFunction(() => window.switchboard.phase === 'live');
+      expect(await publisher.page.evaluate(() => window.__cameraRequests)).toBe(1);
+      const viewer = await open(`${server.url}/?session=click&peer=v1&role=view`);
+      expect((await waitVideo(viewer.page, 'pub')).framesDecoded).toBeGreaterThan(0);
+      for (const p of [publisher, viewer]) expect(p.errors).toEqual([]);
+    },
+    E2E_TIMEOUT,
+  );
+
   test(
     'with AUTH_MODE=token the page carries its peer token on every request, and a viewer reload still works',
     async () => {
       const server = serve({ authMode: 'token' });
-      const publisher = await open(`${server.url}/?session=tokens&peer=pub&role=publish`);
+      const publisher = await publish(await open(`${server.url}/?session=tokens&peer=pub&role=publish`));
       await publisher.page.waitForFunction(() => window.switchboard.phase === 'live');
       const viewer = await open(`${server.url}/?session=tokens&peer=v1&role=view`);
       await waitConnected(viewer.page, 'pub');
@@ -45,7 +74,7 @@ describe('publisher and viewers in Chromium', () => {
     'over the WebSocket transport (?transport=ws) with tokens: a socket publisher, a socket viewer and an SSE viewer all decode video',
     async () => {
       const server = serve({ authMode: 'token' });
-      const publisher = await open(`${server.url}/?session=ws&peer=pub&role=publish&transport=ws`);
+      const publisher = await publish(await open(`${server.url}/?session=ws&peer=pub&role=publish&transport=ws`));
       await publisher.page.waitForFunction(() => window.switchboard.phase === 'live');
       const wsViewer = await open(`${server.url}/?session=ws&peer=v-ws&role=view&transport=ws`);
       const sseViewer = await open(`${server.url}/?session=ws&peer=v-sse&role=view`);
@@ -71,7 +100,7 @@ describe('publisher and viewers in Chromium', () => {
     'two viewers, one from the copied viewer link and one through the form, both connect and decode video',
     async () => {
       const server = serve();
-      const publisher = await open(`${server.url}/?session=e2e&peer=pub&role=publish`);
+      const publisher = await publish(await open(`${server.url}/?session=e2e&peer=pub&role=publish`));
       await publisher.page.waitForFunction(() => window.switchboard.phase === 'live');
       // The publisher's share link, as a person would copy it.
       const link = await publisher.page.inputValue('#viewer-link');
@@ -110,7 +139,7 @@ describe('publisher and viewers in Chromium', () => {
     async () => {
       // Only a DELETE on unload can remove a reloaded peer before this timeout.
       const server = serve({ peerTimeoutMs: 600_000 });
-      const publisher = await open(`${server.url}/?session=reload&peer=pub&role=publish`);
+      const publisher = await publish(await open(`${server.url}/?session=reload&peer=pub&role=publish`));
       const fixed = await open(`${server.url}/?session=reload&peer=v1&role=view`);
       const random = await open(`${server.url}/?session=reload&role=view`);
       const randomId = await random.page.evaluate(() => window.switchboard.peerId as string);
@@ -143,11 +172,12 @@ describe('publisher and viewers in Chromium', () => {
     'the publisher reloads: it offers to the viewers already there, and both get video again',
     async () => {
       const server = serve({ peerTimeoutMs: 600_000 });
-      const publisher = await open(`${server.url}/?session=pubreload&peer=pub&role=publish`);
+      const publisher = await publish(await open(`${server.url}/?session=pubreload&peer=pub&role=publish`));
       const viewers = [await open(`${server.url}/?session=pubreload&peer=v1&role=view`), await open(`${server.url}/?session=pubreload&peer=v2&role=view`)];
       await waitPeers(publisher.page, ['v1', 'v2'], 'connected');
 
       await publisher.page.reload();
+      await publish(publisher);
       // No new-peer reaches the one registering: only the peers list of its registration names the viewers.
       await waitPeers(publisher.page, ['v1', 'v2'], 'connected');
       for (const viewer of viewers) {
@@ -162,7 +192,7 @@ describe('publisher and viewers in Chromium', () => {
     'the test pattern; Leave drops the viewer from the publisher at once; DELETE /session ends both pages',
     async () => {
       const server = serve({ peerTimeoutMs: 600_000 });
-      const publisher = await open(`${server.url}/?session=bye&peer=pub&role=publish&source=pattern`);
+      const publisher = await publish(await open(`${server.url}/?session=bye&peer=pub&role=publish&source=pattern`));
       const viewer = await open(`${server.url}/?session=bye&peer=v1&role=view`);
       await waitPeers(publisher.page, ['v1'], 'connected');
       expect((await waitVideo(viewer.page, 'pub')).videoWidth).toBe(640);
@@ -193,7 +223,9 @@ describe('publisher and viewers in Chromium', () => {
       await server.stop();
       await viewer.page.click('#view');
       await viewer.page.waitForFunction(() => window.switchboard.phase === 'failed');
-      expect(await viewer.page.textContent('#error')).toMatch(/^Cannot reach the signalling server at http:\/\/127\.0\.0\.1:\d+ \(GET \/iceServers\)\. Is the server running/);
+      expect(await viewer.page.textContent('#error')).toMatch(
+        /^Cannot reach the signalling server at http:\/\/127\.0\.0\.1:\d+ \(POST \/register\/gone\/viewer-\w+\)\. Is the server running/,
+      );
       expect(await viewer.page.isEnabled('#view')).toBe(true);
     },
     E2E_TIMEOUT,
@@ -211,7 +243,7 @@ describe('publisher and viewers in Chromium', () => {
       // The viewer is there first, its stream open, so the offer comes mid-stream.
       const viewer = await open(`${proxy.url}/?session=cut&peer=v1&role=view`);
       await viewer.page.waitForFunction(() => window.switchboard.stream === 'open');
-      const publisher = await open(`${proxy.url}/?session=cut&peer=pub&role=publish`);
+      const publisher = await publish(await open(`${proxy.url}/?session=cut&peer=pub&role=publish`));
 
       await waitConnected(viewer.page, 'pub');
       expect((await waitVideo(viewer.page, 'pub')).framesDecoded).toBeGreaterThan(0);
@@ -227,7 +259,10 @@ describe('publisher and viewers in Chromium', () => {
       const requests = proxy.requests('v1');
       expect(requests.map((r) => r.lastEventId)).toEqual([expect.stringMatching(/^\d+$/), String(Number(dropped[0]?.id) - 1), expect.stringMatching(/^\d+$/)]);
       // Nothing twice.
-      const ids = proxy.delivered('v1').filter((e) => e.type !== 'ping').map((e) => e.id);
+      const ids = proxy
+        .delivered('v1')
+        .filter((e) => e.type !== 'ping')
+        .map((e) => e.id);
       expect(new Set(ids).size).toBe(ids.length);
 
       const seenByViewer = await status(viewer.page);
@@ -247,7 +282,7 @@ describe('publisher and viewers in Chromium', () => {
       const proxy = startCuttingProxy(server.url);
       stopAfter(proxy);
       // The publisher is there first: the offer is held for the viewer and is the first thing its stream carries.
-      const publisher = await open(`${proxy.url}/?session=first&peer=pub&role=publish`);
+      const publisher = await publish(await open(`${proxy.url}/?session=first&peer=pub&role=publish`));
       await publisher.page.waitForFunction(() => window.switchboard.phase === 'live');
       proxy.cutAt('v1', 0, 'offer');
       const viewer = await open(`${proxy.url}/?session=first&peer=v1&role=view`);

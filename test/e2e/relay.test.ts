@@ -3,9 +3,8 @@
 import { describe, expect, test } from 'bun:test';
 import { networkInterfaces } from 'node:os';
 import type { Page } from 'playwright-core';
-import { type Running, startServer } from '../helpers';
-import { browserTests, type PeerPage, status, waitConnected, waitVideo } from './browser';
-
+import { type Running, startServer, until } from '../helpers';
+import { browserTests, type PeerPage, publish, status, waitConnected, waitVideo } from './browser';
 
 /**
  * Runs before the page's scripts: keeps every RTCPeerConnection the page creates, when the first one
@@ -69,17 +68,27 @@ const summary = (page: Page) => page.evaluate(() => window.__watch.summary());
 const { open, stopAfter } = browserTests(WATCH_CONNECTIONS);
 const serve = (config: Parameters<typeof startServer>[0] = {}): Running => stopAfter(startServer(config));
 
+/**
+ * Waits until the page's summary passes `check`. Not with page.waitForFunction: the summary is async
+ * (getStats), and waitForFunction takes the promise an async predicate returns for a truthy answer, so
+ * it returns at once whatever the summary says.
+ */
+async function summaryUntil(page: Page, check: (s: Summary) => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  await until(async () => check(await summary(page)), what, timeoutMs);
+}
+
 /** Waits until the page has decoded `frames` more video frames than it had: video is still flowing. */
 async function keepsDecoding(page: Page, frames = 30): Promise<void> {
   const from = (await summary(page)).framesDecoded;
-  await page.waitForFunction(
-    async ([start, more]) => (await window.__watch.summary()).framesDecoded >= start + more,
-    [from, frames] as const,
-    { timeout: 20_000, polling: 200 },
-  );
+  await summaryUntil(page, (s) => s.framesDecoded >= from + frames, `${frames} more frames decoded`);
 }
 
-const localAddresses = () => new Set(Object.values(networkInterfaces()).flat().map((i) => i?.address));
+const localAddresses = () =>
+  new Set(
+    Object.values(networkInterfaces())
+      .flat()
+      .map((i) => i?.address),
+  );
 
 const E2E_TIMEOUT = 90_000;
 
@@ -88,7 +97,7 @@ describe('relay sessions in Chromium', () => {
     'a publisher and three viewers: one upload, every viewer decodes; a late viewer gets a keyframe at once; a viewer cut off disturbs no one',
     async () => {
       const server = serve();
-      const publisher = await open(`${server.url}/?session=relay&peer=pub&role=publish&mode=relay`);
+      const publisher = await publish(await open(`${server.url}/?session=relay&peer=pub&role=publish&mode=relay`));
       await publisher.page.waitForFunction(() => window.switchboard.phase === 'live');
       expect((await status(publisher.page)).mode).toBe('relay');
       expect(await publisher.page.inputValue('#viewer-link')).toBe(`${server.url}/?session=relay&role=view&mode=relay`);
@@ -128,7 +137,7 @@ describe('relay sessions in Chromium', () => {
       await cut.page.route('**/register/**', (route) => (route.request().method() === 'DELETE' ? route.abort() : route.continue()));
       await cut.page.close({ runBeforeUnload: false });
       for (const viewer of [...viewers, late]) await keepsDecoding(viewer.page);
-      const relayed = server.app.decorator.relay?.stats();
+      const relayed = server.relay?.stats();
       expect(relayed?.sessions).toBe(1);
       // The server received the publisher's packets once and sent copies to the viewers.
       expect(relayed?.packetsOut).toBeGreaterThan(relayed?.packetsIn ?? Infinity);
@@ -142,7 +151,7 @@ describe('relay sessions in Chromium', () => {
     async () => {
       const server = serve({ relayVideoCodecs: ['h264', 'vp8'] });
       const url = `${server.url}/?session=back&peer=pub&role=publish&mode=relay&source=pattern`;
-      const first = await open(url);
+      const first = await publish(await open(url));
       await first.page.waitForFunction(() => window.switchboard.phase === 'live');
       const viewer = await open(`${server.url}/?session=back&peer=v1&role=view`);
       await waitVideo(viewer.page, 'switchboard');
@@ -153,13 +162,13 @@ describe('relay sessions in Chromium', () => {
       expect(await viewer.page.locator('#log').innerText()).toContain('pub stopped publishing');
       expect((await status(viewer.page)).peers.switchboard?.connectionState).toBe('connected');
 
-      const again = await open(url);
+      const again = await publish(await open(url));
       await viewer.page.waitForFunction(() => window.switchboard.publisher === 'pub');
       await keepsDecoding(viewer.page);
       // The same connection all along: one offer from the server, one RTCPeerConnection.
       expect((await status(viewer.page)).peers.switchboard).toMatchObject({ offersReceived: 1, connectionState: 'connected' });
       expect(await summary(viewer.page)).toMatchObject({ created: 1, inboundCodecs: ['video/H264'] });
-      await again.page.waitForFunction(async () => (await window.__watch.summary()).videoOutbound === 1, undefined, { timeout: 10_000, polling: 200 });
+      await summaryUntil(again.page, (s) => s.videoOutbound === 1, 'the publisher back to sending video', 10_000);
       expect(await summary(again.page)).toMatchObject({ connections: 1, created: 1, videoOutbound: 1 });
       for (const p of [first, viewer, again]) expect(p.errors).toEqual([]);
     },

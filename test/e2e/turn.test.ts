@@ -2,7 +2,7 @@
 // and Chromium relays media through it when the page is told to use nothing else (relay=1).
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { type ServerProcess, spawnServer } from '../process-helpers';
-import { browserTests, explainOnFailure, status, waitConnected, waitVideo } from './browser';
+import { browserTests, explainOnFailure, publish, status, waitConnected, waitVideo } from './browser';
 import { type Coturn, startCoturn } from './coturn';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -23,7 +23,7 @@ async function serve(secret: string): Promise<ServerProcess> {
 describe('TURN through coturn', () => {
   test('with relay=1 the viewer connects through coturn: the selected pair is relay on both ends', async () => {
     const { url } = await serve(turn.secret);
-    const publisher = await open(`${url}/?session=turn&peer=pub&role=publish&relay=1`);
+    const publisher = await publish(await open(`${url}/?session=turn&peer=pub&role=publish&relay=1`));
     const viewer = await open(`${url}/?session=turn&peer=v1&role=view&relay=1`);
 
     await waitConnected(viewer.page, 'pub');
@@ -45,14 +45,18 @@ describe('TURN through coturn', () => {
 
   test('with a wrong TURN_SECRET the browser reports a 401 and gathers no relay candidate', async () => {
     const { url } = await serve(`not-${turn.secret}`);
-    await open(`${url}/?session=wrong&peer=pub&role=publish&relay=1`);
+    await publish(await open(`${url}/?session=wrong&peer=pub&role=publish&relay=1`));
     const viewer = await open(`${url}/?session=wrong&peer=v1&role=view&relay=1`);
 
     // The viewer's connection exists once the offer arrives; then its gathering ends on coturn's refusal.
-    await viewer.page.waitForFunction(() => {
-      const pub = window.switchboard.peers.pub;
-      return pub !== undefined && pub.iceGatheringState === 'complete' && pub.candidateErrors.some((e) => e.errorCode === 401);
-    }, undefined, { timeout: 30_000, polling: 100 });
+    await viewer.page.waitForFunction(
+      () => {
+        const pub = window.switchboard.peers.pub;
+        return pub !== undefined && pub.iceGatheringState === 'complete' && pub.candidateErrors.some((e) => e.errorCode === 401);
+      },
+      undefined,
+      { timeout: 30_000, polling: 100 },
+    );
     const seen = (await status(viewer.page)).peers.pub;
     expect(seen?.candidateErrors).toContainEqual({ url: turn.url, errorCode: 401, errorText: expect.stringMatching(/unauthori[sz]ed/i) });
     expect(seen?.localCandidates.relay).toBe(0);
@@ -63,7 +67,7 @@ describe('TURN through coturn', () => {
 describe('ICE restart', () => {
   test('the TURN server dies and comes back: the connection recovers by an ICE restart, without registering again', async () => {
     const { url } = await serve(turn.secret);
-    const publisher = await open(`${url}/?session=restart&peer=pub&role=publish&relay=1`);
+    const publisher = await publish(await open(`${url}/?session=restart&peer=pub&role=publish&relay=1`));
     const viewer = await open(`${url}/?session=restart&peer=v1&role=view&relay=1`);
     await waitConnected(viewer.page, 'pub');
     await waitVideo(viewer.page, 'pub');

@@ -107,7 +107,10 @@ const plausibleCandidate = (rng: Rng, n: number) => ({
 function hostile(rng: Rng, n: number): { kind: string; body: unknown } {
   const message = (type: string, payload?: unknown) => ({ type, target: 'switchboard', payload });
   return rng.pick<() => { kind: string; body: unknown }>([
-    () => ({ kind: 'oversized', body: message('ice-candidate', { candidate: `candidate:1 1 udp 1 192.0.2.1 9 typ host ${'x'.repeat(MAX_CANDIDATE_LENGTH + rng.int(60_000))}`, sdpMid: '0' }) }),
+    () => ({
+      kind: 'oversized',
+      body: message('ice-candidate', { candidate: `candidate:1 1 udp 1 192.0.2.1 9 typ host ${'x'.repeat(MAX_CANDIDATE_LENGTH + rng.int(60_000))}`, sdpMid: '0' }),
+    }),
     () => ({ kind: 'oversized', body: message('ice-candidate', { ...plausibleCandidate(rng, n), sdpMid: 'm'.repeat(65 + rng.int(30_000)) }) }),
     () => ({ kind: 'oversized', body: message('ice-candidate', { ...plausibleCandidate(rng, n), usernameFragment: 'u'.repeat(257 + rng.int(30_000)) }) }),
     () => ({ kind: 'malformed', body: message('ice-candidate', { candidate: rng.pick([7, {}, [], true]) }) }),
@@ -159,7 +162,14 @@ async function endRound(abusers: Abuser[], sessions: string[], expected: { udp: 
 }
 
 /** One round of abuse: abusers with streams, registrations without, hostile messages. */
-async function round(name: string, index: number, rng: Rng, messages: number, tally: Tally, during?: (phase: string) => Promise<void>): Promise<{ abusers: Abuser[]; idle: string[] }> {
+async function round(
+  name: string,
+  index: number,
+  rng: Rng,
+  messages: number,
+  tally: Tally,
+  during?: (phase: string) => Promise<void>,
+): Promise<{ abusers: Abuser[]; idle: string[] }> {
   const abusers: Abuser[] = [];
   for (let i = 0; i < ABUSERS; i++) abusers.push(await abuser(name, i));
   const idle: string[] = [];
@@ -179,7 +189,10 @@ async function round(name: string, index: number, rng: Rng, messages: number, ta
   // A candidate flood and a restart flood, in order, then the mix.
   const [first, second] = abusers as [Abuser, Abuser];
   for (let n = 0; n < MAX_REMOTE_CANDIDATES + 6; n++) {
-    tally.add('candidate-flood', await call('POST', `/message/${first.session}/p`, first.ip, { type: 'ice-candidate', target: 'switchboard', payload: plausibleCandidate(rng, n) }));
+    tally.add(
+      'candidate-flood',
+      await call('POST', `/message/${first.session}/p`, first.ip, { type: 'ice-candidate', target: 'switchboard', payload: plausibleCandidate(rng, n) }),
+    );
   }
   for (let n = 0; n < 10; n++) tally.add('restart-flood', await call('POST', `/message/${second.session}/p`, second.ip, { type: 'ice-restart', target: 'switchboard' }));
   await flood(rng, abusers, messages, tally);

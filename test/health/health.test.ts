@@ -5,7 +5,7 @@ import { defaultConfig, ManualClock, req } from '../helpers';
 
 describe('GET /healthz', () => {
   test('is alive', async () => {
-    const res = await req(createApp(defaultConfig()), 'GET', '/healthz');
+    const res = await req(createApp(defaultConfig()).app, 'GET', '/healthz');
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ status: 'ok' });
   });
@@ -13,15 +13,15 @@ describe('GET /healthz', () => {
 
 describe('GET /readyz', () => {
   test('ready, with no backend configured', async () => {
-    const res = await req(createApp(defaultConfig()), 'GET', '/readyz');
+    const res = await req(createApp(defaultConfig()).app, 'GET', '/readyz');
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ status: 'ready', checks: {} });
   });
 
   test('a backend registers its check; while it fails, 503 not_ready', async () => {
-    const app = createApp(defaultConfig());
+    const { app, readiness } = createApp(defaultConfig());
     let reachable = true;
-    app.decorator.readiness.register('redis', () => reachable);
+    readiness.register('redis', () => reachable);
     expect((await req(app, 'GET', '/readyz')).body).toEqual({ status: 'ready', checks: { redis: 'ok' } });
     reachable = false;
     const res = await req(app, 'GET', '/readyz');
@@ -32,8 +32,8 @@ describe('GET /readyz', () => {
   });
 
   test('503 draining once the server drains', async () => {
-    const app = createApp(defaultConfig());
-    app.decorator.readiness.drain();
+    const { app, readiness } = createApp(defaultConfig());
+    readiness.drain();
     const res = await req(app, 'GET', '/readyz');
     expect(res.status).toBe(503);
     expect(res.body.status).toBe('draining');

@@ -53,7 +53,7 @@ function standIn() {
       return calls.length >= n ? Promise.resolve() : new Promise((resolve) => arrived.push(() => calls.length >= n && resolve()));
     },
     release() {
-      held.splice(0).forEach((fn) => fn());
+      for (const fn of held.splice(0)) fn();
     },
     url: '',
     stop: () => server.stop(true),
@@ -65,7 +65,7 @@ function standIn() {
       const path = new URL(request.url).pathname;
       const text = await request.text();
       calls.push({ path, auth: request.headers.get('authorization'), body: text ? JSON.parse(text) : undefined });
-      arrived.forEach((fn) => fn());
+      for (const fn of arrived) fn();
       if (request.headers.get('authorization') !== `Bearer ${TOKEN}`) {
         return Response.json({ success: false, errors: [{ code: 10000, message: 'Authentication error' }] }, { status: 401 });
       }
@@ -247,7 +247,7 @@ describe('GET /iceServers with Cloudflare configured', () => {
   test('serves the flattened credential through the route', async () => {
     upstream = standIn();
     const config = defaultConfig({ cloudflareTurnKeyId: KEY_ID, cloudflareTurnApiToken: TOKEN, cloudflareTurnApiUrl: upstream.url, turnTtlS: 600 });
-    const app = createApp(config, { clock: new ManualClock() });
+    const { app } = createApp(config, { clock: new ManualClock() });
     const first = await req(app, 'GET', '/iceServers?peerId=viewer-1');
     expect(first.status).toBe(200);
     expect(first.body).toEqual({ urls: FLAT_URLS, username: 'user-1', credential: 'pass-1', ttl: 600 });
@@ -267,7 +267,7 @@ describe('GET /iceServers with Cloudflare configured', () => {
     const warn = console.warn;
     console.warn = () => {};
     try {
-      const res = await req(createApp(config, { clock: new ManualClock() }), 'GET', '/iceServers');
+      const res = await req(createApp(config, { clock: new ManualClock() }).app, 'GET', '/iceServers');
       expect(res.status).toBe(200);
       expect(res.body).toEqual({ urls: ['stun:stun.example:3478'] });
     } finally {

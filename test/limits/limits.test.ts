@@ -74,7 +74,7 @@ describe('the client address', () => {
 });
 
 function limitedApp(config: Partial<Config>, clock = new ManualClock()) {
-  return createApp(defaultConfig({ trustProxy: 1, ...config }), { clock });
+  return createApp(defaultConfig({ trustProxy: 1, ...config }), { clock }).app;
 }
 
 describe('POST /register per client address', () => {

@@ -58,20 +58,20 @@ describe('GET /metrics', () => {
   test('mesh offers and answers between peers are timed; the relay counts are there when relay sessions are allowed', async () => {
     let now = 0;
     const app = createApp(defaultConfig({ relayMode: 'off' }), { monotonic: () => now });
-    for (const peer of ['a', 'b']) expect((await req(app, 'POST', `/register/s/${peer}`)).status).toBe(200);
-    await req(app, 'POST', '/message/s/a', { target: 'b', type: 'offer', payload: { type: 'offer', sdp: 'v=0' } });
+    for (const peer of ['a', 'b']) expect((await req(app.app, 'POST', `/register/s/${peer}`)).status).toBe(200);
+    await req(app.app, 'POST', '/message/s/a', { target: 'b', type: 'offer', payload: { type: 'offer', sdp: 'v=0' } });
     now += 300;
-    await req(app, 'POST', '/message/s/b', { target: 'a', type: 'answer', payload: { type: 'answer', sdp: 'v=0' } });
-    const metrics = await app.handle(new Request('http://localhost/metrics'));
+    await req(app.app, 'POST', '/message/s/b', { target: 'a', type: 'answer', payload: { type: 'answer', sdp: 'v=0' } });
+    const metrics = await app.app.handle(new Request('http://localhost/metrics'));
     const m = parseExposition(await metrics.text());
     const mesh = m.histogram('switchboard_offer_answer_seconds', { mode: 'mesh' });
     expect(mesh.count).toBe(1);
     expect(mesh.sum).toBeCloseTo(0.3, 6);
     expect(m.families.some((f) => f.name === 'switchboard_relay_sessions')).toBe(false);
-    app.decorator.signalling.shutdown();
+    app.signalling.shutdown();
 
     const relay = createApp(defaultConfig({ relayMode: 'open' }));
-    const r = parseExposition(await (await relay.handle(new Request('http://localhost/metrics'))).text());
+    const r = parseExposition(await (await relay.app.handle(new Request('http://localhost/metrics'))).text());
     for (const name of [
       'switchboard_relay_sessions',
       'switchboard_relay_viewers',
@@ -85,7 +85,7 @@ describe('GET /metrics', () => {
     }
     expect(r.histogram('switchboard_relay_first_video_packet_seconds').count).toBe(0);
     // Scraping does not load the relay engine.
-    expect(relay.decorator.relay?.loaded).toBe(false);
-    relay.decorator.signalling.shutdown();
+    expect(relay.relay?.loaded).toBe(false);
+    relay.signalling.shutdown();
   });
 });

@@ -12,7 +12,12 @@ describe('the exposition format', () => {
     for (const ms of [0.5, 2, 2.5, 7, 50]) histogram.observe(ms);
     const out = new Exposition().family('h_seconds', 'histogram', 'help').histogram('h_seconds', histogram);
     const parsed = parseExposition(out.toString()).histogram('h_seconds');
-    expect([...parsed.buckets]).toEqual([[0.001, 1], [0.0025, 3], [0.01, 4], [Infinity, 5]]);
+    expect([...parsed.buckets]).toEqual([
+      [0.001, 1],
+      [0.0025, 3],
+      [0.01, 4],
+      [Infinity, 5],
+    ]);
     expect(parsed.count).toBe(5);
     expect(parsed.sum).toBeCloseTo(0.062, 6);
   });
@@ -133,7 +138,7 @@ describe('GET /metrics', () => {
 });
 
 describe('METRICS_TOKEN', () => {
-  const app = createApp(defaultConfig({ metricsToken: 's3cret-token' }));
+  const { app } = createApp(defaultConfig({ metricsToken: 's3cret-token' }));
 
   test('without the token: 401 in the error envelope, with WWW-Authenticate', async () => {
     for (const headers of [{} as Record<string, string>, { authorization: 'Bearer wrong' }, { authorization: 's3cret-token' }, { authorization: 'Bearer s3cret-token-and-more' }]) {
@@ -151,6 +156,6 @@ describe('METRICS_TOKEN', () => {
   });
 
   test('without METRICS_TOKEN the metrics are open', async () => {
-    expect((await req(createApp(defaultConfig()), 'GET', '/metrics')).status).toBe(200);
+    expect((await req(createApp(defaultConfig()).app, 'GET', '/metrics')).status).toBe(200);
   });
 });

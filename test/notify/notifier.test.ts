@@ -1,31 +1,11 @@
-import { createLogger } from '../../src/log/logger';
 import { afterEach, describe, expect, test } from 'bun:test';
 import { createApp } from '../../src/app';
-import { type Notification, Notifier, type NotifierTiming, notificationSignature } from '../../src/notify/notifier';
-import { defaultConfig, ManualClock, req } from '../helpers';
+import { createLogger } from '../../src/log/logger';
+import { Notifier, type NotifierTiming, notificationSignature } from '../../src/notify/notifier';
+import { notificationReceiver, type ReceivedNotification } from '../fixtures/notification-receiver';
+import { defaultConfig, ManualClock, req, until } from '../helpers';
 
 const SECRET = 'notify-secret-for-tests';
-
-interface Received {
-  body: string;
-  json: Notification & { peerId?: string };
-  headers: Headers;
-}
-
-/** A real HTTP receiver on a free port; `answer` decides each response (by attempt number). */
-function receiver(answer: (n: number) => Response | Promise<Response> = () => new Response(null, { status: 204 })) {
-  const received: Received[] = [];
-  const server = Bun.serve({
-    port: 0,
-    hostname: '127.0.0.1',
-    async fetch(request) {
-      const body = await request.text();
-      received.push({ body, json: JSON.parse(body), headers: request.headers });
-      return answer(received.length);
-    },
-  });
-  return { url: `http://127.0.0.1:${server.port}/hooks/switchboard`, received, server };
-}
 
 const servers: { stop(force?: boolean): unknown }[] = [];
 const notifiers: Notifier[] = [];
@@ -34,15 +14,7 @@ afterEach(() => {
   for (const s of servers.splice(0)) s.stop(true);
 });
 
-async function until(probe: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(2);
-  }
-}
-
-function verified(r: Received): boolean {
+function verified(r: ReceivedNotification): boolean {
   const timestamp = r.headers.get('x-switchboard-timestamp') ?? '';
   return r.headers.get('x-switchboard-signature') === notificationSignature(SECRET, timestamp, r.body);
 }
@@ -67,10 +39,10 @@ const joined = (peerId: string) => ({ type: 'peer-joined' as const, sessionId: '
 
 describe('notifications from a running app', () => {
   test('session created, peer joined, peer left, session closed: POSTed in order, signed, timestamped', async () => {
-    const hook = receiver();
-    servers.push(hook.server);
+    const hook = notificationReceiver();
+    servers.push(hook);
     const clock = new ManualClock();
-    const app = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET }), { clock });
+    const { app } = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET }), { clock });
     await req(app, 'POST', '/register/s/a');
     await req(app, 'POST', '/register/s/b');
     await req(app, 'DELETE', '/register/s/b');
@@ -91,15 +63,17 @@ describe('notifications from a running app', () => {
       expect(r.headers.get('content-type')).toBe('application/json');
     }
     // The signature covers the body: any change breaks it.
-    const first = hook.received[0] as Received;
-    expect(notificationSignature(SECRET, first.headers.get('x-switchboard-timestamp') ?? '', first.body.replace('"s"', '"t"'))).not.toBe(first.headers.get('x-switchboard-signature'));
+    const first = hook.received[0] as ReceivedNotification;
+    expect(notificationSignature(SECRET, first.headers.get('x-switchboard-timestamp') ?? '', first.body.replace('"s"', '"t"'))).not.toBe(
+      first.headers.get('x-switchboard-signature'),
+    );
   });
 
   test('a peer that times out is reported as such, and the last one out closes the session', async () => {
-    const hook = receiver();
-    servers.push(hook.server);
+    const hook = notificationReceiver();
+    servers.push(hook);
     const clock = new ManualClock();
-    const app = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET, peerTimeoutMs: 1000 }), { clock });
+    const { app } = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET, peerTimeoutMs: 1000 }), { clock });
     await req(app, 'POST', '/register/s/a');
     clock.advance(1000);
     await until(() => hook.received.length === 4, 'four notifications');
@@ -112,9 +86,9 @@ describe('notifications from a running app', () => {
   test('a backend that never answers does not hold up signalling', async () => {
     let release: () => void = () => {};
     const hanging = new Promise<Response>((resolve) => (release = () => resolve(new Response(null, { status: 204 }))));
-    const hook = receiver(() => hanging);
-    servers.push(hook.server);
-    const app = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET, notifyQueue: 10 }), { clock: new ManualClock() });
+    const hook = notificationReceiver(() => hanging);
+    servers.push(hook);
+    const { app } = createApp(defaultConfig({ notifyUrl: hook.url, notifySecret: SECRET, notifyQueue: 10 }), { clock: new ManualClock() });
     await req(app, 'POST', '/register/s/p0');
     await until(() => hook.received.length === 1, 'the first notification');
     // Hundreds of events while the first POST hangs: every request is answered.
@@ -126,22 +100,23 @@ describe('notifications from a running app', () => {
 
 describe('retries', () => {
   test('after 5xx and network errors, with exponential backoff on the injected clock', async () => {
-    const hook = receiver((n) => new Response(null, { status: n <= 2 ? 500 : 204 }));
-    servers.push(hook.server);
+    const hook = notificationReceiver((n) => new Response(null, { status: n <= 2 ? 500 : 204 }));
+    servers.push(hook);
     const clock = new ManualClock();
     const n = notifier(hook.url, clock);
     n.notify(joined('a'));
     n.notify(joined('b'));
     await until(() => n.stats().state === 'waiting', 'the first retry to be scheduled');
     expect(hook.received).toHaveLength(1);
+    // A retry that fell due would be sending now: the attempt starts in the clock's callback.
     clock.advance(999);
-    await Bun.sleep(20);
+    expect(n.stats()).toMatchObject({ state: 'waiting', delivered: 0 });
     expect(hook.received).toHaveLength(1);
     clock.advance(1);
     await until(() => hook.received.length === 2 && n.stats().state === 'waiting', 'the second attempt');
     // The second retry waits twice as long.
     clock.advance(1999);
-    await Bun.sleep(20);
+    expect(n.stats()).toMatchObject({ state: 'waiting', delivered: 0 });
     expect(hook.received).toHaveLength(2);
     clock.advance(1);
     await until(() => n.stats().delivered === 2, 'both delivered');
@@ -153,14 +128,14 @@ describe('retries', () => {
   });
 
   test('a refused connection is retried too, and Retry-After is honoured', async () => {
-    const hook = receiver((n) => (n === 1 ? new Response(null, { status: 429, headers: { 'retry-after': '5' } }) : new Response(null, { status: 200 })));
-    servers.push(hook.server);
+    const hook = notificationReceiver((n) => (n === 1 ? new Response(null, { status: 429, headers: { 'retry-after': '5' } }) : new Response(null, { status: 200 })));
+    servers.push(hook);
     const clock = new ManualClock();
     const n = notifier(hook.url, clock);
     n.notify(joined('a'));
     await until(() => n.stats().state === 'waiting', 'a retry');
     clock.advance(4999);
-    await Bun.sleep(20);
+    expect(n.stats()).toMatchObject({ state: 'waiting', delivered: 0 });
     expect(hook.received).toHaveLength(1);
     clock.advance(1);
     await until(() => n.stats().delivered === 1, 'delivery');
@@ -175,8 +150,8 @@ describe('retries', () => {
   });
 
   test('a 4xx is final: logged, dropped, and the next one goes out', async () => {
-    const hook = receiver((n) => new Response(null, { status: n === 1 ? 400 : 204 }));
-    servers.push(hook.server);
+    const hook = notificationReceiver((n) => new Response(null, { status: n === 1 ? 400 : 204 }));
+    servers.push(hook);
     const log: string[] = [];
     const n = notifier(hook.url, new ManualClock(), 100, log);
     n.notify(joined('a'));
@@ -187,8 +162,8 @@ describe('retries', () => {
   });
 
   test('after maxAttempts a notification is given up and logged', async () => {
-    const hook = receiver(() => new Response(null, { status: 503 }));
-    servers.push(hook.server);
+    const hook = notificationReceiver(() => new Response(null, { status: 503 }));
+    servers.push(hook);
     const log: string[] = [];
     const clock = new ManualClock();
     const n = notifier(hook.url, clock, 100, log);
@@ -204,8 +179,8 @@ describe('retries', () => {
 
   test('an attempt without an answer times out on the clock and is retried', async () => {
     let calls = 0;
-    const hook = receiver(() => (++calls === 1 ? new Promise<Response>(() => {}) : new Response(null, { status: 204 })));
-    servers.push(hook.server);
+    const hook = notificationReceiver(() => (++calls === 1 ? new Promise<Response>(() => {}) : new Response(null, { status: 204 })));
+    servers.push(hook);
     const clock = new ManualClock();
     const n = notifier(hook.url, clock);
     n.notify(joined('a'));
@@ -220,8 +195,8 @@ describe('retries', () => {
 describe('a backend down for long', () => {
   test('the queue stays bounded: the oldest waiting are dropped, and the count is logged', async () => {
     let up = false;
-    const hook = receiver(() => new Response(null, { status: up ? 204 : 503 }));
-    servers.push(hook.server);
+    const hook = notificationReceiver(() => new Response(null, { status: up ? 204 : 503 }));
+    servers.push(hook);
     const log: string[] = [];
     const clock = new ManualClock();
     const n = notifier(hook.url, clock, 5, log);

@@ -24,17 +24,19 @@ const settle = () => new Promise((resolve) => setImmediate(resolve));
 describe('request ids', () => {
   test('a request without one gets a new one, echoed in the response, errors and 404s included', async () => {
     const { config, deps } = logged();
-    const app = createApp(config, deps);
+    const { app } = createApp(config, deps);
     expect((await req(app, 'POST', '/register/s/a')).headers.get('x-request-id')).toBe('req-1');
     expect((await req(app, 'POST', '/message/s/a', { target: 'zz', type: 'offer' })).headers.get('x-request-id')).toBe('req-2');
     expect((await req(app, 'POST', '/message/s/a', '{bad')).headers.get('x-request-id')).toBe('req-3');
     expect((await req(app, 'GET', '/nowhere')).headers.get('x-request-id')).toBe('req-4');
-    expect((await req(app, 'OPTIONS', '/message/s/a', undefined, { origin: 'https://a.example', 'access-control-request-method': 'POST' })).headers.get('x-request-id')).toBe('req-5');
+    expect((await req(app, 'OPTIONS', '/message/s/a', undefined, { origin: 'https://a.example', 'access-control-request-method': 'POST' })).headers.get('x-request-id')).toBe(
+      'req-5',
+    );
   });
 
   test('a well-formed incoming X-Request-Id is kept; anything else is replaced', async () => {
     const { config, deps } = logged();
-    const app = createApp(config, deps);
+    const { app } = createApp(config, deps);
     const id = async (incoming: string) => (await req(app, 'GET', '/healthz', undefined, { 'x-request-id': incoming })).headers.get('x-request-id');
     expect(await id('0f8fad5b-d9cb-469f-a165-70867728950e')).toBe('0f8fad5b-d9cb-469f-a165-70867728950e');
     expect(await id('Root=1-67891233-abcdef012345678912345678')).toBe('Root=1-67891233-abcdef012345678912345678');
@@ -62,22 +64,53 @@ describe('request log', () => {
 
   test('one line per request, with its id, route template, status, error code and the ids in its path', async () => {
     const { config, deps, entries } = logged();
-    const app = createApp(config, deps);
+    const { app } = createApp(config, deps);
     await req(app, 'POST', '/register/s1/device');
     await req(app, 'POST', '/message/s1/device', { target: 'nobody', type: 'offer' });
     await req(app, 'POST', '/register/bad%20id/p');
     await settle();
     expect(entries()).toEqual([
-      { time: expect.any(String), level: 'info', msg: 'request', requestId: 'req-1', method: 'POST', route: '/register/:sessionId/:peerId', status: 200, sessionId: 's1', peerId: 'device' },
-      { time: expect.any(String), level: 'debug', msg: 'request', requestId: 'req-2', method: 'POST', route: '/message/:sessionId/:peerId', status: 404, error: 'target_not_found', sessionId: 's1', peerId: 'device' },
+      {
+        time: expect.any(String),
+        level: 'info',
+        msg: 'request',
+        requestId: 'req-1',
+        method: 'POST',
+        route: '/register/:sessionId/:peerId',
+        status: 200,
+        sessionId: 's1',
+        peerId: 'device',
+      },
+      {
+        time: expect.any(String),
+        level: 'debug',
+        msg: 'request',
+        requestId: 'req-2',
+        method: 'POST',
+        route: '/message/:sessionId/:peerId',
+        status: 404,
+        error: 'target_not_found',
+        sessionId: 's1',
+        peerId: 'device',
+      },
       // A malformed id is not repeated into the log.
-      { time: expect.any(String), level: 'info', msg: 'request', requestId: 'req-3', method: 'POST', route: '/register/:sessionId/:peerId', status: 400, error: 'invalid_request', peerId: 'p' },
+      {
+        time: expect.any(String),
+        level: 'info',
+        msg: 'request',
+        requestId: 'req-3',
+        method: 'POST',
+        route: '/register/:sessionId/:peerId',
+        status: 400,
+        error: 'invalid_request',
+        peerId: 'p',
+      },
     ]);
   });
 
   test('at info level, relayed messages, probes and scrapes write nothing', async () => {
     const { config, deps, entries } = logged('info');
-    const app = createApp(config, deps);
+    const { app } = createApp(config, deps);
     await req(app, 'POST', '/register/s/a');
     await req(app, 'POST', '/register/s/b');
     for (let i = 0; i < 5; i++) await req(app, 'POST', '/message/s/a', { target: 'b', type: 'ice-candidate', payload: { candidate: 'c' } });
@@ -112,7 +145,7 @@ describe('request log', () => {
 
   test('a failure of the server itself is logged as an error with the request id, and answered 500 in the envelope', async () => {
     const { config, deps, entries } = logged('info');
-    const app = createApp(config, deps).get('/broken', () => {
+    const app = createApp(config, deps).app.get('/broken', () => {
       throw new Error('a bug');
     });
     const res = await app.handle(new Request('http://localhost/broken'));

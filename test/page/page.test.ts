@@ -3,7 +3,7 @@ import { createApp } from '../../src/app';
 import { CONTENT_SECURITY_POLICY } from '../../src/page/headers';
 import { type Browser, launchChromium } from '../fixtures/chromium';
 import { rawRequest } from '../fixtures/raw-http';
-import { defaultConfig, req, type Running, startServer } from '../helpers';
+import { defaultConfig, type Running, req, startServer } from '../helpers';
 
 let server: Running;
 beforeAll(() => {
@@ -89,9 +89,9 @@ describe('the client page over a real listener', () => {
 
 describe('the client page in-process', () => {
   test('app.handle serves it with the same headers; HSTS only when the server speaks TLS', async () => {
-    const plain = await req(createApp(defaultConfig()), 'GET', '/');
+    const plain = await req(createApp(defaultConfig()).app, 'GET', '/');
     expectSecurityHeaders(plain.headers);
-    const tls = await req(createApp(defaultConfig({ tlsCert: '/unused.pem', tlsKey: '/unused.key' })), 'GET', '/');
+    const tls = await req(createApp(defaultConfig({ tlsCert: '/unused.pem', tlsKey: '/unused.key' })).app, 'GET', '/');
     expect(tls.headers.get('strict-transport-security')).toBe('max-age=31536000');
   });
 });

@@ -4,8 +4,7 @@ import { afterAll, expect, test } from 'bun:test';
 import type { RtpPacket } from 'werift';
 import { type BenchPeer, benchPublisher, relayPeer } from '../../bench/relay-peers';
 import { startsKeyframe } from '../../src/relay/rtp';
-import { until } from '../cluster/helpers';
-import { type Running, startServer } from '../helpers';
+import { type Running, startServer, until } from '../helpers';
 import { scrape } from '../metrics/scrape';
 
 const KEYFRAME_INTERVAL_S = 10;
@@ -50,7 +49,7 @@ async function liveSession(config: Parameters<typeof startServer>[0]) {
   running.push(server);
   const publisher = await benchPublisher(server.url, 'cam', KBPS, { keyframeIntervalS: KEYFRAME_INTERVAL_S, honoursKeyframeRequests: false });
   peers.push(publisher);
-  await until('the publisher to be a second into its group of pictures', () => publisher.packets() >= perSecond, 15_000);
+  await until(() => publisher.packets() >= perSecond, 'the publisher to be a second into its group of pictures', 15_000);
   return { server, publisher };
 }
 
@@ -74,7 +73,7 @@ test('a viewer joining mid-GOP gets the cached keyframe at once; without the cac
 
   // The cached second of video and live packets after it, one sequence without a gap once the
   // viewer's NACKs (if any) are answered.
-  await until('the cached group of pictures and live packets after it', () => covered(withCache.packets) >= perSecond + 30, 15_000);
+  await until(() => covered(withCache.packets) >= perSecond + 30, 'the cached group of pictures and live packets after it', 15_000);
   // The publisher has sent no keyframe since the one before the viewer came, and ignored the PLI: the
   // keyframe the viewer got came from the server's cache.
   expect(cached.publisher.keyframes()).toBe(1);
@@ -92,7 +91,7 @@ test('a viewer joining mid-GOP gets the cached keyframe at once; without the cac
   expect(m.value('switchboard_relay_keyframe_cache_bytes')).toBeGreaterThan(KBPS * 125 * 0.9); // about a second of video at least
 
   // The control: nothing reaches the viewer until the publisher's next keyframe, seconds later.
-  await until('the first video packet without the cache', () => withoutCache.packets.length > 0, 20_000);
+  await until(() => withoutCache.packets.length > 0, 'the first video packet without the cache', 20_000);
   const controlFirst = withoutCache.packets[0];
   expect(controlFirst && startsKeyframe('vp8', controlFirst.packet.payload)).toBe(true);
   expect(control.publisher.keyframes()).toBe(2);

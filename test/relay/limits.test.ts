@@ -1,41 +1,32 @@
 // What an anonymous client can make the relay hold: candidates (their length and number), ICE restarts,
 // connections and their UDP sockets (made only once a stream is open), relay peers per process and per
 // address, and who may create relay sessions at all (RELAY_MODE).
-import { afterEach, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import { SignJWT } from 'jose';
-import { createApp } from '../../src/app';
 import { type Config, defaultConfig, loadConfig, relayMode } from '../../src/config';
 import { RelayEngine } from '../../src/relay/engine';
 import { MAX_CANDIDATE_LENGTH, MAX_REMOTE_CANDIDATES } from '../../src/relay/messages';
 import { udpSockets } from '../fixtures/udp-sockets';
-import { ManualClock, post, req, serversPerTest } from '../helpers';
+import { appsPerTest, ManualClock, post, req, serversPerTest, until } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
 import { openSocket } from '../ws-client';
 
-let apps: ReturnType<typeof createApp>[] = [];
-afterEach(() => {
-  for (const a of apps.splice(0)) a.decorator.signalling.shutdown();
-});
-const app = (config: Partial<Config> = {}, clock?: ManualClock) => {
-  const a = createApp(defaultConfig(config), clock ? { clock } : {});
-  apps.push(a);
-  return a;
-};
+const build = appsPerTest();
+const app = (config: Partial<Config> = {}, clock?: ManualClock) => build(config, clock ? { clock } : {});
 
 const candidate = (n: number) => ({ candidate: `candidate:${n} 1 udp 2122260223 192.0.2.9 ${50000 + n} typ host`, sdpMid: '0', sdpMLineIndex: 0 });
 
-/** Waits, polling, until `read()` is `expected` (werift closes its sockets asynchronously). */
-async function settles(read: () => number, expected: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (read() !== expected && Date.now() < deadline) await Bun.sleep(20);
+/** Waits until `read()` is `expected` (werift closes its sockets asynchronously), then checks it. */
+async function settles(read: () => number, expected: number): Promise<void> {
+  await until(() => read() === expected, `${expected} from ${read.toString()}`).catch(() => undefined);
   expect(read()).toBe(expected);
 }
 
 describe('candidates to switchboard', () => {
   test('an oversized candidate, sdpMid or usernameFragment, or an sdpMLineIndex that is no index, is a 400 naming the limit', async () => {
     const a = app();
-    await req(a, 'POST', '/register/r/cam?mode=relay');
-    const send = (payload: unknown) => req(a, 'POST', '/message/r/cam', { type: 'ice-candidate', target: 'switchboard', payload });
+    await req(a.app, 'POST', '/register/r/cam?mode=relay');
+    const send = (payload: unknown) => req(a.app, 'POST', '/message/r/cam', { type: 'ice-candidate', target: 'switchboard', payload });
     const long = `candidate:1 1 udp 2122260223 192.0.2.9 50000 typ host ${'x'.repeat(MAX_CANDIDATE_LENGTH)}`;
     for (const [payload, words] of [
       [{ candidate: long, sdpMid: '0' }, `at most ${MAX_CANDIDATE_LENGTH}`],
@@ -55,13 +46,17 @@ describe('candidates to switchboard', () => {
   const { listen, streams } = serversPerTest();
 
   test(`a connection takes ${MAX_REMOTE_CANDIDATES} candidates before the answer, then refuses each in its own answer; a restart starts anew`, async () => {
-    const { url, app: running } = listen();
+    const running = listen();
+    const { url } = running;
     await post(`${url}/register/r/cam?mode=relay`);
     const cam = await openEvents(`${url}/events/r/cam`);
     streams.push(cam);
     await cam.next(ofType('offer', 'switchboard'));
     const send = (type: string, payload?: unknown) =>
-      fetch(`${url}/message/r/cam`, { method: 'POST', body: JSON.stringify({ type, target: 'switchboard', payload }) }).then(async (r) => ({ status: r.status, body: await r.json() }));
+      fetch(`${url}/message/r/cam`, { method: 'POST', body: JSON.stringify({ type, target: 'switchboard', payload }) }).then(async (r) => ({
+        status: r.status,
+        body: await r.json(),
+      }));
     for (let n = 0; n < MAX_REMOTE_CANDIDATES; n++) expect((await send('ice-candidate', candidate(n))).status).toBe(200);
     const refused = await send('ice-candidate', candidate(999));
     expect(refused.status).toBe(429);
@@ -72,7 +67,7 @@ describe('candidates to switchboard', () => {
     expect((await send('ice-restart')).status).toBe(200);
     await cam.next(ofType('offer', 'switchboard'));
     expect((await send('ice-candidate', candidate(1000))).status).toBe(200);
-    expect(running.decorator.relay?.stats().connections).toBe(1);
+    expect(running.relay?.stats().connections).toBe(1);
   });
 });
 
@@ -113,8 +108,9 @@ describe('connections are made once the peer can be reached', () => {
   };
 
   test('registrations without a stream open no UDP socket; a stream opens one connection, a resumed stream no second, a takeover replaces it', async () => {
-    const { url, app: running } = listen();
-    const relay = running.decorator.relay;
+    const running = listen();
+    const { url } = running;
+    const relay = running.relay;
     const baseline = udpSockets();
     for (let i = 0; i < 10; i++) expect((await post(`${url}/register/idle-${i}/cam?mode=relay`)).status).toBe(200);
     await relay?.ready;
@@ -185,15 +181,16 @@ describe('a WebSocket is an event stream too', () => {
   const { listen } = serversPerTest();
 
   test("the connection is made when the peer's socket opens, and the offer comes over it", async () => {
-    const { url, app: running } = listen();
+    const running = listen();
+    const { url } = running;
     await post(`${url}/register/ws/cam?mode=relay`);
-    await running.decorator.relay?.ready;
-    expect(running.decorator.relay?.stats().connections).toBe(0);
+    await running.relay?.ready;
+    expect(running.relay?.stats().connections).toBe(0);
     const socket = await openSocket(`${url}/ws/ws/cam`);
     try {
       const offer = await socket.next((e) => e.type === 'offer' && e.senderId === 'switchboard');
       expect((offer.payload as { sdp: string }).sdp).toStartWith('v=0');
-      expect(running.decorator.relay?.stats().connections).toBe(1);
+      expect(running.relay?.stats().connections).toBe(1);
     } finally {
       socket.close();
     }
@@ -206,8 +203,8 @@ describe('relay peers per process and per address', () => {
   test('past MAX_RELAY_PEERS a 503 relay_full, past MAX_RELAY_PEERS_PER_IP a 429; leaving, timing out and closing give places back, a takeover keeps its own', async () => {
     const clock = new ManualClock();
     const a = app({ maxRelayPeers: 3, maxRelayPeersPerIp: 2, trustProxy: 1 }, clock);
-    const capacity = a.decorator.relayCapacity;
-    const register = (path: string, ip: string) => req(a, 'POST', `/register/${path}`, undefined, from(ip));
+    const capacity = a.relayCapacity;
+    const register = (path: string, ip: string) => req(a.app, 'POST', `/register/${path}`, undefined, from(ip));
     expect((await register('r/cam?mode=relay', '10.0.0.1')).status).toBe(200);
     expect((await register('r/v1', '10.0.0.1')).status).toBe(200);
     const perIp = await register('r/v2', '10.0.0.1');
@@ -228,10 +225,10 @@ describe('relay peers per process and per address', () => {
     expect(capacity?.size).toBe(3);
     expect([capacity?.heldBy('10.0.0.1'), capacity?.heldBy('10.0.0.3')]).toEqual([1, 1]);
     // Leaving gives the place back.
-    expect((await req(a, 'DELETE', '/register/r/v2')).status).toBe(200);
+    expect((await req(a.app, 'DELETE', '/register/r/v2')).status).toBe(200);
     expect((await register('other/cam?mode=relay', '10.0.0.4')).status).toBe(200);
     // Closing a session gives back all of its places, timing out each peer's.
-    expect((await req(a, 'DELETE', '/session/other')).status).toBe(200);
+    expect((await req(a.app, 'DELETE', '/session/other')).status).toBe(200);
     expect(capacity?.size).toBe(2);
     clock.advance(defaultConfig().peerTimeoutMs);
     expect(capacity?.size).toBe(0);
@@ -241,10 +238,10 @@ describe('relay peers per process and per address', () => {
 
   test('a RELAY_PORT_RANGE with fewer ports than MAX_RELAY_PEERS is the limit: one port per connection', async () => {
     const a = app({ relayPortRange: '40000-40001' });
-    expect(a.decorator.relayCapacity?.limit).toBe(2);
-    expect((await req(a, 'POST', '/register/r/cam?mode=relay')).status).toBe(200);
-    expect((await req(a, 'POST', '/register/r/v1')).status).toBe(200);
-    expect((await req(a, 'POST', '/register/r/v2')).body).toMatchObject({ error: 'relay_full', message: expect.stringContaining('RELAY_PORT_RANGE') });
+    expect(a.relayCapacity?.limit).toBe(2);
+    expect((await req(a.app, 'POST', '/register/r/cam?mode=relay')).status).toBe(200);
+    expect((await req(a.app, 'POST', '/register/r/v1')).status).toBe(200);
+    expect((await req(a.app, 'POST', '/register/r/v2')).body).toMatchObject({ error: 'relay_full', message: expect.stringContaining('RELAY_PORT_RANGE') });
   });
 });
 
@@ -269,37 +266,36 @@ describe('RELAY_MODE', () => {
 
   test('admin (the default with AUTH_MODE=token): the admin API creates relay sessions, ?mode=relay does not; peers join the one created', async () => {
     const a = app({ authMode: 'token', adminToken: 'a'.repeat(16) });
-    const refused = await req(a, 'POST', '/register/cam/dev?mode=relay');
+    const refused = await req(a.app, 'POST', '/register/cam/dev?mode=relay');
     expect(refused.status).toBe(403);
     expect(refused.body.message).toContain('RELAY_MODE=admin');
-    expect((await req(a, 'POST', '/sessions', { sessionId: 'cam', mode: 'relay' }, ADMIN)).status).toBe(201);
-    expect((await req(a, 'POST', '/register/cam/dev?mode=relay')).body).toMatchObject({ mode: 'relay', role: 'publisher' });
-    expect((await req(a, 'POST', '/register/cam/v1')).body.mode).toBe('relay');
+    expect((await req(a.app, 'POST', '/sessions', { sessionId: 'cam', mode: 'relay' }, ADMIN)).status).toBe(201);
+    expect((await req(a.app, 'POST', '/register/cam/dev?mode=relay')).body).toMatchObject({ mode: 'relay', role: 'publisher' });
+    expect((await req(a.app, 'POST', '/register/cam/v1')).body.mode).toBe('relay');
   });
 
   test('admin with JWTs: a "relay": true claim creates a relay session, a JWT without it joins one only', async () => {
     const a = app({ authMode: 'jwt', jwtSecret: JWT_SECRET });
     const bearer = async (claims: Record<string, unknown>) => ({ authorization: `Bearer ${await jwt(claims)}` });
-    const plain = await req(a, 'POST', '/register/cam/dev?mode=relay', undefined, await bearer({ session: 'cam', peer: 'dev', role: 'publisher' }));
+    const plain = await req(a.app, 'POST', '/register/cam/dev?mode=relay', undefined, await bearer({ session: 'cam', peer: 'dev', role: 'publisher' }));
     expect(plain.status).toBe(403);
     expect(plain.body.message).toContain('"relay" claim');
-    const allowed = await req(a, 'POST', '/register/cam/dev?mode=relay', undefined, await bearer({ session: 'cam', peer: 'dev', role: 'publisher', relay: true }));
+    const allowed = await req(a.app, 'POST', '/register/cam/dev?mode=relay', undefined, await bearer({ session: 'cam', peer: 'dev', role: 'publisher', relay: true }));
     expect(allowed.body).toMatchObject({ mode: 'relay', role: 'publisher' });
-    expect((await req(a, 'POST', '/register/cam/v1', undefined, await bearer({ session: 'cam', peer: 'v1', role: 'viewer' }))).body.mode).toBe('relay');
-    const odd = await req(a, 'POST', '/register/x/dev?mode=relay', undefined, await bearer({ session: 'x', peer: 'dev', role: 'publisher', relay: 'yes' }));
+    expect((await req(a.app, 'POST', '/register/cam/v1', undefined, await bearer({ session: 'cam', peer: 'v1', role: 'viewer' }))).body.mode).toBe('relay');
+    const odd = await req(a.app, 'POST', '/register/x/dev?mode=relay', undefined, await bearer({ session: 'x', peer: 'dev', role: 'publisher', relay: 'yes' }));
     expect(odd.status).toBe(401);
   });
 
   test('open with AUTH_MODE=token keeps anonymous relay sessions; off refuses them everywhere, naming RELAY_MODE', async () => {
     const open = app({ authMode: 'token', relayMode: 'open' });
-    expect((await req(open, 'POST', '/register/cam/dev?mode=relay')).body.mode).toBe('relay');
+    expect((await req(open.app, 'POST', '/register/cam/dev?mode=relay')).body.mode).toBe('relay');
     const off = app({ relayMode: 'off', adminToken: 'a'.repeat(16) });
-    expect(off.decorator.relay).toBeUndefined();
-    for (const res of [await req(off, 'POST', '/register/cam/dev?mode=relay'), await req(off, 'POST', '/sessions', { mode: 'relay' }, ADMIN)]) {
+    expect(off.relay).toBeUndefined();
+    for (const res of [await req(off.app, 'POST', '/register/cam/dev?mode=relay'), await req(off.app, 'POST', '/sessions', { mode: 'relay' }, ADMIN)]) {
       expect(res.status).toBe(400);
       expect(res.body.message).toContain('RELAY_MODE=off');
     }
-    expect((await req(off, 'POST', '/register/m/p')).body.mode).toBe('mesh');
+    expect((await req(off.app, 'POST', '/register/m/p')).body.mode).toBe('mesh');
   });
 });
-

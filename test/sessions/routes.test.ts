@@ -6,16 +6,25 @@ const offer = (target?: string) => ({ type: 'offer', payload: { type: 'offer', s
 
 describe('POST /register/:sessionId/:peerId', () => {
   test("creates the session, then joins it, answering in the seed's shape with the other peers", async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     const first = await req(app, 'POST', '/register/s1/device');
     expect(first.status).toBe(200);
-    expect(first.body).toEqual({ message: 'session registered successfully', sessionId: 's1', peerId: 'device', peers: [], token: expect.any(String), role: 'publisher', lastEventId: 0, mode: 'mesh' });
+    expect(first.body).toEqual({
+      message: 'session registered successfully',
+      sessionId: 's1',
+      peerId: 'device',
+      peers: [],
+      token: expect.any(String),
+      role: 'publisher',
+      lastEventId: 0,
+      mode: 'mesh',
+    });
     const second = await req(app, 'POST', '/register/s1/browser');
     expect(second.body.peers).toEqual(['device']);
   });
 
   test('accepts every character the id pattern allows, percent-encoded or not', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     const id = 'fleet.7_cam:01@acme|x~y-z';
     const res = await req(app, 'POST', `/register/${encodeURIComponent(id)}/${id}`);
     expect(res.status).toBe(200);
@@ -28,14 +37,14 @@ describe('POST /register/:sessionId/:peerId', () => {
     ['a slash', '/register/s%2F1/p'],
     ['an id of 129 characters', `/register/${'a'.repeat(129)}/p`],
   ])('refuses a session id with %s', async (_, path) => {
-    const res = await req(createApp(defaultConfig()), 'POST', path);
+    const res = await req(createApp(defaultConfig()).app, 'POST', path);
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_request');
     expect(res.body.message).toContain('sessionId');
   });
 
   test('MAX_SESSIONS answers 429 with Retry-After', async () => {
-    const app = createApp(defaultConfig({ maxSessions: 2 }));
+    const { app } = createApp(defaultConfig({ maxSessions: 2 }));
     await req(app, 'POST', '/register/a/p');
     await req(app, 'POST', '/register/b/p');
     const res = await req(app, 'POST', '/register/c/p');
@@ -46,7 +55,7 @@ describe('POST /register/:sessionId/:peerId', () => {
   });
 
   test('MAX_PEERS_PER_SESSION answers 409; re-registering a member still works', async () => {
-    const app = createApp(defaultConfig({ maxPeersPerSession: 2 }));
+    const { app } = createApp(defaultConfig({ maxPeersPerSession: 2 }));
     await req(app, 'POST', '/register/s/a');
     await req(app, 'POST', '/register/s/b');
     const res = await req(app, 'POST', '/register/s/c');
@@ -58,7 +67,7 @@ describe('POST /register/:sessionId/:peerId', () => {
 
 describe('POST /message/:sessionId/:peerId', () => {
   test('202 "Message queued" while the target has no open stream', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     await req(app, 'POST', '/register/s/b');
     const res = await req(app, 'POST', '/message/s/a', offer('b'));
@@ -67,7 +76,7 @@ describe('POST /message/:sessionId/:peerId', () => {
   });
 
   test('a body without Content-Type (plain fetch) is read as JSON', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     await req(app, 'POST', '/register/s/b');
     const response = await app.handle(new Request('http://localhost/message/s/a', { method: 'POST', body: new Blob([JSON.stringify(offer('b'))]) }));
@@ -91,7 +100,7 @@ describe('POST /message/:sessionId/:peerId', () => {
     ['an unknown target', { type: 'offer', target: 'zz' }, 404, 'target_not_found'],
     ['a body over 64 KiB', { type: 'offer', payload: 'x'.repeat(65 * 1024), target: 'b' }, 413, 'payload_too_large'],
   ])('refuses %s', async (_, body, status, error) => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     await req(app, 'POST', '/register/s/b');
     const res = await req(app, 'POST', '/message/s/a', body);
@@ -101,14 +110,14 @@ describe('POST /message/:sessionId/:peerId', () => {
   });
 
   test('validation errors name the field', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     expect((await req(app, 'POST', '/message/s/a', { type: 5 })).body.message).toContain('type');
     expect((await req(app, 'POST', '/message/s/a', { type: 'x', target: '' })).body.message).toContain('target');
   });
 
   test('a body just under 64 KiB is accepted', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     await req(app, 'POST', '/register/s/b');
     const body = JSON.stringify({ type: 'offer', payload: 'x'.repeat(64 * 1024 - 100), target: 'b' });
@@ -117,7 +126,7 @@ describe('POST /message/:sessionId/:peerId', () => {
   });
 
   test('a chunked body over 64 KiB is refused without reading it all', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     let pulled = 0;
     const body = new ReadableStream<Uint8Array>({
@@ -133,14 +142,14 @@ describe('POST /message/:sessionId/:peerId', () => {
   });
 
   test('unknown sender or session → 404', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     expect((await req(app, 'POST', '/message/nope/a', offer())).body.error).toBe('session_not_found');
     await req(app, 'POST', '/register/s/a');
     expect((await req(app, 'POST', '/message/s/ghost', offer('a'))).body.error).toBe('peer_not_found');
   });
 
   test('MAX_QUEUE held messages, then 429 queue_full with Retry-After; nothing is dropped silently', async () => {
-    const app = createApp(defaultConfig({ maxQueue: 3 }));
+    const { app } = createApp(defaultConfig({ maxQueue: 3 }));
     await req(app, 'POST', '/register/s/a');
     await req(app, 'POST', '/register/s/b');
     for (let i = 0; i < 3; i++) expect((await req(app, 'POST', '/message/s/a', offer('b'))).status).toBe(202);
@@ -151,7 +160,7 @@ describe('POST /message/:sessionId/:peerId', () => {
   });
 
   test('without a target a message goes to every other peer', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     await req(app, 'POST', '/register/s/b');
     await req(app, 'POST', '/register/s/c');
@@ -160,7 +169,7 @@ describe('POST /message/:sessionId/:peerId', () => {
 
   test('a broadcast reaches no one when one target is full', async () => {
     // Held events count server events too: a holds new-peer(b) and new-peer(c), b holds new-peer(c).
-    const app = createApp(defaultConfig({ maxQueue: 2 }));
+    const { app } = createApp(defaultConfig({ maxQueue: 2 }));
     for (const p of ['a', 'b', 'c']) await req(app, 'POST', `/register/s/${p}`);
     const res = await req(app, 'POST', '/message/s/c', { type: 'hello' });
     expect(res.status).toBe(429);
@@ -173,7 +182,7 @@ describe('POST /message/:sessionId/:peerId', () => {
 
 describe('DELETE routes', () => {
   test("a leave carrying an earlier registration's token does not remove the newer one (a reload's late unload)", async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     const old = (await req(app, 'POST', '/register/s/a')).body.token;
     const current = (await req(app, 'POST', '/register/s/a')).body.token;
     const late = await req(app, 'DELETE', '/register/s/a', undefined, { authorization: `Bearer ${old}` });
@@ -183,7 +192,7 @@ describe('DELETE routes', () => {
   });
 
   test('DELETE /register removes the peer; the last one out removes the session', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     await req(app, 'POST', '/register/s/b');
     expect((await req(app, 'DELETE', '/register/s/a')).status).toBe(200);
@@ -194,7 +203,7 @@ describe('DELETE routes', () => {
   });
 
   test('DELETE /session ends it; later requests for it → 404', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     expect((await req(app, 'DELETE', '/session/s')).body).toEqual({ message: 'session closed' });
     expect((await req(app, 'POST', '/message/s/a', offer())).status).toBe(404);
@@ -204,13 +213,13 @@ describe('DELETE routes', () => {
 
 describe('every other error', () => {
   test('an unknown route is a JSON 404', async () => {
-    const res = await req(createApp(defaultConfig()), 'GET', '/nope');
+    const res = await req(createApp(defaultConfig()).app, 'GET', '/nope');
     expect(res.status).toBe(404);
     expect(res.body).toEqual({ error: 'not_found', message: 'no route for GET /nope' });
   });
 
   test('GET /events for an unregistered peer is a JSON 404, not a stream', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     const res = await req(app, 'GET', '/events/s/b');
     expect(res.status).toBe(404);
@@ -218,7 +227,7 @@ describe('every other error', () => {
   });
 
   test('a Last-Event-ID that is not an event id → 400', async () => {
-    const app = createApp(defaultConfig());
+    const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');
     const res = await req(app, 'GET', '/events/s/a', undefined, { 'last-event-id': 'abc' });
     expect(res.status).toBe(400);
@@ -228,13 +237,13 @@ describe('every other error', () => {
 
 describe('CORS', () => {
   test('by default any origin, never with credentials', async () => {
-    const res = await req(createApp(defaultConfig()), 'GET', '/iceServers', undefined, { origin: 'https://dash.example' });
+    const res = await req(createApp(defaultConfig()).app, 'GET', '/iceServers', undefined, { origin: 'https://dash.example' });
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
     expect(res.headers.get('access-control-allow-credentials')).toBeNull();
   });
 
   test('CORS_ORIGINS narrows it to the list', async () => {
-    const app = createApp(defaultConfig({ corsOrigins: ['https://dash.example'] }));
+    const { app } = createApp(defaultConfig({ corsOrigins: ['https://dash.example'] }));
     const allowed = await req(app, 'GET', '/iceServers', undefined, { origin: 'https://dash.example' });
     expect(allowed.headers.get('access-control-allow-origin')).toBe('https://dash.example');
     const other = await req(app, 'GET', '/iceServers', undefined, { origin: 'https://evil.example' });
@@ -242,7 +251,7 @@ describe('CORS', () => {
   });
 
   test('a preflight for POST /message is answered', async () => {
-    const res = await req(createApp(defaultConfig()), 'OPTIONS', '/message/s/a', undefined, {
+    const res = await req(createApp(defaultConfig()).app, 'OPTIONS', '/message/s/a', undefined, {
       origin: 'https://dash.example',
       'access-control-request-method': 'POST',
       'access-control-request-headers': 'content-type',

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from 'bun:test';
 import net from 'node:net';
-import { ManualClock, post, type Running, startServer } from '../helpers';
+import { ManualClock, post, type Running, startServer, until } from '../helpers';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
 
 let running: Running[] = [];
@@ -21,15 +21,6 @@ async function events(url: string, init?: Parameters<typeof openEvents>[1]) {
   const s = await openEvents(url, init);
   streams.push(s);
   return s;
-}
-
-/** Waits until `probe` holds, checking every few milliseconds: for server-side effects with no event to wait on. */
-async function until(probe: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await Bun.sleep(5);
-  }
 }
 
 /** These tests flood one peer on purpose: the message rate limits would answer before the queue does. */
@@ -356,7 +347,7 @@ describe('a slow reader', () => {
     // socket, a keep-alive connection, may stay open.
     socket.resume();
     const ended = () => received.includes('\r\n0\r\n\r\n');
-    await Promise.race([closed, until(ended, 10_000)]);
+    await Promise.race([closed, until(ended, 'the stream to end')]);
     socket.destroy();
 
     // The client resumes from the last complete event it read (the cut may have left half of one).

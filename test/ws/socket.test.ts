@@ -1,7 +1,7 @@
 // The WebSocket transport against a real listener, with real WebSocket, SSE and raw TCP clients. The browser
 // side (two Chromium pages over ?transport=ws) belongs with the end-to-end browser tests.
 import { afterEach, describe, expect, test } from 'bun:test';
-import { ManualClock, post, type Running, startServer } from '../helpers';
+import { ManualClock, post, type Running, startServer, until } from '../helpers';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
 import { type Frame, isType, openSocket, type WsConnection } from '../ws-client';
 import { openRawSocket } from '../ws-raw';
@@ -30,15 +30,6 @@ async function events(url: string, init?: Parameters<typeof openEvents>[1]) {
   const s = await openEvents(url, init);
   opened.push(s);
   return s;
-}
-
-/** Waits until `probe` holds: for server-side effects with no frame to wait on. */
-async function until(probe: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await Bun.sleep(5);
-  }
 }
 
 const candidate = (n: number) => ({ candidate: `candidate:${n} 1 udp 2122260223 10.0.0.${n} 5${n}000 typ host`, sdpMid: '0', sdpMLineIndex: 0 });

@@ -1,19 +1,10 @@
-// The seed's HTTP + Server-Sent Events transport: GET /iceServers, POST /register, POST /message,
+// The seed's HTTP + Server-Sent Events transport: POST /register, GET /iceServers, POST /message,
 // EventSource on /events, DELETE /register on leave; or, with the `ws` transport, one WebSocket on /ws for
 // the events and the messages, POST /message only while it is down. It keeps one peer registered through stream drops:
 // EventSource resumes by itself with Last-Event-ID; when the server refuses that (the id was taken over,
 // the resume window is gone, the peer timed out) this class finds out why and registers again if it should.
-
-/** An event as the server sends it. */
-export interface Signal {
-  type: string;
-  senderId?: string;
-  payload?: unknown;
-  time?: string;
-}
-
-/** The state of the event stream, as the page shows it. */
-export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+import { Emitter } from './emitter';
+import type { IceServer, SessionMode, Signal, Signalling, SignallingEvents, SignallingOptions, StreamState, Transport } from './switchboard';
 
 /** A request the server refused, with its error code (`session_full`, `peer_not_found`, …). */
 export class ApiError extends Error {
@@ -32,42 +23,32 @@ export class UnreachableError extends Error {
   override name = 'UnreachableError';
 }
 
-export interface ChannelEvents {
-  /** Every event but `ping`, in the order the server sent them. */
-  signal(signal: Signal): void;
-  stream(state: StreamState, detail?: string): void;
-  /** The peer was registered anew (its old registration could not be resumed): renegotiate with `peers`. */
-  registered(peers: string[]): void;
-  log(text: string): void;
-}
-
 const MAX_BACKOFF_MS = 30_000;
 
-/** How events arrive and messages leave: the seed's SSE + POST, or one WebSocket. */
-export type Transport = 'sse' | 'ws';
-
-/** How media flows in the session: peer to peer, or through the server (`switchboard`). */
-export type SessionMode = 'mesh' | 'relay';
-
-/** What POST /register asks for: the mode of a session it creates, and this peer's role. */
-export interface RegisterOptions {
-  mode?: SessionMode;
-  role?: 'publish' | 'view';
+/**
+ * Where the server is when the caller does not say: the origin this module was loaded from (a dashboard
+ * importing https://server/sdk/switchboard.js), else the page's.
+ */
+export function defaultServer(): string {
+  const here = new URL(import.meta.url);
+  if (here.protocol === 'http:' || here.protocol === 'https:') return here.origin;
+  if (typeof location !== 'undefined') return location.origin;
+  throw new Error('no server to connect to: pass `server` (its origin, like https://signal.example.com)');
 }
 
-export class SignalChannel {
+export class SignalChannel implements Signalling {
   /** Stream reconnects that resumed with Last-Event-ID. */
   resumes = 0;
   /** Times the peer had to register again. */
   reRegistrations = 0;
   /** The session's mode, as the last registration reported it. */
   mode: SessionMode = 'mesh';
-  private events: EventSource | undefined;
+  private source: EventSource | undefined;
   private socket: WebSocket | undefined;
   /** Where the stream resumes from: the last event id seen, or the one POST /register gave. */
   private lastEventId: string | undefined;
   /** This registration's token: it authorises the peer's other requests, and marks a leave as ours. */
-  private token: string | undefined;
+  private ownToken: string | undefined;
   private state: StreamState = 'closed';
   private ended = false;
   /** Registered at least once, and whether `leave()` was called. */
@@ -80,28 +61,54 @@ export class SignalChannel {
   /** POSTs go out one at a time: the server keeps the order in which they were answered. */
   private sending: Promise<unknown> = Promise.resolve();
   private readonly path: string;
+  private readonly events = new Emitter<SignallingEvents>();
+  private readonly origin: string;
+  readonly sessionId: string;
+  readonly peerId: string;
+  readonly transport: Transport;
 
-  constructor(
-    readonly sessionId: string,
-    readonly peerId: string,
-    private readonly on: ChannelEvents,
-    private readonly origin = '',
-    readonly transport: Transport = 'sse',
-    private readonly options: RegisterOptions = {},
-  ) {
-    this.path = `${encodeURIComponent(sessionId)}/${encodeURIComponent(peerId)}`;
+  constructor(private readonly options: SignallingOptions) {
+    this.sessionId = options.session;
+    this.peerId = options.peer;
+    this.transport = options.transport ?? 'sse';
+    if (this.transport === 'sse' && typeof EventSource === 'undefined') {
+      throw new Error("this runtime has no EventSource: use transport 'ws'");
+    }
+    this.origin = (options.server ?? defaultServer()).replace(/\/+$/, '');
+    this.path = `${encodeURIComponent(this.sessionId)}/${encodeURIComponent(this.peerId)}`;
     // A reload of this tab presents the token of the registration it replaces: with AUTH_MODE=token
     // that is what lets it take its own id over at once, rather than after the peer timeout.
-    this.token = tabStorage()?.getItem(this.storageKey) ?? undefined;
+    this.ownToken = tabStorage()?.getItem(this.storageKey) ?? undefined;
+  }
+
+  on<K extends keyof SignallingEvents>(type: K, listener: (event: SignallingEvents[K]) => void): () => void {
+    return this.events.on(type, listener);
+  }
+
+  get peerToken(): string | undefined {
+    return this.ownToken;
+  }
+
+  get streamState(): StreamState {
+    return this.state;
+  }
+
+  private log(message: string): void {
+    this.events.emit('log', { message });
   }
 
   private get storageKey(): string {
     return `switchboard:${this.path}`;
   }
 
-  /** `GET /iceServers`: one RTCIceServer, as the seed gives it. */
-  async iceServers(): Promise<RTCIceServer> {
-    const answer = (await this.request('GET', `/iceServers?peerId=${encodeURIComponent(this.peerId)}`)) as RTCIceServer & { ttl?: number };
+  /**
+   * `GET /iceServers`: one RTCIceServer, as the seed gives it. Once registered the request carries the
+   * peer token: outside AUTH_MODE=open TURN credentials are handed out only with it.
+   */
+  async iceServers(): Promise<IceServer> {
+    // The session and the peer that the token proves, so that the TURN username names this peer.
+    const query = new URLSearchParams({ sessionId: this.sessionId, peerId: this.peerId });
+    const answer = (await this.request('GET', `/iceServers?${query}`)) as IceServer & { ttl?: number };
     const { urls, username, credential } = answer;
     return username === undefined ? { urls } : { urls, username, credential };
   }
@@ -112,10 +119,17 @@ export class SignalChannel {
     if (this.options.mode) query.set('mode', this.options.mode);
     if (this.options.role) query.set('role', this.options.role);
     const search = query.size ? `?${query}` : '';
-    const answer = (await this.request('POST', `/register/${this.path}${search}`)) as { peers?: string[]; token?: string; lastEventId?: number; mode?: SessionMode };
+    // A credential the caller was given (a join token, a JWT) registers; a reload's own token takes the id over.
+    const bearer = this.options.token ?? this.ownToken;
+    const answer = (await this.request('POST', `/register/${this.path}${search}`, undefined, bearer)) as {
+      peers?: string[];
+      token?: string;
+      lastEventId?: number;
+      mode?: SessionMode;
+    };
     this.registered = true;
     this.mode = answer.mode ?? 'mesh';
-    this.token = answer.token;
+    this.ownToken = answer.token;
     if (answer.token !== undefined) tabStorage()?.setItem(this.storageKey, answer.token);
     // Opening the first stream from this id means even its loss before the first event loses nothing.
     this.lastEventId = answer.lastEventId === undefined ? undefined : String(answer.lastEventId);
@@ -162,8 +176,8 @@ export class SignalChannel {
   end(): void {
     this.ended = true;
     clearTimeout(this.retryTimer);
-    this.events?.close();
-    this.events = undefined;
+    this.source?.close();
+    this.source = undefined;
     this.socket?.close();
     this.socket = undefined;
     this.setState('closed');
@@ -176,7 +190,7 @@ export class SignalChannel {
         return;
       } catch (e) {
         if (!(e instanceof ApiError) || e.status !== 429 || attempt >= 4 || this.ended) throw e;
-        this.on.log(`${target} is not reading its messages (${e.message}); sending ${type} again in a moment`);
+        this.log(`${target} is not reading its messages (${e.message}); sending ${type} again in a moment`);
         await new Promise((resolve) => setTimeout(resolve, 1000 * (attempt + 1)));
       }
     }
@@ -184,40 +198,40 @@ export class SignalChannel {
 
   private connect(lastEventId: string | undefined): void {
     if (this.transport === 'ws') return this.connectSocket(lastEventId);
-    this.events?.close();
+    this.source?.close();
     const events = new EventSource(`${this.origin}/events/${this.path}${this.streamQuery(lastEventId)}`);
-    this.events = events;
+    this.source = events;
     this.setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
     events.onopen = () => {
-      if (this.events !== events) return;
+      if (this.source !== events) return;
       if (this.resuming) {
         this.resuming = false;
         this.resumes++;
-        this.on.log(`event stream back, resumed after event ${this.lastEventId ?? '(none)'}: nothing to renegotiate`);
+        this.log(`event stream back, resumed after event ${this.lastEventId ?? '(none)'}: nothing to renegotiate`);
       }
       this.backoffMs = 1000;
       this.setState('open');
     };
     events.onmessage = (e: MessageEvent<string>) => {
-      if (this.events !== events) return;
+      if (this.source !== events) return;
       this.lastEventId = e.lastEventId;
       let signal: Signal;
       try {
         signal = JSON.parse(e.data) as Signal;
       } catch {
-        this.on.log(`ignored an event that is not JSON: ${e.data.slice(0, 80)}`);
+        this.log(`ignored an event that is not JSON: ${e.data.slice(0, 80)}`);
         return;
       }
       if (signal.type === 'session-closed') this.end();
-      if (signal.type !== 'ping') this.on.signal(signal);
+      if (signal.type !== 'ping') this.events.emit('signal', signal);
     };
     events.onerror = () => {
-      if (this.events !== events || this.ended) return;
+      if (this.source !== events || this.ended) return;
       if (events.readyState === EventSource.CONNECTING) {
         // The browser reconnects by itself and sends Last-Event-ID (or, before any event arrived, the
         // URL still carries the registration's ?lastEventId=): the server replays what was missed.
         this.resuming = true;
-        if (this.state !== 'reconnecting') this.on.log(`event stream lost after event ${this.lastEventId ?? '(none)'}; reconnecting`);
+        if (this.state !== 'reconnecting') this.log(`event stream lost after event ${this.lastEventId ?? '(none)'}; reconnecting`);
         this.setState('reconnecting', 'the event stream dropped; reconnecting');
         return;
       }
@@ -235,16 +249,18 @@ export class SignalChannel {
    */
   private connectSocket(lastEventId: string | undefined): void {
     this.socket?.close();
-    const base = (this.origin || location.origin).replace(/^http/, 'ws');
+    const base = this.origin.replace(/^http/, 'ws');
     const socket = new WebSocket(`${base}/ws/${this.path}${this.streamQuery(lastEventId)}`);
     this.socket = socket;
     this.setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
+    let opened = false;
     socket.onopen = () => {
       if (this.socket !== socket) return;
+      opened = true;
       if (this.resuming) {
         this.resuming = false;
         this.resumes++;
-        this.on.log(`socket back, resumed after event ${this.lastEventId ?? '(none)'}: nothing to renegotiate`);
+        this.log(`socket back, resumed after event ${this.lastEventId ?? '(none)'}: nothing to renegotiate`);
       }
       this.backoffMs = 1000;
       this.setState('open');
@@ -255,28 +271,30 @@ export class SignalChannel {
       try {
         frame = JSON.parse(e.data);
       } catch {
-        this.on.log(`ignored a frame that is not JSON: ${String(e.data).slice(0, 80)}`);
+        this.log(`ignored a frame that is not JSON: ${String(e.data).slice(0, 80)}`);
         return;
       }
       if (typeof frame.type !== 'string') {
-        if ((frame.status ?? 0) >= 400) this.on.log(`the server refused a message: ${frame.error}: ${frame.message}`);
+        if ((frame.status ?? 0) >= 400) this.log(`the server refused a message: ${frame.error}: ${frame.message}`);
         return;
       }
       const { id, ...signal } = frame;
       this.lastEventId = String(id);
       if (signal.type === 'session-closed') this.end();
-      if (signal.type !== 'ping') this.on.signal(signal);
+      if (signal.type !== 'ping') this.events.emit('signal', signal);
     };
     socket.onclose = (e: CloseEvent) => {
       if (this.socket !== socket || this.ended) return;
       this.socket = undefined;
-      if (e.code >= 4000) {
-        this.setState('reconnecting', `the server refused the socket (${e.reason})`);
+      // A refused upgrade (an HTTP 404 for a peer the server forgot, say) ends without opening, as 1006:
+      // ask why, as for a socket the server closed with a reason.
+      if (e.code >= 4000 || !opened) {
+        this.setState('reconnecting', e.code >= 4000 ? `the server refused the socket (${e.reason})` : 'the server refused the socket');
         void this.recover();
         return;
       }
       this.resuming = true;
-      this.on.log(`socket lost (${e.code}) after event ${this.lastEventId ?? '(none)'}; reconnecting`);
+      this.log(`socket lost (${e.code}) after event ${this.lastEventId ?? '(none)'}; reconnecting`);
       this.setState('reconnecting', 'the socket dropped; reconnecting');
       clearTimeout(this.retryTimer);
       this.retryTimer = setTimeout(() => {
@@ -297,7 +315,7 @@ export class SignalChannel {
     try {
       why = await this.probe();
     } catch (e) {
-      this.on.log(`${(e as Error).message}; trying again in ${this.backoffMs / 1000} s`);
+      this.log(`${(e as Error).message}; trying again in ${this.backoffMs / 1000} s`);
       this.setState('reconnecting', (e as Error).message);
       this.retryLater();
       return;
@@ -309,17 +327,17 @@ export class SignalChannel {
       return;
     }
     if (why.code === 'superseded') {
-      this.on.log('another page registered with this peer id and took it over; this page stops');
+      this.log('another page registered with this peer id and took it over; this page stops');
       this.end();
-      this.on.stream('closed', `another page joined session ${this.sessionId} as ${this.peerId} and took over`);
+      this.events.emit('stream', { state: 'closed', detail: `another page joined session ${this.sessionId} as ${this.peerId} and took over` });
       return;
     }
     if (why.code === 'resume_gap' || why.code === 'peer_not_found' || why.code === 'session_not_found') {
-      this.on.log(`cannot resume (${why.message}); registering again`);
+      this.log(`cannot resume (${why.message}); registering again`);
       await this.registerAgain();
       return;
     }
-    this.on.log(`the server answered the event stream with ${why.status} ${why.code}: ${why.message}; trying again in ${this.backoffMs / 1000} s`);
+    this.log(`the server answered the event stream with ${why.status} ${why.code}: ${why.message}; trying again in ${this.backoffMs / 1000} s`);
     this.retryLater();
   }
 
@@ -332,9 +350,9 @@ export class SignalChannel {
       this.reRegistrations++;
       this.resuming = false;
       this.connect(this.lastEventId);
-      this.on.registered(peers);
+      this.events.emit('registered', { peers });
     } catch (e) {
-      this.on.log(`registering again failed: ${(e as Error).message}; trying again in ${this.backoffMs / 1000} s`);
+      this.log(`registering again failed: ${(e as Error).message}; trying again in ${this.backoffMs / 1000} s`);
       this.retryLater();
     }
   }
@@ -348,7 +366,7 @@ export class SignalChannel {
     try {
       response = await fetch(`${this.origin}/events/${this.path}${this.streamQuery(this.lastEventId)}`, { signal: abort.signal });
     } catch {
-      throw new UnreachableError(`cannot reach the signalling server at ${this.origin || location.origin}`);
+      throw new UnreachableError(`cannot reach the signalling server at ${this.origin}`);
     }
     if (response.ok) {
       abort.abort();
@@ -365,13 +383,13 @@ export class SignalChannel {
   private streamQuery(lastEventId: string | undefined): string {
     const query = new URLSearchParams();
     if (lastEventId !== undefined) query.set('lastEventId', lastEventId);
-    if (this.token !== undefined) query.set('token', this.token);
+    if (this.ownToken !== undefined) query.set('token', this.ownToken);
     const text = query.toString();
     return text ? `?${text}` : '';
   }
 
   private authorization(): Record<string, string> {
-    return this.token === undefined ? {} : { authorization: `Bearer ${this.token}` };
+    return this.ownToken === undefined ? {} : { authorization: `Bearer ${this.ownToken}` };
   }
 
   private retryLater(): void {
@@ -383,20 +401,20 @@ export class SignalChannel {
   private setState(state: StreamState, detail?: string): void {
     if (state === this.state && detail === undefined) return;
     this.state = state;
-    this.on.stream(state, detail);
+    this.events.emit('stream', { state, detail });
   }
 
   /** One API call; errors become `ApiError` (the server's own words) or `UnreachableError`. */
-  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+  private async request(method: string, path: string, body?: unknown, bearer = this.ownToken): Promise<unknown> {
     let response: Response;
     try {
       response = await fetch(`${this.origin}${path}`, {
         method,
         body: body === undefined ? undefined : JSON.stringify(body),
-        headers: { ...this.authorization(), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: { ...(bearer === undefined ? {} : { authorization: `Bearer ${bearer}` }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       });
     } catch {
-      throw new UnreachableError(`cannot reach the signalling server at ${this.origin || location.origin} (${method} ${path.split('?')[0]})`);
+      throw new UnreachableError(`cannot reach the signalling server at ${this.origin} (${method} ${path.split('?')[0]})`);
     }
     const text = await response.text();
     let json: { error?: string; message?: string } | undefined;

@@ -1,37 +1,7 @@
 // What getStats says about one connection, reduced to what a person checking a deployment looks at:
 // which path the media takes (the selected candidate pair), how much flows, how smooth, how far.
 
-export type CandidateType = 'host' | 'srflx' | 'prflx' | 'relay';
-
-export interface SelectedPair {
-  local: CandidateType | string;
-  remote: CandidateType | string;
-  /** udp or tcp, between this browser and the first hop (the TURN server, with a relay). */
-  protocol: string;
-  /** Address and port of each end, as far as the browser reveals them. */
-  localAddress: string;
-  remoteAddress: string;
-  /** For a relay candidate: how this browser reaches its TURN server (udp, tcp, tls). */
-  relayProtocol?: string;
-}
-
-export interface LinkStats {
-  pair?: SelectedPair;
-  /** Round-trip time of the selected pair, ms. */
-  rttMs?: number;
-  /** RTP bytes per second received and sent, as kbit/s. */
-  inKbps: number;
-  outKbps: number;
-  /** Received video. */
-  framesDecoded: number;
-  framesPerSecond?: number;
-  frameWidth?: number;
-  frameHeight?: number;
-  /** Sent video. */
-  framesSent: number;
-  sentFramesPerSecond?: number;
-  packetsLost: number;
-}
+import type { PeerStats } from './switchboard';
 
 /** Counters from the previous reading, for rates. */
 export interface StatsSnapshot {
@@ -45,11 +15,13 @@ type Report = Record<string, unknown> & { id: string; type: string; timestamp: n
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
 /** Reads the connection's stats; rates are computed against `previous`. */
-export async function readStats(pc: RTCPeerConnection, previous?: StatsSnapshot): Promise<{ stats: LinkStats; snapshot: StatsSnapshot }> {
+export async function readStats(pc: RTCPeerConnection, previous?: StatsSnapshot): Promise<{ stats: PeerStats; snapshot: StatsSnapshot }> {
   const reports = new Map<string, Report>();
-  (await pc.getStats()).forEach((r: Report) => reports.set(r.id, r));
+  (await pc.getStats()).forEach((r: Report) => {
+    reports.set(r.id, r);
+  });
 
-  const stats: LinkStats = { inKbps: 0, outKbps: 0, framesDecoded: 0, framesSent: 0, packetsLost: 0 };
+  const stats: PeerStats = { inKbps: 0, outKbps: 0, framesDecoded: 0, framesSent: 0, packetsLost: 0 };
   let bytesIn = 0;
   let bytesOut = 0;
   let at = 0;

@@ -1,17 +1,18 @@
-// One RTCPeerConnection with one remote peer: offer/answer, trickle ICE with candidates held until the
-// remote description is there, ICE restart when the connection fails, and the reasons it failed.
-import { type LinkStats, readStats, type StatsSnapshot } from './stats';
-
-export interface CandidateError {
-  url: string;
-  errorCode: number;
-  errorText: string;
-}
+// One RTCPeerConnection with one remote peer: perfect negotiation (either side may offer; on a
+// collision the polite side gives way), trickle ICE with candidates held until the remote description is
+// there, ICE restart when the connection fails, and the reasons it failed.
+import { readStats, type StatsSnapshot } from './stats';
+import type { CandidateError, PeerStats } from './switchboard';
 
 export interface PeerLinkOptions {
   remoteId: string;
-  /** This side makes the offers (and ICE restarts); the other side only answers. */
+  /** This side makes the first offer (with its media); the other side answers it. */
   offers: boolean;
+  /**
+   * This side may offer later too (an ICE restart): both sides of a mesh connection may. The server's peer
+   * in a relay session takes no offers: there, this side asks it to restart (`ice-restart`).
+   */
+  mayOffer: boolean;
   /** On an offer collision (both sides offered), the polite side gives way; the other ignores the offer. */
   polite: boolean;
   config: RTCConfiguration;
@@ -49,7 +50,9 @@ export class PeerLink {
   readonly counts = { offersSent: 0, offersReceived: 0, answersSent: 0, answersReceived: 0, iceRestarts: 0 };
   /** Why the connection failed, in plain words; cleared when it connects. */
   failure: string | undefined;
-  stats: LinkStats | undefined;
+  stats: PeerStats | undefined;
+  /** Between createOffer and setLocalDescription: an offer arriving then is a collision. */
+  private makingOffer = false;
   private snapshot: StatsSnapshot | undefined;
   private disconnectedTimer: ReturnType<typeof setTimeout> | undefined;
   private restartsInARow = 0;
@@ -97,8 +100,12 @@ export class PeerLink {
   /** Creates and sends an offer (with new ICE credentials for a restart). */
   async offer(iceRestart = false): Promise<void> {
     const { pc } = this;
-    const offer = await pc.createOffer({ iceRestart });
-    await pc.setLocalDescription(offer);
+    this.makingOffer = true;
+    try {
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart }));
+    } finally {
+      this.makingOffer = false;
+    }
     this.counts.offersSent++;
     await this.signal('offer', pc.localDescription);
   }
@@ -106,13 +113,13 @@ export class PeerLink {
   async handleOffer(description: RTCSessionDescriptionInit): Promise<void> {
     const { pc } = this;
     this.counts.offersReceived++;
-    if (pc.signalingState !== 'stable') {
+    if (this.makingOffer || pc.signalingState !== 'stable') {
       if (!this.options.polite) {
         this.options.log(`${this.remoteId}: both sides offered at once; keeping ours, ignoring theirs`);
         return;
       }
       this.options.log(`${this.remoteId}: both sides offered at once; taking theirs`);
-      await pc.setLocalDescription({ type: 'rollback' });
+      if (pc.signalingState !== 'stable') await pc.setLocalDescription({ type: 'rollback' });
     }
     await pc.setRemoteDescription(description);
     await this.applyHeld();
@@ -142,8 +149,12 @@ export class PeerLink {
     await this.addCandidate(candidate);
   }
 
-  /** Restarts ICE: the offerer sends a new offer; the other side asks the offerer to. */
-  async restartIce(reason: string): Promise<void> {
+  /**
+   * Restarts ICE: a new offer with new credentials, or a request that the other side offer one
+   * (`ice-restart`). On its own the side that offered first restarts and the other asks it to, so that
+   * both sides do not offer at once; `offer` makes this side offer, where the other side takes offers.
+   */
+  async restartIce(reason: string, offer = this.options.offers): Promise<void> {
     if (this.closed) return;
     if (this.restartsInARow >= MAX_RESTARTS) {
       this.options.log(`${this.remoteId}: ${MAX_RESTARTS} ICE restarts did not help; giving up on this connection`);
@@ -165,7 +176,7 @@ export class PeerLink {
     } catch (e) {
       this.options.log(`${this.remoteId}: could not renew the ICE servers (${(e as Error).message}); restarting with the old ones`);
     }
-    if (this.options.offers) await this.offer(true);
+    if (offer && this.options.mayOffer) await this.offer(true);
     else await this.signal('ice-restart', { reason });
   }
 
@@ -277,7 +288,9 @@ export function candidateType(line: string): string | undefined {
 }
 
 function describeCounts(counts: Record<string, number>): string {
-  return Object.entries(counts).map(([type, n]) => `${type} ${n}`).join(', ');
+  return Object.entries(counts)
+    .map(([type, n]) => `${type} ${n}`)
+    .join(', ');
 }
 
 function describeCandidateError(e: CandidateError): string {

@@ -1,19 +1,23 @@
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/delivery';
-import { type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
-import { SignalError } from '../errors';
+import { countMessage, type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
+import { eventSize, fromPeer, peerNotice, serverSignal } from '../delivery/rules';
+import { refusals, SignalError } from '../errors';
+import { AddressHoldings, type HoldingsConfig } from '../limits/address-holdings';
+import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
 import type { RelayCapacity } from '../relay/capacity';
-import type { Admit, RegisterOrigin, Registration, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
+import type { Admit, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
 import type { SessionEvent, SessionListener } from './events';
-import { SERVER_EVENT_TYPES, type SignalBody } from './model';
-import { reservedPeer, SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
+import type { SignalBody } from './model';
+import { checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, sees, serverEvents, serverPeerEvent, type Visible } from './rules';
+import { SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
 import type { PeerAuth, PeerRecord, Role, Session, SessionStore } from './store';
 
 export type { Admit } from './backend';
 
-export type SignallingConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession'>;
+export type SignallingConfig = Pick<Config, 'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession'> & HoldingsConfig;
 
 export interface SignallingDeps {
   store: SessionStore;
@@ -32,11 +36,10 @@ export interface SignallingDeps {
   negotiation?: { meshSignal(sessionId: string, from: string, to: string, type: string): void };
 }
 
-const SESSION_CLOSED = JSON.stringify({ type: 'session-closed' });
-const serverEvent = (type: 'new-peer' | 'peer-left', senderId: string) => JSON.stringify({ type, senderId });
 /** What peers of a relay session send to each other instead of to `switchboard`: refused. */
 const MEDIA_SIGNALS: ReadonlySet<string> = new Set(['offer', 'answer', 'ice-candidate', 'ice-restart']);
 const roleOf = (record: PeerRecord): Role => record.auth?.role ?? 'viewer';
+const visible = (record: PeerRecord): Visible => ({ id: record.id, role: roleOf(record) });
 
 /** A publisher of the session other than `peerId`, if there is one. */
 function publisherOf(session: Session, peerId: string): string | undefined {
@@ -45,22 +48,16 @@ function publisherOf(session: Session, peerId: string): string | undefined {
 }
 
 /**
- * Whether `other` is told of `peer` (new-peer, peer-left) and lists it among the peers of its session. In a
- * mesh session everyone sees everyone; in a relay session only the publisher is seen, by the viewers: its
- * arrival and departure are what they need to know, and nobody learns of a viewer, so that nobody offers
- * to anyone but the server.
- */
-const sees = (session: Session, other: PeerRecord, peer: PeerRecord) => session.mode === 'mesh' || (roleOf(peer) === 'publisher' && other !== peer);
-
-/**
- * The seed's signalling semantics: sessions of peers that relay messages to each other. The server,
+ * The seed's signalling semantics: sessions of peers whose messages it forwards to each other. The server,
  * never the client, sets `senderId`. Everything a peer is sent goes through its mailbox in `Delivery`,
  * so order holds per pair and nothing is lost while a peer's stream is closed. This is the
  * single-process backend: every method answers synchronously, from a Map.
  */
-export class Signalling implements SignallingBackend {
+export class LocalSignalling implements SignallingBackend {
   private readonly observer: DeliveryObserver;
   private readonly logger: Logger;
+  /** What each client address holds alive: the sessions it created, the registrations it made. */
+  private readonly holdings: AddressHoldings;
   /** Set by `shutdown()`: streams that open from then on end at once, so that clients go elsewhere. */
   private stopped = false;
 
@@ -70,6 +67,7 @@ export class Signalling implements SignallingBackend {
   ) {
     this.observer = deps.observer ?? noObserver;
     this.logger = deps.logger ?? silentLogger;
+    this.holdings = new AddressHoldings();
   }
 
   /**
@@ -79,37 +77,35 @@ export class Signalling implements SignallingBackend {
    */
   register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: RegisterOrigin): Registration {
     const { store, delivery } = this.deps;
-    if (peerId === SERVER_PEER_ID) throw reservedPeer();
+    checkPeerId(peerId);
     const existing = store.get(sessionId);
     const current = existing?.peers.get(peerId);
-    if (existing && mode !== undefined && mode !== existing.mode) {
-      throw new SignalError('mode_conflict', `session ${sessionId} is a ${existing.mode} session; it cannot be joined with mode=${mode}`);
-    }
-    const sessionMode = existing?.mode ?? mode ?? 'mesh';
-    this.checkMode(sessionMode);
-    if (!existing && store.size >= this.config.maxSessions) {
-      throw new SignalError('too_many_sessions', `this server holds its limit of ${this.config.maxSessions} sessions`, 5);
-    }
-    if (existing && !current && existing.peers.size >= this.config.maxPeersPerSession) {
-      throw new SignalError('session_full', `session ${sessionId} already has ${this.config.maxPeersPerSession} peers`);
-    }
+    const sessionMode = modeFor(sessionId, existing?.mode, mode, this.unavailable);
+    // The key of the client's address: what the per-address caps count.
+    const from = origin?.address === undefined ? undefined : addressKey(origin.address);
+    const counts = {
+      exists: existing !== undefined,
+      registered: current !== undefined,
+      sessions: store.size,
+      peers: existing?.peers.size ?? 0,
+      ownSessions: from === undefined ? 0 : this.holdings.sessionsOf(from),
+      ownPeers: from === undefined ? 0 : this.holdings.peersOf(from),
+      holdsIt: current !== undefined && current.origin === from,
+      hasOrigin: from !== undefined,
+    };
+    checkCaps(counts, this.config, sessionId, 'server');
     const publisher = existing && publisherOf(existing, peerId);
     const auth = admit?.(existing && { peers: existing.peers, managed: existing.managed, publisher }, current);
-    if (publisher !== undefined && sessionMode === 'relay' && auth?.role === 'publisher') {
-      throw new SignalError('publisher_exists', `relay session ${sessionId} already has publisher ${publisher}; a relay session has one`);
-    }
+    if (publisher !== undefined && sessionMode === 'relay' && auth?.role === 'publisher') throw refusals.publisherExists(sessionId, publisher);
     // After the credentials' own check: a bad JWT is a 401 whatever it asks for.
-    if (!existing && sessionMode === 'relay' && origin?.createsRelay === false) {
-      throw new SignalError(
-        'forbidden',
-        'relay sessions are created by the admin API (POST /sessions with mode relay) or with a JWT whose "relay" claim is true here (RELAY_MODE=admin)',
-      );
-    }
+    if (!existing && sessionMode === 'relay' && origin?.createsRelay === false) throw refusals.relayNotCreatable();
     // Last of the checks: nothing refuses the registration once it holds its place.
     const relaySlot = sessionMode === 'relay' ? this.deps.relayCapacity?.take(origin?.address, current?.relaySlot) : undefined;
     let session = existing;
     if (!session) {
       session = store.create(sessionId, this.deps.clock.now(), sessionMode);
+      session.createdBy = from;
+      this.holdings.session(from, 1);
       this.emit({ type: 'session-created', sessionId, by: 'register' });
     }
     let record = current;
@@ -119,6 +115,12 @@ export class Signalling implements SignallingBackend {
     }
     record.auth = auth;
     record.relaySlot = relaySlot;
+    if (!current || current.origin !== from) {
+      // A takeover moves the registration to the address that made it now.
+      this.holdings.peer(current?.origin, -1);
+      this.holdings.peer(from, 1);
+      record.origin = from;
+    }
     if (session.managed) {
       session.managed.idle?.();
       session.managed.idle = undefined;
@@ -129,11 +131,14 @@ export class Signalling implements SignallingBackend {
     this.emit({ type: 'peer-joined', sessionId, peerId, role: auth?.role, takeover: current !== undefined });
 
     const peers: string[] = [];
-    const joined = serverEvent('new-peer', peerId);
+    const joined = serverEvents.newPeer(peerId);
+    const notice = peerNotice(peerId);
+    const self = visible(record);
     for (const other of session.peers.values()) {
       if (other === record) continue;
-      if (sees(session, record, other)) peers.push(other.id);
-      if (sees(session, other, record)) delivery.deliver({ sessionId, peerId: other.id }, joined, true);
+      const them = visible(other);
+      if (sees(session.mode, self, them)) peers.push(other.id);
+      if (sees(session.mode, them, self)) delivery.deliver({ sessionId, peerId: other.id }, joined, notice);
     }
     this.observer.peerJoined();
     // The old connection goes now; the new one, and the server's offer, once the peer's stream opens.
@@ -147,13 +152,10 @@ export class Signalling implements SignallingBackend {
    */
   createSession(sessionId: string, options: SessionOptions): Session {
     const { store } = this.deps;
-    if (store.get(sessionId)) throw new SignalError('session_exists', `session ${sessionId} already exists`);
-    if (options.invites?.has(SERVER_PEER_ID)) throw reservedPeer();
-    const mode = options.mode ?? 'mesh';
-    this.checkMode(mode);
-    if (store.size >= this.config.maxSessions) {
-      throw new SignalError('too_many_sessions', `this server holds its limit of ${this.config.maxSessions} sessions`, 5);
-    }
+    for (const peerId of options.invites?.keys() ?? []) checkPeerId(peerId);
+    const mode = modeFor(sessionId, undefined, options.mode, this.unavailable);
+    if (store.get(sessionId)) throw refusals.sessionExists(sessionId);
+    if (store.size >= this.config.maxSessions) throw refusals.tooManySessions(this.config.maxSessions, 'server');
     const session = store.create(sessionId, this.deps.clock.now(), mode);
     session.managed = { idleMs: options.idleMs, invites: options.invites, idle: undefined };
     this.emit({ type: 'session-created', sessionId, by: 'admin' });
@@ -166,43 +168,35 @@ export class Signalling implements SignallingBackend {
     return this.deps.delivery.isAttached({ sessionId, peerId });
   }
 
-  /** Relays a client message to its target, or to every other peer when it names none. */
-  send(sessionId: string, peerId: string, body: SignalBody): Delivered {
-    let result: Delivered;
-    try {
-      result = this.relay(sessionId, peerId, body);
-    } catch (e) {
-      this.observer.message(body.type, 'rejected');
-      throw e;
+  /** Forwards a client message to its target, or to every other peer when it names none. */
+  send(sessionId: string, peerId: string, body: SignalBody, guard?: SendGuard): Delivered {
+    if (guard) {
+      // Not counted as rejected messages: these are the route's refusals, as before a message is read.
+      guard.credential.check(this.peer(this.session(sessionId), peerId).auth);
+      const limited = guard.rate.take();
+      if (limited) throw limited;
     }
-    this.observer.message(body.type, result === 'sent' ? 'relayed' : 'queued');
-    return result;
+    return countMessage(this.observer, body.type, () => this.forward(sessionId, peerId, body));
   }
 
-  private relay(sessionId: string, peerId: string, body: SignalBody): Delivered {
-    if (SERVER_EVENT_TYPES.has(body.type)) {
-      throw new SignalError('reserved_type', `type "${body.type}" is sent by the server only`);
-    }
+  private forward(sessionId: string, peerId: string, body: SignalBody): Delivered {
     const session = this.session(sessionId);
     this.peer(session, peerId);
+    const refused = messageRefusal(peerId, body);
+    if (refused) throw refused;
     const { delivery, serverPeer } = this.deps;
     if (session.mode === 'relay') {
       if (body.target === SERVER_PEER_ID && serverPeer) {
         serverPeer.receive(sessionId, peerId, body.type, body.payload);
         return 'sent';
       }
-      if (MEDIA_SIGNALS.has(body.type)) {
-        throw new SignalError('invalid_request', `in relay session ${sessionId}, ${body.type} messages go to target "${SERVER_PEER_ID}" only: media flows through the server`);
-      }
+      if (MEDIA_SIGNALS.has(body.type)) throw refusals.mediaToServerOnly(sessionId, body.type, SERVER_PEER_ID);
     }
-    const json = JSON.stringify({ type: body.type, payload: body.payload, senderId: peerId });
+    const json = clientEvent(peerId, body);
 
     if (body.target !== undefined) {
-      if (body.target === peerId) throw new SignalError('invalid_request', 'target is the sender itself');
-      if (!session.peers.has(body.target)) {
-        throw new SignalError('target_not_found', `peer ${body.target} is not in session ${sessionId}`);
-      }
-      const delivered = delivery.deliver({ sessionId, peerId: body.target }, json, false);
+      if (!session.peers.has(body.target)) throw refusals.targetNotFound(sessionId, body.target);
+      const delivered = delivery.deliver({ sessionId, peerId: body.target }, json, fromPeer(peerId));
       if (body.type === 'offer' || body.type === 'answer') this.deps.negotiation?.meshSignal(sessionId, peerId, body.target, body.type);
       return delivered;
     }
@@ -211,15 +205,13 @@ export class Signalling implements SignallingBackend {
     const targets: PeerAddress[] = [];
     for (const other of session.peers.keys()) {
       if (other === peerId) continue;
-      const address = { sessionId, peerId: other };
-      if (!delivery.hasRoom(address)) {
-        throw new SignalError('queue_full', `peer ${other} has too many undelivered events; retry when it reads them`, 1);
-      }
-      targets.push(address);
+      targets.push({ sessionId, peerId: other });
     }
+    delivery.checkRoom(targets, eventSize(json));
+    const topic = fromPeer(peerId);
     let result: Delivered = 'sent';
     for (const address of targets) {
-      if (delivery.deliver(address, json, false) === 'queued') result = 'queued';
+      if (delivery.deliver(address, json, topic) === 'queued') result = 'queued';
     }
     return result;
   }
@@ -264,6 +256,7 @@ export class Signalling implements SignallingBackend {
       for (const session of this.deps.store.values()) peers += session.peers.size;
       return peers;
     },
+    eventBytes: () => this.deps.delivery.eventBytes,
   };
 
   peerAuth(sessionId: string, peerId: string): PeerAuth | undefined {
@@ -305,12 +298,13 @@ export class Signalling implements SignallingBackend {
   /** Every peer gets `session-closed`, then every stream ends and the session is gone. */
   closeSession(sessionId: string): void {
     const session = this.session(sessionId);
-    this.deps.store.delete(sessionId);
+    this.dropSession(session);
     session.managed?.idle?.();
     for (const record of session.peers.values()) {
+      this.holdings.peer(record.origin, -1);
       record.expiry?.();
       record.relaySlot?.release();
-      this.deps.delivery.close({ sessionId, peerId: record.id }, SESSION_CLOSED);
+      this.deps.delivery.close({ sessionId, peerId: record.id }, serverEvents.sessionClosed);
     }
     this.ended(session, 'closed');
   }
@@ -322,7 +316,7 @@ export class Signalling implements SignallingBackend {
   readonly fromServer = (sessionId: string, peerId: string, type: string, payload: unknown): boolean => {
     const record = this.deps.store.get(sessionId)?.peers.get(peerId);
     if (!record) return false;
-    this.deps.delivery.deliver({ sessionId, peerId }, JSON.stringify({ type, payload, senderId: SERVER_PEER_ID }), true);
+    this.deps.delivery.deliver({ sessionId, peerId }, serverPeerEvent(type, payload), serverSignal(type));
     return true;
   };
 
@@ -364,31 +358,40 @@ export class Signalling implements SignallingBackend {
     managed.idle = this.deps.clock.schedule(managed.idleMs, () => {
       managed.idle = undefined;
       if (this.deps.store.get(session.id) !== session || session.peers.size > 0) return;
-      this.deps.store.delete(session.id);
+      this.dropSession(session);
       this.ended(session, 'idle');
     });
   }
 
   private remove(session: Session, record: PeerRecord, reason: PeerLeftReason): void {
-    const { store, delivery } = this.deps;
+    const { delivery } = this.deps;
     record.expiry?.();
     record.expiry = undefined;
     record.relaySlot?.release();
     session.peers.delete(record.id);
+    this.holdings.peer(record.origin, -1);
     this.observer.peerLeft(reason);
     delivery.close({ sessionId: session.id, peerId: record.id });
     if (session.mode === 'relay') this.deps.serverPeer?.left(session.id, record.id);
     this.emit({ type: 'peer-left', sessionId: session.id, peerId: record.id, reason });
     if (session.peers.size === 0) {
       if (session.managed) return this.armIdle(session);
-      store.delete(session.id);
+      this.dropSession(session);
       this.ended(session, 'empty');
       return;
     }
-    const left = serverEvent('peer-left', record.id);
+    const left = serverEvents.peerLeft(record.id);
+    const notice = peerNotice(record.id);
+    const gone = visible(record);
     for (const other of session.peers.values()) {
-      if (sees(session, other, record)) delivery.deliver({ sessionId: session.id, peerId: other.id }, left, true);
+      if (sees(session.mode, visible(other), gone)) delivery.deliver({ sessionId: session.id, peerId: other.id }, left, notice);
     }
+  }
+
+  /** Takes a session out of the store; what its creator holds goes down by one. */
+  private dropSession(session: Session): void {
+    this.deps.store.delete(session.id);
+    this.holdings.session(session.createdBy, -1);
   }
 
   /** A session is gone from the store: the relay lets go of its connections, listeners hear of it. */
@@ -397,11 +400,8 @@ export class Signalling implements SignallingBackend {
     this.emit({ type: 'session-closed', sessionId: session.id, reason });
   }
 
-  private checkMode(mode: SessionMode): void {
-    if (mode === 'relay' && !this.deps.serverPeer) {
-      throw new SignalError('invalid_request', 'this server does not relay media: relay sessions are off (RELAY_MODE=off)');
-    }
-  }
+  /** Relay sessions need the server peer (RELAY_MODE other than off). */
+  private readonly unavailable = (mode: SessionMode): SignalError | undefined => (mode === 'relay' && !this.deps.serverPeer ? refusals.relayOff() : undefined);
 
   private emit(event: Parameters<SessionListener>[0]): void {
     this.deps.listener?.(event);
@@ -409,13 +409,13 @@ export class Signalling implements SignallingBackend {
 
   private session(sessionId: string): Session {
     const session = this.deps.store.get(sessionId);
-    if (!session) throw new SignalError('session_not_found', `session ${sessionId} does not exist`);
+    if (!session) throw refusals.sessionNotFound(sessionId);
     return session;
   }
 
   private peer(session: Session, peerId: string): PeerRecord {
     const record = session.peers.get(peerId);
-    if (!record) throw new SignalError('peer_not_found', `peer ${peerId} is not registered in session ${session.id}`);
+    if (!record) throw refusals.peerNotFound(session.id, peerId);
     return record;
   }
 }

@@ -1,0 +1,175 @@
+// A relay connection with a peer that brings its own offer (WHIP, WHEP): the peer offers over HTTP, the
+// server answers. The same connection and forwarding as a `ServerLink`; only who offers differs.
+import type { PeerConfig } from 'werift';
+import { type Clock, Ticker } from '../clock';
+import { announce, type LinkDeps, ServerLink } from './link';
+
+/** How a peer's ICE agent is named and reached: what an ICE restart exchanges. */
+export interface IceParameters {
+  ufrag: string;
+  pwd: string;
+  /** `candidate:…` attribute values, without `a=`. */
+  candidates: string[];
+}
+
+export interface AnsweringDeps extends Omit<LinkDeps, 'send'> {
+  clock: Clock;
+  /** The answer waits this long at most for the server's candidates to be gathered. */
+  gatherMs: number;
+  /**
+   * Told of every change of the connection's state (`connected`, `failed`, `closed`, …), and of `silent`
+   * when a connected peer stopped its consent checks (then `connected` again if they resume).
+   */
+  onState?(state: string): void;
+}
+
+/**
+ * RFC 7675: consent to send expires 30 s after the last check answered. The relay is an ICE-lite agent
+ * and sends no checks of its own; a peer's full agent sends one every 5 s or so, so a peer that sent
+ * none for this long is gone (its page closed, its network went) even though nothing closed.
+ */
+export const CONSENT_LOST_MS = 30_000;
+const CONSENT_CHECK_MS = 5000;
+
+/** Host candidates are gathered in milliseconds; past this the answer goes with what there is. */
+export const GATHER_MS = 2000;
+
+export class AnsweringLink extends ServerLink {
+  constructor(
+    peerId: string,
+    config: Partial<PeerConfig>,
+    private readonly answering: AnsweringDeps,
+  ) {
+    // The peer has no event stream: the server's candidates travel in its answers, not as events.
+    super(peerId, config, { ...answering, send: () => undefined });
+    this.consent = new Ticker(answering.clock, CONSENT_CHECK_MS, () => this.checkConsent());
+    this.pc.connectionStateChange.subscribe((state) => {
+      this.connected = state === 'connected';
+      if (this.connected) {
+        this.lastCheck = answering.clock.now();
+        this.silent = false;
+        this.consent.start();
+      } else this.consent.stop();
+      answering.onState?.(state);
+    });
+  }
+
+  private readonly consent: Ticker;
+  private connected = false;
+  private silent = false;
+  private lastCheck = 0;
+  private readonly listened = new WeakSet<object>();
+
+  override close(): void {
+    this.consent.stop();
+    super.close();
+  }
+
+  private checkConsent(): void {
+    if (!this.connected || this.silent || this.answering.clock.now() - this.lastCheck <= CONSENT_LOST_MS) return;
+    this.silent = true;
+    this.deps.log(`relay: ${this.peerId} sent no consent check for ${CONSENT_LOST_MS} ms; it counts as gone`);
+    this.answering.onState?.('silent');
+  }
+
+  /**
+   * Notes every STUN binding request the peer sends (its connectivity and consent checks). werift keeps
+   * its sockets' protocols unexported: reached as `guardSockets` reaches them (werift is pinned).
+   */
+  private hearChecks(): void {
+    for (const transport of this.pc.iceTransports) {
+      const { protocols } = transport.connection as unknown as { protocols?: { onRequestReceived?: { subscribe(fn: () => void): unknown } }[] };
+      for (const protocol of protocols ?? []) {
+        if (!protocol.onRequestReceived || this.listened.has(protocol)) continue;
+        this.listened.add(protocol);
+        protocol.onRequestReceived.subscribe(() => {
+          this.lastCheck = this.answering.clock.now();
+          if (!this.silent) return;
+          this.silent = false;
+          this.answering.onState?.('connected');
+        });
+      }
+    }
+  }
+
+  /**
+   * Answers the peer's offer. Resolves with the answer once the server's candidates are in it (so that
+   * a client that does not trickle can connect), or after `gatherMs` with those found by then; rejects
+   * when the offer cannot be applied.
+   */
+  answer(offerSdp: string): Promise<string> {
+    return this.run(async () => {
+      await this.pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      await this.gathered();
+      this.guardSockets();
+      this.hearChecks();
+      return this.localSdp();
+    });
+  }
+
+  /**
+   * An ICE restart the peer asked for with new credentials (a WHIP/WHEP PATCH with `If-Match: *`): the
+   * rest of the session stays as negotiated, so the peer's last offer is applied again with the new
+   * credentials, and the server answers with new ones of its own.
+   */
+  restart(remote: Pick<IceParameters, 'ufrag' | 'pwd'>): Promise<IceParameters> {
+    return this.run(async () => {
+      const previous = this.pc.remoteDescription?.sdp;
+      if (!previous) throw new Error('no offer to restart from');
+      const offer = previous
+        .replace(/^a=ice-ufrag:.*$/gm, `a=ice-ufrag:${remote.ufrag}`)
+        .replace(/^a=ice-pwd:.*$/gm, `a=ice-pwd:${remote.pwd}`)
+        .replace(/^a=(candidate:|end-of-candidates).*\r?\n/gm, '');
+      await this.pc.setRemoteDescription({ type: 'offer', sdp: offer });
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      await this.gathered();
+      this.guardSockets();
+      this.hearChecks();
+      return iceParameters(this.localSdp());
+    });
+  }
+
+  /** The answer as the peer should see it: candidates announced with RELAY_PUBLIC_IP. */
+  private localSdp(): string {
+    const sdp = this.pc.localDescription?.sdp;
+    if (!sdp) throw new Error('no local description');
+    return sdp.replace(/^a=(candidate:.*)$/gm, (_, candidate: string) => `a=${announce(candidate, this.deps.publicIp)}`);
+  }
+
+  private gathered(): Promise<void> {
+    if (this.pc.iceGatheringState === 'complete') return Promise.resolve();
+    return new Promise((resolve) => {
+      const cancel = this.answering.clock.schedule(this.answering.gatherMs, done);
+      const { unSubscribe } = this.pc.iceGatheringStateChange.subscribe((state) => {
+        if (state === 'complete') done();
+      });
+      function done() {
+        cancel();
+        unSubscribe();
+        resolve();
+      }
+    });
+  }
+
+  /** Runs `task` in the link's queue, after everything before it, and hands back its result. */
+  private run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(() => {
+      if (this.closed) throw new Error('the connection is closed');
+      return task();
+    });
+    this.queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+}
+
+/** The ICE credentials and candidates of the first media section that has them. */
+export function iceParameters(sdp: string): IceParameters {
+  const ufrag = /^a=ice-ufrag:(.*?)\r?$/m.exec(sdp)?.[1] ?? '';
+  const pwd = /^a=ice-pwd:(.*?)\r?$/m.exec(sdp)?.[1] ?? '';
+  const candidates = [...sdp.matchAll(/^a=(candidate:.*?)\r?$/gm)].map((m) => m[1] as string);
+  return { ufrag, pwd, candidates: [...new Set(candidates)] };
+}
