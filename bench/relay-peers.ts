@@ -2,7 +2,7 @@
 // publishes, and werift viewers that answer the server's offer over the seed API, count what they get
 // and send the RTCP a browser sends (receiver reports, NACKs for missing packets, a PLI at the start).
 import { join } from 'node:path';
-import { RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, useNACK, usePLI } from 'werift';
+import { MediaStreamTrack, type PeerConfig, RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, RtpHeader, RtpPacket, useNACK, usePLI } from 'werift';
 import { CLIP_FPS, type Clip, parseAnnexB } from '../src/device/clip';
 import { Device } from '../src/device/device';
 import { VideoSource } from '../src/device/source';
@@ -37,12 +37,20 @@ async function post(url: string, body?: unknown): Promise<{ status: number; body
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-/** Registers, then answers `switchboard`'s offer; `created` runs on the new connection before the offer. */
-async function relayPeer(url: string, sessionId: string, peerId: string, created: (pc: RTCPeerConnection) => void): Promise<BenchPeer> {
-  const registered = await post(`${url}/register/${sessionId}/${peerId}`);
+/** Registers, then answers `switchboard`'s offer; `prepare` runs between the offer and the answer, `created` before both. */
+export async function relayPeer(
+  url: string,
+  sessionId: string,
+  peerId: string,
+  query: string,
+  prepare: (pc: RTCPeerConnection) => void,
+  created: (pc: RTCPeerConnection) => void = () => {},
+  codecs?: Partial<PeerConfig>['codecs'],
+): Promise<BenchPeer> {
+  const registered = await post(`${url}/register/${sessionId}/${peerId}${query}`);
   if (registered.status !== 200) throw new Error(`register ${peerId}: ${registered.status} ${JSON.stringify(registered.body)}`);
   const events: SseConnection = await openEvents(`${url}/events/${sessionId}/${peerId}`);
-  const pc = new RTCPeerConnection({ iceUseIpv6: false, bundlePolicy: 'max-bundle', iceAdditionalHostAddresses: ['127.0.0.1'], codecs: VIEWER_CODECS });
+  const pc = new RTCPeerConnection({ iceUseIpv6: false, bundlePolicy: 'max-bundle', iceAdditionalHostAddresses: ['127.0.0.1'], ...(codecs ? { codecs } : {}) });
   created(pc);
   const send = (type: string, payload: unknown) => post(`${url}/message/${sessionId}/${peerId}`, { type, payload, target: 'switchboard' });
   pc.onIceCandidate.subscribe((c) => {
@@ -56,6 +64,7 @@ async function relayPeer(url: string, sessionId: string, peerId: string, created
       const { type, payload } = event.json as { type: string; payload: { sdp: string; candidate: string } };
       if (type === 'offer') {
         await pc.setRemoteDescription({ type: 'offer', sdp: payload.sdp });
+        prepare(pc);
         await pc.setLocalDescription(await pc.createAnswer());
         await send('answer', { type: 'answer', sdp: pc.localDescription?.sdp });
       } else if (type === 'ice-candidate' && payload?.candidate) {
@@ -71,6 +80,73 @@ async function relayPeer(url: string, sessionId: string, peerId: string, created
       if (leave) await fetch(`${url}/register/${sessionId}/${peerId}`, { method: 'DELETE' }).catch(() => undefined);
       await pc.close();
       await loop.catch(() => undefined);
+    },
+  };
+}
+
+/** How a synthetic publisher encodes: dashcam encoders often ignore keyframe requests and send one every 2-10 s. */
+
+export interface PublisherOptions {
+  /** Seconds between keyframes (default 2). */
+  keyframeIntervalS?: number;
+  /** Whether a keyframe request (PLI) is answered with a keyframe (default true). */
+  honoursKeyframeRequests?: boolean;
+}
+
+/**
+ * A publisher of synthetic VP8 at `kbps`: 30 frames a second cut into packets of at most 1100 bytes, a
+ * keyframe every 2 s (`keyframeIntervalS`) and whenever the server asks for one (unless told not to).
+ */
+export async function benchPublisher(
+  url: string,
+  sessionId: string,
+  kbps: number,
+  options: PublisherOptions = {},
+): Promise<BenchPeer & { packets: () => number; keyframes: () => number }> {
+  const { keyframeIntervalS = 2, honoursKeyframeRequests = true } = options;
+  const track = new MediaStreamTrack({ kind: 'video' });
+  let keyframeWanted = true;
+  let keyframes = 0;
+  const peer = await relayPeer(url, sessionId, 'bench-publisher', '?mode=relay&role=publish', (pc) => {
+    for (const transceiver of pc.getTransceivers()) {
+      if (transceiver.kind !== 'video') continue;
+      transceiver.setDirection('sendonly');
+      void transceiver.sender.replaceTrack(track);
+      transceiver.sender.onPictureLossIndication.subscribe(() => {
+        if (honoursKeyframeRequests) keyframeWanted = true;
+      });
+    }
+  });
+  while (peer.pc.connectionState !== 'connected') await Bun.sleep(20);
+  const frameBytes = Math.round((kbps * 1000) / 8 / 30);
+  const packetsPerFrame = Math.ceil(frameBytes / 1100);
+  const body = Buffer.alloc(Math.ceil(frameBytes / packetsPerFrame), 0x5a);
+  let seq = 0;
+  let frame = 0;
+  let sent = 0;
+  const started = performance.now();
+  const timer = setInterval(() => {
+    // Frames due by now (timers drift under load; the bitrate should not).
+    const due = Math.floor(((performance.now() - started) / 1000) * 30);
+    for (; frame < due; frame++) {
+      const key = keyframeWanted || frame % Math.round(keyframeIntervalS * 30) === 0;
+      keyframeWanted = false;
+      if (key) keyframes++;
+      for (let i = 0; i < packetsPerFrame; i++) {
+        const descriptor = Buffer.from([i === 0 ? 0x10 : 0x00, key ? 0x00 : 0x01, 0x00]);
+        const header = new RtpHeader({ payloadType: 96, sequenceNumber: seq++ & 0xffff, timestamp: (frame * 3000) >>> 0, ssrc: 0x5eed, marker: i === packetsPerFrame - 1 });
+        track.writeRtp(new RtpPacket(header, Buffer.concat([descriptor, body])));
+        sent++;
+      }
+    }
+  }, 10);
+  return {
+    ...peer,
+    packets: () => sent,
+    keyframes: () => keyframes,
+    async close() {
+      clearInterval(timer);
+      await peer.close();
     },
   };
 }
@@ -175,61 +251,69 @@ export async function benchViewer(url: string, sessionId: string, peerId: string
   let closed = false;
   let peer: BenchPeer | undefined;
   const connect = () =>
-    relayPeer(url, sessionId, peerId, (pc) => {
-      pc.connectionStateChange.subscribe((state) => {
-        if (state !== 'failed' || closed) return;
-        retries++;
-        const failed = peer;
-        void (failed?.close(false) ?? Promise.resolve())
-          .then(async () => {
-            if (closed) return;
-            peer = await connect();
-            // The new connection's sequence numbers start anywhere: its gaps are counted on from there, and
-            // the time without a connection is no gap.
-            highest = -1;
-            window++;
-          })
-          .catch(() => undefined); // the next step finds it not receiving
-      });
-      // The viewers count packets and gaps without decrypting them (the RTP header is not encrypted):
-      // the server still encrypts for each one, and the load generator, which shares this machine with
-      // the server, costs less than the server it measures. RTCP both ways is SRTCP, as in a browser.
-      pc.connectionStateChange.subscribe((state) => {
-        if (state !== 'connected') return;
-        for (const transport of pc.dtlsTransports) transport.srtp.decrypt = (packet: Buffer) => packet;
-      });
-      pc.onTrack.subscribe((track) => {
-        if (track.kind !== 'video') return;
-        const transceiver: RTCRtpTransceiver | undefined = pc.getTransceivers().find((t) => t.receiver.tracks.includes(track));
-        transceiver?.receiver.onPacketLost.subscribe(() => {
-          nacks++;
+    relayPeer(
+      url,
+      sessionId,
+      peerId,
+      '',
+      () => {},
+      (pc) => {
+        pc.connectionStateChange.subscribe((state) => {
+          if (state !== 'failed' || closed) return;
+          retries++;
+          const failed = peer;
+          void (failed?.close(false) ?? Promise.resolve())
+            .then(async () => {
+              if (closed) return;
+              peer = await connect();
+              // The new connection's sequence numbers start anywhere: its gaps are counted on from there, and
+              // the time without a connection is no gap.
+              highest = -1;
+              window++;
+            })
+            .catch(() => undefined); // the next step finds it not receiving
         });
-        let asked = false;
-        track.onReceiveRtp.subscribe((packet) => {
-          if (peer?.pc !== pc) return; // a connection given up on
-          if (!asked) {
-            asked = true;
-            void transceiver?.receiver.sendRtcpPLI(packet.header.ssrc).catch(() => undefined);
-          }
-          received++;
-          const seq = packet.header.sequenceNumber;
-          if (highest < 0) {
-            highest = seq;
-            expected++;
-          } else {
-            const ahead = (seq - highest) & 0xffff;
-            if (ahead > 0 && ahead < 0x8000) {
-              expected += ahead;
+        // The viewers count packets and gaps without decrypting them (the RTP header is not encrypted):
+        // the server still encrypts for each one, and the load generator, which shares this machine with
+        // the server, costs less than the server it measures. RTCP both ways is SRTCP, as in a browser.
+        pc.connectionStateChange.subscribe((state) => {
+          if (state !== 'connected') return;
+          for (const transport of pc.dtlsTransports) transport.srtp.decrypt = (packet: Buffer) => packet;
+        });
+        pc.onTrack.subscribe((track) => {
+          if (track.kind !== 'video') return;
+          const transceiver: RTCRtpTransceiver | undefined = pc.getTransceivers().find((t) => t.receiver.tracks.includes(track));
+          transceiver?.receiver.onPacketLost.subscribe(() => {
+            nacks++;
+          });
+          let asked = false;
+          track.onReceiveRtp.subscribe((packet) => {
+            if (peer?.pc !== pc) return; // a connection given up on
+            if (!asked) {
+              asked = true;
+              void transceiver?.receiver.sendRtcpPLI(packet.header.ssrc).catch(() => undefined);
+            }
+            received++;
+            const seq = packet.header.sequenceNumber;
+            if (highest < 0) {
               highest = seq;
-            } else if (ahead !== 0 && ((highest - seq) & 0xffff) >= expected) return; // from before the window
-          }
-          if (seen[seq] !== window) {
-            seen[seq] = window;
-            unique++;
-          }
+              expected++;
+            } else {
+              const ahead = (seq - highest) & 0xffff;
+              if (ahead > 0 && ahead < 0x8000) {
+                expected += ahead;
+                highest = seq;
+              } else if (ahead !== 0 && ((highest - seq) & 0xffff) >= expected) return; // from before the window
+            }
+            if (seen[seq] !== window) {
+              seen[seq] = window;
+              unique++;
+            }
+          });
         });
-      });
-    });
+      },
+      VIEWER_CODECS,
+    );
   peer = await connect();
   return {
     get connected() {

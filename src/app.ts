@@ -18,6 +18,7 @@ import { anonymousIceServer, iceServerSource } from './ice/ice-servers';
 import { iceRoutes } from './ice/routes';
 import { Limits } from './limits/limits';
 import { type Logger, silentLogger } from './log/logger';
+import { ConnectionMetrics } from './metrics/relay-metrics';
 import { signallingGauges } from './metrics/signalling-metrics';
 import { Notifier } from './notify/notifier';
 import { Operations } from './ops/operations';
@@ -77,7 +78,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     notifier?.notify(event);
     whip?.observe(event);
   };
-  const { signalling, ready, relay, relayCapacity } = signallingBackend(config, { clock, observer: ops.observer, logger, listener }, ops, deps.instanceId);
+  const { signalling, ready, relay, relayCapacity } = signallingBackend(config, { clock, observer: ops.observer, logger, listener }, ops, deps.instanceId, deps.monotonic);
   backend = signalling;
   const drain = ops.drain(signalling);
   const jwt = config.authMode === 'jwt' ? JwtVerifier.fromConfig(config, clock) : undefined;
@@ -163,23 +164,29 @@ function signallingBackend(
   core: { clock: Clock; observer: Operations['observer']; logger: Logger; listener?: SessionListener },
   ops: Operations,
   instanceId: string = crypto.randomUUID(),
+  monotonic: () => number = () => performance.now(),
 ): { signalling: SignallingBackend; ready: Promise<void>; relay?: LazyRelay; relayCapacity?: RelayCapacity } {
   if (!config.redisUrl) {
     const delivery = new LocalDelivery(eventBounds(config), core.observer);
     if (relayMode(config) === 'off') {
-      return { signalling: new LocalSignalling(config, { ...core, store: new SessionStore(), delivery }), ready: Promise.resolve() };
+      const negotiation = new ConnectionMetrics(monotonic);
+      ops.registry.add(negotiation);
+      return { signalling: new LocalSignalling(config, { ...core, store: new SessionStore(), delivery, negotiation }), ready: Promise.resolve() };
     }
     // The `switchboard` peer of relay sessions answers through the signalling service it is given to.
     // Relay sessions live in one process: their media cannot move between instances.
     const relayLogger = core.logger.child({ component: 'relay' });
+    const negotiation = new ConnectionMetrics(monotonic, () => relay.stats());
+    ops.registry.add(negotiation);
     const relay = new LazyRelay(config, {
       clock: core.clock,
+      observer: negotiation,
       log: (line) => relayLogger.info(line),
       failed: (error) => relayLogger.error('relay engine failed', { error: String(error) }),
       outbox: (...event) => signalling.fromServer(...event),
     });
     const relayCapacity = new RelayCapacity(config);
-    const signalling: LocalSignalling = new LocalSignalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay, relayCapacity });
+    const signalling: LocalSignalling = new LocalSignalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay, relayCapacity, negotiation });
     return { signalling, ready: Promise.resolve(), relay, relayCapacity };
   }
   const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId });

@@ -101,6 +101,22 @@ const RelaySettings = {
     default: ['vp8', 'h264'],
     description: 'comma-separated video codecs of relay sessions, preferred first: a publisher sends the first one it has (h264,vp8 for H.264 from browsers too)',
   }),
+  relayKeyframeCacheBytes: T.Integer({
+    minimum: 0,
+    default: 2_500_000,
+    description:
+      "bytes of video each relay publisher's track keeps since its last keyframe, sent at once to a viewer that joins so that it need not wait for the next keyframe (2.5 MB: a 10 s keyframe interval at 2 Mbit/s; a longer group is not kept; 0: off)",
+  }),
+  relayKeyframeCacheMs: T.Integer({
+    minimum: 100,
+    default: 12_000,
+    description: 'the oldest keyframe the relay keeps for joining viewers, in milliseconds: past it a viewer waits for the next one',
+  }),
+  relayPrewarm: T.Union([T.Literal('on'), T.Literal('off')], {
+    default: 'off',
+    description:
+      "on: the relay engine (werift) and the DTLS certificate its connections share are loaded right after the server listens, so that the first relay session's offer is not later than the next ones' (about 100 ms), for about 14 MB more idle memory; off: loaded when the first relay session starts. Never loaded with RELAY_MODE=off",
+  }),
 };
 
 /**

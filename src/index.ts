@@ -51,6 +51,8 @@ async function main(): Promise<void> {
   if (!server) throw new Error('the server did not start');
   const url = `${tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`;
   logger.info(`switchboard ${pkg.version} listening on ${url} (TLS ${tls ? 'on' : 'off'})`, { version: pkg.version, url, tls: Boolean(tls) });
+  // Relay sessions allowed (never with RELAY_MODE=off): the engine loads now, off the first viewer's path.
+  if (config.relayPrewarm === 'on') void switchboard.relay?.prewarm();
 
   let stopping = false;
   const stop = async (signal: string) => {

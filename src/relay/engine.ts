@@ -1,11 +1,12 @@
 // The `switchboard` peer of relay sessions: one router per session, fed by the signalling service.
+import { RTCDtlsTransport } from 'werift';
 import type { Clock } from '../clock';
 import type { ServerOutbox, ServerPeer } from '../sessions/server-peer';
 import type { Role } from '../sessions/store';
 import type { IceParameters } from './answering';
 import type { LinkMessage } from './link';
 import { parseMessage } from './messages';
-import { SessionRouter } from './router';
+import { type RelayObserver, SessionRouter } from './router';
 import { publisherConfig, type RelayConfig, viewerConfig } from './settings';
 
 export interface RelayDeps {
@@ -13,6 +14,8 @@ export interface RelayDeps {
   log(line: string): void;
   /** Delivers an event from `switchboard` into a peer's mailbox (`LocalSignalling.fromServer`). */
   outbox: ServerOutbox;
+  /** Told how long each phase of a relay connection took (metrics). */
+  observer?: RelayObserver;
 }
 
 /** What the relay is doing, for logs and the benchmark. */
@@ -24,17 +27,20 @@ export interface RelayStats {
   /** RTP packets received from publishers since start. */
   packetsIn: number;
   keyframeRequests: number;
-  /** RTP packets sent to the viewers connected now, retransmissions among them, and packets dropped for a viewer that could not take them. */
+  /** RTP packets sent to viewers since start, retransmissions among them, and packets dropped for a viewer that could not take them. */
   packetsOut: number;
   retransmitted: number;
   dropped: number;
+  /** Payload bytes the publishers' keyframe caches hold now (RELAY_KEYFRAME_CACHE_BYTES). */
+  keyframeCacheBytes: number;
 }
 
 export class RelayEngine implements ServerPeer {
   private readonly routers = new Map<string, SessionRouter>();
   private readonly publisher;
   private readonly viewer;
-  private closedCounters = { packetsIn: 0, keyframeRequests: 0 };
+  private readonly closedCounters = { packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0 };
+  private readonly keyframeCache;
   /** Peers registering with an offer of their own (WHIP, WHEP), by session: they get no offer from the server. */
   private readonly ownOffers = new Map<string, Set<string>>();
 
@@ -44,6 +50,15 @@ export class RelayEngine implements ServerPeer {
   ) {
     this.publisher = publisherConfig(config);
     this.viewer = viewerConfig(config);
+    this.keyframeCache = { maxBytes: config.relayKeyframeCacheBytes, maxAgeMs: config.relayKeyframeCacheMs };
+  }
+
+  /**
+   * Makes what the first connection needs before it is needed: werift signs one DTLS certificate per
+   * process, for every connection, when the first one offers (about 25 ms, and more on a busy core).
+   */
+  warm(): Promise<unknown> {
+    return RTCDtlsTransport.SetupCertificate();
   }
 
   joined(sessionId: string, peerId: string, role: Role): void {
@@ -104,9 +119,14 @@ export class RelayEngine implements ServerPeer {
     this.ownOffers.delete(sessionId);
     if (!router) return;
     this.routers.delete(sessionId);
-    this.closedCounters.packetsIn += router.counters.packetsIn;
-    this.closedCounters.keyframeRequests += router.counters.keyframeRequests;
+    const closed = this.closedCounters;
+    closed.packetsIn += router.counters.packetsIn;
+    closed.keyframeRequests += router.counters.keyframeRequests;
     router.close();
+    const out = router.forwarded();
+    closed.packetsOut += out.packets;
+    closed.retransmitted += out.retransmitted;
+    closed.dropped += out.dropped;
   }
 
   shutdown(): void {
@@ -114,7 +134,7 @@ export class RelayEngine implements ServerPeer {
   }
 
   stats(): RelayStats {
-    const stats: RelayStats = { sessions: this.routers.size, viewers: 0, connections: 0, ...this.closedCounters, packetsOut: 0, retransmitted: 0, dropped: 0 };
+    const stats: RelayStats = { sessions: this.routers.size, viewers: 0, connections: 0, ...this.closedCounters, keyframeCacheBytes: 0 };
     for (const router of this.routers.values()) {
       stats.viewers += router.viewerCount;
       stats.connections += router.linkCount;
@@ -124,6 +144,7 @@ export class RelayEngine implements ServerPeer {
       stats.packetsOut += out.packets;
       stats.retransmitted += out.retransmitted;
       stats.dropped += out.dropped;
+      stats.keyframeCacheBytes += router.keyframeCacheBytes;
     }
     return stats;
   }
@@ -140,6 +161,8 @@ export class RelayEngine implements ServerPeer {
         publisherConfig: this.publisher,
         viewerConfig: this.viewer,
         publicIp: this.config.relayPublicIp,
+        keyframeCache: this.keyframeCache,
+        observer: this.deps.observer,
       });
       this.routers.set(sessionId, router);
     }

@@ -2,7 +2,8 @@
 // rewritten so that the viewer's decoder sees one continuous stream whoever publishes, retransmissions
 // from the shared history, and a bounded number of packets in flight.
 import { type RtcpPacket, RtcpSenderInfo, RtcpSrPacket, RtpHeader, type RtpPacket } from 'werift';
-import type { Clock } from '../clock';
+import type { Cancel, Clock } from '../clock';
+import { KeyframeCache, type KeyframeCacheLimits } from './keyframe-cache';
 import { type CodecFamily, codecFamily, ntpTimestamp, startsKeyframe, u16, u32 } from './rtp';
 
 export type MediaKind = 'audio' | 'video';
@@ -29,16 +30,20 @@ export class SourceTrack {
   private readonly families: CodecFamily[] = new Array(128).fill('other');
   /** The last HISTORY packets, by sequence number: a NACK from any viewer is answered from here. */
   private readonly history: (RtpPacket | undefined)[] = new Array(HISTORY);
+  /** Video since the last keyframe, replayed to a viewer that joins (none for audio, or with the cache off). */
+  readonly cache: KeyframeCache | undefined;
 
   constructor(
     readonly kind: MediaKind,
     codecs: readonly NegotiatedCodec[],
     readonly clockRate: number,
+    cacheLimits?: KeyframeCacheLimits,
   ) {
     for (const codec of codecs) {
       this.codecs[codec.payloadType & 0x7f] = codec;
       this.families[codec.payloadType & 0x7f] = codecFamily(codec.mimeType);
     }
+    this.cache = kind === 'video' && cacheLimits !== undefined && cacheLimits.maxBytes > 0 ? new KeyframeCache(cacheLimits) : undefined;
   }
 
   codec(payloadType: number): NegotiatedCodec | undefined {
@@ -49,14 +54,16 @@ export class SourceTrack {
     return this.families[payloadType & 0x7f] ?? 'other';
   }
 
-  remember(packet: RtpPacket): void {
+  /** A packet from the publisher, at `now` (clock ms): into the history and the keyframe cache. */
+  remember(packet: RtpPacket, now: number): void {
     this.history[packet.header.sequenceNumber & HISTORY_MASK] = packet;
+    this.cache?.add(packet, this.family(packet.header.payloadType), now);
   }
 
-  /** The packet with this sequence number, if it is still in the history. */
+  /** The packet with this sequence number, if it is still in the history or the cached group of pictures. */
   recall(sequenceNumber: number): RtpPacket | undefined {
     const packet = this.history[sequenceNumber & HISTORY_MASK];
-    return packet?.header.sequenceNumber === sequenceNumber ? packet : undefined;
+    return packet?.header.sequenceNumber === sequenceNumber ? packet : this.cache?.recall(sequenceNumber);
   }
 }
 
@@ -72,6 +79,16 @@ export interface RtpOutput {
 
 /** Packets sent and not yet handed to the socket, per viewer track; past it packets are dropped for that viewer. */
 export const MAX_IN_FLIGHT = 256;
+/**
+ * A cached group of pictures is replayed this fast: the first REPLAY_BURST_BYTES at once (a keyframe of
+ * a 1.5 Mbit/s camera, and more, well inside a receiver's socket buffer), the rest at REPLAY_BYTES_PER_S
+ * (20 Mbit/s: 1.9 MB, a 10 s group at 1.5 Mbit/s, in under a second), in steps of REPLAY_STEP_MS.
+ * Sent all at once, a long group overflows the viewer's socket buffer and is lost.
+ */
+export const REPLAY_BURST_BYTES = 128 * 1024;
+export const REPLAY_BYTES_PER_S = 2_500_000;
+const REPLAY_STEP_MS = 10;
+
 /** Retransmissions one viewer track may ask for: a burst, refilled at this rate per second. */
 const RETRANSMIT_BURST = 128;
 const RETRANSMITS_PER_S = 400;
@@ -106,12 +123,21 @@ export class TrackForwarder {
   private lastSeq = 0;
   private lastTs = 0;
   private lastSentAt = 0;
+  /** The cached group of pictures being replayed to this viewer, the next index in it, and the last source sequence number sent. */
+  private replay: readonly RtpPacket[] | undefined;
+  private replayAt = 0;
+  private replayedSeq = 0;
+  /** Bytes the replay may send now, refilled at REPLAY_BYTES_PER_S; the step scheduled when they ran out. */
+  private replayBytes = 0;
+  private replayBytesAt = 0;
+  private replayStep: Cancel | undefined;
   private inFlight = 0;
   private tokens = RETRANSMIT_BURST;
   private tokensAt = 0;
   private readonly header = new RtpHeader();
   private readonly settle = () => {
     this.inFlight--;
+    if (this.replay) this.pump(this.clock.now());
   };
 
   constructor(
@@ -122,6 +148,8 @@ export class TrackForwarder {
     private readonly wantKeyframe: () => void,
     /** Told once per source when the viewer cannot take the publisher's codec. */
     private readonly unsupported: (mimeType: string) => void = () => {},
+    /** Told once, when the first packet is written to the viewer. */
+    private readonly started: () => void = () => {},
   ) {
     this.waitingForKeyframe = kind === 'video';
     this.header.ssrc = output.ssrc;
@@ -142,17 +170,19 @@ export class TrackForwarder {
   /** `now` is the clock's time, read once per packet for all viewers. */
   forward(packet: RtpPacket, source: SourceTrack, now: number): void {
     if (!this.output.ready) return;
-    if (source !== this.source) {
-      this.source = source;
-      this.mapPayloadTypes();
-      this.waitingForKeyframe = this.kind === 'video';
-      this.startEpoch = true;
-    }
+    this.use(source);
     const { header, payload } = packet;
+    if (this.replay) {
+      // The packet is in the cached group being replayed (the source cached it before the fan-out):
+      // it goes out in its turn, unless the group ended under the replay.
+      this.pump(now);
+      if (this.replay || u16(header.sequenceNumber - this.replayedSeq - 1) >= 0x8000) return;
+    }
     const payloadType = this.payloadTypes[header.payloadType & 0x7f] ?? -1;
     if (payloadType < 0) return;
     if (this.waitingForKeyframe) {
       if (!startsKeyframe(source.family(header.payloadType), payload)) {
+        if (this.prime(source, now)) return;
         this.wantKeyframe();
         return;
       }
@@ -166,8 +196,93 @@ export class TrackForwarder {
       this.counters.dropped++;
       return;
     }
+    this.send(packet, payloadType, now);
+  }
+
+  /**
+   * A viewer waiting for a keyframe (it just connected, or its source changed) is sent the source's
+   * cached group of pictures, from its keyframe on, at once: REPLAY_BURST_BYTES, then paced at
+   * REPLAY_BYTES_PER_S, never more than MAX_IN_FLIGHT packets in flight; the live packets follow it.
+   * True when a replay started.
+   */
+  prime(source: SourceTrack, now: number): boolean {
+    if (!this.output.ready) return false;
+    this.use(source);
+    if (!this.waitingForKeyframe || this.replay) return false;
+    const gop = source.cache?.packets(now);
+    const first = gop?.[0];
+    if (!gop || !first || (this.payloadTypes[first.header.payloadType & 0x7f] ?? -1) < 0) return false;
+    this.waitingForKeyframe = false;
+    this.startEpoch = false;
+    this.continueFrom(first.header.sequenceNumber, first.header.timestamp, source.clockRate, now);
+    this.replay = gop;
+    this.replayAt = 0;
+    this.replayedSeq = u16(first.header.sequenceNumber - 1);
+    this.replayBytes = REPLAY_BURST_BYTES;
+    this.replayBytesAt = now;
+    this.pump(now);
+    return true;
+  }
+
+  /** Whether a cached group of pictures is being replayed to the viewer. */
+  get replaying(): boolean {
+    return this.replay !== undefined;
+  }
+
+  private use(source: SourceTrack): void {
+    if (source === this.source) return;
+    this.source = source;
+    this.mapPayloadTypes();
+    this.waitingForKeyframe = this.kind === 'video';
+    this.startEpoch = true;
+    this.endReplay();
+  }
+
+  private endReplay(): void {
+    this.replay = undefined;
+    this.replayStep?.();
+    this.replayStep = undefined;
+  }
+
+  /**
+   * Sends the replay on while its byte budget and the packets in flight allow; a group replaced meanwhile
+   * goes on from the packet after the last one sent.
+   */
+  private pump(now: number): void {
+    const source = this.source;
+    if (!source || !this.output.ready) return this.endReplay();
+    if (this.replayStep) return; // the next step is scheduled: its budget is not there yet
+    this.replayBytes = Math.min(REPLAY_BURST_BYTES, this.replayBytes + ((now - this.replayBytesAt) * REPLAY_BYTES_PER_S) / 1000);
+    this.replayBytesAt = now;
+    while (this.replay && this.inFlight < MAX_IN_FLIGHT) {
+      if (this.replayAt >= this.replay.length) {
+        const current = source.cache?.packets(now);
+        if (!current || current === this.replay) return this.endReplay();
+        this.replay = current;
+        this.replayAt = current.findIndex((p) => u16(p.header.sequenceNumber - this.replayedSeq - 1) < 0x8000);
+        if (this.replayAt < 0) return this.endReplay();
+        continue;
+      }
+      if (this.replayBytes <= 0) {
+        this.replayStep = this.clock.schedule(REPLAY_STEP_MS, () => {
+          this.replayStep = undefined;
+          this.pump(this.clock.now());
+        });
+        return;
+      }
+      const packet = this.replay[this.replayAt++] as RtpPacket;
+      this.replayBytes -= packet.payload.length;
+      this.replayedSeq = packet.header.sequenceNumber;
+      const payloadType = this.payloadTypes[packet.header.payloadType & 0x7f] ?? -1;
+      if (payloadType >= 0) this.send(packet, payloadType, now);
+    }
+  }
+
+  private send(packet: RtpPacket, payloadType: number, now: number): void {
+    const { header, payload } = packet;
     const seq = u16(header.sequenceNumber + this.seqOffset);
     const ts = u32(header.timestamp + this.tsOffset);
+    if (!this.sentAny) this.started();
     this.write(seq, ts, payloadType, header.marker, payload);
     if (!this.sentAny || u16(seq - this.lastSeq) < 0x8000) {
       this.sentAny = true;

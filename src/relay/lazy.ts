@@ -14,7 +14,7 @@ import type { RelayConfig } from './settings';
 /** ice-restart messages a peer may send at once, before RELAY_ICE_RESTARTS_PER_MIN applies. */
 export const ICE_RESTART_BURST = 3;
 
-const NOTHING_YET: RelayStats = { sessions: 0, viewers: 0, connections: 0, packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0 };
+const NOTHING_YET: RelayStats = { sessions: 0, viewers: 0, connections: 0, packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0, keyframeCacheBytes: 0 };
 
 export class LazyRelay implements ServerPeer {
   private engine: RelayEngine | undefined;
@@ -111,7 +111,16 @@ export class LazyRelay implements ServerPeer {
     return this.engine?.stats() ?? { ...NOTHING_YET };
   }
 
-  /** Whether the engine is loaded: once a relay session started. */
+  /**
+   * Loads the engine now, and what its first connection needs (RELAY_PREWARM=on, once the server
+   * listens): the first relay viewer of the process then waits no longer than the others.
+   */
+  prewarm(): Promise<void> {
+    this.run(() => {});
+    return this.ready;
+  }
+
+  /** Whether the engine is loaded: once a relay session started, or it was prewarmed. */
   get loaded(): boolean {
     return this.engine !== undefined;
   }
@@ -142,6 +151,9 @@ export class LazyRelay implements ServerPeer {
         if (this.stopped) return;
         const engine = new RelayEngine(this.config, this.deps);
         this.engine = engine;
+        // The engine loads at a registration; the offer waits for the peer's stream to open: the
+        // certificate is made in between, not on the offer's path.
+        engine.warm().catch((error: unknown) => this.deps.failed(error));
         this.pendingCandidates.clear();
         for (const pending of this.pending.splice(0)) {
           try {

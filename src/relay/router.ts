@@ -4,8 +4,21 @@ import { type GenericNack, MediaStream, type PeerConfig, type RTCRtpTransceiver,
 import { type Cancel, type Clock, Ticker } from '../clock';
 import type { Role } from '../sessions/store';
 import { AnsweringLink, GATHER_MS, type IceParameters } from './answering';
-import { type MediaKind, type RtpOutput, SourceTrack, TrackForwarder } from './forwarder';
+import { type ForwarderCounters, type MediaKind, type RtpOutput, SourceTrack, TrackForwarder } from './forwarder';
+import type { KeyframeCacheLimits } from './keyframe-cache';
 import { type LinkMessage, ServerLink } from './link';
+
+/** The phases of a relay connection the server sees, in milliseconds, for metrics. */
+export interface RelayObserver {
+  /** The server's offer sent → the peer's answer in. */
+  answered(ms: number): void;
+  /** The peer's answer in → ICE connected. */
+  iceConnected(ms: number): void;
+  /** A viewer's connection made (its stream opened) → its first video packet written to it. */
+  firstVideoPacket(ms: number): void;
+}
+
+export const noRelayObserver: RelayObserver = { answered() {}, iceConnected() {}, firstVideoPacket() {} };
 
 export interface RouterDeps {
   clock: Clock;
@@ -15,6 +28,9 @@ export interface RouterDeps {
   publisherConfig: Partial<PeerConfig>;
   viewerConfig: Partial<PeerConfig>;
   publicIp?: string;
+  /** Bounds of each published video track's keyframe cache (RELAY_KEYFRAME_CACHE_BYTES, RELAY_KEYFRAME_CACHE_MS). */
+  keyframeCache?: KeyframeCacheLimits;
+  observer?: RelayObserver;
 }
 
 /** Keyframe requests to the publisher are at most this often; one asked for sooner is sent when the time comes. */
@@ -56,30 +72,36 @@ export class SessionRouter {
   private lastKeyframeRequest = -Infinity;
   private pendingKeyframe: Cancel | undefined;
   private readonly reports: Ticker;
+  /** What the forwarders of viewers that left sent: the totals only ever grow. */
+  private readonly departed = { packets: 0, retransmitted: 0, dropped: 0 };
+  private readonly observer: RelayObserver;
+  /** Per connection: told when the peer's answer comes in (the first, of the first offer). */
+  private readonly answerTimers = new WeakMap<ServerLink, () => void>();
 
   constructor(
     readonly sessionId: string,
     private readonly deps: RouterDeps,
   ) {
     this.reports = new Ticker(deps.clock, SENDER_REPORT_MS, () => this.sendReports());
+    this.observer = deps.observer ?? noRelayObserver;
   }
 
   get viewerCount(): number {
     return this.viewers.size;
   }
 
-  /** What the viewers' forwarders sent, retransmitted and dropped, over the viewers connected now. */
+  /** What the viewers' forwarders sent, retransmitted and dropped, over the router's life. */
   forwarded(): { packets: number; retransmitted: number; dropped: number } {
-    const totals = { packets: 0, retransmitted: 0, dropped: 0 };
+    const totals = { ...this.departed };
     for (const viewer of this.viewers.values()) {
-      for (const kind of KINDS) {
-        const c = viewer.forwarders[kind].counters;
-        totals.packets += c.packets;
-        totals.retransmitted += c.retransmitted;
-        totals.dropped += c.dropped;
-      }
+      for (const kind of KINDS) addCounters(totals, viewer.forwarders[kind].counters);
     }
     return totals;
+  }
+
+  /** Payload bytes the publisher's keyframe cache holds now. */
+  get keyframeCacheBytes(): number {
+    return this.publisher?.sources.video?.cache?.size ?? 0;
   }
 
   /** Connections open now (publisher and viewers): each holds a UDP socket and a DTLS certificate. */
@@ -125,6 +147,7 @@ export class SessionRouter {
     if (!viewer) return;
     this.viewers.delete(peerId);
     for (const kind of KINDS) {
+      addCounters(this.departed, viewer.forwarders[kind].counters);
       const list = this.fanOut[kind];
       const at = list.indexOf(viewer.forwarders[kind]);
       if (at >= 0) list.splice(at, 1);
@@ -140,10 +163,17 @@ export class SessionRouter {
   answer(peerId: string, role: Role, offerSdp: string, onState?: (state: string) => void): Promise<string> {
     this.leave(peerId);
     const config = role === 'publisher' ? this.deps.publisherConfig : this.deps.viewerConfig;
-    const link = new AnsweringLink(peerId, config, { clock: this.deps.clock, gatherMs: GATHER_MS, log: this.deps.log, publicIp: this.deps.publicIp, onState });
+    const { clock } = this.deps;
+    const offeredAt = clock.now();
+    const link = new AnsweringLink(peerId, config, { clock, gatherMs: GATHER_MS, log: this.deps.log, publicIp: this.deps.publicIp, onState });
     if (role === 'publisher') this.addPublisher(peerId, link);
     else this.addViewer(peerId, link);
-    return link.answer(offerSdp);
+    // The peer's offer in → the server's answer out, then → ICE connected: the phases of a server offer's.
+    const answered = this.timeToConnected(link);
+    return link.answer(offerSdp).then((sdp) => {
+      answered(clock.now() - offeredAt);
+      return sdp;
+    });
   }
 
   /** An ICE restart asked for by a peer that made its own offer; undefined when it has no such connection. */
@@ -156,6 +186,7 @@ export class SessionRouter {
   message(peerId: string, message: LinkMessage): boolean {
     const link = this.publisher?.id === peerId ? this.publisher.link : this.viewers.get(peerId)?.link;
     if (!link) return false;
+    if (message.type === 'answer') this.answerTimers.get(link)?.();
     link.handle(message);
     return true;
   }
@@ -199,8 +230,44 @@ export class SessionRouter {
     void transceiver.receiver.sendRtcpPLI(ssrc);
   }
 
+  /**
+   * A connection with the peer, timed: its first offer sent → the answer in → ICE connected, once per
+   * connection (an ICE restart is not a join).
+   */
   private link(peerId: string, config: Partial<PeerConfig>): ServerLink {
-    return new ServerLink(peerId, config, { send: (type, payload) => this.deps.send(peerId, type, payload), log: this.deps.log, publicIp: this.deps.publicIp });
+    const { clock } = this.deps;
+    let offeredAt: number | undefined;
+    const send = (type: string, payload: unknown) => {
+      if (type === 'offer') offeredAt ??= clock.now();
+      this.deps.send(peerId, type, payload);
+    };
+    const link = new ServerLink(peerId, config, { send, log: this.deps.log, publicIp: this.deps.publicIp });
+    const answered = this.timeToConnected(link);
+    this.answerTimers.set(link, () => {
+      if (offeredAt !== undefined) answered(clock.now() - offeredAt);
+    });
+    return link;
+  }
+
+  /**
+   * Times a connection from its answer (the peer's, or the server's to the peer's offer) to ICE
+   * connected, once per connection (an ICE restart is not a join). The function it returns is told,
+   * once, how long the offer waited for that answer.
+   */
+  private timeToConnected(link: ServerLink): (offerToAnswerMs: number) => void {
+    const { clock } = this.deps;
+    let answeredAt: number | undefined;
+    let connected = false;
+    link.pc.iceConnectionStateChange.subscribe((state) => {
+      if (state !== 'connected' || answeredAt === undefined || connected) return;
+      connected = true;
+      this.observer.iceConnected(clock.now() - answeredAt);
+    });
+    return (ms) => {
+      if (answeredAt !== undefined) return;
+      answeredAt = clock.now();
+      this.observer.answered(ms);
+    };
   }
 
   /** `answering`: the peer's own offer is to be answered; otherwise the server offers. */
@@ -213,7 +280,7 @@ export class SessionRouter {
       const kind = track.kind as MediaKind;
       const transceiver = link.pc.getTransceivers().find((t) => t.receiver.tracks.includes(track)) ?? link.pc.getTransceivers().find((t) => t.kind === kind);
       const codecs = transceiver ? ServerLink.negotiated(transceiver) : [];
-      const source = new SourceTrack(kind, codecs, codecs[0]?.clockRate ?? (kind === 'video' ? 90_000 : 48_000));
+      const source = new SourceTrack(kind, codecs, codecs[0]?.clockRate ?? (kind === 'video' ? 90_000 : 48_000), this.deps.keyframeCache);
       publisher.sources[kind] = source;
       this.deps.log(`relay: session ${this.sessionId}: ${peerId} sends ${kind} (${codecs.map((c) => c.mimeType).join(', ') || 'no codec'})`);
       track.onReceiveRtp.subscribe((packet) => this.route(publisher, source, packet));
@@ -233,14 +300,15 @@ export class SessionRouter {
       publisher.ssrcs[kind] = packet.header.ssrc;
       if (kind === 'video') this.requestKeyframe();
     }
-    source.remember(packet);
     const now = this.deps.clock.now();
+    source.remember(packet, now);
     const list = this.fanOut[kind];
     for (let i = 0; i < list.length; i++) (list[i] as TrackForwarder).forward(packet, source, now);
   }
 
   private addViewer(peerId: string, answering?: AnsweringLink): void {
     const link = answering ?? this.link(peerId, this.deps.viewerConfig);
+    const createdAt = this.deps.clock.now();
     const stream = new MediaStream();
     const transceivers = {} as Record<MediaKind, RTCRtpTransceiver>;
     const forwarders = {} as Record<MediaKind, TrackForwarder>;
@@ -253,6 +321,7 @@ export class SessionRouter {
         this.deps.clock,
         () => this.requestKeyframe(),
         (mime) => this.deps.log(`relay: session ${this.sessionId}: viewer ${peerId} cannot take ${mime}; it gets no ${kind}`),
+        kind === 'video' ? () => this.observer.firstVideoPacket(this.deps.clock.now() - createdAt) : undefined,
       );
       forwarders[kind] = forwarder;
       transceiver.sender.onGenericNack.subscribe((nack: GenericNack) => forwarder.retransmit(nack.lost));
@@ -263,16 +332,25 @@ export class SessionRouter {
     link.pc.signalingStateChange.subscribe((state) => {
       if (state !== 'stable') return;
       for (const kind of KINDS) forwarders[kind].setViewerCodecs(ServerLink.negotiated(transceivers[kind]));
+      this.prime(viewer);
     });
     link.pc.connectionStateChange.subscribe((state) => {
       if (state === 'connected' && this.viewers.get(peerId) === viewer) {
-        // Joining mid-stream: a keyframe now, rather than at the publisher's next one.
+        // Joining mid-stream: the cached pictures since the last keyframe at once, and a keyframe asked
+        // for all the same (a publisher that honours it gives a fresh picture, and a smaller group to replay).
+        this.prime(viewer);
         this.requestKeyframe();
       }
     });
     for (const kind of KINDS) this.fanOut[kind].push(forwarders[kind]);
     this.reports.start();
     if (!answering) link.offer();
+  }
+
+  /** Replays the publisher's cached video to a viewer that waits for a keyframe, once it can take it. */
+  private prime(viewer: Viewer): void {
+    const source = this.publisher?.sources.video;
+    if (source && this.viewers.get(viewer.id) === viewer) viewer.forwarders.video.prime(source, this.deps.clock.now());
   }
 
   private sendReports(): void {
@@ -283,6 +361,12 @@ export class SessionRouter {
       }
     }
   }
+}
+
+function addCounters(totals: { packets: number; retransmitted: number; dropped: number }, c: ForwarderCounters): void {
+  totals.packets += c.packets;
+  totals.retransmitted += c.retransmitted;
+  totals.dropped += c.dropped;
 }
 
 /** A viewer's sender as a forwarder writes to it: straight to its DTLS transport, past werift's per-packet rewriting. */

@@ -42,6 +42,7 @@ function vp8StartsKeyframe(p: Uint8Array): boolean {
 
 const H264_IDR = 5;
 const H264_SPS = 7;
+const H264_PPS = 8;
 const H264_STAP_A = 24;
 const H264_FU_A = 28;
 
@@ -65,6 +66,27 @@ function h264StartsKeyframe(p: Uint8Array): boolean {
     }
   }
   return false;
+}
+
+/**
+ * Whether an H.264 payload carries only sequence or picture parameter sets (alone or aggregated in a
+ * STAP-A): sent just before an IDR, they belong to its group of pictures.
+ */
+export function onlyParameterSets(p: Uint8Array): boolean {
+  if (p.length < 1) return false;
+  const type = (p[0] as number) & 0x1f;
+  if (type === H264_SPS || type === H264_PPS) return true;
+  if (type !== H264_STAP_A) return false;
+  let offset = 1;
+  let units = 0;
+  while (offset + 2 < p.length) {
+    const size = ((p[offset] as number) << 8) | (p[offset + 1] as number);
+    const inner = (p[offset + 2] as number) & 0x1f;
+    if (inner !== H264_SPS && inner !== H264_PPS) return false;
+    units++;
+    offset += 2 + size;
+  }
+  return units > 0;
 }
 
 /** Seconds between the NTP epoch (1900) and the Unix epoch (1970). */

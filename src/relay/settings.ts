@@ -4,7 +4,16 @@ import { type Config, relayPorts } from '../config';
 
 export type RelayConfig = Pick<
   Config,
-  'relayPortRange' | 'relayPublicIp' | 'relayHostIps' | 'relayIceUrls' | 'relayIceUsername' | 'relayIceCredential' | 'relayVideoCodecs' | 'relayIceRestartsPerMin'
+  | 'relayPortRange'
+  | 'relayPublicIp'
+  | 'relayHostIps'
+  | 'relayIceUrls'
+  | 'relayIceUsername'
+  | 'relayIceCredential'
+  | 'relayVideoCodecs'
+  | 'relayIceRestartsPerMin'
+  | 'relayKeyframeCacheBytes'
+  | 'relayKeyframeCacheMs'
 >;
 
 /**

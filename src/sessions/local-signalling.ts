@@ -32,6 +32,8 @@ export interface SignallingDeps {
   serverPeer?: ServerPeer;
   /** The relay's places (MAX_RELAY_PEERS): every peer of a relay session holds one while registered. */
   relayCapacity?: RelayCapacity;
+  /** Told of each offer and answer one peer of a mesh session sends another (offer → answer time, metrics). */
+  negotiation?: { meshSignal(sessionId: string, from: string, to: string, type: string): void };
 }
 
 /** What peers of a relay session send to each other instead of to `switchboard`: refused. */
@@ -194,7 +196,9 @@ export class LocalSignalling implements SignallingBackend {
 
     if (body.target !== undefined) {
       if (!session.peers.has(body.target)) throw refusals.targetNotFound(sessionId, body.target);
-      return delivery.deliver({ sessionId, peerId: body.target }, json, fromPeer(peerId));
+      const delivered = delivery.deliver({ sessionId, peerId: body.target }, json, fromPeer(peerId));
+      if (body.type === 'offer' || body.type === 'answer') this.deps.negotiation?.meshSignal(sessionId, peerId, body.target, body.type);
+      return delivered;
     }
 
     // A broadcast reaches every other peer or none of them.

@@ -51,11 +51,35 @@ export function parseExposition(text: string): Scrape {
     family,
     value: (name, labels) => Number(sample(name, labels).value),
     histogram(name, labels) {
+      if (labels && Object.keys(labels).length > 0) return labelledHistogram(text, name, labels);
       const s = sample(name, labels);
       const buckets = new Map(Object.entries(s.buckets ?? {}).map(([le, n]) => [le === '+Inf' ? Infinity : Number(le), Number(n)]));
       return { buckets, count: Number(s.count), sum: Number(s.sum) };
     },
   };
+}
+
+/**
+ * One series of a histogram with labels, read from the text: the parser above keeps one series per
+ * histogram family, without its labels.
+ */
+function labelledHistogram(text: string, name: string, labels: Record<string, string>) {
+  const buckets = new Map<number, number>();
+  let count = Number.NaN;
+  let sum = Number.NaN;
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match?.[1]?.startsWith(name)) continue;
+    const own: Record<string, string> = {};
+    for (const [, key, value] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) own[key as string] = value as string;
+    if (!Object.entries(labels).every(([k, v]) => own[k] === v)) continue;
+    const value = Number(match[3]);
+    if (match[1] === `${name}_bucket`) buckets.set(own.le === '+Inf' ? Infinity : Number(own.le), value);
+    else if (match[1] === `${name}_count`) count = value;
+    else if (match[1] === `${name}_sum`) sum = value;
+  }
+  if (Number.isNaN(count)) throw new Error(`no series of ${name} matches ${JSON.stringify(labels)}`);
+  return { buckets, count, sum };
 }
 
 /** GETs /metrics from a running server and parses it. */

@@ -73,7 +73,7 @@ describe('TrackForwarder', () => {
     const source = new SourceTrack('video', [VP8], 90_000);
     for (let i = 0; i < 200; i++) {
       const p = packet(i, i * 3000, i === 0 ? KEY : DELTA);
-      source.remember(p);
+      source.remember(p, clock.now());
       forwarder.forward(p, source, clock.now());
     }
     const lost = (sent[10]?.seq ?? 0) as number;

@@ -15,6 +15,8 @@ describe('LazyRelay with offers of the peers', () => {
   test('expectOffer, joined and answer reach the engine in their order; the answer comes back', async () => {
     const calls: string[] = [];
     class Recording {
+      /** What the engine prepares once it is loaded (the DTLS certificate). */
+      async warm() {}
       expectOffer(s: string, p: string) {
         calls.push(`expect ${s}/${p}`);
       }

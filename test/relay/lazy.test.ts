@@ -31,8 +31,11 @@ function recordingEngine(calls: string[]) {
     shutdown() {
       calls.push('shutdown');
     }
+    async warm() {
+      calls.push('warm');
+    }
     stats() {
-      return { sessions: 1, viewers: 0, connections: 0, packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0 };
+      return { sessions: 1, viewers: 0, connections: 0, packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0, keyframeCacheBytes: 0 };
     }
   }
   return { RelayEngine: Recording as unknown as typeof RelayEngine };
@@ -43,6 +46,21 @@ function lazy(load: () => Promise<{ RelayEngine: typeof RelayEngine }>, failures
 }
 
 describe('LazyRelay', () => {
+  test('prewarm loads the engine and what its first connection needs, once; the sessions after it find it there', async () => {
+    const calls: string[] = [];
+    let loads = 0;
+    const relay = lazy(async () => {
+      loads++;
+      return recordingEngine(calls);
+    });
+    await relay.prewarm();
+    expect(relay.loaded).toBe(true);
+    relay.joined('r', 'cam', 'publisher');
+    await relay.prewarm();
+    expect(loads).toBe(1);
+    expect(calls).toEqual(['constructed', 'warm', 'joined r/cam publisher']);
+  });
+
   test('nothing loads until a relay session starts; what comes meanwhile reaches the engine in its order', async () => {
     const calls: string[] = [];
     let loads = 0;
@@ -61,7 +79,8 @@ describe('LazyRelay', () => {
     expect(relay.loaded).toBe(false);
     await relay.ready;
     expect(loads).toBe(1);
-    expect(calls).toEqual(['constructed', 'joined r/cam publisher', 'joined r/v1 viewer', 'receive r/v1 answer', 'left r/v1']);
+    // The engine first makes what its first connection needs (the DTLS certificate).
+    expect(calls).toEqual(['constructed', 'warm', 'joined r/cam publisher', 'joined r/v1 viewer', 'receive r/v1 answer', 'left r/v1']);
     relay.closed('r');
     expect(calls.at(-1)).toBe('closed r');
     expect(relay.stats().sessions).toBe(1);
@@ -88,7 +107,7 @@ describe('LazyRelay', () => {
     relay.receive('r', 'cam', 'ice-candidate', null);
     loaded(recordingEngine(calls));
     await relay.ready;
-    expect(calls.slice(0, 3)).toEqual(['constructed', 'joined r/cam publisher', 'reachable r/cam']);
+    expect(calls.slice(0, 4)).toEqual(['constructed', 'warm', 'joined r/cam publisher', 'reachable r/cam']);
     expect(calls.filter((c) => c === 'receive r/cam ice-candidate')).toHaveLength(MAX_REMOTE_CANDIDATES + 1);
   });
 

@@ -1,0 +1,91 @@
+// The packets of one published video track since its last keyframe: what a viewer that joins now needs
+// to decode the current picture at once, instead of waiting for the publisher's next keyframe (a
+// dashcam's encoder often ignores keyframe requests and sends one every 2-10 s).
+import type { RtpPacket } from 'werift';
+import { type CodecFamily, onlyParameterSets, startsKeyframe } from './rtp';
+
+/** How much one track's cache may hold: over either bound it holds nothing until the next keyframe. */
+export interface KeyframeCacheLimits {
+  /** Bytes of payload (RELAY_KEYFRAME_CACHE_BYTES); 0 turns the cache off. */
+  maxBytes: number;
+  /** Milliseconds since the keyframe (RELAY_KEYFRAME_CACHE_MS): older, the burst would be more than a viewer should replay. */
+  maxAgeMs: number;
+}
+
+/**
+ * One group of pictures, keyframe first. A keyframe that starts with the same RTP timestamp as the
+ * group's belongs to it (one picture in several slices, or H.264 parameter sets sent before the IDR);
+ * H.264 parameter sets sent just before a new keyframe move with it into the new group.
+ */
+export class KeyframeCache {
+  private gop: RtpPacket[] = [];
+  private bytes = 0;
+  private keyTimestamp = 0;
+  private keyAt = 0;
+
+  constructor(private readonly limits: KeyframeCacheLimits) {}
+
+  /** Payload bytes held now. */
+  get size(): number {
+    return this.bytes;
+  }
+
+  /** Takes a packet as the publisher sent it, of its payload type's codec; `now` is the clock's time in milliseconds. */
+  add(packet: RtpPacket, family: CodecFamily, now: number): void {
+    if (this.limits.maxBytes <= 0 || (family !== 'vp8' && family !== 'h264')) return;
+    const { payload, header } = packet;
+    if (startsKeyframe(family, payload) && !(this.gop.length > 0 && header.timestamp === this.keyTimestamp)) {
+      this.restart(header.timestamp, family, now);
+    } else if (this.gop.length === 0) {
+      return; // nothing decodable before a keyframe
+    }
+    if (this.bytes + payload.length > this.limits.maxBytes) {
+      this.clear();
+      return;
+    }
+    this.gop.push(packet);
+    this.bytes += payload.length;
+  }
+
+  /**
+   * The group of pictures to replay to a joining viewer, keyframe first, or undefined when none is held
+   * (no keyframe yet, or the group outgrew its bounds). The array grows as packets arrive, until the
+   * next keyframe replaces it: a reader holding it may go on reading.
+   */
+  packets(now: number): readonly RtpPacket[] | undefined {
+    if (this.gop.length === 0) return undefined;
+    if (now - this.keyAt > this.limits.maxAgeMs) {
+      this.clear();
+      return undefined;
+    }
+    return this.gop;
+  }
+
+  /** The packet with this sequence number, if the group holds it (NACKs of a replay reach further back than the history). */
+  recall(sequenceNumber: number): RtpPacket | undefined {
+    const first = this.gop[0];
+    if (!first) return undefined;
+    const packet = this.gop[(sequenceNumber - first.header.sequenceNumber) & 0xffff];
+    return packet?.header.sequenceNumber === sequenceNumber ? packet : undefined;
+  }
+
+  private restart(timestamp: number, family: CodecFamily, now: number): void {
+    // H.264 parameter sets at the end of the old group, for this picture, open the new one.
+    let keep = this.gop.length;
+    while (family === 'h264' && keep > 0) {
+      const tail = this.gop[keep - 1] as RtpPacket;
+      if (tail.header.timestamp !== timestamp || !onlyParameterSets(tail.payload)) break;
+      keep--;
+    }
+    const carried = this.gop.slice(keep);
+    this.gop = carried;
+    this.bytes = carried.reduce((sum, p) => sum + p.payload.length, 0);
+    this.keyTimestamp = timestamp;
+    this.keyAt = now;
+  }
+
+  private clear(): void {
+    this.gop = [];
+    this.bytes = 0;
+  }
+}
