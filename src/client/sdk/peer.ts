@@ -108,6 +108,10 @@ export class PeerLink {
   /** Creates and sends an offer (with new ICE credentials for a restart). */
   async offer(iceRestart = false): Promise<void> {
     const { pc } = this;
+    // The other side's offer is being answered (it came while this side prepared its own, a restart
+    // fetching new ICE servers, say): this offer follows once that exchange is done.
+    await this.untilAnswered();
+    if (this.closed) return;
     this.makingOffer = true;
     try {
       await pc.setLocalDescription(await pc.createOffer({ iceRestart }));
@@ -117,6 +121,20 @@ export class PeerLink {
     this.counts.offersSent++;
     this.timeline.mark('offer');
     await this.signal('offer', pc.localDescription);
+  }
+
+  /** Resolves once the connection is not answering an offer of the other side. */
+  private untilAnswered(): Promise<void> {
+    const { pc } = this;
+    if (pc.signalingState !== 'have-remote-offer') return Promise.resolve();
+    return new Promise((resolve) => {
+      const settled = () => {
+        if (pc.signalingState === 'have-remote-offer') return;
+        pc.removeEventListener('signalingstatechange', settled);
+        resolve();
+      };
+      pc.addEventListener('signalingstatechange', settled);
+    });
   }
 
   async handleOffer(description: RTCSessionDescriptionInit): Promise<void> {
