@@ -30,6 +30,7 @@ import type { SignallingBackend } from './sessions/backend';
 import type { SessionListener } from './sessions/events';
 import { LocalSignalling } from './sessions/local-signalling';
 import { sessionRoutes } from './sessions/routes';
+import type { ServerOutbox } from './sessions/server-peer';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
 import { eventRoutes } from './sse/routes';
@@ -86,7 +87,8 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const guard = guards(access, new Limits(config, clock), config.trustProxy);
   const iceLogger = logger.child({ component: 'ice' });
   const iceServers = iceServerSource(config, clock, { log: (message) => iceLogger.warn(message) });
-  whip = new WhipService(config, { signalling, relay, access, iceServers });
+  // WHIP and WHEP answer with this process's media: not in a cluster, whose relay sessions live on their owner.
+  whip = new WhipService(config, { signalling, relay: config.redisUrl ? undefined : relay, access, iceServers });
 
   // The client page is served by pageRoutes from the built bundle, not as Bun's native HTML route:
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
@@ -137,7 +139,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     drain,
     /** What /readyz reports: its checks, and whether the server drains. */
     readiness: ops.readiness,
-    /** The server's `switchboard` peer of relay sessions; undefined with RELAY_MODE=off and with REDIS_URL. */
+    /** The server's `switchboard` peer of relay sessions (in a cluster, of those this instance owns); undefined with RELAY_MODE=off. */
     relay,
     /** The places relay peers hold (MAX_RELAY_PEERS): whatever adds peers to relay sessions takes one. */
     relayCapacity,
@@ -174,24 +176,45 @@ function signallingBackend(
       return { signalling: new LocalSignalling(config, { ...core, store: new SessionStore(), delivery, negotiation }), ready: Promise.resolve() };
     }
     // The `switchboard` peer of relay sessions answers through the signalling service it is given to.
-    // Relay sessions live in one process: their media cannot move between instances.
-    const relayLogger = core.logger.child({ component: 'relay' });
-    const negotiation = new ConnectionMetrics(monotonic, () => relay.stats());
-    ops.registry.add(negotiation);
-    const relay = new LazyRelay(config, {
-      clock: core.clock,
-      observer: negotiation,
-      log: (line) => relayLogger.info(line),
-      failed: (error) => relayLogger.error('relay engine failed', { error: String(error) }),
-      outbox: (...event) => signalling.fromServer(...event),
-    });
+    const { relay, negotiation } = relayEngine(config, core, ops, monotonic, (...event) => signalling.fromServer(...event));
     const relayCapacity = new RelayCapacity(config);
     const signalling: LocalSignalling = new LocalSignalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay, relayCapacity, negotiation });
     return { signalling, ready: Promise.resolve(), relay, relayCapacity };
   }
-  const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId });
+  if (relayMode(config) === 'off') {
+    const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId });
+    ops.readiness.register('redis', () => cluster.link.ping());
+    return { signalling: cluster, ready: cluster.start() };
+  }
+  // Relay sessions in a cluster: each one's media on the instance that holds its lease, which answers
+  // into the peers' mailboxes in Redis; the engine is the one process's.
+  const { relay } = relayEngine(config, core, ops, monotonic, (...event) => cluster.relay?.outbox(...event) ?? false);
+  const capacity = config.relayCapacity > 0 ? config.relayCapacity : new RelayCapacity(config).limit;
+  const cluster: ClusterSignalling = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId, relay: { engine: relay, capacity } });
+  if (cluster.relay) ops.registry.add(cluster.relay);
   ops.readiness.register('redis', () => cluster.link.ping());
-  return { signalling: cluster, ready: cluster.start() };
+  return { signalling: cluster, ready: cluster.start(), relay };
+}
+
+/** The relay engine, loaded when the first relay session starts, and its metrics; `outbox` is where `switchboard` writes. */
+function relayEngine(
+  config: Config,
+  core: { clock: Clock; logger: Logger },
+  ops: Operations,
+  monotonic: () => number,
+  outbox: ServerOutbox,
+): { relay: LazyRelay; negotiation: ConnectionMetrics } {
+  const relayLogger = core.logger.child({ component: 'relay' });
+  const negotiation = new ConnectionMetrics(monotonic, () => relay.stats());
+  ops.registry.add(negotiation);
+  const relay = new LazyRelay(config, {
+    clock: core.clock,
+    observer: negotiation,
+    log: (line) => relayLogger.info(line),
+    failed: (error) => relayLogger.error('relay engine failed', { error: String(error) }),
+    outbox,
+  });
+  return { relay, negotiation };
 }
 
 function errorAnswer(code: string | number, error: unknown, request: Request): Response {

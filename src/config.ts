@@ -90,6 +90,28 @@ const RelaySettings = {
     description:
       'peers registered in relay sessions on this server at once; past it POST /register answers 503 relay_full (one core carries about 150-300 viewers of a 1.5 Mbit/s camera)',
   }),
+  /**
+   * Relay peers this instance takes in the relay sessions it owns, in a cluster (REDIS_URL): placement
+   * puts a new relay session on the instance with the most room left.
+   * @default 0 (the process's own limit: MAX_RELAY_PEERS, capped by RELAY_PORT_RANGE)
+   */
+  relayCapacity: T.Integer({
+    minimum: 0,
+    default: 0,
+    description:
+      'in a cluster, peers of relay sessions this instance carries; a new relay session goes to the instance with the most room, and none left anywhere answers 503 relay_full (0: MAX_RELAY_PEERS)',
+  }),
+  /**
+   * Lifetime of an instance's hold on a relay session's media in a cluster, renewed four times per
+   * lifetime: an instance killed loses its sessions to others this long after its last renewal.
+   * @default 2000
+   */
+  relayLeaseMs: T.Integer({
+    minimum: 200,
+    maximum: 60_000,
+    default: 2000,
+    description: "in a cluster, milliseconds an instance's hold on a relay session lasts unrenewed: its sessions move to another instance this long after it dies",
+  }),
   maxRelayPeersPerIp: T.Integer({ minimum: 0, default: 20, description: 'peers registered in relay sessions from one client IP at once; past it 429 (0: no limit)' }),
   relayIceRestartsPerMin: T.Integer({
     minimum: 0,

@@ -119,9 +119,6 @@ export const refusals = {
   publisherExists: (sessionId: string, publisher: string) =>
     new SignalError('publisher_exists', `relay session ${sessionId} already has publisher ${publisher}; a relay session has one`),
   relayOff: () => new SignalError('invalid_request', 'this server does not relay media: relay sessions are off (RELAY_MODE=off)'),
-  /** Media goes through the server in a relay session: its connections live in one process, so a cluster has none. */
-  relayInCluster: () =>
-    new SignalError('invalid_request', 'relay sessions need a single instance: this server keeps its sessions in Redis (REDIS_URL), so only mesh sessions are open'),
   relayNotCreatable: () =>
     new SignalError('forbidden', 'relay sessions are created by the admin API (POST /sessions with mode relay) or with a JWT whose "relay" claim is true here (RELAY_MODE=admin)'),
   /** In a relay session, media signals go to the server peer (`serverPeerId`) only. */

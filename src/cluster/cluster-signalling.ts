@@ -3,16 +3,20 @@ import type { Config } from '../config';
 import type { Delivered, EventSink } from '../delivery/delivery';
 import { countMessage, type DeliveryObserver, noObserver } from '../delivery/observer';
 import { type EventBounds, eventBounds, fromPeer, peerNotice } from '../delivery/rules';
-import { refusals, type SignalError } from '../errors';
+import { refusals, SignalError } from '../errors';
 import type { HoldingsConfig } from '../limits/address-holdings';
 import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
+import { clusterRelayFull, relayPeersRefusal } from '../relay/capacity';
+import { parseMessage } from '../relay/messages';
 import type { Admit, AdmitSession, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from '../sessions/backend';
 import type { SessionEvent, SessionListener } from '../sessions/events';
 import type { SignalBody } from '../sessions/model';
 import { capRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, serverEvents } from '../sessions/rules';
 import type { SessionMode } from '../sessions/server-peer';
+import { SERVER_PEER_ID } from '../sessions/server-peer';
 import type { Invite, PeerAuth, Role } from '../sessions/store';
+import { ClusterRelay, type RelayEngineLike } from './cluster-relay';
 import { HeldStreams } from './held-streams';
 import { peerAddress, peerIdOf, redisKey } from './protocol';
 import { RedisLink } from './redis-link';
@@ -20,7 +24,16 @@ import { type AttachReply, boundsArgs, type CountsReply, type Outcome, SCRIPTS, 
 
 export type ClusterConfig = Pick<
   Config,
-  'peerTimeoutMs' | 'maxSessions' | 'maxPeersPerSession' | 'maxQueue' | 'maxPeerEventBytes' | 'maxEventBytes' | 'redisPrefix' | 'redisTimeoutMs'
+  | 'peerTimeoutMs'
+  | 'maxSessions'
+  | 'maxPeersPerSession'
+  | 'maxQueue'
+  | 'maxPeerEventBytes'
+  | 'maxEventBytes'
+  | 'redisPrefix'
+  | 'redisTimeoutMs'
+  | 'maxRelayPeersPerIp'
+  | 'relayLeaseMs'
 > &
   HoldingsConfig & { redisUrl: string };
 
@@ -32,8 +45,10 @@ export interface ClusterDeps {
   listener?: SessionListener;
   observer?: DeliveryObserver;
   logger?: Logger;
-  /** Real time for the Redis reconnection backoff. */
+  /** Real time for the Redis reconnection backoff and a drain's wait on the new owners of its relay sessions. */
   timers?: Pick<Clock, 'schedule'>;
+  /** The relay engine and how many peers this instance carries; without it, relay sessions are refused (RELAY_MODE=off). */
+  relay?: { engine: RelayEngineLike; capacity: number };
 }
 
 /** How this instance paces its work in Redis, derived from PEER_TIMEOUT_MS. */
@@ -81,8 +96,8 @@ const authOf = ({ tokenHash, role }: StoredPeer): PeerAuth | undefined => (token
 
 const parseAuth = (json: string): PeerAuth | undefined => authOf(parsePeer(json));
 
-/** A cluster holds mesh sessions only: media through the server needs the one process that holds its connections. */
-const unavailable = (mode: SessionMode): SignalError | undefined => (mode === 'relay' ? refusals.relayInCluster() : undefined);
+/** The signals between a relay session's peers and `switchboard` only (as in one process). */
+const MEDIA_SIGNALS: ReadonlySet<string> = new Set(['offer', 'answer', 'ice-candidate', 'ice-restart']);
 
 /**
  * The signalling semantics of `LocalSignalling`, for several instances that share one Redis (see
@@ -111,6 +126,8 @@ export class ClusterSignalling implements SignallingBackend {
   private readonly inFlight = new Set<Promise<unknown>>();
   private counts: CountsReply & { at: number } = { cluster: { sessions: 0, peers: 0, eventBytes: 0 }, instance: { sessions: 0, peers: 0, eventBytes: 0 }, at: -Infinity };
   private readonly bounds: EventBounds;
+  /** The media of the relay sessions this instance owns; undefined with RELAY_MODE=off. */
+  readonly relay: ClusterRelay | undefined;
 
   constructor(
     private readonly config: ClusterConfig,
@@ -139,7 +156,24 @@ export class ClusterSignalling implements SignallingBackend {
       logger: this.logger,
       bounds: this.bounds,
       detached: (key, gen) => this.detach(key, gen),
+      relay: (frame) => this.relay?.frame(frame),
     });
+    this.relay =
+      deps.relay &&
+      new ClusterRelay(
+        { relayLeaseMs: config.relayLeaseMs, capacity: deps.relay.capacity, redisPrefix: config.redisPrefix },
+        {
+          engine: deps.relay.engine,
+          clock: deps.clock,
+          timers: deps.timers ?? deps.clock,
+          logger: this.logger.child({ component: 'relay' }),
+          link: this.link,
+          run: (script, ...args) => this.run(script, ...args),
+          apply: (out) => this.apply(out),
+          bounds: this.bounds,
+          track: (promise) => this.track(promise),
+        },
+      );
     this.keepalive = new Ticker(deps.clock, this.timing.keepaliveMs, () => void this.track(this.refresh()));
     this.sweeper = new Ticker(deps.clock, this.timing.sweepMs, () => void this.track(this.sweep()));
   }
@@ -148,7 +182,10 @@ export class ClusterSignalling implements SignallingBackend {
   async start(): Promise<void> {
     this.keepalive.start();
     this.sweeper.start();
+    this.relay?.start();
     await this.link.start();
+    // Its load is in Redis before the first request: placement can choose it at once.
+    await this.relay?.renew();
   }
 
   /** This instance's share (see COUNTS for which peers and sessions are on it), and the cluster's totals. */
@@ -170,7 +207,7 @@ export class ClusterSignalling implements SignallingBackend {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const seen = await this.run(SCRIPTS.admission, sessionId, peerId, from);
       const existing = seen.session;
-      modeFor(sessionId, existing && 'mesh', mode, unavailable);
+      const sessionMode = modeFor(sessionId, existing?.mode, mode, this.unavailable);
       const current = existing?.record === undefined ? undefined : parsePeer(existing.record);
       const counts = {
         exists: existing !== undefined,
@@ -190,6 +227,10 @@ export class ClusterSignalling implements SignallingBackend {
         session = { peers: { size: existing.peers }, managed: existing.managed ? { invites } : undefined, publisher: existing.publisher };
       }
       const auth = admit?.(session, current && { auth: authOf(current) });
+      const relay = sessionMode === 'relay';
+      if (relay && existing?.publisher !== undefined && auth?.role === 'publisher') throw refusals.publisherExists(sessionId, existing.publisher);
+      // After the credentials' own check: a bad JWT is a 401 whatever it asks for.
+      if (relay && !existing && origin?.createsRelay === false) throw refusals.relayNotCreatable();
       const reply = await this.run(
         SCRIPTS.register,
         sessionId,
@@ -205,28 +246,44 @@ export class ClusterSignalling implements SignallingBackend {
         String(this.config.maxSessionsPerIp),
         String(this.config.maxPeersPerIp),
         serverEvents.newPeer(peerId),
+        sessionMode,
+        String(this.config.maxRelayPeersPerIp),
+        String(this.config.relayLeaseMs),
+        auth?.role ?? 'viewer',
       );
       if (reply.status === 'conflict') continue;
+      if (reply.status === 'relay_full') throw clusterRelayFull(sessionId, !existing);
+      if (reply.status === 'relay_peers') throw relayPeersRefusal(this.config.maxRelayPeersPerIp);
       if (reply.status === 'cap') throw capRefusal(reply.cap, this.config, sessionId, 'cluster');
       this.apply(reply.out);
       if (reply.created) this.emit({ type: 'session-created', sessionId, by: 'register' });
       this.emit({ type: 'peer-joined', sessionId, peerId, role: auth?.role, takeover: reply.takeover });
       this.observer.peerJoined();
-      return { peers: reply.others, auth, lastEventId: reply.lastEventId, mode: 'mesh' };
+      return { peers: reply.others, auth, lastEventId: reply.lastEventId, mode: sessionMode };
     }
     throw refusals.busySession(sessionId);
   }
 
   async createSession(sessionId: string, options: SessionOptions): Promise<{ mode: SessionMode }> {
     for (const peerId of options.invites?.keys() ?? []) checkPeerId(peerId);
-    modeFor(sessionId, undefined, options.mode, unavailable);
+    const mode = modeFor(sessionId, undefined, options.mode, this.unavailable);
     const invites: string[] = [];
     for (const [peerId, invite] of options.invites ?? []) invites.push(peerId, JSON.stringify(invite));
-    const reply = await this.run(SCRIPTS.createSession, sessionId, String(options.idleMs), String(this.config.maxSessions), options.invites ? '1' : '0', ...invites);
+    const reply = await this.run(
+      SCRIPTS.createSession,
+      sessionId,
+      String(options.idleMs),
+      String(this.config.maxSessions),
+      options.invites ? '1' : '0',
+      mode,
+      String(this.config.relayLeaseMs),
+      ...invites,
+    );
     if (reply.status === 'session_exists') throw refusals.sessionExists(sessionId);
     if (reply.status === 'too_many_sessions') throw refusals.tooManySessions(this.config.maxSessions, 'cluster');
+    if (reply.status === 'relay_full') throw clusterRelayFull(sessionId, true);
     this.emit({ type: 'session-created', sessionId, by: 'admin' });
-    return { mode: 'mesh' };
+    return { mode };
   }
 
   /**
@@ -237,6 +294,8 @@ export class ClusterSignalling implements SignallingBackend {
     // Taken now, given back if the sender is not let in: a refusal of the rate comes after the token's.
     const limited = guard?.rate.take();
     const refused = messageRefusal(peerId, body);
+    // What `switchboard` cannot take is refused by the instance that took the request: its owner may be elsewhere.
+    const toServer = body.target === SERVER_PEER_ID ? serverMessage(body) : undefined;
     let reply: SendReply;
     try {
       reply = await this.run(
@@ -251,6 +310,9 @@ export class ClusterSignalling implements SignallingBackend {
         guard?.credential.checked ? '1' : '0',
         guard?.credential.hash ?? '',
         limited || refused ? '1' : '0',
+        MEDIA_SIGNALS.has(body.type) ? '1' : '0',
+        toServer instanceof SignalError ? '1' : '0',
+        toServer instanceof SignalError || toServer === undefined ? '' : toServer,
       );
     } catch (e) {
       if (!limited) guard?.rate.giveBack();
@@ -273,6 +335,16 @@ export class ClusterSignalling implements SignallingBackend {
         if (limited) throw limited;
         this.observer.message(body.type, 'rejected');
         throw refused ?? new Error('send: refused without a refusal');
+      case 'server_refused':
+      case 'media_to_server':
+        this.observer.message(body.type, 'rejected');
+        if (reply.status === 'media_to_server') throw refusals.mediaToServerOnly(sessionId, body.type, SERVER_PEER_ID);
+        throw toServer instanceof SignalError ? toServer : new Error('send: switchboard refused without a refusal');
+      case 'server':
+        return countMessage(this.observer, body.type, () => {
+          this.apply(reply.out);
+          return 'sent';
+        });
       default:
         break;
     }
@@ -374,7 +446,7 @@ export class ClusterSignalling implements SignallingBackend {
   private async ordered(sessionId: string): Promise<{ snapshot: SessionSnapshot; order: number } | undefined> {
     const reply = await this.run(SCRIPTS.snapshot, sessionId);
     if (reply.status !== 'ok') return undefined;
-    const snapshot: SessionSnapshot = { id: sessionId, createdAt: reply.createdAt, mode: 'mesh', managed: reply.managed, peers: [] };
+    const snapshot: SessionSnapshot = { id: sessionId, createdAt: reply.createdAt, mode: reply.mode, managed: reply.managed, peers: [] };
     const places = new Map<string, number>();
     for (const { id, record, streaming } of reply.peers) {
       const stored = parsePeer(record);
@@ -400,7 +472,18 @@ export class ClusterSignalling implements SignallingBackend {
     this.stopped = true;
     this.keepalive.stop();
     this.sweeper.stop();
+    this.relay?.stop();
+    this.deps.relay?.engine.shutdown();
     this.streams.closeAll();
+  }
+
+  /**
+   * A drain's first step: the relay sessions this instance owns go to other instances, and its media for
+   * each ends once the new owner has offered (at most `deadlineMs`); streams stay open meanwhile, so
+   * that the new offers reach the peers whose streams are here.
+   */
+  async handover(deadlineMs: number): Promise<void> {
+    await this.relay?.handover(deadlineMs);
   }
 
   /** Waits for what is still being written to Redis (the detaches of the streams just closed), then disconnects. */
@@ -465,7 +548,11 @@ export class ClusterSignalling implements SignallingBackend {
 
   private reconcile(): void {
     void this.track(this.refresh());
+    this.relay?.reconnected();
   }
+
+  /** Relay sessions need the relay engine (RELAY_MODE other than off). */
+  private readonly unavailable = (mode: SessionMode): SignalError | undefined => (mode === 'relay' && !this.deps.relay ? refusals.relayOff() : undefined);
 
   private detach(key: string, gen: number): void {
     const deadline = this.deps.clock.now() + this.config.peerTimeoutMs;
@@ -520,4 +607,18 @@ export class ClusterSignalling implements SignallingBackend {
   private emit(event: SessionEvent): void {
     this.deps.listener?.(event);
   }
+}
+
+/**
+ * A message to `switchboard` as its owner reads it ({ type, payload }), or the refusal of what it
+ * cannot take (checked here, as one process checks it, so that bad input is a 400 in its own answer).
+ */
+function serverMessage(body: SignalBody): string | SignalError {
+  try {
+    parseMessage(body.type, body.payload);
+  } catch (e) {
+    if (e instanceof SignalError) return e;
+    throw e;
+  }
+  return JSON.stringify({ type: body.type, payload: body.payload });
 }

@@ -2,7 +2,7 @@ import type { EventSink, PeerAddress } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver } from '../delivery/observer';
 import type { EventBounds } from '../delivery/rules';
 import type { Logger } from '../log/logger';
-import { decodeFrame, decodeLog, redisKey } from './protocol';
+import { decodeFrame, decodeLog, type RelayFrame, redisKey } from './protocol';
 import type { RedisLink } from './redis-link';
 import { SCRIPTS } from './scripts';
 
@@ -43,6 +43,8 @@ export interface HeldStreamsDeps {
   bounds: Pick<EventBounds, 'retain' | 'totalBytes'>;
   /** Called when a stream of this instance ended by itself (its client went away): its timeout starts. */
   detached(key: string, gen: number): void;
+  /** A frame for the owner of a relay session (see `RelayFrame`), not about a stream. */
+  relay(frame: RelayFrame): void;
 }
 
 /** Events fetched from a log per command. */
@@ -117,6 +119,10 @@ export class HeldStreams {
     const frame = decodeFrame(message);
     if (!frame) {
       this.deps.logger.debug('ignored a frame this version does not know', { frame: message.slice(0, 40) });
+      return;
+    }
+    if (frame.kind === 'relay') {
+      this.deps.relay(frame);
       return;
     }
     this.pending.get(frame.address)?.messages.push(message);

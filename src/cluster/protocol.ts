@@ -35,6 +35,15 @@
  *                    (alive), for the per-address admission caps
  *   P/h/a            the id of the instance holding the peer's stream
  *   P/c/<instance>   the pub/sub channel of an instance
+ *
+ * Relay sessions (P/s/<sid> has mode "relay"; a relay peer's record has "r":1 and its address counts
+ * "r<address key>" in P/holdings):
+ *   P/r/<sid>        hash, the lease of the instance that carries the session's media: owner, token
+ *                    (its fencing token), until (ms), ready (the token whose owner has sent its offers)
+ *   P/fence          counter of fencing tokens: every owner of every session gets a greater one
+ *   P/leases         sorted set: session id scored with its lease's until; instances sweep it
+ *   P/ro/<instance>  set of the relay sessions an instance owns
+ *   P/load           hash: instance id → its relay load (JSON, see `RelayLoad`), dead past its until
  */
 
 /** Separates the parts of every key and channel, and a peer's session id from its id: ids and prefixes cannot contain it. */
@@ -54,6 +63,11 @@ export const KIND = {
   holdings: 'holdings',
   created: 'created',
   channel: 'c',
+  lease: 'r',
+  fence: 'fence',
+  leases: 'leases',
+  owned: 'ro',
+  load: 'load',
 } as const;
 
 const key = (prefix: string, kind: string, id?: string): string => prefix + SEP + kind + (id === undefined ? '' : SEP + id);
@@ -79,7 +93,52 @@ export const redisKey = {
   log: (prefix: string, address: string): string => key(prefix, KIND.log, address),
   holder: (prefix: string, address: string): string => key(prefix, KIND.holder, address),
   channel: (prefix: string, instanceId: string): string => key(prefix, KIND.channel, instanceId),
+  lease: (prefix: string, sessionId: string): string => key(prefix, KIND.lease, sessionId),
+  leases: (prefix: string): string => key(prefix, KIND.leases),
+  load: (prefix: string): string => key(prefix, KIND.load),
 } as const;
+
+/**
+ * What an instance publishes of its relay (P/load), for placement: the peers of the relay sessions it
+ * owns, how many it takes (RELAY_CAPACITY), what it forwards, and until when the entry holds (an
+ * instance that stops renewing it is dead to placement).
+ */
+export interface RelayLoad {
+  readonly peers: number;
+  readonly capacity: number;
+  /** RTP packets and bytes forwarded per second, over the last period. */
+  readonly pps: number;
+  readonly bps: number;
+  readonly until: number;
+  /** Draining: it hands its sessions over and takes none. */
+  readonly draining: boolean;
+}
+
+export const encodeLoad = (load: RelayLoad): string => JSON.stringify({ ...load, draining: load.draining ? 1 : 0 });
+
+/** What the owner of a relay session is told (`RelayFrame.op`). */
+export type RelayOp = 'own' | 'joined' | 'reachable' | 'left' | 'closed' | 'message';
+
+/**
+ * What an instance is told about a relay session it owns:
+ *   own        it owns the session now, with \`token\`: rebuild it from Redis, offer to every peer
+ *   joined     \`peerId\` registered (or again) with the role in \`json\`
+ *   reachable  \`peerId\`'s stream is attached: offer now
+ *   left       \`peerId\` is gone
+ *   closed     the session is gone
+ *   message    \`peerId\` sent \`json\` ({ type, payload }) to \`switchboard\`
+ */
+export interface RelayFrame {
+  readonly kind: 'relay';
+  readonly op: RelayOp;
+  readonly sessionId: string;
+  /** The lease's fencing token when the frame was sent: a frame of an older lease is stale. */
+  readonly token: number;
+  readonly peerId: string;
+  readonly json: string;
+}
+
+const RELAY_OPS: ReadonlySet<string> = new Set<RelayOp>(['own', 'joined', 'reachable', 'left', 'closed', 'message']);
 
 /**
  * What an instance is told on its channel about a stream it holds:
@@ -91,10 +150,11 @@ export const redisKey = {
 export type Frame =
   | { readonly kind: 'event'; readonly address: string; readonly id: number; readonly stamp: number; readonly json: string }
   | { readonly kind: 'close'; readonly address: string; readonly gen: number; readonly finalId: number | undefined; readonly json: string }
-  | { readonly kind: 'cut'; readonly address: string };
+  | { readonly kind: 'cut'; readonly address: string }
+  | RelayFrame;
 
 /** The first line of each frame. */
-export const FRAME_TAG = { event: 'e', close: 'c', cut: 'a' } as const;
+export const FRAME_TAG = { event: 'e', close: 'c', cut: 'a', relay: 'r' } as const;
 
 /**
  * Frames are lines, the JSON last: ids contain no line break and JSON.stringify writes none, so "\n"
@@ -110,7 +170,24 @@ export function encodeFrame(frame: Frame): string {
       return [FRAME_TAG.close, frame.address, frame.gen, frame.finalId ?? '', frame.json].join(NL);
     case 'cut':
       return FRAME_TAG.cut + NL + frame.address;
+    case 'relay':
+      return [FRAME_TAG.relay, frame.op, frame.sessionId, frame.token, frame.peerId, frame.json].join(NL);
   }
+}
+
+/** A relay frame: tag, op, session id, token, peer id (may be empty), JSON last (may be empty). */
+function decodeRelayFrame(message: string): RelayFrame | undefined {
+  const parts: string[] = [];
+  let at = 0;
+  for (let i = 0; i < 5; i++) {
+    const end = message.indexOf(NL, at);
+    if (end < 0) return undefined;
+    parts.push(message.slice(at, end));
+    at = end + 1;
+  }
+  const [, op, sessionId, token, peerId] = parts as [string, string, string, string, string];
+  if (!RELAY_OPS.has(op) || sessionId === '' || !/^\d+$/.test(token)) return undefined;
+  return { kind: 'relay', op: op as RelayOp, sessionId, token: Number(token), peerId, json: message.slice(at) };
 }
 
 /** The frame a channel message holds; undefined for one this version does not know. */
@@ -118,6 +195,7 @@ export function decodeFrame(message: string): Frame | undefined {
   const tagEnd = message.indexOf(NL);
   if (tagEnd < 0) return undefined;
   const tag = message.slice(0, tagEnd);
+  if (tag === FRAME_TAG.relay) return decodeRelayFrame(message);
   const addressEnd = message.indexOf(NL, tagEnd + 1);
   const address = message.slice(tagEnd + 1, addressEnd < 0 ? undefined : addressEnd);
   if (tag === FRAME_TAG.cut) return { kind: 'cut', address };
@@ -139,6 +217,7 @@ local NL = '\\n'
 local function eventFrame(a, id, stamp, json) return '${FRAME_TAG.event}' .. NL .. a .. NL .. id .. NL .. stamp .. NL .. json end
 local function closeFrame(a, gen, finalId, json) return '${FRAME_TAG.close}' .. NL .. a .. NL .. gen .. NL .. finalId .. NL .. json end
 local function cutFrame(a) return '${FRAME_TAG.cut}' .. NL .. a end
+local function relayFrame(op, sid, token, pid, json) return '${FRAME_TAG.relay}' .. NL .. op .. NL .. sid .. NL .. token .. NL .. pid .. NL .. json end
 `;
 
 /** A script's reply, read field by field with a check of each field's type: a reply of another shape is a bug. */
@@ -209,4 +288,42 @@ export function decodeLog(rows: unknown): { id: number; json: string }[] {
     // Entry ids are "0-<event id>"; the JSON is the first field's value (e).
     return { id: Number(entry.slice(2)), json: fields[1] as string };
   });
+}
+
+/** Why an instance owns a relay session now: placed there, taken over after its owner died, handed over by a draining one, or found at its renewal. */
+export type OwnReason = 'placed' | 'failover' | 'handover' | 'renewal';
+
+/** A peer of a relay session as a new owner rebuilds it. */
+export interface RelayPeerState {
+  readonly id: string;
+  readonly role: 'publisher' | 'viewer';
+  /** Its stream is held by an instance: it is offered at once; else when its stream opens. */
+  readonly streaming: boolean;
+}
+
+/** The JSON of an `own` frame (and of the relayState script's answer). */
+export interface OwnState {
+  readonly why: OwnReason;
+  readonly peers: readonly RelayPeerState[];
+}
+
+const OWN_REASONS: ReadonlySet<string> = new Set<OwnReason>(['placed', 'failover', 'handover', 'renewal']);
+
+/** The state an `own` frame carries; undefined for one of another shape. */
+export function decodeOwnState(json: string): OwnState | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  const { why, peers } = (value ?? {}) as { why?: unknown; peers?: unknown };
+  if (typeof why !== 'string' || !OWN_REASONS.has(why) || !Array.isArray(peers)) return undefined;
+  const out: RelayPeerState[] = [];
+  for (const peer of peers as unknown[]) {
+    const { id, role, streaming } = (peer ?? {}) as { id?: unknown; role?: unknown; streaming?: unknown };
+    if (typeof id !== 'string' || (role !== 'publisher' && role !== 'viewer')) return undefined;
+    out.push({ id, role, streaming: streaming === true });
+  }
+  return { why: why as OwnReason, peers: out };
 }

@@ -19,6 +19,7 @@
 
 import { CLIENT_TAG, EPOCH_STEP, type EventBounds, FIRST_EPOCH, QUEUE_REFUSAL_LUA, RESUME_LUA, type Topic } from '../delivery/rules';
 import { capsLua } from '../sessions/rules';
+import { SERVER_PEER_ID, type SessionMode } from '../sessions/server-peer';
 import { decodeLog, FRAME_LUA, KIND, Reply, SEP } from './protocol';
 
 /** An event's topic as the scripts take it (see topicAt): its tag, its barrier, the tags it replaces. */
@@ -212,6 +213,98 @@ local function append(a, json, client, stamp, T, B)
   return id, held, route(a, eventFrame(a, id, stamp, json))
 end
 
+-- Relay sessions (see protocol.ts): the lease of the instance that carries a session's media.
+local LEASES, FENCE, LOAD = P .. SEP .. '${KIND.leases}', P .. SEP .. '${KIND.fence}', P .. SEP .. '${KIND.load}'
+local function rk(sid) return key('${KIND.lease}', sid) end
+local function ownedKey(instance) return key('${KIND.owned}', instance) end
+local function isRelay(sid) return redis.call('HGET', sk(sid), 'mode') == 'relay' end
+local function isPublisher(record) return record ~= nil and record ~= false and string.find(record, '"role":"publisher"', 1, true) ~= nil end
+local function isRelayPeer(record) return record ~= nil and record ~= false and string.find(record, '"r":1', 1, true) ~= nil end
+
+-- Tells the owner of sid's media (op, peer id, JSON: see RelayFrame); nothing when it has none: the
+-- next one rebuilds the session from what is here.
+local function toOwner(sid, op, pid, json)
+  local lease = redis.call('HMGET', rk(sid), 'owner', 'token')
+  if not lease[1] then return end
+  local msg = relayFrame(op, sid, lease[2], pid, json)
+  if lease[1] == SELF then OUT[#OUT + 1] = msg else redis.call('PUBLISH', ck(lease[1]), msg) end
+end
+
+-- The live instance with the most relay room left, other than except (and not draining); nil when none
+-- has any. An instance that stopped publishing its load is dead: its entry goes.
+local function freest(except)
+  local best, bestFree = nil, 0
+  local all = redis.call('HGETALL', LOAD)
+  for i = 1, #all, 2 do
+    local id = all[i]
+    local good, load = pcall(cjson.decode, all[i + 1])
+    if not good or type(load) ~= 'table' or tonumber(load['until']) == nil or tonumber(load['until']) < NOW then
+      redis.call('HDEL', LOAD, id)
+    elseif id ~= except and load.draining == 0 then
+      local free = load.capacity - load.peers
+      if free > 0 and (best == nil or free > bestFree or (free == bestFree and id < best)) then best, bestFree = id, free end
+    end
+  end
+  return best
+end
+
+-- Whether instance has room for one more relay peer; an instance without a live entry is not refused
+-- here (its sessions move once its lease expires).
+local function hasRoom(instance)
+  local raw = redis.call('HGET', LOAD, instance)
+  if not raw then return true end
+  local good, load = pcall(cjson.decode, raw)
+  return not good or type(load) ~= 'table' or load.peers < load.capacity
+end
+
+-- Counts n more peers on instance until it publishes its load again: registrations that come before
+-- that see the room they took.
+local function reserve(instance, n)
+  local raw = redis.call('HGET', LOAD, instance)
+  if not raw or n == 0 then return end
+  local good, load = pcall(cjson.decode, raw)
+  if not good or type(load) ~= 'table' then return end
+  load.peers = load.peers + n
+  redis.call('HSET', LOAD, instance, cjson.encode(load))
+end
+
+-- What an owner rebuilds a relay session from: its peers, their roles, whether a stream is held (JSON).
+local function relayPeers(sid)
+  local peers = {}
+  local all = redis.call('HGETALL', pk(sid))
+  for i = 1, #all, 2 do
+    peers[#peers + 1] = {id = all[i], role = isPublisher(all[i + 1]) and 'publisher' or 'viewer', streaming = redis.call('EXISTS', hk(addr(sid, all[i]))) == 1}
+  end
+  return peers
+end
+
+-- Gives sid's media to instance under a new fencing token, and tells it (an own frame with why and
+-- the peers). The counter never expires: a token is never given twice.
+local function lease(sid, instance, leaseMs, why)
+  local old = redis.call('HGET', rk(sid), 'owner')
+  if old then redis.call('SREM', ownedKey(old), sid) end
+  local token = redis.call('INCR', FENCE)
+  redis.call('DEL', rk(sid))
+  redis.call('HSET', rk(sid), 'owner', instance, 'token', token, 'until', NOW + leaseMs)
+  redis.call('PEXPIRE', rk(sid), TTL)
+  redis.call('ZADD', LEASES, NOW + leaseMs, sid)
+  redis.call('PEXPIRE', LEASES, TTL)
+  redis.call('SADD', ownedKey(instance), sid)
+  redis.call('PEXPIRE', ownedKey(instance), TTL)
+  local peers = relayPeers(sid)
+  local json = #peers == 0 and '{"why":"' .. why .. '","peers":[]}' or cjson.encode({why = why, peers = peers})
+  toOwner(sid, 'own', '', json)
+  reserve(instance, #peers)
+  return token
+end
+
+local function dropLease(sid)
+  local owner = redis.call('HGET', rk(sid), 'owner')
+  if owner then redis.call('SREM', ownedKey(owner), sid) end
+  redis.call('DEL', rk(sid))
+  redis.call('ZREM', LEASES, sid)
+end
+
 local function deleteSession(sid)
   local by = redis.call('HGET', sk(sid), 'by')
   if by then hold('s' .. by, -1) end
@@ -220,10 +313,15 @@ local function deleteSession(sid)
     local pid = all[i]
     local origin = originOf(all[i + 1])
     if origin then hold('p' .. origin, -1) end
+    if origin and isRelayPeer(all[i + 1]) then hold('r' .. origin, -1) end
     local a = addr(sid, pid)
     redis.call('ZREM', DL, a)
     forget(a)
     redis.call('DEL', mk(a), lk(a), hk(a))
+  end
+  if isRelay(sid) then
+    toOwner(sid, 'closed', '', '')
+    dropLease(sid)
   end
   redis.call('DEL', sk(sid), pk(sid), ik(sid))
   redis.call('ZREM', DL, idleMember(sid))
@@ -235,8 +333,12 @@ end
 -- Returns 'left', 'idle' or 'closed'.
 local function removePeer(sid, pid, left, T, B)
   local a = addr(sid, pid)
-  local origin = originOf(redis.call('HGET', pk(sid), pid))
+  local record = redis.call('HGET', pk(sid), pid)
+  local origin = originOf(record)
   if origin then hold('p' .. origin, -1) end
+  if origin and isRelayPeer(record) then hold('r' .. origin, -1) end
+  local relay = isRelay(sid)
+  if relay then toOwner(sid, 'left', pid, '') end
   redis.call('HDEL', pk(sid), pid)
   redis.call('ZREM', DL, a)
   route(a, closeFrame(a, 0, '', ''))
@@ -252,6 +354,8 @@ local function removePeer(sid, pid, left, T, B)
     deleteSession(sid)
     return 'closed'
   end
+  -- In a relay session only the publisher is seen by the others (sees, in the session rules).
+  if relay and not isPublisher(record) then return 'left' end
   for _, other in ipairs(redis.call('HKEYS', pk(sid))) do append(addr(sid, other), left, false, '-1', T, B) end
   return 'left'
 end
@@ -307,7 +411,7 @@ if redis.call('EXISTS', sk(sid)) == 0 then return {0, sessions, ownSessions, own
 local meta = redis.call('HMGET', sk(sid), 'idleMs', 'inv')
 local seen, publisher = fingerprint(sid, pid)
 return {1, sessions, ownSessions, ownPeers, seen, redis.call('HLEN', pk(sid)), meta[1] and 1 or 0, meta[2] and 1 or 0,
-  publisher, redis.call('HGET', pk(sid), pid), redis.call('HGET', ik(sid), pid)}
+  publisher, redis.call('HGET', pk(sid), pid) or '', redis.call('HGET', ik(sid), pid) or '', redis.call('HGET', sk(sid), 'mode') or 'mesh'}
 `;
 
 /** What the admission check sees: the store's counts and, when the session exists, what it decides on. */
@@ -329,6 +433,7 @@ export interface AdmissionReply {
     record: string | undefined;
     /** Its invite (JSON), if it has one. */
     invite: string | undefined;
+    mode: SessionMode;
   };
 }
 
@@ -340,11 +445,22 @@ const decodeAdmission = (r: Reply): AdmissionReply => {
   const peers = r.num();
   const [managed, inviteOnly] = [r.flag(), r.flag()];
   const publisher = r.str();
+  const [record, invite] = [r.str(), r.str()];
+  const mode = r.str() === 'relay' ? 'relay' : 'mesh';
   return {
     sessions,
     ownSessions,
     ownPeers,
-    session: { fingerprint, peers, managed, inviteOnly, publisher: publisher === '' ? undefined : publisher, record: r.maybeStr(), invite: r.maybeStr() },
+    session: {
+      fingerprint,
+      peers,
+      managed,
+      inviteOnly,
+      publisher: publisher === '' ? undefined : publisher,
+      record: record === '' ? undefined : record,
+      invite: invite === '' ? undefined : invite,
+      mode,
+    },
   };
 };
 
@@ -354,7 +470,11 @@ const decodeAdmission = (r: Reply): AdmissionReply => {
  * have come since the check): ARGV[5] sessionId, [6] peerId, [7] the fingerprint seen, [8] credentials
  * JSON (an object), [9] peer timeout ms, [10] max sessions, [11] max peers per session, [12…14] the
  * new-peer notice's topic, [15…18] the event bounds, [19] the key of the client's address ('' when
- * unknown), [20] the sessions and [21] the registrations it may hold (0: no cap), [22] the new-peer event.
+ * unknown), [20] the sessions and [21] the registrations it may hold (0: no cap), [22] the new-peer event,
+ * [23] the session's mode, and for a relay session: [24] the relay registrations an address may hold
+ * (0: no cap), [25] the lease's lifetime (ms), [26] the peer's role. A new relay session is placed on the
+ * instance with the most room ('relay_full' when none has any); a newcomer to one needs room on its owner
+ * ('relay_full') and on its address ('relay_peers').
  */
 const REGISTER = `
 ${capsLua()}
@@ -362,6 +482,7 @@ local sid, pid, seen, record = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local peerTimeout = tonumber(ARGV[9])
 local T, B = topicAt(12), boundsAt(15)
 local origin, joined = ARGV[19], ARGV[22]
+local relay, maxRelayPerIp, leaseMs, role = ARGV[23] == 'relay', tonumber(ARGV[24]), tonumber(ARGV[25]), ARGV[26]
 if fingerprint(sid, pid) ~= seen then return {'conflict'} end
 local current = redis.call('HGET', pk(sid), pid)
 local was = originOf(current)
@@ -371,6 +492,18 @@ local C = {exists = seen ~= '', registered = current ~= false, sessions = redis.
 local L = {maxSessions = tonumber(ARGV[10]), maxPeersPerSession = tonumber(ARGV[11]), maxSessionsPerIp = tonumber(ARGV[20]), maxPeersPerIp = tonumber(ARGV[21])}
 local cap = caps(C, L)
 if cap >= 0 then return {'cap', cap} end
+-- The relay's own caps, last: nothing refuses the registration once it holds its place.
+local owner
+if relay then
+  if origin ~= '' and maxRelayPerIp > 0 and not C.holdsIt and holding('r' .. origin) >= maxRelayPerIp then return {'relay_peers'} end
+  if seen == '' then
+    owner = freest(nil)
+    if not owner then return {'relay_full'} end
+  else
+    owner = redis.call('HGET', rk(sid), 'owner')
+    if not current and owner and not hasRoom(owner) then return {'relay_full'} end
+  end
+end
 local created = 0
 if seen == '' then
   newSession(sid)
@@ -379,18 +512,25 @@ if seen == '' then
     redis.call('HSET', sk(sid), 'by', origin)
     hold('s' .. origin, 1)
   end
+  if relay then
+    redis.call('HSET', sk(sid), 'mode', 'relay')
+    lease(sid, owner, leaseMs, 'placed')
+  end
   created = 1
 end
+if relay and not current and owner then reserve(owner, 1) end
 local takeover = current and 1 or 0
 -- Its place in the session: kept on takeover, the next one for a newcomer.
 local place = current and string.match(current, '"n":(%d+)') or redis.call('HINCRBY', sk(sid), 'joins', 1)
 local stored = string.sub(record, 1, -2) .. (record == '{}' and '' or ',') .. '"n":' .. place
-redis.call('HSET', pk(sid), pid, stored .. (origin ~= '' and (',"o":"' .. origin .. '"') or '') .. '}')
+redis.call('HSET', pk(sid), pid, stored .. (origin ~= '' and (',"o":"' .. origin .. '"') or '') .. (relay and ',"r":1' or '') .. '}')
 -- A takeover moves the registration to the address that made it now.
 if was ~= (origin ~= '' and origin or nil) then
   if was then hold('p' .. was, -1) end
   if origin ~= '' then hold('p' .. origin, 1) end
+  if relay and was then hold('r' .. was, -1) end
 end
+if relay and origin ~= '' and (not current or was ~= origin) then hold('r' .. origin, 1) end
 redis.call('ZREM', DL, idleMember(sid))
 local a = addr(sid, pid)
 local m = redis.call('HMGET', mk(a), 'last', 'gen')
@@ -403,11 +543,18 @@ redis.call('HSET', mk(a), 'epoch', epoch, 'last', epoch - 1, 'cursor', epoch - 1
 redis.call('PEXPIRE', mk(a), TTL)
 redis.call('ZADD', DL, NOW + peerTimeout, a)
 local others = {}
-for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
+local all = redis.call('HGETALL', pk(sid))
+for i = 1, #all, 2 do
+  local other = all[i]
   if other ~= pid then
-    others[#others + 1] = other
-    append(addr(sid, other), joined, false, '-1', T, B)
+    -- In a relay session only the publisher is seen by the others (sees, in the session rules).
+    if not relay or isPublisher(all[i + 1]) then others[#others + 1] = other end
+    if not relay or role == 'publisher' then append(addr(sid, other), joined, false, '-1', T, B) end
   end
+end
+if relay then
+  redis.call('PEXPIRE', rk(sid), TTL)
+  toOwner(sid, 'joined', pid, role)
 end
 touchSession(sid)
 keepCounts()
@@ -415,14 +562,14 @@ return {'ok', OUT, created, takeover, epoch - 1, others}
 `;
 
 export type RegisterReply =
-  | Refused<'conflict'>
+  | Refused<'conflict' | 'relay_full' | 'relay_peers'>
   /** `cap`: the index in ADMISSION_CAPS of the cap that refused. */
   | { status: 'cap'; cap: number }
   | { status: 'ok'; out: string[]; created: boolean; takeover: boolean; lastEventId: number; others: string[] };
 
 const decodeRegister = (r: Reply): RegisterReply => {
   const status = r.str();
-  if (status === 'conflict') return { status };
+  if (status === 'conflict' || status === 'relay_full' || status === 'relay_peers') return { status };
   if (status === 'cap') return { status, cap: r.num() };
   if (status !== 'ok') throw new Error(`register: unexpected status ${status}`);
   return { status, out: r.strings(), created: r.flag(), takeover: r.flag(), lastEventId: r.num(), others: r.strings() };
@@ -432,9 +579,12 @@ const decodeRegister = (r: Reply): RegisterReply => {
  * A client message: ARGV[5] sessionId, [6] sender, [7] target ('' for every other peer), [8] event
  * JSON, [9] stamp (ms accepted), [10…12] its topic, [13…16] the event bounds, [17] '1' when the
  * sender's token is checked, [18] the hash of the token it presented ('' for none), [19] '1' when the
- * session rules refuse the message once the sender is let in (the reason stays in TypeScript). In this
- * order: the session and the sender exist, the token is the sender's, the message is not refused, the
- * target exists, there is room. A broadcast reaches every other peer or none.
+ * session rules refuse the message once the sender is let in (the reason stays in TypeScript), [20] '1'
+ * for a media signal (refused between the peers of a relay session), [21] '1' when `switchboard` cannot
+ * take the message, [22] the message as `switchboard`'s owner reads it ({ type, payload }). In this
+ * order: the session and the sender exist, the token is the sender's, the message is not refused, in a
+ * relay session a message to `switchboard` goes to the owner of its media ('server') and a media signal
+ * to anyone else is refused, the target exists, there is room. A broadcast reaches every other peer or none.
  */
 const SEND = `
 local sid, pid, target, json, stamp = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -448,6 +598,14 @@ if ARGV[17] == '1' then
   if string.match(sender, '"tokenHash":"([^"]*)"') ~= ARGV[18] then return {'forbidden'} end
 end
 if ARGV[19] == '1' then return {'refused'} end
+if isRelay(sid) then
+  if target == '${SERVER_PEER_ID}' then
+    if ARGV[21] == '1' then return {'server_refused'} end
+    toOwner(sid, 'message', pid, ARGV[22])
+    return {'server', OUT}
+  end
+  if ARGV[20] == '1' then return {'media_to_server'} end
+end
 local result = {'ok', OUT}
 if target ~= '' then
   if redis.call('HEXISTS', pk(sid), target) == 0 then return {'target_not_found', target} end
@@ -486,7 +644,9 @@ export interface Appended {
 }
 
 export type SendReply =
-  | Refused<'session_not_found' | 'peer_not_found' | 'unauthorized' | 'forbidden' | 'refused'>
+  | Refused<'session_not_found' | 'peer_not_found' | 'unauthorized' | 'forbidden' | 'refused' | 'server_refused' | 'media_to_server'>
+  /** Sent to the owner of the relay session's media. */
+  | { status: 'server'; out: string[] }
   | { status: 'target_not_found'; target: string }
   | { status: 'queue_full'; out: string[]; target: string; held: number; why: 'held' | 'bytes' | 'total'; bytes: number }
   | { status: 'ok'; out: string[]; appended: Appended[] };
@@ -499,7 +659,11 @@ const decodeSend = (r: Reply): SendReply => {
     case 'unauthorized':
     case 'forbidden':
     case 'refused':
+    case 'server_refused':
+    case 'media_to_server':
       return { status };
+    case 'server':
+      return { status, out: r.strings() };
     case 'target_not_found':
       return { status, target: r.str() };
     case 'queue_full':
@@ -550,6 +714,8 @@ redis.call('SET', hk(a), SELF, 'PX', TTL)
 redis.call('ZADD', DL, deadline, a)
 redis.call('PEXPIRE', mk(a), TTL)
 redis.call('PEXPIRE', lk(a), TTL)
+-- The owner of a relay session's media can reach the peer now: its connection is made, its offer sent.
+if isRelay(sid) then toOwner(sid, 'reachable', pid, '') end
 touchSession(sid)
 keepCounts()
 return {'ok', OUT, gen, cursor, events}
@@ -704,16 +870,23 @@ const decodeCloseSession = (r: Reply): CloseSessionReply => {
 
 /**
  * An admin session: ARGV[5] sessionId, [6] idle ms, [7] max sessions, [8] '1' with an allow-list,
- * then peerId, invite JSON pairs.
+ * [9] its mode, [10] the lease's lifetime (ms) for a relay session, then peerId, invite JSON pairs. A
+ * relay session is placed on the instance with the most room ('relay_full' when none has any).
  */
 const CREATE_SESSION = `
 local sid, idle, maxSessions = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 if redis.call('EXISTS', sk(sid)) == 1 then return {'session_exists'} end
 if redis.call('SCARD', SESSIONS) >= maxSessions then return {'too_many_sessions'} end
+local owner = ARGV[9] == 'relay' and freest(nil)
+if ARGV[9] == 'relay' and not owner then return {'relay_full'} end
 newSession(sid)
 redis.call('HSET', sk(sid), 'idleMs', idle, 'home', SELF)
 if ARGV[8] == '1' then redis.call('HSET', sk(sid), 'inv', 1) end
-for i = 9, #ARGV, 2 do redis.call('HSET', ik(sid), ARGV[i], ARGV[i + 1]) end
+if owner then
+  redis.call('HSET', sk(sid), 'mode', 'relay')
+  lease(sid, owner, tonumber(ARGV[10]), 'placed')
+end
+for i = 11, #ARGV, 2 do redis.call('HSET', ik(sid), ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', SESSIONS, sid)
 redis.call('ZADD', DL, NOW + idle, idleMember(sid))
 touchSession(sid)
@@ -773,7 +946,7 @@ const decodeSessionAuths = (r: Reply): SessionAuthsReply => {
 const SNAPSHOT = `
 local sid = ARGV[5]
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
-local meta = redis.call('HMGET', sk(sid), 'createdAt', 'idleMs', 'inv', 'order')
+local meta = redis.call('HMGET', sk(sid), 'createdAt', 'idleMs', 'inv', 'order', 'mode')
 local peers = {}
 local all = redis.call('HGETALL', pk(sid))
 for i = 1, #all, 2 do
@@ -781,7 +954,7 @@ for i = 1, #all, 2 do
   peers[#peers + 1] = all[i + 1]
   peers[#peers + 1] = redis.call('EXISTS', hk(addr(sid, all[i])))
 end
-return {'ok', meta[1], meta[2], meta[3], peers, redis.call('HGETALL', ik(sid)), meta[4]}
+return {'ok', meta[1], meta[2], meta[3], peers, redis.call('HGETALL', ik(sid)), meta[4] or '', meta[5] or 'mesh'}
 `;
 
 export type SnapshotReply =
@@ -796,6 +969,7 @@ export type SnapshotReply =
       invites: [string, string][];
       /** Its place among the sessions created (P/created): orders those created in one millisecond. */
       order: number;
+      mode: SessionMode;
     };
 
 const decodeSnapshot = (r: Reply): SnapshotReply => {
@@ -810,8 +984,9 @@ const decodeSnapshot = (r: Reply): SnapshotReply => {
   for (let i = 0; i + 2 < triples.length; i += 3) peers.push({ id: triples[i] as string, record: triples[i + 1] as string, streaming: triples[i + 2] === 1 });
   const invites = pairs(r.strings());
   // A session written before the counter existed has no order: it sorts first among its millisecond.
-  const order = r.maybeStr();
-  return { status, createdAt, managed, inviteOnly, peers, invites, order: order === undefined ? 0 : Number(order) };
+  const order = r.str();
+  const mode: SessionMode = r.str() === 'relay' ? 'relay' : 'mesh';
+  return { status, createdAt, managed, inviteOnly, peers, invites, order: order === '' ? 0 : Number(order), mode };
 };
 
 /**
@@ -851,6 +1026,144 @@ export interface CountsReply {
   instance: Counts;
 }
 
+/**
+ * An event from `switchboard` to a peer of a relay session, if this instance still owns the session's
+ * media under the token it holds: ARGV[5] sessionId, [6] peerId, [7] its token, [8] the event JSON,
+ * [9…11] its topic, [12…15] the event bounds. 'fenced' when the lease is another's now: a stale owner
+ * writes nothing.
+ */
+const SERVER_SEND = `
+local sid, pid, token, json = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local lease = redis.call('HMGET', rk(sid), 'owner', 'token')
+if lease[1] ~= SELF or lease[2] ~= token then return {'fenced'} end
+if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
+append(addr(sid, pid), json, false, '-1', topicAt(9), boundsAt(12))
+return {'ok', OUT}
+`;
+
+export type ServerSendReply = Refused<'fenced' | 'peer_not_found'> | { status: 'ok'; out: string[] };
+
+const decodeServerSend = (r: Reply): ServerSendReply => {
+  const status = r.str();
+  if (status === 'fenced' || status === 'peer_not_found') return { status };
+  if (status !== 'ok') throw new Error(`serverSend: unexpected status ${status}`);
+  return { status, out: r.strings() };
+};
+
+/**
+ * The owner's renewal: every lease this instance holds lasts ARGV[5] ms more, and its load is published
+ * (the peers of its sessions counted here; [6] capacity, [7] packets/s, [8] bytes/s forwarded, [9] '1'
+ * while it drains). Returns session id, token pairs: what it owns. A lease that is another's is dropped
+ * from its set, and so missing from the answer.
+ */
+const RENEW_LEASES = `
+local leaseMs = tonumber(ARGV[5])
+local mine = ownedKey(SELF)
+local owned, peers = {}, 0
+for _, sid in ipairs(redis.call('SMEMBERS', mine)) do
+  local lease = redis.call('HMGET', rk(sid), 'owner', 'token')
+  if lease[1] ~= SELF then
+    redis.call('SREM', mine, sid)
+  else
+    redis.call('HSET', rk(sid), 'until', NOW + leaseMs)
+    redis.call('PEXPIRE', rk(sid), TTL)
+    redis.call('ZADD', LEASES, NOW + leaseMs, sid)
+    owned[#owned + 1] = sid
+    owned[#owned + 1] = lease[2]
+    peers = peers + redis.call('HLEN', pk(sid))
+  end
+end
+redis.call('PEXPIRE', mine, TTL)
+redis.call('PEXPIRE', LEASES, TTL)
+redis.call('HSET', LOAD, SELF, cjson.encode({peers = peers, capacity = tonumber(ARGV[6]), pps = tonumber(ARGV[7]), bps = tonumber(ARGV[8]), ['until'] = NOW + leaseMs, draining = tonumber(ARGV[9])}))
+redis.call('PEXPIRE', LOAD, TTL)
+return owned
+`;
+
+/** Session id → token, of the leases an instance holds. */
+const decodeOwned = (r: Reply): Map<string, number> => {
+  const owned = new Map<string, number>();
+  while (!r.done) owned.set(r.str(), r.num());
+  return owned;
+};
+
+/**
+ * Claims a lease that expired (ARGV[5] sessionId) and gives it, under a new token, to the freest live
+ * instance other than the one that let it expire ([6] the lease's lifetime): exactly one instance's
+ * claim succeeds. 'skip' when it did not expire (or its session is gone), 'full' when no instance has room.
+ */
+const TAKEOVER = `
+local sid, leaseMs = ARGV[5], tonumber(ARGV[6])
+local score = redis.call('ZSCORE', LEASES, sid)
+if not score or tonumber(score) > NOW then return {'skip'} end
+if redis.call('EXISTS', sk(sid)) == 0 or not isRelay(sid) then
+  dropLease(sid)
+  return {'skip'}
+end
+local to = freest(redis.call('HGET', rk(sid), 'owner'))
+if not to then return {'full'} end
+local token = lease(sid, to, leaseMs, 'failover')
+return {'ok', OUT, to, token}
+`;
+
+/**
+ * A draining owner gives ARGV[5] sessionId to the freest other instance ([6] the lease's lifetime):
+ * 'skip' when it is not this instance's, 'full' when no other has room.
+ */
+const HANDOVER = `
+local sid, leaseMs = ARGV[5], tonumber(ARGV[6])
+if redis.call('HGET', rk(sid), 'owner') ~= SELF or not isRelay(sid) then return {'skip'} end
+local to = freest(SELF)
+if not to then return {'full'} end
+local token = lease(sid, to, leaseMs, 'handover')
+return {'ok', OUT, to, token}
+`;
+
+export type MoveReply = Refused<'skip' | 'full'> | { status: 'ok'; out: string[]; to: string; token: number };
+
+const decodeMove =
+  (name: string) =>
+  (r: Reply): MoveReply => {
+    const status = r.str();
+    if (status === 'skip' || status === 'full') return { status };
+    if (status !== 'ok') throw new Error(`${name}: unexpected status ${status}`);
+    return { status, out: r.strings(), to: r.str(), token: r.num() };
+  };
+
+/** The new owner has sent its offers (ARGV[5] sessionId, [6] its token): a handover waits for this. */
+const MARK_READY = `
+local sid, token = ARGV[5], ARGV[6]
+if redis.call('HGET', rk(sid), 'owner') ~= SELF or redis.call('HGET', rk(sid), 'token') ~= token then return 0 end
+redis.call('HSET', rk(sid), 'ready', token)
+return 1
+`;
+
+/** Whether the lease of ARGV[5] sessionId has left token ARGV[6]'s owner ready (see MARK_READY), or is gone. */
+const LEASE_READY = `
+local sid, token = ARGV[5], ARGV[6]
+local lease = redis.call('HMGET', rk(sid), 'token', 'ready')
+if not lease[1] then return 1 end
+if lease[1] ~= token then return 1 end
+return lease[2] == token and 1 or 0
+`;
+
+/** What an owner rebuilds a relay session from (ARGV[5] sessionId), if it holds its lease with token [6]: the own frame's JSON. */
+const RELAY_STATE = `
+local sid, token = ARGV[5], ARGV[6]
+if redis.call('HGET', rk(sid), 'owner') ~= SELF or redis.call('HGET', rk(sid), 'token') ~= token then return {'fenced'} end
+local peers = relayPeers(sid)
+return {'ok', #peers == 0 and '{"why":"renewal","peers":[]}' or cjson.encode({why = 'renewal', peers = peers})}
+`;
+
+export type RelayStateReply = Refused<'fenced'> | { status: 'ok'; json: string };
+
+const decodeRelayState = (r: Reply): RelayStateReply => {
+  const status = r.str();
+  if (status === 'fenced') return { status };
+  if (status !== 'ok') throw new Error(`relayState: unexpected status ${status}`);
+  return { status, json: r.str() };
+};
+
 export const SCRIPTS = {
   admission: script('admission', FINGERPRINT + ADMISSION, decodeAdmission),
   register: script('register', FINGERPRINT + REGISTER, decodeRegister),
@@ -861,10 +1174,17 @@ export const SCRIPTS = {
   expire: script('expire', EXPIRE, decodeExpire),
   leave: script('leave', LEAVE, decodeLeave),
   closeSession: script('closeSession', CLOSE_SESSION, decodeCloseSession),
-  createSession: script('createSession', CREATE_SESSION, decodeStatus('createSession', 'ok', 'session_exists', 'too_many_sessions')),
+  createSession: script('createSession', CREATE_SESSION, decodeStatus('createSession', 'ok', 'session_exists', 'too_many_sessions', 'relay_full')),
   peerAuth: script('peerAuth', PEER_AUTH, decodePeerAuth),
   sessionAuths: script('sessionAuths', SESSION_AUTHS, decodeSessionAuths),
   snapshot: script('snapshot', SNAPSHOT, decodeSnapshot),
+  serverSend: script('serverSend', SERVER_SEND, decodeServerSend),
+  renewLeases: script('renewLeases', RENEW_LEASES, decodeOwned),
+  takeover: script('takeover', TAKEOVER, decodeMove('takeover')),
+  handover: script('handover', HANDOVER, decodeMove('handover')),
+  markReady: { name: 'markReady', source: PRELUDE + MARK_READY, decode: (reply: unknown) => reply === 1 } satisfies Script<boolean>,
+  leaseReady: { name: 'leaseReady', source: PRELUDE + LEASE_READY, decode: (reply: unknown) => reply === 1 } satisfies Script<boolean>,
+  relayState: script('relayState', RELAY_STATE, decodeRelayState),
   counts: script(
     'counts',
     COUNTS,

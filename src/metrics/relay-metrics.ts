@@ -84,6 +84,7 @@ export class ConnectionMetrics implements RelayObserver, Collector {
     out.single('switchboard_relay_connections', 'gauge', 'Server-side WebRTC connections open, publishers and viewers.', s.connections);
     out.single('switchboard_relay_packets_in_total', 'counter', 'RTP packets received from relay publishers.', s.packetsIn);
     out.single('switchboard_relay_packets_out_total', 'counter', 'RTP packets sent to relay viewers, retransmissions included.', s.packetsOut);
+    out.single('switchboard_relay_bytes_out_total', 'counter', 'RTP payload bytes sent to relay viewers, retransmissions included.', s.bytesOut);
     out.single('switchboard_relay_retransmitted_total', 'counter', 'RTP packets resent to relay viewers for their NACKs.', s.retransmitted);
     out.single('switchboard_relay_dropped_total', 'counter', 'RTP packets dropped for a relay viewer that could not take them (its queue was full).', s.dropped);
     out.single('switchboard_relay_keyframe_requests_total', 'counter', 'Keyframe requests (PLI) sent to relay publishers.', s.keyframeRequests);

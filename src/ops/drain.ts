@@ -14,8 +14,12 @@ export interface StoppableServer {
 
 export interface DrainDeps {
   readiness: Pick<Readiness, 'drain'>;
-  /** Ends every stream, and every stream that opens from then on. */
-  streams: { shutdown(): void };
+  /**
+   * Ends every stream, and every stream that opens from then on. `handover`, when there is one, runs
+   * first, while the streams are still open: a cluster hands its relay sessions to other instances
+   * (their new offers go out through those streams), within the time it is given.
+   */
+  streams: { shutdown(): void; handover?(deadlineMs: number): Promise<void> };
   clock: Pick<Clock, 'schedule'>;
   logger: Logger;
 }
@@ -46,6 +50,9 @@ export class Drain {
     const timeoutMs = this.config.shutdownTimeoutMs;
     logger.info('draining', { timeoutMs });
     readiness.drain();
+    // Before anything closes: the relay's media moves while every peer can still hear of it. Half the
+    // deadline at most, so that the requests in flight keep the other half.
+    await streams.handover?.(Math.floor(timeoutMs / 2));
     // The listener closes first, so that the clients of the streams ended next reconnect elsewhere.
     const stopped = server.stop(false).then(() => 'drained' as const);
     streams.shutdown();

@@ -10,6 +10,20 @@ export type RelayCapacityConfig = Pick<Config, 'maxRelayPeers' | 'maxRelayPeersP
 /** Seconds a client refused for a full relay is told to wait: peers come and go in that time. */
 const FULL_RETRY_S = 30;
 
+/** 429: an address holds MAX_RELAY_PEERS_PER_IP relay registrations (in the process, or in the cluster). */
+export const relayPeersRefusal = (max: number): SignalError =>
+  new SignalError('too_many_relay_peers', `this address has ${max} peers in relay sessions, the most allowed (MAX_RELAY_PEERS_PER_IP); one must leave first`, FULL_RETRY_S);
+
+/** 503: in a cluster, no instance has room for the relay session (RELAY_CAPACITY), or its owner has none for one more peer. */
+export const clusterRelayFull = (sessionId: string, isNew: boolean): SignalError =>
+  new SignalError(
+    'relay_full',
+    isNew
+      ? 'every instance of this cluster carries its relay capacity (RELAY_CAPACITY); retry later'
+      : `the instance that carries relay session ${sessionId} has no room for another peer (RELAY_CAPACITY); retry later`,
+    FULL_RETRY_S,
+  );
+
 /** One relay peer's place, held from its registration until it leaves; `release` twice does nothing. */
 export interface RelaySlot {
   /** The client address it counts under, if it came with one. */
@@ -61,13 +75,7 @@ export class RelayCapacity {
       );
     }
     const fromKey = key === undefined ? 0 : (this.perAddress.get(key) ?? 0);
-    if (key !== undefined && maxRelayPeersPerIp > 0 && fromKey >= maxRelayPeersPerIp) {
-      throw new SignalError(
-        'too_many_relay_peers',
-        `this address has ${maxRelayPeersPerIp} peers in relay sessions, the most allowed (MAX_RELAY_PEERS_PER_IP); one must leave first`,
-        FULL_RETRY_S,
-      );
-    }
+    if (key !== undefined && maxRelayPeersPerIp > 0 && fromKey >= maxRelayPeersPerIp) throw relayPeersRefusal(maxRelayPeersPerIp);
     this.held++;
     if (key !== undefined) this.perAddress.set(key, fromKey + 1);
     replacing?.release();

@@ -29,6 +29,8 @@ export interface RelayStats {
   keyframeRequests: number;
   /** RTP packets sent to viewers since start, retransmissions among them, and packets dropped for a viewer that could not take them. */
   packetsOut: number;
+  /** RTP payload bytes sent to viewers since start. */
+  bytesOut: number;
   retransmitted: number;
   dropped: number;
   /** Payload bytes the publishers' keyframe caches hold now (RELAY_KEYFRAME_CACHE_BYTES). */
@@ -39,7 +41,7 @@ export class RelayEngine implements ServerPeer {
   private readonly routers = new Map<string, SessionRouter>();
   private readonly publisher;
   private readonly viewer;
-  private readonly closedCounters = { packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0 };
+  private readonly closedCounters = { packetsIn: 0, keyframeRequests: 0, packetsOut: 0, bytesOut: 0, retransmitted: 0, dropped: 0 };
   private readonly keyframeCache;
   /** Peers registering with an offer of their own (WHIP, WHEP), by session: they get no offer from the server. */
   private readonly ownOffers = new Map<string, Set<string>>();
@@ -125,6 +127,7 @@ export class RelayEngine implements ServerPeer {
     router.close();
     const out = router.forwarded();
     closed.packetsOut += out.packets;
+    closed.bytesOut += out.bytes;
     closed.retransmitted += out.retransmitted;
     closed.dropped += out.dropped;
   }
@@ -142,6 +145,7 @@ export class RelayEngine implements ServerPeer {
       stats.keyframeRequests += router.counters.keyframeRequests;
       const out = router.forwarded();
       stats.packetsOut += out.packets;
+      stats.bytesOut += out.bytes;
       stats.retransmitted += out.retransmitted;
       stats.dropped += out.dropped;
       stats.keyframeCacheBytes += router.keyframeCacheBytes;

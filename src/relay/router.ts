@@ -73,7 +73,7 @@ export class SessionRouter {
   private pendingKeyframe: Cancel | undefined;
   private readonly reports: Ticker;
   /** What the forwarders of viewers that left sent: the totals only ever grow. */
-  private readonly departed = { packets: 0, retransmitted: 0, dropped: 0 };
+  private readonly departed = { packets: 0, bytes: 0, retransmitted: 0, dropped: 0 };
   private readonly observer: RelayObserver;
   /** Per connection: told when the peer's answer comes in (the first, of the first offer). */
   private readonly answerTimers = new WeakMap<ServerLink, () => void>();
@@ -90,8 +90,8 @@ export class SessionRouter {
     return this.viewers.size;
   }
 
-  /** What the viewers' forwarders sent, retransmitted and dropped, over the router's life. */
-  forwarded(): { packets: number; retransmitted: number; dropped: number } {
+  /** What the viewers' forwarders sent (packets, payload bytes), retransmitted and dropped, over the router's life. */
+  forwarded(): ForwarderCounters {
     const totals = { ...this.departed };
     for (const viewer of this.viewers.values()) {
       for (const kind of KINDS) addCounters(totals, viewer.forwarders[kind].counters);
@@ -363,8 +363,9 @@ export class SessionRouter {
   }
 }
 
-function addCounters(totals: { packets: number; retransmitted: number; dropped: number }, c: ForwarderCounters): void {
+function addCounters(totals: ForwarderCounters, c: ForwarderCounters): void {
   totals.packets += c.packets;
+  totals.bytes += c.bytes;
   totals.retransmitted += c.retransmitted;
   totals.dropped += c.dropped;
 }

@@ -162,6 +162,11 @@ export interface SignallingBackend extends PeerDirectory {
   snapshots(): Awaitable<SessionSnapshot[]>;
   /** Ends every stream and timer (server shutdown), and every stream that opens from now on. */
   shutdown(): void;
+  /**
+   * A drain's first step, before `shutdown()`: a cluster hands the relay sessions this instance owns to
+   * other instances within `deadlineMs`. One process has nowhere to hand them.
+   */
+  handover?(deadlineMs: number): Promise<void>;
   /** Releases connections after `shutdown()` (the cluster's Redis clients); nothing to do in one process. */
   close(): Promise<void>;
   readonly gauges: SessionGauges;

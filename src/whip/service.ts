@@ -249,7 +249,9 @@ export class WhipService {
 
   private relay(): OfferAnswerer {
     if (!this.deps.relay) {
-      const why = this.config.redisUrl ? 'relay sessions live in one process, and this one is part of a cluster (REDIS_URL)' : 'relay sessions are off (RELAY_MODE=off)';
+      const why = this.config.redisUrl
+        ? 'they answer with one process’s media, and this one is part of a cluster (REDIS_URL) whose relay sessions move between instances'
+        : 'relay sessions are off (RELAY_MODE=off)';
       throw new SignalError('invalid_request', `WHIP and WHEP need relay sessions, and this server runs none: ${why}`);
     }
     return this.deps.relay;

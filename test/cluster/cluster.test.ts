@@ -218,7 +218,7 @@ describe('cluster: access control and the admin API across instances', () => {
     });
   });
 
-  test('a role asked for with ?role= is decided on what the whole cluster holds; relay sessions are refused clearly', async () => {
+  test('a role asked for with ?role= is decided on what the whole cluster holds; relay sessions follow RELAY_MODE', async () => {
     const adminToken = 'admin-token-0123456789';
     await withCluster(3, { authMode: 'token', adminToken }, async ({ instances: [a, b, c] }) => {
       if (!a || !b || !c) throw new Error('three instances');
@@ -233,14 +233,14 @@ describe('cluster: access control and the admin API across instances', () => {
       expect((await call(a.url, 'DELETE', '/register/s/y', undefined, bearer(y.body.token))).status).toBe(200);
       expect((await call(c.url, 'POST', '/register/s/z?role=publish')).body.role).toBe('publisher');
 
-      // Media through the server needs one process: asked for, it is a 400 that says why.
+      // RELAY_MODE=admin (token mode): a client cannot create a relay session; the admin API can.
       const relay = await call(a.url, 'POST', '/register/r/cam?mode=relay');
-      expect(relay.status).toBe(400);
-      expect(relay.body).toMatchObject({ error: 'invalid_request' });
-      expect(relay.body.message).toContain('REDIS_URL');
+      expect(relay.status).toBe(403);
+      expect(relay.body).toMatchObject({ error: 'forbidden' });
       expect((await call(b.url, 'GET', '/sessions/r', undefined, bearer(adminToken))).status).toBe(404);
       const created = await call(b.url, 'POST', '/sessions', { mode: 'relay' }, bearer(adminToken));
-      expect(created.status).toBe(400);
+      expect(created.status).toBe(201);
+      expect(created.body.mode).toBe('relay');
       expect((await call(b.url, 'POST', '/sessions', { mode: 'mesh' }, bearer(adminToken))).body.mode).toBe('mesh');
       expect((await call(c.url, 'POST', '/register/s/switchboard')).body.error).toBe('reserved_peer');
       expect((await call(c.url, 'GET', '/sessions/s', undefined, bearer(adminToken))).body.mode).toBe('mesh');

@@ -26,12 +26,20 @@ let prefixes = 0;
  * agree, as NTP makes them). Each cluster gets its own key prefix (unless `config` names one), so
  * that tests sharing a Redis never see each other.
  */
-export async function startCluster(redisUrl: string, count: number, config: Partial<Config> = {}, deps: Partial<AppDeps> = {}): Promise<Cluster> {
+export async function startCluster(
+  redisUrl: string,
+  count: number,
+  config: Partial<Config> = {},
+  deps: Partial<AppDeps> = {},
+  /** Per instance: settings of its own, and a clock of its own (a process that is paused, or whose clock lags). */
+  each: { config?: Partial<Config>; clock?: ManualClock }[] = [],
+): Promise<Cluster> {
   const clock = new ManualClock();
   const redisPrefix = config.redisPrefix ?? `t${process.pid}-${++prefixes}-${crypto.randomUUID().slice(0, 8)}`;
   const instances: Instance[] = [];
   for (let i = 0; i < count; i++) {
-    const server = createApp(defaultConfig({ redisUrl, redisPrefix, ...config }), { clock, ...deps });
+    const own = each[i] ?? {};
+    const server = createApp(defaultConfig({ redisUrl, redisPrefix, ...config, ...own.config }), { clock: own.clock ?? clock, ...deps });
     await server.ready;
     const running = listen(server);
     const cluster = server.signalling as ClusterSignalling;

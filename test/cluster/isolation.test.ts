@@ -269,6 +269,8 @@ describe('cluster: sessions share nothing in Redis, whatever their ids', () => {
             redisKey.bytes(p),
             redisKey.holdings(p),
             redisKey.created(p),
+            // Each instance's relay load, published whether or not it carries relay sessions.
+            redisKey.load(p),
             redisKey.session(p, 'fleet1:p'),
             redisKey.peers(p, 'fleet1:p'),
             redisKey.mailbox(p, xa),

@@ -25,8 +25,6 @@ export interface Differences {
    * before MAX_QUEUE cuts it.
    */
   sent: 'written' | 'taken';
-  /** Relay sessions (`mode=relay`): media goes through one process, so a cluster refuses them with 400. */
-  relaySessions: boolean;
   /**
    * The token buckets (REGISTER_RATE_PER_MIN, MESSAGE_RATE_PER_S, PEER_MESSAGE_RATE_PER_S, ICE_SERVERS_RATE_PER_MIN) and
    * MAX_STREAMS_PER_IP count per instance: `process` is the whole server, `instance` one of several.
@@ -37,8 +35,8 @@ export interface Differences {
 }
 
 export const differences: Record<BackendName, Differences> = {
-  local: { sent: 'written', relaySessions: true, rateLimits: 'process', scope: 'server' },
-  cluster: { sent: 'taken', relaySessions: false, rateLimits: 'instance', scope: 'cluster' },
+  local: { sent: 'written', rateLimits: 'process', scope: 'server' },
+  cluster: { sent: 'taken', rateLimits: 'instance', scope: 'cluster' },
 };
 
 /** Which instance answers: by default the one the fixture gave the peer (see `Server`). */

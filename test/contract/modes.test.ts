@@ -1,5 +1,5 @@
 // Session modes, roles and the reserved peer id as the signalling API shows them, on one process and on a
-// cluster. Relay sessions themselves (the server's offers, media) live in one process: test/relay/.
+// cluster. The server's offers and media: test/relay/ (one process), test/cluster/relay*.test.ts (a cluster).
 import { expect, test } from 'bun:test';
 import { contractBackends, eachBackend } from './backends';
 
@@ -8,30 +8,28 @@ const ADMIN = 'a'.repeat(16);
 const admin = { authorization: `Bearer ${ADMIN}` };
 
 eachBackend(backends, (backend) => {
-  test('relay sessions: one process opens them; a cluster refuses them with 400, saying why', async () => {
+  test('relay sessions: registering and the admin API open them, on any instance; the others see only the publisher', async () => {
     const s = await backend.start({ adminToken: ADMIN });
     const first = await s.register('r', 'dev', { query: 'mode=relay' });
     const created = await s.admin('POST', '/sessions', { sessionId: 'cam', mode: 'relay' }, admin, 1);
-    if (s.differences.relaySessions) {
-      expect(first.body).toMatchObject({ mode: 'relay', role: 'publisher', peers: [] });
-      expect((await s.register('r', 'v1')).body).toMatchObject({ mode: 'relay', role: 'viewer', peers: ['dev'] });
-      expect(created.status).toBe(201);
-      expect(created.body.mode).toBe('relay');
-    } else {
-      for (const refused of [first, created]) {
-        expect(refused.status).toBe(400);
-        expect(refused.body).toEqual({ error: 'invalid_request', message: expect.stringContaining('REDIS_URL') });
-      }
-      expect((await s.call('GET', '/sessions', undefined, admin, 2)).body.sessions).toEqual([]);
-    }
+    expect(first.body).toMatchObject({ mode: 'relay', role: 'publisher', peers: [] });
+    expect((await s.register('r', 'v1')).body).toMatchObject({ mode: 'relay', role: 'viewer', peers: ['dev'] });
+    // Nobody learns of a viewer: v2 sees the publisher only.
+    expect((await s.register('r', 'v2')).body).toMatchObject({ mode: 'relay', role: 'viewer', peers: ['dev'] });
+    expect(created.status).toBe(201);
+    expect(created.body.mode).toBe('relay');
+    const listed = (await s.call('GET', '/sessions', undefined, admin, 2)).body.sessions as { sessionId: string; mode: string }[];
+    expect(listed.map(({ sessionId, mode }) => ({ sessionId, mode }))).toEqual([
+      { sessionId: 'r', mode: 'relay' },
+      { sessionId: 'cam', mode: 'relay' },
+    ]);
   });
 
   test('a mesh session refuses to be joined as a relay session', async () => {
     const s = await backend.start();
     expect((await s.register('m', 'p')).body.mode).toBe('mesh');
     expect((await s.register('m', 'q', { query: 'mode=mesh' })).body.mode).toBe('mesh');
-    // The session's own mode is checked before what the store holds: a cluster, which has no relay
-    // sessions, names the conflict as one process does.
+    // The session's own mode is checked first, on both stores.
     const relay = await s.register('m', 'r', { query: 'mode=relay' });
     expect(relay).toMatchObject({ status: 409, body: { error: 'mode_conflict', message: 'session m is a mesh session; it cannot be joined with mode=relay' } });
   });

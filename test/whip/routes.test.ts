@@ -154,7 +154,7 @@ describe('POST /whip and /whep', () => {
     expect(snap(app, 's')).toBeUndefined();
   });
 
-  test('a cluster (REDIS_URL) runs no relay sessions: 400 saying so', async () => {
+  test('a cluster (REDIS_URL) answers no WHIP or WHEP offer: 400 saying so', async () => {
     const app = whipApp({ redisUrl: 'redis://127.0.0.1:1' });
     const { sdp } = await clientOffer('sendonly');
     expect(await errorOf(await post(app, '/whip/s', sdp))).toMatchObject({ status: 400, message: expect.stringContaining('REDIS_URL') });
