@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { MediaStreamTrack, type PeerConfig, RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, RtpHeader, RtpPacket, useNACK, usePLI } from 'werift';
 import { CLIP_FPS, type Clip, parseAnnexB } from '../src/device/clip';
 import { Device } from '../src/device/device';
+import { isNewConnection } from '../src/device/sdp';
 import { VideoSource } from '../src/device/source';
 import { openEvents, type SseConnection } from '../test/sse-client';
 
@@ -27,6 +28,7 @@ const VIEWER_CODECS = {
 };
 
 export interface BenchPeer {
+  /** Its connection with the server: a new one when another instance takes the session's media over. */
   readonly pc: RTCPeerConnection;
   /** Ends the connection; with `leave`, the registration too. */
   close(leave?: boolean): Promise<void>;
@@ -37,7 +39,11 @@ async function post(url: string, body?: unknown): Promise<{ status: number; body
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-/** Registers, then answers `switchboard`'s offer; `prepare` runs between the offer and the answer, `created` before both. */
+/**
+ * Registers, then answers `switchboard`'s offer; `prepare` runs between the offer and the answer, `created`
+ * before both, for each connection: an offer with another DTLS certificate (another instance of a cluster
+ * carries the session now) gets a new one.
+ */
 export async function relayPeer(
   url: string,
   sessionId: string,
@@ -50,12 +56,16 @@ export async function relayPeer(
   const registered = await post(`${url}/register/${sessionId}/${peerId}${query}`);
   if (registered.status !== 200) throw new Error(`register ${peerId}: ${registered.status} ${JSON.stringify(registered.body)}`);
   const events: SseConnection = await openEvents(`${url}/events/${sessionId}/${peerId}`);
-  const pc = new RTCPeerConnection({ iceUseIpv6: false, bundlePolicy: 'max-bundle', iceAdditionalHostAddresses: ['127.0.0.1'], ...(codecs ? { codecs } : {}) });
-  created(pc);
   const send = (type: string, payload: unknown) => post(`${url}/message/${sessionId}/${peerId}`, { type, payload, target: 'switchboard' });
-  pc.onIceCandidate.subscribe((c) => {
-    if (c) void send('ice-candidate', c.toJSON());
-  });
+  const connection = () => {
+    const made = new RTCPeerConnection({ iceUseIpv6: false, bundlePolicy: 'max-bundle', iceAdditionalHostAddresses: ['127.0.0.1'], ...(codecs ? { codecs } : {}) });
+    created(made);
+    made.onIceCandidate.subscribe((c) => {
+      if (c && made === pc) void send('ice-candidate', c.toJSON());
+    });
+    return made;
+  };
+  let pc = connection();
   let stopped = false;
   const loop = (async () => {
     while (!stopped) {
@@ -63,6 +73,10 @@ export async function relayPeer(
       if (!event || stopped) return;
       const { type, payload } = event.json as { type: string; payload: { sdp: string; candidate: string } };
       if (type === 'offer') {
+        if (isNewConnection(pc.remoteDescription?.sdp, payload.sdp)) {
+          void pc.close();
+          pc = connection();
+        }
         await pc.setRemoteDescription({ type: 'offer', sdp: payload.sdp });
         prepare(pc);
         await pc.setLocalDescription(await pc.createAnswer());
@@ -73,7 +87,9 @@ export async function relayPeer(
     }
   })();
   return {
-    pc,
+    get pc() {
+      return pc;
+    },
     async close(leave = true) {
       stopped = true;
       events.close();
@@ -258,6 +274,12 @@ export async function benchViewer(url: string, sessionId: string, peerId: string
       '',
       () => {},
       (pc) => {
+        if (peer) {
+          // A new connection of the same registration (another instance carries the media): its
+          // sequence numbers start anywhere, as after a retry.
+          highest = -1;
+          window++;
+        }
         pc.connectionStateChange.subscribe((state) => {
           if (state !== 'failed' || closed) return;
           retries++;

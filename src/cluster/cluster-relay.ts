@@ -170,7 +170,8 @@ export class ClusterRelay implements Collector {
     if (held !== undefined) this.release(sessionId);
     this.owned.set(sessionId, token);
     this.counters[state.why]++;
-    if (state.why !== 'placed') this.logger.info('relay session taken over', { sessionId, token, why: state.why, peers: state.peers.length });
+    // The one line that says where a session's media is: operators (and tests) find the owner by it.
+    this.logger.info('relay session owned here', { sessionId, lease: token, why: state.why, peers: state.peers.length });
     const { engine } = this.deps;
     const offering = new Set<string>();
     for (const peer of state.peers) engine.joined(sessionId, peer.id, peer.role);
@@ -215,7 +216,7 @@ export class ClusterRelay implements Collector {
     if (this.owned.get(sessionId) !== token) return;
     this.release(sessionId);
     this.counters.fenced++;
-    this.logger.warn('relay session fenced: media for it stopped here', { sessionId, token, why });
+    this.logger.warn('relay session fenced: media for it stopped here', { sessionId, lease: token, why });
   }
 
   /** Renews this instance's leases and publishes its load; adopts what it owns without knowing, fences what it lost. */
@@ -300,7 +301,7 @@ export class ClusterRelay implements Collector {
           this.deps.apply(reply.out);
           moving.set(sessionId, reply.token);
         } else if (reply.status === 'full') {
-          this.logger.warn('relay session not handed over: no other instance has room', { sessionId, token });
+          this.logger.warn('relay session not handed over: no other instance has room', { sessionId, lease: token });
         }
       } catch (error) {
         this.logger.warn('relay session not handed over', { sessionId, error: (error as Error).message });

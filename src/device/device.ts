@@ -6,6 +6,7 @@
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, RtcpPayloadSpecificFeedback, RtpHeader, RtpPacket, useFIR, useNACK, usePLI } from 'werift';
 import { type ChannelOptions, DeviceChannel, type Registration, type Signal, type StreamState } from './channel';
 import type { Codec } from './clip';
+import { isNewConnection } from './sdp';
 import type { OutPacket, VideoSource } from './source';
 
 /** Feedback message types of a Picture Loss Indication (RFC 4585 §6.3.1) and a Full Intra Request (RFC 5104 §4.3.1). */
@@ -297,7 +298,13 @@ export class Device {
         if (!relay) this.drop(from);
         break;
       case 'offer':
-        if (typeof payload?.sdp === 'string') await this.link(from).answer(payload.sdp);
+        if (typeof payload?.sdp !== 'string') break;
+        // Another instance carries the relay session's media now: its offer is a new connection.
+        if (isNewConnection(this.links.get(from)?.pc.remoteDescription?.sdp, payload.sdp)) {
+          this.status(`${from}: a new connection (another server certificate)`);
+          this.drop(from);
+        }
+        await this.link(from).answer(payload.sdp);
         break;
       case 'answer':
         if (typeof payload?.sdp === 'string') await this.links.get(from)?.accept(payload.sdp);
