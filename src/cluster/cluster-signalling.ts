@@ -8,6 +8,7 @@ import type { HoldingsConfig } from '../limits/address-holdings';
 import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
 import { clusterRelayFull, relayPeersRefusal } from '../relay/capacity';
+import { IceRestartLimit } from '../relay/lazy';
 import { parseMessage } from '../relay/messages';
 import type { Admit, AdmitSession, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from '../sessions/backend';
 import type { SessionEvent, SessionListener } from '../sessions/events';
@@ -34,6 +35,7 @@ export type ClusterConfig = Pick<
   | 'redisTimeoutMs'
   | 'maxRelayPeersPerIp'
   | 'relayLeaseMs'
+  | 'relayIceRestartsPerMin'
 > &
   HoldingsConfig & { redisUrl: string };
 
@@ -128,6 +130,8 @@ export class ClusterSignalling implements SignallingBackend {
   private readonly bounds: EventBounds;
   /** The media of the relay sessions this instance owns; undefined with RELAY_MODE=off. */
   readonly relay: ClusterRelay | undefined;
+  /** RELAY_ICE_RESTARTS_PER_MIN, counted by the instance that takes the message (as every rate in a cluster). */
+  private readonly iceRestarts: IceRestartLimit;
 
   constructor(
     private readonly config: ClusterConfig,
@@ -158,6 +162,7 @@ export class ClusterSignalling implements SignallingBackend {
       detached: (key, gen) => this.detach(key, gen),
       relay: (frame) => this.relay?.frame(frame),
     });
+    this.iceRestarts = new IceRestartLimit(deps.clock, config.relayIceRestartsPerMin);
     this.relay =
       deps.relay &&
       new ClusterRelay(
@@ -295,7 +300,7 @@ export class ClusterSignalling implements SignallingBackend {
     const limited = guard?.rate.take();
     const refused = messageRefusal(peerId, body);
     // What `switchboard` cannot take is refused by the instance that took the request: its owner may be elsewhere.
-    const toServer = body.target === SERVER_PEER_ID ? serverMessage(body) : undefined;
+    const toServer = body.target === SERVER_PEER_ID ? serverMessage(body, () => this.iceRestarts.take(sessionId, peerId)) : undefined;
     let reply: SendReply;
     try {
       reply = await this.run(
@@ -611,11 +616,14 @@ export class ClusterSignalling implements SignallingBackend {
 
 /**
  * A message to `switchboard` as its owner reads it ({ type, payload }), or the refusal of what it
- * cannot take (checked here, as one process checks it, so that bad input is a 400 in its own answer).
+ * cannot take (checked here, as one process checks it, so that bad input is a 400 and too many
+ * ice-restarts a 429 in its own answer).
  */
-function serverMessage(body: SignalBody): string | SignalError {
+function serverMessage(body: SignalBody, restart: () => SignalError | undefined): string | SignalError {
   try {
-    parseMessage(body.type, body.payload);
+    const message = parseMessage(body.type, body.payload);
+    const limited = message.type === 'ice-restart' ? restart() : undefined;
+    if (limited) return limited;
   } catch (e) {
     if (e instanceof SignalError) return e;
     throw e;
