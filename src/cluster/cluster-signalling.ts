@@ -187,8 +187,12 @@ export class ClusterSignalling implements SignallingBackend {
   async start(): Promise<void> {
     this.keepalive.start();
     this.sweeper.start();
-    this.relay?.start();
     await this.link.start();
+    // The relay engine loads before this instance offers to carry a relay session: loading werift holds
+    // the event loop for hundreds of milliseconds (seconds on a busy machine), longer than a lease can go
+    // unrenewed, and an owner that loaded it with its first session would lose that session to another.
+    await this.deps.relay?.engine.prewarm();
+    this.relay?.start();
     // Its load is in Redis before the first request: placement can choose it at once.
     await this.relay?.renew();
   }
@@ -287,6 +291,8 @@ export class ClusterSignalling implements SignallingBackend {
     if (reply.status === 'session_exists') throw refusals.sessionExists(sessionId);
     if (reply.status === 'too_many_sessions') throw refusals.tooManySessions(this.config.maxSessions, 'cluster');
     if (reply.status === 'relay_full') throw clusterRelayFull(sessionId, true);
+    // Placed here: the frame that says so.
+    this.apply(reply.out);
     this.emit({ type: 'session-created', sessionId, by: 'admin' });
     return { mode };
   }

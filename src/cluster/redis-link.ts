@@ -35,7 +35,8 @@ export const UNAVAILABLE_RETRY_S = 2;
 const unavailable = () => new SignalError('backend_unavailable', 'the session store (Redis) cannot be reached right now; nothing was changed, retry shortly', UNAVAILABLE_RETRY_S);
 
 const FIRST_BACKOFF_MS = 100;
-const MAX_BACKOFF_MS = 5000;
+/** The longest wait between two attempts to connect: an instance is back at most this long after Redis is. */
+export const MAX_BACKOFF_MS = 5000;
 
 /**
  * The connections of one instance to Redis: one for commands, one subscribed to the instance's channel.
