@@ -189,7 +189,9 @@ function signallingBackend(
   // Relay sessions in a cluster: each one's media on the instance that holds its lease, which answers
   // into the peers' mailboxes in Redis; the engine is the one process's.
   const { relay } = relayEngine(config, core, ops, monotonic, (...event) => cluster.relay?.outbox(...event) ?? false);
-  const capacity = config.relayCapacity > 0 ? config.relayCapacity : new RelayCapacity(config).limit;
+  // RELAY_CAPACITY within the process's own limit: MAX_RELAY_PEERS and one port each in RELAY_PORT_RANGE.
+  const limit = new RelayCapacity(config).limit;
+  const capacity = config.relayCapacity > 0 ? Math.min(config.relayCapacity, limit) : limit;
   const cluster: ClusterSignalling = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId, relay: { engine: relay, capacity } });
   if (cluster.relay) ops.registry.add(cluster.relay);
   ops.readiness.register('redis', () => cluster.link.ping());

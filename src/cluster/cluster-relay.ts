@@ -109,7 +109,6 @@ export class ClusterRelay implements Collector {
   readonly outbox = (sessionId: string, peerId: string, type: string, payload: unknown): boolean => {
     const token = this.owned.get(sessionId);
     if (token === undefined) return false;
-    if (type === 'offer') this.offered(sessionId, peerId);
     const sent = this.deps
       .run(SCRIPTS.serverSend, sessionId, peerId, String(token), serverPeerEvent(type, payload), ...topicArgs(serverSignal(type)), ...boundsArgs(this.deps.bounds))
       .then((reply) => {
@@ -118,6 +117,8 @@ export class ClusterRelay implements Collector {
       })
       .catch((error: unknown) => this.logger.debug('an event from switchboard was not written', { sessionId, peerId, type, error: (error as Error).message }));
     void this.deps.track(sent);
+    // After the offer's own script: a handover waiting for `ready` sees the offer in the mailbox first.
+    if (type === 'offer') this.offered(sessionId, peerId);
     return true;
   };
 

@@ -52,7 +52,8 @@ export class Drain {
     readiness.drain();
     // Before anything closes: the relay's media moves while every peer can still hear of it. Half the
     // deadline at most, so that the requests in flight keep the other half.
-    await streams.handover?.(Math.floor(timeoutMs / 2));
+    // One process has nothing to hand over: it drains without waiting a turn.
+    if (streams.handover) await streams.handover(Math.floor(timeoutMs / 2));
     // The listener closes first, so that the clients of the streams ended next reconnect elsewhere.
     const stopped = server.stop(false).then(() => 'drained' as const);
     streams.shutdown();

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
-import { decodeFrame, encodeFrame, type Frame, peerAddress, peerIdOf } from '../../src/cluster/protocol';
+import { decodeFrame, decodeOwnState, encodeFrame, type Frame, peerAddress, peerIdOf } from '../../src/cluster/protocol';
 import { startServer } from '../helpers';
 import { type Cluster, call, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
@@ -17,6 +17,10 @@ describe('cluster protocol: channel frames', () => {
       { kind: 'close', address, gen: 3, finalId: undefined, json: '' },
       { kind: 'close', address, gen: 0, finalId: 12, json: '{"type":"session-closed"}' },
       { kind: 'cut', address },
+      { kind: 'relay', op: 'own', sessionId: `s${EVERY_ID_CHAR}`, token: 42, peerId: '', json: '{"why":"failover","peers":[]}' },
+      { kind: 'relay', op: 'joined', sessionId: 's', token: 1, peerId: `p${EVERY_ID_CHAR}`, json: 'publisher' },
+      { kind: 'relay', op: 'message', sessionId: 's', token: 9, peerId: 'v', json: '{"type":"answer","payload":{"sdp":"v=0\r\na=x\r\n"}}' },
+      { kind: 'relay', op: 'closed', sessionId: 's', token: 9, peerId: '', json: '' },
     ];
     for (const frame of frames) expect(decodeFrame(encodeFrame(frame))).toEqual(frame);
     expect(peerIdOf(address)).toBe(`p${EVERY_ID_CHAR}`);
@@ -26,6 +30,32 @@ describe('cluster protocol: channel frames', () => {
     expect(decodeFrame('z\ns/p\n1\n2\n{}')).toBeUndefined();
     expect(decodeFrame('e')).toBeUndefined();
     expect(decodeFrame('e\ns/p\n1')).toBeUndefined();
+    // A relay frame of an op this version does not know, without a token, or cut short.
+    expect(decodeFrame('r\nmove\ns\n1\np\n')).toBeUndefined();
+    expect(decodeFrame('r\nown\ns\nx\n\n{}')).toBeUndefined();
+    expect(decodeFrame('r\nown\n\n1\n\n{}')).toBeUndefined();
+    expect(decodeFrame('r\nleft\ns\n1')).toBeUndefined();
+  });
+
+  test("an own frame's state is read with a check of every field", () => {
+    expect(decodeOwnState('{"why":"handover","peers":[{"id":"cam","role":"publisher","streaming":true},{"id":"v","role":"viewer","streaming":false}]}')).toEqual({
+      why: 'handover',
+      peers: [
+        { id: 'cam', role: 'publisher', streaming: true },
+        { id: 'v', role: 'viewer', streaming: false },
+      ],
+    });
+    for (const bad of [
+      '',
+      'null',
+      '[]',
+      '{"why":"whim","peers":[]}',
+      '{"why":"placed"}',
+      '{"why":"placed","peers":[{"id":1,"role":"viewer"}]}',
+      '{"why":"placed","peers":[{"id":"v","role":"admin"}]}',
+    ]) {
+      expect(decodeOwnState(bad)).toBeUndefined();
+    }
   });
 });
 

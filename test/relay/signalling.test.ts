@@ -1,6 +1,6 @@
-// Relay sessions as the signalling API shows them: their mode and publisher, what peers see of each other,
-// and the server's own offer arriving over a peer's event stream. A cluster has no relay sessions; what
-// both stores share (modes, roles, the reserved id) runs on both in test/contract/modes.test.ts.
+// Relay sessions in one process: modes, the engine's lazy load, and its connections following the peers.
+// What both stores share (the server's offers over each peer's stream, who sees whom, one publisher,
+// what switchboard takes) runs on both in test/contract/relay.test.ts and test/contract/modes.test.ts.
 import { describe, expect, test } from 'bun:test';
 import { appsPerTest, post, req, serversPerTest } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
@@ -66,48 +66,6 @@ describe('the relay engine', () => {
   });
 });
 
-describe('roles', () => {
-  test('a relay session has one publisher: a second is a 409 until the first leaves', async () => {
-    const a = app();
-    await req(a.app, 'POST', '/register/r/cam?mode=relay&role=publish');
-    const second = await req(a.app, 'POST', '/register/r/cam2?role=publish');
-    expect(second.status).toBe(409);
-    expect(second.body.error).toBe('publisher_exists');
-    // The same id registering again is the publisher coming back, not a second one.
-    expect((await req(a.app, 'POST', '/register/r/cam?role=publish')).status).toBe(200);
-    await req(a.app, 'POST', '/register/r/v1');
-    await req(a.app, 'DELETE', '/register/r/cam');
-    expect((await req(a.app, 'POST', '/register/r/cam2?role=publish')).body.role).toBe('publisher');
-  });
-});
-
-describe('messages in a relay session', () => {
-  test('switchboard takes answers, candidates and restarts, checked at once; peers do not signal each other', async () => {
-    const a = app();
-    await req(a.app, 'POST', '/register/r/cam?mode=relay');
-    await req(a.app, 'POST', '/register/r/v1');
-    const send = (body: unknown) => req(a.app, 'POST', '/message/r/v1', body);
-    expect(
-      (await send({ type: 'ice-candidate', target: 'switchboard', payload: { candidate: 'candidate:1 1 udp 2122260223 192.0.2.9 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 } }))
-        .status,
-    ).toBe(200);
-    expect((await send({ type: 'ice-candidate', target: 'switchboard', payload: null })).status).toBe(200);
-    for (const [body, words] of [
-      [{ type: 'answer', target: 'switchboard', payload: { type: 'answer' } }, 'payload.sdp'],
-      [{ type: 'ice-candidate', target: 'switchboard', payload: { candidate: 7 } }, 'payload.candidate'],
-      [{ type: 'offer', target: 'switchboard', payload: { type: 'offer', sdp: 'v=0\r\n' } }, 'the server makes the offers'],
-      [{ type: 'offer', target: 'cam', payload: { type: 'offer', sdp: 'v=0\r\n' } }, 'go to target "switchboard" only'],
-      [{ type: 'ice-candidate', payload: {} }, 'go to target "switchboard" only'],
-    ] as const) {
-      const res = await send(body);
-      expect(res.status).toBe(400);
-      expect(res.body.message).toContain(words);
-    }
-    // Messages of the application's own still reach the other peers.
-    expect((await send({ type: 'chat', target: 'cam', payload: 'hi' })).status).toBe(202);
-  });
-});
-
 describe('over a real listener', () => {
   const { listen, streams } = serversPerTest();
   const events = async (url: string) => {
@@ -116,50 +74,23 @@ describe('over a real listener', () => {
     return s;
   };
 
-  test("the server's offer comes over each peer's own stream; viewers see only the publisher come and go", async () => {
+  test("the relay's connections follow the peers: made once a stream opens, gone with the peer and the session", async () => {
     const running = listen();
     const { url } = running;
-    expect((await post(`${url}/register/live/cam?mode=relay`)).body).toMatchObject({ mode: 'relay', role: 'publisher' });
+    await post(`${url}/register/live/cam?mode=relay`);
     const cam = await events(`${url}/events/live/cam`);
-    const offer = await cam.next(ofType('offer', 'switchboard'));
-    const sdp = (offer.json.payload as { type: string; sdp: string }).sdp;
-    expect((offer.json.payload as { type: string }).type).toBe('offer');
-    // The publisher is offered receive-only sections: it answers with what it sends.
-    expect(sdp.match(/^m=(video|audio)/gm)).toEqual(['m=video', 'm=audio']);
-    expect(sdp.match(/^a=recvonly/gm)?.length).toBe(2);
-    expect(sdp).toContain('a=ice-lite');
-    const candidate = await cam.next(ofType('ice-candidate', 'switchboard'));
-    expect((candidate.json.payload as { candidate: string }).candidate).toMatch(/^candidate:\S+ 1 udp \d+ \S+ \d+ typ host/);
-
-    expect((await post(`${url}/register/live/v1`)).body.peers).toEqual(['cam']);
+    await cam.next(ofType('offer', 'switchboard'));
+    await post(`${url}/register/live/v1`);
     const v1 = await events(`${url}/events/live/v1`);
-    const viewerOffer = ((await v1.next(ofType('offer', 'switchboard'))).json.payload as { sdp: string }).sdp;
-    expect(viewerOffer.match(/^a=sendonly/gm)?.length).toBe(2);
-    expect(viewerOffer).toMatch(/^a=rtpmap:96 VP8\/90000/m);
-    expect(viewerOffer).toMatch(/^a=rtpmap:102 H264\/90000/m);
-
-    // A second viewer: nobody is told, and it does not see v1.
-    expect((await post(`${url}/register/live/v2`)).body.peers).toEqual(['cam']);
+    await v1.next(ofType('offer', 'switchboard'));
     // Registered, v2 holds no connection yet: that waits for its stream.
+    await post(`${url}/register/live/v2`);
     expect(running.relay?.stats()).toMatchObject({ sessions: 1, viewers: 1, connections: 2 });
     const v2 = await events(`${url}/events/live/v2`);
     await v2.next(ofType('offer', 'switchboard'));
     expect(running.relay?.stats()).toMatchObject({ sessions: 1, viewers: 2, connections: 3 });
-    // The publisher leaves: viewers get peer-left, and its return new-peer; the publisher hears of no viewer.
-    expect((await fetch(`${url}/register/live/cam`, { method: 'DELETE' })).status).toBe(200);
-    await v1.next(ofType('peer-left', 'cam'));
-    await post(`${url}/register/live/cam?role=publish`);
-    await v1.next(ofType('new-peer', 'cam'));
-    const cam2 = await events(`${url}/events/live/cam`);
-    await cam2.next(ofType('offer', 'switchboard'));
     await fetch(`${url}/register/live/v2`, { method: 'DELETE' });
     expect(running.relay?.stats()).toMatchObject({ sessions: 1, viewers: 1 });
-    const told = [...v1.events, ...cam2.events].map((e) => [e.json.type, e.json.senderId]).filter(([type]) => type === 'new-peer' || type === 'peer-left');
-    expect(told).toEqual([
-      ['peer-left', 'cam'],
-      ['new-peer', 'cam'],
-    ]);
-
     // The session ends with its last peer, and the relay's connections with it.
     await fetch(`${url}/session/live`, { method: 'DELETE' });
     expect(running.relay?.stats()).toMatchObject({ sessions: 0, viewers: 0 });

@@ -1,0 +1,109 @@
+// Relay sessions as the signalling API shows them, on one process and on a cluster (where the session's
+// media is on whichever instance placement chose, and each peer's stream and requests on others): the
+// server's offer over each peer's own stream, who sees whom, one publisher, what switchboard takes.
+// The media itself: test/relay/ (one process), test/cluster/relay*.test.ts (a cluster).
+import { expect, test } from 'bun:test';
+import { ofType } from '../sse-client';
+import { contractBackends, eachBackend } from './backends';
+
+const backends = contractBackends();
+const fromServer = (type: string) => ofType(type, 'switchboard');
+
+eachBackend(backends, (backend) => {
+  test("the server's offer comes over each peer's own stream; viewers see only the publisher come and go", async () => {
+    const s = await backend.start();
+    expect((await s.register('live', 'cam', { query: 'mode=relay' })).body).toMatchObject({ mode: 'relay', role: 'publisher' });
+    const cam = await s.events('live', 'cam');
+    const offer = await cam.next(fromServer('offer'));
+    const sdp = (offer.json.payload as { type: string; sdp: string }).sdp;
+    expect((offer.json.payload as { type: string }).type).toBe('offer');
+    // The publisher is offered receive-only sections: it answers with what it sends.
+    expect(sdp.match(/^m=(video|audio)/gm)).toEqual(['m=video', 'm=audio']);
+    expect(sdp.match(/^a=recvonly/gm)?.length).toBe(2);
+    expect(sdp).toContain('a=ice-lite');
+    const candidate = await cam.next(fromServer('ice-candidate'));
+    expect((candidate.json.payload as { candidate: string }).candidate).toMatch(/^candidate:\S+ 1 udp \d+ \S+ \d+ typ host/);
+
+    expect((await s.register('live', 'v1')).body.peers).toEqual(['cam']);
+    const v1 = await s.events('live', 'v1');
+    const viewerOffer = ((await v1.next(fromServer('offer'))).json.payload as { sdp: string }).sdp;
+    expect(viewerOffer.match(/^a=sendonly/gm)?.length).toBe(2);
+    expect(viewerOffer).toMatch(/^a=rtpmap:96 VP8\/90000/m);
+    expect(viewerOffer).toMatch(/^a=rtpmap:102 H264\/90000/m);
+
+    // A second viewer: nobody is told, and it does not see v1.
+    expect((await s.register('live', 'v2')).body.peers).toEqual(['cam']);
+    const v2 = await s.events('live', 'v2');
+    await v2.next(fromServer('offer'));
+    // The publisher leaves: viewers get peer-left, and its return new-peer; the publisher hears of no viewer.
+    expect((await s.leave('live', 'cam')).status).toBe(200);
+    await v1.next(ofType('peer-left', 'cam'));
+    await s.register('live', 'cam', { query: 'role=publish' });
+    await v1.next(ofType('new-peer', 'cam'));
+    const cam2 = await s.events('live', 'cam');
+    await cam2.next(fromServer('offer'));
+    expect((await s.leave('live', 'v2')).status).toBe(200);
+    const told = [...v1.events, ...cam2.events].map((e) => [e.json.type, e.json.senderId]).filter(([type]) => type === 'new-peer' || type === 'peer-left');
+    expect(told).toEqual([
+      ['peer-left', 'cam'],
+      ['new-peer', 'cam'],
+    ]);
+    // The session ends with its last peer.
+    expect((await s.close('live')).status).toBe(200);
+    await v1.next(ofType('session-closed'));
+  });
+
+  test('a relay session has one publisher: a second is a 409 until the first leaves', async () => {
+    const s = await backend.start();
+    await s.register('r', 'cam', { query: 'mode=relay&role=publish' });
+    const second = await s.register('r', 'cam2', { query: 'role=publish' });
+    expect(second.status).toBe(409);
+    expect(second.body.error).toBe('publisher_exists');
+    // The same id registering again is the publisher coming back, not a second one.
+    expect((await s.register('r', 'cam', { query: 'role=publish' })).status).toBe(200);
+    await s.register('r', 'v1');
+    await s.leave('r', 'cam');
+    expect((await s.register('r', 'cam2', { query: 'role=publish' })).body.role).toBe('publisher');
+  });
+
+  test('switchboard takes answers, candidates and restarts, checked at once; peers do not signal each other', async () => {
+    const s = await backend.start();
+    await s.register('r', 'cam', { query: 'mode=relay' });
+    await s.register('r', 'v1');
+    const send = (body: unknown) => s.message('r', 'v1', body);
+    const host = { candidate: 'candidate:1 1 udp 2122260223 192.0.2.9 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 };
+    expect((await send({ type: 'ice-candidate', target: 'switchboard', payload: host })).status).toBe(200);
+    expect((await send({ type: 'ice-candidate', target: 'switchboard', payload: null })).status).toBe(200);
+    for (const [body, words] of [
+      [{ type: 'answer', target: 'switchboard', payload: { type: 'answer' } }, 'payload.sdp'],
+      [{ type: 'ice-candidate', target: 'switchboard', payload: { candidate: 7 } }, 'payload.candidate'],
+      [{ type: 'offer', target: 'switchboard', payload: { type: 'offer', sdp: 'v=0\r\n' } }, 'the server makes the offers'],
+      [{ type: 'offer', target: 'cam', payload: { type: 'offer', sdp: 'v=0\r\n' } }, 'go to target "switchboard" only'],
+      [{ type: 'ice-candidate', payload: {} }, 'go to target "switchboard" only'],
+    ] as const) {
+      const res = await send(body);
+      expect(res.status).toBe(400);
+      expect(res.body.message).toContain(words);
+    }
+    // Messages of the application's own still reach the other peers.
+    expect((await send({ type: 'chat', target: 'cam', payload: 'hi' })).status).toBe(202);
+    // In a relay session switchboard is a target; a peer of another session is not.
+    expect((await s.message('r', 'v1', { type: 'chat', target: 'nobody', payload: 1 })).status).toBe(404);
+  });
+
+  test('MAX_RELAY_PEERS_PER_IP: an address holds that many relay registrations, whichever instance took them', async () => {
+    const s = await backend.start({ maxRelayPeersPerIp: 2, trustProxy: 1 });
+    const from = { headers: { 'x-forwarded-for': '198.51.100.7' } };
+    expect((await s.register('r', 'cam', { query: 'mode=relay', ...from })).status).toBe(200);
+    expect((await s.register('r', 'v1', from)).status).toBe(200);
+    const third = await s.register('r', 'v2', from);
+    expect(third.status).toBe(429);
+    expect(third.body.error).toBe('too_many_relay_peers');
+    expect(third.headers.get('retry-after')).toBe('30');
+    // Another address, and a mesh registration from the same one, are not counted.
+    expect((await s.register('r', 'v2', { headers: { 'x-forwarded-for': '198.51.100.8' } })).status).toBe(200);
+    expect((await s.register('m', 'p', from)).status).toBe(200);
+    expect((await s.leave('r', 'v1')).status).toBe(200);
+    expect((await s.register('r', 'v3', from)).status).toBe(200);
+  });
+});
