@@ -120,7 +120,9 @@ interface Scene {
  * each decoding video through the owner.
  */
 async function scene(env: Record<string, string> = {}): Promise<Scene> {
-  const instances = await spawnInstances(redis.url, 3, { RELAY_VIDEO_CODECS: 'h264,vp8', ...env });
+  // The default lease (2 s): a 1 s one expires on a loaded machine whose owner is late to renew, and the
+  // session then moves with nobody killed. 2 s + a sweep + the new connection stay within the 5 s bound.
+  const instances = await spawnInstances(redis.url, 3, { RELAY_VIDEO_CODECS: 'h264,vp8', RELAY_LEASE_MS: '2000', ...env });
   stopAfter({ stop: () => killAll(instances) });
   current = instances;
   await createRelaySession(instances[0] as ServerProcess, 'cam');
@@ -137,6 +139,9 @@ async function scene(env: Record<string, string> = {}): Promise<Scene> {
   await explainOnFailure(pages, async () => {
     for (const viewer of Object.values(viewers)) await waitVideo(viewer.page, 'switchboard');
   });
+  // Nothing has moved the session yet: the tests' events are the only reason for it to move.
+  expect(await ownerAmong(instances)).toBe(owner);
+  for (const p of instances) expect(await (await fetch(`${p.url}/metrics`)).text()).toContain('switchboard_relay_placements_total{why="failover"} 0');
   return { instances, owner, others, publisher, viewers };
 }
 
