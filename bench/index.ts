@@ -1,4 +1,4 @@
-// `bun run bench`: every benchmark in one run, on loopback, bounded in time (about 4 minutes; a
+// `bun run bench`: every benchmark in one run, on loopback, bounded in time (about 6 minutes; a
 // `--smoke` run takes seconds and only proves the harness works). Prints one table and writes it into
 // BENCHMARKS.md, with the machine, the versions and the command.
 //
@@ -18,6 +18,7 @@ import { benchBinary } from './binary';
 import { benchFirstFrame } from './first-frame';
 import { pinLoad } from './process';
 import { benchRelayRows } from './relay';
+import { benchRelayClusterRows } from './relay-cluster';
 import { benchSessionSetup } from './session-setup';
 import { benchSseRelay } from './sse-relay';
 import { benchStreams } from './streams';
@@ -37,6 +38,7 @@ const BENCHES: Record<string, Bench> = {
   'sse-relay': benchSseRelay,
   'session-setup': benchSessionSetup,
   relay: (options) => benchRelayRows({ ...options, serverEnv: relayServerEnv }),
+  'relay-cluster': benchRelayClusterRows,
   'first-frame': benchFirstFrame,
   streams: benchStreams,
 };

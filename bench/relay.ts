@@ -123,7 +123,7 @@ function processRssMiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
-interface RelayCounters {
+export interface RelayCounters {
   /** When the server wrote them, ms since the epoch. */
   at: number;
   packetsIn: number;
@@ -160,43 +160,44 @@ async function nextRelayCounters(output: () => string): Promise<RelayCounters> {
 
 const isClean = (s: RelayStep) => s.lossPct <= MAX_LOSS_PCT && s.droppedPct <= MAX_LOSS_PCT && s.cpuPct < FULL_CORE_PCT && s.receiving === s.viewers;
 
-/** Runs the benchmark once against a fresh server process; bounded by `max` viewers, `seconds` per step and `budgetS`. */
-export async function benchRelay(options: RelayOptions): Promise<RelayResult> {
+/**
+ * What a run of steps loads and measures: the server processes that carry the media (one, or the
+ * instances of a cluster), where each viewer joins, and what the servers and publishers counted.
+ */
+export interface RelayTarget {
+  /** The server processes: their CPU, waits and memory are summed. */
+  pids: number[];
+  /** Where the viewer numbered `i` (from 0) registers. */
+  viewerAt(i: number): { url: string; sessionId: string };
+  /** The servers' relay counters together, as counted after the call. */
+  counters(): Promise<RelayCounters>;
+  /** RTP packets the publishers sent so far. */
+  published(): number;
+}
+
+/** What a run of steps found; the servers' memory before the first viewer, for the memory per viewer. */
+export interface RelaySteps {
+  steps: RelayStep[];
+  stopped: string;
+  generatorBound: boolean;
+  rssBefore: number;
+}
+
+/**
+ * Adds viewers to `target` in steps of `options.step` and measures each step, until loss, a full server
+ * core, a full load generator core, `options.max` viewers or the budget. The viewers are closed at the end.
+ */
+export async function relaySteps(options: RelayOptions, target: RelayTarget): Promise<RelaySteps> {
   const started = Date.now();
   const stopAt = started + options.budgetS * 1000;
   // A step whose viewers are still connecting this long after the budget is given up, unmeasured.
   const giveUpAt = stopAt + 10_000;
-  const entry = join(import.meta.dir, 'relay-server.ts');
-  const pin = Bun.which('taskset') ? ['taskset', '-c', '0'] : [];
-  const peers = String(options.max + 2);
-  const server = await spawnServer([...pin, process.execPath, entry], {
-    env: {
-      PORT: '0',
-      HOST: '127.0.0.1',
-      RELAY_HOST_IPS: '127.0.0.1',
-      RELAY_VIDEO_CODECS: 'h264,vp8',
-      MAX_PEERS_PER_SESSION: peers,
-      MAX_RELAY_PEERS: peers,
-      REGISTER_RATE_PER_MIN: '0',
-      MESSAGE_RATE_PER_S: '0',
-      PEER_MESSAGE_RATE_PER_S: '0',
-      MAX_STREAMS_PER_IP: '0',
-      MAX_SESSIONS_PER_IP: '0',
-      MAX_PEERS_PER_IP: '0',
-      MAX_RELAY_PEERS_PER_IP: '0',
-      ...options.serverEnv,
-    },
-  });
-  const pid = server.proc.pid; // taskset execs the server: same process
   const viewers: BenchViewer[] = [];
   const steps: RelayStep[] = [];
   let stopped = `the maximum of ${options.max} viewers`;
   let generatorBound = false;
-  let rssBefore = 0;
-  let publisher: Awaited<ReturnType<typeof benchDevice>> | undefined;
+  const rssBefore = sum(target.pids, processRssMiB);
   try {
-    publisher = await benchDevice(server.url, 'bench', { kbps: options.kbps, keyframeIntervalS: options.keyframeIntervalS, ignorePli: options.ignorePli });
-    rssBefore = processRssMiB(pid);
     let lastStepMs = 0;
     for (let count = Math.min(options.step, options.max); count <= options.max; count += options.step) {
       const stepStarted = Date.now();
@@ -208,8 +209,13 @@ export async function benchRelay(options: RelayOptions): Promise<RelayResult> {
       // A few at a time, each batch connected before the next: viewers arriving, not a storm of handshakes
       // (werift's DTLS handshake runs in JavaScript on both sides and is the costly part of a connection).
       while (viewers.length < count) {
-        const ids = Array.from({ length: Math.min(options.connectWidth, count - viewers.length) }, (_, i) => `v${viewers.length + i + 1}`);
-        const joined = await Promise.all(ids.map((id) => benchViewer(server.url, 'bench', id)));
+        const ids = Array.from({ length: Math.min(options.connectWidth, count - viewers.length) }, (_, i) => viewers.length + i);
+        const joined = await Promise.all(
+          ids.map((i) => {
+            const at = target.viewerAt(i);
+            return benchViewer(at.url, at.sessionId, `v${i + 1}`);
+          }),
+        );
         viewers.push(...joined);
         const connectBy = Math.min(Date.now() + 20_000, giveUpAt);
         while (joined.some((v) => !v.connected) && Date.now() < connectBy) await Bun.sleep(20);
@@ -224,13 +230,7 @@ export async function benchRelay(options: RelayOptions): Promise<RelayResult> {
         break;
       }
       await Bun.sleep(1000);
-      const step = await measure(
-        options,
-        viewers,
-        pid,
-        () => server.output(),
-        () => publisher?.packets() ?? 0,
-      );
+      const step = await measure(options, viewers, target);
       steps.push(step);
       lastStepMs = Date.now() - stepStarted;
       options.log(
@@ -258,10 +258,13 @@ export async function benchRelay(options: RelayOptions): Promise<RelayResult> {
     options.log(`stopped at ${stopped}`);
   } finally {
     await Promise.all(viewers.map((v) => v.close()));
-    await publisher?.close();
-    await server.stop();
-    options.log(`${((Date.now() - started) / 1000).toFixed(0)} s: closed`);
   }
+  return { steps, stopped, generatorBound, rssBefore };
+}
+
+/** The run's figures from its steps: the last clean step, viewers per core, memory per viewer. */
+export function relayResult(options: Pick<RelayOptions, 'kbps' | 'keyframeIntervalS' | 'serverEnv'>, run: RelaySteps): RelayResult {
+  const { steps } = run;
   const clean = steps.filter(isClean).at(-1);
   // Memory does not depend on loss: the last step tells it when none was clean.
   const memoryStep = clean ?? steps.at(-1);
@@ -270,35 +273,85 @@ export async function benchRelay(options: RelayOptions): Promise<RelayResult> {
     keyframeIntervalS: options.keyframeIntervalS,
     serverEnv: options.serverEnv,
     steps,
-    stopped,
-    generatorBound,
+    stopped: run.stopped,
+    generatorBound: run.generatorBound,
     clean,
     viewersPerCore: clean ? Math.floor(clean.viewers / Math.max(0.01, clean.cpuPct / 100)) : 0,
-    memoryPerViewerKiB: memoryStep ? ((memoryStep.rssMiB - rssBefore) * 1024) / memoryStep.viewers : Number.NaN,
+    memoryPerViewerKiB: memoryStep ? ((memoryStep.rssMiB - run.rssBefore) * 1024) / memoryStep.viewers : Number.NaN,
   };
 }
 
+/** The relay's server settings the benchmark runs with: no rate or per-address limits, loopback candidates, room for `max` viewers. */
+export function benchServerEnv(max: number): Record<string, string> {
+  const peers = String(max + 2);
+  return {
+    PORT: '0',
+    HOST: '127.0.0.1',
+    RELAY_HOST_IPS: '127.0.0.1',
+    RELAY_VIDEO_CODECS: 'h264,vp8',
+    MAX_PEERS_PER_SESSION: peers,
+    MAX_RELAY_PEERS: peers,
+    REGISTER_RATE_PER_MIN: '0',
+    MESSAGE_RATE_PER_S: '0',
+    PEER_MESSAGE_RATE_PER_S: '0',
+    MAX_STREAMS_PER_IP: '0',
+    MAX_SESSIONS_PER_IP: '0',
+    MAX_PEERS_PER_IP: '0',
+    MAX_RELAY_PEERS_PER_IP: '0',
+  };
+}
+
+/** The command that pins a server to CPU 0 (the load runs on CPU 1), when there is taskset. */
+export const pinServer = (): string[] => (Bun.which('taskset') ? ['taskset', '-c', '0'] : []);
+
+/** Runs the benchmark once against a fresh server process; bounded by `max` viewers, `seconds` per step and `budgetS`. */
+export async function benchRelay(options: RelayOptions): Promise<RelayResult> {
+  const started = Date.now();
+  const entry = join(import.meta.dir, 'relay-server.ts');
+  const server = await spawnServer([...pinServer(), process.execPath, entry], { env: { ...benchServerEnv(options.max), ...options.serverEnv } });
+  const pid = server.proc.pid; // taskset execs the server: same process
+  let publisher: Awaited<ReturnType<typeof benchDevice>> | undefined;
+  try {
+    publisher = await benchDevice(server.url, 'bench', { kbps: options.kbps, keyframeIntervalS: options.keyframeIntervalS, ignorePli: options.ignorePli });
+    const device = publisher;
+    const run = await relaySteps(options, {
+      pids: [pid],
+      viewerAt: () => ({ url: server.url, sessionId: 'bench' }),
+      counters: () => nextRelayCounters(() => server.output()),
+      published: () => device.packets(),
+    });
+    return relayResult(options, run);
+  } finally {
+    await publisher?.close();
+    await server.stop();
+    options.log(`${((Date.now() - started) / 1000).toFixed(0)} s: closed`);
+  }
+}
+
+const sum = (pids: number[], read: (pid: number) => number) => pids.reduce((n, pid) => n + read(pid), 0);
+
 /** One measured window of `options.seconds`, with every viewer connected. */
-async function measure(options: RelayOptions, viewers: BenchViewer[], pid: number, output: () => string, published: () => number): Promise<RelayStep> {
-  const relay0 = await nextRelayCounters(output);
+async function measure(options: RelayOptions, viewers: BenchViewer[], target: RelayTarget): Promise<RelayStep> {
+  const { pids, published } = target;
+  const relay0 = await target.counters();
   for (const v of viewers) v.reset();
-  const cpu0 = cpuSeconds(pid);
-  const wait0 = runQueueSeconds(pid);
+  const cpu0 = sum(pids, cpuSeconds);
+  const wait0 = sum(pids, runQueueSeconds);
   const ownWait0 = runQueueSeconds('self');
   const own0 = process.cpuUsage();
   const sent0 = published();
   const t0 = performance.now();
   await Bun.sleep(options.seconds * 1000);
   const elapsed = (performance.now() - t0) / 1000;
-  const cpu = cpuSeconds(pid) - cpu0;
+  const cpu = sum(pids, cpuSeconds) - cpu0;
   const own = process.cpuUsage(own0);
-  const wait = runQueueSeconds(pid) - wait0;
+  const wait = sum(pids, runQueueSeconds) - wait0;
   const ownWait = runQueueSeconds('self') - ownWait0;
   const sent = published() - sent0;
   const atEnd = viewers.map((v) => v.counts());
   await Bun.sleep(300); // stragglers, and retransmissions of the window's last packets
   const counts = viewers.map((v) => v.counts());
-  const relay1 = await nextRelayCounters(output);
+  const relay1 = await target.counters();
   // The server's counters over their own span, which starts and ends up to half a second off the window's.
   const span = (relay1.at - relay0.at) / 1000;
   const total = (pick: (c: (typeof counts)[number]) => number) => counts.reduce((n, c) => n + pick(c), 0);
@@ -320,7 +373,7 @@ async function measure(options: RelayOptions, viewers: BenchViewer[], pid: numbe
     keyframeCacheBytes: relay1.keyframeCacheBytes,
     cpuPct: (100 * cpu) / elapsed,
     cpuUsPerPacket: (cpu * 1e6) / Math.max(1, (serverSent / span) * elapsed),
-    rssMiB: processRssMiB(pid),
+    rssMiB: sum(pids, processRssMiB),
     receiving: atEnd.filter((c) => c.received > 0).length,
     retries: total((c) => c.retries),
     generatorCpuPct: (100 * (own.user + own.system)) / 1e6 / elapsed,

@@ -4,13 +4,10 @@
 // killed (kill -9) or stopped (SIGTERM): the media moves, and the viewer receives video again.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { type BenchDevice, type BenchViewer, benchDevice, benchViewer } from '../../bench/relay-peers';
-import { until } from '../helpers';
-import { type ServerProcess, spawnServer } from '../process-helpers';
+import type { ServerProcess } from '../process-helpers';
 import { bearer, call } from './helpers';
 import { RedisServer } from './redis-server';
-
-const root = new URL('../..', import.meta.url).pathname;
-const ADMIN = 'admin-token-0123456789';
+import { ADMIN_TOKEN, ownerAmong, receivesMore, spawnInstances } from './relay-instances';
 
 let redis: RedisServer;
 beforeAll(async () => {
@@ -20,39 +17,15 @@ afterAll(async () => {
   await redis.dispose();
 });
 
-/** How many relay sessions an instance carries, from its /metrics. */
-async function owned(p: ServerProcess): Promise<number> {
-  const text = await (await fetch(`${p.url}/metrics`)).text();
-  return Number(/^switchboard_relay_owned_sessions (\d+)$/m.exec(text)?.[1] ?? 'NaN');
-}
-
-async function ownerAmong(processes: ServerProcess[]): Promise<ServerProcess> {
-  let owner: ServerProcess | undefined;
-  await until(async () => {
-    const counts = await Promise.all(processes.map(owned));
-    owner = counts.filter((n) => n === 1).length === 1 && counts.every((n) => n <= 1) ? processes[counts.indexOf(1)] : undefined;
-    return owner !== undefined;
-  }, 'exactly one owner');
-  if (!owner) throw new Error('no owner');
-  return owner;
-}
-
-/** Resolves once the viewer has received `packets` more video packets than it had. */
-async function receivesMore(viewer: BenchViewer, packets: number, what: string, timeoutMs = 5000): Promise<void> {
-  const from = viewer.counts().received;
-  await until(() => viewer.counts().received >= from + packets, what, timeoutMs);
-}
-
 describe('relay sessions across processes', () => {
   for (const how of ['SIGKILL', 'SIGTERM'] as const) {
     test(`${how} of the owner: the media moves to another instance, and the viewer receives video again within 5 s`, async () => {
-      const env = { REDIS_URL: redis.url, REDIS_PREFIX: `relay-${crypto.randomUUID().slice(0, 8)}`, RELAY_LEASE_MS: '1000', ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'info' };
       const spawned: ServerProcess[] = [];
       let device: BenchDevice | undefined;
       let viewer: BenchViewer | undefined;
       try {
-        for (let i = 0; i < 3; i++) spawned.push(await spawnServer([process.execPath, 'src/index.ts'], { cwd: root, env }));
-        const created = await call((spawned[0] as ServerProcess).url, 'POST', '/sessions', { sessionId: 'cam', mode: 'relay' }, bearer(ADMIN));
+        spawned.push(...(await spawnInstances(redis.url, 3)));
+        const created = await call((spawned[0] as ServerProcess).url, 'POST', '/sessions', { sessionId: 'cam', mode: 'relay' }, bearer(ADMIN_TOKEN));
         expect(created.status).toBe(201);
         const owner = await ownerAmong(spawned);
         const [x, y] = spawned.filter((p) => p !== owner) as [ServerProcess, ServerProcess];
