@@ -73,7 +73,6 @@ export class ClusterRelay implements Collector {
   private stopped = false;
   /** After Redis came back, owners get one lease time to renew before anyone takes their sessions. */
   private sweepAfter = -Infinity;
-  private renewing: Promise<void> | undefined;
   private sweeping: Promise<void> | undefined;
   private rate = { at: -Infinity, packets: 0, bytes: 0, pps: 0, bps: 0 };
   private readonly counters = { placed: 0, failover: 0, handover: 0, renewal: 0, handedOver: 0, fenced: 0 };
@@ -227,17 +226,22 @@ export class ClusterRelay implements Collector {
     this.logger.warn('relay session fenced: media for it stopped here', { sessionId, lease: token, why });
   }
 
-  /** Renews this instance's leases and publishes its load; adopts what it owns without knowing, fences what it lost. */
+  /**
+   * Renews this instance's leases and publishes its load; adopts what it owns without knowing, fences what
+   * it lost. Each call sends its own renewal, even while an earlier one waits: a renewal held up (a slow
+   * Redis, a busy connection) must not hold back the next, which carries a later time, ahead of another
+   * instance's sweep.
+   */
   renew(): Promise<void> {
-    if (this.renewing || !this.deps.link.isUp || this.stopped) return this.renewing ?? Promise.resolve();
-    this.renewing = this.renewOnce().finally(() => {
-      this.renewing = undefined;
-    });
-    return this.deps.track(this.renewing);
+    if (!this.deps.link.isUp || this.stopped) return Promise.resolve();
+    return this.deps.track(this.renewOnce());
   }
 
   private async renewOnce(): Promise<void> {
     const { pps, bps } = this.measure();
+    // What this instance held when it asked: a session adopted since (its frame may come before this
+    // answer, on the other connection) is not this answer's to fence.
+    const asked = new Map(this.owned);
     let owned: Map<string, number>;
     try {
       owned = await this.deps.run(
@@ -253,7 +257,7 @@ export class ClusterRelay implements Collector {
       this.logger.debug('relay leases not renewed', { error: (error as Error).message });
       return;
     }
-    for (const [sessionId, token] of [...this.owned]) {
+    for (const [sessionId, token] of asked) {
       if (owned.get(sessionId) !== token) this.fence(sessionId, token, 'the renewal found its lease gone or another’s');
     }
     for (const [sessionId, token] of owned) {

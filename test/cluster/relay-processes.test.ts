@@ -11,7 +11,7 @@ import { ADMIN_TOKEN, ownerAmong, receivesMore, spawnInstances } from './relay-i
 
 let redis: RedisServer;
 beforeAll(async () => {
-  redis = await RedisServer.start({ appendOnly: true });
+  redis = await RedisServer.start();
 });
 afterAll(async () => {
   await redis.dispose();
