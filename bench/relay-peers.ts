@@ -3,9 +3,9 @@
 // and send the RTCP a browser sends (receiver reports, NACKs for missing packets, a PLI at the start).
 import { join } from 'node:path';
 import { MediaStreamTrack, type PeerConfig, RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, RtpHeader, RtpPacket, useNACK, usePLI } from 'werift';
+import { isNewConnection } from '../src/client/sdk/sdp';
 import { CLIP_FPS, type Clip, parseAnnexB } from '../src/device/clip';
 import { Device } from '../src/device/device';
-import { isNewConnection } from '../src/device/sdp';
 import { VideoSource } from '../src/device/source';
 import { openEvents, type SseConnection } from '../test/sse-client';
 

@@ -11,11 +11,15 @@ import type { RelayStats } from '../relay/engine';
 import { serverPeerEvent } from '../sessions/rules';
 import type { ServerPeer } from '../sessions/server-peer';
 import { decodeOwnState, type OwnState, type RelayFrame, redisKey } from './protocol';
-import type { RedisLink } from './redis-link';
+import { MAX_BACKOFF_MS, type RedisLink } from './redis-link';
 import { boundsArgs, SCRIPTS, type Script, topicArgs } from './scripts';
 
 /** The relay engine as the cluster drives it: `LazyRelay`, whose outbox is `ClusterRelay.outbox`. */
-export type RelayEngineLike = ServerPeer & { stats(): RelayStats };
+export type RelayEngineLike = ServerPeer & {
+  stats(): RelayStats;
+  /** Loads the engine now (`LazyRelay.prewarm`). */
+  prewarm(): Promise<void>;
+};
 
 export interface ClusterRelayConfig {
   /** RELAY_LEASE_MS. */
@@ -95,9 +99,12 @@ export class ClusterRelay implements Collector {
     return this.owned;
   }
 
-  /** Redis is back: renew at once, and let other owners do the same before sweeping. */
+  /**
+   * Redis is back: renew at once, and let the other owners do the same before sweeping: each reconnects
+   * after its own backoff, at most MAX_BACKOFF_MS after this one, then renews within a lease time.
+   */
   reconnected(): void {
-    this.sweepAfter = this.deps.clock.now() + this.config.relayLeaseMs;
+    this.sweepAfter = this.deps.clock.now() + MAX_BACKOFF_MS + this.config.relayLeaseMs;
     void this.renew();
   }
 

@@ -8,6 +8,7 @@ import type { HoldingsConfig } from '../limits/address-holdings';
 import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
 import { clusterRelayFull, relayPeersRefusal } from '../relay/capacity';
+import { IceRestartLimit } from '../relay/lazy';
 import { parseMessage } from '../relay/messages';
 import type { Admit, AdmitSession, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from '../sessions/backend';
 import type { SessionEvent, SessionListener } from '../sessions/events';
@@ -34,6 +35,7 @@ export type ClusterConfig = Pick<
   | 'redisTimeoutMs'
   | 'maxRelayPeersPerIp'
   | 'relayLeaseMs'
+  | 'relayIceRestartsPerMin'
 > &
   HoldingsConfig & { redisUrl: string };
 
@@ -128,6 +130,8 @@ export class ClusterSignalling implements SignallingBackend {
   private readonly bounds: EventBounds;
   /** The media of the relay sessions this instance owns; undefined with RELAY_MODE=off. */
   readonly relay: ClusterRelay | undefined;
+  /** RELAY_ICE_RESTARTS_PER_MIN, counted by the instance that takes the message (as every rate in a cluster). */
+  private readonly iceRestarts: IceRestartLimit;
 
   constructor(
     private readonly config: ClusterConfig,
@@ -158,6 +162,7 @@ export class ClusterSignalling implements SignallingBackend {
       detached: (key, gen) => this.detach(key, gen),
       relay: (frame) => this.relay?.frame(frame),
     });
+    this.iceRestarts = new IceRestartLimit(deps.clock, config.relayIceRestartsPerMin);
     this.relay =
       deps.relay &&
       new ClusterRelay(
@@ -182,8 +187,12 @@ export class ClusterSignalling implements SignallingBackend {
   async start(): Promise<void> {
     this.keepalive.start();
     this.sweeper.start();
-    this.relay?.start();
     await this.link.start();
+    // The relay engine loads before this instance offers to carry a relay session: loading werift holds
+    // the event loop for hundreds of milliseconds (seconds on a busy machine), longer than a lease can go
+    // unrenewed, and an owner that loaded it with its first session would lose that session to another.
+    await this.deps.relay?.engine.prewarm();
+    this.relay?.start();
     // Its load is in Redis before the first request: placement can choose it at once.
     await this.relay?.renew();
   }
@@ -282,6 +291,8 @@ export class ClusterSignalling implements SignallingBackend {
     if (reply.status === 'session_exists') throw refusals.sessionExists(sessionId);
     if (reply.status === 'too_many_sessions') throw refusals.tooManySessions(this.config.maxSessions, 'cluster');
     if (reply.status === 'relay_full') throw clusterRelayFull(sessionId, true);
+    // Placed here: the frame that says so.
+    this.apply(reply.out);
     this.emit({ type: 'session-created', sessionId, by: 'admin' });
     return { mode };
   }
@@ -295,7 +306,7 @@ export class ClusterSignalling implements SignallingBackend {
     const limited = guard?.rate.take();
     const refused = messageRefusal(peerId, body);
     // What `switchboard` cannot take is refused by the instance that took the request: its owner may be elsewhere.
-    const toServer = body.target === SERVER_PEER_ID ? serverMessage(body) : undefined;
+    const toServer = body.target === SERVER_PEER_ID ? serverMessage(body, () => this.iceRestarts.take(sessionId, peerId)) : undefined;
     let reply: SendReply;
     try {
       reply = await this.run(
@@ -611,11 +622,14 @@ export class ClusterSignalling implements SignallingBackend {
 
 /**
  * A message to `switchboard` as its owner reads it ({ type, payload }), or the refusal of what it
- * cannot take (checked here, as one process checks it, so that bad input is a 400 in its own answer).
+ * cannot take (checked here, as one process checks it, so that bad input is a 400 and too many
+ * ice-restarts a 429 in its own answer).
  */
-function serverMessage(body: SignalBody): string | SignalError {
+function serverMessage(body: SignalBody, restart: () => SignalError | undefined): string | SignalError {
   try {
-    parseMessage(body.type, body.payload);
+    const message = parseMessage(body.type, body.payload);
+    const limited = message.type === 'ice-restart' ? restart() : undefined;
+    if (limited) return limited;
   } catch (e) {
     if (e instanceof SignalError) return e;
     throw e;

@@ -99,12 +99,15 @@ export const redisKey = {
 } as const;
 
 /**
- * What an instance publishes of its relay (P/load), for placement: the peers of the relay sessions it
+ * What an instance publishes of its relay (P/load, JSON written by the renewLeases script, `draining` as
+ * 0 or 1), for placement: the peers of the relay sessions it
  * owns, how many it takes (RELAY_CAPACITY), what it forwards, and until when the entry holds (an
  * instance that stops renewing it is dead to placement).
  */
 export interface RelayLoad {
   readonly peers: number;
+  /** Relay sessions it owns: between two instances with as much room, the one with fewer gets a new session. */
+  readonly sessions: number;
   readonly capacity: number;
   /** RTP packets and bytes forwarded per second, over the last period. */
   readonly pps: number;
@@ -113,8 +116,6 @@ export interface RelayLoad {
   /** Draining: it hands its sessions over and takes none. */
   readonly draining: boolean;
 }
-
-export const encodeLoad = (load: RelayLoad): string => JSON.stringify({ ...load, draining: load.draining ? 1 : 0 });
 
 /** What the owner of a relay session is told (`RelayFrame.op`). */
 export type RelayOp = 'own' | 'joined' | 'reachable' | 'left' | 'closed' | 'message';

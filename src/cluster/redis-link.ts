@@ -35,7 +35,8 @@ export const UNAVAILABLE_RETRY_S = 2;
 const unavailable = () => new SignalError('backend_unavailable', 'the session store (Redis) cannot be reached right now; nothing was changed, retry shortly', UNAVAILABLE_RETRY_S);
 
 const FIRST_BACKOFF_MS = 100;
-const MAX_BACKOFF_MS = 5000;
+/** The longest wait between two attempts to connect: an instance is back at most this long after Redis is. */
+export const MAX_BACKOFF_MS = 5000;
 
 /**
  * The connections of one instance to Redis: one for commands, one subscribed to the instance's channel.
@@ -206,9 +207,12 @@ export class RedisLink {
           await client.send('CLIENT', ['SETNAME', `${this.options.channel}:commands`]);
           await subscriber.send('CLIENT', ['SETNAME', `${this.options.channel}:subscriber`]);
           await subscriber.subscribe(this.options.channel, (message) => this.options.onMessage(message));
-          // Scripts are cached by Redis until it restarts: load them at every connection.
+          // Scripts are cached by Redis until it restarts: load them at every connection, all sent at
+          // once (one round trip, not one per script: the attempt has REDIS_TIMEOUT_MS in all).
           this.shas.clear();
-          for (const script of this.options.scripts ?? []) this.shas.set(script.name, (await client.send('SCRIPT', ['LOAD', script.source])) as string);
+          const scripts = this.options.scripts ?? [];
+          const loaded = await Promise.all(scripts.map(async (script) => [script.name, (await client.send('SCRIPT', ['LOAD', script.source])) as string] as const));
+          for (const [name, sha] of loaded) this.shas.set(name, sha);
         })(),
       ]);
       cancel();

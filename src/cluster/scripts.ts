@@ -230,10 +230,11 @@ local function toOwner(sid, op, pid, json)
   if lease[1] == SELF then OUT[#OUT + 1] = msg else redis.call('PUBLISH', ck(lease[1]), msg) end
 end
 
--- The live instance with the most relay room left, other than except (and not draining); nil when none
--- has any. An instance that stopped publishing its load is dead: its entry goes.
+-- The live instance with the most relay room left, other than except (and not draining), of those with
+-- as much the one with the fewest sessions; nil when none has any. An instance that stopped publishing
+-- its load is dead: its entry goes.
 local function freest(except)
-  local best, bestFree = nil, 0
+  local best, bestFree, bestSessions = nil, 0, 0
   local all = redis.call('HGETALL', LOAD)
   for i = 1, #all, 2 do
     local id = all[i]
@@ -241,8 +242,10 @@ local function freest(except)
     if not good or type(load) ~= 'table' or tonumber(load['until']) == nil or tonumber(load['until']) < NOW then
       redis.call('HDEL', LOAD, id)
     elseif id ~= except and load.draining == 0 then
-      local free = load.capacity - load.peers
-      if free > 0 and (best == nil or free > bestFree or (free == bestFree and id < best)) then best, bestFree = id, free end
+      local free, sessions = load.capacity - load.peers, load.sessions or 0
+      if free > 0 and (best == nil or free > bestFree or (free == bestFree and (sessions < bestSessions or (sessions == bestSessions and id < best)))) then
+        best, bestFree, bestSessions = id, free, sessions
+      end
     end
   end
   return best
@@ -257,14 +260,14 @@ local function hasRoom(instance)
   return not good or type(load) ~= 'table' or load.peers < load.capacity
 end
 
--- Counts n more peers on instance until it publishes its load again: registrations that come before
--- that see the room they took.
-local function reserve(instance, n)
+-- Counts n more peers (and sessions more sessions) on instance until it publishes its load again:
+-- placements that come before that see the room they took.
+local function reserve(instance, n, sessions)
   local raw = redis.call('HGET', LOAD, instance)
-  if not raw or n == 0 then return end
+  if not raw or (n == 0 and sessions == 0) then return end
   local good, load = pcall(cjson.decode, raw)
   if not good or type(load) ~= 'table' then return end
-  load.peers = load.peers + n
+  load.peers, load.sessions = load.peers + n, (load.sessions or 0) + sessions
   redis.call('HSET', LOAD, instance, cjson.encode(load))
 end
 
@@ -294,7 +297,7 @@ local function lease(sid, instance, leaseMs, why)
   local peers = relayPeers(sid)
   local json = #peers == 0 and '{"why":"' .. why .. '","peers":[]}' or cjson.encode({why = why, peers = peers})
   toOwner(sid, 'own', '', json)
-  reserve(instance, #peers)
+  reserve(instance, #peers, 1)
   return token
 end
 
@@ -518,7 +521,7 @@ if seen == '' then
   end
   created = 1
 end
-if relay and not current and owner then reserve(owner, 1) end
+if relay and not current and owner then reserve(owner, 1, 0) end
 local takeover = current and 1 or 0
 -- Its place in the session: kept on takeover, the next one for a newcomer.
 local place = current and string.match(current, '"n":(%d+)') or redis.call('HINCRBY', sk(sid), 'joins', 1)
@@ -890,16 +893,17 @@ for i = 11, #ARGV, 2 do redis.call('HSET', ik(sid), ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', SESSIONS, sid)
 redis.call('ZADD', DL, NOW + idle, idleMember(sid))
 touchSession(sid)
-return {'ok'}
+return {'ok', OUT}
 `;
 
-const decodeStatus =
-  <S extends string>(name: string, ...known: S[]) =>
-  (r: Reply): Refused<S> => {
-    const status = r.str();
-    if (!(known as string[]).includes(status)) throw new Error(`${name}: unexpected status ${status}`);
-    return { status } as Refused<S>;
-  };
+export type CreateSessionReply = Refused<'session_exists' | 'too_many_sessions' | 'relay_full'> | { status: 'ok'; out: string[] };
+
+const decodeCreateSession = (r: Reply): CreateSessionReply => {
+  const status = r.str();
+  if (status === 'session_exists' || status === 'too_many_sessions' || status === 'relay_full') return { status };
+  if (status !== 'ok') throw new Error(`createSession: unexpected status ${status}`);
+  return { status, out: r.strings() };
+};
 
 /** ARGV[5] sessionId, [6] peerId: the peer's credentials JSON. */
 const PEER_AUTH = `
@@ -1075,7 +1079,7 @@ for _, sid in ipairs(redis.call('SMEMBERS', mine)) do
 end
 redis.call('PEXPIRE', mine, TTL)
 redis.call('PEXPIRE', LEASES, TTL)
-redis.call('HSET', LOAD, SELF, cjson.encode({peers = peers, capacity = tonumber(ARGV[6]), pps = tonumber(ARGV[7]), bps = tonumber(ARGV[8]), ['until'] = NOW + leaseMs, draining = tonumber(ARGV[9])}))
+redis.call('HSET', LOAD, SELF, cjson.encode({peers = peers, sessions = #owned / 2, capacity = tonumber(ARGV[6]), pps = tonumber(ARGV[7]), bps = tonumber(ARGV[8]), ['until'] = NOW + leaseMs, draining = tonumber(ARGV[9])}))
 redis.call('PEXPIRE', LOAD, TTL)
 return owned
 `;
@@ -1174,7 +1178,7 @@ export const SCRIPTS = {
   expire: script('expire', EXPIRE, decodeExpire),
   leave: script('leave', LEAVE, decodeLeave),
   closeSession: script('closeSession', CLOSE_SESSION, decodeCloseSession),
-  createSession: script('createSession', CREATE_SESSION, decodeStatus('createSession', 'ok', 'session_exists', 'too_many_sessions', 'relay_full')),
+  createSession: script('createSession', CREATE_SESSION, decodeCreateSession),
   peerAuth: script('peerAuth', PEER_AUTH, decodePeerAuth),
   sessionAuths: script('sessionAuths', SESSION_AUTHS, decodeSessionAuths),
   snapshot: script('snapshot', SNAPSHOT, decodeSnapshot),

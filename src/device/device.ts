@@ -4,9 +4,9 @@
 // answers the offer of `switchboard`, the server's peer. Candidates trickle both ways; ICE restarts follow
 // the client's rules (the offerer restarts; the other side asks with `ice-restart`).
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, RtcpPayloadSpecificFeedback, RtpHeader, RtpPacket, useFIR, useNACK, usePLI } from 'werift';
+import { isNewConnection } from '../client/sdk/sdp';
 import { type ChannelOptions, DeviceChannel, type Registration, type Signal, type StreamState } from './channel';
 import type { Codec } from './clip';
-import { isNewConnection } from './sdp';
 import type { OutPacket, VideoSource } from './source';
 
 /** Feedback message types of a Picture Loss Indication (RFC 4585 §6.3.1) and a Full Intra Request (RFC 5104 §4.3.1). */

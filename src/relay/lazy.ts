@@ -2,6 +2,7 @@
 // starts. The engine brings werift (WebRTC in JavaScript), which costs a process about 30 MB and a few
 // hundred milliseconds to load: a server without relay sessions never pays for it, and its start is
 // that much quicker.
+import type { Clock } from '../clock';
 import { SignalError } from '../errors';
 import { TokenBuckets } from '../limits/token-buckets';
 import type { ServerPeer } from '../sessions/server-peer';
@@ -13,6 +14,29 @@ import type { RelayConfig } from './settings';
 
 /** ice-restart messages a peer may send at once, before RELAY_ICE_RESTARTS_PER_MIN applies. */
 export const ICE_RESTART_BURST = 3;
+
+/**
+ * RELAY_ICE_RESTARTS_PER_MIN, per peer: each restart costs a new offer, new candidates and an ICE agent
+ * gathering again. Checked where the message is taken (in a cluster, the instance that took the POST).
+ */
+export class IceRestartLimit {
+  private readonly buckets: TokenBuckets | undefined;
+
+  constructor(clock: Clock, perMin: number) {
+    this.buckets = perMin > 0 ? new TokenBuckets(clock, perMin / 60, ICE_RESTART_BURST) : undefined;
+  }
+
+  /** The refusal (429) of one more ice-restart from the peer, or undefined when it may send it. */
+  take(sessionId: string, peerId: string): SignalError | undefined {
+    const wait = this.buckets?.take(peerKey(sessionId, peerId));
+    if (!wait) return undefined;
+    return new SignalError('rate_limited', `too many ice-restart messages from peer ${peerId}; retry in ${wait} s (RELAY_ICE_RESTARTS_PER_MIN)`, wait);
+  }
+
+  forget(sessionId: string, peerId: string): void {
+    this.buckets?.delete(peerKey(sessionId, peerId));
+  }
+}
 
 const NOTHING_YET: RelayStats = {
   sessions: 0,
@@ -34,7 +58,7 @@ export class LazyRelay implements ServerPeer {
   private readonly pending: ((engine: RelayEngine) => void)[] = [];
   /** Candidates among `pending`, per peer: they are held in memory until the engine is there. */
   private readonly pendingCandidates = new Map<string, number>();
-  private readonly restarts: TokenBuckets | undefined;
+  private readonly restarts: IceRestartLimit;
   private stopped = false;
 
   constructor(
@@ -46,8 +70,7 @@ export class LazyRelay implements ServerPeer {
       load?: () => Promise<{ RelayEngine: typeof RelayEngine }>;
     },
   ) {
-    const perMin = config.relayIceRestartsPerMin;
-    this.restarts = perMin > 0 ? new TokenBuckets(deps.clock, perMin / 60, ICE_RESTART_BURST) : undefined;
+    this.restarts = new IceRestartLimit(deps.clock, config.relayIceRestartsPerMin);
   }
 
   joined(sessionId: string, peerId: string, role: Role): void {
@@ -60,7 +83,7 @@ export class LazyRelay implements ServerPeer {
   }
 
   left(sessionId: string, peerId: string): void {
-    this.restarts?.delete(peerKey(sessionId, peerId));
+    this.restarts.forget(sessionId, peerId);
     if (this.engine || this.loading) this.run((engine) => engine.left(sessionId, peerId));
   }
 
@@ -68,10 +91,9 @@ export class LazyRelay implements ServerPeer {
     // Checked now, so that bad input is refused in the answer to its request even while loading.
     const message = parseMessage(type, payload);
     const key = peerKey(sessionId, peerId);
-    if (message.type === 'ice-restart' && this.restarts) {
-      // Each restart costs a new offer, new candidates and an ICE agent gathering again.
-      const wait = this.restarts.take(key);
-      if (wait) throw new SignalError('rate_limited', `too many ice-restart messages from peer ${peerId}; retry in ${wait} s (RELAY_ICE_RESTARTS_PER_MIN)`, wait);
+    if (message.type === 'ice-restart') {
+      const limited = this.restarts.take(sessionId, peerId);
+      if (limited) throw limited;
     }
     if (!this.engine && message.type === 'ice-candidate' && message.candidate) {
       const held = this.pendingCandidates.get(key) ?? 0;

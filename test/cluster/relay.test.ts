@@ -97,6 +97,17 @@ describe('placement', () => {
     );
   });
 
+  test('sessions created ahead, without peers yet, spread over instances with as much room', async () => {
+    await withCluster(3, { adminToken: 'admin-token-0123456789' }, async ({ instances }) => {
+      const admin = { authorization: 'Bearer admin-token-0123456789' };
+      for (const sessionId of ['one', 'two', 'three']) {
+        expect((await call(instances[0]?.url ?? '', 'POST', '/sessions', { sessionId, mode: 'relay' }, admin)).status).toBe(201);
+      }
+      const owners = await Promise.all(['one', 'two', 'three'].map((id) => ownerOf(instances, id)));
+      expect(new Set(owners).size).toBe(3);
+    });
+  });
+
   test('no room anywhere: 503 relay_full with Retry-After; a full owner refuses another peer the same way', async () => {
     await withCluster(2, { relayCapacity: 1 }, async ({ instances: [a, b] }) => {
       if (!a || !b) throw new Error('two instances');

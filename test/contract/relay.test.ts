@@ -91,6 +91,17 @@ eachBackend(backends, (backend) => {
     expect((await s.message('r', 'v1', { type: 'chat', target: 'nobody', payload: 1 })).status).toBe(404);
   });
 
+  test('RELAY_ICE_RESTARTS_PER_MIN: a burst of three ice-restarts to switchboard, then 429 with Retry-After', async () => {
+    const s = await backend.start();
+    await s.register('r', 'cam', { query: 'mode=relay' });
+    const restart = () => s.message('r', 'cam', { type: 'ice-restart', target: 'switchboard', payload: { reason: 'the connection failed' } });
+    for (let i = 0; i < 3; i++) expect((await restart()).status).toBe(200);
+    const limited = await restart();
+    expect(limited.status).toBe(429);
+    expect(limited.body).toEqual({ error: 'rate_limited', message: expect.stringContaining('RELAY_ICE_RESTARTS_PER_MIN') });
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+
   test('MAX_RELAY_PEERS_PER_IP: an address holds that many relay registrations, whichever instance took them', async () => {
     const s = await backend.start({ maxRelayPeersPerIp: 2, trustProxy: 1 });
     const from = { headers: { 'x-forwarded-for': '198.51.100.7' } };

@@ -4,6 +4,7 @@
 // the only connection is with the server's peer, which offers.
 import { Emitter } from './emitter';
 import { PeerLink } from './peer';
+import { isNewConnection } from './sdp';
 import { ApiError, SignalChannel, UnreachableError } from './signalling';
 import type { IceServer, JoinOptions, PeerInfo, PeerStats, Role, Session, SessionEvents, SessionMode, Signal, Transport } from './switchboard';
 import { now } from './timeline';
@@ -177,10 +178,18 @@ export class PeerSession implements Session {
       case 'session-closed':
         this.stop('session-closed');
         break;
-      case 'offer':
+      case 'offer': {
+        const offer = signal.payload as RTCSessionDescriptionInit;
+        // Another instance of a cluster carries the relay session's media now (its owner died or drained):
+        // its offer is for a new connection, with the same media.
+        if (this.relayed && isNewConnection(this.links.get(from)?.pc.remoteDescription?.sdp, offer.sdp ?? '')) {
+          this.log(`${from} offers a new connection (another server certificate): the old one is closed`);
+          this.drop(from);
+        }
         // Either side may offer (perfect negotiation): a viewer restarting ICE does.
-        await this.link(from).handleOffer(signal.payload as RTCSessionDescriptionInit);
+        await this.link(from).handleOffer(offer);
         break;
+      }
       case 'answer': {
         const link = this.links.get(from);
         if (link) await link.handleAnswer(signal.payload as RTCSessionDescriptionInit);

@@ -1,4 +1,5 @@
-// What an offer says about the connection it belongs to, for a peer that answers the server's offers.
+// What an offer says about the connection it belongs to, for a peer that answers the server's offers:
+// the browser client, the device simulator and the benchmark's peers.
 
 /** The DTLS certificate fingerprint an SDP names (`a=fingerprint:`, session or first media level). */
 export function dtlsFingerprint(sdp: string): string | undefined {
@@ -8,7 +9,8 @@ export function dtlsFingerprint(sdp: string): string | undefined {
 /**
  * Whether an offer is for a new connection rather than a renegotiation of `current`: its DTLS certificate
  * is another. The server sends one when the instance carrying a relay session's media changes (another
- * process, another certificate); a browser restarts DTLS on it by itself, werift needs a new connection.
+ * process, another certificate): the answer goes on a new connection, as neither werift nor Chromium
+ * makes a working new DTLS association on the old one.
  */
 export function isNewConnection(current: string | undefined, offer: string): boolean {
   if (current === undefined) return false;
