@@ -141,7 +141,7 @@ interface ClusterOptions {
 /** The harness's rows: capacity with 1, 2 and 3 instances, and failover p50 and max. A few minutes; `smoke` takes seconds. */
 export async function benchRelayClusterRows(options: ClusterOptions): Promise<Row[]> {
   const { smoke, log } = options;
-  const counts = options.instances ?? (smoke ? [1, 2] : [1, 2, 3]);
+  const counts = options.instances ?? (smoke ? [2] : [1, 2, 3]);
   const relayOptions: RelayOptions = {
     budgetS: options.budgetS ?? (smoke ? 8 : 40),
     step: options.step ?? (smoke ? 2 : 50),
@@ -174,7 +174,7 @@ export async function benchRelayClusterRows(options: ClusterOptions): Promise<Ro
           : `no clean step; ${last?.viewers ?? 0} viewers: loss ${last?.lossPct.toFixed(2) ?? '—'} %; ${bound}`,
       });
     }
-    const failover = await benchFailover(redis, options.kills ?? (smoke ? 2 : 10), options.viewers ?? (smoke ? 2 : 5), (line) => log(`failover: ${line}`));
+    const failover = await benchFailover(redis, options.kills ?? (smoke ? 1 : 10), options.viewers ?? (smoke ? 2 : 5), (line) => log(`failover: ${line}`));
     const sorted = [...failover.times].sort((a, b) => a - b);
     const about = `${failover.times.length} kill -9 of the owner, ${options.viewers ?? (smoke ? 2 : 5)} werift viewers, RELAY_LEASE_MS=1000${failover.stopped ? `; stopped: ${failover.stopped}` : ''}`;
     const subject = 'switchboard, 3 instances carrying media';

@@ -17,5 +17,5 @@ describe('bun run bench --smoke', () => {
     // No row is left without a figure (a dash stands for a figure that could not be measured).
     expect(rows.filter((row) => row.split('|')[4]?.trim().startsWith('—'))).toEqual([]);
     expect(out).toMatch(/\d+ figures; of \d+ goals, \d+ met, \d+ not met/);
-  }, 180_000);
+  }, 240_000);
 });

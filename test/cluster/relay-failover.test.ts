@@ -86,8 +86,14 @@ afterAll(async () => {
   await redis.dispose();
 });
 
-/** Frames a viewer must decode after an event to count as decoding again: a second of the fake camera's video, more than a jitter buffer holds. */
-const AGAIN = 30;
+/**
+ * Frames a viewer must decode after an event to count as decoding again: more than a jitter buffer holds
+ * (after a failover the frames come on a new connection anyway), few enough for a loaded machine whose
+ * fake camera and encoder run at a fraction of 30 frames/s.
+ */
+const AGAIN = 10;
+/** Frames decoded while Redis is away: at 30 frames/s, longer than a lease. */
+const OUTAGE_FRAMES = 60;
 /** The issue's bound: every viewer decodes again within 5 s of the owner's death. */
 const FAILOVER_BOUND_MS = 5000;
 
@@ -215,13 +221,14 @@ describe('relay sessions across three processes, in Chromium', () => {
       const killedAt = Date.now();
       owner.proc.kill('SIGKILL');
       await owner.proc.exited;
-      await explainOnFailure(pages, async () => {
-        const back = await Promise.all([
+      const back = await explainOnFailure(pages, () =>
+        Promise.all([
           ...Object.values(viewers).map((v) => decodesAgain(v, killedAt, FAILOVER_BOUND_MS + 5000)),
           receivesMore(werift, 50, 'video at the werift viewer again', FAILOVER_BOUND_MS + 5000),
-        ]);
-        for (const at of back) expect(at - killedAt).toBeLessThan(FAILOVER_BOUND_MS);
-      });
+        ]),
+      );
+      // Outside explainOnFailure, whose message keeps one line: the milliseconds stay in the failure.
+      expect(Math.max(...back) - killedAt).toBeLessThan(FAILOVER_BOUND_MS);
       const next = await ownerAmong(others);
       // The publisher's media reached the new owner through its answer to the new owner's offer.
       for (const p of Object.values(pages)) await answeredNewOwner(p);
@@ -258,10 +265,10 @@ describe('relay sessions across three processes, in Chromium', () => {
     await redis.stop();
     const downAt = Date.now();
     await until(async () => (await Promise.all(instances.map((p) => fetch(`${p.url}/readyz`)))).every((r) => r.status === 503), 'every instance not ready');
-    // Decoding through an outage longer than a lease (60 frames: two seconds): media does not need Redis.
+    // Decoding through an outage longer than a lease: media does not need Redis.
     for (const viewer of Object.values(viewers)) {
       const from = await viewer.page.evaluate((t) => window.__frames.at(t), downAt);
-      await until(async () => (await viewer.page.evaluate((n) => window.__frames.reached(n), from + 2 * AGAIN)) !== undefined, 'decoding with Redis away', 10_000);
+      await until(async () => (await viewer.page.evaluate((n) => window.__frames.reached(n), from + OUTAGE_FRAMES)) !== undefined, 'decoding with Redis away', 10_000);
     }
     await redis.start();
     await until(async () => (await Promise.all(instances.map((p) => fetch(`${p.url}/readyz`)))).every((r) => r.status === 200), 'every instance ready again', 15_000);
