@@ -4,6 +4,7 @@ import type { Clock } from '../clock';
 import type { ServerOutbox, ServerPeer } from '../sessions/server-peer';
 import type { Role } from '../sessions/store';
 import type { IceParameters } from './answering';
+import { KeyframeCachePool } from './keyframe-cache';
 import type { LinkMessage } from './link';
 import { parseMessage } from './messages';
 import { type RelayObserver, SessionRouter } from './router';
@@ -31,15 +32,18 @@ export interface RelayStats {
   packetsOut: number;
   retransmitted: number;
   dropped: number;
-  /** Payload bytes the publishers' keyframe caches hold now (RELAY_KEYFRAME_CACHE_BYTES). */
+  /** Payload bytes the publishers' keyframe caches hold now (RELAY_KEYFRAME_CACHE_BYTES, RELAY_KEYFRAME_CACHE_TOTAL_BYTES). */
   keyframeCacheBytes: number;
+  /** Cached groups replayed to joining viewers, and groups dropped to keep under RELAY_KEYFRAME_CACHE_TOTAL_BYTES, since start. */
+  keyframeCacheReplays: number;
+  keyframeCacheEvictions: number;
 }
 
 export class RelayEngine implements ServerPeer {
   private readonly routers = new Map<string, SessionRouter>();
   private readonly publisher;
   private readonly viewer;
-  private readonly closedCounters = { packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0 };
+  private readonly closedCounters = { packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0, keyframeCacheReplays: 0 };
   private readonly keyframeCache;
   /** Peers registering with an offer of their own (WHIP, WHEP), by session: they get no offer from the server. */
   private readonly ownOffers = new Map<string, Set<string>>();
@@ -50,7 +54,11 @@ export class RelayEngine implements ServerPeer {
   ) {
     this.publisher = publisherConfig(config);
     this.viewer = viewerConfig(config);
-    this.keyframeCache = { maxBytes: config.relayKeyframeCacheBytes, maxAgeMs: config.relayKeyframeCacheMs };
+    this.keyframeCache = {
+      maxBytes: config.relayKeyframeCacheBytes,
+      maxAgeMs: config.relayKeyframeCacheMs,
+      pool: new KeyframeCachePool(config.relayKeyframeCacheTotalBytes),
+    };
   }
 
   /**
@@ -127,6 +135,7 @@ export class RelayEngine implements ServerPeer {
     closed.packetsOut += out.packets;
     closed.retransmitted += out.retransmitted;
     closed.dropped += out.dropped;
+    closed.keyframeCacheReplays += out.replays;
   }
 
   shutdown(): void {
@@ -134,7 +143,15 @@ export class RelayEngine implements ServerPeer {
   }
 
   stats(): RelayStats {
-    const stats: RelayStats = { sessions: this.routers.size, viewers: 0, connections: 0, ...this.closedCounters, keyframeCacheBytes: 0 };
+    const { pool } = this.keyframeCache;
+    const stats: RelayStats = {
+      sessions: this.routers.size,
+      viewers: 0,
+      connections: 0,
+      ...this.closedCounters,
+      keyframeCacheBytes: pool.bytes,
+      keyframeCacheEvictions: pool.evictions,
+    };
     for (const router of this.routers.values()) {
       stats.viewers += router.viewerCount;
       stats.connections += router.linkCount;
@@ -144,7 +161,7 @@ export class RelayEngine implements ServerPeer {
       stats.packetsOut += out.packets;
       stats.retransmitted += out.retransmitted;
       stats.dropped += out.dropped;
-      stats.keyframeCacheBytes += router.keyframeCacheBytes;
+      stats.keyframeCacheReplays += out.replays;
     }
     return stats;
   }

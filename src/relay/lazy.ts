@@ -14,7 +14,19 @@ import type { RelayConfig } from './settings';
 /** ice-restart messages a peer may send at once, before RELAY_ICE_RESTARTS_PER_MIN applies. */
 export const ICE_RESTART_BURST = 3;
 
-const NOTHING_YET: RelayStats = { sessions: 0, viewers: 0, connections: 0, packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0, keyframeCacheBytes: 0 };
+const NOTHING_YET: RelayStats = {
+  sessions: 0,
+  viewers: 0,
+  connections: 0,
+  packetsIn: 0,
+  keyframeRequests: 0,
+  packetsOut: 0,
+  retransmitted: 0,
+  dropped: 0,
+  keyframeCacheBytes: 0,
+  keyframeCacheReplays: 0,
+  keyframeCacheEvictions: 0,
+};
 
 export class LazyRelay implements ServerPeer {
   private engine: RelayEngine | undefined;
