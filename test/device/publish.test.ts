@@ -144,8 +144,8 @@ describe('a simulated device and Chromium viewers', () => {
 /**
  * A relay viewer joining while the publisher is mid-GOP: how long from its first request
  * (`GET /iceServers`) to its first decoded frame. The device ignores keyframe requests and sends a
- * keyframe every 10 s; the viewer joins between 0.5 s and 4 s after one that reached the server, so
- * the next comes 6 to 9.5 s later. `config` is the server's: its settings decide what a joining viewer is sent first. Also
+ * keyframe every 10 s; the viewer joins between 0.5 s and 2 s after one that reached the server, so
+ * the next comes 8 to 9.5 s later: room for a page that loads slowly on a busy machine. `config` is the server's: its settings decide what a joining viewer is sent first. Also
  * returns whether the device made a keyframe between the viewer's arrival and its first frame.
  */
 async function firstFrameMidGop(config: Parameters<typeof startServer>[0]): Promise<{ ms: number; device: TestDevice; server: Running; keyframesMeanwhile: number }> {
@@ -156,7 +156,7 @@ async function firstFrameMidGop(config: Parameters<typeof startServer>[0]): Prom
   // before the connection was up, and the server never saw it. Mid-GOP is inside a group the server got.
   const keyframesConnected = cam.source.counters.keyframes;
   const sinceKeyframe = () => (cam.source.lastKeyframeAt === undefined ? -1 : Date.now() - cam.source.lastKeyframeAt);
-  await until(() => cam.source.counters.keyframes > keyframesConnected && sinceKeyframe() >= 500 && sinceKeyframe() <= 4000, 'the device to be mid-GOP', 30_000);
+  await until(() => cam.source.counters.keyframes > keyframesConnected && sinceKeyframe() >= 500 && sinceKeyframe() <= 2000, 'the device to be mid-GOP', 30_000);
   const keyframesBefore = cam.source.counters.keyframes;
   const viewer = await open(`${server.url}/?session=gop&peer=v1&role=view`);
   const { afterRequestMs } = await explainOnFailure({ viewer }, () => firstFrame(viewer.page, 20_000));
@@ -170,10 +170,10 @@ describe('time to first frame of a relay viewer joining mid-GOP, from a device t
       const { ms, device: cam, server, keyframesMeanwhile } = await firstFrameMidGop({});
       console.log(`first frame ${Math.round(ms)} ms after the viewer's first request, with the keyframe cache`);
       // What proves the cache did it, whatever the machine's load: the frame was decoded before the
-      // device made another keyframe (the next one was 6 s or more away), from a group the server
-      // replayed. The 300 ms figure is the benchmark's (bench/first-frame.ts), not a timed assertion.
+      // device made another keyframe (the next one was 8 s or more away), from a group the server
+      // replayed. How fast is the benchmark's to say (bench/first-frame.ts), not a timed assertion:
+      // on a loaded machine the page alone takes seconds.
       expect(keyframesMeanwhile).toBe(0);
-      expect(ms).toBeLessThan(2000);
       expect(cam.device.counters.pli + cam.device.counters.fir).toBeGreaterThan(0);
       expect(cam.source.counters.keyframesOnRequest).toBe(0);
       const m = await scrape(server.url);
