@@ -225,10 +225,14 @@ async function measureViewer(system: System, browser: Browser, server: ServerPro
   }
 }
 
-/** Joining viewers the relay server sent its keyframe cache to, from its own /metrics. */
+/** Joining viewers the relay server sent its keyframe cache to, from its own /metrics; NaN when it cannot say. */
 async function cacheReplays(server: ServerProcess): Promise<number> {
-  const text = await (await fetch(`${server.base}/metrics`)).text();
-  return Number(/^switchboard_relay_keyframe_cache_replays_total (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+  try {
+    const text = await (await fetch(`${server.base}/metrics`)).text();
+    return Number(/^switchboard_relay_keyframe_cache_replays_total (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+  } catch {
+    return Number.NaN; // the server is gone: the viewers' rows say why
+  }
 }
 
 /** The rows of one system; a relay's first viewer (the first of its process) also on its own. */
