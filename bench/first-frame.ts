@@ -289,7 +289,9 @@ export async function benchFirstFrame(options: { smoke: boolean; log: (line: str
   }
   const rows = systems.flatMap((system, i) => systemRows(system, outcomes[i] as Outcome));
   // What proves a relay viewer's first frame did not wait for a keyframe: the server replayed its cache.
-  rows.push({ bench: BENCH, subject: 'switchboard relay', figure: 'viewers sent the keyframe cache', value: replays, unit: 'viewers', note: `of ${viewers}` });
+  if (Number.isFinite(replays))
+    rows.push({ bench: BENCH, subject: 'switchboard relay', figure: 'viewers sent the keyframe cache', value: replays, unit: 'viewers', note: `of ${viewers}` });
+  else options.log('the relay server could not be asked how many viewers it sent its keyframe cache to');
   const p50 = (subject: string) => quantile(outcomes[systems.findIndex((s) => s.subject === subject)]?.measured.map((m) => m.shownMs) ?? [], 0.5);
   rows.push({
     bench: BENCH,
