@@ -1,10 +1,11 @@
 // Session setup: how long a device and a viewer take to meet and exchange what WebRTC needs (offer,
 // answer, 4 ICE candidates each way), and how many such sessions a server sets up per second, for
-// switchboard over SSE, switchboard over its WebSocket transport, and PeerJS server.
+// switchboard over SSE, switchboard over its WebSocket transport (each with the candidates one by one,
+// and in one batch), and PeerJS server.
 //
-//   bun bench/session-setup.ts                    # the three servers; about a minute, 2 at most
+//   bun bench/session-setup.ts                    # the five subjects; about 3 minutes at most
 //   bun bench/session-setup.ts --smoke            # 20 sessions per phase; a few seconds
-//   bun bench/session-setup.ts --subjects sse,ws  # some of them (sse, ws, peerjs)
+//   bun bench/session-setup.ts --subjects sse,ws  # some of them (sse, ws, sse batched, ws batched, peerjs)
 //
 // What one session is, per subject (the time runs from the device's first byte to the moment both sides
 // have read the other's 4th candidate; leaving comes after it, untimed but part of the sessions/s):
@@ -18,6 +19,9 @@
 //   switchboard WS   the same flow, each peer on `/ws/<s>/<p>` after its POST /register; messages are frames
 //                    without an `id` (the acks the server still sends are read and ignored). Leave: DELETE
 //                    /register for both, then the sockets close.
+//   … batched        the same flows (SSE, WS), each peer's 4 candidates in one batch, as the client library
+//                    sends candidates that come within a few ms: one POST /message with a JSON array (a
+//                    message of it refused fails the session), or one frame that is an array.
 //   PeerJS server    no registration and no `new-peer`: the device connects (`/peerjs?key=…&id=…`) and
 //                    reads OPEN, then the viewer; the viewer, who knows the device's id, sends the OFFER,
 //                    the device reads it, sends the ANSWER and its 4 CANDIDATEs; the viewer reads the answer
@@ -56,7 +60,7 @@ import { formatRows, type Row } from './table';
 export interface SessionSetupOptions {
   smoke: boolean;
   log: (line: string) => void;
-  /** Which subjects to run, by name (default all): `switchboard SSE`, `switchboard WS`, `PeerJS server`. */
+  /** Which subjects to run, by name (default all): `switchboard SSE`, `switchboard WS`, their `… batched`, `PeerJS server`. */
   subjects?: readonly string[];
 }
 
@@ -77,7 +81,7 @@ interface Plan {
   timeoutMs: number;
 }
 
-// The budgets bound a full run to about 3 × (5 + 8 + 20 s) plus start-up, whatever the machine does.
+// The budgets bound a full run to about 5 × (5 + 8 + 20 s) plus start-up, whatever the machine does.
 const FULL: Plan = {
   warmup: { sessions: 300, inFlight: 50, budgetMs: 5000 },
   quiet: { sessions: 400, inFlight: 1, budgetMs: 8000 },
@@ -130,6 +134,7 @@ const KINDS: Record<string, Kind> = {
 };
 
 const TYPE_KEY = Buffer.from('"type":"');
+const ERROR_KEY = Buffer.from('"error":');
 
 /**
  * The top-level `type` of the message in `bytes` (`start`…`end`), decoding nothing else of its 4 KB: every
@@ -185,7 +190,8 @@ class Requests {
     connection.onResponse = (status, body) => {
       const next = this.waiting.shift();
       if (!next) return;
-      if (status >= 300) next.reject(new Error(`${next.what}: ${status} ${body.toString('utf8', 0, 300)}`));
+      // A batch is answered 200 whatever became of its messages: a refused one names its error.
+      if (status >= 300 || body.includes(ERROR_KEY)) next.reject(new Error(`${next.what}: ${status} ${body.toString('utf8', 0, 300)}`));
       else next.resolve(status);
     };
     void connection.closed.then(() => {
@@ -202,7 +208,7 @@ class Requests {
     return this.broken === undefined;
   }
 
-  /** Writes every request in one write; resolves when all are answered with a 2xx. */
+  /** Writes every request in one write; resolves when all are answered with a 2xx (and, for a batch, every message of it). */
   send(...requests: { method: string; path: string; body?: string }[]): Promise<number[]> {
     if (this.broken) return Promise.reject(this.broken);
     const answered = requests.map(({ method, path }) => new Promise<number>((resolve, reject) => this.waiting.push({ resolve, reject, what: `${method} ${path}` })));
@@ -288,8 +294,15 @@ interface Slot {
 
 const switchboardTypes: Record<Exclude<Kind, 'new-peer'>, string> = { offer: 'offer', answer: 'answer', candidate: 'ice-candidate' };
 
-/** switchboard's flow over SSE or WebSocket: register and open, the device offers on `new-peer`. */
-async function switchboardSlot(base: string, transport: 'sse' | 'ws', timeoutMs: number): Promise<Slot> {
+/**
+ * switchboard's flow over SSE or WebSocket: register and open, the device offers on `new-peer`. `batched`:
+ * messages of one kind sent together (the candidates) go as one batch, one request or one frame.
+ */
+async function switchboardSlot(base: string, transport: 'sse' | 'ws', timeoutMs: number, batched = false): Promise<Slot> {
+  const bodies = (kind: Exclude<Kind, 'new-peer'>, to: string, payloads: readonly string[]): string[] => {
+    const messages = payloads.map((payload) => `{"type":"${switchboardTypes[kind]}","target":"${to}","payload":${payload}}`);
+    return batched && messages.length > 1 ? [`[${messages.join(',')}]`] : messages;
+  };
   const connections = { dev: await Requests.open(base), view: await Requests.open(base) };
   const requests = async (who: 'dev' | 'view') => {
     if (!connections[who].usable) connections[who] = await Requests.open(base);
@@ -309,16 +322,14 @@ async function switchboardSlot(base: string, transport: 'sse' | 'ws', timeoutMs:
         return stream.closed;
       };
       send = async (kind, to, payloads) => {
-        const type = switchboardTypes[kind];
         const path = `/message/${session}/${who}`;
-        await http.send(...payloads.map((payload) => ({ method: 'POST', path, body: `{"type":"${type}","target":"${to}","payload":${payload}}` })));
+        await http.send(...bodies(kind, to, payloads).map((body) => ({ method: 'POST', path, body })));
       };
     } else {
       const ws = await openWebSocket(base, `/ws/${session}/${who}`, (payload) => inbox.take(typeOf(payload)));
       close = () => ws.close();
       send = async (kind, to, payloads) => {
-        const type = switchboardTypes[kind];
-        ws.send(...payloads.map((payload) => `{"type":"${type}","target":"${to}","payload":${payload}}`));
+        ws.send(...bodies(kind, to, payloads));
       };
     }
     return {
@@ -493,6 +504,16 @@ const SUBJECTS: Subject[] = [
     name: 'switchboard WS',
     command: [process.execPath, join(here, 'servers/switchboard.ts')],
     slot: (base, plan) => switchboardSlot(base, 'ws', plan.timeoutMs),
+  },
+  {
+    name: 'switchboard SSE batched',
+    command: [process.execPath, join(here, 'servers/switchboard.ts')],
+    slot: (base, plan) => switchboardSlot(base, 'sse', plan.timeoutMs, true),
+  },
+  {
+    name: 'switchboard WS batched',
+    command: [process.execPath, join(here, 'servers/switchboard.ts')],
+    slot: (base, plan) => switchboardSlot(base, 'ws', plan.timeoutMs, true),
   },
   {
     name: 'PeerJS server',
