@@ -79,6 +79,8 @@ interface Plan {
   loaded: Phase;
   /** A session not set up within this long fails (and is counted as failed). */
   timeoutMs: number;
+  /** Rounds of 4 candidates from one peer to another, for the server's CPU per candidate (switchboard only). */
+  candidateRounds: number;
 }
 
 // The budgets bound a full run to about 5 × (5 + 8 + 20 s) plus start-up, whatever the machine does.
@@ -87,12 +89,14 @@ const FULL: Plan = {
   quiet: { sessions: 400, inFlight: 1, budgetMs: 8000 },
   loaded: { sessions: 4000, inFlight: 50, budgetMs: 20_000 },
   timeoutMs: 10_000,
+  candidateRounds: 5000,
 };
 const SMOKE: Plan = {
   warmup: { sessions: 5, inFlight: 5, budgetMs: 2000 },
   quiet: { sessions: 20, inFlight: 1, budgetMs: 2000 },
   loaded: { sessions: 20, inFlight: 10, budgetMs: 2000 },
   timeoutMs: 3000,
+  candidateRounds: 20,
 };
 
 const BENCH = 'Session setup (offer 4 KB, answer 2.6 KB, 4 + 4 candidates)';
@@ -135,6 +139,7 @@ const KINDS: Record<string, Kind> = {
 
 const TYPE_KEY = Buffer.from('"type":"');
 const ERROR_KEY = Buffer.from('"error":');
+const ACK_KEY = Buffer.from('"ack":');
 
 /**
  * The top-level `type` of the message in `bytes` (`start`…`end`), decoding nothing else of its 4 KB: every
@@ -294,15 +299,61 @@ interface Slot {
 
 const switchboardTypes: Record<Exclude<Kind, 'new-peer'>, string> = { offer: 'offer', answer: 'answer', candidate: 'ice-candidate' };
 
+/** switchboard's message bodies (or frames) for messages of one kind: one each, or one batch of them all. */
+function switchboardBodies(batched: boolean) {
+  return (kind: Exclude<Kind, 'new-peer'>, to: string, payloads: readonly string[]): string[] => {
+    const messages = payloads.map((payload) => `{"type":"${switchboardTypes[kind]}","target":"${to}","payload":${payload}}`);
+    return batched && messages.length > 1 ? [`[${messages.join(',')}]`] : messages;
+  };
+}
+
+/**
+ * The server's CPU time per candidate: one peer sends another, who reads its stream, `rounds` times its
+ * 4 candidates together (pipelined POSTs or frames, or one batch), waiting for the answers (HTTP) or
+ * the acks (WS) of each round before the next. The part of session setup that batching changes,
+ * measured by CPU time rather than by rate, so that it is the figure a busy machine disturbs least.
+ */
+async function candidateCost(base: string, server: ServerProcess, transport: 'sse' | 'ws', batched: boolean, rounds: number): Promise<number> {
+  const bodies = switchboardBodies(batched)('candidate', 'b', CANDIDATES_JSON);
+  const http = await Requests.open(base);
+  await http.send({ method: 'POST', path: '/register/cpu/a' }, { method: 'POST', path: '/register/cpu/b' });
+  const reader = new Inbox();
+  const stream = await openEventStream(base, '/events/cpu/b', { onEvent: (buf, start, end) => reader.take(typeOf(buf, start, end)) });
+  let acks = 0;
+  let acked: (() => void) | undefined;
+  const ws =
+    transport === 'ws'
+      ? await openWebSocket(base, '/ws/cpu/a', (payload) => {
+          if (payload.includes(ACK_KEY) && ++acks % CANDIDATES_JSON.length === 0) acked?.();
+        })
+      : undefined;
+  const round = async () => {
+    if (!ws) return void (await http.send(...bodies.map((body) => ({ method: 'POST', path: '/message/cpu/a', body }))));
+    const done = new Promise<void>((resolve) => {
+      acked = resolve;
+    });
+    ws.send(...bodies);
+    await done;
+  };
+  try {
+    for (let i = 0; i < Math.min(500, rounds); i++) await round();
+    const before = cpuSeconds(server.pid);
+    for (let i = 0; i < rounds; i++) await round();
+    const used = cpuSeconds(server.pid) - before;
+    return (used / (rounds * CANDIDATES_JSON.length)) * 1e6;
+  } finally {
+    await ws?.close();
+    stream.close();
+    http.close();
+  }
+}
+
 /**
  * switchboard's flow over SSE or WebSocket: register and open, the device offers on `new-peer`. `batched`:
  * messages of one kind sent together (the candidates) go as one batch, one request or one frame.
  */
 async function switchboardSlot(base: string, transport: 'sse' | 'ws', timeoutMs: number, batched = false): Promise<Slot> {
-  const bodies = (kind: Exclude<Kind, 'new-peer'>, to: string, payloads: readonly string[]): string[] => {
-    const messages = payloads.map((payload) => `{"type":"${switchboardTypes[kind]}","target":"${to}","payload":${payload}}`);
-    return batched && messages.length > 1 ? [`[${messages.join(',')}]`] : messages;
-  };
+  const bodies = switchboardBodies(batched);
   const connections = { dev: await Requests.open(base), view: await Requests.open(base) };
   const requests = async (who: 'dev' | 'view') => {
     if (!connections[who].usable) connections[who] = await Requests.open(base);
@@ -492,6 +543,8 @@ interface Subject {
   name: string;
   command: string[];
   slot(base: string, plan: Plan): Promise<Slot>;
+  /** The server's CPU per candidate, µs, sent as this subject sends them (switchboard's). */
+  candidateCost?(base: string, server: ServerProcess, plan: Plan): Promise<number>;
 }
 
 const SUBJECTS: Subject[] = [
@@ -499,21 +552,25 @@ const SUBJECTS: Subject[] = [
     name: 'switchboard SSE',
     command: [process.execPath, join(here, 'servers/switchboard.ts')],
     slot: (base, plan) => switchboardSlot(base, 'sse', plan.timeoutMs),
+    candidateCost: (base, server, plan) => candidateCost(base, server, 'sse', false, plan.candidateRounds),
   },
   {
     name: 'switchboard WS',
     command: [process.execPath, join(here, 'servers/switchboard.ts')],
     slot: (base, plan) => switchboardSlot(base, 'ws', plan.timeoutMs),
+    candidateCost: (base, server, plan) => candidateCost(base, server, 'ws', false, plan.candidateRounds),
   },
   {
     name: 'switchboard SSE batched',
     command: [process.execPath, join(here, 'servers/switchboard.ts')],
     slot: (base, plan) => switchboardSlot(base, 'sse', plan.timeoutMs, true),
+    candidateCost: (base, server, plan) => candidateCost(base, server, 'sse', true, plan.candidateRounds),
   },
   {
     name: 'switchboard WS batched',
     command: [process.execPath, join(here, 'servers/switchboard.ts')],
     slot: (base, plan) => switchboardSlot(base, 'ws', plan.timeoutMs, true),
+    candidateCost: (base, server, plan) => candidateCost(base, server, 'ws', true, plan.candidateRounds),
   },
   {
     name: 'PeerJS server',
@@ -532,7 +589,7 @@ function sharesServerCpu(): boolean {
 
 const round = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
 
-/** Session setup against switchboard (SSE, then WebSocket) and PeerJS server; five rows each. */
+/** Session setup against switchboard (SSE, then WebSocket; one by one, then batched) and PeerJS server; five rows each, and switchboard's CPU per candidate. */
 export async function benchSessionSetup(options: SessionSetupOptions): Promise<Row[]> {
   const plan = options.smoke ? SMOKE : FULL;
   const shared = sharesServerCpu();
@@ -560,6 +617,7 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
       // Closed sockets and left peers are released in the server's next turns.
       await Bun.sleep(300);
       const rssAfter = await server.rss();
+      const perCandidate = await subject.candidateCost?.(server.base, server, plan);
       await stop(server);
       for (const [name, figures] of [
         ['quiet', quiet],
@@ -593,6 +651,17 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
             `server RSS after GC ${round(rssBefore / 2 ** 20)} → ${round(rssAfter / 2 ** 20)} MiB`,
         },
       );
+      if (perCandidate !== undefined) {
+        options.log(`${subject.name}: ${round(perCandidate, 1)} µs of server CPU per candidate`);
+        rows.push({
+          bench: BENCH,
+          subject: subject.name,
+          figure: 'server CPU per candidate, 4 sent together',
+          value: perCandidate,
+          unit: 'µs',
+          note: `${plan.candidateRounds} rounds of 4 to a reading peer, ${subject.name.endsWith('batched') ? 'in one batch' : 'one by one'}`,
+        });
+      }
     }
   } finally {
     await Promise.all(servers.map(stop));
