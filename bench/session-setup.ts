@@ -526,6 +526,7 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
     await server.stop();
   };
   const rows: Row[] = [];
+  const perSecond = new Map<string, PhaseFigures>();
   try {
     for (const [index, subject] of subjects.entries()) {
       const server = servers[index] as ServerProcess;
@@ -552,6 +553,7 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
       }
       if (options.smoke && quiet.failed + loaded.failed + warm.failed > 0)
         throw new Error(`${subject.name}: sessions failed: ${quiet.firstError ?? loaded.firstError ?? warm.firstError}`);
+      perSecond.set(subject.name, loaded);
       const failures = (f: PhaseFigures) => (f.failed ? `, ${f.failed} failed` : '');
       const quietIn = `${plan.quiet.inFlight} in flight`;
       const loadedIn = `${plan.loaded.inFlight} in flight`;
@@ -575,6 +577,21 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
     }
   } finally {
     await Promise.all(servers.map(stop));
+  }
+  const peerjs = perSecond.get('PeerJS server');
+  for (const name of ['switchboard SSE', 'switchboard WS']) {
+    const ours = perSecond.get(name);
+    if (!ours || !peerjs) continue;
+    rows.push({
+      bench: BENCH,
+      subject: `${name} ÷ PeerJS server`,
+      figure: `sessions/s ratio, ${plan.loaded.inFlight} in flight`,
+      value: ours.perSecond / peerjs.perSecond,
+      unit: '×',
+      // The goal is for the seed's transport, SSE; the WebSocket one is shown beside it.
+      goal: name === 'switchboard SSE' ? { op: '>=', value: 1 } : undefined,
+      note: `by server CPU per session ${((peerjs.serverCpu / peerjs.perSecond) * (ours.perSecond / ours.serverCpu)).toFixed(2)} ×`,
+    });
   }
   return rows;
 }

@@ -3,9 +3,13 @@ import { Elysia } from 'elysia';
 import type { Guards } from '../auth/guards';
 import { bearerToken } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
-import { readJsonBody } from '../json-body';
+import { parseJsonBody, readTextBody } from '../json-body';
 import type { SignallingBackend } from './backend';
 import { MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterQuery, RegisterResponse, SessionParams, SignalBody } from './model';
+import { PAYLOAD_JSON, payloadSource, type WithPayloadJson } from './payload-source';
+
+/** The payload text of each message request being handled, from its parser to its handler; gone with the request. */
+const payloadTexts = new WeakMap<Request, string>();
 
 const Message = <M extends string>(message: M) => t.Object({ message: t.Literal(message) });
 
@@ -75,7 +79,10 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
         // The sender's token and rate are checked inside `send`: in a cluster, in the same Redis step as the message.
         const token = bearerToken(request.headers.get('authorization') ?? undefined);
         const guard = { credential: access.sender(sessionId, peerId, token), rate: limits.peerMessageTicket(sessionId, peerId) };
-        if ((await signalling.send(sessionId, peerId, body, guard)) === 'sent') return MESSAGE_SENT;
+        // Validation gave a copy of the parsed body: the payload's text, found while parsing, is put back on it.
+        const message: SignalBody & WithPayloadJson = body;
+        message[PAYLOAD_JSON] = payloadTexts.get(request);
+        if ((await signalling.send(sessionId, peerId, message, guard)) === 'sent') return MESSAGE_SENT;
         set.status = 202;
         return MESSAGE_QUEUED;
       },
@@ -86,9 +93,13 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
         // content type; the content types after it only tell the OpenAPI document what is accepted (it
         // cannot describe a parser function).
         parse: [
-          ({ request, server }) => {
+          async ({ request, server }) => {
             limits.message(() => address(request, server));
-            return readJsonBody(request);
+            const text = await readTextBody(request);
+            const value = parseJsonBody(text);
+            const payload = payloadSource(text);
+            if (payload !== undefined) payloadTexts.set(request, payload);
+            return value;
           },
           'application/json',
           'text/plain',

@@ -6,6 +6,7 @@ import type { Delivered } from '../delivery/delivery';
 import { type ErrorCode, errorStatus, SignalError } from '../errors';
 import { MAX_BODY_BYTES } from '../json-body';
 import { MESSAGE_QUEUED, MESSAGE_SENT, SignalBody } from '../sessions/model';
+import { PAYLOAD_JSON, payloadSource, type WithPayloadJson } from '../sessions/payload-source';
 
 /** What a client chooses to correlate a frame with its ack: a number or a short string. */
 export const FrameId = t.Union([t.Number(), t.String({ maxLength: 64 })]);
@@ -62,7 +63,7 @@ const bad = (id: AckId, code: ErrorCode, message: string) => new BadFrame(id, ne
  * Reads one client frame: text, at most 64 KiB (as a POST /message body), JSON, and of the body's shape.
  * Returns the frame, or a `BadFrame` to answer; never throws.
  */
-export function parseClientFrame(data: string | Uint8Array): ClientFrame | BadFrame {
+export function parseClientFrame(data: string | Uint8Array): (ClientFrame & WithPayloadJson) | BadFrame {
   if (typeof data !== 'string') return bad(null, 'invalid_request', 'frames are JSON text; binary frames are not accepted');
   if (data.length > MAX_BODY_BYTES) return bad(null, 'payload_too_large', `the frame is over ${MAX_BODY_BYTES} bytes`);
   let value: unknown;
@@ -71,7 +72,12 @@ export function parseClientFrame(data: string | Uint8Array): ClientFrame | BadFr
   } catch (e) {
     return bad(null, 'invalid_json', `the frame is not valid JSON: ${(e as Error).message}`);
   }
-  if (checkFrame.Check(value)) return value;
+  if (checkFrame.Check(value)) {
+    // The payload goes on as the client wrote it, not serialised again (see `payloadSource`).
+    const frame: ClientFrame & WithPayloadJson = value;
+    frame[PAYLOAD_JSON] = payloadSource(data);
+    return frame;
+  }
   // The slow path, for frames that are wrong anyway: keep their id if it is usable, name the field at fault.
   const raw = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as { id?: unknown }).id : undefined;
   const id = raw !== undefined && checkId.Check(raw) ? raw : null;
