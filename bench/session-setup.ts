@@ -99,7 +99,7 @@ const BENCH = 'Session setup (offer 4 KB, answer 2.6 KB, 4 + 4 candidates)';
 const OFFER = sdpOffer(1);
 
 /** The answer: the offer's SDP keeping VP8, VP9 profile 0 and H.264 42001f (and their RTX), as an answerer does. */
-const ANSWER = (() => {
+export const ANSWER = (() => {
   const dropped = new Set(['100', '101', '104', '105', '106', '107', '108', '109', '45', '46']);
   const sdp = String(OFFER.sdp)
     .split('\r\n')
