@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { compiledBinary } from './compiled-binary';
 import { allowedSyscalls, traced, unitValues } from './deploy/sandbox';
 import { expectForcedStop, expectGracefulStop } from './drain-scenario';
+import { selfSignedCertificate } from './fixtures/certificate';
 import { runToEnd, type ServerProcess, spawnServer } from './process-helpers';
 import { ofType, openEvents } from './sse-client';
 
@@ -93,29 +94,7 @@ describe('dist/switchboard from an empty directory', () => {
   });
 
   test('with TLS_CERT and TLS_KEY it speaks HTTP/2: an event stream over h2 carries events and stays open (curl --http2 -N)', async () => {
-    const cert = join(dir, '..', `${dir.split('/').at(-1)}-cert.pem`);
-    const key = join(dir, '..', `${dir.split('/').at(-1)}-key.pem`);
-    const made = await runToEnd([
-      'openssl',
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ]);
-    expect(made.code).toBe(0);
+    const { certPath: cert, keyPath: key } = selfSignedCertificate(join(dir, '..'), dir.split('/').at(-1));
     const own = await spawnServer([binary], { cwd: dir, env: { TLS_CERT: cert, TLS_KEY: key, PING_INTERVAL_MS: '200' } });
     const tls = { rejectUnauthorized: false };
     expect((await fetch(`${own.url}/register/h2/a`, { method: 'POST', tls })).status).toBe(200);

@@ -1,8 +1,9 @@
 import type { Subprocess } from 'bun';
 
-export interface ServerProcess {
+export interface ServerProcess<In extends 'ignore' | 'pipe' = 'ignore'> {
   url: string;
-  proc: Subprocess<'ignore', 'pipe', 'pipe'>;
+  port: number;
+  proc: Subprocess<In, 'pipe', 'pipe'>;
   /** Everything written to stdout and stderr so far. */
   output(): string;
   /** Sends a signal and resolves with the exit code. */
@@ -13,11 +14,14 @@ export interface ServerProcess {
  * Starts a server process (`bun src/index.ts`, or the compiled binary) on 127.0.0.1 and a free port,
  * and resolves once its startup line says where it listens.
  */
-export async function spawnServer(cmd: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Promise<ServerProcess> {
+export async function spawnServer<In extends 'ignore' | 'pipe' = 'ignore'>(
+  cmd: string[],
+  options: { env?: Record<string, string>; cwd?: string /** `pipe` for a server that reads commands. */; stdin?: In } = {},
+): Promise<ServerProcess<In>> {
   const proc = Bun.spawn(cmd, {
     cwd: options.cwd,
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', ...options.env },
-    stdin: 'ignore',
+    stdin: options.stdin ?? 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',
   });
@@ -41,7 +45,8 @@ export async function spawnServer(cmd: string[], options: { env?: Record<string,
   }
   return {
     url,
-    proc,
+    port: Number(new URL(url).port),
+    proc: proc as Subprocess<In, 'pipe', 'pipe'>,
     output: () => output,
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode === null) proc.kill(signal);
@@ -55,4 +60,26 @@ export async function runToEnd(cmd: string[], env: Record<string, string> = {}, 
   const proc = Bun.spawn(cmd, { cwd, env: { PATH: process.env.PATH ?? '', ...env }, stdout: 'pipe', stderr: 'pipe' });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, output: stdout + stderr };
+}
+
+/**
+ * Spawns a process that writes one JSON value per line on stdout (a test's reader fixture) and collects
+ * the values as they come.
+ */
+export function spawnJsonLines<Line>(cmd: string[]): { proc: Subprocess<'ignore', 'pipe', 'inherit'>; lines: Line[]; done: Promise<void> } {
+  const proc = Bun.spawn(cmd, { stdout: 'pipe', stderr: 'inherit' });
+  const lines: Line[] = [];
+  const done = (async () => {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        lines.push(JSON.parse(buffer.slice(0, nl)));
+        buffer = buffer.slice(nl + 1);
+      }
+    }
+  })();
+  return { proc, lines, done };
 }

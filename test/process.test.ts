@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expectForcedStop, expectGracefulStop, logLines } from './drain-scenario';
+import { selfSignedCertificate } from './fixtures/certificate';
 import { runToEnd, spawnServer } from './process-helpers';
 
 const entry = join(import.meta.dir, '..', 'src', 'index.ts');
@@ -79,29 +80,7 @@ describe('bun src/index.ts', () => {
   });
 
   test('HTTPS on the same port with TLS_CERT and TLS_KEY', async () => {
-    const cert = join(dir, 'cert.pem');
-    const key = join(dir, 'key.pem');
-    const made = await runToEnd([
-      'openssl',
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ]);
-    expect(made.code).toBe(0);
+    const { certPath: cert, keyPath: key } = selfSignedCertificate(dir);
     const server = await spawnServer([bun, entry, '--tls-cert', cert, '--tls-key', key]);
     try {
       expect(server.url).toStartWith('https://');

@@ -5,8 +5,8 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Subprocess } from 'bun';
+import { selfSignedCertificate } from '../fixtures/certificate';
 import { ManualClock, type Running, startServer } from '../helpers';
-import { runToEnd } from '../process-helpers';
 
 const sample = join(import.meta.dir, '..', '..', 'deploy', 'nginx.conf');
 const nginx = Bun.which('nginx', { PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` });
@@ -41,8 +41,8 @@ async function configFrom(upstreamPort: number, httpsPort: number, httpPort: num
   site = change(site, /^\s*listen \[::\]:80;\n/m, '');
   site = change(site, /^\s*listen 443 ssl http2;$/m, `    listen 127.0.0.1:${httpsPort} ssl http2;`);
   site = change(site, /^\s*listen \[::\]:443 ssl http2;\n/m, '');
-  site = change(site, /ssl_certificate\s+\S+;/, `ssl_certificate ${prefix}/cert.pem;`);
-  site = change(site, /ssl_certificate_key\s+\S+;/, `ssl_certificate_key ${prefix}/key.pem;`);
+  site = change(site, /ssl_certificate\s+\S+;/, `ssl_certificate ${prefix}/localhost-cert.pem;`);
+  site = change(site, /ssl_certificate_key\s+\S+;/, `ssl_certificate_key ${prefix}/localhost-key.pem;`);
   site = change(site, /\/var\/log\/nginx\/switchboard\.access\.log/g, accessLog);
   const temp = (name: string) => `${name}_temp_path ${prefix}/temp/${name};`;
   return `daemon off;
@@ -68,28 +68,7 @@ beforeAll(async () => {
   if (!nginx) throw new Error('nginx is not installed (bun run test installs it: apt-get install nginx)');
   chmodSync(prefix, 0o755);
   mkdirSync(join(prefix, 'temp'));
-  const cert = await runToEnd([
-    'openssl',
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-    '-keyout',
-    join(prefix, 'key.pem'),
-    '-out',
-    join(prefix, 'cert.pem'),
-  ]);
-  if (cert.code !== 0) throw new Error(cert.output);
-  ca = await Bun.file(join(prefix, 'cert.pem')).text();
+  ca = selfSignedCertificate(prefix).cert;
   // No pings: the only bytes on a stream are those the test causes.
   switchboard = startServer({}, { clock: new ManualClock() });
 

@@ -3,13 +3,14 @@
 // to show why one of the two is needed, over SSE on HTTP/1.1, where a browser holds 6 connections to a
 // server and the tiles past them never get their events.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import type { FleetStatus } from '../../src/client/fleet/fleet';
 import type * as Library from '../../src/client/sdk/index';
 import type { Session } from '../../src/client/sdk/switchboard';
+import { selfSignedCertificate } from '../fixtures/certificate';
 import { type Running, startServer } from '../helpers';
 import { browserTests, type PeerPage } from './browser';
 import { libraryLoaded, startDashboard } from './dashboard';
@@ -29,30 +30,8 @@ const TIMEOUT = 120_000;
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-fleet-'));
 let tls: { cert: string; key: string };
 beforeAll(() => {
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  const made = Bun.spawnSync([
-    'openssl',
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-  ]);
-  if (!made.success) throw new Error(`openssl: ${made.stderr.toString()}`);
-  tls = { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') };
+  const { cert, key } = selfSignedCertificate(dir);
+  tls = { cert, key };
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -1,6 +1,7 @@
 import { afterAll, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import { post, startServer } from '../helpers';
+import { spawnJsonLines } from '../process-helpers';
 
 const reader = join(import.meta.dir, '..', 'fixtures', 'sse-reader.ts');
 // 1,000 messages as fast as they are acknowledged: more than the default message rate allows.
@@ -9,20 +10,12 @@ afterAll(() => server.stop());
 
 /** A reader process whose received events the test sees line by line. */
 function spawnReader(url: string, lastEventId?: string) {
-  const proc = Bun.spawn([process.execPath, reader, url, ...(lastEventId ? [lastEventId] : [])], { stdout: 'pipe', stderr: 'inherit' });
-  const lines: { id?: string; event?: { type: string; payload: number }; status?: number }[] = [];
-  const done = (async () => {
-    const decoder = new TextDecoder();
-    let buffer = '';
-    for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        lines.push(JSON.parse(buffer.slice(0, nl)));
-        buffer = buffer.slice(nl + 1);
-      }
-    }
-  })();
+  const { proc, lines, done } = spawnJsonLines<{ id?: string; event?: { type: string; payload: number }; status?: number }>([
+    process.execPath,
+    reader,
+    url,
+    ...(lastEventId ? [lastEventId] : []),
+  ]);
   return { proc, lines, done, messages: () => lines.filter((l) => l.event?.type === 'seq') };
 }
 

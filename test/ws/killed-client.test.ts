@@ -1,6 +1,7 @@
 import { afterAll, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import { post, startServer } from '../helpers';
+import { spawnJsonLines } from '../process-helpers';
 import { openSocket } from '../ws-client';
 
 const reader = join(import.meta.dir, '..', 'fixtures', 'ws-reader.ts');
@@ -9,20 +10,7 @@ afterAll(() => server.stop());
 
 /** A reader process whose received events the test sees line by line. */
 function spawnReader(url: string) {
-  const proc = Bun.spawn([process.execPath, reader, url], { stdout: 'pipe', stderr: 'inherit' });
-  const lines: { open?: boolean; id?: number; event?: { type: string; payload: number } }[] = [];
-  const done = (async () => {
-    const decoder = new TextDecoder();
-    let buffer = '';
-    for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        lines.push(JSON.parse(buffer.slice(0, nl)));
-        buffer = buffer.slice(nl + 1);
-      }
-    }
-  })();
+  const { proc, lines, done } = spawnJsonLines<{ open?: boolean; id?: number; event?: { type: string; payload: number } }>([process.execPath, reader, url]);
   return { proc, lines, done, messages: () => lines.filter((l) => l.event?.type === 'seq') };
 }
 
