@@ -1,5 +1,5 @@
 // switchboard over TLS: HTTP/2 beside HTTP/1.1, both on the one HTTPS port (ALPN chooses), as src/index.ts
-// serves it with TLS_CERT and TLS_KEY (a self-signed P-256 certificate made here with openssl).
+// serves it with TLS_CERT and TLS_KEY (the tests' self-signed P-256 certificate, which the clients trust).
 //
 //   bun bench/tls.ts            # about 45 s
 //   bun bench/tls.ts --smoke    # a few seconds
@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawn } from 'bun';
+import { type Certificate, selfSignedCertificate } from '../test/fixtures/certificate';
 import { cpuSeconds, pinLoad, type ServerProcess, startServer } from './process';
 import { ANSWER } from './session-setup';
 import { iceCandidate, sdpOffer } from './signal-payloads';
@@ -46,29 +47,20 @@ const FULL: Plan = { pairs: 100, window: 8, relaySeconds: 5, sessions: 3000, inF
 const SMOKE: Plan = { pairs: 4, window: 4, relaySeconds: 1, sessions: 40, inFlight: 8, budgetMs: 2000 };
 
 const here = import.meta.dir;
-const insecure = { rejectUnauthorized: false };
+/** What the clients trust: the certificate made for the run. */
+const trusted = { ca: '' };
 
-/** A self-signed certificate for 127.0.0.1 in a fresh directory. */
-async function certificate(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1'];
-  const made = spawn(['openssl', ...args, '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdout: 'ignore', stderr: 'pipe' });
-  if ((await made.exited) !== 0) throw new Error(`openssl: ${await new Response(made.stderr).text()}`);
-  return { cert, key };
-}
-
-async function startTls(files: { cert: string; key: string }): Promise<ServerProcess> {
+async function startTls(files: Certificate): Promise<ServerProcess> {
   const server = await startServer('switchboard (TLS)', [process.execPath, join(here, 'servers/switchboard.ts')], {
     pin: true,
-    env: { ...process.env, TLS_CERT: files.cert, TLS_KEY: files.key },
+    env: { ...process.env, TLS_CERT: files.certPath, TLS_KEY: files.keyPath },
   });
   return { ...server, base: server.base.replace('http:', 'https:') };
 }
 
 /** Counts the relayed messages (the ICE candidates) an SSE stream delivers; a marker split across chunks is still counted once. */
 async function countingStream(url: string, signal: AbortSignal, onMessage: () => void): Promise<void> {
-  const res = await fetch(url, { signal, tls: insecure });
+  const res = await fetch(url, { signal, tls: trusted });
   if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status}`);
   const marker = '"ice-candidate"';
   void (async () => {
@@ -87,7 +79,7 @@ async function countingStream(url: string, signal: AbortSignal, onMessage: () =>
 }
 
 async function post(base: string, path: string, body = ''): Promise<void> {
-  const res = await fetch(`${base}${path}`, { method: 'POST', body, tls: insecure });
+  const res = await fetch(`${base}${path}`, { method: 'POST', body, tls: trusted });
   if (!res.ok) throw new Error(`POST ${path}: ${res.status} ${await res.text()}`);
   await res.arrayBuffer();
 }
@@ -101,7 +93,7 @@ interface RelayFigures {
 }
 
 /** h2load's POSTs to the pairs' senders while the receivers' streams count what arrives. */
-async function relay(protocol: Protocol, files: { cert: string; key: string }, plan: Plan, dir: string): Promise<RelayFigures> {
+async function relay(protocol: Protocol, files: Certificate, plan: Plan, dir: string): Promise<RelayFigures> {
   const server = await startTls(files);
   const abort = new AbortController();
   try {
@@ -167,7 +159,7 @@ function sseParser(onData: (data: string) => void): (text: string) => void {
 
 /** HTTP/2: one connection per peer, multiplexing its stream and its requests. */
 function h2Peer(base: string): PeerLink {
-  const session = http2.connect(base, insecure);
+  const session = http2.connect(base, trusted);
   session.on('error', () => {});
   return {
     request: (method, path, body) =>
@@ -198,14 +190,14 @@ function h1Peer(base: string): PeerLink {
   const abort = new AbortController();
   return {
     async request(method, path, body) {
-      const res = await fetch(`${base}${path}`, { method, body, tls: insecure });
+      const res = await fetch(`${base}${path}`, { method, body, tls: trusted });
       await res.arrayBuffer();
       if (!res.ok) throw new Error(`${method} ${path}: ${res.status}`);
     },
     stream(path, onEvent) {
       void (async () => {
         try {
-          const res = await fetch(`${base}${path}`, { signal: abort.signal, tls: insecure });
+          const res = await fetch(`${base}${path}`, { signal: abort.signal, tls: trusted });
           const decoder = new TextDecoder();
           const parse = sseParser((data) => onEvent(JSON.parse(data)));
           for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) parse(decoder.decode(chunk, { stream: true }));
@@ -275,7 +267,7 @@ interface SetupFigures {
   firstError?: string;
 }
 
-async function setup(protocol: Protocol, files: { cert: string; key: string }, plan: Plan): Promise<SetupFigures> {
+async function setup(protocol: Protocol, files: Certificate, plan: Plan): Promise<SetupFigures> {
   const server = await startTls(files);
   try {
     const peer = () => (protocol === 'HTTP/2' ? h2Peer(server.base) : h1Peer(server.base));
@@ -329,7 +321,8 @@ export async function benchTls(options: { smoke: boolean; log: (line: string) =>
   const dir = mkdtempSync(join(tmpdir(), 'switchboard-tls-'));
   const rows: Row[] = [];
   try {
-    const files = await certificate(dir);
+    const files = selfSignedCertificate(dir);
+    trusted.ca = files.cert;
     const relayBench = `SSE relay over TLS (${plan.pairs} pairs, 257 B candidates; POSTs from h2load, ${plan.window} in flight per connection; streams HTTP/1.1)`;
     const setupBench = `Session setup over TLS (the flow of the session setup rows, ${plan.inFlight} in flight)`;
     const relayRows: Row[] = [];
