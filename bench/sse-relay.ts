@@ -14,13 +14,17 @@
 //
 //   throughput  each pair keeps `window` (8) messages in flight, sent and not yet both answered and read
 //               from the target's stream, pipelined on its sender's connection: messages the targets
-//               read per second. Beside it, the same 100 connections send the same POSTs, 8 in flight
-//               each, to a bare Bun.serve hello-world; the ratio is what switchboard keeps of what
-//               Bun.serve does at the least. Pipelining gives both their highest rate: 16 in flight gave
-//               the same, and 800 connections with one in flight each gave less for both (and left the
-//               load, not hello-world, as the limit). Hello-world and switchboard alternate, `runs`
-//               times each; medians are reported, with the server's CPU time per message, which a
-//               busy machine disturbs least.
+//               read per second. The floor is the same workload on a bare Bun.serve SSE relay
+//               (servers/bare-sse.ts: the same routes, nothing else); the ratio is what switchboard
+//               keeps of it. Beside them, the same 100 connections send the same POSTs, 8 in flight each,
+//               to a bare Bun.serve hello-world: what Bun.serve does at the least, with no stream to
+//               write. Pipelining gives all three their highest rate: 16 in flight gave the same, and
+//               800 connections with one in flight each gave less (and left the load as the limit).
+//               Hello-world, switchboard and the bare relay alternate, `runs` times each; medians are
+//               reported, with the server's CPU time per message, which a busy machine disturbs least.
+//   hot target  one session of `hotSenders` (50) senders, each on its own connection with 8 ICE
+//               candidates pipelined, all to one receiver's stream: switchboard and the bare relay,
+//               alternating with the runs above.
 //   latency     the same pairs at half the relay throughput measured, from the moment a POST is written
 //               to the moment its event is read by the target (the send time is in the payload). Sent
 //               every millisecond, what is due by then, round robin over the pairs: a timer rather than
@@ -630,9 +634,10 @@ async function withServer<T>(name: keyof typeof SERVERS, measure: (server: Serve
 }
 
 /**
- * Rows 1, 2 and 5 of the relay figures: switchboard's SSE relay throughput beside a bare Bun.serve
- * hello-world, its delivery latency at half that throughput, and the same workload over its WebSocket
- * transport and PeerJS server. Full mode takes about 65 s, smoke mode under 10 s.
+ * The relay figures: switchboard's SSE relay throughput beside the bare Bun.serve SSE relay (the floor)
+ * and hello-world, for 100 pairs and for one hot target; its delivery latency at half that throughput
+ * beside the bare relay's; and the same workload over its WebSocket transport and PeerJS server. Full
+ * mode takes about 2 minutes, smoke mode under 15 s.
  */
 export async function benchSseRelay(options: { smoke: boolean; log: (line: string) => void } & Partial<SseRelaySettings>): Promise<Row[]> {
   const { smoke, log, ...overrides } = options;

@@ -8,6 +8,11 @@ import type { SignallingBackend } from './backend';
 import { MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterQuery, RegisterResponse, SessionParams, SignalBody } from './model';
 import { PAYLOAD_JSON, payloadSource, type WithPayloadJson } from './payload-source';
 
+/** The two answers of POST /message, as text, with the content type `Response.json` gives. */
+const SENT_TEXT = JSON.stringify(MESSAGE_SENT);
+const QUEUED_TEXT = JSON.stringify(MESSAGE_QUEUED);
+const JSON_TYPE = 'application/json;charset=utf-8';
+
 /** The payload text of each message request being handled, from its parser to its handler; gone with the request. */
 const payloadTexts = new WeakMap<Request, string>();
 
@@ -82,9 +87,12 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
         // Validation gave a copy of the parsed body: the payload's text, found while parsing, is put back on it.
         const message: SignalBody & WithPayloadJson = body;
         message[PAYLOAD_JSON] = payloadTexts.get(request);
-        if ((await signalling.send(sessionId, peerId, message, guard)) === 'sent') return MESSAGE_SENT;
+        const delivered = await signalling.send(sessionId, peerId, message, guard);
+        // The answer's text is made once: Elysia sends a string as it is, where an object is serialised per message.
+        set.headers['content-type'] = JSON_TYPE;
+        if (delivered === 'sent') return SENT_TEXT;
         set.status = 202;
-        return MESSAGE_QUEUED;
+        return QUEUED_TEXT;
       },
       {
         params: PeerParams,
