@@ -107,7 +107,7 @@ const BENCH = 'Session setup (offer 4 KB, answer 2.6 KB, 4 + 4 candidates)';
 const OFFER = sdpOffer(1);
 
 /** The answer: the offer's SDP keeping VP8, VP9 profile 0 and H.264 42001f (and their RTX), as an answerer does. */
-const ANSWER = (() => {
+export const ANSWER = (() => {
   const dropped = new Set(['100', '101', '104', '105', '106', '107', '108', '109', '45', '46']);
   const sdp = String(OFFER.sdp)
     .split('\r\n')
@@ -604,6 +604,7 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
     await server.stop();
   };
   const rows: Row[] = [];
+  const perSecond = new Map<string, PhaseFigures>();
   try {
     for (const [index, subject] of subjects.entries()) {
       const server = servers[index] as ServerProcess;
@@ -631,6 +632,7 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
       }
       if (options.smoke && quiet.failed + loaded.failed + warm.failed > 0)
         throw new Error(`${subject.name}: sessions failed: ${quiet.firstError ?? loaded.firstError ?? warm.firstError}`);
+      perSecond.set(subject.name, loaded);
       const failures = (f: PhaseFigures) => (f.failed ? `, ${f.failed} failed` : '');
       const quietIn = `${plan.quiet.inFlight} in flight`;
       const loadedIn = `${plan.loaded.inFlight} in flight`;
@@ -665,6 +667,21 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
     }
   } finally {
     await Promise.all(servers.map(stop));
+  }
+  const peerjs = perSecond.get('PeerJS server');
+  for (const name of ['switchboard SSE', 'switchboard WS', 'switchboard SSE batched', 'switchboard WS batched']) {
+    const ours = perSecond.get(name);
+    if (!ours || !peerjs) continue;
+    rows.push({
+      bench: BENCH,
+      subject: `${name} ÷ PeerJS server`,
+      figure: `sessions/s ratio, ${plan.loaded.inFlight} in flight`,
+      value: ours.perSecond / peerjs.perSecond,
+      unit: '×',
+      // The goal is for the seed's transport, SSE; the WebSocket one and the batched ones are shown beside it.
+      goal: name === 'switchboard SSE' ? { op: '>=', value: 1 } : undefined,
+      note: `by server CPU per session ${((peerjs.serverCpu / peerjs.perSecond) * (ours.perSecond / ours.serverCpu)).toFixed(2)} ×`,
+    });
   }
   return rows;
 }

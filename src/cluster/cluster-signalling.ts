@@ -21,6 +21,7 @@ import type {
 } from '../sessions/backend';
 import type { SessionEvent, SessionListener } from '../sessions/events';
 import type { SignalBody } from '../sessions/model';
+import type { WithPayloadJson } from '../sessions/payload-source';
 import { batchItemRefusal, capRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, serverEvents } from '../sessions/rules';
 import type { SessionMode } from '../sessions/server-peer';
 import type { Invite, PeerAuth, Role } from '../sessions/store';
@@ -244,7 +245,7 @@ export class ClusterSignalling implements SignallingBackend {
    * One step in Redis: the sender is found and, with `guard`, its token checked there (the route's access
    * check costs no round trip of its own), then the message is appended to its targets' logs.
    */
-  async send(sessionId: string, peerId: string, body: SignalBody, guard?: SendGuard): Promise<Delivered> {
+  async send(sessionId: string, peerId: string, body: SignalBody & WithPayloadJson, guard?: SendGuard): Promise<Delivered> {
     // Taken now, given back if the sender is not let in: a refusal of the rate comes after the token's.
     const limited = guard?.rate.take();
     const refused = limited ?? messageRefusal(peerId, body);

@@ -1,6 +1,7 @@
 import type { Delivered, EventSink } from '../delivery/delivery';
 import type { SignalError } from '../errors';
 import type { SignalBody } from './model';
+import type { WithPayloadJson } from './payload-source';
 import type { SessionMode } from './server-peer';
 import type { Invite, PeerAuth, Role } from './store';
 
@@ -149,7 +150,7 @@ export interface SignallingBackend extends PeerDirectory {
    * the sender's token and rate are checked first (see `SendGuard`); the refusals of those checks are
    * not counted as rejected messages.
    */
-  send(sessionId: string, peerId: string, body: SignalBody, guard?: SendGuard): Awaitable<Delivered>;
+  send(sessionId: string, peerId: string, body: SignalBody & WithPayloadJson, guard?: SendGuard): Awaitable<Delivered>;
   /**
    * Forwards a batch of client messages from one sender, in order, each as `send` would alone: the
    * sender is found and `guard`'s token checked once (those refusals refuse the batch), then each

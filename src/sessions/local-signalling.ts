@@ -11,6 +11,7 @@ import type { RelayCapacity } from '../relay/capacity';
 import type { Admit, MessageOutcome, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
 import type { SessionEvent, SessionListener } from './events';
 import type { SignalBody } from './model';
+import type { WithPayloadJson } from './payload-source';
 import { batchItemRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, sees, serverEvents, serverPeerEvent, type Visible } from './rules';
 import { SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
 import type { PeerAuth, PeerRecord, Role, Session, SessionStore } from './store';
@@ -169,7 +170,7 @@ export class LocalSignalling implements SignallingBackend {
   }
 
   /** Forwards a client message to its target, or to every other peer when it names none. */
-  send(sessionId: string, peerId: string, body: SignalBody, guard?: SendGuard): Delivered {
+  send(sessionId: string, peerId: string, body: SignalBody & WithPayloadJson, guard?: SendGuard): Delivered {
     if (guard) {
       // Not counted as rejected messages: these are the route's refusals, as before a message is read.
       guard.credential.check(this.peer(this.session(sessionId), peerId).auth);
@@ -196,7 +197,7 @@ export class LocalSignalling implements SignallingBackend {
     });
   }
 
-  private forward(sessionId: string, peerId: string, body: SignalBody): Delivered {
+  private forward(sessionId: string, peerId: string, body: SignalBody & WithPayloadJson): Delivered {
     const session = this.session(sessionId);
     this.peer(session, peerId);
     const refused = messageRefusal(peerId, body);

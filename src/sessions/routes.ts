@@ -5,7 +5,7 @@ import type { Guards } from '../auth/guards';
 import { bearerToken } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
 import { refusalOf } from '../errors';
-import { readJsonBody } from '../json-body';
+import { parseJsonBody, readTextBody } from '../json-body';
 import type { MessageOutcome, SendGuard, SignallingBackend } from './backend';
 import {
   BatchResponse,
@@ -20,7 +20,16 @@ import {
   SignalBatch,
   SignalBody,
 } from './model';
+import { PAYLOAD_JSON, payloadSource, type WithPayloadJson } from './payload-source';
 import { batchRefusal } from './rules';
+
+/** The two answers of POST /message, as text, with the content type `Response.json` gives. */
+const SENT_TEXT = JSON.stringify(MESSAGE_SENT);
+const QUEUED_TEXT = JSON.stringify(MESSAGE_QUEUED);
+const JSON_TYPE = 'application/json;charset=utf-8';
+
+/** The payload text of each message request being handled, from its parser to its handler; gone with the request. */
+const payloadTexts = new WeakMap<Request, string>();
 
 // Compiled once: the body of every POST /message is checked with one of these.
 const checkBody = TypeCompiler.Compile(SignalBody);
@@ -146,9 +155,15 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
             (of) => limits.message(of),
             () => address(request, server),
           );
-        if ((await signalling.send(sessionId, peerId, readBody(body), guard)) === 'sent') return MESSAGE_SENT;
+        // The payload's text, found while parsing, goes on the checked body.
+        const message: SignalBody & WithPayloadJson = readBody(body);
+        message[PAYLOAD_JSON] = payloadTexts.get(request);
+        const delivered = await signalling.send(sessionId, peerId, message, guard);
+        // The answer's text is made once: Elysia sends a string as it is, where an object is serialised per message.
+        set.headers['content-type'] = JSON_TYPE;
+        if (delivered === 'sent') return SENT_TEXT;
         set.status = 202;
-        return MESSAGE_QUEUED;
+        return QUEUED_TEXT;
       },
       {
         params: PeerParams,
@@ -156,9 +171,13 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
         // content type; the body is checked by the handler (a message, or a batch of them), so that a
         // batch's refusal names the message at fault, as a single body's names its field.
         parse: [
-          ({ request, server }) => {
+          async ({ request, server }) => {
             limits.message(() => address(request, server));
-            return readJsonBody(request);
+            const text = await readTextBody(request);
+            const value = parseJsonBody(text);
+            const payload = payloadSource(text);
+            if (payload !== undefined) payloadTexts.set(request, payload);
+            return value;
           },
         ],
         detail: describe({

@@ -3,6 +3,7 @@ import { type ErrorCode, refusals, type SignalError, type Where } from '../error
 import type { HoldingsConfig } from '../limits/address-holdings';
 import type { RateTicket } from './backend';
 import { MAX_BATCH, SERVER_EVENT_TYPES, type SignalBody } from './model';
+import { PAYLOAD_JSON, type WithPayloadJson } from './payload-source';
 import { SERVER_PEER_ID, type SessionMode } from './server-peer';
 import type { Role } from './store';
 
@@ -23,8 +24,16 @@ export const serverEvents = {
   sessionClosed: JSON.stringify({ type: 'session-closed' }),
 };
 
-/** A client message as its receivers read it: the server, never the client, sets `senderId`. */
-export const clientEvent = (senderId: string, body: Pick<SignalBody, 'type' | 'payload'>): string => JSON.stringify({ type: body.type, payload: body.payload, senderId });
+/**
+ * A client message as its receivers read it: the server, never the client, sets `senderId`. The payload's
+ * text as the client sent it is used when the message carries it (see `payloadSource`), rather than the
+ * parsed value serialised again; the two are the same JSON value.
+ */
+export function clientEvent(senderId: string, body: Pick<SignalBody, 'type' | 'payload'> & WithPayloadJson): string {
+  const payload = body[PAYLOAD_JSON];
+  if (payload === undefined) return JSON.stringify({ type: body.type, payload: body.payload, senderId });
+  return `{"type":${JSON.stringify(body.type)},"payload":${payload},"senderId":${JSON.stringify(senderId)}}`;
+}
 
 /** What the relay's server peer sends a peer of a relay session. */
 export const serverPeerEvent = (type: string, payload: unknown): string => JSON.stringify({ type, payload, senderId: SERVER_PEER_ID });

@@ -6,6 +6,7 @@ import type { Delivered } from '../delivery/delivery';
 import { type ErrorCode, errorStatus, SignalError } from '../errors';
 import { MAX_BODY_BYTES } from '../json-body';
 import { MESSAGE_QUEUED, MESSAGE_SENT, SignalBody } from '../sessions/model';
+import { PAYLOAD_JSON, payloadSource, type WithPayloadJson } from '../sessions/payload-source';
 import { batchRefusal } from '../sessions/rules';
 
 /** What a client chooses to correlate a frame with its ack: a number or a short string. */
@@ -73,7 +74,7 @@ const bad = (id: AckId, code: ErrorCode, message: string) => new BadFrame(id, ne
  * or an array of 1 to MAX_BATCH such bodies (a batch, refused whole when one of them is malformed, as
  * POST /message refuses it). Returns the frame, the batch, or a `BadFrame` to answer; never throws.
  */
-export function parseClientFrame(data: string | Uint8Array): ClientFrame | ClientBatch | BadFrame {
+export function parseClientFrame(data: string | Uint8Array): (ClientFrame & WithPayloadJson) | ClientBatch | BadFrame {
   if (typeof data !== 'string') return bad(null, 'invalid_request', 'frames are JSON text; binary frames are not accepted');
   if (data.length > MAX_BODY_BYTES) return bad(null, 'payload_too_large', `the frame is over ${MAX_BODY_BYTES} bytes`);
   let value: unknown;
@@ -83,7 +84,12 @@ export function parseClientFrame(data: string | Uint8Array): ClientFrame | Clien
     return bad(null, 'invalid_json', `the frame is not valid JSON: ${(e as Error).message}`);
   }
   if (Array.isArray(value)) return readBatch(value);
-  if (checkFrame.Check(value)) return value;
+  if (checkFrame.Check(value)) {
+    // The payload goes on as the client wrote it, not serialised again (see `payloadSource`).
+    const frame: ClientFrame & WithPayloadJson = value;
+    frame[PAYLOAD_JSON] = payloadSource(data);
+    return frame;
+  }
   const id = idOf(value);
   return new BadFrame(id, fieldError(value, 'frame'));
 }
