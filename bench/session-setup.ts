@@ -89,7 +89,7 @@ const FULL: Plan = {
   quiet: { sessions: 400, inFlight: 1, budgetMs: 8000 },
   loaded: { sessions: 4000, inFlight: 50, budgetMs: 20_000 },
   timeoutMs: 10_000,
-  candidateRounds: 5000,
+  candidateRounds: 10_000,
 };
 const SMOKE: Plan = {
   warmup: { sessions: 5, inFlight: 5, budgetMs: 2000 },
