@@ -139,9 +139,24 @@ export const refusals = {
   /** Every peer's undelivered events weigh `bytes`: one more would pass the budget of `max`. */
   queueTotal: (bytes: number, max: number, where: Where) =>
     new SignalError('queue_full', `this ${where} holds ${bytes} bytes of undelivered events, near its limit of ${max}; retry when they are read`, 1),
+  /** A batch (`POST /message` with an array, or a WebSocket frame) without a message. */
+  emptyBatch: () => new SignalError('invalid_request', 'the batch is empty; send 1 or more messages'),
+  /** A batch of `size` messages, more than `max`. */
+  batchTooLong: (size: number, max: number) => new SignalError('invalid_request', `the batch has ${size} messages; at most ${max} go in one`),
   /** A registration kept finding the session changed between its check and its write (cluster). */
   busySession: (sessionId: string) => new SignalError('backend_unavailable', `session ${sessionId} changes too fast to join; retry`, 1),
 };
+
+/** The refusal that `check` throws, or undefined when it lets through; anything else it throws is rethrown. */
+export function refusalOf(check: () => void): SignalError | undefined {
+  try {
+    check();
+    return undefined;
+  } catch (e) {
+    if (e instanceof SignalError) return e;
+    throw e;
+  }
+}
 
 /** What holds a limit: one process, or the cluster of instances sharing one Redis. */
 export type Where = 'server' | 'cluster';

@@ -68,6 +68,9 @@ export interface SendGuard {
   readonly rate: RateTicket;
 }
 
+/** What became of one message of a batch: written, held, or refused (the error it would have had alone). */
+export type MessageOutcome = Delivered | SignalError;
+
 /** What the route knows of a registering client besides its credentials. */
 export interface RegisterOrigin {
   /** The client's address (see `clientAddress`); undefined for a request handled in-process. */
@@ -148,6 +151,14 @@ export interface SignallingBackend extends PeerDirectory {
    * not counted as rejected messages.
    */
   send(sessionId: string, peerId: string, body: SignalBody & WithPayloadJson, guard?: SendGuard): Awaitable<Delivered>;
+  /**
+   * Forwards a batch of client messages from one sender, in order, each as `send` would alone: the
+   * sender is found and `guard`'s token checked once (those refusals refuse the batch), then each
+   * message meets its own checks (see `batchItemRefusal`) and gets its own outcome. `before[i]` is a
+   * refusal of message `i` decided before the store (the client address's rate). In a cluster, one
+   * Redis step for the whole batch.
+   */
+  sendBatch(sessionId: string, peerId: string, bodies: readonly SignalBody[], guard?: SendGuard, before?: readonly (SignalError | undefined)[]): Awaitable<MessageOutcome[]>;
   /**
    * Attaches a peer's stream (any `EventSink`: SSE, WebSocket) and writes what it has not received,
    * after `lastEventId` when the client resumes. On refusal the sink is closed.

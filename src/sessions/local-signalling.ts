@@ -8,11 +8,11 @@ import { AddressHoldings, type HoldingsConfig } from '../limits/address-holdings
 import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
 import type { RelayCapacity } from '../relay/capacity';
-import type { Admit, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
+import type { Admit, MessageOutcome, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
 import type { SessionEvent, SessionListener } from './events';
 import type { SignalBody } from './model';
 import type { WithPayloadJson } from './payload-source';
-import { checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, sees, serverEvents, serverPeerEvent, type Visible } from './rules';
+import { batchItemRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, sees, serverEvents, serverPeerEvent, type Visible } from './rules';
 import { SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
 import type { PeerAuth, PeerRecord, Role, Session, SessionStore } from './store';
 
@@ -178,6 +178,23 @@ export class LocalSignalling implements SignallingBackend {
       if (limited) throw limited;
     }
     return countMessage(this.observer, body.type, () => this.forward(sessionId, peerId, body));
+  }
+
+  /** Forwards a batch of client messages, in order, each with its own outcome (see `SignallingBackend.sendBatch`). */
+  sendBatch(sessionId: string, peerId: string, bodies: readonly SignalBody[], guard?: SendGuard, before: readonly (SignalError | undefined)[] = []): MessageOutcome[] {
+    const auth = this.peer(this.session(sessionId), peerId).auth;
+    guard?.credential.check(auth);
+    return bodies.map((body, i) => {
+      const refused = batchItemRefusal(before[i], guard?.rate);
+      if (refused) return refused;
+      try {
+        return countMessage(this.observer, body.type, () => this.forward(sessionId, peerId, body));
+      } catch (e) {
+        // A refusal is this message's outcome; anything else is a bug, and fails the request.
+        if (e instanceof SignalError) return e;
+        throw e;
+      }
+    });
   }
 
   private forward(sessionId: string, peerId: string, body: SignalBody & WithPayloadJson): Delivered {
