@@ -158,7 +158,13 @@ export interface SignallingBackend extends PeerDirectory {
    * refusal of message `i` decided before the store (the client address's rate). In a cluster, one
    * Redis step for the whole batch.
    */
-  sendBatch(sessionId: string, peerId: string, bodies: readonly SignalBody[], guard?: SendGuard, before?: readonly (SignalError | undefined)[]): Awaitable<MessageOutcome[]>;
+  sendBatch(
+    sessionId: string,
+    peerId: string,
+    bodies: readonly (SignalBody & WithPayloadJson)[],
+    guard?: SendGuard,
+    before?: readonly (SignalError | undefined)[],
+  ): Awaitable<MessageOutcome[]>;
   /**
    * Attaches a peer's stream (any `EventSink`: SSE, WebSocket) and writes what it has not received,
    * after `lastEventId` when the client resumes. On refusal the sink is closed.

@@ -181,7 +181,13 @@ export class LocalSignalling implements SignallingBackend {
   }
 
   /** Forwards a batch of client messages, in order, each with its own outcome (see `SignallingBackend.sendBatch`). */
-  sendBatch(sessionId: string, peerId: string, bodies: readonly SignalBody[], guard?: SendGuard, before: readonly (SignalError | undefined)[] = []): MessageOutcome[] {
+  sendBatch(
+    sessionId: string,
+    peerId: string,
+    bodies: readonly (SignalBody & WithPayloadJson)[],
+    guard?: SendGuard,
+    before: readonly (SignalError | undefined)[] = [],
+  ): MessageOutcome[] {
     const auth = this.peer(this.session(sessionId), peerId).auth;
     guard?.credential.check(auth);
     return bodies.map((body, i) => {

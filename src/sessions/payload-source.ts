@@ -98,3 +98,24 @@ export const PAYLOAD_JSON: unique symbol = Symbol('payload JSON');
 export interface WithPayloadJson {
   [PAYLOAD_JSON]?: string;
 }
+
+/**
+ * The payload text of each message of a batch, a JSON array's text that `JSON.parse` accepted: for each
+ * element in order, what `payloadSource` finds in it (undefined for one that has none, or that is not
+ * an object). Undefined when `json` is not an array.
+ */
+export function batchPayloadSources(json: string): (string | undefined)[] | undefined {
+  let i = skipSpace(json, 0);
+  if (json.charCodeAt(i) !== OPEN_BRACKET) return undefined;
+  const sources: (string | undefined)[] = [];
+  i = skipSpace(json, i + 1);
+  while (i < json.length && json.charCodeAt(i) !== CLOSE_BRACKET) {
+    const end = valueEnd(json, i);
+    if (end < 0) return undefined;
+    sources.push(payloadSource(json.slice(i, end)));
+    i = skipSpace(json, end);
+    if (json.charCodeAt(i) !== COMMA) break;
+    i = skipSpace(json, i + 1);
+  }
+  return sources;
+}

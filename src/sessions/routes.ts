@@ -20,16 +20,19 @@ import {
   SignalBatch,
   SignalBody,
 } from './model';
-import { PAYLOAD_JSON, payloadSource, type WithPayloadJson } from './payload-source';
+import { batchPayloadSources, PAYLOAD_JSON, payloadSource, type WithPayloadJson } from './payload-source';
 import { batchRefusal } from './rules';
 
-/** The two answers of POST /message to a single body, as text, with the content type `Response.json` gives. */
+/** The two answers of POST /message, as text, with the content type `Response.json` gives. */
 const SENT_TEXT = JSON.stringify(MESSAGE_SENT);
 const QUEUED_TEXT = JSON.stringify(MESSAGE_QUEUED);
 const JSON_TYPE = 'application/json;charset=utf-8';
 
-/** The payload text of each message request being handled, from its parser to its handler; gone with the request. */
-const payloadTexts = new WeakMap<Request, string>();
+/**
+ * The payload text of each message request being handled (of each message of a batch), from its parser
+ * to its handler; gone with the request.
+ */
+const payloadTexts = new WeakMap<Request, string | (string | undefined)[]>();
 
 // Compiled once: the body of every POST /message is checked with one of these.
 const checkBody = TypeCompiler.Compile(SignalBody);
@@ -47,6 +50,16 @@ function readBatch(value: unknown[]): SignalBatch {
   if (refused) throw refused;
   if (!checkBatch.Check(value)) throw new ValidationError('body', checkBatch, value);
   return value;
+}
+
+/** A batch's messages with their payloads' text as sent, where the parser found it. */
+function withPayloads(bodies: SignalBatch, texts: string | (string | undefined)[] | undefined): (SignalBody & WithPayloadJson)[] {
+  if (!Array.isArray(texts)) return bodies;
+  return bodies.map((body, i) => {
+    const message: SignalBody & WithPayloadJson = body;
+    message[PAYLOAD_JSON] = texts[i];
+    return message;
+  });
 }
 
 /** One message's outcome as a batch answers it: the status and words POST /message would have given it alone. */
@@ -67,7 +80,7 @@ async function sendBatch(
   signalling: SignallingBackend,
   sessionId: string,
   peerId: string,
-  bodies: SignalBatch,
+  bodies: readonly (SignalBody & WithPayloadJson)[],
   guard: SendGuard,
   rateOf: (addressOf: () => string | undefined) => void,
   addressOf: () => string | undefined,
@@ -150,14 +163,15 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
             signalling,
             sessionId,
             peerId,
-            readBatch(body),
+            withPayloads(readBatch(body), payloadTexts.get(request)),
             guard,
             (of) => limits.message(of),
             () => address(request, server),
           );
-        // The payload's text, found while parsing, goes with the message (see `payloadSource`).
+        // The payload's text, found while parsing, goes on the checked body.
         const message: SignalBody & WithPayloadJson = readBody(body);
-        message[PAYLOAD_JSON] = payloadTexts.get(request);
+        const text = payloadTexts.get(request);
+        if (typeof text === 'string') message[PAYLOAD_JSON] = text;
         const delivered = await signalling.send(sessionId, peerId, message, guard);
         // The answer's text is made once: Elysia sends a string as it is, where an object is serialised per message.
         set.headers['content-type'] = JSON_TYPE;
@@ -175,7 +189,7 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
             limits.message(() => address(request, server));
             const text = await readTextBody(request);
             const value = parseJsonBody(text);
-            const payload = payloadSource(text);
+            const payload = Array.isArray(value) ? batchPayloadSources(text) : payloadSource(text);
             if (payload !== undefined) payloadTexts.set(request, payload);
             return value;
           },

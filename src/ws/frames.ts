@@ -6,7 +6,7 @@ import type { Delivered } from '../delivery/delivery';
 import { type ErrorCode, errorStatus, SignalError } from '../errors';
 import { MAX_BODY_BYTES } from '../json-body';
 import { MESSAGE_QUEUED, MESSAGE_SENT, SignalBody } from '../sessions/model';
-import { PAYLOAD_JSON, payloadSource, type WithPayloadJson } from '../sessions/payload-source';
+import { batchPayloadSources, PAYLOAD_JSON, payloadSource, type WithPayloadJson } from '../sessions/payload-source';
 import { batchRefusal } from '../sessions/rules';
 
 /** What a client chooses to correlate a frame with its ack: a number or a short string. */
@@ -19,7 +19,7 @@ export type ClientFrame = typeof ClientFrame.static;
 
 /** A frame that is a batch: up to MAX_BATCH client frames, each answered with its own ack, in order. */
 export class ClientBatch {
-  constructor(readonly frames: readonly ClientFrame[]) {}
+  constructor(readonly frames: readonly (ClientFrame & WithPayloadJson)[]) {}
 }
 
 // Compiled once: a generated function, several times faster per frame than interpreting the schema.
@@ -83,8 +83,7 @@ export function parseClientFrame(data: string | Uint8Array): (ClientFrame & With
   } catch (e) {
     return bad(null, 'invalid_json', `the frame is not valid JSON: ${(e as Error).message}`);
   }
-  // A batch's messages are serialised again: their payloads' texts are not scanned for (candidates, mostly).
-  if (Array.isArray(value)) return readBatch(value);
+  if (Array.isArray(value)) return readBatch(value, data);
   if (checkFrame.Check(value)) {
     // The payload goes on as the client wrote it, not serialised again (see `payloadSource`).
     const frame: ClientFrame & WithPayloadJson = value;
@@ -96,13 +95,20 @@ export function parseClientFrame(data: string | Uint8Array): (ClientFrame & With
 }
 
 /** A batch, or its refusal: answered once (ack null) when its length is wrong, else once per message. */
-function readBatch(values: unknown[]): ClientBatch | BadFrame {
+function readBatch(values: unknown[], data: string): ClientBatch | BadFrame {
   const refused = batchRefusal(values.length);
   if (refused) return new BadFrame(null, refused);
   const ids = values.map(idOf);
   const wrong = values.findIndex((value) => !checkFrame.Check(value));
   if (wrong >= 0) return new BadFrame(null, fieldError(values[wrong], `frame.${wrong}`), ids);
-  return new ClientBatch(values as ClientFrame[]);
+  // Each message's payload goes on as the client wrote it, as a single frame's does.
+  const sources = batchPayloadSources(data);
+  const frames = values as (ClientFrame & WithPayloadJson)[];
+  if (sources)
+    frames.forEach((frame, i) => {
+      frame[PAYLOAD_JSON] = sources[i];
+    });
+  return new ClientBatch(frames);
 }
 
 /** The id of a frame that is wrong anyway, when it is usable. */

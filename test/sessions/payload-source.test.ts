@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { iceCandidate, sdpOffer } from '../../bench/signal-payloads';
-import { PAYLOAD_JSON, payloadSource } from '../../src/sessions/payload-source';
+import { batchPayloadSources, PAYLOAD_JSON, payloadSource } from '../../src/sessions/payload-source';
 import { clientEvent } from '../../src/sessions/rules';
 
 /** What JSON.parse makes of the body's payload, and what the scan found, parsed: they must be the same value. */
@@ -76,5 +76,31 @@ describe('clientEvent', () => {
   test('a type that needs escaping is escaped; no payload, no payload field', () => {
     expect(JSON.parse(clientEvent('a', { type: 'x"}', [PAYLOAD_JSON]: '1' }))).toEqual({ type: 'x"}', payload: 1, senderId: 'a' });
     expect(clientEvent('a', { type: 'x' })).toBe('{"type":"x","senderId":"a"}');
+  });
+});
+
+describe('batchPayloadSources', () => {
+  test('each message of a batch: its payload as sent, in order, whitespace and all', () => {
+    const batch = [
+      { type: 'offer', target: 'b', payload: sdpOffer(1) },
+      { type: 'ice-candidate', payload: iceCandidate(2), target: 'b' },
+      { type: 'hello' },
+      { type: 'x', payload: '],"payload":{' },
+    ];
+    const text = ` [ ${batch.map((m) => JSON.stringify(m)).join(' ,\n ')} ] `;
+    expect(batchPayloadSources(text)).toEqual([JSON.stringify(sdpOffer(1)), JSON.stringify(iceCandidate(2)), undefined, '"],\\"payload\\":{"']);
+    const sources = batchPayloadSources(text) ?? [];
+    batch.forEach((m, i) => {
+      const source = sources[i];
+      if (source !== undefined) expect(JSON.parse(source)).toEqual(m.payload);
+    });
+  });
+
+  test.each([
+    ['an object body', '{"type":"x","payload":1}', undefined],
+    ['an empty batch', '[]', []],
+    ['items that are not objects', '[1,"payload",[{"payload":2}],{"payload":3}]', [undefined, undefined, undefined, '3']],
+  ])('%s', (_, body, expected) => {
+    expect(batchPayloadSources(body)).toEqual(expected);
   });
 });
