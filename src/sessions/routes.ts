@@ -1,10 +1,10 @@
 import { Type as t } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { Elysia, ValidationError } from 'elysia';
+import { Elysia } from 'elysia';
 import type { Guards } from '../auth/guards';
 import { bearerToken } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
-import { refusalOf } from '../errors';
+import { refusalOf, schemaRefusal } from '../errors';
 import { parseJsonBody, readTextBody } from '../json-body';
 import type { MessageOutcome, SendGuard, SignallingBackend } from './backend';
 import {
@@ -38,9 +38,9 @@ const payloadTexts = new WeakMap<Request, string | (string | undefined)[]>();
 const checkBody = TypeCompiler.Compile(SignalBody);
 const checkBatch = TypeCompiler.Compile(SignalBatch);
 
-/** A single body, or the validation error that names its field at fault (`body.type: …`), as Elysia's own check would. */
+/** A single body, or the refusal that names its field at fault (`body.type: …`). */
 function readBody(value: unknown): SignalBody {
-  if (!checkBody.Check(value)) throw new ValidationError('body', checkBody, value);
+  if (!checkBody.Check(value)) throw schemaRefusal(checkBody, value, 'body');
   return value;
 }
 
@@ -48,7 +48,7 @@ function readBody(value: unknown): SignalBody {
 function readBatch(value: unknown[]): SignalBatch {
   const refused = batchRefusal(value.length);
   if (refused) throw refused;
-  if (!checkBatch.Check(value)) throw new ValidationError('body', checkBatch, value);
+  if (!checkBatch.Check(value)) throw schemaRefusal(checkBatch, value, 'body');
   return value;
 }
 

@@ -88,6 +88,8 @@ export class WsConnection {
     } catch (e) {
       return this.answer(sink, [id], e);
     }
+    // The common case, answered at once without a closure: one process, no ack waiting before it.
+    if (!(sent instanceof Promise) && !this.pendingAcks) return sink.reply(ackFrame(id, sent));
     this.acknowledge(
       sent,
       (delivered) => sink.reply(ackFrame(id, delivered)),

@@ -3,7 +3,7 @@
 import { Type as t } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Delivered } from '../delivery/delivery';
-import { type ErrorCode, errorStatus, SignalError } from '../errors';
+import { type ErrorCode, errorStatus, SignalError, schemaRefusal } from '../errors';
 import { MAX_BODY_BYTES } from '../json-body';
 import { MESSAGE_QUEUED, MESSAGE_SENT, SignalBody } from '../sessions/model';
 import { batchPayloadSources, PAYLOAD_JSON, payloadSource, type WithPayloadJson } from '../sessions/payload-source';
@@ -91,7 +91,7 @@ export function parseClientFrame(data: string | Uint8Array): (ClientFrame & With
     return frame;
   }
   const id = idOf(value);
-  return new BadFrame(id, fieldError(value, 'frame'));
+  return new BadFrame(id, schemaRefusal(checkFrame, value, 'frame'));
 }
 
 /** A batch, or its refusal: answered once (ack null) when its length is wrong, else once per message. */
@@ -100,7 +100,7 @@ function readBatch(values: unknown[], data: string): ClientBatch | BadFrame {
   if (refused) return new BadFrame(null, refused);
   const ids = values.map(idOf);
   const wrong = values.findIndex((value) => !checkFrame.Check(value));
-  if (wrong >= 0) return new BadFrame(null, fieldError(values[wrong], `frame.${wrong}`), ids);
+  if (wrong >= 0) return new BadFrame(null, schemaRefusal(checkFrame, values[wrong], `frame.${wrong}`), ids);
   // Each message's payload goes on as the client wrote it, as a single frame's does.
   const sources = batchPayloadSources(data);
   const frames = values as (ClientFrame & WithPayloadJson)[];
@@ -115,13 +115,6 @@ function readBatch(values: unknown[], data: string): ClientBatch | BadFrame {
 function idOf(value: unknown): AckId {
   const raw = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as { id?: unknown }).id : undefined;
   return raw !== undefined && checkId.Check(raw) ? raw : null;
-}
-
-/** The slow path, for frames that are wrong anyway: the field at fault, named from `root`. */
-function fieldError(value: unknown, root: string): SignalError {
-  const first = checkFrame.Errors(value).First();
-  const field = first?.path ? `${root}${first.path.replaceAll('/', '.')}` : root;
-  return new SignalError('invalid_request', `${field}: ${first?.message ?? 'Expected an object'}`);
 }
 
 /** Statuses that mean the client sent something malformed, rather than something the session refused. */

@@ -83,6 +83,17 @@ eachBackend(backends, (backend) => {
     expect(await candidates(stream, 1)).toEqual([9]);
   });
 
+  test('deeply nested bodies, batch or not, are refused 400 naming the field, and the server goes on', async () => {
+    const s = await backend.start();
+    await pair(s);
+    for (const body of ['['.repeat(20_000) + ']'.repeat(20_000), `[${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}]`, `${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}`]) {
+      const res = await s.req('POST', '/message/s/a', body);
+      expect(res.status).toBe(400);
+      expect(res.body.message).toMatch(/^body(\.0)?(\.type)?: /);
+    }
+    expect((await s.message('s', 'a', [candidate(1)])).status).toBe(200);
+  });
+
   test('a batch over 64 KiB as a whole is refused 413', async () => {
     const s = await backend.start();
     await pair(s);
