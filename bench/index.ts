@@ -1,4 +1,4 @@
-// `bun run bench`: every benchmark in one run, on loopback, bounded in time (about 7 minutes; a
+// `bun run bench`: every benchmark in one run, on loopback, bounded in time (about 6 minutes; a
 // `--smoke` run takes seconds and only proves the harness works). Prints one table and writes it into
 // BENCHMARKS.md, with the machine, the versions and the command.
 //
