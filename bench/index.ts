@@ -1,4 +1,4 @@
-// `bun run bench`: every benchmark in one run, on loopback, bounded in time (about 4 minutes; a
+// `bun run bench`: every benchmark in one run, on loopback, bounded in time (about 6 minutes; a
 // `--smoke` run takes seconds and only proves the harness works). Prints one table and writes it into
 // BENCHMARKS.md, with the machine, the versions and the command.
 //
@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'bun';
 import { benchBinary } from './binary';
+import { benchClusterRows } from './cluster';
 import { benchFirstFrame } from './first-frame';
 import { pinLoad } from './process';
 import { benchRelayRows } from './relay';
@@ -22,6 +23,7 @@ import { benchSessionSetup } from './session-setup';
 import { benchSseRelay } from './sse-relay';
 import { benchStreams } from './streams';
 import { formatRows, mergeTables, met, type Row } from './table';
+import { benchTls } from './tls';
 
 type Bench = (options: { smoke: boolean; log: (line: string) => void }) => Promise<Row[]>;
 
@@ -36,6 +38,8 @@ const BENCHES: Record<string, Bench> = {
   binary: benchBinary,
   'sse-relay': benchSseRelay,
   'session-setup': benchSessionSetup,
+  cluster: benchClusterRows,
+  tls: benchTls,
   relay: (options) => benchRelayRows({ ...options, serverEnv: relayServerEnv }),
   'first-frame': benchFirstFrame,
   streams: benchStreams,

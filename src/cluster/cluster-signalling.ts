@@ -3,20 +3,32 @@ import type { Config } from '../config';
 import type { Delivered, EventSink } from '../delivery/delivery';
 import { countMessage, type DeliveryObserver, noObserver } from '../delivery/observer';
 import { type EventBounds, eventBounds, fromPeer, peerNotice } from '../delivery/rules';
-import { refusals, type SignalError } from '../errors';
+import { refusals, SignalError } from '../errors';
 import type { HoldingsConfig } from '../limits/address-holdings';
 import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
-import type { Admit, AdmitSession, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from '../sessions/backend';
+import type {
+  Admit,
+  AdmitSession,
+  MessageOutcome,
+  RegisterOrigin,
+  Registration,
+  SendGuard,
+  SessionGauges,
+  SessionOptions,
+  SessionSnapshot,
+  SignallingBackend,
+} from '../sessions/backend';
 import type { SessionEvent, SessionListener } from '../sessions/events';
 import type { SignalBody } from '../sessions/model';
-import { capRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, serverEvents } from '../sessions/rules';
+import type { WithPayloadJson } from '../sessions/payload-source';
+import { batchItemRefusal, capRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, serverEvents } from '../sessions/rules';
 import type { SessionMode } from '../sessions/server-peer';
 import type { Invite, PeerAuth, Role } from '../sessions/store';
 import { HeldStreams } from './held-streams';
 import { peerAddress, peerIdOf, redisKey } from './protocol';
 import { RedisLink } from './redis-link';
-import { type AttachReply, boundsArgs, type CountsReply, type Outcome, SCRIPTS, type Script, type SendReply, topicArgs } from './scripts';
+import { type AttachReply, boundsArgs, type CountsReply, type MessageReply, type Outcome, SCRIPTS, type Script, type SendReply, topicArgs } from './scripts';
 
 export type ClusterConfig = Pick<
   Config,
@@ -233,63 +245,114 @@ export class ClusterSignalling implements SignallingBackend {
    * One step in Redis: the sender is found and, with `guard`, its token checked there (the route's access
    * check costs no round trip of its own), then the message is appended to its targets' logs.
    */
-  async send(sessionId: string, peerId: string, body: SignalBody, guard?: SendGuard): Promise<Delivered> {
+  async send(sessionId: string, peerId: string, body: SignalBody & WithPayloadJson, guard?: SendGuard): Promise<Delivered> {
     // Taken now, given back if the sender is not let in: a refusal of the rate comes after the token's.
     const limited = guard?.rate.take();
-    const refused = messageRefusal(peerId, body);
+    const refused = limited ?? messageRefusal(peerId, body);
+    const [message] = await this.runSend(sessionId, peerId, [body], guard, limited || !guard ? 0 : 1, [refused]);
+    const outcome = this.outcome(sessionId, body, message, refused);
+    if (outcome === 'sent' || outcome === 'queued') return outcome;
+    throw outcome;
+  }
+
+  /** A batch in one Redis step: the sender let in once, then each message as `send` takes it. */
+  async sendBatch(
+    sessionId: string,
+    peerId: string,
+    bodies: readonly SignalBody[],
+    guard?: SendGuard,
+    before: readonly (SignalError | undefined)[] = [],
+  ): Promise<MessageOutcome[]> {
+    let taken = 0;
+    const decided = bodies.map((body, i) => {
+      const limited = batchItemRefusal(before[i], guard?.rate);
+      if (!limited && guard) taken++;
+      return limited ?? messageRefusal(peerId, body);
+    });
+    const messages = await this.runSend(sessionId, peerId, bodies, guard, taken, decided);
+    return bodies.map((body, i) => {
+      try {
+        return this.outcome(sessionId, body, messages[i], decided[i]);
+      } catch (e) {
+        // A refusal is this message's outcome; anything else is a bug, and fails the request.
+        if (e instanceof SignalError) return e;
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * Runs the send script for `bodies` and answers with what became of each message, or throws the
+   * sender's refusal, giving back the `taken` tokens of the sender's rate.
+   */
+  private async runSend(
+    sessionId: string,
+    peerId: string,
+    bodies: readonly SignalBody[],
+    guard: SendGuard | undefined,
+    taken: number,
+    refused: readonly (SignalError | undefined)[],
+  ): Promise<(MessageReply | undefined)[]> {
+    const giveBack = () => {
+      for (let i = 0; i < taken; i++) guard?.rate.giveBack();
+    };
+    const messages: string[] = [];
+    bodies.forEach((body, i) => {
+      messages.push(body.target ?? '', clientEvent(peerId, body), refused[i] ? '1' : '0');
+    });
     let reply: SendReply;
     try {
       reply = await this.run(
         SCRIPTS.send,
         sessionId,
         peerId,
-        body.target ?? '',
-        clientEvent(peerId, body),
-        String(this.deps.clock.now()),
-        ...topicArgs(fromPeer(peerId)),
-        ...boundsArgs(this.bounds),
         guard?.credential.checked ? '1' : '0',
         guard?.credential.hash ?? '',
-        limited || refused ? '1' : '0',
+        ...topicArgs(fromPeer(peerId)),
+        ...boundsArgs(this.bounds),
+        String(this.deps.clock.now()),
+        ...messages,
       );
     } catch (e) {
-      if (!limited) guard?.rate.giveBack();
-      this.observer.message(body.type, 'rejected');
+      giveBack();
+      for (const body of bodies) this.observer.message(body.type, 'rejected');
       throw e;
     }
-    switch (reply.status) {
-      case 'session_not_found':
-      case 'peer_not_found':
-      case 'unauthorized':
-      case 'forbidden': {
-        if (!limited) guard?.rate.giveBack();
-        // The refusals of the guard are the route's, as in one process: not counted as rejected messages.
-        if (!guard) this.observer.message(body.type, 'rejected');
-        if (reply.status === 'session_not_found') throw refusals.sessionNotFound(sessionId);
-        if (reply.status === 'peer_not_found') throw refusals.peerNotFound(sessionId, peerId);
-        throw guard?.credential.refusal(reply.status) ?? new Error('send: a token was checked without a guard');
-      }
-      case 'refused':
-        if (limited) throw limited;
-        this.observer.message(body.type, 'rejected');
-        throw refused ?? new Error('send: refused without a refusal');
-      default:
-        break;
+    if (reply.status !== 'ok') {
+      giveBack();
+      // The refusals of the guard are the route's, as in one process: not counted as rejected messages.
+      if (!guard) for (const body of bodies) this.observer.message(body.type, 'rejected');
+      if (reply.status === 'session_not_found') throw refusals.sessionNotFound(sessionId);
+      if (reply.status === 'peer_not_found') throw refusals.peerNotFound(sessionId, peerId);
+      throw guard?.credential.refusal(reply.status) ?? new Error('send: a token was checked without a guard');
+    }
+    this.apply(reply.out);
+    return reply.messages;
+  }
+
+  /**
+   * What became of one message: 'sent', 'queued', or its refusal. `refused` is the refusal decided before
+   * the script (the rates, the session rules): a rate's refusal is not counted as a rejected message.
+   */
+  private outcome(sessionId: string, body: SignalBody, reply: MessageReply | undefined, refused: SignalError | undefined): MessageOutcome {
+    if (reply?.status === 'refused') {
+      if (refused?.code !== 'rate_limited') this.observer.message(body.type, 'rejected');
+      if (!refused) throw new Error('send: refused without a refusal');
+      return refused;
     }
     return countMessage(this.observer, body.type, () => this.delivered(sessionId, body, reply));
   }
 
-  /** What the send script's answer means for the sender: 'sent', 'queued', or a refusal of its targets. */
-  private delivered(sessionId: string, body: SignalBody, reply: SendReply): Delivered {
+  /** What the send script's answer for one message means for the sender: 'sent', 'queued', or a refusal of its targets. */
+  private delivered(sessionId: string, body: SignalBody, reply: MessageReply | undefined): Delivered {
+    if (reply === undefined) throw new Error('send: the script answered for fewer messages than it was given');
     if (reply.status === 'target_not_found') throw refusals.targetNotFound(sessionId, reply.target);
     if (reply.status === 'queue_full') {
-      this.apply(reply.out);
       if (reply.why === 'total') throw refusals.queueTotal(reply.bytes, this.bounds.totalBytes, 'cluster');
       if (body.target === undefined) throw refusals.queueBroadcast(reply.target);
       throw reply.why === 'held' ? refusals.queueHeld(reply.held) : refusals.queueBytes(reply.bytes);
     }
     if (reply.status !== 'ok') throw new Error(`send: unexpected status ${reply.status}`);
-    this.apply(reply.out);
     // 'sent' when each target's stream is held by a live instance, which writes it at once: here, when
     // this instance wrote it; elsewhere, when that instance's channel took it. How far the other
     // instance's stream is behind is not known here without a race (its progress is stored after each
