@@ -22,7 +22,8 @@
 // minutes. Smoke mode: no build (the executable rows are skipped if there is none), 3 starts, 1 of
 // each comparison, 0.5 s idle.
 
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Subprocess } from 'bun';
@@ -198,6 +199,22 @@ function newestSource(): { path: string; mtimeMs: number } {
 }
 
 /** `bun run build`, as users build the executable (package.json's script), bounded in time. */
+/** bench/servers/hello.ts compiled as `bun run build` compiles switchboard, into a temporary directory. */
+async function buildHello(log: (line: string) => void): Promise<{ path: string; remove: () => void } | undefined> {
+  const dir = mkdtempSync(join(tmpdir(), 'switchboard-hello-'));
+  const path = join(dir, 'hello');
+  const flags = ['--compile', '--format=esm', '--bytecode', '--minify-syntax', '--minify-whitespace'];
+  const proc = Bun.spawn([process.execPath, 'build', ...flags, join(import.meta.dir, 'servers/hello.ts'), '--outfile', path], { cwd: root, stdout: 'ignore', stderr: 'pipe' });
+  const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  if (code !== 0) {
+    log(`binary: the compiled hello-world did not build (${err.trim()}): its rows are left out`);
+    remove();
+    return undefined;
+  }
+  return { path, remove };
+}
+
 async function build(log: (line: string) => void): Promise<void> {
   log('binary: building the executable with `bun run build`');
   const t0 = performance.now();
@@ -337,6 +354,15 @@ export async function benchBinary(options: BinaryOptions): Promise<Row[]> {
       },
       ...memory,
     );
+  }
+
+  // The anchor: Bun's own floor for an executable, a hello-world compiled with the same flags.
+  const hello = await buildHello(log);
+  if (hello) {
+    const run = await startMany({ name: 'compiled Bun hello-world (the anchor)', command: [hello.path], path: '/' }, smoke ? 3 : 20, smoke ? 1 : 3, idleMs);
+    const [, ok, , idle] = startRows(bench, 'compiled Bun hello-world (the anchor)', run, idleMs, false);
+    rows.push(ok as Row, idle as Row);
+    hello.remove();
   }
 
   // Comparisons: the same app run from source by bun, and the PeerJS server under its own runtime.

@@ -8,6 +8,7 @@ import { RedisClient } from 'bun';
 import { RedisServer } from '../test/cluster/redis-server';
 import { type ServerProcess, spawnServer } from '../test/process-helpers';
 import { median, quantile } from './stats';
+import type { Row } from './table';
 
 export interface ClusterBenchOptions {
   pairs: number;
@@ -245,6 +246,41 @@ export async function clusterBench(partial: Partial<ClusterBenchOptions> = {}): 
     ...(mode === 'cluster' ? { redisCommandsPerMessage: median(perMessage), redisCpuUsPerMessage: median(cpuPerMessage) } : {}),
   }));
   return { options, redisMemory: redisMemoryFigures, loadBefore, loadAfter: loadavg(), cores: cpus().length, results };
+}
+
+/** `bun run bench`'s rows: 2 runs of 3 s per mode (about 40 s); a smoke run takes a few seconds. */
+export async function benchClusterRows(options: { smoke: boolean; log: (line: string) => void }): Promise<Row[]> {
+  const report = await clusterBench(options.smoke ? { pairs: 4, runs: 1, seconds: 0.5, latencyMessages: 50 } : { runs: 2, seconds: 3 });
+  const single = report.results.find((r) => r.mode === 'single');
+  const cluster = report.results.find((r) => r.mode === 'cluster');
+  if (!single || !cluster) throw new Error('cluster bench: a mode is missing');
+  for (const r of report.results)
+    options.log(`${r.mode}: ${r.runs.map((x) => x.messagesPerS.toFixed(0)).join(' / ')} msg/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms`);
+  const bench = `cross-instance relay (${report.options.pairs} pairs, ~300 B, one POST in flight per sender; two instances and Redis on ${report.cores} cores)`;
+  const runs = (r: ModeResult) =>
+    `median of ${r.runs.length}: ${r.runs.map((x) => `${(x.messagesPerS / 1000).toFixed(1)} k`).join(' / ')}; p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms at ${report.options.latencyRate}/s`;
+  return [
+    { bench, subject: 'switchboard, one instance', figure: 'throughput', value: single.messagesPerS, unit: 'msg/s', note: runs(single) },
+    { bench, subject: 'switchboard, sender and receiver on two instances', figure: 'throughput', value: cluster.messagesPerS, unit: 'msg/s', note: runs(cluster) },
+    { bench, subject: 'cross-instance ÷ one instance', figure: 'throughput ratio', value: cluster.messagesPerS / single.messagesPerS, unit: '×', goal: { op: '>=', value: 0.7 } },
+    {
+      bench,
+      subject: 'Redis',
+      figure: 'CPU per cross-instance message',
+      value: cluster.redisCpuUsPerMessage ?? Number.NaN,
+      unit: 'µs',
+      goal: { op: '<=', value: 25 },
+      note: `${cluster.redisCommandsPerMessage?.toFixed(1)} commands per message (scripts and the commands inside them); from INFO cpu`,
+    },
+    {
+      bench,
+      subject: 'Redis',
+      figure: 'memory per registered peer',
+      value: report.redisMemory.bytesPerPeer,
+      unit: 'B',
+      note: `${report.redisMemory.bytesPerEvent.toFixed(0)} B per ~300-byte event held`,
+    },
+  ];
 }
 
 if (import.meta.main) {

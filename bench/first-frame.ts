@@ -225,6 +225,16 @@ async function measureViewer(system: System, browser: Browser, server: ServerPro
   }
 }
 
+/** Joining viewers the relay server sent its keyframe cache to, from its own /metrics; NaN when it cannot say. */
+async function cacheReplays(server: ServerProcess): Promise<number> {
+  try {
+    const text = await (await fetch(`${server.base}/metrics`)).text();
+    return Number(/^switchboard_relay_keyframe_cache_replays_total (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+  } catch {
+    return Number.NaN; // the server is gone: the viewers' rows say why
+  }
+}
+
 /** The rows of one system; a relay's first viewer (the first of its process) also on its own. */
 function systemRows(system: System, { measured, failed, firstError }: Outcome): Row[] {
   const totals = measured.map((m) => m.shownMs);
@@ -261,6 +271,7 @@ export async function benchFirstFrame(options: { smoke: boolean; log: (line: str
   const publishers: BrowserContext[] = [];
   let browser: Browser | undefined;
   const outcomes = systems.map((): Outcome => ({ measured: [], failed: 0 }));
+  let replays = Number.NaN;
   try {
     servers.push(...(await Promise.all(systems.map((system) => system.server()))));
     browser = await launchBrowser();
@@ -268,6 +279,8 @@ export async function benchFirstFrame(options: { smoke: boolean; log: (line: str
     for (let index = 1; index <= viewers; index++) {
       for (const [i, system] of systems.entries()) await measureViewer(system, browser, servers[i] as ServerProcess, index, outcomes[i] as Outcome, options.log);
     }
+    const relay = systems.findIndex((s) => s.subject === 'switchboard relay');
+    replays = await cacheReplays(servers[relay] as ServerProcess);
   } finally {
     await Promise.all(publishers.map((context) => context.close().catch(() => undefined)));
     await browser?.close();
@@ -275,6 +288,10 @@ export async function benchFirstFrame(options: { smoke: boolean; log: (line: str
     pages.stop();
   }
   const rows = systems.flatMap((system, i) => systemRows(system, outcomes[i] as Outcome));
+  // What proves a relay viewer's first frame did not wait for a keyframe: the server replayed its cache.
+  if (Number.isFinite(replays))
+    rows.push({ bench: BENCH, subject: 'switchboard relay', figure: 'viewers sent the keyframe cache', value: replays, unit: 'viewers', note: `of ${viewers}` });
+  else options.log('the relay server could not be asked how many viewers it sent its keyframe cache to');
   const p50 = (subject: string) => quantile(outcomes[systems.findIndex((s) => s.subject === subject)]?.measured.map((m) => m.shownMs) ?? [], 0.5);
   rows.push({
     bench: BENCH,

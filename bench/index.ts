@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'bun';
 import { benchBinary } from './binary';
+import { benchClusterRows } from './cluster';
 import { benchFirstFrame } from './first-frame';
 import { pinLoad } from './process';
 import { benchRelayRows } from './relay';
@@ -23,6 +24,7 @@ import { benchSessionSetup } from './session-setup';
 import { benchSseRelay } from './sse-relay';
 import { benchStreams } from './streams';
 import { formatRows, mergeTables, met, type Row } from './table';
+import { benchTls } from './tls';
 
 type Bench = (options: { smoke: boolean; log: (line: string) => void }) => Promise<Row[]>;
 
@@ -37,6 +39,8 @@ const BENCHES: Record<string, Bench> = {
   binary: benchBinary,
   'sse-relay': benchSseRelay,
   'session-setup': benchSessionSetup,
+  cluster: benchClusterRows,
+  tls: benchTls,
   relay: (options) => benchRelayRows({ ...options, serverEnv: relayServerEnv }),
   'relay-cluster': benchRelayClusterRows,
   'first-frame': benchFirstFrame,

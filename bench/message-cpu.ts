@@ -1,21 +1,30 @@
 // CPU time per POST /message through app.handle (no socket), with the production logger at info
-// level: what the routes, validation, telemetry, metrics and delivery cost per message.
+// level: what the routes, validation, telemetry, metrics and delivery cost per message. The messages are
+// the relay benchmark's mix: nine ICE candidates (257 B) to one 4 KB SDP offer.
 // Usage: bun bench/message-cpu.ts [messages per run, default 40000] [runs, default 5]
 import { createApp } from '../src/app';
 import { systemClock } from '../src/clock';
 import { defaultConfig } from '../src/config';
 import { createLogger } from '../src/log/logger';
+import { iceCandidate, sdpOffer } from './signal-payloads';
 
 const messages = Number(process.argv[2] ?? 40_000);
 const runs = Number(process.argv[3] ?? 5);
-const body = JSON.stringify({ target: 'b', type: 'ice-candidate', payload: { candidate: 'candidate:1 1 udp 2122260223 192.168.1.2 54321 typ host', sdpMid: '0' } });
+const bodies = Array.from({ length: 10 }, (_, i) =>
+  i === 9 ? JSON.stringify({ type: 'offer', target: 'b', payload: sdpOffer(i) }) : JSON.stringify({ type: 'ice-candidate', target: 'b', payload: iceCandidate(i) }),
+);
 
 /** µs of CPU per message: to a peer that holds them (202), or to one whose open stream is read (200). */
 async function run(path: 'held' | 'relayed'): Promise<number> {
   const logger = createLogger({ level: 'info', format: 'json', clock: systemClock, write: () => {} });
-  const server = createApp(defaultConfig({ maxQueue: 100_000, messageRatePerS: 0, peerMessageRatePerS: 0, registerRatePerMin: 0 }), { logger });
+  const server = createApp(
+    defaultConfig({ maxQueue: 100_000, maxPeerEventBytes: 2 ** 30, maxEventBytes: 2 ** 31, messageRatePerS: 0, peerMessageRatePerS: 0, registerRatePerMin: 0 }),
+    { logger },
+  );
   const { app } = server;
+  let n = 0;
   const send = async () => {
+    const body = bodies[n++ % bodies.length] as string;
     const res = await app.handle(new Request('http://localhost/message/s/a', { method: 'POST', body, headers: { 'content-length': String(Buffer.byteLength(body)) } }));
     if (res.status !== (path === 'held' ? 202 : 200)) throw new Error(`unexpected ${res.status}: ${await res.text()}`);
     await res.arrayBuffer();

@@ -1,10 +1,11 @@
 // Session setup: how long a device and a viewer take to meet and exchange what WebRTC needs (offer,
 // answer, 4 ICE candidates each way), and how many such sessions a server sets up per second, for
-// switchboard over SSE, switchboard over its WebSocket transport, and PeerJS server.
+// switchboard over SSE, switchboard over its WebSocket transport (each with the candidates one by one,
+// and in one batch), and PeerJS server.
 //
-//   bun bench/session-setup.ts                    # the three servers; about a minute, 2 at most
+//   bun bench/session-setup.ts                    # the five subjects; about 3 minutes at most
 //   bun bench/session-setup.ts --smoke            # 20 sessions per phase; a few seconds
-//   bun bench/session-setup.ts --subjects sse,ws  # some of them (sse, ws, peerjs)
+//   bun bench/session-setup.ts --subjects sse,ws  # some of them (sse, ws, sse batched, ws batched, peerjs)
 //
 // What one session is, per subject (the time runs from the device's first byte to the moment both sides
 // have read the other's 4th candidate; leaving comes after it, untimed but part of the sessions/s):
@@ -18,6 +19,9 @@
 //   switchboard WS   the same flow, each peer on `/ws/<s>/<p>` after its POST /register; messages are frames
 //                    without an `id` (the acks the server still sends are read and ignored). Leave: DELETE
 //                    /register for both, then the sockets close.
+//   … batched        the same flows (SSE, WS), each peer's 4 candidates in one batch, as the client library
+//                    sends candidates that come within a few ms: one POST /message with a JSON array (a
+//                    message of it refused fails the session), or one frame that is an array.
 //   PeerJS server    no registration and no `new-peer`: the device connects (`/peerjs?key=…&id=…`) and
 //                    reads OPEN, then the viewer; the viewer, who knows the device's id, sends the OFFER,
 //                    the device reads it, sends the ANSWER and its 4 CANDIDATEs; the viewer reads the answer
@@ -56,7 +60,7 @@ import { formatRows, type Row } from './table';
 export interface SessionSetupOptions {
   smoke: boolean;
   log: (line: string) => void;
-  /** Which subjects to run, by name (default all): `switchboard SSE`, `switchboard WS`, `PeerJS server`. */
+  /** Which subjects to run, by name (default all): `switchboard SSE`, `switchboard WS`, their `… batched`, `PeerJS server`. */
   subjects?: readonly string[];
 }
 
@@ -75,20 +79,24 @@ interface Plan {
   loaded: Phase;
   /** A session not set up within this long fails (and is counted as failed). */
   timeoutMs: number;
+  /** Rounds of 4 candidates from one peer to another, for the server's CPU per candidate (switchboard only). */
+  candidateRounds: number;
 }
 
-// The budgets bound a full run to about 3 × (5 + 8 + 20 s) plus start-up, whatever the machine does.
+// The budgets bound a full run to about 5 × (5 + 8 + 20 s) plus start-up, whatever the machine does.
 const FULL: Plan = {
   warmup: { sessions: 300, inFlight: 50, budgetMs: 5000 },
   quiet: { sessions: 400, inFlight: 1, budgetMs: 8000 },
   loaded: { sessions: 4000, inFlight: 50, budgetMs: 20_000 },
   timeoutMs: 10_000,
+  candidateRounds: 10_000,
 };
 const SMOKE: Plan = {
   warmup: { sessions: 5, inFlight: 5, budgetMs: 2000 },
   quiet: { sessions: 20, inFlight: 1, budgetMs: 2000 },
   loaded: { sessions: 20, inFlight: 10, budgetMs: 2000 },
   timeoutMs: 3000,
+  candidateRounds: 20,
 };
 
 const BENCH = 'Session setup (offer 4 KB, answer 2.6 KB, 4 + 4 candidates)';
@@ -99,7 +107,7 @@ const BENCH = 'Session setup (offer 4 KB, answer 2.6 KB, 4 + 4 candidates)';
 const OFFER = sdpOffer(1);
 
 /** The answer: the offer's SDP keeping VP8, VP9 profile 0 and H.264 42001f (and their RTX), as an answerer does. */
-const ANSWER = (() => {
+export const ANSWER = (() => {
   const dropped = new Set(['100', '101', '104', '105', '106', '107', '108', '109', '45', '46']);
   const sdp = String(OFFER.sdp)
     .split('\r\n')
@@ -130,6 +138,8 @@ const KINDS: Record<string, Kind> = {
 };
 
 const TYPE_KEY = Buffer.from('"type":"');
+const ERROR_KEY = Buffer.from('"error":');
+const ACK_KEY = Buffer.from('"ack":');
 
 /**
  * The top-level `type` of the message in `bytes` (`start`…`end`), decoding nothing else of its 4 KB: every
@@ -185,7 +195,8 @@ class Requests {
     connection.onResponse = (status, body) => {
       const next = this.waiting.shift();
       if (!next) return;
-      if (status >= 300) next.reject(new Error(`${next.what}: ${status} ${body.toString('utf8', 0, 300)}`));
+      // A batch is answered 200 whatever became of its messages: a refused one names its error.
+      if (status >= 300 || body.includes(ERROR_KEY)) next.reject(new Error(`${next.what}: ${status} ${body.toString('utf8', 0, 300)}`));
       else next.resolve(status);
     };
     void connection.closed.then(() => {
@@ -202,7 +213,7 @@ class Requests {
     return this.broken === undefined;
   }
 
-  /** Writes every request in one write; resolves when all are answered with a 2xx. */
+  /** Writes every request in one write; resolves when all are answered with a 2xx (and, for a batch, every message of it). */
   send(...requests: { method: string; path: string; body?: string }[]): Promise<number[]> {
     if (this.broken) return Promise.reject(this.broken);
     const answered = requests.map(({ method, path }) => new Promise<number>((resolve, reject) => this.waiting.push({ resolve, reject, what: `${method} ${path}` })));
@@ -288,8 +299,61 @@ interface Slot {
 
 const switchboardTypes: Record<Exclude<Kind, 'new-peer'>, string> = { offer: 'offer', answer: 'answer', candidate: 'ice-candidate' };
 
-/** switchboard's flow over SSE or WebSocket: register and open, the device offers on `new-peer`. */
-async function switchboardSlot(base: string, transport: 'sse' | 'ws', timeoutMs: number): Promise<Slot> {
+/** switchboard's message bodies (or frames) for messages of one kind: one each, or one batch of them all. */
+function switchboardBodies(batched: boolean) {
+  return (kind: Exclude<Kind, 'new-peer'>, to: string, payloads: readonly string[]): string[] => {
+    const messages = payloads.map((payload) => `{"type":"${switchboardTypes[kind]}","target":"${to}","payload":${payload}}`);
+    return batched && messages.length > 1 ? [`[${messages.join(',')}]`] : messages;
+  };
+}
+
+/**
+ * The server's CPU time per candidate: one peer sends another, who reads its stream, `rounds` times its
+ * 4 candidates together (pipelined POSTs or frames, or one batch), waiting for the answers (HTTP) or
+ * the acks (WS) of each round before the next. The part of session setup that batching changes,
+ * measured by CPU time rather than by rate, so that it is the figure a busy machine disturbs least.
+ */
+async function candidateCost(base: string, server: ServerProcess, transport: 'sse' | 'ws', batched: boolean, rounds: number): Promise<number> {
+  const bodies = switchboardBodies(batched)('candidate', 'b', CANDIDATES_JSON);
+  const http = await Requests.open(base);
+  await http.send({ method: 'POST', path: '/register/cpu/a' }, { method: 'POST', path: '/register/cpu/b' });
+  const reader = new Inbox();
+  const stream = await openEventStream(base, '/events/cpu/b', { onEvent: (buf, start, end) => reader.take(typeOf(buf, start, end)) });
+  let acks = 0;
+  let acked: (() => void) | undefined;
+  const ws =
+    transport === 'ws'
+      ? await openWebSocket(base, '/ws/cpu/a', (payload) => {
+          if (payload.includes(ACK_KEY) && ++acks % CANDIDATES_JSON.length === 0) acked?.();
+        })
+      : undefined;
+  const round = async () => {
+    if (!ws) return void (await http.send(...bodies.map((body) => ({ method: 'POST', path: '/message/cpu/a', body }))));
+    const done = new Promise<void>((resolve) => {
+      acked = resolve;
+    });
+    ws.send(...bodies);
+    await done;
+  };
+  try {
+    for (let i = 0; i < Math.min(500, rounds); i++) await round();
+    const before = cpuSeconds(server.pid);
+    for (let i = 0; i < rounds; i++) await round();
+    const used = cpuSeconds(server.pid) - before;
+    return (used / (rounds * CANDIDATES_JSON.length)) * 1e6;
+  } finally {
+    await ws?.close();
+    stream.close();
+    http.close();
+  }
+}
+
+/**
+ * switchboard's flow over SSE or WebSocket: register and open, the device offers on `new-peer`. `batched`:
+ * messages of one kind sent together (the candidates) go as one batch, one request or one frame.
+ */
+async function switchboardSlot(base: string, transport: 'sse' | 'ws', timeoutMs: number, batched = false): Promise<Slot> {
+  const bodies = switchboardBodies(batched);
   const connections = { dev: await Requests.open(base), view: await Requests.open(base) };
   const requests = async (who: 'dev' | 'view') => {
     if (!connections[who].usable) connections[who] = await Requests.open(base);
@@ -309,16 +373,14 @@ async function switchboardSlot(base: string, transport: 'sse' | 'ws', timeoutMs:
         return stream.closed;
       };
       send = async (kind, to, payloads) => {
-        const type = switchboardTypes[kind];
         const path = `/message/${session}/${who}`;
-        await http.send(...payloads.map((payload) => ({ method: 'POST', path, body: `{"type":"${type}","target":"${to}","payload":${payload}}` })));
+        await http.send(...bodies(kind, to, payloads).map((body) => ({ method: 'POST', path, body })));
       };
     } else {
       const ws = await openWebSocket(base, `/ws/${session}/${who}`, (payload) => inbox.take(typeOf(payload)));
       close = () => ws.close();
       send = async (kind, to, payloads) => {
-        const type = switchboardTypes[kind];
-        ws.send(...payloads.map((payload) => `{"type":"${type}","target":"${to}","payload":${payload}}`));
+        ws.send(...bodies(kind, to, payloads));
       };
     }
     return {
@@ -481,6 +543,8 @@ interface Subject {
   name: string;
   command: string[];
   slot(base: string, plan: Plan): Promise<Slot>;
+  /** The server's CPU per candidate, µs, sent as this subject sends them (switchboard's). */
+  candidateCost?(base: string, server: ServerProcess, plan: Plan): Promise<number>;
 }
 
 const SUBJECTS: Subject[] = [
@@ -488,11 +552,25 @@ const SUBJECTS: Subject[] = [
     name: 'switchboard SSE',
     command: [process.execPath, join(here, 'servers/switchboard.ts')],
     slot: (base, plan) => switchboardSlot(base, 'sse', plan.timeoutMs),
+    candidateCost: (base, server, plan) => candidateCost(base, server, 'sse', false, plan.candidateRounds),
   },
   {
     name: 'switchboard WS',
     command: [process.execPath, join(here, 'servers/switchboard.ts')],
     slot: (base, plan) => switchboardSlot(base, 'ws', plan.timeoutMs),
+    candidateCost: (base, server, plan) => candidateCost(base, server, 'ws', false, plan.candidateRounds),
+  },
+  {
+    name: 'switchboard SSE batched',
+    command: [process.execPath, join(here, 'servers/switchboard.ts')],
+    slot: (base, plan) => switchboardSlot(base, 'sse', plan.timeoutMs, true),
+    candidateCost: (base, server, plan) => candidateCost(base, server, 'sse', true, plan.candidateRounds),
+  },
+  {
+    name: 'switchboard WS batched',
+    command: [process.execPath, join(here, 'servers/switchboard.ts')],
+    slot: (base, plan) => switchboardSlot(base, 'ws', plan.timeoutMs, true),
+    candidateCost: (base, server, plan) => candidateCost(base, server, 'ws', true, plan.candidateRounds),
   },
   {
     name: 'PeerJS server',
@@ -511,7 +589,7 @@ function sharesServerCpu(): boolean {
 
 const round = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
 
-/** Session setup against switchboard (SSE, then WebSocket) and PeerJS server; five rows each. */
+/** Session setup against switchboard (SSE, then WebSocket; one by one, then batched) and PeerJS server; five rows each, and switchboard's CPU per candidate. */
 export async function benchSessionSetup(options: SessionSetupOptions): Promise<Row[]> {
   const plan = options.smoke ? SMOKE : FULL;
   const shared = sharesServerCpu();
@@ -526,6 +604,7 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
     await server.stop();
   };
   const rows: Row[] = [];
+  const perSecond = new Map<string, PhaseFigures>();
   try {
     for (const [index, subject] of subjects.entries()) {
       const server = servers[index] as ServerProcess;
@@ -539,6 +618,7 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
       // Closed sockets and left peers are released in the server's next turns.
       await Bun.sleep(300);
       const rssAfter = await server.rss();
+      const perCandidate = await subject.candidateCost?.(server.base, server, plan);
       await stop(server);
       for (const [name, figures] of [
         ['quiet', quiet],
@@ -552,6 +632,7 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
       }
       if (options.smoke && quiet.failed + loaded.failed + warm.failed > 0)
         throw new Error(`${subject.name}: sessions failed: ${quiet.firstError ?? loaded.firstError ?? warm.firstError}`);
+      perSecond.set(subject.name, loaded);
       const failures = (f: PhaseFigures) => (f.failed ? `, ${f.failed} failed` : '');
       const quietIn = `${plan.quiet.inFlight} in flight`;
       const loadedIn = `${plan.loaded.inFlight} in flight`;
@@ -572,9 +653,35 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
             `server RSS after GC ${round(rssBefore / 2 ** 20)} → ${round(rssAfter / 2 ** 20)} MiB`,
         },
       );
+      if (perCandidate !== undefined) {
+        options.log(`${subject.name}: ${round(perCandidate, 1)} µs of server CPU per candidate`);
+        rows.push({
+          bench: BENCH,
+          subject: subject.name,
+          figure: 'server CPU per candidate, 4 sent together',
+          value: perCandidate,
+          unit: 'µs',
+          note: `${plan.candidateRounds} rounds of 4 to a reading peer, ${subject.name.endsWith('batched') ? 'in one batch' : 'one by one'}`,
+        });
+      }
     }
   } finally {
     await Promise.all(servers.map(stop));
+  }
+  const peerjs = perSecond.get('PeerJS server');
+  for (const name of ['switchboard SSE', 'switchboard WS', 'switchboard SSE batched', 'switchboard WS batched']) {
+    const ours = perSecond.get(name);
+    if (!ours || !peerjs) continue;
+    rows.push({
+      bench: BENCH,
+      subject: `${name} ÷ PeerJS server`,
+      figure: `sessions/s ratio, ${plan.loaded.inFlight} in flight`,
+      value: ours.perSecond / peerjs.perSecond,
+      unit: '×',
+      // The goal is for the seed's transport, SSE; the WebSocket one and the batched ones are shown beside it.
+      goal: name === 'switchboard SSE' ? { op: '>=', value: 1 } : undefined,
+      note: `by server CPU per session ${((peerjs.serverCpu / peerjs.perSecond) * (ours.perSecond / ours.serverCpu)).toFixed(2)} ×`,
+    });
   }
   return rows;
 }

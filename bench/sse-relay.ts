@@ -14,13 +14,17 @@
 //
 //   throughput  each pair keeps `window` (8) messages in flight, sent and not yet both answered and read
 //               from the target's stream, pipelined on its sender's connection: messages the targets
-//               read per second. Beside it, the same 100 connections send the same POSTs, 8 in flight
-//               each, to a bare Bun.serve hello-world; the ratio is what switchboard keeps of what
-//               Bun.serve does at the least. Pipelining gives both their highest rate: 16 in flight gave
-//               the same, and 800 connections with one in flight each gave less for both (and left the
-//               load, not hello-world, as the limit). Hello-world and switchboard alternate, `runs`
-//               times each; medians are reported, with the server's CPU time per message, which a
-//               busy machine disturbs least.
+//               read per second. The floor is the same workload on a bare Bun.serve SSE relay
+//               (servers/bare-sse.ts: the same routes, nothing else); the ratio is what switchboard
+//               keeps of it. Beside them, the same 100 connections send the same POSTs, 8 in flight each,
+//               to a bare Bun.serve hello-world: what Bun.serve does at the least, with no stream to
+//               write. Pipelining gives all three their highest rate: 16 in flight gave the same, and
+//               800 connections with one in flight each gave less (and left the load as the limit).
+//               Hello-world, switchboard and the bare relay alternate, `runs` times each; medians are
+//               reported, with the server's CPU time per message, which a busy machine disturbs least.
+//   hot target  one session of `hotSenders` (50) senders, each on its own connection with 8 ICE
+//               candidates pipelined, all to one receiver's stream: switchboard and the bare relay,
+//               alternating with the runs above.
 //   latency     the same pairs at half the relay throughput measured, from the moment a POST is written
 //               to the moment its event is read by the target (the send time is in the payload). Sent
 //               every millisecond, what is due by then, round robin over the pairs: a timer rather than
@@ -61,6 +65,8 @@ export interface SseRelaySettings {
   latencyRate?: number;
   /** Write a CPU profile of switchboard's first SSE throughput run into this directory (markdown). */
   profileDir?: string;
+  /** The one-hot-target runs: this many senders, each on its own connection, to one receiver. */
+  hotSenders: number;
 }
 
 export const FULL: SseRelaySettings = {
@@ -72,10 +78,24 @@ export const FULL: SseRelaySettings = {
   throughputMs: 4000,
   latencyMs: 5000,
   compare: ['bare-sse', 'ws', 'peerjs'],
+  hotSenders: 50,
 };
-export const SMOKE: SseRelaySettings = { pairs: 4, window: 4, offerEvery: 10, runs: 1, warmupMs: 150, throughputMs: 400, latencyMs: 400, compare: ['bare-sse', 'ws', 'peerjs'] };
+export const SMOKE: SseRelaySettings = {
+  pairs: 4,
+  window: 4,
+  offerEvery: 10,
+  runs: 1,
+  warmupMs: 150,
+  throughputMs: 400,
+  latencyMs: 400,
+  compare: ['bare-sse', 'ws', 'peerjs'],
+  hotSenders: 4,
+};
 
 export type Transport = 'sse' | 'ws' | 'peerjs' | 'bare-sse';
+
+/** Runs of the one-hot-target workload, at most (each of switchboard and the bare relay). */
+const HOT_RUNS = 2;
 
 const here = import.meta.dir;
 const SERVERS = {
@@ -369,51 +389,123 @@ async function measureWindow(server: ServerProcess, s: SseRelaySettings, count: 
   };
 }
 
+/** What a throughput run counts as it goes: messages read from the streams, sent, and the answers. */
+interface RelayCounts {
+  delivered: number;
+  sent: number;
+  answers: { 200: number; 202: number };
+  /** Cleared when the measured window ends: nothing more is sent. */
+  sending: boolean;
+}
+
+const relayCounts = (): RelayCounts => ({ delivered: 0, sent: 0, answers: { 200: 0, 202: 0 }, sending: true });
+
+/** The measured window of a throughput run, then what was in flight settled: the rate, the share held (202), what was never read. */
+async function measureRelay(server: ServerProcess, s: SseRelaySettings, c: RelayCounts): Promise<Throughput> {
+  let answersFrom = { ...c.answers };
+  const measured = await measureWindow(
+    server,
+    s,
+    () => c.delivered,
+    () => (answersFrom = { ...c.answers }),
+  );
+  const held = c.answers[202] - answersFrom[202];
+  const all = held + c.answers[200] - answersFrom[200];
+  c.sending = false;
+  await settle(() => c.delivered === c.sent, 2000);
+  return { ...measured, heldPct: all ? (held / all) * 100 : 0, lost: c.sent - c.delivered };
+}
+
 /** Each pair keeps `window` messages in flight; what the targets read per second. */
 async function relayThroughput(transport: Transport, server: ServerProcess, s: SseRelaySettings): Promise<Throughput> {
   const links = await openLinks(transport, server.base, s);
-  let delivered = 0;
-  let sent = 0;
-  const answers = { 200: 0, 202: 0 };
-  let sending = true;
+  const c = relayCounts();
   for (const link of links) {
     let linkSent = 0;
     let linkDelivered = 0;
     let linkAnswered = 0;
     const pump = () => {
-      if (!sending) return;
+      if (!c.sending) return;
       const done = link.answers ? Math.min(linkDelivered, linkAnswered) : linkDelivered;
       const n = s.window - (linkSent - done);
       if (n <= 0) return;
       linkSent += n;
-      sent += n;
+      c.sent += n;
       link.send(n);
     };
     link.onDelivered = () => {
       linkDelivered++;
-      delivered++;
+      c.delivered++;
     };
     link.onAnswer = (status) => {
       linkAnswered++;
-      answers[status as 200 | 202]++;
+      c.answers[status as 200 | 202]++;
     };
     // Whatever one read freed goes out in one write.
     link.onRead = pump;
     pump();
   }
-  let answersFrom = { ...answers };
-  const measured = await measureWindow(
-    server,
-    s,
-    () => delivered,
-    () => (answersFrom = { ...answers }),
-  );
-  const held = answers[202] - answersFrom[202];
-  const all = held + answers[200] - answersFrom[200];
-  sending = false;
-  await settle(() => delivered === sent, 2000);
+  const measured = await measureRelay(server, s, c);
   closeLinks(links);
-  return { ...measured, heldPct: all ? (held / all) * 100 : 0, lost: sent - delivered };
+  return measured;
+}
+
+/**
+ * One hot target: `hotSenders` peers of one session, each on its own keep-alive connection with `window`
+ * ICE candidates (257 B) pipelined, all to the one receiver's stream. What a busy peer (a publisher that
+ * every viewer c.answers) costs, where the 100-pair mix spreads the writes over 100 streams.
+ */
+async function hotTargetThroughput(server: ServerProcess, s: SseRelaySettings): Promise<Throughput> {
+  const { base } = server;
+  const host = new URL(base).host;
+  const c = relayCounts();
+  let failure: string | undefined;
+  await register(base, 'hot', 'r');
+  const pumps: (() => void)[] = [];
+  const pumpAll = () => {
+    for (const pump of pumps) pump();
+  };
+  const stream = await openEventStream(base, '/events/hot/r', {
+    onEvent(buf, start, end) {
+      const at = buf.indexOf(STAMP, start);
+      if (at >= 0 && at < end) c.delivered++;
+    },
+    onRead: pumpAll,
+  });
+  const senders = await inBatches(
+    Array.from({ length: s.hotSenders }, (_, i) => i),
+    25,
+    async (i) => {
+      await register(base, 'hot', `s${i}`);
+      const one = encodeRequest('POST', `/message/hot/s${i}`, host, new Bodies(i).signal(0, stampText(0)));
+      const ring = Buffer.concat(Array.from({ length: s.window }, () => one));
+      const http = await connectHttp(base);
+      let sentHere = 0;
+      let answeredHere = 0;
+      const pump = () => {
+        // The window bounds what waits for an answer, and all of them together what waits for the stream.
+        const n = Math.min(s.window - (sentHere - answeredHere), s.hotSenders * s.window - (c.sent - c.delivered));
+        if (!c.sending || n <= 0) return;
+        sentHere += n;
+        c.sent += n;
+        http.send(ring.subarray(0, n * one.length));
+      };
+      http.onResponse = (status, bytes, start, end) => {
+        answeredHere++;
+        if (status === 200 || status === 202) c.answers[status]++;
+        else failure ??= `POST /message/hot/s${i}: ${status} ${bytes.toString('utf8', start, end)}`;
+      };
+      http.onRead = pump;
+      pumps.push(pump);
+      return http;
+    },
+  );
+  pumpAll();
+  const measured = await measureRelay(server, s, c);
+  for (const http of senders) http.close();
+  stream.close();
+  if (failure) throw new Error(failure);
+  return measured;
 }
 
 /** The same connections and POSTs against hello-world, `window` in flight on each: answers per second. */
@@ -546,9 +638,10 @@ async function withServer<T>(name: keyof typeof SERVERS, measure: (server: Serve
 }
 
 /**
- * Rows 1, 2 and 5 of the relay figures: switchboard's SSE relay throughput beside a bare Bun.serve
- * hello-world, its delivery latency at half that throughput, and the same workload over its WebSocket
- * transport and PeerJS server. Full mode takes about 65 s, smoke mode under 10 s.
+ * The relay figures: switchboard's SSE relay throughput beside the bare Bun.serve SSE relay (the floor)
+ * and hello-world, for 100 pairs and for one hot target; its delivery latency at half that throughput
+ * beside the bare relay's; and the same workload over its WebSocket transport and PeerJS server. Full
+ * mode takes about 2 minutes, smoke mode under 15 s.
  */
 export async function benchSseRelay(options: { smoke: boolean; log: (line: string) => void } & Partial<SseRelaySettings>): Promise<Row[]> {
   const { smoke, log, ...overrides } = options;
@@ -560,11 +653,23 @@ export async function benchSseRelay(options: { smoke: boolean; log: (line: strin
 
   const hello: Throughput[] = [];
   const sse: Throughput[] = [];
+  const bare: Throughput[] = [];
+  const hotSse: Throughput[] = [];
+  const hotBare: Throughput[] = [];
+  // The floor (the bare relay) alternates with switchboard, so that both see the same moments of a shared machine.
   for (let run = 1; run <= s.runs; run++) {
     hello.push(await withServer('hello', (server) => helloThroughput(server, s)));
     log(`run ${run}: hello-world ${describe(hello.at(-1))}`);
     sse.push(await withServer('switchboard', (server) => relayThroughput('sse', server, s), run === 1 ? s.profileDir : undefined));
     log(`run ${run}: switchboard SSE ${describe(sse.at(-1))}`);
+    bare.push(await withServer('bare-sse', (server) => relayThroughput('bare-sse', server, s)));
+    log(`run ${run}: bare SSE relay ${describe(bare.at(-1))}`);
+    // Two runs of the hot target are enough to see its spread, and keep bun run bench within its time.
+    if (run > HOT_RUNS) continue;
+    hotSse.push(await withServer('switchboard', (server) => hotTargetThroughput(server, s)));
+    log(`run ${run}: one hot target, switchboard SSE ${describe(hotSse.at(-1))}`);
+    hotBare.push(await withServer('bare-sse', (server) => hotTargetThroughput(server, s)));
+    log(`run ${run}: one hot target, bare SSE relay ${describe(hotBare.at(-1))}`);
   }
   if (s.profileDir) {
     const profiles = readdirSync(s.profileDir).filter((f) => f.endsWith('.md'));
@@ -572,23 +677,28 @@ export async function benchSseRelay(options: { smoke: boolean; log: (line: strin
   }
   const mid = (runs: Throughput[], key: keyof Throughput) => median(runs.map((r) => r[key]));
   const spread = (runs: Throughput[]) => (runs.length > 1 ? `, median of ${runs.length}: ${runs.map((r) => kilo(r.rate)).join(' / ')}` : '');
-  const sseRate = mid(sse, 'rate');
-  const helloRate = mid(hello, 'rate');
   const lost = (n: number) => (n ? `, ${n} not read within 2 s of the end` : '');
   // Server CPU time per message: what a busy machine disturbs least (it leaves out time the server waited
   // for its core), and one core's worth of it is the rate the server would reach with the core to itself.
   const cost = (runs: Throughput[]) => median(runs.map((r) => (r.serverCpu * 1e4) / r.rate));
-  const sseCost = cost(sse);
-  const helloCost = cost(hello);
+  const relayNote = (runs: Throughput[]) =>
+    `server CPU ${pct(mid(runs, 'serverCpu'))}, ${cost(runs).toFixed(1)} µs/msg, load CPU ${pct(mid(runs, 'loadCpu'))}, ${mid(runs, 'heldPct').toFixed(1)} % answered 202${spread(runs)}${lost(Math.max(...runs.map((r) => r.lost)))}`;
+  const sseRate = mid(sse, 'rate');
+  const helloRate = mid(hello, 'rate');
+  const bareRate = mid(bare, 'rate');
+  const hotBench = `SSE relay, one hot target (${s.hotSenders} connections, ${candidateBytes} B candidates, ${s.window} pipelined on each)`;
 
   const rows: Row[] = [
+    { bench, subject: 'switchboard SSE', figure: 'throughput', value: sseRate, unit: 'msg/s', note: relayNote(sse) },
+    { bench, subject: 'bare Bun.serve SSE relay (the floor)', figure: 'throughput, same POSTs and streams', value: bareRate, unit: 'msg/s', note: relayNote(bare) },
     {
       bench,
-      subject: 'switchboard SSE',
-      figure: 'throughput',
-      value: sseRate,
-      unit: 'msg/s',
-      note: `server CPU ${pct(mid(sse, 'serverCpu'))}, ${sseCost.toFixed(1)} µs/msg, load CPU ${pct(mid(sse, 'loadCpu'))}, ${mid(sse, 'heldPct').toFixed(1)} % answered 202${spread(sse)}${lost(Math.max(...sse.map((r) => r.lost)))}`,
+      subject: 'switchboard SSE ÷ bare SSE relay',
+      figure: 'throughput ratio',
+      value: sseRate / bareRate,
+      unit: '×',
+      goal: { op: '>=', value: 0.8 },
+      note: `by server CPU per message ${(cost(bare) / cost(sse)).toFixed(2)} ×; ${s.pairs} keep-alive connections, ${s.window} requests pipelined on each`,
     },
     {
       bench,
@@ -596,16 +706,20 @@ export async function benchSseRelay(options: { smoke: boolean; log: (line: strin
       figure: 'throughput, same POSTs',
       value: helloRate,
       unit: 'req/s',
-      note: `server CPU ${pct(mid(hello, 'serverCpu'))}, ${helloCost.toFixed(1)} µs/req, load CPU ${pct(mid(hello, 'loadCpu'))}${spread(hello)}`,
+      note: `server CPU ${pct(mid(hello, 'serverCpu'))}, ${cost(hello).toFixed(1)} µs/req, load CPU ${pct(mid(hello, 'loadCpu'))}${spread(hello)}; switchboard SSE ${(sseRate / helloRate).toFixed(2)} × of it, the bare relay ${(bareRate / helloRate).toFixed(2)} ×`,
     },
+  ];
+  const hotRows: Row[] = [
+    { bench: hotBench, subject: 'switchboard SSE', figure: 'throughput', value: mid(hotSse, 'rate'), unit: 'msg/s', note: relayNote(hotSse) },
+    { bench: hotBench, subject: 'bare Bun.serve SSE relay (the floor)', figure: 'throughput', value: mid(hotBare, 'rate'), unit: 'msg/s', note: relayNote(hotBare) },
     {
-      bench,
-      subject: 'switchboard SSE ÷ hello-world',
+      bench: hotBench,
+      subject: 'switchboard SSE ÷ bare SSE relay',
       figure: 'throughput ratio',
-      value: sseRate / helloRate,
+      value: mid(hotSse, 'rate') / mid(hotBare, 'rate'),
       unit: '×',
-      goal: { op: '>=', value: 0.6 },
-      note: `by server CPU per message ${(helloCost / sseCost).toFixed(2)} ×; ${s.pairs} keep-alive connections, ${s.window} requests pipelined on each`,
+      goal: { op: '>=', value: 0.8 },
+      note: `by server CPU per message ${(cost(hotBare) / cost(hotSse)).toFixed(2)} ×`,
     },
   ];
 
@@ -613,11 +727,6 @@ export async function benchSseRelay(options: { smoke: boolean; log: (line: strin
   const rate = s.latencyRate ?? Math.max(1, Math.round(sseRate / 2));
   const latency = await withServer('switchboard', (server) => relayLatency('sse', server, s, rate));
   const latencyNote = (l: Latency) => `at ${kilo(l.sentRate)} msg/s, server CPU ${pct(l.serverCpu)}, load CPU ${pct(l.loadCpu)}${lost(l.lost)}`;
-  rows.push(
-    { bench, subject: 'switchboard SSE', figure: 'latency p50 at ½ throughput', value: latency.p50, unit: 'ms', note: latencyNote(latency) },
-    { bench, subject: 'switchboard SSE', figure: 'latency p99 at ½ throughput', value: latency.p99, unit: 'ms', goal: { op: '<=', value: 2 } },
-    { bench, subject: 'switchboard SSE', figure: 'latency p999 at ½ throughput', value: latency.p999, unit: 'ms' },
-  );
   log(
     `switchboard SSE latency at ${kilo(latency.sentRate)} msg/s: p50 ${latency.p50.toFixed(2)} p99 ${latency.p99.toFixed(2)} p999 ${latency.p999.toFixed(2)} ms, server CPU ${pct(latency.serverCpu)}`,
   );
@@ -628,11 +737,32 @@ export async function benchSseRelay(options: { smoke: boolean; log: (line: strin
     peerjs: ['peerjs', 'PeerJS server'],
     'bare-sse': ['bare-sse', 'bare Bun.serve SSE relay'],
   };
+  const compared = new Map<Transport, { t: Throughput; l: Latency }>();
   for (const transport of s.compare) {
     const [server, subject] = subjects[transport];
-    const t = await withServer(server, (p) => relayThroughput(transport, p, s));
+    // The bare relay's throughput was measured beside switchboard's above.
+    const t = transport === 'bare-sse' ? (bare[Math.floor(bare.length / 2)] as Throughput) : await withServer(server, (p) => relayThroughput(transport, p, s));
     const l = await withServer(server, (p) => relayLatency(transport, p, s, rate));
+    compared.set(transport, { t, l });
     log(`${subject}: ${describe(t)}; at ${kilo(l.sentRate)} msg/s p50 ${l.p50.toFixed(2)} p99 ${l.p99.toFixed(2)} ms, server CPU ${pct(l.serverCpu)}`);
+  }
+  const bareLatency = compared.get('bare-sse')?.l;
+  rows.push(
+    { bench, subject: 'switchboard SSE', figure: 'latency p50 at ½ throughput', value: latency.p50, unit: 'ms', note: latencyNote(latency) },
+    {
+      bench,
+      subject: 'switchboard SSE',
+      figure: 'latency p99 at ½ throughput',
+      value: latency.p99,
+      unit: 'ms',
+      goal: bareLatency ? { op: '<=', value: 1.5 * bareLatency.p99 } : undefined,
+      note: bareLatency ? `goal: 1.5 × the bare relay's p99 at the same rate (${bareLatency.p99.toFixed(2)} ms)` : undefined,
+    },
+    { bench, subject: 'switchboard SSE', figure: 'latency p999 at ½ throughput', value: latency.p999, unit: 'ms' },
+    ...hotRows,
+  );
+  for (const [transport, { t, l }] of compared) {
+    const subject = subjects[transport][1];
     rows.push(
       {
         bench: compareBench,
@@ -644,6 +774,30 @@ export async function benchSseRelay(options: { smoke: boolean; log: (line: strin
       },
       { bench: compareBench, subject, figure: 'latency p50 at SSE’s ½ throughput', value: l.p50, unit: 'ms', note: latencyNote(l) },
       { bench: compareBench, subject, figure: 'latency p99 at SSE’s ½ throughput', value: l.p99, unit: 'ms' },
+    );
+  }
+  const ws = compared.get('ws');
+  const peerjs = compared.get('peerjs');
+  if (ws && peerjs) {
+    rows.push(
+      {
+        bench: compareBench,
+        subject: 'switchboard WebSocket ÷ PeerJS server',
+        figure: 'throughput ratio',
+        value: ws.t.rate / peerjs.t.rate,
+        unit: '×',
+        goal: { op: '>=', value: 1.8 },
+        note: `by server CPU per message ${(((peerjs.t.serverCpu / peerjs.t.rate) * ws.t.rate) / ws.t.serverCpu).toFixed(2)} ×`,
+      },
+      {
+        bench: compareBench,
+        subject: 'switchboard WebSocket',
+        figure: 'latency p99 at SSE’s ½ throughput, against PeerJS’s',
+        value: ws.l.p99,
+        unit: 'ms',
+        goal: { op: '<=', value: peerjs.l.p99 },
+        note: `goal: PeerJS server's p99 at the same rate (${peerjs.l.p99.toFixed(2)} ms)`,
+      },
     );
   }
   return rows;

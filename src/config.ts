@@ -129,6 +129,17 @@ const RelaySettings = {
     description:
       "bytes of video each relay publisher's track keeps since its last keyframe, sent at once to a viewer that joins so that it need not wait for the next keyframe (2.5 MB: a 10 s keyframe interval at 2 Mbit/s; a longer group is not kept; 0: off)",
   }),
+  /**
+   * The process-wide bound on the keyframe caches: without it MAX_RELAY_PEERS publishers could make the
+   * server hold MAX_RELAY_PEERS × RELAY_KEYFRAME_CACHE_BYTES.
+   * @default 268435456
+   */
+  relayKeyframeCacheTotalBytes: T.Integer({
+    minimum: 0,
+    default: 268_435_456,
+    description:
+      "bytes of video all relay publishers' keyframe caches hold together (256 MiB): over it the largest cached group is dropped, and that track's joining viewers wait for its next keyframe",
+  }),
   relayKeyframeCacheMs: T.Integer({
     minimum: 100,
     default: 12_000,

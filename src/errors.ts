@@ -1,4 +1,5 @@
-import { Type as T } from '@sinclair/typebox';
+import { Type as T, type TSchema } from '@sinclair/typebox';
+import type { TypeCheck } from '@sinclair/typebox/compiler';
 
 /**
  * Every error the server answers with. The code is what clients branch on; the status follows from
@@ -136,9 +137,35 @@ export const refusals = {
   /** Every peer's undelivered events weigh `bytes`: one more would pass the budget of `max`. */
   queueTotal: (bytes: number, max: number, where: Where) =>
     new SignalError('queue_full', `this ${where} holds ${bytes} bytes of undelivered events, near its limit of ${max}; retry when they are read`, 1),
+  /** A batch (`POST /message` with an array, or a WebSocket frame) without a message. */
+  emptyBatch: () => new SignalError('invalid_request', 'the batch is empty; send 1 or more messages'),
+  /** A batch of `size` messages, more than `max`. */
+  batchTooLong: (size: number, max: number) => new SignalError('invalid_request', `the batch has ${size} messages; at most ${max} go in one`),
   /** A registration kept finding the session changed between its check and its write (cluster). */
   busySession: (sessionId: string) => new SignalError('backend_unavailable', `session ${sessionId} changes too fast to join; retry`, 1),
 };
+
+/**
+ * The refusal of a value that `check` does not accept, naming the first field at fault from `root`:
+ * `body.type: Expected string`, `frame.1.target: …`. For values that are wrong anyway: it walks them
+ * once, so that a deeply nested one costs what reading it did.
+ */
+export function schemaRefusal(check: TypeCheck<TSchema>, value: unknown, root: string): SignalError {
+  const first = check.Errors(value).First();
+  const field = first?.path ? `${root}${first.path.replaceAll('/', '.')}` : root;
+  return new SignalError('invalid_request', `${field}: ${first?.message ?? 'Expected an object'}`);
+}
+
+/** The refusal that `check` throws, or undefined when it lets through; anything else it throws is rethrown. */
+export function refusalOf(check: () => void): SignalError | undefined {
+  try {
+    check();
+    return undefined;
+  } catch (e) {
+    if (e instanceof SignalError) return e;
+    throw e;
+  }
+}
 
 /** What holds a limit: one process, or the cluster of instances sharing one Redis. */
 export type Where = 'server' | 'cluster';

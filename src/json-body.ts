@@ -11,7 +11,11 @@ const tooLarge = () => new SignalError('payload_too_large', `the body is over ${
  * An empty body is refused, unless `whenEmpty` says what it stands for.
  */
 export async function readJsonBody(request: Request, limit = MAX_BODY_BYTES, whenEmpty?: unknown): Promise<unknown> {
-  const text = await readTextBody(request, limit);
+  return parseJsonBody(await readTextBody(request, limit), whenEmpty);
+}
+
+/** A body's text as JSON; an empty body is refused, unless `whenEmpty` says what it stands for. */
+export function parseJsonBody(text: string, whenEmpty?: unknown): unknown {
   if (text.trim() === '') {
     if (whenEmpty !== undefined) return whenEmpty;
     throw new SignalError('invalid_json', 'the body is empty; expected a JSON object');

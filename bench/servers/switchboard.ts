@@ -16,6 +16,9 @@ const command = loadConfig([], {
   ...process.env,
 });
 if (command.kind !== 'run') throw new Error('bench/servers/switchboard.ts takes its settings from the environment only');
-const { app } = createApp(command.config);
-app.listen({ port: 0, hostname: '127.0.0.1', reusePort: false, development: false });
+const { config } = command;
+// With TLS_CERT and TLS_KEY (PEM files), HTTPS with HTTP/2 beside HTTP/1.1 on the one port, as src/index.ts serves it.
+const tls = config.tlsCert && config.tlsKey ? { cert: await Bun.file(config.tlsCert).text(), key: await Bun.file(config.tlsKey).text() } : undefined;
+const { app } = createApp(config);
+app.listen({ port: 0, hostname: '127.0.0.1', tls, http2: Boolean(tls), reusePort: false, development: false });
 await serving(app.server?.port);

@@ -10,10 +10,22 @@ import { type Logger, silentLogger } from '../log/logger';
 import { clusterRelayFull, relayPeersRefusal } from '../relay/capacity';
 import { IceRestartLimit } from '../relay/lazy';
 import { parseMessage } from '../relay/messages';
-import type { Admit, AdmitSession, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from '../sessions/backend';
+import type {
+  Admit,
+  AdmitSession,
+  MessageOutcome,
+  RegisterOrigin,
+  Registration,
+  SendGuard,
+  SessionGauges,
+  SessionOptions,
+  SessionSnapshot,
+  SignallingBackend,
+} from '../sessions/backend';
 import type { SessionEvent, SessionListener } from '../sessions/events';
 import type { SignalBody } from '../sessions/model';
-import { capRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, serverEvents } from '../sessions/rules';
+import type { WithPayloadJson } from '../sessions/payload-source';
+import { batchItemRefusal, capRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, serverEvents } from '../sessions/rules';
 import type { SessionMode } from '../sessions/server-peer';
 import { SERVER_PEER_ID } from '../sessions/server-peer';
 import type { Invite, PeerAuth, Role } from '../sessions/store';
@@ -21,7 +33,7 @@ import { ClusterRelay, type RelayEngineLike } from './cluster-relay';
 import { HeldStreams } from './held-streams';
 import { peerAddress, peerIdOf, redisKey } from './protocol';
 import { RedisLink } from './redis-link';
-import { type AttachReply, boundsArgs, type CountsReply, type Outcome, SCRIPTS, type Script, type SendReply, topicArgs } from './scripts';
+import { type AttachReply, boundsArgs, type CountsReply, type MessageReply, type Outcome, SCRIPTS, type Script, type SendReply, topicArgs } from './scripts';
 
 export type ClusterConfig = Pick<
   Config,
@@ -301,78 +313,140 @@ export class ClusterSignalling implements SignallingBackend {
    * One step in Redis: the sender is found and, with `guard`, its token checked there (the route's access
    * check costs no round trip of its own), then the message is appended to its targets' logs.
    */
-  async send(sessionId: string, peerId: string, body: SignalBody, guard?: SendGuard): Promise<Delivered> {
+  async send(sessionId: string, peerId: string, body: SignalBody & WithPayloadJson, guard?: SendGuard): Promise<Delivered> {
     // Taken now, given back if the sender is not let in: a refusal of the rate comes after the token's.
     const limited = guard?.rate.take();
-    const refused = messageRefusal(peerId, body);
-    // What `switchboard` cannot take is refused by the instance that took the request: its owner may be elsewhere.
-    const toServer = body.target === SERVER_PEER_ID ? serverMessage(body, () => this.iceRestarts.take(sessionId, peerId)) : undefined;
+    const decided = this.decide(sessionId, peerId, body, limited);
+    const [message] = await this.runSend(sessionId, peerId, [body], guard, limited || !guard ? 0 : 1, [decided]);
+    const outcome = this.outcome(sessionId, body, message, decided);
+    if (outcome === 'sent' || outcome === 'queued') return outcome;
+    throw outcome;
+  }
+
+  /** A batch in one Redis step: the sender let in once, then each message as `send` takes it. */
+  async sendBatch(
+    sessionId: string,
+    peerId: string,
+    bodies: readonly SignalBody[],
+    guard?: SendGuard,
+    before: readonly (SignalError | undefined)[] = [],
+  ): Promise<MessageOutcome[]> {
+    let taken = 0;
+    const decided = bodies.map((body, i) => {
+      const limited = batchItemRefusal(before[i], guard?.rate);
+      if (!limited && guard) taken++;
+      return this.decide(sessionId, peerId, body, limited);
+    });
+    const messages = await this.runSend(sessionId, peerId, bodies, guard, taken, decided);
+    return bodies.map((body, i) => {
+      try {
+        return this.outcome(sessionId, body, messages[i], decided[i] as Decided);
+      } catch (e) {
+        // A refusal is this message's outcome; anything else is a bug, and fails the request.
+        if (e instanceof SignalError) return e;
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * What is decided of one message before the script: the refusal of the rates and the session rules and,
+   * for `switchboard`, what its owner reads or why it cannot take it. That is refused by the instance that
+   * took the request, since the owner may be elsewhere.
+   */
+  private decide(sessionId: string, peerId: string, body: SignalBody, limited: SignalError | undefined): Decided {
+    const refused = limited ?? messageRefusal(peerId, body);
+    const toServer = !refused && body.target === SERVER_PEER_ID ? serverMessage(body, () => this.iceRestarts.take(sessionId, peerId)) : undefined;
+    return { refused, toServer };
+  }
+
+  /**
+   * Runs the send script for `bodies` and answers with what became of each message, or throws the
+   * sender's refusal, giving back the `taken` tokens of the sender's rate.
+   */
+  private async runSend(
+    sessionId: string,
+    peerId: string,
+    bodies: readonly SignalBody[],
+    guard: SendGuard | undefined,
+    taken: number,
+    decided: readonly Decided[],
+  ): Promise<(MessageReply | undefined)[]> {
+    const giveBack = () => {
+      for (let i = 0; i < taken; i++) guard?.rate.giveBack();
+    };
+    const messages: string[] = [];
+    bodies.forEach((body, i) => {
+      const { refused, toServer } = decided[i] ?? {};
+      messages.push(body.target ?? '', clientEvent(peerId, body), refused ? '1' : '0', MEDIA_SIGNALS.has(body.type) ? '1' : '0', typeof toServer === 'string' ? toServer : '');
+    });
     let reply: SendReply;
     try {
       reply = await this.run(
         SCRIPTS.send,
         sessionId,
         peerId,
-        body.target ?? '',
-        clientEvent(peerId, body),
-        String(this.deps.clock.now()),
-        ...topicArgs(fromPeer(peerId)),
-        ...boundsArgs(this.bounds),
         guard?.credential.checked ? '1' : '0',
         guard?.credential.hash ?? '',
-        limited || refused ? '1' : '0',
-        MEDIA_SIGNALS.has(body.type) ? '1' : '0',
-        toServer instanceof SignalError ? '1' : '0',
-        toServer instanceof SignalError || toServer === undefined ? '' : toServer,
+        ...topicArgs(fromPeer(peerId)),
+        ...boundsArgs(this.bounds),
+        String(this.deps.clock.now()),
+        ...messages,
       );
     } catch (e) {
-      if (!limited) guard?.rate.giveBack();
-      this.observer.message(body.type, 'rejected');
+      giveBack();
+      for (const body of bodies) this.observer.message(body.type, 'rejected');
       throw e;
     }
-    switch (reply.status) {
-      case 'session_not_found':
-      case 'peer_not_found':
-      case 'unauthorized':
-      case 'forbidden': {
-        if (!limited) guard?.rate.giveBack();
-        // The refusals of the guard are the route's, as in one process: not counted as rejected messages.
-        if (!guard) this.observer.message(body.type, 'rejected');
-        if (reply.status === 'session_not_found') throw refusals.sessionNotFound(sessionId);
-        if (reply.status === 'peer_not_found') throw refusals.peerNotFound(sessionId, peerId);
-        throw guard?.credential.refusal(reply.status) ?? new Error('send: a token was checked without a guard');
-      }
+    if (reply.status !== 'ok') {
+      giveBack();
+      // The refusals of the guard are the route's, as in one process: not counted as rejected messages.
+      if (!guard) for (const body of bodies) this.observer.message(body.type, 'rejected');
+      if (reply.status === 'session_not_found') throw refusals.sessionNotFound(sessionId);
+      if (reply.status === 'peer_not_found') throw refusals.peerNotFound(sessionId, peerId);
+      throw guard?.credential.refusal(reply.status) ?? new Error('send: a token was checked without a guard');
+    }
+    this.apply(reply.out);
+    return reply.messages;
+  }
+
+  /**
+   * What became of one message: 'sent', 'queued', or its refusal. `decided.refused` is the refusal decided
+   * before the script (the rates, the session rules): a rate's refusal is not counted as a rejected message.
+   */
+  private outcome(sessionId: string, body: SignalBody, reply: MessageReply | undefined, decided: Decided): MessageOutcome {
+    const { refused, toServer } = decided;
+    switch (reply?.status) {
       case 'refused':
-        if (limited) throw limited;
-        this.observer.message(body.type, 'rejected');
-        throw refused ?? new Error('send: refused without a refusal');
+        if (refused?.code !== 'rate_limited') this.observer.message(body.type, 'rejected');
+        if (!refused) throw new Error('send: refused without a refusal');
+        return refused;
       case 'server_refused':
+        this.observer.message(body.type, 'rejected');
+        if (toServer instanceof SignalError) return toServer;
+        throw new Error('send: switchboard refused without a refusal');
       case 'media_to_server':
         this.observer.message(body.type, 'rejected');
-        if (reply.status === 'media_to_server') throw refusals.mediaToServerOnly(sessionId, body.type, SERVER_PEER_ID);
-        throw toServer instanceof SignalError ? toServer : new Error('send: switchboard refused without a refusal');
+        return refusals.mediaToServerOnly(sessionId, body.type, SERVER_PEER_ID);
       case 'server':
-        return countMessage(this.observer, body.type, () => {
-          this.apply(reply.out);
-          return 'sent';
-        });
+        // Sent to the owner of the session's media, through its channel (the frames `apply` wrote).
+        return countMessage(this.observer, body.type, () => 'sent' as const);
       default:
         break;
     }
     return countMessage(this.observer, body.type, () => this.delivered(sessionId, body, reply));
   }
 
-  /** What the send script's answer means for the sender: 'sent', 'queued', or a refusal of its targets. */
-  private delivered(sessionId: string, body: SignalBody, reply: SendReply): Delivered {
+  /** What the send script's answer for one message means for the sender: 'sent', 'queued', or a refusal of its targets. */
+  private delivered(sessionId: string, body: SignalBody, reply: MessageReply | undefined): Delivered {
+    if (reply === undefined) throw new Error('send: the script answered for fewer messages than it was given');
     if (reply.status === 'target_not_found') throw refusals.targetNotFound(sessionId, reply.target);
     if (reply.status === 'queue_full') {
-      this.apply(reply.out);
       if (reply.why === 'total') throw refusals.queueTotal(reply.bytes, this.bounds.totalBytes, 'cluster');
       if (body.target === undefined) throw refusals.queueBroadcast(reply.target);
       throw reply.why === 'held' ? refusals.queueHeld(reply.held) : refusals.queueBytes(reply.bytes);
     }
     if (reply.status !== 'ok') throw new Error(`send: unexpected status ${reply.status}`);
-    this.apply(reply.out);
     // 'sent' when each target's stream is held by a live instance, which writes it at once: here, when
     // this instance wrote it; elsewhere, when that instance's channel took it. How far the other
     // instance's stream is behind is not known here without a race (its progress is stored after each
@@ -618,6 +692,13 @@ export class ClusterSignalling implements SignallingBackend {
   private emit(event: SessionEvent): void {
     this.deps.listener?.(event);
   }
+}
+
+/** What is decided of one message before the send script (see `ClusterSignalling.decide`). */
+interface Decided {
+  refused: SignalError | undefined;
+  /** For `switchboard`: the message as its owner reads it, or why it cannot take it. */
+  toServer: string | SignalError | undefined;
 }
 
 /**

@@ -579,64 +579,92 @@ const decodeRegister = (r: Reply): RegisterReply => {
 };
 
 /**
- * A client message: ARGV[5] sessionId, [6] sender, [7] target ('' for every other peer), [8] event
- * JSON, [9] stamp (ms accepted), [10…12] its topic, [13…16] the event bounds, [17] '1' when the
- * sender's token is checked, [18] the hash of the token it presented ('' for none), [19] '1' when the
- * session rules refuse the message once the sender is let in (the reason stays in TypeScript), [20] '1'
- * for a media signal (refused between the peers of a relay session), [21] '1' when `switchboard` cannot
- * take the message, [22] the message as `switchboard`'s owner reads it ({ type, payload }). In this
- * order: the session and the sender exist, the token is the sender's, the message is not refused, in a
- * relay session a message to `switchboard` goes to the owner of its media ('server') and a media signal
- * to anyone else is refused, the target exists, there is room. A broadcast reaches every other peer or none.
+ * What the send scripts share: the sender is let in (ARGV[5] sessionId, [6] sender, [7] '1' when the
+ * sender's token is checked, [8] the hash of the token it presented, '' for none; in this order: the
+ * session and the sender exist, the token is the sender's), then each message goes to its targets with
+ * `deliverMessage`: it is refused when the session rules refused it already (the reason stays in
+ * TypeScript); in a relay session a message to `switchboard` goes to the owner of its media (refused
+ * when `switchboard` cannot take it) and a media signal to anyone else is refused; else its target must
+ * exist and have room. A broadcast reaches every other peer or none.
+ * Every message of one call has the same topic and bounds at [9…15]: [9…11] the topic, [12…15] the bounds.
  */
-const SEND = `
-local sid, pid, target, json, stamp = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local T, B = topicAt(10), boundsAt(13)
-if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
-local sender = redis.call('HGET', pk(sid), pid)
-if not sender then return {'peer_not_found'} end
-if ARGV[17] == '1' then
-  if ARGV[18] == '' then return {'unauthorized'} end
-  -- Hashes compared, not tokens: the time this takes says nothing about the token.
-  if string.match(sender, '"tokenHash":"([^"]*)"') ~= ARGV[18] then return {'forbidden'} end
-end
-if ARGV[19] == '1' then return {'refused'} end
-if isRelay(sid) then
-  if target == '${SERVER_PEER_ID}' then
-    if ARGV[21] == '1' then return {'server_refused'} end
-    toOwner(sid, 'message', pid, ARGV[22])
-    return {'server', OUT}
+const SENDER = `
+local sid, pid = ARGV[5], ARGV[6]
+local T, B = topicAt(9), boundsAt(12)
+local function letIn()
+  if redis.call('EXISTS', sk(sid)) == 0 then return 'session_not_found' end
+  local sender = redis.call('HGET', pk(sid), pid)
+  if not sender then return 'peer_not_found' end
+  if ARGV[7] == '1' then
+    if ARGV[8] == '' then return 'unauthorized' end
+    -- Hashes compared, not tokens: the time this takes says nothing about the token.
+    if string.match(sender, '"tokenHash":"([^"]*)"') ~= ARGV[8] then return 'forbidden' end
   end
-  if ARGV[20] == '1' then return {'media_to_server'} end
+  return nil
 end
-local result = {'ok', OUT}
-if target ~= '' then
-  if redis.call('HEXISTS', pk(sid), target) == 0 then return {'target_not_found', target} end
-  local id, held, receivers, bytes = append(addr(sid, target), json, true, stamp, T, B)
-  if id == nil then return {'target_not_found', target} end
-  if id == false then return {'queue_full', OUT, target, held, receivers, bytes} end
-  result[3], result[4], result[5] = target, id, receivers
-  return result
-end
-local targets = {}
-for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
-  if other ~= pid then
-    local b = box(addr(sid, other))
-    local why = b and refusal(b, #json, B)
-    if why then return {'queue_full', OUT, other, b.held, why, b.hbytes} end
-    targets[#targets + 1] = other
+
+-- One message's result, appended to R: 'refused' | 'server' | 'server_refused' | 'media_to_server' |
+-- 'target_not_found', target | 'queue_full', target, held, why, bytes | 'ok', n, then n times target, id,
+-- receivers. media is '1' for a media signal; server is the message as the owner of the session's media
+-- reads it ('' when switchboard cannot take it).
+local function deliverMessage(R, target, json, stamp, refused, media, server)
+  local function put(...)
+    for _, v in ipairs({...}) do R[#R + 1] = v end
   end
-end
-if total('held') + #json * #targets > B.totalBytes then return {'queue_full', OUT, '', 0, 'total', total('held')} end
-for _, other in ipairs(targets) do
-  local id, held, receivers = append(addr(sid, other), json, true, stamp, T, B)
-  if id then
-    result[#result + 1] = other
-    result[#result + 1] = id
-    result[#result + 1] = receivers
+  if refused == '1' then return put('refused') end
+  if isRelay(sid) then
+    if target == '${SERVER_PEER_ID}' then
+      if server == '' then return put('server_refused') end
+      toOwner(sid, 'message', pid, server)
+      return put('server')
+    end
+    if media == '1' then return put('media_to_server') end
   end
+  if target ~= '' then
+    if redis.call('HEXISTS', pk(sid), target) == 0 then return put('target_not_found', target) end
+    local id, held, receivers, bytes = append(addr(sid, target), json, true, stamp, T, B)
+    if id == nil then return put('target_not_found', target) end
+    if id == false then return put('queue_full', target, held, receivers, bytes) end
+    return put('ok', 1, target, id, receivers)
+  end
+  local targets = {}
+  for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
+    if other ~= pid then
+      local b = box(addr(sid, other))
+      local why = b and refusal(b, #json, B)
+      if why then return put('queue_full', other, b.held, why, b.hbytes) end
+      targets[#targets + 1] = other
+    end
+  end
+  if total('held') + #json * #targets > B.totalBytes then return put('queue_full', '', 0, 'total', total('held')) end
+  local appended = {}
+  for _, other in ipairs(targets) do
+    local id, held, receivers = append(addr(sid, other), json, true, stamp, T, B)
+    if id then
+      appended[#appended + 1] = other
+      appended[#appended + 1] = id
+      appended[#appended + 1] = receivers
+    end
+  end
+  put('ok', #appended / 3)
+  for _, v in ipairs(appended) do R[#R + 1] = v end
 end
-return result
+`;
+
+/**
+ * Client messages from one sender, one or a batch, in one step (see SENDER for [5…15]): [16] the stamp
+ * (ms accepted), then for each message five values: its target ('' for every other peer), its event
+ * JSON, '1' when the session rules refuse it once the sender is let in, '1' for a media signal, and the
+ * message as `switchboard`'s owner reads it ({ type, payload }; '' when switchboard cannot take it). The
+ * sender is let in once; the messages go in their order, each with its own result, as if sent one by
+ * one. Returns the sender's refusal, or 'ok', OUT, then each message's result.
+ */
+const SEND = `${SENDER}
+local refusedSender = letIn()
+if refusedSender then return {refusedSender} end
+local R = {'ok', OUT}
+for i = 17, #ARGV, 5 do deliverMessage(R, ARGV[i], ARGV[i + 1], ARGV[16], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]) end
+return R
 `;
 
 /** One event a message became: its target, its id there, and who took it (-1: this instance, else the number of receivers). */
@@ -646,13 +674,39 @@ export interface Appended {
   receivers: number;
 }
 
-export type SendReply =
-  | Refused<'session_not_found' | 'peer_not_found' | 'unauthorized' | 'forbidden' | 'refused' | 'server_refused' | 'media_to_server'>
+/** What became of one message once its sender was let in. */
+export type MessageReply =
+  | Refused<'refused' | 'server_refused' | 'media_to_server'>
   /** Sent to the owner of the relay session's media. */
-  | { status: 'server'; out: string[] }
+  | { readonly status: 'server' }
   | { status: 'target_not_found'; target: string }
-  | { status: 'queue_full'; out: string[]; target: string; held: number; why: 'held' | 'bytes' | 'total'; bytes: number }
-  | { status: 'ok'; out: string[]; appended: Appended[] };
+  | { status: 'queue_full'; target: string; held: number; why: 'held' | 'bytes' | 'total'; bytes: number }
+  | { status: 'ok'; appended: Appended[] };
+
+/** The sender's refusal, or the frames for this instance and what became of each message. */
+export type SendReply = Refused<'session_not_found' | 'peer_not_found' | 'unauthorized' | 'forbidden'> | { status: 'ok'; out: string[]; messages: MessageReply[] };
+
+const decodeMessage = (r: Reply): MessageReply => {
+  const status = r.str();
+  switch (status) {
+    case 'refused':
+    case 'server':
+    case 'server_refused':
+    case 'media_to_server':
+      return { status };
+    case 'target_not_found':
+      return { status, target: r.str() };
+    case 'queue_full':
+      return { status, target: r.str(), held: r.num(), why: r.str() as 'held' | 'bytes' | 'total', bytes: r.num() };
+    case 'ok': {
+      const appended: Appended[] = [];
+      for (let n = r.num(); n > 0; n--) appended.push({ target: r.str(), id: r.num(), receivers: r.num() });
+      return { status, appended };
+    }
+    default:
+      throw new Error(`send: unexpected message status ${status}`);
+  }
+};
 
 const decodeSend = (r: Reply): SendReply => {
   const status = r.str();
@@ -661,21 +715,12 @@ const decodeSend = (r: Reply): SendReply => {
     case 'peer_not_found':
     case 'unauthorized':
     case 'forbidden':
-    case 'refused':
-    case 'server_refused':
-    case 'media_to_server':
       return { status };
-    case 'server':
-      return { status, out: r.strings() };
-    case 'target_not_found':
-      return { status, target: r.str() };
-    case 'queue_full':
-      return { status, out: r.strings(), target: r.str(), held: r.num(), why: r.str() as 'held' | 'bytes' | 'total', bytes: r.num() };
     case 'ok': {
       const out = r.strings();
-      const appended: Appended[] = [];
-      while (!r.done) appended.push({ target: r.str(), id: r.num(), receivers: r.num() });
-      return { status, out, appended };
+      const messages: MessageReply[] = [];
+      while (!r.done) messages.push(decodeMessage(r));
+      return { status, out, messages };
     }
     default:
       throw new Error(`send: unexpected status ${status}`);

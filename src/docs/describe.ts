@@ -21,6 +21,11 @@ export interface RouteDoc {
   summary: string;
   description?: string;
   tags: string[];
+  /**
+   * The request body, for a route whose handler checks it itself (so no Elysia `body` schema tells the
+   * document): its schema and the content types it is read from.
+   */
+  body?: { schema: TSchema; contentTypes: readonly string[] };
   /** The successful answers, by status. */
   answers: Record<number, Answer>;
   /** The error codes this route can answer with; each becomes its status's response, in the one envelope. */
@@ -56,6 +61,7 @@ export function describe(doc: RouteDoc): DocumentDecoration {
     summary: doc.summary,
     ...(doc.description ? { description: doc.description } : {}),
     tags: doc.tags,
+    ...(doc.body ? { requestBody: { required: true, content: Object.fromEntries(doc.body.contentTypes.map((type) => [type, { schema: doc.body?.schema }])) } } : {}),
     responses,
   } as DocumentDecoration;
 }

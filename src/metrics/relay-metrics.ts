@@ -88,6 +88,23 @@ export class ConnectionMetrics implements RelayObserver, Collector {
     out.single('switchboard_relay_retransmitted_total', 'counter', 'RTP packets resent to relay viewers for their NACKs.', s.retransmitted);
     out.single('switchboard_relay_dropped_total', 'counter', 'RTP packets dropped for a relay viewer that could not take them (its queue was full).', s.dropped);
     out.single('switchboard_relay_keyframe_requests_total', 'counter', 'Keyframe requests (PLI) sent to relay publishers.', s.keyframeRequests);
-    out.single('switchboard_relay_keyframe_cache_bytes', 'gauge', "Bytes of video the publishers' keyframe caches hold.", s.keyframeCacheBytes);
+    out.single(
+      'switchboard_relay_keyframe_cache_bytes',
+      'gauge',
+      "Bytes of video the publishers' keyframe caches hold (bounded by RELAY_KEYFRAME_CACHE_TOTAL_BYTES).",
+      s.keyframeCacheBytes,
+    );
+    out.single(
+      'switchboard_relay_keyframe_cache_replays_total',
+      'counter',
+      "Cached groups of pictures sent to joining relay viewers instead of waiting for the publisher's next keyframe.",
+      s.keyframeCacheReplays,
+    );
+    out.single(
+      'switchboard_relay_keyframe_cache_evictions_total',
+      'counter',
+      "Cached groups of pictures dropped to keep the keyframe caches under RELAY_KEYFRAME_CACHE_TOTAL_BYTES; those tracks' viewers wait for a keyframe.",
+      s.keyframeCacheEvictions,
+    );
   }
 }

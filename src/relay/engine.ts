@@ -4,6 +4,7 @@ import type { Clock } from '../clock';
 import type { ServerOutbox, ServerPeer } from '../sessions/server-peer';
 import type { Role } from '../sessions/store';
 import type { IceParameters } from './answering';
+import { KeyframeCachePool } from './keyframe-cache';
 import type { LinkMessage } from './link';
 import { parseMessage } from './messages';
 import { type RelayObserver, SessionRouter } from './router';
@@ -33,15 +34,18 @@ export interface RelayStats {
   bytesOut: number;
   retransmitted: number;
   dropped: number;
-  /** Payload bytes the publishers' keyframe caches hold now (RELAY_KEYFRAME_CACHE_BYTES). */
+  /** Payload bytes the publishers' keyframe caches hold now (RELAY_KEYFRAME_CACHE_BYTES, RELAY_KEYFRAME_CACHE_TOTAL_BYTES). */
   keyframeCacheBytes: number;
+  /** Cached groups replayed to joining viewers, and groups dropped to keep under RELAY_KEYFRAME_CACHE_TOTAL_BYTES, since start. */
+  keyframeCacheReplays: number;
+  keyframeCacheEvictions: number;
 }
 
 export class RelayEngine implements ServerPeer {
   private readonly routers = new Map<string, SessionRouter>();
   private readonly publisher;
   private readonly viewer;
-  private readonly closedCounters = { packetsIn: 0, keyframeRequests: 0, packetsOut: 0, bytesOut: 0, retransmitted: 0, dropped: 0 };
+  private readonly closedCounters = { packetsIn: 0, keyframeRequests: 0, packetsOut: 0, bytesOut: 0, retransmitted: 0, dropped: 0, keyframeCacheReplays: 0 };
   private readonly keyframeCache;
   /** Peers registering with an offer of their own (WHIP, WHEP), by session: they get no offer from the server. */
   private readonly ownOffers = new Map<string, Set<string>>();
@@ -52,7 +56,11 @@ export class RelayEngine implements ServerPeer {
   ) {
     this.publisher = publisherConfig(config);
     this.viewer = viewerConfig(config);
-    this.keyframeCache = { maxBytes: config.relayKeyframeCacheBytes, maxAgeMs: config.relayKeyframeCacheMs };
+    this.keyframeCache = {
+      maxBytes: config.relayKeyframeCacheBytes,
+      maxAgeMs: config.relayKeyframeCacheMs,
+      pool: new KeyframeCachePool(config.relayKeyframeCacheTotalBytes),
+    };
   }
 
   /**
@@ -130,6 +138,7 @@ export class RelayEngine implements ServerPeer {
     closed.bytesOut += out.bytes;
     closed.retransmitted += out.retransmitted;
     closed.dropped += out.dropped;
+    closed.keyframeCacheReplays += out.replays;
   }
 
   shutdown(): void {
@@ -137,7 +146,15 @@ export class RelayEngine implements ServerPeer {
   }
 
   stats(): RelayStats {
-    const stats: RelayStats = { sessions: this.routers.size, viewers: 0, connections: 0, ...this.closedCounters, keyframeCacheBytes: 0 };
+    const { pool } = this.keyframeCache;
+    const stats: RelayStats = {
+      sessions: this.routers.size,
+      viewers: 0,
+      connections: 0,
+      ...this.closedCounters,
+      keyframeCacheBytes: pool.bytes,
+      keyframeCacheEvictions: pool.evictions,
+    };
     for (const router of this.routers.values()) {
       stats.viewers += router.viewerCount;
       stats.connections += router.linkCount;
@@ -148,7 +165,7 @@ export class RelayEngine implements ServerPeer {
       stats.bytesOut += out.bytes;
       stats.retransmitted += out.retransmitted;
       stats.dropped += out.dropped;
-      stats.keyframeCacheBytes += router.keyframeCacheBytes;
+      stats.keyframeCacheReplays += out.replays;
     }
     return stats;
   }

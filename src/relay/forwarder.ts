@@ -46,6 +46,11 @@ export class SourceTrack {
     this.cache = kind === 'video' && cacheLimits !== undefined && cacheLimits.maxBytes > 0 ? new KeyframeCache(cacheLimits) : undefined;
   }
 
+  /** The publisher's track is gone: its cached group goes, and its bytes back to the pool. */
+  close(): void {
+    this.cache?.clear();
+  }
+
   codec(payloadType: number): NegotiatedCodec | undefined {
     return this.codecs[payloadType & 0x7f];
   }
@@ -98,6 +103,8 @@ export interface ForwarderCounters {
   bytes: number;
   retransmitted: number;
   dropped: number;
+  /** Cached groups of pictures replayed to the viewer (its start, and each new publisher's). */
+  replays: number;
 }
 
 const NO_EXTENSIONS: never[] = [];
@@ -108,7 +115,7 @@ const NO_EXTENSIONS: never[] = [];
  * stopped, its timestamps advanced by the time that passed. Video starts at a keyframe.
  */
 export class TrackForwarder {
-  readonly counters: ForwarderCounters = { packets: 0, bytes: 0, retransmitted: 0, dropped: 0 };
+  readonly counters: ForwarderCounters = { packets: 0, bytes: 0, retransmitted: 0, dropped: 0, replays: 0 };
   private source: SourceTrack | undefined;
   /** Source payload type → the viewer's payload type for the same codec, -1 when the viewer has none. */
   private readonly payloadTypes = new Int16Array(128).fill(-1);
@@ -214,6 +221,7 @@ export class TrackForwarder {
     if (!gop || !first || (this.payloadTypes[first.header.payloadType & 0x7f] ?? -1) < 0) return false;
     this.waitingForKeyframe = false;
     this.startEpoch = false;
+    this.counters.replays++;
     this.continueFrom(first.header.sequenceNumber, first.header.timestamp, source.clockRate, now);
     this.replay = gop;
     this.replayAt = 0;

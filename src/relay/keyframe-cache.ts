@@ -10,6 +10,47 @@ export interface KeyframeCacheLimits {
   maxBytes: number;
   /** Milliseconds since the keyframe (RELAY_KEYFRAME_CACHE_MS): older, the burst would be more than a viewer should replay. */
   maxAgeMs: number;
+  /** What every track's cache in the process holds together (RELAY_KEYFRAME_CACHE_TOTAL_BYTES); none: no bound but the track's. */
+  pool?: KeyframeCachePool;
+}
+
+/**
+ * The process-wide bound on the keyframe caches (RELAY_KEYFRAME_CACHE_TOTAL_BYTES): per-track bounds
+ * alone let MAX_RELAY_PEERS publishers make the server hold MAX_RELAY_PEERS × RELAY_KEYFRAME_CACHE_BYTES.
+ * Over it, the largest group held is dropped (it frees the most for one viewer's loss), until the
+ * total fits; that track's joining viewers wait for its next keyframe, as with the cache off.
+ */
+export class KeyframeCachePool {
+  private readonly held = new Map<KeyframeCache, number>();
+  private total = 0;
+  /** Groups dropped to keep the total under the bound, since start. */
+  evictions = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Payload bytes every cache holds now. */
+  get bytes(): number {
+    return this.total;
+  }
+
+  /** A cache now holds `bytes`: the total follows, and over the bound the largest groups are dropped. */
+  account(cache: KeyframeCache, bytes: number): void {
+    this.total += bytes - (this.held.get(cache) ?? 0);
+    if (bytes > 0) this.held.set(cache, bytes);
+    else this.held.delete(cache);
+    while (this.total > this.maxBytes) {
+      let largest: KeyframeCache | undefined;
+      let most = 0;
+      for (const [c, b] of this.held) {
+        if (b > most) [largest, most] = [c, b];
+      }
+      if (!largest) return;
+      this.evictions++;
+      this.held.delete(largest);
+      this.total -= most;
+      largest.drop();
+    }
+  }
 }
 
 /**
@@ -44,7 +85,7 @@ export class KeyframeCache {
       return;
     }
     this.gop.push(packet);
-    this.bytes += payload.length;
+    this.setBytes(this.bytes + payload.length);
   }
 
   /**
@@ -69,6 +110,23 @@ export class KeyframeCache {
     return packet?.header.sequenceNumber === sequenceNumber ? packet : undefined;
   }
 
+  /** Lets the group go, and its bytes back to the pool: the publisher's track ended, or the group outgrew its bounds. */
+  clear(): void {
+    this.drop();
+    this.limits.pool?.account(this, 0);
+  }
+
+  /** Lets the group go; the pool that asks for it has taken its bytes back already. */
+  drop(): void {
+    this.gop = [];
+    this.bytes = 0;
+  }
+
+  private setBytes(bytes: number): void {
+    this.bytes = bytes;
+    this.limits.pool?.account(this, bytes);
+  }
+
   private restart(timestamp: number, family: CodecFamily, now: number): void {
     // H.264 parameter sets at the end of the old group, for this picture, open the new one.
     let keep = this.gop.length;
@@ -79,13 +137,8 @@ export class KeyframeCache {
     }
     const carried = this.gop.slice(keep);
     this.gop = carried;
-    this.bytes = carried.reduce((sum, p) => sum + p.payload.length, 0);
+    this.setBytes(carried.reduce((sum, p) => sum + p.payload.length, 0));
     this.keyTimestamp = timestamp;
     this.keyAt = now;
-  }
-
-  private clear(): void {
-    this.gop = [];
-    this.bytes = 0;
   }
 }

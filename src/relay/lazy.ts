@@ -49,6 +49,8 @@ const NOTHING_YET: RelayStats = {
   retransmitted: 0,
   dropped: 0,
   keyframeCacheBytes: 0,
+  keyframeCacheReplays: 0,
+  keyframeCacheEvictions: 0,
 };
 
 export class LazyRelay implements ServerPeer {

@@ -73,7 +73,7 @@ export class SessionRouter {
   private pendingKeyframe: Cancel | undefined;
   private readonly reports: Ticker;
   /** What the forwarders of viewers that left sent: the totals only ever grow. */
-  private readonly departed = { packets: 0, bytes: 0, retransmitted: 0, dropped: 0 };
+  private readonly departed: ForwarderCounters = { packets: 0, bytes: 0, retransmitted: 0, dropped: 0, replays: 0 };
   private readonly observer: RelayObserver;
   /** Per connection: told when the peer's answer comes in (the first, of the first offer). */
   private readonly answerTimers = new WeakMap<ServerLink, () => void>();
@@ -90,18 +90,13 @@ export class SessionRouter {
     return this.viewers.size;
   }
 
-  /** What the viewers' forwarders sent (packets, payload bytes), retransmitted and dropped, over the router's life. */
+  /** What the viewers' forwarders sent (packets, payload bytes), retransmitted and dropped, and the cached groups replayed, over the router's life. */
   forwarded(): ForwarderCounters {
     const totals = { ...this.departed };
     for (const viewer of this.viewers.values()) {
       for (const kind of KINDS) addCounters(totals, viewer.forwarders[kind].counters);
     }
     return totals;
-  }
-
-  /** Payload bytes the publisher's keyframe cache holds now. */
-  get keyframeCacheBytes(): number {
-    return this.publisher?.sources.video?.cache?.size ?? 0;
   }
 
   /** Connections open now (publisher and viewers): each holds a UDP socket and a DTLS certificate. */
@@ -138,8 +133,7 @@ export class SessionRouter {
     this.waiting.delete(peerId);
     if (this.publisher?.id === peerId) {
       // Viewers keep their connections and senders: they go quiet until a publisher sends again.
-      this.publisher.link.close();
-      this.publisher = undefined;
+      this.dropPublisher();
       this.deps.log(`relay: session ${this.sessionId}: publisher ${peerId} left; ${this.viewers.size} viewer(s) wait`);
       return;
     }
@@ -195,10 +189,16 @@ export class SessionRouter {
     this.pendingKeyframe?.();
     this.pendingKeyframe = undefined;
     this.reports.stop();
-    this.publisher?.link.close();
-    this.publisher = undefined;
+    this.dropPublisher();
     this.waiting.clear();
     for (const id of [...this.viewers.keys()]) this.leave(id);
+  }
+
+  private dropPublisher(): void {
+    if (!this.publisher) return;
+    this.publisher.link.close();
+    for (const kind of KINDS) this.publisher.sources[kind]?.close();
+    this.publisher = undefined;
   }
 
   /**
@@ -281,6 +281,7 @@ export class SessionRouter {
       const transceiver = link.pc.getTransceivers().find((t) => t.receiver.tracks.includes(track)) ?? link.pc.getTransceivers().find((t) => t.kind === kind);
       const codecs = transceiver ? ServerLink.negotiated(transceiver) : [];
       const source = new SourceTrack(kind, codecs, codecs[0]?.clockRate ?? (kind === 'video' ? 90_000 : 48_000), this.deps.keyframeCache);
+      publisher.sources[kind]?.close();
       publisher.sources[kind] = source;
       this.deps.log(`relay: session ${this.sessionId}: ${peerId} sends ${kind} (${codecs.map((c) => c.mimeType).join(', ') || 'no codec'})`);
       track.onReceiveRtp.subscribe((packet) => this.route(publisher, source, packet));
@@ -368,6 +369,7 @@ function addCounters(totals: ForwarderCounters, c: ForwarderCounters): void {
   totals.bytes += c.bytes;
   totals.retransmitted += c.retransmitted;
   totals.dropped += c.dropped;
+  totals.replays += c.replays;
 }
 
 /** A viewer's sender as a forwarder writes to it: straight to its DTLS transport, past werift's per-packet rewriting. */

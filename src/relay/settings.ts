@@ -14,6 +14,7 @@ export type RelayConfig = Pick<
   | 'relayIceRestartsPerMin'
   | 'relayKeyframeCacheBytes'
   | 'relayKeyframeCacheMs'
+  | 'relayKeyframeCacheTotalBytes'
 >;
 
 /**

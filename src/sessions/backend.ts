@@ -1,6 +1,7 @@
 import type { Delivered, EventSink } from '../delivery/delivery';
 import type { SignalError } from '../errors';
 import type { SignalBody } from './model';
+import type { WithPayloadJson } from './payload-source';
 import type { SessionMode } from './server-peer';
 import type { Invite, PeerAuth, Role } from './store';
 
@@ -66,6 +67,9 @@ export interface SendGuard {
   readonly credential: SenderCredential;
   readonly rate: RateTicket;
 }
+
+/** What became of one message of a batch: written, held, or refused (the error it would have had alone). */
+export type MessageOutcome = Delivered | SignalError;
 
 /** What the route knows of a registering client besides its credentials. */
 export interface RegisterOrigin {
@@ -146,7 +150,21 @@ export interface SignallingBackend extends PeerDirectory {
    * the sender's token and rate are checked first (see `SendGuard`); the refusals of those checks are
    * not counted as rejected messages.
    */
-  send(sessionId: string, peerId: string, body: SignalBody, guard?: SendGuard): Awaitable<Delivered>;
+  send(sessionId: string, peerId: string, body: SignalBody & WithPayloadJson, guard?: SendGuard): Awaitable<Delivered>;
+  /**
+   * Forwards a batch of client messages from one sender, in order, each as `send` would alone: the
+   * sender is found and `guard`'s token checked once (those refusals refuse the batch), then each
+   * message meets its own checks (see `batchItemRefusal`) and gets its own outcome. `before[i]` is a
+   * refusal of message `i` decided before the store (the client address's rate). In a cluster, one
+   * Redis step for the whole batch.
+   */
+  sendBatch(
+    sessionId: string,
+    peerId: string,
+    bodies: readonly (SignalBody & WithPayloadJson)[],
+    guard?: SendGuard,
+    before?: readonly (SignalError | undefined)[],
+  ): Awaitable<MessageOutcome[]>;
   /**
    * Attaches a peer's stream (any `EventSink`: SSE, WebSocket) and writes what it has not received,
    * after `lastEventId` when the client resumes. On refusal the sink is closed.

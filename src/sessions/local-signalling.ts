@@ -8,10 +8,11 @@ import { AddressHoldings, type HoldingsConfig } from '../limits/address-holdings
 import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
 import type { RelayCapacity } from '../relay/capacity';
-import type { Admit, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
+import type { Admit, MessageOutcome, RegisterOrigin, Registration, SendGuard, SessionGauges, SessionOptions, SessionSnapshot, SignallingBackend } from './backend';
 import type { SessionEvent, SessionListener } from './events';
 import type { SignalBody } from './model';
-import { checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, sees, serverEvents, serverPeerEvent, type Visible } from './rules';
+import type { WithPayloadJson } from './payload-source';
+import { batchItemRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, sees, serverEvents, serverPeerEvent, type Visible } from './rules';
 import { SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
 import type { PeerAuth, PeerRecord, Role, Session, SessionStore } from './store';
 
@@ -169,7 +170,7 @@ export class LocalSignalling implements SignallingBackend {
   }
 
   /** Forwards a client message to its target, or to every other peer when it names none. */
-  send(sessionId: string, peerId: string, body: SignalBody, guard?: SendGuard): Delivered {
+  send(sessionId: string, peerId: string, body: SignalBody & WithPayloadJson, guard?: SendGuard): Delivered {
     if (guard) {
       // Not counted as rejected messages: these are the route's refusals, as before a message is read.
       guard.credential.check(this.peer(this.session(sessionId), peerId).auth);
@@ -179,7 +180,30 @@ export class LocalSignalling implements SignallingBackend {
     return countMessage(this.observer, body.type, () => this.forward(sessionId, peerId, body));
   }
 
-  private forward(sessionId: string, peerId: string, body: SignalBody): Delivered {
+  /** Forwards a batch of client messages, in order, each with its own outcome (see `SignallingBackend.sendBatch`). */
+  sendBatch(
+    sessionId: string,
+    peerId: string,
+    bodies: readonly (SignalBody & WithPayloadJson)[],
+    guard?: SendGuard,
+    before: readonly (SignalError | undefined)[] = [],
+  ): MessageOutcome[] {
+    const auth = this.peer(this.session(sessionId), peerId).auth;
+    guard?.credential.check(auth);
+    return bodies.map((body, i) => {
+      const refused = batchItemRefusal(before[i], guard?.rate);
+      if (refused) return refused;
+      try {
+        return countMessage(this.observer, body.type, () => this.forward(sessionId, peerId, body));
+      } catch (e) {
+        // A refusal is this message's outcome; anything else is a bug, and fails the request.
+        if (e instanceof SignalError) return e;
+        throw e;
+      }
+    });
+  }
+
+  private forward(sessionId: string, peerId: string, body: SignalBody & WithPayloadJson): Delivered {
     const session = this.session(sessionId);
     this.peer(session, peerId);
     const refused = messageRefusal(peerId, body);

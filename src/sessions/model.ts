@@ -34,6 +34,30 @@ export const SignalBody = t.Object({
 });
 export type SignalBody = typeof SignalBody.static;
 
+/** The most messages one `POST /message` body (or one WebSocket frame) may carry as an array. */
+export const MAX_BATCH = 32;
+
+/** A batch: up to MAX_BATCH message bodies, sent in this order, each answered on its own. */
+export const SignalBatch = t.Array(SignalBody, {
+  minItems: 1,
+  maxItems: MAX_BATCH,
+  description: `1 to ${MAX_BATCH} messages, each exactly a single body; delivered in this order, each answered on its own`,
+});
+export type SignalBatch = typeof SignalBatch.static;
+
+/** What one message of a batch became: the status and words that it would have had alone. */
+export const MessageResult = t.Object({
+  status: t.Integer({ description: 'what POST /message would have answered this message alone: 200, 202, or a 4xx' }),
+  message: t.String(),
+  error: t.Optional(t.String({ description: 'the error code, on a refusal (as in the error envelope)' })),
+  retryAfter: t.Optional(t.Integer({ description: 'seconds to wait before sending this message again (429)' })),
+});
+export type MessageResult = typeof MessageResult.static;
+
+/** The answer to a batch: one result per message, in the batch's order. */
+export const BatchResponse = t.Object({ results: t.Array(MessageResult) });
+export type BatchResponse = typeof BatchResponse.static;
+
 export const RegisterResponse = t.Object({
   message: t.Literal('session registered successfully'),
   sessionId: t.String(),

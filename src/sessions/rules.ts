@@ -1,7 +1,9 @@
 import type { Config } from '../config';
 import { type ErrorCode, refusals, type SignalError, type Where } from '../errors';
 import type { HoldingsConfig } from '../limits/address-holdings';
-import { SERVER_EVENT_TYPES, type SignalBody } from './model';
+import type { RateTicket } from './backend';
+import { MAX_BATCH, SERVER_EVENT_TYPES, type SignalBody } from './model';
+import { PAYLOAD_JSON, type WithPayloadJson } from './payload-source';
 import { SERVER_PEER_ID, type SessionMode } from './server-peer';
 import type { Role } from './store';
 
@@ -22,8 +24,16 @@ export const serverEvents = {
   sessionClosed: JSON.stringify({ type: 'session-closed' }),
 };
 
-/** A client message as its receivers read it: the server, never the client, sets `senderId`. */
-export const clientEvent = (senderId: string, body: Pick<SignalBody, 'type' | 'payload'>): string => JSON.stringify({ type: body.type, payload: body.payload, senderId });
+/**
+ * A client message as its receivers read it: the server, never the client, sets `senderId`. The payload's
+ * text as the client sent it is used when the message carries it (see `payloadSource`), rather than the
+ * parsed value serialised again; the two are the same JSON value.
+ */
+export function clientEvent(senderId: string, body: Pick<SignalBody, 'type' | 'payload'> & WithPayloadJson): string {
+  const payload = body[PAYLOAD_JSON];
+  if (payload === undefined) return JSON.stringify({ type: body.type, payload: body.payload, senderId });
+  return `{"type":${JSON.stringify(body.type)},"payload":${payload},"senderId":${JSON.stringify(senderId)}}`;
+}
 
 /** What the relay's server peer sends a peer of a relay session. */
 export const serverPeerEvent = (type: string, payload: unknown): string => JSON.stringify({ type, payload, senderId: SERVER_PEER_ID });
@@ -167,4 +177,24 @@ export function messageRefusal(senderId: string, body: Pick<SignalBody, 'type' |
   if (SERVER_EVENT_TYPES.has(body.type)) return refusals.reservedType(body.type);
   if (body.target === senderId) return refusals.targetIsSender();
   return undefined;
+}
+
+/**
+ * Refuses a batch as a whole when it has no message or more than MAX_BATCH: nothing of it is sent.
+ * A batch of the right length is answered message by message.
+ */
+export function batchRefusal(size: number): SignalError | undefined {
+  if (size === 0) return refusals.emptyBatch();
+  if (size > MAX_BATCH) return refusals.batchTooLong(size, MAX_BATCH);
+  return undefined;
+}
+
+/**
+ * What refuses one message of a batch before the store looks at its targets, in the order a single
+ * message meets them once its sender is let in: a refusal decided before (the client address's rate,
+ * `before`), then the sender's own rate (a token of `rate` is taken). Each message counts against both
+ * rates, so that a batch is no way around them. The session rules (`messageRefusal`) come after.
+ */
+export function batchItemRefusal(before: SignalError | undefined, rate: RateTicket | undefined): SignalError | undefined {
+  return before ?? rate?.take();
 }

@@ -1,8 +1,8 @@
 import type { Delivered } from '../delivery/delivery';
-import { SignalError } from '../errors';
+import { refusalOf, SignalError } from '../errors';
 import { type Logger, silentLogger } from '../log/logger';
-import type { Awaitable, SignallingBackend } from '../sessions/backend';
-import { type AckId, ackFrame, BadFrame, errorFrame, internalErrorFrame, isMalformed, parseClientFrame } from './frames';
+import type { Awaitable, MessageOutcome, SignallingBackend } from '../sessions/backend';
+import { type AckId, ackFrame, BadFrame, ClientBatch, type ClientFrame, errorFrame, internalErrorFrame, isMalformed, parseClientFrame } from './frames';
 import { CloseCode, WsSink, type WsSinkOptions, type WsSocket } from './ws-sink';
 
 /** The message limits of POST /message, applied to each frame: they throw `rate_limited`. */
@@ -76,7 +76,8 @@ export class WsConnection {
     // A socket being closed (taken over, refused) no longer speaks for the peer.
     if (!sink?.isOpen) return;
     const frame = parseClientFrame(data);
-    if (frame instanceof BadFrame) return this.refuse(sink, frame.id, frame.error);
+    if (frame instanceof BadFrame) return this.refuse(sink, frame.ids, frame.error);
+    if (frame instanceof ClientBatch) return this.batch(sink, frame.frames);
     const id: AckId = frame.id ?? null;
     let sent: Awaitable<Delivered>;
     try {
@@ -85,29 +86,66 @@ export class WsConnection {
       this.options.limits?.peerMessage(this.sessionId, this.peerId);
       sent = this.signalling.send(this.sessionId, this.peerId, frame);
     } catch (e) {
-      return this.answer(sink, id, e);
+      return this.answer(sink, [id], e);
     }
+    // The common case, answered at once without a closure: one process, no ack waiting before it.
     if (!(sent instanceof Promise) && !this.pendingAcks) return sink.reply(ackFrame(id, sent));
+    this.acknowledge(
+      sent,
+      (delivered) => sink.reply(ackFrame(id, delivered)),
+      (e) => this.answer(sink, [id], e),
+    );
+  }
+
+  /** A batch frame: each message counts against the limits, goes in order, and gets its own ack. */
+  private batch(sink: WsSink, frames: readonly ClientFrame[]): void {
+    const ids = frames.map((frame) => frame.id ?? null);
+    const { limits } = this.options;
+    const before = frames.map(() =>
+      refusalOf(() => {
+        limits?.message(() => this.address);
+        limits?.peerMessage(this.sessionId, this.peerId);
+      }),
+    );
+    let sent: Awaitable<MessageOutcome[]>;
+    try {
+      sent = this.signalling.sendBatch(this.sessionId, this.peerId, frames, undefined, before);
+    } catch (e) {
+      return this.answer(sink, ids, e);
+    }
+    this.acknowledge(
+      sent,
+      (outcomes) =>
+        outcomes.forEach((outcome, i) => {
+          const id = ids[i] ?? null;
+          if (outcome instanceof SignalError) this.refuse(sink, [id], outcome);
+          else sink.reply(ackFrame(id, outcome));
+        }),
+      (e) => this.answer(sink, ids, e),
+    );
+  }
+
+  /** Acks now what the backend answered now; what it answers later, after the acks still waiting, so that acks keep the order of their frames. */
+  private acknowledge<T>(sent: Awaitable<T>, ack: (value: T) => void, fail: (e: unknown) => void): void {
+    if (!(sent instanceof Promise) && !this.pendingAcks) return ack(sent);
     const previous = this.pendingAcks ?? Promise.resolve();
     const next = previous
       .then(() => sent)
-      .then(
-        (delivered) => sink.reply(ackFrame(id, delivered)),
-        (e: unknown) => this.answer(sink, id, e),
-      )
+      .then(ack, fail)
       .finally(() => {
         if (this.pendingAcks === next) this.pendingAcks = undefined;
       });
     this.pendingAcks = next;
   }
 
-  /** The ack of a frame that was refused, or that failed. */
-  private answer(sink: WsSink, id: AckId, e: unknown): void {
+  /** The acks of a frame (each message of a batch) that was refused, or that failed. */
+  private answer(sink: WsSink, ids: readonly AckId[], e: unknown): void {
     if (!(e instanceof SignalError)) {
       this.failed('message', e);
-      return sink.reply(internalErrorFrame(id));
+      for (const id of ids) sink.reply(internalErrorFrame(id));
+      return;
     }
-    this.refuse(sink, id, e);
+    this.refuse(sink, ids, e);
   }
 
   /** Logs a bug as the HTTP routes' error handler does: one error line naming the peer. */
@@ -128,9 +166,12 @@ export class WsConnection {
     this.release();
   }
 
-  /** Answers with the error envelope; past `maxBadFrames` malformed frames the connection is closed. */
-  private refuse(sink: WsSink, id: AckId, error: SignalError): void {
-    sink.reply(errorFrame(id, error));
+  /**
+   * Answers with the error envelope, once for each id (each message of a batch refused whole); past
+   * `maxBadFrames` malformed frames the connection is closed.
+   */
+  private refuse(sink: WsSink, ids: readonly AckId[], error: SignalError): void {
+    for (const id of ids) sink.reply(errorFrame(id, error));
     if (!isMalformed(error) || ++this.badFrames <= this.options.maxBadFrames) return;
     const code = error.code === 'payload_too_large' ? CloseCode.messageTooBig : CloseCode.policyViolation;
     sink.closeWith(code, `more than ${this.options.maxBadFrames} malformed frames`);

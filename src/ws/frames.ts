@@ -3,9 +3,11 @@
 import { Type as t } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Delivered } from '../delivery/delivery';
-import { type ErrorCode, errorStatus, SignalError } from '../errors';
+import { type ErrorCode, errorStatus, SignalError, schemaRefusal } from '../errors';
 import { MAX_BODY_BYTES } from '../json-body';
 import { MESSAGE_QUEUED, MESSAGE_SENT, SignalBody } from '../sessions/model';
+import { batchPayloadSources, PAYLOAD_JSON, payloadSource, type WithPayloadJson } from '../sessions/payload-source';
+import { batchRefusal } from '../sessions/rules';
 
 /** What a client chooses to correlate a frame with its ack: a number or a short string. */
 export const FrameId = t.Union([t.Number(), t.String({ maxLength: 64 })]);
@@ -14,6 +16,11 @@ export type FrameId = typeof FrameId.static;
 /** A client frame: exactly the body of `POST /message`, plus the optional correlation `id`. */
 export const ClientFrame = t.Composite([SignalBody, t.Object({ id: t.Optional(FrameId) })]);
 export type ClientFrame = typeof ClientFrame.static;
+
+/** A frame that is a batch: up to MAX_BATCH client frames, each answered with its own ack, in order. */
+export class ClientBatch {
+  constructor(readonly frames: readonly (ClientFrame & WithPayloadJson)[]) {}
+}
 
 // Compiled once: a generated function, several times faster per frame than interpreting the schema.
 const checkFrame = TypeCompiler.Compile(ClientFrame);
@@ -48,21 +55,26 @@ export function errorFrame(id: AckId, error: SignalError): string {
 export const internalErrorFrame = (id: AckId): string =>
   JSON.stringify({ ack: id, status: 500, error: 'internal_error', message: 'the server failed on this frame; this is a bug' });
 
-/** A frame the server cannot act on: its ack id (when one could be read) and why. */
+/**
+ * A frame the server cannot act on: its ack id (when one could be read) and why. A batch refused whole
+ * is answered once for each of its messages, with their ids (`ids`).
+ */
 export class BadFrame {
   constructor(
     readonly id: AckId,
     readonly error: SignalError,
+    readonly ids: readonly AckId[] = [id],
   ) {}
 }
 
 const bad = (id: AckId, code: ErrorCode, message: string) => new BadFrame(id, new SignalError(code, message));
 
 /**
- * Reads one client frame: text, at most 64 KiB (as a POST /message body), JSON, and of the body's shape.
- * Returns the frame, or a `BadFrame` to answer; never throws.
+ * Reads one client frame: text, at most 64 KiB (as a POST /message body), JSON, and of the body's shape,
+ * or an array of 1 to MAX_BATCH such bodies (a batch, refused whole when one of them is malformed, as
+ * POST /message refuses it). Returns the frame, the batch, or a `BadFrame` to answer; never throws.
  */
-export function parseClientFrame(data: string | Uint8Array): ClientFrame | BadFrame {
+export function parseClientFrame(data: string | Uint8Array): (ClientFrame & WithPayloadJson) | ClientBatch | BadFrame {
   if (typeof data !== 'string') return bad(null, 'invalid_request', 'frames are JSON text; binary frames are not accepted');
   if (data.length > MAX_BODY_BYTES) return bad(null, 'payload_too_large', `the frame is over ${MAX_BODY_BYTES} bytes`);
   let value: unknown;
@@ -71,13 +83,38 @@ export function parseClientFrame(data: string | Uint8Array): ClientFrame | BadFr
   } catch (e) {
     return bad(null, 'invalid_json', `the frame is not valid JSON: ${(e as Error).message}`);
   }
-  if (checkFrame.Check(value)) return value;
-  // The slow path, for frames that are wrong anyway: keep their id if it is usable, name the field at fault.
+  if (Array.isArray(value)) return readBatch(value, data);
+  if (checkFrame.Check(value)) {
+    // The payload goes on as the client wrote it, not serialised again (see `payloadSource`).
+    const frame: ClientFrame & WithPayloadJson = value;
+    frame[PAYLOAD_JSON] = payloadSource(data);
+    return frame;
+  }
+  const id = idOf(value);
+  return new BadFrame(id, schemaRefusal(checkFrame, value, 'frame'));
+}
+
+/** A batch, or its refusal: answered once (ack null) when its length is wrong, else once per message. */
+function readBatch(values: unknown[], data: string): ClientBatch | BadFrame {
+  const refused = batchRefusal(values.length);
+  if (refused) return new BadFrame(null, refused);
+  const ids = values.map(idOf);
+  const wrong = values.findIndex((value) => !checkFrame.Check(value));
+  if (wrong >= 0) return new BadFrame(null, schemaRefusal(checkFrame, values[wrong], `frame.${wrong}`), ids);
+  // Each message's payload goes on as the client wrote it, as a single frame's does.
+  const sources = batchPayloadSources(data);
+  const frames = values as (ClientFrame & WithPayloadJson)[];
+  if (sources)
+    frames.forEach((frame, i) => {
+      frame[PAYLOAD_JSON] = sources[i];
+    });
+  return new ClientBatch(frames);
+}
+
+/** The id of a frame that is wrong anyway, when it is usable. */
+function idOf(value: unknown): AckId {
   const raw = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as { id?: unknown }).id : undefined;
-  const id = raw !== undefined && checkId.Check(raw) ? raw : null;
-  const first = checkFrame.Errors(value).First();
-  const field = first?.path ? `frame${first.path.replaceAll('/', '.')}` : 'frame';
-  return bad(id, 'invalid_request', `${field}: ${first?.message ?? 'Expected an object'}`);
+  return raw !== undefined && checkId.Check(raw) ? raw : null;
 }
 
 /** Statuses that mean the client sent something malformed, rather than something the session refused. */

@@ -78,6 +78,48 @@ describe('the client library under Bun', () => {
   );
 
   test(
+    'candidates sent together go in one POST, in order with the messages around them; a refused one rejects alone',
+    async () => {
+      const { url } = listen();
+      const dev = device(url, 'batch', 'dev', { batchMs: 50 });
+      await dev.register();
+      await post(`${url}/register/batch/ops`);
+      const opsEvents = await openEvents(`${url}/events/batch/ops`);
+      streams.push(opsEvents);
+      // Counted where the library sends them: its socket is not open, so each message goes by POST.
+      const posts: unknown[] = [];
+      const realFetch = globalThis.fetch;
+      globalThis.fetch = Object.assign((input: string | URL | Request, init?: RequestInit) => {
+        if (String(input).includes('/message/')) posts.push(JSON.parse(String(init?.body)));
+        return realFetch(input, init);
+      }, realFetch);
+      try {
+        const candidate = (n: number) => ({ candidate: `candidate:${n}`, sdpMid: '0' });
+        const sends = [
+          dev.send('ice-candidate', candidate(1), 'ops'),
+          dev.send('ice-candidate', candidate(2), 'ghost'),
+          dev.send('ice-candidate', candidate(3), 'ops'),
+          dev.send('offer', { type: 'offer', sdp: 'v=0' }, 'ops'),
+          dev.send('ice-candidate', candidate(4), 'ops'),
+        ];
+        const settled = await Promise.allSettled(sends);
+        expect(settled.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
+        const refused = (settled[1] as PromiseRejectedResult).reason;
+        expect(refused).toBeInstanceOf(ApiError);
+        expect([refused.status, refused.code]).toEqual([404, 'target_not_found']);
+        // Three candidates waiting went before the offer, as one batch; the offer alone; the last candidate alone.
+        expect(posts.map((p) => (Array.isArray(p) ? p.length : 'single'))).toEqual([3, 'single', 'single']);
+        const read: unknown[] = [];
+        for (let i = 0; i < 4; i++) read.push((await opsEvents.next((e) => e.json.senderId === 'dev')).json.payload);
+        expect(read).toEqual([candidate(1), candidate(3), { type: 'offer', sdp: 'v=0' }, candidate(4)]);
+      } finally {
+        globalThis.fetch = realFetch;
+      }
+    },
+    TEST_TIMEOUT,
+  );
+
+  test(
     'a cut socket resumes where it stopped: what was sent meanwhile arrives once, nothing is registered again',
     async () => {
       const { url } = listen();

@@ -115,6 +115,24 @@ describe('cluster protocol: POST /message', () => {
     expect((await call(b.url, 'POST', '/message/s/x', message)).status).toBe(401);
     expect(await scriptsRun()).toBe(3);
   });
+
+  test('a batch is one script, however many messages it holds, and one when its sender is refused', async () => {
+    const [a, b] = cluster.instances;
+    if (!a || !b) throw new Error('two instances');
+    const p = await call(a.url, 'POST', '/register/batch/p');
+    await call(b.url, 'POST', '/register/batch/q');
+    const auth = { authorization: `Bearer ${p.body.token}` };
+    const candidates = Array.from({ length: 32 }, (_, n) => ({ type: 'ice-candidate', payload: { candidate: `candidate:${n}` }, target: 'q' }));
+    cluster.clock.advance(1000);
+    await scriptsRun();
+    const sent = await call(b.url, 'POST', '/message/batch/p', candidates, auth);
+    expect(sent.status).toBe(200);
+    // The rate (a burst of 1) let the first through; the 31 others were refused before Redis, in the same script.
+    expect(sent.body.results.map((r: { status: number }) => r.status)).toEqual([202, ...Array.from({ length: 31 }, () => 429)]);
+    expect(await scriptsRun()).toBe(1);
+    expect((await call(b.url, 'POST', '/message/batch/p', candidates)).status).toBe(401);
+    expect(await scriptsRun()).toBe(1);
+  });
 });
 
 describe('admission: one order of checks on both stores', () => {

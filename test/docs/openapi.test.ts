@@ -84,7 +84,11 @@ describe('GET /openapi.json', () => {
   test("documents POST /message's body as the JSON it reads, whatever the content type", async () => {
     const body = (await load()).paths['/message/{sessionId}/{peerId}']?.post?.requestBody;
     expect(Object.keys(body?.content ?? {})).toEqual(['application/json', 'text/plain']);
-    expect(body?.content['application/json']?.schema).toMatchObject({ required: ['type'], properties: { type: { maxLength: 64 } } });
+    // A single body, or a batch of them.
+    const schema = body?.content['application/json']?.schema as { anyOf?: unknown[] } | undefined;
+    const [single, batch] = schema?.anyOf ?? [];
+    expect(single).toMatchObject({ required: ['type'], properties: { type: { maxLength: 64 } } });
+    expect(batch).toMatchObject({ type: 'array', minItems: 1, maxItems: 32, items: { required: ['type'] } });
   });
 });
 

@@ -89,6 +89,8 @@ test('a viewer joining mid-GOP gets the cached keyframe at once; without the cac
   expect(m.value('switchboard_relay_viewers')).toBe(1);
   expect(m.value('switchboard_relay_packets_out_total')).toBeGreaterThanOrEqual(60);
   expect(m.value('switchboard_relay_keyframe_cache_bytes')).toBeGreaterThan(KBPS * 125 * 0.9); // about a second of video at least
+  expect(m.value('switchboard_relay_keyframe_cache_replays_total')).toBe(1);
+  expect(m.value('switchboard_relay_keyframe_cache_evictions_total')).toBe(0);
 
   // The control: nothing reaches the viewer until the publisher's next keyframe, seconds later.
   await until(() => withoutCache.packets.length > 0, 'the first video packet without the cache', 20_000);
@@ -97,5 +99,6 @@ test('a viewer joining mid-GOP gets the cached keyframe at once; without the cac
   expect(control.publisher.keyframes()).toBe(2);
   const controlMs = (controlFirst?.at ?? 0) - withoutCache.timing.connectedAt;
   expect(controlMs).toBeGreaterThanOrEqual(1000);
+  expect((await scrape(control.server.url)).value('switchboard_relay_keyframe_cache_replays_total')).toBe(0);
   console.log(`first video packet after connected: ${cacheMs.toFixed(0)} ms with the keyframe cache, ${controlMs.toFixed(0)} ms without`);
 }, 60_000);

@@ -2,7 +2,7 @@
 import { describe, expect, test } from 'bun:test';
 import { RtpHeader, RtpPacket } from 'werift';
 import { MAX_IN_FLIGHT, type NegotiatedCodec, REPLAY_BURST_BYTES, REPLAY_BYTES_PER_S, type RtpOutput, SourceTrack, TrackForwarder } from '../../src/relay/forwarder';
-import { KeyframeCache } from '../../src/relay/keyframe-cache';
+import { KeyframeCache, type KeyframeCacheLimits, KeyframeCachePool } from '../../src/relay/keyframe-cache';
 import { onlyParameterSets } from '../../src/relay/rtp';
 import { ManualClock } from '../helpers';
 
@@ -56,7 +56,7 @@ function recorder(hold = false) {
 }
 
 /** The source and a feed that remembers each packet and hands it to every forwarder, as the router does. */
-function publisher(codec: NegotiatedCodec, clock: ManualClock, limits = LIMITS) {
+function publisher(codec: NegotiatedCodec, clock: ManualClock, limits: KeyframeCacheLimits = LIMITS) {
   const source = new SourceTrack('video', [codec], 90_000, limits);
   const forwarders: TrackForwarder[] = [];
   const feed = (p: RtpPacket) => {
@@ -183,6 +183,58 @@ describe('a viewer joining mid-GOP', () => {
     clock.advance(1);
     expect(viewer(clock, VP8).forwarder.prime(source, clock.now())).toBe(false);
     expect(source.cache?.size).toBe(0);
+  });
+
+  test('the caches are bounded together (RELAY_KEYFRAME_CACHE_TOTAL_BYTES): over it the largest group goes, its viewers wait for a keyframe', () => {
+    const clock = new ManualClock();
+    const pool = new KeyframeCachePool(10_000);
+    const limits = { maxBytes: 100_000, maxAgeMs: 12_000, pool };
+    const [a, b, c] = [publisher(VP8, clock, limits), publisher(VP8, clock, limits), publisher(VP8, clock, limits)];
+    const group = (track: typeof a, first: number, packets: number) => {
+      for (let i = 0; i < packets; i++) track.feed(packet(first + i, (first + i) * 3000, vp8(i === 0, 1000)));
+    };
+    group(a, 1, 5);
+    group(b, 101, 3);
+    group(c, 201, 2);
+    expect(pool.bytes).toBe(10_000);
+    expect(pool.evictions).toBe(0);
+    c.feed(packet(203, 203 * 3000, vp8(false, 1000))); // one packet over: a, the largest, is dropped
+    expect(pool.evictions).toBe(1);
+    expect(a.source.cache?.size).toBe(0);
+    expect(b.source.cache?.size).toBe(3000);
+    expect(c.source.cache?.size).toBe(3000);
+    expect(pool.bytes).toBe(6000);
+    const late = viewer(clock, VP8);
+    expect(late.forwarder.prime(a.source, clock.now())).toBe(false);
+    a.forwarders.push(late.forwarder);
+    a.feed(packet(6, 6 * 3000, vp8(false, 1000))); // mid-group: not kept, the viewer asks for a keyframe
+    expect(late.sent).toEqual([]);
+    expect(late.asked()).toBe(1);
+    expect(viewer(clock, VP8).forwarder.prime(b.source, clock.now())).toBe(true);
+    // A track that ends gives its bytes back.
+    b.source.close();
+    c.source.close();
+    expect(pool.bytes).toBe(0);
+    a.feed(packet(7, 7 * 3000, vp8(true, 1000)));
+    expect(pool.bytes).toBe(1000);
+    expect(late.sent).toHaveLength(1);
+  });
+
+  test('a group over its own bound, or too old, gives its bytes back to the pool', () => {
+    const clock = new ManualClock();
+    const pool = new KeyframeCachePool(1_000_000);
+    const { feed, source } = publisher(VP8, clock, { maxBytes: 2500, maxAgeMs: 5000, pool });
+    feed(packet(1, 0, vp8(true, 1000)));
+    feed(packet(2, 3000, vp8(false, 1000)));
+    expect(pool.bytes).toBe(2000);
+    feed(packet(3, 6000, vp8(false, 1000)));
+    expect(pool.bytes).toBe(0);
+    feed(packet(4, 9000, vp8(true, 1000)));
+    expect(pool.bytes).toBe(1000);
+    clock.advance(5001);
+    expect(source.cache?.packets(clock.now())).toBeUndefined();
+    expect(pool.bytes).toBe(0);
+    expect(pool.evictions).toBe(0);
   });
 
   test('with the cache off (0 bytes) nothing is kept and the viewer waits for the publisher', () => {

@@ -35,7 +35,19 @@ function recordingEngine(calls: string[]) {
       calls.push('warm');
     }
     stats() {
-      return { sessions: 1, viewers: 0, connections: 0, packetsIn: 0, keyframeRequests: 0, packetsOut: 0, retransmitted: 0, dropped: 0, keyframeCacheBytes: 0 };
+      return {
+        sessions: 1,
+        viewers: 0,
+        connections: 0,
+        packetsIn: 0,
+        keyframeRequests: 0,
+        packetsOut: 0,
+        retransmitted: 0,
+        dropped: 0,
+        keyframeCacheBytes: 0,
+        keyframeCacheReplays: 0,
+        keyframeCacheEvictions: 0,
+      };
     }
   }
   return { RelayEngine: Recording as unknown as typeof RelayEngine };

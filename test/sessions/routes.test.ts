@@ -5,6 +5,24 @@ import { createApp } from '../../src/app';
 import { defaultConfig, req } from '../helpers';
 
 describe('POST /message/:sessionId/:peerId', () => {
+  test('its 200 and 202 are JSON answers like every other: content type, CORS, request id', async () => {
+    const { app } = createApp(defaultConfig());
+    await req(app, 'POST', '/register/s/a');
+    await req(app, 'POST', '/register/s/b');
+    const headers = { origin: 'https://dash.example', 'x-request-id': 'r-1' };
+    const queued = await req(app, 'POST', '/message/s/a', { type: 'offer', target: 'b', payload: { sdp: 'v=0' } }, headers);
+    expect(queued).toMatchObject({ status: 202, body: { message: 'Message queued' } });
+    const stream = await app.handle(new Request('http://localhost/events/s/b'));
+    const sent = await req(app, 'POST', '/message/s/a', { type: 'offer', target: 'b', payload: { sdp: 'v=0' } }, headers);
+    expect(sent).toMatchObject({ status: 200, body: { message: 'Message sent' } });
+    for (const answer of [queued, sent]) {
+      expect(answer.headers.get('content-type')).toBe('application/json;charset=utf-8');
+      expect(answer.headers.get('access-control-allow-origin')).toBe('*');
+      expect(answer.headers.get('x-request-id')).toBe('r-1');
+    }
+    await stream.body?.cancel();
+  });
+
   test('a chunked body over 64 KiB is refused without reading it all', async () => {
     const { app } = createApp(defaultConfig());
     await req(app, 'POST', '/register/s/a');

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { SignalError } from '../../src/errors';
+import { PAYLOAD_JSON } from '../../src/sessions/payload-source';
 import { ackFrame, BadFrame, errorFrame, eventFrame, parseClientFrame } from '../../src/ws/frames';
 
 describe('server frames', () => {
@@ -19,7 +20,13 @@ describe('server frames', () => {
 
 describe('client frames', () => {
   test('the body of POST /message with an optional id; other fields pass through unread', () => {
-    expect(parseClientFrame('{"type":"offer","payload":{"sdp":"x"},"target":"b","id":1}')).toEqual({ type: 'offer', payload: { sdp: 'x' }, target: 'b', id: 1 });
+    expect(parseClientFrame('{"type":"offer","payload":{"sdp":"x"},"target":"b","id":1}')).toEqual({
+      type: 'offer',
+      payload: { sdp: 'x' },
+      target: 'b',
+      id: 1,
+      [PAYLOAD_JSON]: '{"sdp":"x"}',
+    });
     expect(parseClientFrame('{"type":"hello","senderId":"mallory"}')).toMatchObject({ type: 'hello' });
   });
 

@@ -18,12 +18,38 @@ export class ApiError extends Error {
   }
 }
 
+/** Some messages of a batch were refused: their errors by their place in the batch. */
+class BatchError extends Error {
+  constructor(readonly refused: ReadonlyMap<number, unknown>) {
+    super(`${refused.size} messages of a batch were refused`);
+  }
+}
+
 /** The server could not be reached at all. */
 export class UnreachableError extends Error {
   override name = 'UnreachableError';
 }
 
 const MAX_BACKOFF_MS = 30_000;
+/** How long a trickled ICE candidate waits for others to go with it, by default. */
+const DEFAULT_BATCH_MS = 5;
+/** The most messages the server takes in one batch (MAX_BATCH). */
+const MAX_BATCH = 32;
+
+/** A message waiting to go out in a batch, and its sender's promise. */
+interface Outgoing {
+  body: { type: string; payload: unknown; target: string };
+  resolve(): void;
+  reject(e: unknown): void;
+}
+
+/** One message's result in a batch's answer (POST /message with an array). */
+interface BatchResult {
+  status: number;
+  error?: string;
+  message: string;
+  retryAfter?: number;
+}
 
 /**
  * Where the server is when the caller does not say: the origin this module was loaded from (a dashboard
@@ -60,6 +86,9 @@ export class SignalChannel implements Signalling {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   /** POSTs go out one at a time: the server keeps the order in which they were answered. */
   private sending: Promise<unknown> = Promise.resolve();
+  /** ICE candidates waiting, up to `batchMs`, to go out together in one POST (or one frame). */
+  private batch: Outgoing[] = [];
+  private batchTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly path: string;
   private readonly events = new Emitter<SignallingEvents>();
   private readonly origin: string;
@@ -146,13 +175,52 @@ export class SignalChannel implements Signalling {
 
   /**
    * `POST /message` to one peer, or a frame on the open WebSocket (its ack comes back on the socket; a
-   * refusal is logged). Sent in order; a full queue (429) is retried after Retry-After.
+   * refusal is logged). Sent in order; a full queue (429) is retried after Retry-After. ICE candidates
+   * trickle out a few at a time: those that come within `batchMs` of the first go together, as one
+   * batch (one request, or one frame), which the server delivers in order.
    */
   send(type: string, payload: unknown, target: string): Promise<void> {
+    const body = { type, payload, target };
+    const batchMs = this.options.batchMs ?? DEFAULT_BATCH_MS;
+    if (type !== 'ice-candidate' || batchMs <= 0) {
+      // What waits goes first: a message never overtakes a candidate sent before it.
+      this.flush();
+      return this.enqueue([body]);
+    }
+    const queued = new Promise<void>((resolve, reject) => this.batch.push({ body, resolve, reject }));
+    if (this.batch.length >= MAX_BATCH) this.flush();
+    else this.batchTimer ??= setTimeout(() => this.flush(), batchMs);
+    return queued;
+  }
+
+  /** Sends the candidates that wait, now. */
+  private flush(): void {
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    if (this.batch.length === 0) return;
+    const waiting = this.batch;
+    this.batch = [];
+    this.enqueue(waiting.map((w) => w.body)).then(
+      () => {
+        for (const w of waiting) w.resolve();
+      },
+      (e: unknown) => {
+        // A batch's refusals name the message each one is about; the rest went.
+        const refused = e instanceof BatchError ? e.refused : new Map(waiting.map((_, i) => [i, e]));
+        waiting.forEach((w, i) => {
+          if (refused.has(i)) w.reject(refused.get(i));
+          else w.resolve();
+        });
+      },
+    );
+  }
+
+  /** Messages in order after those before them: one body, or a batch. */
+  private enqueue(bodies: Outgoing['body'][]): Promise<void> {
     const next = this.sending.then(() => {
       const socket = this.socket;
-      if (socket?.readyState !== WebSocket.OPEN) return this.post(type, payload, target);
-      socket.send(JSON.stringify({ type, payload, target }));
+      if (socket?.readyState === WebSocket.OPEN) return socket.send(JSON.stringify(bodies.length === 1 ? bodies[0] : bodies));
+      return bodies.length === 1 && bodies[0] ? this.post(bodies[0]) : this.postBatch(bodies);
     });
     this.sending = next.catch(() => undefined);
     return next;
@@ -175,6 +243,10 @@ export class SignalChannel implements Signalling {
   /** Stops the stream without leaving (the session is over). */
   end(): void {
     this.ended = true;
+    // Candidates still waiting are of no use to anyone now; their senders hear that they did not go.
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    for (const w of this.batch.splice(0)) w.reject(new Error('the channel ended before the message went'));
     clearTimeout(this.retryTimer);
     this.source?.close();
     this.source = undefined;
@@ -183,17 +255,49 @@ export class SignalChannel implements Signalling {
     this.setState('closed');
   }
 
-  private async post(type: string, payload: unknown, target: string): Promise<void> {
+  private async post(body: Outgoing['body']): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.request('POST', `/message/${this.path}`, { type, payload, target });
+        await this.request('POST', `/message/${this.path}`, body);
         return;
       } catch (e) {
         if (!(e instanceof ApiError) || e.status !== 429 || attempt >= 4 || this.ended) throw e;
-        this.log(`${target} is not reading its messages (${e.message}); sending ${type} again in a moment`);
-        await new Promise((resolve) => setTimeout(resolve, 1000 * (attempt + 1)));
+        await this.retryPause(body, e.message, attempt);
       }
     }
+  }
+
+  /**
+   * A batch in one `POST /message`: the messages refused for room or rate (429) go again, in their order,
+   * as `post` sends one again; any other refusal rejects that message's promise (a `BatchError`).
+   */
+  private async postBatch(bodies: Outgoing['body'][]): Promise<void> {
+    let left = bodies.map((body, i) => ({ body, i }));
+    const refused = new Map<number, unknown>();
+    for (let attempt = 0; left.length > 0; attempt++) {
+      const { results } = (await this.request(
+        'POST',
+        `/message/${this.path}`,
+        left.map((m) => m.body),
+      )) as { results: BatchResult[] };
+      const again: typeof left = [];
+      left.forEach((m, k) => {
+        const result = results[k];
+        if (result === undefined || result.status < 300) return;
+        const error = new ApiError(result.status, result.error ?? 'http_error', result.message);
+        if (result.status === 429 && attempt < 4 && !this.ended) again.push(m);
+        else refused.set(m.i, error);
+      });
+      left = again;
+      const first = again[0];
+      if (first) await this.retryPause(first.body, `${again.length} of them refused for now`, attempt);
+    }
+    if (refused.size > 0) throw new BatchError(refused);
+  }
+
+  private async retryPause(body: Outgoing['body'], why: string, attempt: number): Promise<void> {
+    this.log(`${body.target} is not reading its messages (${why}); sending ${body.type} again in a moment`);
+    await new Promise((resolve) => setTimeout(resolve, 1000 * (attempt + 1)));
   }
 
   private connect(lastEventId: string | undefined): void {

@@ -42,6 +42,12 @@ export interface SignallingOptions {
   role?: Role;
   /** A credential for `POST /register` (a join token, a JWT); later requests carry the peer token it returns. */
   token?: string;
+  /**
+   * How long, ms, a trickled ICE candidate waits for others to go out with it in one batch (one
+   * `POST /message`, or one WebSocket frame; at most 32). Default 5; 0: each message on its own, as a
+   * seed client sends it.
+   */
+  batchMs?: number;
 }
 
 export interface SignallingEvents {
@@ -77,7 +83,7 @@ export interface Signalling {
   iceServers(): Promise<IceServer>;
   /** Opens the event stream and keeps it open until `leave()` or `end()`. */
   open(): void;
-  /** A message to one peer, in order; a full queue (429) is retried. */
+  /** A message to one peer, in order; a full queue (429) is retried; ICE candidates go in batches (`batchMs`). */
   send(type: string, payload: unknown, target: string): Promise<void>;
   /** Stops the stream and unregisters (works during page unload). */
   leave(): void;

@@ -1,0 +1,106 @@
+import { describe, expect, test } from 'bun:test';
+import { iceCandidate, sdpOffer } from '../../bench/signal-payloads';
+import { batchPayloadSources, PAYLOAD_JSON, payloadSource } from '../../src/sessions/payload-source';
+import { clientEvent } from '../../src/sessions/rules';
+
+/** What JSON.parse makes of the body's payload, and what the scan found, parsed: they must be the same value. */
+function agrees(body: string): void {
+  const source = payloadSource(body);
+  const parsed = (JSON.parse(body) as { payload?: unknown }).payload;
+  if (source === undefined) return;
+  expect(JSON.parse(source)).toEqual(parsed);
+}
+
+describe('payloadSource', () => {
+  test.each([
+    ['an object with a 4 KB SDP', JSON.stringify({ type: 'offer', target: 'b', payload: sdpOffer(1) }), JSON.stringify(sdpOffer(1))],
+    ['a candidate', JSON.stringify({ type: 'ice-candidate', payload: iceCandidate(2), target: 'b' }), JSON.stringify(iceCandidate(2))],
+    ['a string with quotes and backslashes', '{"type":"x","payload":"a\\"b\\\\","target":"b"}', '"a\\"b\\\\"'],
+    ['a string that ends in an escaped backslash', '{"payload":"\\\\\\\\","type":"x"}', '"\\\\\\\\"'],
+    ['nested arrays with brackets in strings', '{"type":"x","payload":[1,["]",{"}":"{"}],null]}', '[1,["]",{"}":"{"}],null]'],
+    ['a number', '{"type":"x","payload":-1.5e3}', '-1.5e3'],
+    ['a literal before the closing brace', '{"type":"x","payload":true}', 'true'],
+    ['null', '{"payload":null,"type":"x"}', 'null'],
+    ['whitespace and line breaks around it, kept inside it', '{ "type" : "x" ,\n "payload" :\r\n { "a" : [ 1 , 2 ] }\n }', '{ "a" : [ 1 , 2 ] }'],
+    ['the last of repeated keys, as JSON.parse takes', '{"payload":1,"type":"x","payload":{"b":2}}', '{"b":2}'],
+    ['a key that only contains the word', '{"type":"x","payloads":1,"payload":2}', '2'],
+  ])('%s: the text as sent', (_, body, expected) => {
+    expect(payloadSource(body)).toBe(expected);
+    agrees(body);
+  });
+
+  test.each([
+    ['no payload', '{"type":"x","target":"b"}'],
+    ['an escaped key: the caller serialises the parsed value', '{"type":"x","p\\u0061yload":{"a":1}}'],
+    ['an array body', '[{"type":"x","payload":1}]'],
+    ['a string body', '"payload"'],
+    ['an empty object', '{}'],
+  ])('%s: undefined', (_, body) => {
+    expect(payloadSource(body)).toBeUndefined();
+  });
+
+  test('agrees with JSON.parse on generated bodies', () => {
+    const values: unknown[] = [0, -2.5, 'plain', 'q"uo\\te\n\u2028', '}]{[', [], {}, [1, [2, [3]]], { a: { b: ['c', { d: null }] } }, true, false, null];
+    let n = 0;
+    for (const payload of values) {
+      for (const order of [0, 1, 2]) {
+        const fields: [string, unknown][] = [
+          ['type', 't'],
+          ['target', 'b'],
+        ];
+        fields.splice(order, 0, ['payload', payload]);
+        for (const space of ['', ' ', '\n\t ']) {
+          const body = `{${space}${fields.map(([k, v]) => `"${k}"${space}:${space}${JSON.stringify(v, null, space ? 1 : undefined)}`).join(`${space},${space}`)}${space}}`;
+          expect(payloadSource(body)).toBeDefined();
+          agrees(body);
+          n++;
+        }
+      }
+    }
+    expect(n).toBe(values.length * 9);
+  });
+});
+
+describe('clientEvent', () => {
+  test('with the payload text it is the same event as the parsed message serialised', () => {
+    for (const payload of [sdpOffer(3), iceCandidate(4), 'text', 7, null, [1, '2']]) {
+      const text = JSON.stringify({ type: 'offer', target: 'b', payload });
+      const body = JSON.parse(text) as { type: string; payload: unknown };
+      const plain = clientEvent('a', body);
+      const sourced = clientEvent('a', { ...body, [PAYLOAD_JSON]: payloadSource(text) });
+      expect(sourced).toBe(plain);
+      expect(JSON.parse(sourced)).toEqual({ type: 'offer', payload, senderId: 'a' });
+    }
+  });
+
+  test('a type that needs escaping is escaped; no payload, no payload field', () => {
+    expect(JSON.parse(clientEvent('a', { type: 'x"}', [PAYLOAD_JSON]: '1' }))).toEqual({ type: 'x"}', payload: 1, senderId: 'a' });
+    expect(clientEvent('a', { type: 'x' })).toBe('{"type":"x","senderId":"a"}');
+  });
+});
+
+describe('batchPayloadSources', () => {
+  test('each message of a batch: its payload as sent, in order, whitespace and all', () => {
+    const batch = [
+      { type: 'offer', target: 'b', payload: sdpOffer(1) },
+      { type: 'ice-candidate', payload: iceCandidate(2), target: 'b' },
+      { type: 'hello' },
+      { type: 'x', payload: '],"payload":{' },
+    ];
+    const text = ` [ ${batch.map((m) => JSON.stringify(m)).join(' ,\n ')} ] `;
+    expect(batchPayloadSources(text)).toEqual([JSON.stringify(sdpOffer(1)), JSON.stringify(iceCandidate(2)), undefined, '"],\\"payload\\":{"']);
+    const sources = batchPayloadSources(text) ?? [];
+    batch.forEach((m, i) => {
+      const source = sources[i];
+      if (source !== undefined) expect(JSON.parse(source)).toEqual(m.payload);
+    });
+  });
+
+  test.each([
+    ['an object body', '{"type":"x","payload":1}', undefined],
+    ['an empty batch', '[]', []],
+    ['items that are not objects', '[1,"payload",[{"payload":2}],{"payload":3}]', [undefined, undefined, undefined, '3']],
+  ])('%s', (_, body, expected) => {
+    expect(batchPayloadSources(body)).toEqual(expected);
+  });
+});
