@@ -91,6 +91,25 @@ eachBackend(backends, (backend) => {
     expect((await s.message('r', 'v1', { type: 'chat', target: 'nobody', payload: 1 })).status).toBe(404);
   });
 
+  test('a batch in a relay session: each message to switchboard checked on its own, a media signal to a peer refused in its place', async () => {
+    const s = await backend.start();
+    await s.register('r', 'cam', { query: 'mode=relay' });
+    await s.register('r', 'v1');
+    const host = { candidate: 'candidate:1 1 udp 2122260223 192.0.2.9 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 };
+    const res = await s.message('r', 'v1', [
+      { type: 'ice-candidate', target: 'switchboard', payload: host },
+      { type: 'ice-candidate', target: 'switchboard', payload: { candidate: 7 } },
+      { type: 'ice-candidate', target: 'cam', payload: host },
+      { type: 'chat', target: 'cam', payload: 'hi' },
+      { type: 'ice-candidate', target: 'switchboard', payload: null },
+    ]);
+    expect(res.status).toBe(200);
+    const results = res.body.results as { status: number; message: string }[];
+    expect(results.map((r) => r.status)).toEqual([200, 400, 400, 202, 200]);
+    expect(results[1]?.message).toContain('payload.candidate');
+    expect(results[2]?.message).toContain('go to target "switchboard" only');
+  });
+
   test('RELAY_ICE_RESTARTS_PER_MIN: a burst of three ice-restarts to switchboard, then 429 with Retry-After', async () => {
     const s = await backend.start();
     await s.register('r', 'cam', { query: 'mode=relay' });
