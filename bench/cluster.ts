@@ -7,6 +7,7 @@ import { cpus, loadavg } from 'node:os';
 import { RedisClient } from 'bun';
 import { RedisServer } from '../test/cluster/redis-server';
 import { type ServerProcess, spawnServer } from '../test/process-helpers';
+import { LIMITS_OFF } from './limits-off';
 import { median, quantile } from './stats';
 import type { Row } from './table';
 
@@ -59,12 +60,7 @@ const DEFAULTS: ClusterBenchOptions = { pairs: 100, runs: 3, seconds: 3, latency
 const root = new URL('..', import.meta.url).pathname;
 /** Limits off: the load comes from one address and one machine. */
 const UNLIMITED = {
-  REGISTER_RATE_PER_MIN: '0',
-  MESSAGE_RATE_PER_S: '0',
-  PEER_MESSAGE_RATE_PER_S: '0',
-  MAX_STREAMS_PER_IP: '0',
-  MAX_SESSIONS_PER_IP: '0',
-  MAX_PEERS_PER_IP: '0',
+  ...LIMITS_OFF,
   MAX_QUEUE: '4096',
 };
 /** An ICE candidate's worth of payload: the message body is about 300 bytes. */

@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawnServer } from '../test/process-helpers';
+import { LIMITS_OFF } from './limits-off';
 import { cpuSeconds, pinLoad } from './process';
 import { type BenchViewer, benchDevice, benchViewer } from './relay-peers';
 import type { Row } from './table';
@@ -291,12 +292,7 @@ export function benchServerEnv(max: number): Record<string, string> {
     RELAY_VIDEO_CODECS: 'h264,vp8',
     MAX_PEERS_PER_SESSION: peers,
     MAX_RELAY_PEERS: peers,
-    REGISTER_RATE_PER_MIN: '0',
-    MESSAGE_RATE_PER_S: '0',
-    PEER_MESSAGE_RATE_PER_S: '0',
-    MAX_STREAMS_PER_IP: '0',
-    MAX_SESSIONS_PER_IP: '0',
-    MAX_PEERS_PER_IP: '0',
+    ...LIMITS_OFF,
     MAX_RELAY_PEERS_PER_IP: '0',
   };
 }

@@ -1,18 +1,14 @@
 // switchboard as the relay benchmark runs it: the real app (createApp), on 127.0.0.1 and a free port.
 import { createApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
+import { LIMITS_OFF } from '../limits-off';
 import { serving } from './serving';
 
 // The per-client rate limits off: one load process is every client here, and the relay is what is measured.
 // A setting in the environment wins, read as the real server reads it (PING_INTERVAL_MS=200, say).
 const command = loadConfig([], {
   MAX_SESSIONS: '1000000',
-  REGISTER_RATE_PER_MIN: '0',
-  MESSAGE_RATE_PER_S: '0',
-  PEER_MESSAGE_RATE_PER_S: '0',
-  MAX_STREAMS_PER_IP: '0',
-  MAX_SESSIONS_PER_IP: '0',
-  MAX_PEERS_PER_IP: '0',
+  ...LIMITS_OFF,
   ...process.env,
 });
 if (command.kind !== 'run') throw new Error('bench/servers/switchboard.ts takes its settings from the environment only');
