@@ -36,7 +36,7 @@ const BENCH = 'Time to first frame (Chromium viewers)';
 const here = import.meta.dir;
 /** A viewer with no frame on screen by then counts as failed. */
 const VIEWER_TIMEOUT_MS = 20_000;
-/** The goals: a relay viewer's p50, and relay against mesh. */
+/** The goals: a relay viewer's p50, and relay against mesh. */
 const RELAY_P50_GOAL_MS = 250;
 const RELAY_TO_MESH_GOAL = 0.6;
 

@@ -94,7 +94,7 @@ afterAll(async () => {
 const AGAIN = 10;
 /** Frames decoded while Redis is away: at 30 frames/s, longer than a lease. */
 const OUTAGE_FRAMES = 60;
-/** The bound: every viewer decodes again within 5 s of the owner's death. */
+/** The failover bound: every viewer decodes again within 5 s of the owner's death. */
 const FAILOVER_BOUND_MS = 5000;
 
 /** The instances of the running test: their logs explain a failure. */
