@@ -25,7 +25,7 @@ import type {
 import type { SessionEvent, SessionListener } from '../sessions/events';
 import type { SignalBody } from '../sessions/model';
 import type { WithPayloadJson } from '../sessions/payload-source';
-import { batchItemRefusal, capRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, serverEvents } from '../sessions/rules';
+import { batchItemRefusal, capRefusal, checkCaps, checkPeerId, clientEvent, MEDIA_SIGNALS, messageRefusal, modeFor, relayRegisterRefusal, serverEvents } from '../sessions/rules';
 import type { SessionMode } from '../sessions/server-peer';
 import { SERVER_PEER_ID } from '../sessions/server-peer';
 import type { Invite, PeerAuth, Role } from '../sessions/store';
@@ -109,9 +109,6 @@ const parsePeer = (json: string): StoredPeer => JSON.parse(json) as StoredPeer;
 const authOf = ({ tokenHash, role }: StoredPeer): PeerAuth | undefined => (tokenHash === undefined || role === undefined ? undefined : { tokenHash, role });
 
 const parseAuth = (json: string): PeerAuth | undefined => authOf(parsePeer(json));
-
-/** The signals between a relay session's peers and `switchboard` only (as in one process). */
-const MEDIA_SIGNALS: ReadonlySet<string> = new Set(['offer', 'answer', 'ice-candidate', 'ice-restart']);
 
 /**
  * The signalling semantics of `LocalSignalling`, for several instances that share one Redis (see
@@ -248,10 +245,13 @@ export class ClusterSignalling implements SignallingBackend {
         session = { peers: { size: existing.peers }, managed: existing.managed ? { invites } : undefined, publisher: existing.publisher };
       }
       const auth = admit?.(session, current && { auth: authOf(current) });
-      const relay = sessionMode === 'relay';
-      if (relay && existing?.publisher !== undefined && auth?.role === 'publisher') throw refusals.publisherExists(sessionId, existing.publisher);
-      // After the credentials' own check: a bad JWT is a 401 whatever it asks for.
-      if (relay && !existing && origin?.createsRelay === false) throw refusals.relayNotCreatable();
+      const relayRefused = relayRegisterRefusal(sessionId, sessionMode, {
+        exists: existing !== undefined,
+        publisher: existing?.publisher,
+        role: auth?.role,
+        createsRelay: origin?.createsRelay,
+      });
+      if (relayRefused) throw relayRefused;
       const reply = await this.run(
         SCRIPTS.register,
         sessionId,

@@ -18,7 +18,7 @@
  */
 
 import { CLIENT_TAG, EPOCH_STEP, type EventBounds, FIRST_EPOCH, QUEUE_REFUSAL_LUA, RESUME_LUA, type Topic } from '../delivery/rules';
-import { capsLua } from '../sessions/rules';
+import { capsLua, SEES_LUA } from '../sessions/rules';
 import { SERVER_PEER_ID, type SessionMode } from '../sessions/server-peer';
 import { decodeLog, FRAME_LUA, KIND, Reply, SEP } from './protocol';
 
@@ -220,6 +220,7 @@ local function ownedKey(instance) return key('${KIND.owned}', instance) end
 local function isRelay(sid) return redis.call('HGET', sk(sid), 'mode') == 'relay' end
 local function isPublisher(record) return record ~= nil and record ~= false and string.find(record, '"role":"publisher"', 1, true) ~= nil end
 local function isRelayPeer(record) return record ~= nil and record ~= false and string.find(record, '"r":1', 1, true) ~= nil end
+${SEES_LUA}
 
 -- Tells the owner of sid's media (op, peer id, JSON: see RelayFrame); nothing when it has none: the
 -- next one rebuilds the session from what is here.
@@ -357,8 +358,7 @@ local function removePeer(sid, pid, left, T, B)
     deleteSession(sid)
     return 'closed'
   end
-  -- In a relay session only the publisher is seen by the others (sees, in the session rules).
-  if relay and not isPublisher(record) then return 'left' end
+  if not seenByOthers(relay, isPublisher(record)) then return 'left' end
   for _, other in ipairs(redis.call('HKEYS', pk(sid))) do append(addr(sid, other), left, false, '-1', T, B) end
   return 'left'
 end
@@ -550,9 +550,8 @@ local all = redis.call('HGETALL', pk(sid))
 for i = 1, #all, 2 do
   local other = all[i]
   if other ~= pid then
-    -- In a relay session only the publisher is seen by the others (sees, in the session rules).
-    if not relay or isPublisher(all[i + 1]) then others[#others + 1] = other end
-    if not relay or role == 'publisher' then append(addr(sid, other), joined, false, '-1', T, B) end
+    if seenByOthers(relay, isPublisher(all[i + 1])) then others[#others + 1] = other end
+    if seenByOthers(relay, role == 'publisher') then append(addr(sid, other), joined, false, '-1', T, B) end
   end
 end
 if relay then
@@ -607,12 +606,13 @@ end
 -- 'target_not_found', target | 'queue_full', target, held, why, bytes | 'ok', n, then n times target, id,
 -- receivers. media is '1' for a media signal; server is the message as the owner of the session's media
 -- reads it ('' when switchboard cannot take it).
+local relaySession = false
 local function deliverMessage(R, target, json, stamp, refused, media, server)
   local function put(...)
     for _, v in ipairs({...}) do R[#R + 1] = v end
   end
   if refused == '1' then return put('refused') end
-  if isRelay(sid) then
+  if relaySession then
     if target == '${SERVER_PEER_ID}' then
       if server == '' then return put('server_refused') end
       toOwner(sid, 'message', pid, server)
@@ -662,6 +662,8 @@ end
 const SEND = `${SENDER}
 local refusedSender = letIn()
 if refusedSender then return {refusedSender} end
+-- Read once per call, not per message: the session's mode does not change while the script runs.
+relaySession = isRelay(sid)
 local R = {'ok', OUT}
 for i = 17, #ARGV, 5 do deliverMessage(R, ARGV[i], ARGV[i + 1], ARGV[16], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]) end
 return R

@@ -12,7 +12,20 @@ import type { Admit, MessageOutcome, RegisterOrigin, Registration, SendGuard, Se
 import type { SessionEvent, SessionListener } from './events';
 import type { SignalBody } from './model';
 import type { WithPayloadJson } from './payload-source';
-import { batchItemRefusal, checkCaps, checkPeerId, clientEvent, messageRefusal, modeFor, sees, serverEvents, serverPeerEvent, type Visible } from './rules';
+import {
+  batchItemRefusal,
+  checkCaps,
+  checkPeerId,
+  clientEvent,
+  MEDIA_SIGNALS,
+  messageRefusal,
+  modeFor,
+  relayRegisterRefusal,
+  sees,
+  serverEvents,
+  serverPeerEvent,
+  type Visible,
+} from './rules';
 import { SERVER_PEER_ID, type ServerPeer, type SessionMode } from './server-peer';
 import type { PeerAuth, PeerRecord, Role, Session, SessionStore } from './store';
 
@@ -37,8 +50,6 @@ export interface SignallingDeps {
   negotiation?: { meshSignal(sessionId: string, from: string, to: string, type: string): void };
 }
 
-/** What peers of a relay session send to each other instead of to `switchboard`: refused. */
-const MEDIA_SIGNALS: ReadonlySet<string> = new Set(['offer', 'answer', 'ice-candidate', 'ice-restart']);
 const roleOf = (record: PeerRecord): Role => record.auth?.role ?? 'viewer';
 const visible = (record: PeerRecord): Visible => ({ id: record.id, role: roleOf(record) });
 
@@ -97,9 +108,8 @@ export class LocalSignalling implements SignallingBackend {
     checkCaps(counts, this.config, sessionId, 'server');
     const publisher = existing && publisherOf(existing, peerId);
     const auth = admit?.(existing && { peers: existing.peers, managed: existing.managed, publisher }, current);
-    if (publisher !== undefined && sessionMode === 'relay' && auth?.role === 'publisher') throw refusals.publisherExists(sessionId, publisher);
-    // After the credentials' own check: a bad JWT is a 401 whatever it asks for.
-    if (!existing && sessionMode === 'relay' && origin?.createsRelay === false) throw refusals.relayNotCreatable();
+    const relayRefused = relayRegisterRefusal(sessionId, sessionMode, { exists: existing !== undefined, publisher, role: auth?.role, createsRelay: origin?.createsRelay });
+    if (relayRefused) throw relayRefused;
     // Last of the checks: nothing refuses the registration once it holds its place.
     const relaySlot = sessionMode === 'relay' ? this.deps.relayCapacity?.take(origin?.address, current?.relaySlot) : undefined;
     let session = existing;

@@ -48,19 +48,45 @@ export interface Visible {
  * Whether `viewer` is told of `peer` (new-peer, peer-left) and lists it among the peers of its session.
  * In a mesh session everyone sees everyone; in a relay session only the publisher is seen, by the
  * others: its arrival and departure are what they need to know, and nobody learns of a viewer, so that
- * nobody offers to anyone but the server. (The cluster holds mesh sessions only: everyone sees everyone.)
+ * nobody offers to anyone but the server.
  */
 export const sees = (mode: SessionMode, viewer: Visible, peer: Visible): boolean => mode === 'mesh' || (peer.role === 'publisher' && viewer.id !== peer.id);
+
+/**
+ * `sees` as a Lua function for the cluster's scripts, which never ask it of a peer about itself:
+ * `seenByOthers(relay, publisher)`, whether the other peers of a session (relay or not) are told of a
+ * peer (a publisher or not) and list it.
+ */
+export const SEES_LUA = 'local function seenByOthers(relay, publisher) return not relay or publisher end';
 
 /** Refuses the server peer's own id, as a registration's or as an invite's. */
 export function checkPeerId(peerId: string): void {
   if (peerId === SERVER_PEER_ID) throw refusals.reservedPeer(SERVER_PEER_ID);
 }
 
+/** What peers of a relay session send to `switchboard` only: between them, refused. */
+export const MEDIA_SIGNALS: ReadonlySet<string> = new Set(['offer', 'answer', 'ice-candidate', 'ice-restart']);
+
+/**
+ * The relay rules of a registration, checked after the credentials' own (a bad JWT is a 401 whatever it
+ * asks for): a relay session has one publisher (`publisher`, the one other than this peer, if any), and a
+ * new one is made only by whom RELAY_MODE lets (`createsRelay`).
+ */
+export function relayRegisterRefusal(
+  sessionId: string,
+  mode: SessionMode,
+  registration: { exists: boolean; publisher: string | undefined; role: Role | undefined; createsRelay: boolean | undefined },
+): SignalError | undefined {
+  if (mode !== 'relay') return undefined;
+  if (registration.publisher !== undefined && registration.role === 'publisher') return refusals.publisherExists(sessionId, registration.publisher);
+  if (!registration.exists && registration.createsRelay === false) return refusals.relayNotCreatable();
+  return undefined;
+}
+
 /**
  * The mode a registration or a new session gets: the existing session's own (asking for another is
  * refused), else the one asked for, mesh by default; `unavailable` refuses a mode this store does not
- * hold (relay sessions, with RELAY_MODE=off or in a cluster).
+ * hold (relay sessions, with RELAY_MODE=off).
  */
 export function modeFor(
   sessionId: string,
