@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
 import { SCRIPTS } from '../../src/cluster/scripts';
 import { startServer, until } from '../helpers';
-import { ofType, openEvents, type SseConnection } from '../sse-client';
-import { type Cluster, call, type Instance, startCluster } from './helpers';
+import { ofType, openEvents } from '../sse-client';
+import { type Cluster, call, clustersOn, type Instance } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -17,16 +17,7 @@ afterAll(async () => {
   await redis.dispose();
 });
 
-async function withCluster(count: number, config: Parameters<typeof startCluster>[2], body: (c: Cluster, streams: SseConnection[]) => Promise<void>): Promise<void> {
-  const cluster = await startCluster(redis.url, count, config);
-  const streams: SseConnection[] = [];
-  try {
-    await body(cluster, streams);
-  } finally {
-    for (const s of streams) s.close();
-    await cluster.stop();
-  }
-}
+const withCluster = clustersOn(() => redis.url);
 
 /** The cluster's event bytes as the gauge reads them (switchboard_cluster_event_bytes), asked of Redis now. */
 async function eventBytes(cluster: Cluster, via: Instance): Promise<number> {

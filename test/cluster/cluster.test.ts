@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { ofType, openEvents, type SseConnection } from '../sse-client';
-import { bearer, type Cluster, call, startCluster } from './helpers';
+import { ofType, openEvents } from '../sse-client';
+import { bearer, call, clustersOn } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -15,16 +15,7 @@ const ids = (events: { id: string }[]) => events.map((e) => Number(e.id));
 const offer = (target: string, n = 1) => ({ target, type: 'offer', payload: { type: 'offer', sdp: `v=0 ${n}` } });
 
 /** Runs `body` with a fresh cluster, stopped whatever happens. */
-async function withCluster(count: number, config: Parameters<typeof startCluster>[2], body: (c: Cluster) => Promise<void>): Promise<void> {
-  const cluster = await startCluster(redis.url, count, config);
-  const open: SseConnection[] = [];
-  try {
-    await body(cluster);
-  } finally {
-    for (const s of open) s.close();
-    await cluster.stop();
-  }
-}
+const withCluster = clustersOn(() => redis.url);
 
 describe('cluster: three instances as one server', () => {
   test("the seed's full flow with peers, posts and streams spread over three instances", async () => {

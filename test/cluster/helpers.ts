@@ -2,6 +2,7 @@ import { type AppDeps, createApp } from '../../src/app';
 import type { ClusterSignalling } from '../../src/cluster/cluster-signalling';
 import { type Config, defaultConfig } from '../../src/config';
 import { listen, ManualClock, type Running } from '../helpers';
+import type { SseConnection } from '../sse-client';
 
 /** One instance of a cluster: a server listening (`stop()` ends its streams, whose timeouts start, and leaves Redis). */
 export interface Instance extends Running {
@@ -71,6 +72,29 @@ export async function startCluster(
     async stop() {
       await Promise.all(instances.map((i) => i.stop()));
     },
+  };
+}
+
+/**
+ * `withCluster(count, config, body, each?)` for a test file whose Redis is `redisUrl()`: a cluster for
+ * `body`, whose streams (those `body` puts in its second argument) are closed and the cluster stopped
+ * after, whatever `body` does.
+ */
+export function clustersOn(redisUrl: () => string) {
+  return async (
+    count: number,
+    config: Partial<Config>,
+    body: (c: Cluster, streams: SseConnection[]) => Promise<void>,
+    each: Parameters<typeof startCluster>[4] = [],
+  ): Promise<void> => {
+    const cluster = await startCluster(redisUrl(), count, config, {}, each);
+    const streams: SseConnection[] = [];
+    try {
+      await body(cluster, streams);
+    } finally {
+      for (const stream of streams) stream.close();
+      await cluster.stop();
+    }
   };
 }
 

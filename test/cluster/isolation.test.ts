@@ -4,7 +4,7 @@ import { peerAddress, redisKey } from '../../src/cluster/protocol';
 import type { Config } from '../../src/config';
 import { until } from '../helpers';
 import { ofType, openEvents, type SseConnection } from '../sse-client';
-import { bearer, type Cluster, call, startCluster } from './helpers';
+import { bearer, type Cluster, call, clustersOn, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -20,14 +20,7 @@ const ADMIN_TOKEN = 'admin-token-0123456789';
 const admin = bearer(ADMIN_TOKEN);
 const TOKEN_MODE: Partial<Config> = { authMode: 'token', adminToken: ADMIN_TOKEN, peerTimeoutMs: PEER_TIMEOUT_MS };
 
-async function withCluster(count: number, config: Partial<Config>, body: (c: Cluster) => Promise<void>): Promise<void> {
-  const cluster = await startCluster(redis.url, count, config);
-  try {
-    await body(cluster);
-  } finally {
-    await cluster.stop();
-  }
-}
+const withCluster = clustersOn(() => redis.url);
 
 /** The url of instance `n` (wrapping round), so that a test spreads its requests over the instances. */
 const at = (c: Cluster, n: number) => (c.instances[n % c.instances.length] as { url: string }).url;

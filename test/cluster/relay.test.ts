@@ -3,10 +3,9 @@
 // how the media moves when its instance dies, pauses or drains. Time is a manual clock (leases are scored
 // with it); a paused process is an instance with a clock of its own that does not move.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import type { Config } from '../../src/config';
 import { ManualClock, until } from '../helpers';
-import { ofType, openEvents, type SseConnection } from '../sse-client';
-import { type Cluster, call, type Instance, startCluster } from './helpers';
+import { ofType, openEvents } from '../sse-client';
+import { type Cluster, call, clustersOn, type Instance } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -19,21 +18,8 @@ afterAll(async () => {
 
 const LEASE_MS = 1000;
 
-async function withCluster(
-  count: number,
-  config: Partial<Config>,
-  body: (c: Cluster, streams: SseConnection[]) => Promise<void>,
-  each: Parameters<typeof startCluster>[4] = [],
-): Promise<void> {
-  const cluster = await startCluster(redis.url, count, { relayLeaseMs: LEASE_MS, ...config }, {}, each);
-  const streams: SseConnection[] = [];
-  try {
-    await body(cluster, streams);
-  } finally {
-    for (const s of streams) s.close();
-    await cluster.stop();
-  }
-}
+const clusterOnRedis = clustersOn(() => redis.url);
+const withCluster: typeof clusterOnRedis = (count, config, body, each) => clusterOnRedis(count, { relayLeaseMs: LEASE_MS, ...config }, body, each);
 
 /** The instance that carries `sessionId`'s media, once one does. */
 async function ownerOf(instances: Instance[], sessionId: string): Promise<Instance> {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { notificationReceiver } from '../fixtures/notification-receiver';
 import { until } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
-import { bearer, type Cluster, call, startCluster } from './helpers';
+import { bearer, call, clustersOn } from './helpers';
 import { RedisServer } from './redis-server';
 
 let redis: RedisServer;
@@ -16,14 +16,7 @@ afterAll(async () => {
 const notify = (url: string) => ({ notifyUrl: url, notifySecret: 'notify-secret-0123456789' });
 const PEER_TIMEOUT_MS = 15_000;
 
-async function withCluster(count: number, config: Parameters<typeof startCluster>[2], body: (c: Cluster) => Promise<void>): Promise<void> {
-  const cluster = await startCluster(redis.url, count, config);
-  try {
-    await body(cluster);
-  } finally {
-    await cluster.stop();
-  }
-}
+const withCluster = clustersOn(() => redis.url);
 
 describe('cluster: timeouts', () => {
   test('a peer without a stream times out once: one peer-left, one notification, whichever instances sweep', async () => {
