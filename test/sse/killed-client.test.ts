@@ -4,8 +4,9 @@ import { post, startServer } from '../helpers';
 import { spawnJsonLines } from '../process-helpers';
 
 const reader = join(import.meta.dir, '..', 'fixtures', 'sse-reader.ts');
-// 1,000 messages as fast as they are acknowledged: more than the default message rate allows.
-const server = startServer({ messageRatePerS: 0, peerMessageRatePerS: 0 });
+// 1,000 messages as fast as they are acknowledged: more than the default message rate allows. The peers
+// outlive any wait for a reader process to start on a busy machine: their timeout is not what is tested.
+const server = startServer({ messageRatePerS: 0, peerMessageRatePerS: 0, peerTimeoutMs: 600_000 });
 afterAll(() => server.stop());
 
 /** A reader process whose received events the test sees line by line. */

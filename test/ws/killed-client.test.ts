@@ -5,7 +5,8 @@ import { spawnJsonLines } from '../process-helpers';
 import { openSocket } from '../ws-client';
 
 const reader = join(import.meta.dir, '..', 'fixtures', 'ws-reader.ts');
-const server = startServer({ messageRatePerS: 0, peerMessageRatePerS: 0 });
+// The peers outlive any wait for a reader process to start on a busy machine: their timeout is not what is tested.
+const server = startServer({ messageRatePerS: 0, peerMessageRatePerS: 0, peerTimeoutMs: 600_000 });
 afterAll(() => server.stop());
 
 /** A reader process whose received events the test sees line by line. */
