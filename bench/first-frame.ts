@@ -13,14 +13,18 @@
 // ICE connected → DTLS connected → first RTP (inbound-rtp packetsReceived > 0, getStats every 10 ms) →
 // first frame on screen. Same fake camera (640×480, with audio) everywhere.
 //
-// The three run side by side, each with its own server and live publisher: viewer 1 of each system, then
-// viewer 2 of each, and so on, so that a busy moment of the machine weighs on all three alike. Each viewer
-// has its own browser context and is closed once measured, so that a publisher sends to one viewer at a
-// time and every viewer joins the same conditions (a 2-core machine encodes few streams at once).
-// The servers run on CPU 0; Chromium, started by this process, inherits its CPU (1, see bench/index.ts).
+// The three take turns, each with its own server, in rounds: a publisher of one system goes live, a few
+// viewers join it one after another, the publisher leaves, and the next system's turn comes; so that a
+// busy moment of the machine weighs on all three alike, and one publisher encodes at a time. Each
+// viewer has its own browser context and is closed once measured, so that a publisher sends to one
+// viewer at a time and every viewer joins the same conditions. The servers run on CPU 0; Chromium may
+// use both CPUs, as a viewer's browser has a machine of its own: pinned to CPU 1 with the harness (as
+// other benchmarks pin their load), a browser process, its GPU and network processes, a renderer per
+// page and the publisher's encoder share one CPU, and every phase a page handles took 2–3 × as long, the
+// same for the three systems.
 //
-//   bun bench/first-frame.ts            # 10 viewers per system; about half a minute
-//   bun bench/first-frame.ts --smoke    # 2 viewers per system; seconds
+//   bun bench/first-frame.ts            # 2 rounds of 5 viewers per system; about a minute
+//   bun bench/first-frame.ts --smoke    # 1 round of 2 viewers per system; seconds
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -28,7 +32,7 @@ import type { PeerTimeline, TimelinePhase } from '../src/client/sdk/switchboard'
 import type { ClientStatus } from '../src/client/session';
 import { launchBrowser } from '../test/e2e/browser';
 import type { BenchPageState } from './pages/peerjs-client';
-import { pinLoad, type ServerProcess, startServer } from './process';
+import { onEveryCpu, pinLoad, type ServerProcess, startServer } from './process';
 import { quantile } from './stats';
 import { formatRows, type Row } from './table';
 
@@ -62,20 +66,23 @@ interface Measured {
 interface System {
   subject: string;
   server(): Promise<ServerProcess>;
-  /** Opens the publisher and resolves once it streams (to the server, in a relay session) or is ready for calls. */
-  publish(browser: Browser, server: ServerProcess): Promise<BrowserContext>;
-  /** One viewer, from opening its page to its first frame on screen. */
-  view(page: Page, server: ServerProcess, index: number): Promise<Measured>;
+  /**
+   * Opens the publisher of `round` (a session, or a PeerJS id, of its own) and resolves once it streams
+   * (to the server, in a relay session) or is ready for calls.
+   */
+  publish(browser: Browser, server: ServerProcess, round: number): Promise<BrowserContext>;
+  /** One viewer of `round`'s publisher, from opening its page to its first frame on screen. */
+  view(page: Page, server: ServerProcess, index: number, round: number): Promise<Measured>;
 }
 
 const switchboardServer = () => startServer('switchboard', [process.execPath, join(here, 'servers/switchboard.ts')], { pin: true });
-const SESSION = 'first-frame';
+const session = (round: number) => `first-frame-${round}`;
 
 /** The served client's publisher: Start stream pressed, live; in a relay session, sending to the server. */
-async function switchboardPublisher(browser: Browser, server: ServerProcess, relay: boolean): Promise<BrowserContext> {
+async function switchboardPublisher(browser: Browser, server: ServerProcess, round: number, relay: boolean): Promise<BrowserContext> {
   const context = await browser.newContext();
   const page = await context.newPage();
-  await page.goto(`${server.base}/?session=${SESSION}&peer=pub&role=publish${relay ? '&mode=relay' : ''}`);
+  await page.goto(`${server.base}/?session=${session(round)}&peer=pub&role=publish${relay ? '&mode=relay' : ''}`);
   await page.waitForFunction(() => window.switchboard.phase === 'ready', undefined, { timeout: 10_000, polling: 50 });
   await page.click('#publish');
   await page.waitForFunction((relayed) => window.switchboard.phase === 'live' && (!relayed || (window.switchboard.peers.switchboard?.framesSent ?? 0) > 0), relay, {
@@ -85,8 +92,8 @@ async function switchboardPublisher(browser: Browser, server: ServerProcess, rel
   return context;
 }
 
-async function switchboardViewer(page: Page, server: ServerProcess, index: number, remote: string): Promise<Measured> {
-  await page.goto(`${server.base}/?session=${SESSION}&peer=v${index}&role=view`);
+async function switchboardViewer(page: Page, server: ServerProcess, index: number, round: number, remote: string): Promise<Measured> {
+  await page.goto(`${server.base}/?session=${session(round)}&peer=v${index}&role=view`);
   const handle = await page.waitForFunction(
     (id) => {
       const peer = (window.switchboard as ClientStatus).peers[id];
@@ -125,17 +132,17 @@ function peerjsSystem(pages: { origin: string }): System {
     subject: 'PeerJS',
     // Under Node, its own runtime, when there is one.
     server: () => startServer('PeerJS', Bun.which('node') ? ['node', join(here, 'servers/peerjs.mjs')] : [process.execPath, join(here, 'servers/peerjs.mjs')], { pin: true }),
-    async publish(browser, server) {
+    async publish(browser, server, round) {
       const context = await browser.newContext();
       const page = await context.newPage();
-      await page.goto(url(server, 'role=publish&id=pub'));
+      await page.goto(url(server, `role=publish&id=pub${round}`));
       await page.waitForFunction(() => window.bench?.phase !== 'starting', undefined, { timeout: 20_000, polling: 50 });
       const state = await pageState(page);
       if (state.phase !== 'live') throw new Error(`the PeerJS publisher failed: ${state.error}`);
       return context;
     },
-    async view(page, server, index) {
-      await page.goto(url(server, `role=view&id=v${index}&publisher=pub`));
+    async view(page, server, index, round) {
+      await page.goto(url(server, `role=view&id=v${index}&publisher=pub${round}`));
       const handle = await page.waitForFunction(
         () => {
           const state = window.bench;
@@ -156,14 +163,14 @@ const SWITCHBOARD: System[] = [
   {
     subject: 'switchboard mesh',
     server: switchboardServer,
-    publish: (browser, server) => switchboardPublisher(browser, server, false),
-    view: (page, server, index) => switchboardViewer(page, server, index, 'pub'),
+    publish: (browser, server, round) => switchboardPublisher(browser, server, round, false),
+    view: (page, server, index, round) => switchboardViewer(page, server, index, round, 'pub'),
   },
   {
     subject: 'switchboard relay',
     server: switchboardServer,
-    publish: (browser, server) => switchboardPublisher(browser, server, true),
-    view: (page, server, index) => switchboardViewer(page, server, index, 'switchboard'),
+    publish: (browser, server, round) => switchboardPublisher(browser, server, round, true),
+    view: (page, server, index, round) => switchboardViewer(page, server, index, round, 'switchboard'),
   },
 ];
 
@@ -209,10 +216,10 @@ interface Outcome {
 }
 
 /** One viewer of `system`, in a context of its own that is closed once it is measured. */
-async function measureViewer(system: System, browser: Browser, server: ServerProcess, index: number, outcome: Outcome, log: (line: string) => void): Promise<void> {
+async function measureViewer(system: System, browser: Browser, server: ServerProcess, index: number, round: number, outcome: Outcome, log: (line: string) => void): Promise<void> {
   const context = await browser.newContext();
   try {
-    const result = await system.view(await context.newPage(), server, index);
+    const result = await system.view(await context.newPage(), server, index, round);
     outcome.measured.push(result);
     log(`${system.subject} viewer ${index}: ${Math.round(result.shownMs)} ms (${phaseMedians([result]).slice('p50 by phase: '.length)})`);
   } catch (e) {
@@ -259,30 +266,36 @@ function systemRows(system: System, { measured, failed, firstError }: Outcome): 
 }
 
 /**
- * The three systems side by side in one Chromium, each on its own fresh server with its publisher live:
- * viewer 1 of each, then viewer 2 of each, and so on, so that whatever else the machine does at some
- * moment weighs on the three alike.
+ * The three systems in turns in one Chromium, each on its own fresh server: per round, each system's
+ * publisher goes live, its viewers of the round join one after another, and it leaves.
  */
 export async function benchFirstFrame(options: { smoke: boolean; log: (line: string) => void }): Promise<Row[]> {
-  const viewers = options.smoke ? 2 : 10;
+  const rounds = options.smoke ? 1 : 2;
+  const perRound = options.smoke ? 2 : 5;
+  const viewers = rounds * perRound;
   const pages = await peerjsPages();
   const systems = [...SWITCHBOARD, peerjsSystem(pages)];
   const servers: ServerProcess[] = [];
-  const publishers: BrowserContext[] = [];
+  let publisher: BrowserContext | undefined;
   let browser: Browser | undefined;
   const outcomes = systems.map((): Outcome => ({ measured: [], failed: 0 }));
   let replays = Number.NaN;
   try {
     servers.push(...(await Promise.all(systems.map((system) => system.server()))));
-    browser = await launchBrowser();
-    for (const [i, system] of systems.entries()) publishers.push(await system.publish(browser, servers[i] as ServerProcess));
-    for (let index = 1; index <= viewers; index++) {
-      for (const [i, system] of systems.entries()) await measureViewer(system, browser, servers[i] as ServerProcess, index, outcomes[i] as Outcome, options.log);
+    browser = await onEveryCpu(() => launchBrowser());
+    for (let round = 1; round <= rounds; round++) {
+      for (const [i, system] of systems.entries()) {
+        const server = servers[i] as ServerProcess;
+        publisher = await system.publish(browser, server, round);
+        for (let k = 1; k <= perRound; k++) await measureViewer(system, browser, server, (round - 1) * perRound + k, round, outcomes[i] as Outcome, options.log);
+        await publisher.close();
+        publisher = undefined;
+      }
     }
     const relay = systems.findIndex((s) => s.subject === 'switchboard relay');
     replays = await cacheReplays(servers[relay] as ServerProcess);
   } finally {
-    await Promise.all(publishers.map((context) => context.close().catch(() => undefined)));
+    await publisher?.close().catch(() => undefined);
     await browser?.close();
     await Promise.all(servers.map((server) => server.stop()));
     pages.stop();

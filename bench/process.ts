@@ -96,10 +96,30 @@ export async function inBatches<T, R>(items: T[], width: number, fn: (item: T) =
   return out;
 }
 
+/** The CPUs this process may run on, as taskset lists them ("1", "0-1"); undefined without taskset. */
+function allowedCpus(): string | undefined {
+  const allowed = Bun.which('taskset') ? Bun.spawnSync(['taskset', '-pc', String(process.pid)], { stdout: 'pipe', stderr: 'ignore' }) : undefined;
+  return allowed?.exitCode === 0 ? allowed.stdout.toString().split(':').pop()?.trim() : undefined;
+}
+
+/**
+ * Runs `start` with every thread of this process allowed on every CPU, and pins them back after: what
+ * `start` spawns (a browser, say) keeps every CPU, as on a machine of its own.
+ */
+export async function onEveryCpu<T>(start: () => Promise<T>): Promise<T> {
+  const before = allowedCpus();
+  if (!before || navigator.hardwareConcurrency < 2) return start();
+  Bun.spawnSync(['taskset', '-a', '-cp', `0-${navigator.hardwareConcurrency - 1}`, String(process.pid)], { stdout: 'ignore' });
+  try {
+    return await start();
+  } finally {
+    Bun.spawnSync(['taskset', '-a', '-cp', before, String(process.pid)], { stdout: 'ignore' });
+  }
+}
+
 /** Pins every thread of this process (the load) to CPU 1 when it may run on CPU 0, where the servers go. */
 export function pinLoad(log: (line: string) => void): void {
-  const allowed = Bun.which('taskset') ? Bun.spawnSync(['taskset', '-pc', String(process.pid)], { stdout: 'pipe', stderr: 'ignore' }) : undefined;
-  const list = allowed?.exitCode === 0 ? allowed.stdout.toString().split(':').pop()?.trim() : undefined;
+  const list = allowedCpus();
   if (!list || navigator.hardwareConcurrency < 2) {
     log('the load is not pinned (taskset or a second CPU is missing): figures mix load and server');
     return;

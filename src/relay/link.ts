@@ -4,6 +4,7 @@ import type { Socket } from 'node:dgram';
 import { type PeerConfig, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
 import { SignalError } from '../errors';
 import type { NegotiatedCodec } from './forwarder';
+import { guardChecks, iceLiteAtSessionLevel } from './ice-lite';
 import { MAX_REMOTE_CANDIDATES } from './messages';
 
 export interface LinkDeps {
@@ -57,6 +58,8 @@ export class ServerLink {
     this.pc = new RTCPeerConnection(config);
     this.pc.onIceCandidate.subscribe((candidate) => {
       if (!candidate || this.closed) return;
+      // Before the peer can know the candidate, and so check it.
+      guardChecks(this.pc);
       const init = candidate.toJSON();
       this.deps.send('ice-candidate', { ...init, candidate: announce(init.candidate, this.deps.publicIp) });
     });
@@ -72,7 +75,7 @@ export class ServerLink {
       const offer = await this.pc.createOffer({ iceRestart });
       if (this.closed) return;
       this.offers++;
-      this.deps.send('offer', { type: 'offer', sdp: offer.sdp });
+      this.deps.send('offer', { type: 'offer', sdp: iceLiteAtSessionLevel(offer.sdp) });
       await this.pc.setLocalDescription(offer);
       this.guardSockets();
     });
@@ -84,6 +87,7 @@ export class ServerLink {
    * The sockets exist once gathering is done; each gets a listener that only logs.
    */
   protected guardSockets(): void {
+    guardChecks(this.pc);
     for (const socket of udpSockets(this.pc)) {
       if (guarded.has(socket)) continue;
       guarded.add(socket);

@@ -71,7 +71,10 @@ export class PeerSession implements Session {
     return this.events.on(type, listener);
   }
 
-  /** Registers, fetches the ICE servers with the token the registration gave, opens the stream, offers. */
+  /**
+   * Registers, then fetches the ICE servers with the token the registration gave while the stream opens
+   * (one round trip, not two, before the first offer can come), and offers.
+   */
   async start(): Promise<void> {
     const { sessionId, peerId } = this;
     this.log(`→ POST /register/${sessionId}/${peerId}`);
@@ -80,9 +83,27 @@ export class PeerSession implements Session {
     this.registeredAt = now();
     if (this.stopped) return;
     this.log(`registered as ${peerId} in session ${sessionId}; already there: ${peers.join(', ') || 'nobody'}`);
-    this.log('→ GET /iceServers');
+    this.log('→ the event stream, and GET /iceServers');
+    this.signalling.open();
+    const iceServers = this.signalling.iceServers();
+    // Events are handled once the ICE servers are known: every connection is made with them. In a relay
+    // session the one connection, with the server, is made then, before its offer comes (the browser's
+    // first connection of a page takes tens of milliseconds to make).
+    this.queue = this.queue.then(() =>
+      iceServers.then(
+        (server) => {
+          this.iceServer = server;
+          if (this.relayed && !this.stopped) this.link(SERVER_PEER);
+        },
+        () => undefined,
+      ),
+    );
+    if (this.relayed) {
+      this.log(`relay session: media goes through the server; ${SERVER_PEER} will offer`);
+      if (this.role === 'view') this.setPublisher(peers[0]);
+    }
     try {
-      this.iceServer = await this.signalling.iceServers();
+      this.iceServer = await iceServers;
     } catch (e) {
       // The registration stands: leave it rather than wait for the peer timeout.
       this.stop('left');
@@ -90,11 +111,6 @@ export class PeerSession implements Session {
     }
     if (this.stopped) return;
     this.log(`ICE servers: ${[this.iceServer.urls].flat().join(' ')}${this.iceServer.username ? ' (with TURN credentials)' : ''}`);
-    if (this.relayed) {
-      this.log(`relay session: media goes through the server; ${SERVER_PEER} will offer`);
-      if (this.role === 'view') this.setPublisher(peers[0]);
-    }
-    this.signalling.open();
     // The server sends new-peer to the others, not to the one registering: a publisher that arrives
     // (or comes back after a reload) offers to those already there. In a relay session the server offers.
     // After a task, so that whoever awaited join() has subscribed to the events by then.
