@@ -74,6 +74,8 @@ export class ClusterRelay implements Collector {
   /** After Redis came back, owners get one lease time to renew before anyone takes their sessions. */
   private sweepAfter = -Infinity;
   private sweeping: Promise<void> | undefined;
+  /** When the previous sweep looked (the instances' clock): only a lease that had expired by then is claimed. */
+  private looked = -Infinity;
   private rate = { at: -Infinity, packets: 0, bytes: 0, pps: 0, bps: 0 };
   private readonly counters = { placed: 0, failover: 0, handover: 0, renewal: 0, handedOver: 0, fenced: 0 };
   private readonly handoverTimes = new Histogram(PHASE_BOUNDS_MS, 1000);
@@ -83,9 +85,9 @@ export class ClusterRelay implements Collector {
     private readonly deps: ClusterRelayDeps,
   ) {
     this.logger = deps.logger ?? silentLogger;
-    const every = Math.max(50, Math.floor(config.relayLeaseMs / 4));
-    this.renewer = new Ticker(deps.clock, every, () => void this.renew());
-    this.sweeper = new Ticker(deps.clock, every, () => void this.sweep());
+    this.renewer = new Ticker(deps.clock, Math.max(50, Math.floor(config.relayLeaseMs / 4)), () => void this.renew());
+    // Twice as often as the renewal: a lease is claimed at the second sweep after it ran out (see sweep).
+    this.sweeper = new Ticker(deps.clock, Math.max(25, Math.floor(config.relayLeaseMs / 8)), () => void this.sweep());
   }
 
   start(): void {
@@ -269,7 +271,16 @@ export class ClusterRelay implements Collector {
     }
   }
 
-  /** Claims the leases that expired; the freest live instance other than the dead owner gets each. */
+  /**
+   * Claims the leases that expired; the freest live instance other than the dead owner gets each.
+   *
+   * A lease is claimed only if it had already expired when the previous sweep looked, not merely now: a
+   * process that stood still (a long pause of its own, or a machine that starved every process at once)
+   * wakes with its clock gone on, and would otherwise take the session of an owner that stood still as
+   * long, and whose renewal is on its way, since it was due in the same instant. Measured on two cores
+   * shared with Chromium: stalls of 1 to 3 s in every process at once. Sweeping every eighth of a lease,
+   * a dead owner's session is claimed at most a quarter of a lease after its lease ran out, as before.
+   */
   sweep(): Promise<void> {
     if (this.sweeping || !this.deps.link.isUp || this.stopped || this.draining) return this.sweeping ?? Promise.resolve();
     this.sweeping = this.sweepOnce().finally(() => {
@@ -280,11 +291,13 @@ export class ClusterRelay implements Collector {
 
   private async sweepOnce(): Promise<void> {
     const now = this.deps.clock.now();
-    if (now < this.sweepAfter) return;
+    const by = this.looked;
+    this.looked = now;
+    if (now < this.sweepAfter || by === -Infinity) return;
     try {
-      const due = (await this.deps.link.command('ZRANGEBYSCORE', [redisKey.leases(this.config.redisPrefix), '-inf', String(now), 'LIMIT', '0', String(SWEEP_BATCH)])) as string[];
+      const due = (await this.deps.link.command('ZRANGEBYSCORE', [redisKey.leases(this.config.redisPrefix), '-inf', String(by), 'LIMIT', '0', String(SWEEP_BATCH)])) as string[];
       for (const sessionId of due) {
-        const reply = await this.deps.run(SCRIPTS.takeover, sessionId, String(this.config.relayLeaseMs));
+        const reply = await this.deps.run(SCRIPTS.takeover, sessionId, String(this.config.relayLeaseMs), String(by));
         if (reply.status === 'ok') this.deps.apply(reply.out);
         else if (reply.status === 'full') this.logger.warn('a relay session lost its owner and no instance has room for it', { sessionId });
       }

@@ -1139,14 +1139,16 @@ const decodeOwned = (r: Reply): Map<string, number> => {
 };
 
 /**
- * Claims a lease that expired (ARGV[5] sessionId) and gives it, under a new token, to the freest live
- * instance other than the one that let it expire ([6] the lease's lifetime): exactly one instance's
- * claim succeeds. 'skip' when it did not expire (or its session is gone), 'full' when no instance has room.
+ * Claims a lease that expired (ARGV[5] sessionId) by [7] (ms, the instances' clock; at most now) and gives
+ * it, under a new token, to the freest live instance other than the one that let it expire ([6] the
+ * lease's lifetime): exactly one instance's claim succeeds. 'skip' when it had not expired by then (or its
+ * session is gone), 'full' when no instance has room.
  */
 const TAKEOVER = `
 local sid, leaseMs = ARGV[5], tonumber(ARGV[6])
+local by = math.min(tonumber(ARGV[7]), NOW)
 local score = redis.call('ZSCORE', LEASES, sid)
-if not score or tonumber(score) > NOW then return {'skip'} end
+if not score or tonumber(score) > by then return {'skip'} end
 if redis.call('EXISTS', sk(sid)) == 0 or not isRelay(sid) then
   dropLease(sid)
   return {'skip'}

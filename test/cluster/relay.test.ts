@@ -224,6 +224,25 @@ describe('failover', () => {
     );
   });
 
+  test('every instance stands still at once (a starved machine): on waking, the owner renews before anyone may take its session', async () => {
+    await withCluster(3, {}, async (cluster) => {
+      const { instances } = cluster;
+      const { owner, others } = await relaySession(instances);
+      await advance(cluster, LEASE_MS);
+      // Three lease times pass with no timer run anywhere; then the others happen to wake first: each
+      // renews (its load is live again, so it has room) and sweeps before the owner's renewal comes.
+      cluster.clock.jump(3 * LEASE_MS);
+      await Promise.all(others.map((i) => i.cluster.relay?.renew()));
+      await Promise.all(others.map((i) => i.cluster.relay?.sweep()));
+      expect(instances.filter((i) => i.cluster.relay?.sessions.has('cam'))).toEqual([owner]);
+      await owner.cluster.relay?.renew();
+      await advance(cluster, 2 * LEASE_MS);
+      expect(instances.filter((i) => i.cluster.relay?.sessions.has('cam'))).toEqual([owner]);
+      const metrics = await Promise.all(instances.map(metricsOf));
+      expect(metrics.some((m) => /switchboard_relay_(failovers|fenced)_total [1-9]/.test(m))).toBe(false);
+    });
+  });
+
   test('Redis restarts mid-session: the owner keeps its session, nobody takes it over, signalling goes on', async () => {
     await withCluster(3, {}, async (cluster, streams) => {
       const { instances } = cluster;

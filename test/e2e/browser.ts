@@ -4,7 +4,8 @@ import { afterAll, afterEach, beforeAll } from 'bun:test';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import type { ClientStatus, PeerStatus } from '../../src/client/session';
 
-export const CHROMIUM = '/usr/bin/chromium';
+/** Debian's Chromium (/usr/bin/chromium) through a launcher that keeps it from raising its own priority. */
+export const CHROMIUM = new URL('./chromium', import.meta.url).pathname;
 
 /** Headless, no sandbox (root in CI), fake camera and microphone granted without a prompt. */
 export const CHROMIUM_FLAGS = [
