@@ -30,7 +30,7 @@ import { parseArgs } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { PeerTimeline, TimelinePhase } from '../src/client/sdk/switchboard';
 import type { ClientStatus } from '../src/client/session';
-import { launchBrowser } from '../test/e2e/browser';
+import { DEBIAN_CHROMIUM, launchBrowser } from '../test/e2e/browser';
 import type { BenchPageState } from './pages/peerjs-client';
 import { onEveryCpu, pinLoad, type ServerProcess, startServer } from './process';
 import { quantile } from './stats';
@@ -282,7 +282,7 @@ export async function benchFirstFrame(options: { smoke: boolean; log: (line: str
   let replays = Number.NaN;
   try {
     servers.push(...(await Promise.all(systems.map((system) => system.server()))));
-    browser = await onEveryCpu(() => launchBrowser());
+    browser = await onEveryCpu(() => launchBrowser([], DEBIAN_CHROMIUM));
     for (let round = 1; round <= rounds; round++) {
       for (const [i, system] of systems.entries()) {
         const server = servers[i] as ServerProcess;
