@@ -10,7 +10,7 @@ import page from './client/index.html';
 import { type Clock, systemClock } from './clock';
 import { ClusterSignalling } from './cluster/cluster-signalling';
 import { type Config, relayMode } from './config';
-import { corsPolicy } from './cors';
+import { corsHeaders, corsPolicy } from './cors';
 import { LocalDelivery } from './delivery/local';
 import { eventBounds } from './delivery/rules';
 import { errorResponse, SignalError } from './errors';
@@ -29,7 +29,8 @@ import { LazyRelay } from './relay/lazy';
 import type { SignallingBackend } from './sessions/backend';
 import type { SessionListener } from './sessions/events';
 import { LocalSignalling } from './sessions/local-signalling';
-import { sessionRoutes } from './sessions/routes';
+import { MessageIntake } from './sessions/messages';
+import { messageRoutes, sessionRoutes } from './sessions/routes';
 import type { ServerOutbox } from './sessions/server-peer';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
@@ -92,7 +93,10 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
 
   // The client page is served by pageRoutes from the built bundle, not as Bun's native HTML route:
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
-  const app = new Elysia({ websocket: WS_SERVER_OPTIONS })
+  const messages = new MessageIntake(signalling, guard);
+  // On a listener, Bun's router answers POST /message itself; `app.handle` reaches the same intake through Elysia's.
+  const routes = messageRoutes(messages, ops.edge(corsHeaders(config.corsOrigins)));
+  const app = new Elysia({ websocket: WS_SERVER_OPTIONS, serve: { routes } })
     .onError(({ code, error, request, set }) => {
       const response = errorAnswer(code, error, request);
       // Metrics and the request log read the status from here.
@@ -107,7 +111,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .use(ops.telemetry())
     .use(corsPolicy(config.corsOrigins))
     .use(iceRoutes(iceServers, anonymousIceServer(config), guard))
-    .use(sessionRoutes(signalling, guard))
+    .use(sessionRoutes(signalling, guard, messages))
     .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
     .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue), logger: logger.child({ component: 'ws' }) }))
     .use(whipRoutes(whip, guard))
@@ -143,6 +147,8 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     relay,
     /** The places relay peers hold (MAX_RELAY_PEERS): whatever adds peers to relay sessions takes one. */
     relayCapacity,
+    /** The routes Bun's router answers itself on a listener, ahead of Elysia's (POST /message). */
+    routes,
     /**
      * Stops everything, once (a second call returns the first one's promise), always in this order:
      * /readyz reports draining; the listener closes; every event stream ends (clients reconnect, to

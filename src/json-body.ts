@@ -31,9 +31,18 @@ export function parseJsonBody(text: string, whenEmpty?: unknown): unknown {
 export async function readTextBody(request: Request, limit = MAX_BODY_BYTES): Promise<string> {
   const declared = request.headers.get('content-length');
   if (declared !== null && Number(declared) > limit) throw tooLarge();
-  const text = declared !== null ? await request.text() : await readChunked(request, limit);
+  const text = declared !== null ? await bodyText(request) : await readChunked(request, limit);
   if (text.length > limit) throw tooLarge();
   return text;
+}
+
+/** A body that ends before its declared length (its client went away, or the server is closing it) is refused, not a failure of the server. */
+async function bodyText(request: Request): Promise<string> {
+  try {
+    return await request.text();
+  } catch (e) {
+    throw new SignalError('invalid_json', `the body could not be read: ${(e as Error).message}`);
+  }
 }
 
 /** A body without Content-Length is read chunk by chunk and abandoned as soon as it passes the limit. */
@@ -41,10 +50,15 @@ async function readChunked(request: Request, limit: number): Promise<string> {
   if (!request.body) return '';
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of request.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.byteLength;
-    if (size > limit) throw tooLarge();
-    chunks.push(chunk);
+  try {
+    for await (const chunk of request.body as unknown as AsyncIterable<Uint8Array>) {
+      size += chunk.byteLength;
+      if (size > limit) throw tooLarge();
+      chunks.push(chunk);
+    }
+  } catch (e) {
+    if (e instanceof SignalError) throw e;
+    throw new SignalError('invalid_json', `the body could not be read: ${(e as Error).message}`);
   }
   return new TextDecoder().decode(Buffer.concat(chunks));
 }

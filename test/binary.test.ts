@@ -105,6 +105,15 @@ describe('dist/switchboard from an empty directory', () => {
       await err.until((text) => text.includes('< HTTP/2 200'));
       await fetch(`${own.url}/register/h2/b`, { method: 'POST', tls });
       await out.until((text) => text.includes('"new-peer"'));
+      // A message over h2 too: Bun's own router answers POST /message there as over HTTP/1.1.
+      const post = Bun.spawn(['curl', '-sS', '-k', '--http2', '-i', '-X', 'POST', '-d', '{"type":"offer","target":"a","payload":{"sdp":"v=0"}}', `${own.url}/message/h2/b`], {
+        stdout: 'pipe',
+      });
+      const answer = await new Response(post.stdout).text();
+      expect(answer).toStartWith('HTTP/2 200');
+      expect(answer.toLowerCase()).toContain('access-control-allow-origin: *');
+      expect(answer).toEndWith('{"message":"Message sent"}');
+      await out.until((text) => text.includes('"offer"') && text.includes('"senderId":"b"'));
       // Pings keep coming on the same stream: it stays open.
       await out.until((text) => text.split('"ping"').length > 3);
       expect(err.text()).toContain('ALPN: server accepted h2');

@@ -2,6 +2,7 @@ import { Elysia } from 'elysia';
 import pkg from '../../package.json';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
+import type { CorsHeaders } from '../cors';
 import { apiDocs } from '../docs/openapi';
 import { Readiness } from '../health/readiness';
 import { healthRoutes } from '../health/routes';
@@ -12,6 +13,7 @@ import { ProcessMetrics } from '../metrics/process-metrics';
 import { metricsRoutes } from '../metrics/routes';
 import { type SignallingGauges, SignallingMetrics } from '../metrics/signalling-metrics';
 import { Drain, type DrainDeps } from './drain';
+import type { NativeEdge } from './native-route';
 import { sameOriginOnly } from './same-origin';
 import { Telemetry } from './telemetry';
 
@@ -59,6 +61,11 @@ export class Operations {
   /** Request ids, the request log and HTTP metrics, for every route used after it. */
   telemetry() {
     return this.requests.plugin();
+  }
+
+  /** What a route that Bun serves itself needs to answer as the others are (see `nativeRoute`), with these CORS headers. */
+  edge(cors: CorsHeaders): NativeEdge {
+    return { telemetry: this.requests, cors, logger: this.deps.logger };
   }
 
   /** Counts and logs a request no route matched (the app's error handler answers it). */

@@ -51,12 +51,10 @@ export class Telemetry {
 
   /** The hooks, for every route used after it. */
   plugin() {
-    const { requestId } = this.options;
     return (
       new Elysia()
         .onRequest(({ request, set }) => {
-          const incoming = request.headers.get(REQUEST_ID_HEADER);
-          set.headers[REQUEST_ID_HEADER] = incoming !== null && REQUEST_ID.test(incoming) ? incoming : requestId();
+          set.headers[REQUEST_ID_HEADER] = this.requestIdOf(request);
         })
         // mapResponse sees every routed answer, errors included, as it is made; it changes none
         // (it returns nothing). Unlike onAfterResponse it costs no extra task per request.
@@ -78,7 +76,14 @@ export class Telemetry {
     this.answered(method, undefined, 404, requestId, undefined, undefined, 'not_found');
   }
 
-  private answered(method: string, route: string | undefined, status: number, requestId: unknown, params: RequestParams, error: unknown, code?: string): void {
+  /** The request's id: a well-formed incoming X-Request-Id, else a new one. */
+  requestIdOf(request: Request): string {
+    const incoming = request.headers.get(REQUEST_ID_HEADER);
+    return incoming !== null && REQUEST_ID.test(incoming) ? incoming : this.options.requestId();
+  }
+
+  /** A request answered: counted by route template and status, and logged as one line. */
+  answered(method: string, route: string | undefined, status: number, requestId: unknown, params: RequestParams, error: unknown, code?: string): void {
     this.options.http.record(method, route, status);
     const level: LogLevel = status >= 500 ? 'error' : route && this.quiet.has(route) ? 'debug' : 'info';
     if (!this.options.logger.enabled(level)) return;

@@ -1,98 +1,34 @@
 import { Type as t } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Elysia } from 'elysia';
 import type { Guards } from '../auth/guards';
 import { bearerToken } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
-import { refusalOf, schemaRefusal } from '../errors';
-import { parseJsonBody, readTextBody } from '../json-body';
-import type { MessageOutcome, SendGuard, SignallingBackend } from './backend';
-import {
-  BatchResponse,
-  MAX_BATCH,
-  MESSAGE_QUEUED,
-  MESSAGE_SENT,
-  type MessageResult,
-  PeerParams,
-  RegisterQuery,
-  RegisterResponse,
-  SessionParams,
-  SignalBatch,
-  SignalBody,
-} from './model';
-import { batchPayloadSources, PAYLOAD_JSON, payloadSource, type WithPayloadJson } from './payload-source';
-import { batchRefusal } from './rules';
+import { type NativeEdge, nativeRoute } from '../ops/native-route';
+import type { SignallingBackend } from './backend';
+import { MESSAGE_ANSWER_TYPE, type MessageIntake, readPeerParams } from './messages';
+import { BatchResponse, MAX_BATCH, MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterQuery, RegisterResponse, SessionParams, SignalBatch, SignalBody } from './model';
 
-/** The two answers of POST /message, as text, with the content type `Response.json` gives. */
-const SENT_TEXT = JSON.stringify(MESSAGE_SENT);
-const QUEUED_TEXT = JSON.stringify(MESSAGE_QUEUED);
-const JSON_TYPE = 'application/json;charset=utf-8';
+/** The relay's hot path: every offer, answer and candidate of every session. */
+const MESSAGE_ROUTE = '/message/:sessionId/:peerId';
 
 /**
- * The payload text of each message request being handled (of each message of a batch), from its parser
- * to its handler; gone with the request.
+ * POST /message as Bun's own router serves it on a listener, for what Elysia's chain costs per message
+ * (its handler chain, hooks and header merging were a fifth of the server's CPU time per message). The
+ * same intake answers it as the Elysia route, with the same edge (request id, CORS, count, log, envelope);
+ * the order is the Elysia route's: the address's rate, the body, the path's ids, the body's fields.
  */
-const payloadTexts = new WeakMap<Request, string | (string | undefined)[]>();
-
-// Compiled once: the body of every POST /message is checked with one of these.
-const checkBody = TypeCompiler.Compile(SignalBody);
-const checkBatch = TypeCompiler.Compile(SignalBatch);
-
-/** A single body, or the refusal that names its field at fault (`body.type: …`). */
-function readBody(value: unknown): SignalBody {
-  if (!checkBody.Check(value)) throw schemaRefusal(checkBody, value, 'body');
-  return value;
-}
-
-/** A batch of the right length whose every message is a body, or the refusal of the whole batch (`body.2.type: …`). */
-function readBatch(value: unknown[]): SignalBatch {
-  const refused = batchRefusal(value.length);
-  if (refused) throw refused;
-  if (!checkBatch.Check(value)) throw schemaRefusal(checkBatch, value, 'body');
-  return value;
-}
-
-/** A batch's messages with their payloads' text as sent, where the parser found it. */
-function withPayloads(bodies: SignalBatch, texts: string | (string | undefined)[] | undefined): (SignalBody & WithPayloadJson)[] {
-  if (!Array.isArray(texts)) return bodies;
-  return bodies.map((body, i) => {
-    const message: SignalBody & WithPayloadJson = body;
-    message[PAYLOAD_JSON] = texts[i];
-    return message;
-  });
-}
-
-/** One message's outcome as a batch answers it: the status and words POST /message would have given it alone. */
-function messageResult(outcome: MessageOutcome): MessageResult {
-  if (outcome === 'sent') return { status: 200, ...MESSAGE_SENT };
-  if (outcome === 'queued') return { status: 202, ...MESSAGE_QUEUED };
-  const result: MessageResult = { status: outcome.status, error: outcome.code, message: outcome.message };
-  if (outcome.retryAfterS !== undefined) result.retryAfter = outcome.retryAfterS;
-  return result;
-}
-
-/**
- * A batch: the address's rate counts every message (the first was counted before the body was read;
- * each further one is counted now, and refused on its own when none is left), then the store sends
- * them in order.
- */
-async function sendBatch(
-  signalling: SignallingBackend,
-  sessionId: string,
-  peerId: string,
-  bodies: readonly (SignalBody & WithPayloadJson)[],
-  guard: SendGuard,
-  rateOf: (addressOf: () => string | undefined) => void,
-  addressOf: () => string | undefined,
-): Promise<BatchResponse> {
-  const before = bodies.map((_, i) => (i === 0 ? undefined : refusalOf(() => rateOf(addressOf))));
-  const outcomes = await signalling.sendBatch(sessionId, peerId, bodies, guard, before);
-  return { results: outcomes.map(messageResult) };
-}
+export const messageRoutes = (messages: MessageIntake, edge: NativeEdge) => ({
+  [MESSAGE_ROUTE]: {
+    POST: nativeRoute(edge, MESSAGE_ROUTE, 'POST', MESSAGE_ANSWER_TYPE, async (request, server) => {
+      const body = await messages.read(request, server);
+      return messages.answer(readPeerParams(request.params), request, server, body);
+    }),
+  },
+});
 
 const Message = <M extends string>(message: M) => t.Object({ message: t.Literal(message) });
 
-export const sessionRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards) =>
+export const sessionRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards, messages: MessageIntake) =>
   new Elysia()
     .post(
       '/register/:sessionId/:peerId',
@@ -152,48 +88,21 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
       },
     )
     .post(
-      '/message/:sessionId/:peerId',
-      // The one header it needs is read from the request: naming `headers` would copy them all.
-      async ({ params: { sessionId, peerId }, request, server, body, set }) => {
-        // The sender's token and rate are checked inside `send`: in a cluster, in the same Redis step as the message.
-        const token = bearerToken(request.headers.get('authorization') ?? undefined);
-        const guard = { credential: access.sender(sessionId, peerId, token), rate: limits.peerMessageTicket(sessionId, peerId) };
-        if (Array.isArray(body))
-          return sendBatch(
-            signalling,
-            sessionId,
-            peerId,
-            withPayloads(readBatch(body), payloadTexts.get(request)),
-            guard,
-            (of) => limits.message(of),
-            () => address(request, server),
-          );
-        // The payload's text, found while parsing, goes on the checked body.
-        const message: SignalBody & WithPayloadJson = readBody(body);
-        const text = payloadTexts.get(request);
-        if (typeof text === 'string') message[PAYLOAD_JSON] = text;
-        const delivered = await signalling.send(sessionId, peerId, message, guard);
-        // The answer's text is made once: Elysia sends a string as it is, where an object is serialised per message.
-        set.headers['content-type'] = JSON_TYPE;
-        if (delivered === 'sent') return SENT_TEXT;
-        set.status = 202;
-        return QUEUED_TEXT;
+      MESSAGE_ROUTE,
+      // On a listener, Bun's own routes answer this path (see `messageRoute`): this is `app.handle`'s way
+      // to the same intake, and the route the API's description is made from.
+      async ({ params, request, server, body, set }) => {
+        const { status, text } = await messages.answer(params, request, server, body);
+        set.headers['content-type'] = MESSAGE_ANSWER_TYPE;
+        set.status = status;
+        return text;
       },
       {
         params: PeerParams,
-        // The address limit comes first, before the body is even read. Our reader takes JSON whatever the
-        // content type; the body is checked by the handler (a message, or a batch of them), so that a
-        // batch's refusal names the message at fault, as a single body's names its field.
-        parse: [
-          async ({ request, server }) => {
-            limits.message(() => address(request, server));
-            const text = await readTextBody(request);
-            const value = parseJsonBody(text);
-            const payload = Array.isArray(value) ? batchPayloadSources(text) : payloadSource(text);
-            if (payload !== undefined) payloadTexts.set(request, payload);
-            return value;
-          },
-        ],
+        // Our reader takes JSON whatever the content type, after the address's rate; the body is checked
+        // by the intake (a message, or a batch of them), so that a batch's refusal names the message at
+        // fault, as a single body's names its field.
+        parse: [({ request, server }) => messages.read(request, server)],
         detail: describe({
           summary: 'Send a message to a peer, or a batch of messages',
           description:
