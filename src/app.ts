@@ -34,7 +34,7 @@ import { messageRoutes, sessionRoutes } from './sessions/routes';
 import type { ServerOutbox } from './sessions/server-peer';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
-import { eventRoutes } from './sse/routes';
+import { EventStreams, eventRoutes, eventStreamRoutes } from './sse/routes';
 import { whipRoutes } from './whip/routes';
 import { WhipService } from './whip/service';
 import { socketRoutes, WS_SERVER_OPTIONS } from './ws/routes';
@@ -94,8 +94,11 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   // The client page is served by pageRoutes from the built bundle, not as Bun's native HTML route:
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
   const messages = new MessageIntake(signalling, guard);
-  // On a listener, Bun's router answers POST /message itself; `app.handle` reaches the same intake through Elysia's.
-  const routes = messageRoutes(messages, ops.edge(corsHeaders(config.corsOrigins)));
+  const events = new EventStreams(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS });
+  // On a listener, Bun's router answers POST /message and GET /events itself; `app.handle` reaches the
+  // same intake and streams through Elysia's.
+  const edge = ops.edge(corsHeaders(config.corsOrigins));
+  const routes = { ...messageRoutes(messages, edge), ...eventStreamRoutes(events, edge) };
   const app = new Elysia({ websocket: WS_SERVER_OPTIONS, serve: { routes } })
     .onError(({ code, error, request, set }) => {
       const response = errorAnswer(code, error, request);
@@ -112,7 +115,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .use(corsPolicy(config.corsOrigins))
     .use(iceRoutes(iceServers, anonymousIceServer(config), guard))
     .use(sessionRoutes(signalling, guard, messages))
-    .use(eventRoutes(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS }))
+    .use(eventRoutes(events))
     .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue), logger: logger.child({ component: 'ws' }) }))
     .use(whipRoutes(whip, guard))
     .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
@@ -147,7 +150,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     relay,
     /** The places relay peers hold (MAX_RELAY_PEERS): whatever adds peers to relay sessions takes one. */
     relayCapacity,
-    /** The routes Bun's router answers itself on a listener, ahead of Elysia's (POST /message). */
+    /** The routes Bun's router answers itself on a listener, ahead of Elysia's (POST /message, GET /events). */
     routes,
     /**
      * Stops everything, once (a second call returns the first one's promise), always in this order:

@@ -19,6 +19,13 @@ export interface NativeEdge {
   logger: Logger;
 }
 
+/** A response made elsewhere (a refusal, a stream), given the CORS headers and the request id. */
+function withEdgeHeaders(response: Response, corsHeaders: Readonly<Record<string, string>>, requestId: string): Response {
+  for (const [name, value] of Object.entries(corsHeaders)) response.headers.set(name, value);
+  response.headers.set(REQUEST_ID_HEADER, requestId);
+  return response;
+}
+
 /**
  * A route that Bun's router answers itself, outside Elysia's chain, with everything that chain gives
  * every answer: the request id, the CORS headers, the request's count and log line, and a refusal as
@@ -31,7 +38,8 @@ export function nativeRoute(
   method: string,
   /** The content type of every answer that is not a refusal. */
   type: string,
-  handle: (request: RoutedRequest, server: Server<unknown>) => Promise<NativeAnswer>,
+  /** A refusal is thrown; a Response (an event stream) is sent with the edge's headers added. */
+  handle: (request: RoutedRequest, server: Server<unknown>) => Promise<NativeAnswer | Response>,
 ): (request: RoutedRequest, server: Server<unknown>) => Promise<Response> {
   const { telemetry, cors, logger } = edge;
   // The headers of an answer but its request id, per CORS record (one per listed origin): a copy of a
@@ -51,13 +59,16 @@ export function nativeRoute(
     const requestId = telemetry.requestIdOf(request);
     const corsHeaders = cors(request.headers.get('origin'));
     try {
-      const { status, text } = await handle(request, server);
-      telemetry.answered(method, route, status, requestId, request.params, undefined);
-      return new Response(text, { status, headers: headersFor(corsHeaders, requestId) });
+      const answer = await handle(request, server);
+      telemetry.answered(method, route, answer.status, requestId, request.params, undefined);
+      if (answer instanceof Response) return withEdgeHeaders(answer, corsHeaders, requestId);
+      return new Response(answer.text, { status: answer.status, headers: headersFor(corsHeaders, requestId) });
     } catch (error) {
-      const response = error instanceof SignalError ? error.toResponse() : errorResponse(500, { error: 'internal_error', message: 'the server failed; this is a bug' });
-      for (const [name, value] of Object.entries(corsHeaders)) response.headers.set(name, value);
-      response.headers.set(REQUEST_ID_HEADER, requestId);
+      const response = withEdgeHeaders(
+        error instanceof SignalError ? error.toResponse() : errorResponse(500, { error: 'internal_error', message: 'the server failed; this is a bug' }),
+        corsHeaders,
+        requestId,
+      );
       if (!(error instanceof SignalError)) logger.error('internal error', { requestId, method, path: new URL(request.url).pathname, error });
       telemetry.answered(method, route, response.status, requestId, request.params, error);
       return response;

@@ -5,7 +5,7 @@ import { refusalOf, SignalError, schemaRefusal } from '../errors';
 import { parseJsonBody, readTextBody } from '../json-body';
 import type { AddressSource } from '../limits/client-ip';
 import type { MessageOutcome, SendGuard, SignallingBackend } from './backend';
-import { type BatchResponse, MESSAGE_QUEUED, MESSAGE_SENT, type MessageResult, PeerParams, SignalBatch, SignalBody } from './model';
+import { type BatchResponse, MESSAGE_QUEUED, MESSAGE_SENT, type MessageResult, type PeerParams, SignalBatch, SignalBody } from './model';
 import { batchPayloadSources, PAYLOAD_JSON, payloadSource, type WithPayloadJson } from './payload-source';
 import { batchRefusal } from './rules';
 
@@ -17,7 +17,6 @@ const SENT: MessageAnswer = { status: 200, text: JSON.stringify(MESSAGE_SENT) };
 const QUEUED: MessageAnswer = { status: 202, text: JSON.stringify(MESSAGE_QUEUED) };
 
 // Compiled once: every POST /message is checked with these.
-const checkParams = TypeCompiler.Compile(PeerParams);
 const checkBody = TypeCompiler.Compile(SignalBody);
 const checkBatch = TypeCompiler.Compile(SignalBatch);
 
@@ -33,12 +32,6 @@ export class MessageBody {
     readonly value: unknown,
     readonly payloads: string | (string | undefined)[] | undefined,
   ) {}
-}
-
-/** A request's path ids, or the refusal that names the one at fault (`params.peerId: …`). */
-export function readPeerParams(params: unknown): PeerParams {
-  if (!checkParams.Check(params)) throw schemaRefusal(checkParams, params, 'params');
-  return params;
 }
 
 /** A single body, or the refusal that names its field at fault (`body.type: …`). */

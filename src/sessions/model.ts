@@ -1,5 +1,7 @@
 // Plain TypeBox: the service shares these types, and nothing below the routes depends on Elysia.
 import { Type as t } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { schemaRefusal } from '../errors';
 
 /** Ids of sessions and peers: safe in a URL path, a log line and an SSE frame. */
 export const ID_PATTERN = '^[A-Za-z0-9._:@|~-]{1,128}$';
@@ -8,6 +10,14 @@ export const Id = t.String({ pattern: ID_PATTERN, description: '1 to 128 of A-Z 
 
 export const PeerParams = t.Object({ sessionId: Id, peerId: Id });
 export type PeerParams = typeof PeerParams.static;
+
+const checkPeerParams = TypeCompiler.Compile(PeerParams);
+
+/** A request's path ids, for a route outside Elysia's validation, or the refusal that names the one at fault (`params.peerId: …`). */
+export function readPeerParams(params: unknown): PeerParams {
+  if (!checkPeerParams.Check(params)) throw schemaRefusal(checkPeerParams, params, 'params');
+  return params;
+}
 
 export const SessionParams = t.Object({ sessionId: Id });
 export type SessionParams = typeof SessionParams.static;

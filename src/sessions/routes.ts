@@ -5,8 +5,20 @@ import { bearerToken } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
 import { type NativeEdge, nativeRoute } from '../ops/native-route';
 import type { SignallingBackend } from './backend';
-import { MESSAGE_ANSWER_TYPE, type MessageIntake, readPeerParams } from './messages';
-import { BatchResponse, MAX_BATCH, MESSAGE_QUEUED, MESSAGE_SENT, PeerParams, RegisterQuery, RegisterResponse, SessionParams, SignalBatch, SignalBody } from './model';
+import { MESSAGE_ANSWER_TYPE, type MessageIntake } from './messages';
+import {
+  BatchResponse,
+  MAX_BATCH,
+  MESSAGE_QUEUED,
+  MESSAGE_SENT,
+  PeerParams,
+  RegisterQuery,
+  RegisterResponse,
+  readPeerParams,
+  SessionParams,
+  SignalBatch,
+  SignalBody,
+} from './model';
 
 /** The relay's hot path: every offer, answer and candidate of every session. */
 const MESSAGE_ROUTE = '/message/:sessionId/:peerId';

@@ -3,8 +3,10 @@ import type { Guards } from '../auth/guards';
 import { bearerToken } from '../auth/tokens';
 import { describe, schemaRef, TAGS } from '../docs/describe';
 import { SignalError } from '../errors';
+import type { AddressSource } from '../limits/client-ip';
+import { type NativeEdge, nativeRoute } from '../ops/native-route';
 import type { SignallingBackend } from '../sessions/backend';
-import { PeerParams } from '../sessions/model';
+import { PeerParams, readPeerParams } from '../sessions/model';
 import type { Heartbeat } from './heartbeat';
 import { PeerStream, streamStrategy } from './peer-stream';
 
@@ -46,27 +48,79 @@ export function parseLastEventId(value: string | undefined): number | undefined 
   return Number(value);
 }
 
-export function eventRoutes(signalling: SignallingBackend, { access, limits, address }: Guards, { heartbeat, maxQueued, retryMs }: EventRoutesOptions) {
-  // One options object and one queuing strategy for every stream.
-  const streams = { heartbeat, retryMs, strategy: streamStrategy(maxQueued) };
-  return new Elysia().get(
-    '/events/:sessionId/:peerId',
-    async ({ params: { sessionId, peerId }, headers, query, request, server }) => {
-      await access.authorizePeer(sessionId, peerId, bearerToken(headers.authorization) ?? query.token);
-      const lastEventId = parseLastEventId(headers['last-event-id'] ?? query.lastEventId);
-      const release = limits.openStream(address(request, server));
-      const stream = new PeerStream(streams, { signal: request.signal, onEnd: release });
-      try {
-        await signalling.connect(sessionId, peerId, stream, lastEventId);
-      } catch (e) {
-        // A stream that never attached must still leave the heartbeat and give its slot back.
-        stream.abort('refused');
-        throw e;
-      }
-      // Streams outlive Bun's idle timeout; pings keep them busy and reveal dead clients.
-      server?.timeout(request, 0);
-      return stream.response;
-    },
-    { params: PeerParams, query: EventsQuery, headers: EventsHeaders, detail: EVENTS_DOC },
-  );
+export type EventsQuery = typeof EventsQuery.static;
+
+/** A query string as Elysia reads one for EventsQuery: a name given twice takes its last value. */
+function readEventsQuery(url: string): EventsQuery {
+  const at = url.indexOf('?');
+  if (at === -1) return {};
+  const { lastEventId, token } = Object.fromEntries(new URLSearchParams(url.slice(at + 1)));
+  return { lastEventId, token };
 }
+
+/**
+ * GET /events/:sessionId/:peerId between the request and its stream, whoever serves it (Elysia's router
+ * for `app.handle`, Bun's own routes on a listener): the peer is let in, its resume point read, its
+ * stream counted against the address's cap and attached.
+ */
+export class EventStreams {
+  private readonly streams: ConstructorParameters<typeof PeerStream>[0];
+
+  constructor(
+    private readonly signalling: SignallingBackend,
+    private readonly guards: Guards,
+    { heartbeat, maxQueued, retryMs }: EventRoutesOptions,
+  ) {
+    // One options object and one queuing strategy for every stream.
+    this.streams = { heartbeat, retryMs, strategy: streamStrategy(maxQueued) };
+  }
+
+  async open(
+    { sessionId, peerId }: PeerParams,
+    query: EventsQuery,
+    request: Request,
+    server: (AddressSource & { timeout(request: Request, seconds: number): void }) | null | undefined,
+  ): Promise<Response> {
+    const { access, limits, address } = this.guards;
+    await access.authorizePeer(sessionId, peerId, bearerToken(request.headers.get('authorization') ?? undefined) ?? query.token);
+    const lastEventId = parseLastEventId(request.headers.get('last-event-id') ?? query.lastEventId);
+    const release = limits.openStream(address(request, server));
+    const stream = new PeerStream(this.streams, { signal: request.signal, onEnd: release });
+    try {
+      await this.signalling.connect(sessionId, peerId, stream, lastEventId);
+    } catch (e) {
+      // A stream that never attached must still leave the heartbeat and give its slot back.
+      stream.abort('refused');
+      throw e;
+    }
+    // Streams outlive Bun's idle timeout; pings keep them busy and reveal dead clients.
+    server?.timeout(request, 0);
+    return stream.response;
+  }
+}
+
+/** On a listener, Bun's router answers this path (see `eventStreamRoutes`): this is `app.handle`'s way to the same streams, and the route the API's description is made from. */
+export function eventRoutes(events: EventStreams) {
+  return new Elysia().get('/events/:sessionId/:peerId', ({ params, query, request, server }) => events.open(params, query, request, server), {
+    params: PeerParams,
+    query: EventsQuery,
+    headers: EventsHeaders,
+    detail: EVENTS_DOC,
+  });
+}
+
+const EVENTS_ROUTE = '/events/:sessionId/:peerId';
+
+/**
+ * GET /events as Bun's own router serves it on a listener: Elysia's context for a request lives as long
+ * as its response, and a stream's response lives as long as the stream (1.4 KiB of each open stream
+ * was Elysia's). The same streams as the Elysia route, with the same edge; the order is the Elysia
+ * route's: the path's ids, the query, then the peer let in.
+ */
+export const eventStreamRoutes = (events: EventStreams, edge: NativeEdge) => ({
+  [EVENTS_ROUTE]: {
+    GET: nativeRoute(edge, EVENTS_ROUTE, 'GET', 'application/json', (request, server) =>
+      events.open(readPeerParams(request.params), readEventsQuery(request.url), request, server),
+    ),
+  },
+});

@@ -1,6 +1,7 @@
-// On a listener, POST /message is answered by Bun's own router (messageRoutes), outside Elysia's chain;
-// `app.handle` answers it through Elysia's. The two must be one route to a client: the same statuses,
-// bodies and headers (CORS, request id, Retry-After, WWW-Authenticate), the same counts and log lines.
+// On a listener, POST /message and GET /events are answered by Bun's own router (messageRoutes,
+// eventStreamRoutes), outside Elysia's chain; `app.handle` answers them through Elysia's. Each must be one
+// route to a client: the same statuses, bodies and headers (CORS, request id, Retry-After,
+// WWW-Authenticate), the same counts and log lines.
 import { afterEach, describe, expect, test } from 'bun:test';
 import { createApp } from '../../src/app';
 import type { Config } from '../../src/config';
@@ -33,7 +34,7 @@ interface Step {
 
 /** What a client sees of an answer: its status, its body, and every header but the ones the socket adds. */
 async function seen(response: Response) {
-  const headers = [...response.headers.entries()].filter(([name]) => name !== 'date' && name !== 'content-length').sort();
+  const headers = [...response.headers.entries()].filter(([name]) => !['date', 'content-length', 'transfer-encoding'].includes(name)).sort();
   return { status: response.status, body: await response.text(), headers };
 }
 
@@ -133,4 +134,75 @@ test('a message on a listener reaches the target’s open stream, answered 200 w
   } finally {
     events.close();
   }
+});
+
+describe.each([
+  ['any origin, open access', { corsOrigins: ['*'] }],
+  ['a listed origin, tokens', { corsOrigins: [ORIGIN], authMode: 'token' }],
+] as [string, Partial<Config>][])('GET /events with %s', (_, config) => {
+  // app.handle has no socket: both servers take the client's address from X-Forwarded-For, so that its stream cap counts alike.
+  const capped = { ...config, maxStreamsPerIp: 3, trustProxy: 1 };
+  const client = { 'x-forwarded-for': '203.0.113.7' };
+
+  test('opens, resumes and refuses on a listener exactly as through app.handle: statuses, heads, first bytes, counts and log lines', async () => {
+    const viaHandle = deterministic(capped);
+    const viaListener = deterministic(capped);
+    const served = listen(viaListener.server);
+    running.push(served);
+    const { app } = viaHandle.server;
+    const tokens: Record<string, string> = {};
+    for (const peer of ['a', 'b', 'c', 'd']) {
+      const init = { method: 'POST', headers: client };
+      const a = await seen(await app.handle(new Request(`http://localhost/register/s/${peer}`, init)));
+      expect(await seen(await fetch(`${served.url}/register/s/${peer}`, init))).toEqual(a);
+      tokens[peer] = (JSON.parse(a.body) as { token?: string }).token ?? 'none';
+    }
+    const auth = (peer: string) => ({ authorization: `Bearer ${tokens[peer]}` });
+    const steps: Step[] = [
+      { path: '/events/s/a', headers: { ...auth('a'), origin: ORIGIN, 'x-request-id': 'client-chosen.2' } },
+      { path: `/events/s/b?token=${tokens.b}&lastEventId=1` },
+      { path: '/events/s/c?lastEventId=x', headers: auth('c') },
+      { path: '/events/s/c', headers: { ...auth('c'), 'last-event-id': '99' } },
+      { path: '/events/s/c?token=1&token=2' },
+      { path: '/events/s/c%20', headers: auth('c') },
+      { path: '/events/nowhere/c', headers: auth('c') },
+      { path: '/events/s/c', headers: auth('d') },
+      { path: '/events/s/c' },
+      { path: '/events/s/c', headers: { ...auth('c'), origin: 'https://elsewhere.example' } },
+      // The address holds 3 streams now (a, b, c): the cap (3) refuses the next one, 429.
+      { path: '/events/s/d', headers: auth('d') },
+    ];
+    const opened: ReadableStreamDefaultReader<Uint8Array>[] = [];
+    /** A stream's answer as a client sees it: its head, and its first two frames (the retry, and the id it resumes after). */
+    const head = async (response: Response) => {
+      if (response.status !== 200 || !response.body) return seen(response);
+      const reader = response.body.getReader();
+      opened.push(reader);
+      let text = '';
+      while (text.split('\n\n').length < 3) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      const { body: _, ...rest } = await seen(new Response(null, response));
+      return { ...rest, body: text.split('\n\n').slice(0, 2).join('\n\n') };
+    };
+    const statuses: number[] = [];
+    try {
+      for (const { path, headers } of steps) {
+        const init = { headers: { ...client, ...headers } };
+        const a = await head(await app.handle(new Request(`http://localhost${path}`, init)));
+        const b = await head(await fetch(`${served.url}${path}`, init));
+        expect({ path, ...b }).toEqual({ path, ...a });
+        statuses.push(a.status);
+      }
+    } finally {
+      for (const reader of opened) await reader.cancel();
+    }
+    expect(new Set(statuses)).toEqual(new Set([200, 400, 404, 409, 429, ...(config.authMode === 'token' ? [401, 403] : [])]));
+    await new Promise((resolve) => setImmediate(resolve));
+    const requestLines = (lines: string[]) => lines.filter((line) => line.includes('"route":"/events/:sessionId/:peerId"'));
+    expect(requestLines(viaListener.lines)).toEqual(requestLines(viaHandle.lines));
+    expect(requestLines(viaHandle.lines)).toHaveLength(steps.length);
+  });
 });
