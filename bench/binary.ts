@@ -199,16 +199,16 @@ function newestSource(): { path: string; mtimeMs: number } {
 }
 
 /** `bun run build`, as users build the executable (package.json's script), bounded in time. */
-/** bench/servers/hello.ts compiled as `bun run build` compiles switchboard, into a temporary directory. */
-async function buildHello(log: (line: string) => void): Promise<{ path: string; remove: () => void } | undefined> {
-  const dir = mkdtempSync(join(tmpdir(), 'switchboard-hello-'));
-  const path = join(dir, 'hello');
+/** A file of bench/servers compiled as `bun run build` compiles switchboard, into a temporary directory. */
+async function buildAnchor(file: string, log: (line: string) => void): Promise<{ path: string; remove: () => void } | undefined> {
+  const dir = mkdtempSync(join(tmpdir(), 'switchboard-anchor-'));
+  const path = join(dir, file.replace(/\.ts$/, ''));
   const flags = ['--compile', '--format=esm', '--bytecode', '--minify-syntax', '--minify-whitespace'];
-  const proc = Bun.spawn([process.execPath, 'build', ...flags, join(import.meta.dir, 'servers/hello.ts'), '--outfile', path], { cwd: root, stdout: 'ignore', stderr: 'pipe' });
+  const proc = Bun.spawn([process.execPath, 'build', ...flags, join(import.meta.dir, 'servers', file), '--outfile', path], { cwd: root, stdout: 'ignore', stderr: 'pipe' });
   const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
   const remove = () => rmSync(dir, { recursive: true, force: true });
   if (code !== 0) {
-    log(`binary: the compiled hello-world did not build (${err.trim()}): its rows are left out`);
+    log(`binary: the compiled ${file} did not build (${err.trim()}): its rows are left out`);
     remove();
     return undefined;
   }
@@ -356,13 +356,19 @@ export async function benchBinary(options: BinaryOptions): Promise<Row[]> {
     );
   }
 
-  // The anchor: Bun's own floor for an executable, a hello-world compiled with the same flags.
-  const hello = await buildHello(log);
-  if (hello) {
-    const run = await startMany({ name: 'compiled Bun hello-world (the anchor)', command: [hello.path], path: '/' }, smoke ? 3 : 20, smoke ? 1 : 3, idleMs);
-    const [, ok, , idle] = startRows(bench, 'compiled Bun hello-world (the anchor)', run, idleMs, false);
+  // The anchors, compiled with the same flags: Bun's own floor for an executable (a hello-world), and
+  // the fixed stack's (Elysia with the two plugins switchboard uses, one route).
+  const anchors = [
+    { file: 'hello.ts', name: 'compiled Bun hello-world (the anchor)' },
+    { file: 'elysia-hello.ts', name: 'compiled Elysia hello-world, with @elysiajs/cors and @elysiajs/openapi' },
+  ];
+  for (const { file, name } of anchors) {
+    const anchor = await buildAnchor(file, log);
+    if (!anchor) continue;
+    const run = await startMany({ name, command: [anchor.path], path: '/' }, smoke ? 3 : 20, smoke ? 1 : 3, idleMs);
+    const [, ok, , idle] = startRows(bench, name, run, idleMs, false);
     rows.push(ok as Row, idle as Row);
-    hello.remove();
+    anchor.remove();
   }
 
   // Comparisons: the same app run from source by bun, and the PeerJS server under its own runtime.
