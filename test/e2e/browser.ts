@@ -97,6 +97,9 @@ export function browserTests(init?: string, flags: string[] = []) {
 export async function publish(peer: PeerPage): Promise<PeerPage> {
   await peer.page.waitForFunction(() => window.switchboard.phase === 'ready', undefined, { timeout: 10_000, polling: 50 });
   await peer.page.click('#publish');
+  // Registered (or refused) before the caller goes on: a viewer opened next must not come first and
+  // create the session itself (a mesh session, where the publisher asked for a relay one).
+  await peer.page.waitForFunction(() => !['ready', 'starting'].includes(window.switchboard.phase), undefined, { timeout: 20_000, polling: 20 });
   return peer;
 }
 
