@@ -13,7 +13,7 @@ import { type Config, relayMode } from './config';
 import { corsHeaders, corsPolicy } from './cors';
 import { LocalDelivery } from './delivery/local';
 import { eventBounds } from './delivery/rules';
-import { errorResponse, SignalError } from './errors';
+import { errorResponse, internalErrorResponse, SignalError } from './errors';
 import { anonymousIceServer, iceServerSource } from './ice/ice-servers';
 import { iceRoutes } from './ice/routes';
 import { Limits } from './limits/limits';
@@ -105,9 +105,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
       // Metrics and the request log read the status from here.
       set.status = response.status;
       if (code === 'NOT_FOUND') ops.unmatched(request.method, set.headers[REQUEST_ID_HEADER]);
-      if (response.status >= 500 && !(error instanceof SignalError)) {
-        logger.error('internal error', { requestId: set.headers[REQUEST_ID_HEADER], method: request.method, path: new URL(request.url).pathname, error });
-      }
+      if (response.status >= 500 && !(error instanceof SignalError)) ops.failed(request, set.headers[REQUEST_ID_HEADER], error);
       return response;
     })
     // Before CORS, whose preflight answers end the request early.
@@ -239,7 +237,7 @@ function errorAnswer(code: string | number, error: unknown, request: Request): R
     if (error instanceof Error && error.cause instanceof SignalError) return error.cause.toResponse();
     return errorResponse(400, { error: 'invalid_json', message: 'the body could not be parsed' });
   }
-  return errorResponse(500, { error: 'internal_error', message: 'the server failed; this is a bug' });
+  return internalErrorResponse();
 }
 
 /** One server as `createApp` returns it. */

@@ -85,6 +85,9 @@ export class SignalError extends Error {
   }
 }
 
+/** The answer to a failure of the server itself (a bug): the one 5xx that is not a refusal. */
+export const internalErrorResponse = (): Response => errorResponse(500, { error: 'internal_error', message: 'the server failed; this is a bug' });
+
 export function errorResponse(status: number, body: ErrorBody, retryAfterS?: number): Response {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (retryAfterS !== undefined) headers['retry-after'] = String(retryAfterS);

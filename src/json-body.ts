@@ -5,6 +5,9 @@ export const MAX_BODY_BYTES = 64 * 1024;
 
 const tooLarge = () => new SignalError('payload_too_large', `the body is over ${MAX_BODY_BYTES} bytes`);
 
+/** A body that ends before it is whole (its client went away, or the server is closing it) is refused, not a failure of the server. */
+const unreadable = (e: unknown) => new SignalError('invalid_json', `the body could not be read: ${(e as Error).message}`);
+
 /**
  * Reads a request body as JSON whatever its content type (a seed client posting with plain `fetch`
  * sends text/plain), refusing more than `limit` bytes without reading them when the length is declared.
@@ -36,12 +39,11 @@ export async function readTextBody(request: Request, limit = MAX_BODY_BYTES): Pr
   return text;
 }
 
-/** A body that ends before its declared length (its client went away, or the server is closing it) is refused, not a failure of the server. */
 async function bodyText(request: Request): Promise<string> {
   try {
     return await request.text();
   } catch (e) {
-    throw new SignalError('invalid_json', `the body could not be read: ${(e as Error).message}`);
+    throw unreadable(e);
   }
 }
 
@@ -57,8 +59,7 @@ async function readChunked(request: Request, limit: number): Promise<string> {
       chunks.push(chunk);
     }
   } catch (e) {
-    if (e instanceof SignalError) throw e;
-    throw new SignalError('invalid_json', `the body could not be read: ${(e as Error).message}`);
+    throw e instanceof SignalError ? e : unreadable(e);
   }
   return new TextDecoder().decode(Buffer.concat(chunks));
 }

@@ -1,13 +1,13 @@
 import type { Server } from 'bun';
 import type { CorsHeaders } from '../cors';
-import { errorResponse, SignalError } from '../errors';
-import type { Logger } from '../log/logger';
+import { internalErrorResponse, SignalError } from '../errors';
 import { REQUEST_ID_HEADER, type Telemetry } from './telemetry';
 
-/** What a route served by Bun itself answers when it does not refuse: its status and text. */
+/** What a route served by Bun itself answers when it does not refuse, as text: its status, text and content type. */
 export interface NativeAnswer {
   status: number;
   text: string;
+  type: string;
 }
 
 /** A request as Bun's router hands it over: with the path's parameters (a `BunRequest` is one). */
@@ -16,7 +16,6 @@ export type RoutedRequest = Request & { readonly params: Readonly<Record<string,
 export interface NativeEdge {
   telemetry: Telemetry;
   cors: CorsHeaders;
-  logger: Logger;
 }
 
 /** A response made elsewhere (a refusal, a stream), given the CORS headers and the request id. */
@@ -36,20 +35,23 @@ export function nativeRoute(
   edge: NativeEdge,
   route: string,
   method: string,
-  /** The content type of every answer that is not a refusal. */
-  type: string,
   /** A refusal is thrown; a Response (an event stream) is sent with the edge's headers added. */
   handle: (request: RoutedRequest, server: Server<unknown>) => Promise<NativeAnswer | Response>,
 ): (request: RoutedRequest, server: Server<unknown>) => Promise<Response> {
-  const { telemetry, cors, logger } = edge;
-  // The headers of an answer but its request id, per CORS record (one per listed origin): a copy of a
-  // Headers costs less than building one from an object.
-  const prepared = new WeakMap<object, Headers>();
-  const headersFor = (corsHeaders: Readonly<Record<string, string>>, requestId: string) => {
-    let base = prepared.get(corsHeaders);
+  const { telemetry, cors } = edge;
+  // The headers of a text answer but its request id, per CORS record (one per listed origin) and
+  // content type: a copy of a Headers costs less than building one from an object.
+  const prepared = new WeakMap<object, Map<string, Headers>>();
+  const headersFor = (corsHeaders: Readonly<Record<string, string>>, type: string, requestId: string) => {
+    let byType = prepared.get(corsHeaders);
+    if (!byType) {
+      byType = new Map();
+      prepared.set(corsHeaders, byType);
+    }
+    let base = byType.get(type);
     if (!base) {
       base = new Headers({ ...corsHeaders, 'content-type': type });
-      prepared.set(corsHeaders, base);
+      byType.set(type, base);
     }
     const headers = new Headers(base);
     headers.set(REQUEST_ID_HEADER, requestId);
@@ -62,14 +64,10 @@ export function nativeRoute(
       const answer = await handle(request, server);
       telemetry.answered(method, route, answer.status, requestId, request.params, undefined);
       if (answer instanceof Response) return withEdgeHeaders(answer, corsHeaders, requestId);
-      return new Response(answer.text, { status: answer.status, headers: headersFor(corsHeaders, requestId) });
+      return new Response(answer.text, { status: answer.status, headers: headersFor(corsHeaders, answer.type, requestId) });
     } catch (error) {
-      const response = withEdgeHeaders(
-        error instanceof SignalError ? error.toResponse() : errorResponse(500, { error: 'internal_error', message: 'the server failed; this is a bug' }),
-        corsHeaders,
-        requestId,
-      );
-      if (!(error instanceof SignalError)) logger.error('internal error', { requestId, method, path: new URL(request.url).pathname, error });
+      const response = withEdgeHeaders(error instanceof SignalError ? error.toResponse() : internalErrorResponse(), corsHeaders, requestId);
+      if (!(error instanceof SignalError)) telemetry.failed(request, requestId, error);
       telemetry.answered(method, route, response.status, requestId, request.params, error);
       return response;
     }

@@ -65,7 +65,12 @@ export class Operations {
 
   /** What a route that Bun serves itself needs to answer as the others are (see `nativeRoute`), with these CORS headers. */
   edge(cors: CorsHeaders): NativeEdge {
-    return { telemetry: this.requests, cors, logger: this.deps.logger };
+    return { telemetry: this.requests, cors };
+  }
+
+  /** Logs a failure of the server itself (the app's error handler answers it 500). */
+  failed(request: Request, requestId: unknown, error: unknown): void {
+    this.requests.failed(request, requestId, error);
   }
 
   /** Counts and logs a request no route matched (the app's error handler answers it). */

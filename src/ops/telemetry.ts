@@ -82,6 +82,11 @@ export class Telemetry {
     return incoming !== null && REQUEST_ID.test(incoming) ? incoming : this.options.requestId();
   }
 
+  /** A failure of the server itself while answering `request` (a bug): logged as an error, with what finds the request's line. */
+  failed(request: Request, requestId: unknown, error: unknown): void {
+    this.options.logger.error('internal error', { requestId, method: request.method, path: new URL(request.url).pathname, error });
+  }
+
   /** A request answered: counted by route template and status, and logged as one line. */
   answered(method: string, route: string | undefined, status: number, requestId: unknown, params: RequestParams, error: unknown, code?: string): void {
     this.options.http.record(method, route, status);

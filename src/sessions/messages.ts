@@ -10,20 +10,21 @@ import { batchPayloadSources, PAYLOAD_JSON, payloadSource, type WithPayloadJson 
 import { batchRefusal } from './rules';
 
 /** The content type of every answer of POST /message, as `Response.json` gives it. */
-export const MESSAGE_ANSWER_TYPE = 'application/json;charset=utf-8';
+const MESSAGE_ANSWER_TYPE = 'application/json;charset=utf-8';
 
 /** The two answers of a single message, as text: made once, not serialised per message. */
-const SENT: MessageAnswer = { status: 200, text: JSON.stringify(MESSAGE_SENT) };
-const QUEUED: MessageAnswer = { status: 202, text: JSON.stringify(MESSAGE_QUEUED) };
+const SENT: MessageAnswer = { status: 200, text: JSON.stringify(MESSAGE_SENT), type: MESSAGE_ANSWER_TYPE };
+const QUEUED: MessageAnswer = { status: 202, text: JSON.stringify(MESSAGE_QUEUED), type: MESSAGE_ANSWER_TYPE };
 
 // Compiled once: every POST /message is checked with these.
 const checkBody = TypeCompiler.Compile(SignalBody);
 const checkBatch = TypeCompiler.Compile(SignalBatch);
 
-/** What POST /message answers: its status and its JSON text. */
+/** What POST /message answers: its status, its JSON text and their content type. */
 export interface MessageAnswer {
   status: number;
   text: string;
+  type: string;
 }
 
 /** A POST /message body as read: the JSON value, and the text of each payload as the client wrote it. */
@@ -105,7 +106,7 @@ export class MessageIntake {
       const before = messages.map((_, i) => (i === 0 ? undefined : refusalOf(() => limits.message(() => address(request, server)))));
       const outcomes = await this.signalling.sendBatch(sessionId, peerId, messages, guard, before);
       const batch: BatchResponse = { results: outcomes.map(messageResult) };
-      return { status: 200, text: JSON.stringify(batch) };
+      return { status: 200, text: JSON.stringify(batch), type: MESSAGE_ANSWER_TYPE };
     }
     const message: SignalBody & WithPayloadJson = readSingle(body.value);
     if (typeof body.payloads === 'string') message[PAYLOAD_JSON] = body.payloads;

@@ -5,7 +5,7 @@ import { bearerToken } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
 import { type NativeEdge, nativeRoute } from '../ops/native-route';
 import type { SignallingBackend } from './backend';
-import { MESSAGE_ANSWER_TYPE, type MessageIntake } from './messages';
+import type { MessageIntake } from './messages';
 import {
   BatchResponse,
   MAX_BATCH,
@@ -31,7 +31,7 @@ const MESSAGE_ROUTE = '/message/:sessionId/:peerId';
  */
 export const messageRoutes = (messages: MessageIntake, edge: NativeEdge) => ({
   [MESSAGE_ROUTE]: {
-    POST: nativeRoute(edge, MESSAGE_ROUTE, 'POST', MESSAGE_ANSWER_TYPE, async (request, server) => {
+    POST: nativeRoute(edge, MESSAGE_ROUTE, 'POST', async (request, server) => {
       const body = await messages.read(request, server);
       return messages.answer(readPeerParams(request.params), request, server, body);
     }),
@@ -104,8 +104,8 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
       // On a listener, Bun's own routes answer this path (see `messageRoute`): this is `app.handle`'s way
       // to the same intake, and the route the API's description is made from.
       async ({ params, request, server, body, set }) => {
-        const { status, text } = await messages.answer(params, request, server, body);
-        set.headers['content-type'] = MESSAGE_ANSWER_TYPE;
+        const { status, text, type } = await messages.answer(params, request, server, body);
+        set.headers['content-type'] = type;
         set.status = status;
         return text;
       },

@@ -119,8 +119,6 @@ export function eventRoutes(events: EventStreams) {
  */
 export const eventStreamRoutes = (events: EventStreams, edge: NativeEdge) => ({
   [EVENTS_ROUTE]: {
-    GET: nativeRoute(edge, EVENTS_ROUTE, 'GET', 'application/json', (request, server) =>
-      events.open(readPeerParams(request.params), readEventsQuery(request.url), request, server),
-    ),
+    GET: nativeRoute(edge, EVENTS_ROUTE, 'GET', (request, server) => events.open(readPeerParams(request.params), readEventsQuery(request.url), request, server)),
   },
 });
