@@ -33,7 +33,7 @@ import { ClusterRelay, type RelayEngineLike } from './cluster-relay';
 import { HeldStreams } from './held-streams';
 import { peerAddress, peerIdOf, redisKey } from './protocol';
 import { RedisLink } from './redis-link';
-import { type AttachReply, boundsArgs, type CountsReply, type MessageReply, type Outcome, SCRIPTS, type Script, type SendReply, topicArgs } from './scripts';
+import { type AttachReply, boundsArgs, type CountsReply, LIBRARY, type MessageReply, type Outcome, SCRIPTS, type Script, type SendReply, topicArgs } from './scripts';
 
 export type ClusterConfig = Pick<
   Config,
@@ -152,7 +152,7 @@ export class ClusterSignalling implements SignallingBackend {
     this.bounds = eventBounds(config);
     this.link = new RedisLink({
       url: config.redisUrl,
-      scripts: Object.values(SCRIPTS),
+      library: LIBRARY,
       channel: redisKey.channel(config.redisPrefix, deps.instanceId),
       onMessage: (message) => this.streams.handle(message),
       onReconnect: () => this.reconcile(),

@@ -2,12 +2,16 @@ import { RedisClient } from 'bun';
 import { type Cancel, type Clock, systemClock } from '../clock';
 import { SignalError } from '../errors';
 import { type Logger, silentLogger } from '../log/logger';
-import type { Script } from './scripts';
+import type { Script, ScriptLibrary } from './scripts';
 
 export interface RedisLinkOptions {
   url: string;
-  /** Loaded at every connection, so that a script's first use is one EVALSHA sent in order with the others. */
-  scripts?: readonly Script[];
+  /**
+   * Loaded at every connection, so that a script's first use is one call sent in order with the
+   * others: as a function library where Redis has functions (7 and later) and lets this user load
+   * them, else each script for EVALSHA.
+   */
+  library?: ScriptLibrary;
   /** The one pub/sub channel this instance listens on. */
   channel: string;
   /** Runs for every message on `channel`, once. */
@@ -61,6 +65,8 @@ export class RedisLink {
   private retry: Cancel | undefined;
   private backoffMs = FIRST_BACKOFF_MS;
   private readonly shas = new Map<string, string>();
+  /** Whether the connected Redis runs the scripts as the library's functions (FCALL), else by EVALSHA. */
+  private functions = false;
   private readonly logger: Logger;
   private readonly timers: Pick<Clock, 'schedule'>;
   private readonly timeoutMs: number;
@@ -98,9 +104,29 @@ export class RedisLink {
     return (await this.send(this.client, 'PING', [])) === 'PONG';
   }
 
-  /** Runs a script (EVALSHA, loading it on the first use and after a Redis restart). */
+  /** How the connected Redis runs the scripts: 'functions' (FCALL) or 'eval' (EVALSHA). */
+  get scriptsRunAs(): 'functions' | 'eval' {
+    return this.functions ? 'functions' : 'eval';
+  }
+
+  /** Runs a script (FCALL or EVALSHA, loading it again after a Redis restart that lost it). */
   async eval(script: Script, args: string[]): Promise<unknown> {
     const client = this.up ? this.ready() : await this.firstConnection();
+    const library = this.options.library;
+    if (this.functions && library) {
+      const call = [library.functionOf(script), '0', ...args];
+      try {
+        return await this.send(client, 'FCALL', call);
+      } catch (e) {
+        if (!(e instanceof Error && e.message.includes('Function not found'))) throw this.failure(e);
+      }
+      try {
+        await this.send(client, 'FUNCTION', ['LOAD', 'REPLACE', library.source]);
+        return await this.send(client, 'FCALL', call);
+      } catch (e) {
+        throw this.failure(e);
+      }
+    }
     const sha = this.shas.get(script.name);
     try {
       if (sha !== undefined) return await this.send(client, 'EVALSHA', [sha, '0', ...args]);
@@ -207,12 +233,7 @@ export class RedisLink {
           await client.send('CLIENT', ['SETNAME', `${this.options.channel}:commands`]);
           await subscriber.send('CLIENT', ['SETNAME', `${this.options.channel}:subscriber`]);
           await subscriber.subscribe(this.options.channel, (message) => this.options.onMessage(message));
-          // Scripts are cached by Redis until it restarts: load them at every connection, all sent at
-          // once (one round trip, not one per script: the attempt has REDIS_TIMEOUT_MS in all).
-          this.shas.clear();
-          const scripts = this.options.scripts ?? [];
-          const loaded = await Promise.all(scripts.map(async (script) => [script.name, (await client.send('SCRIPT', ['LOAD', script.source])) as string] as const));
-          for (const [name, sha] of loaded) this.shas.set(name, sha);
+          await this.load(client);
         })(),
       ]);
       cancel();
@@ -244,6 +265,47 @@ export class RedisLink {
     this.everUp = true;
     this.logger.info(again ? 'Redis reachable again' : 'connected to Redis');
     if (again) this.options.onReconnect();
+  }
+
+  /**
+   * Loads the scripts at every connection (Redis keeps scripts only until it restarts, and a server
+   * behind the same address may be another one): the library where Redis takes it, else every script,
+   * all sent at once (one round trip, not one per script: the attempt has REDIS_TIMEOUT_MS in all).
+   */
+  private async load(client: RedisClient): Promise<void> {
+    const library = this.options.library;
+    this.shas.clear();
+    this.functions = false;
+    if (!library) return;
+    try {
+      await client.send('FUNCTION', ['LOAD', 'REPLACE', library.source]);
+      this.functions = true;
+      await this.deleteOtherVersions(client, library);
+      return;
+    } catch (e) {
+      // Redis before 7 has no FUNCTION; an ACL may deny it. Anything else is the connection's failure.
+      if ((e as { code?: string }).code !== 'ERR_REDIS_SERVER_ERROR') throw e;
+      this.logger.info('Redis does not load function libraries here; running the scripts by EVALSHA', { reason: (e as Error).message });
+    }
+    const loaded = await Promise.all(library.scripts.map(async (script) => [script.name, (await client.send('SCRIPT', ['LOAD', script.source])) as string] as const));
+    for (const [name, sha] of loaded) this.shas.set(name, sha);
+  }
+
+  /**
+   * Deletes the libraries of other versions of switchboard, so that one library stays in Redis, not
+   * one per version ever deployed. An instance of another version still running (a rolling upgrade)
+   * loads its own again at its next call, as after a Redis restart.
+   */
+  private async deleteOtherVersions(client: RedisClient, library: ScriptLibrary): Promise<void> {
+    try {
+      const listed = (await client.send('FUNCTION', ['LIST', 'LIBRARYNAME', library.versionsGlob])) as { library_name?: string }[];
+      const others = listed.map((l) => l.library_name).filter((name): name is string => name !== undefined && name !== library.name && library.isVersion(name));
+      await Promise.all(others.map((name) => client.send('FUNCTION', ['DELETE', name])));
+    } catch (e) {
+      // An ACL may let this user load a library but not list or delete them: the old ones stay.
+      if ((e as { code?: string }).code !== 'ERR_REDIS_SERVER_ERROR') throw e;
+      this.logger.debug('could not delete the function libraries of other versions', { reason: (e as Error).message });
+    }
   }
 
   /** Either connection failed: drop both, and reconnect with fresh ones. */

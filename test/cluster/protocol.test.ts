@@ -80,7 +80,7 @@ describe('cluster protocol: POST /message', () => {
     const info = (await admin.send('INFO', ['commandstats'])) as string;
     await admin.send('CONFIG', ['RESETSTAT']);
     let calls = 0;
-    for (const match of info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)) calls += Number(match[1]);
+    for (const match of info.matchAll(/^cmdstat_(?:evalsha|eval|fcall):calls=(\d+)/gm)) calls += Number(match[1]);
     return calls;
   }
 

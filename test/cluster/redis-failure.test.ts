@@ -2,11 +2,15 @@ import { describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
 import { peerAddress, redisKey } from '../../src/cluster/protocol';
 import { RedisLink } from '../../src/cluster/redis-link';
+import { LIBRARY } from '../../src/cluster/scripts';
 import { SignalError } from '../../src/errors';
 import { until } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
 import { call, startCluster } from './helpers';
 import { RedisServer } from './redis-server';
+
+/** The names of the function libraries Redis holds, sorted. */
+const librariesIn = async (admin: RedisClient) => ((await admin.send('FUNCTION', ['LIST'])) as { library_name: string }[]).map((library) => library.library_name).sort();
 
 describe("RedisLink: Bun's client as it behaves", () => {
   test('after Redis restarts it reconnects by itself, subscribed exactly once, and says so once', async () => {
@@ -168,6 +172,51 @@ describe('cluster: Redis down and back', () => {
       expect((await call(a.url, 'POST', '/message/s/x', { target: 'y', type: 'next' })).status).toBe(200);
       await y.next(ofType('next'));
       expect(y.events.map((e) => Number(e.id))).toEqual([id, id + 1]);
+      y.close();
+    } finally {
+      admin.close();
+      await cluster.stop();
+      await redis.dispose();
+    }
+  });
+
+  test("an instance deletes the function libraries of switchboard's other versions, and nobody else's", async () => {
+    const redis = await RedisServer.start();
+    const admin = new RedisClient(redis.url, { autoReconnect: false });
+    const libraries = () => librariesIn(admin);
+    try {
+      for (const name of ['switchboard_0123abcd', 'switchboard_tools', 'someone_else'])
+        await admin.send('FUNCTION', ['LOAD', `#!lua name=${name}\nredis.register_function('${name}_f', function() return 1 end)`]);
+      const cluster = await startCluster(redis.url, 1);
+      try {
+        expect(await libraries()).toEqual([LIBRARY.name, 'someone_else', 'switchboard_tools'].sort());
+      } finally {
+        await cluster.stop();
+      }
+    } finally {
+      admin.close();
+      await redis.dispose();
+    }
+  });
+
+  test('a Redis that lost the function library (FUNCTION FLUSH, a failover to a server without it) has it loaded again by the next call, which goes through', async () => {
+    const redis = await RedisServer.start();
+    const cluster = await startCluster(redis.url, 2);
+    const [a, b] = cluster.instances;
+    if (!a || !b) throw new Error('two instances');
+    const admin = new RedisClient(redis.url, { autoReconnect: false });
+    const libraries = () => librariesIn(admin);
+    try {
+      expect(a.cluster.link.scriptsRunAs).toBe('functions');
+      expect(await libraries()).toEqual([LIBRARY.name]);
+      await call(a.url, 'POST', '/register/s/x');
+      await call(a.url, 'POST', '/register/s/y');
+      const y = await openEvents(`${b.url}/events/s/y`);
+      await admin.send('FUNCTION', ['FLUSH']);
+      expect(await libraries()).toEqual([]);
+      expect((await call(a.url, 'POST', '/message/s/x', { target: 'y', type: 'after-flush' })).status).toBe(200);
+      await y.next(ofType('after-flush'));
+      expect(await libraries()).toEqual([LIBRARY.name]);
       y.close();
     } finally {
       admin.close();
