@@ -36,10 +36,13 @@ export const boundsArgs = (bounds: EventBounds): string[] => [String(bounds.maxH
 const PRELUDE = `
 local SEP = '${SEP}'
 local ARGV, P, SELF, NOW, TTL, OUT, SESSIONS, DL, BYTES, HOLDINGS, CREATED, LEASES, FENCE, LOAD
+local function shared(kind) return P .. SEP .. kind end
 local function begin(args)
-  ARGV, P, SELF, NOW, TTL = args, args[1], args[2], tonumber(args[3]), tonumber(args[4])
+  ARGV, SELF, NOW, TTL = args, args[2], tonumber(args[3]), tonumber(args[4])
   OUT = {}
-  local function shared(kind) return P .. SEP .. kind end
+  -- A library serves every call of an instance, with the same prefix: the shared keys are named once.
+  if args[1] == P then return end
+  P = args[1]
   SESSIONS, DL, BYTES, HOLDINGS = shared('${KIND.sessions}'), shared('${KIND.deadlines}'), shared('${KIND.bytes}'), shared('${KIND.holdings}')
   CREATED, LEASES, FENCE, LOAD = shared('${KIND.created}'), shared('${KIND.leases}'), shared('${KIND.fence}'), shared('${KIND.load}')
 end
@@ -118,15 +121,21 @@ local function newSession(sid)
 end
 
 -- A's mailbox counters: last, cursor, first (lowest id kept), held (undelivered events that exist) and
--- hbytes (their bytes), bytes (of every event in the log). Nil when a has no mailbox.
-local function box(a)
-  local m = redis.call('HMGET', mk(a), 'last', 'cursor', 'first', 'held', 'hbytes', 'bytes', 'epoch')
+-- hbytes (their bytes), bytes (of every event in the log); with field, that field of the mailbox too
+-- (as b.field), in the same read. Nil when a has no mailbox.
+local function box(a, field)
+  local m = redis.call('HMGET', mk(a), 'last', 'cursor', 'first', 'held', 'hbytes', 'bytes', 'epoch', field or 'epoch')
   if not m[1] then return nil end
   return {last = tonumber(m[1]), cursor = tonumber(m[2]), first = tonumber(m[3] or m[7]), held = tonumber(m[4] or '0'),
-    hbytes = tonumber(m[5] or '0'), bytes = tonumber(m[6] or '0')}
+    hbytes = tonumber(m[5] or '0'), bytes = tonumber(m[6] or '0'), field = field and m[8] or nil}
 end
-local function store(a, b)
-  redis.call('HSET', mk(a), 'last', b.last, 'cursor', b.cursor, 'first', b.first, 'held', b.held, 'hbytes', b.hbytes, 'bytes', b.bytes)
+-- Writes a's counters back; with field, value into that field of the mailbox too, in the same write.
+local function store(a, b, field, value)
+  if field then
+    redis.call('HSET', mk(a), 'last', b.last, 'cursor', b.cursor, 'first', b.first, 'held', b.held, 'hbytes', b.hbytes, 'bytes', b.bytes, field, value)
+  else
+    redis.call('HSET', mk(a), 'last', b.last, 'cursor', b.cursor, 'first', b.first, 'held', b.held, 'hbytes', b.hbytes, 'bytes', b.bytes)
+  end
 end
 
 -- Gives back what a's log weighs: it is about to be deleted.
@@ -192,14 +201,21 @@ end
 -- Returns id, held before, receivers of the route (-1: this instance); nil when a has no mailbox;
 -- false, held, why ('held', 'bytes', 'total'), held bytes when a client message finds no room.
 local function append(a, json, client, stamp, T, B)
-  local b = box(a)
+  -- The newest id with this event's tag is read with the counters and written with them.
+  local tagField = T.tag ~= '' and 't' .. T.tag or nil
+  local b = box(a, tagField)
   if not b then return nil end
   local size = #json
+  -- The cluster's bytes, read once: what this append drops below moves them by what it moves b's.
+  local totals = redis.call('HMGET', BYTES, 'held', 'all')
+  local held0, all0, hbytes0, bytes0 = tonumber(totals[1] or '0'), tonumber(totals[2] or '0'), b.hbytes, b.bytes
+  local function heldBytes() return held0 - (hbytes0 - b.hbytes) end
+  local function allBytes() return all0 - (bytes0 - b.bytes) end
   if client then
-    local why = total('held') + size > B.totalBytes and 'total' or refusal(b, size, B)
+    local why = held0 + size > B.totalBytes and 'total' or refusal(b, size, B)
     if why then
       route(a, cutFrame(a))
-      return false, b.held, why, why == 'total' and total('held') or b.hbytes
+      return false, b.held, why, why == 'total' and held0 or b.hbytes
     end
   else
     if T.any then supersede(a, b, T) end
@@ -208,15 +224,17 @@ local function append(a, json, client, stamp, T, B)
   local held = b.held
   dropRetained(a, b, b.bytes + size - B.peerBytes)
   -- Other peers' kept events are out of this script's reach: their holders drop them (KEEPALIVE).
-  dropRetained(a, b, total('all') + size - B.totalBytes)
+  dropRetained(a, b, allBytes() + size - B.totalBytes)
   local id = b.last + 1
-  local previous = T.tag ~= '' and redis.call('HGET', mk(a), 't' .. T.tag) or '0'
+  local previous = b.field
+  -- Superseding links the tag past what it removed: read it again after that.
+  if tagField and T.any and not client then previous = redis.call('HGET', mk(a), tagField) end
   redis.call('XADD', lk(a), '0-' .. id, 'e', json, 't', stamp, 'k', T.tag, 'q', previous or '0')
-  if T.tag ~= '' then redis.call('HSET', mk(a), 't' .. T.tag, id) end
   redis.call('PEXPIRE', lk(a), TTL)
   b.last, b.held, b.hbytes, b.bytes = id, b.held + 1, b.hbytes + size, b.bytes + size
-  count(size, size)
-  store(a, b)
+  redis.call('HSET', BYTES, 'held', heldBytes(), 'all', allBytes())
+  redis.call('PEXPIRE', BYTES, TTL)
+  store(a, b, tagField, id)
   return id, held, route(a, eventFrame(a, id, stamp, json))
 end
 
@@ -605,8 +623,11 @@ const decodeRegister = (r: Reply): RegisterReply => {
 const SENDER = `
 local sid, pid = ARGV[5], ARGV[6]
 local T, B = topicAt(9), boundsAt(12)
+-- The session's creation (none: there is no such session) and its mode, read once per call: neither
+-- changes while the script runs.
+local session = redis.call('HMGET', sk(sid), 'createdAt', 'mode')
 local function letIn()
-  if redis.call('EXISTS', sk(sid)) == 0 then return 'session_not_found' end
+  if not session[1] then return 'session_not_found' end
   local sender = redis.call('HGET', pk(sid), pid)
   if not sender then return 'peer_not_found' end
   if ARGV[7] == '1' then
@@ -677,8 +698,7 @@ end
 const SEND = `${SENDER}
 local refusedSender = letIn()
 if refusedSender then return {refusedSender} end
--- Read once per call, not per message: the session's mode does not change while the script runs.
-relaySession = isRelay(sid)
+relaySession = session[2] == 'relay'
 local R = {'ok', OUT}
 for i = 17, #ARGV, 5 do deliverMessage(R, ARGV[i], ARGV[i + 1], ARGV[16], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]) end
 return R
