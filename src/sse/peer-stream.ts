@@ -22,6 +22,13 @@ export interface PeerStreamHooks {
 /** The queuing strategy of streams that let `maxQueued` events wait ahead of the socket: one for all of them. */
 export const streamStrategy = (maxQueued: number): QueuingStrategy<Uint8Array> => new CountQueuingStrategy({ highWaterMark: maxQueued });
 
+/** The headers of a stream's response (and of its HEAD). */
+export const STREAM_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  'x-accel-buffering': 'no',
+};
+
 /**
  * One peer's `text/event-stream` response. It owns its ReadableStream so that every way a stream
  * ends (the client cancels, the request aborts, a write fails, the server closes it, the reader
@@ -48,13 +55,7 @@ export class PeerStream implements EventSink, Pingable, UnderlyingDefaultSource<
   ) {
     this.onEnd = hooks.onEnd;
     hooks.signal?.addEventListener('abort', this, { once: true });
-    this.response = new Response(new ReadableStream<Uint8Array>(this, options.strategy), {
-      headers: {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache, no-transform',
-        'x-accel-buffering': 'no',
-      },
-    });
+    this.response = new Response(new ReadableStream<Uint8Array>(this, options.strategy), { headers: STREAM_HEADERS });
     options.heartbeat.add(this);
   }
 

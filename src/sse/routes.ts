@@ -2,13 +2,13 @@ import { Elysia, t } from 'elysia';
 import type { Guards } from '../auth/guards';
 import { bearerToken } from '../auth/tokens';
 import { describe, schemaRef, TAGS } from '../docs/describe';
-import { SignalError } from '../errors';
+import { refusals, SignalError } from '../errors';
 import type { AddressSource } from '../limits/client-ip';
 import { type NativeEdge, nativeRoute } from '../ops/native-route';
 import type { SignallingBackend } from '../sessions/backend';
 import { PeerParams, readPeerParams } from '../sessions/model';
 import type { Heartbeat } from './heartbeat';
-import { PeerStream, streamStrategy } from './peer-stream';
+import { PeerStream, STREAM_HEADERS, streamStrategy } from './peer-stream';
 
 export interface EventRoutesOptions {
   heartbeat: Heartbeat;
@@ -84,6 +84,7 @@ export class EventStreams {
     const { access, limits, address } = this.guards;
     await access.authorizePeer(sessionId, peerId, bearerToken(request.headers.get('authorization') ?? undefined) ?? query.token);
     const lastEventId = parseLastEventId(request.headers.get('last-event-id') ?? query.lastEventId);
+    if (request.method === 'HEAD') return this.head(sessionId, peerId);
     const release = limits.openStream(address(request, server));
     const stream = new PeerStream(this.streams, { signal: request.signal, onEnd: release });
     try {
@@ -96,6 +97,19 @@ export class EventStreams {
     // Streams outlive Bun's idle timeout; pings keep them busy and reveal dead clients.
     server?.timeout(request, 0);
     return stream.response;
+  }
+
+  /**
+   * HEAD: what GET would answer, without its body: the same refusals (the token, the ids, a malformed
+   * Last-Event-ID, a peer that is not registered), else 200 with the stream's headers. No stream opens,
+   * so the peer's open stream is not taken over, as a GET would: a monitor or a proxy that checks the
+   * URL with HEAD leaves the peer alone.
+   */
+  private async head(sessionId: string, peerId: string): Promise<Response> {
+    const session = await this.signalling.snapshot(sessionId);
+    if (!session) throw refusals.sessionNotFound(sessionId);
+    if (!session.peers.some((p) => p.id === peerId)) throw refusals.peerNotFound(sessionId, peerId);
+    return new Response(null, { headers: STREAM_HEADERS });
   }
 }
 

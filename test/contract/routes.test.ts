@@ -221,6 +221,27 @@ eachBackend(backends, (backend) => {
     expect(res.body.message).toContain('Last-Event-ID');
   });
 
+  test('HEAD /events answers what GET would, without a body and without a stream: the open one is not taken over', async () => {
+    const s = await backend.start({ authMode: 'token' });
+    const a = await s.register('s', 'a');
+    const auth = { authorization: `Bearer ${a.body.token}` };
+    const stream = await s.events('s', 'a', { headers: auth });
+    const head = await s.call('HEAD', '/events/s/a', undefined, auth, 2);
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+    expect(head.body).toBe('');
+    // The refusals of GET, on HEAD: the token, the peer, the session, the Last-Event-ID.
+    expect((await s.call('HEAD', '/events/s/a', undefined, {}, 2)).status).toBe(401);
+    expect((await s.call('HEAD', '/events/s/a', undefined, { authorization: 'Bearer wrong' }, 2)).status).toBe(403);
+    expect((await s.call('HEAD', '/events/s/b', undefined, {}, 2)).status).toBe(404);
+    expect((await s.call('HEAD', '/events/t/a', undefined, {}, 2)).status).toBe(404);
+    expect((await s.call('HEAD', '/events/s/a', undefined, { ...auth, 'last-event-id': 'abc' }, 2)).status).toBe(400);
+    // The stream that was open is still the peer's: it gets what is sent to it.
+    const b = await s.register('s', 'b');
+    expect((await s.message('s', 'b', offer('a'), { headers: { authorization: `Bearer ${b.body.token}` } })).status).toBe(200);
+    expect((await stream.next((e) => e.json?.type === 'offer')).json.senderId).toBe('b');
+  });
+
   test('every refusal has the same status, code and message on both stores', async () => {
     const s = await backend.start({ maxSessions: 2, maxPeersPerSession: 2, maxQueue: 2, adminToken: 'admin-token-0123456789' });
     const admin = { authorization: 'Bearer admin-token-0123456789' };
