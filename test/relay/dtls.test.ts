@@ -1,12 +1,14 @@
-// The relay's DTLS key exchange. werift makes its X25519 keys and secret with tweetnacl's JavaScript
-// (about 1.3 ms a scalar multiplication, twice per handshake on each side) and its P-256 ones with
-// noble's (1.7 ms a secret); the patch in patches/ makes them with the runtime's crypto. These
-// handshakes run with those JavaScript implementations disabled, so that a werift that went back to
-// them fails here.
+// The relay's DTLS, as patched (patches/werift@*.patch). The key exchange: werift makes its X25519 keys
+// and secret with tweetnacl's JavaScript (about 1.3 ms a scalar multiplication, twice per handshake on
+// each side) and its P-256 ones with noble's (1.7 ms a secret); the patch makes them with the runtime's
+// crypto, and these handshakes run with those JavaScript implementations disabled, so that a werift
+// that went back to them fails here. The client's start: werift waited 100 ms before its ClientHello
+// (the relay is the DTLS client of every WHIP and WHEP peer, which offer `actpass`); it now sends it at
+// once, again 50 ms later if no answer came, and takes a second answer to the two for what it is.
 import { afterEach, describe, expect, test } from 'bun:test';
 import { p256 } from '@noble/curves/p256';
 import nacl from 'tweetnacl';
-import { NamedCurveAlgorithmList, RTCDtlsTransport, RTCPeerConnection } from 'werift';
+import { NamedCurveAlgorithmList, RTCDtlsFingerprint, RTCDtlsParameters, RTCDtlsTransport, RTCPeerConnection } from 'werift';
 
 type KeyPair = { privateKey: Uint8Array; publicKey: Uint8Array; curve: number };
 /** The key exchange of a connection's DTLS session, once it is connected. */
@@ -81,5 +83,94 @@ describe('DTLS key exchange', () => {
     expect(Buffer.from(p256.getPublicKey(pa, false))).toEqual(Buffer.from(qa));
     expect(Buffer.from(p256.getPublicKey(pb, false))).toEqual(Buffer.from(qb));
     expect(Buffer.from(p256.getSharedSecret(pa, qb))).toEqual(Buffer.from(p256.getSharedSecret(pb, qa)));
+  });
+});
+
+/** A DTLS handshake record's message type (ClientHello 1, HelloVerifyRequest 3), or undefined. */
+const handshakeType = (record: Buffer) => (record[0] === 22 && record.length > 13 ? record[13] : undefined);
+const CLIENT_HELLO = 1;
+const HELLO_VERIFY_REQUEST = 3;
+
+/**
+ * Two ends of a datagram path, in place of two ICE connections: what one end sends reaches the other's
+ * subscribers `delayMs` later (per direction), and is lost while nobody there listens (a DTLS
+ * transport subscribes when it starts).
+ */
+function datagramPath(delayMs: { toServer: number; toClient: number }) {
+  const end = () => {
+    const subscribers: ((data: Buffer) => void)[] = [];
+    return { subscribers, sent: [] as { at: number; type: number | undefined }[], onData: { subscribe: (f: (data: Buffer) => void) => subscribers.push(f) } };
+  };
+  const client = end();
+  const server = end();
+  const started = performance.now();
+  const link = (from: typeof client, to: typeof client, delay: number) => ({
+    onData: from.onData,
+    send: async (data: Buffer) => {
+      from.sent.push({ at: performance.now() - started, type: handshakeType(data) });
+      setTimeout(() => {
+        for (const deliver of to.subscribers) deliver(data);
+      }, delay);
+    },
+    close() {},
+  });
+  return {
+    client,
+    server,
+    clientIce: link(client, server, delayMs.toServer),
+    serverIce: link(server, client, delayMs.toClient),
+    /** Milliseconds since the path was made: the clock of `sent`. */
+    elapsed: () => performance.now() - started,
+  };
+}
+
+/** A DTLS transport of `role` over `ice`, trusting the one certificate both ends use. */
+async function dtlsEnd(role: 'client' | 'server', ice: unknown): Promise<RTCDtlsTransport> {
+  const certificate = await RTCDtlsTransport.SetupCertificate();
+  const transport = new RTCDtlsTransport({} as never, { connection: ice, role: role === 'server' ? 'controlling' : 'controlled' } as never, certificate, []);
+  transport.role = role;
+  transport.setRemoteParams(
+    new RTCDtlsParameters(
+      certificate.getFingerprints().map((f) => new RTCDtlsFingerprint(f.algorithm, f.value)),
+      role === 'client' ? 'server' : 'client',
+    ),
+  );
+  return transport;
+}
+
+describe('DTLS client start', () => {
+  const started: RTCDtlsTransport[] = [];
+  afterEach(async () => {
+    await Promise.all(started.splice(0).map((t) => t.stop().catch(() => undefined)));
+  });
+  const start = (transport: RTCDtlsTransport) => {
+    started.push(transport);
+    return transport.start();
+  };
+
+  test('the ClientHello leaves as soon as the client starts, and again soon if the server was not listening yet', async () => {
+    const path = datagramPath({ toServer: 1, toClient: 1 });
+    const [client, server] = [await dtlsEnd('client', path.clientIce), await dtlsEnd('server', path.serverIce)];
+    const clientDone = start(client);
+    // The server starts a little later, as a peer whose ICE connected a moment after: the first
+    // ClientHello, sent before it, finds nobody listening, and a retransmission gets the answer.
+    await Bun.sleep(20);
+    const serverStartedAt = path.elapsed();
+    await Promise.all([clientDone, start(server)]);
+    expect([client.state, server.state]).toEqual(['connected', 'connected']);
+    const hellos = path.client.sent.filter((s) => s.type === CLIENT_HELLO);
+    expect(hellos[0]?.at).toBeLessThan(serverStartedAt);
+    expect(hellos.length).toBeGreaterThanOrEqual(2);
+  });
+
+  test('an answer to each of two ClientHellos (a path slower than the retransmission) does not fail the handshake', async () => {
+    // The ClientHello and its retransmission both reach the server before its first answer reaches the
+    // client: it answers both, and the client, already sending its second ClientHello (with the
+    // cookie), gets the second answer after it. werift took that for a failed handshake.
+    const path = datagramPath({ toServer: 250, toClient: 1 });
+    const [client, server] = [await dtlsEnd('client', path.clientIce), await dtlsEnd('server', path.serverIce)];
+    await Promise.all([start(client), start(server)]);
+    expect(path.server.sent.filter((s) => s.type === HELLO_VERIFY_REQUEST).length).toBeGreaterThanOrEqual(2);
+    expect([client.state, server.state]).toEqual(['connected', 'connected']);
   });
 });

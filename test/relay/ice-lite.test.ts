@@ -35,18 +35,24 @@ describe('a relay connection meeting a browser-like peer', () => {
     }
   });
 
-  /** A viewer's connection that has offered, taken the peer's answer, and waits for checks. */
-  async function answeredLink() {
+  /**
+   * A viewer's connection that has offered, taken the peer's answer, and waits for checks; `server` is its
+   * first host candidate, `candidates` the first `candidateCount`.
+   */
+  async function answeredLink(hostIps?: string[], candidateCount = 1) {
     const sent: { type: string; payload: { sdp?: string; candidate?: string } }[] = [];
-    const link = new ServerLink('v1', viewerConfig(defaultConfig()), { send: (type, payload) => sent.push({ type, payload: payload as never }), log: () => {} });
+    const config = viewerConfig({ ...defaultConfig(), relayHostIps: hostIps });
+    const link = new ServerLink('v1', config, { send: (type, payload) => sent.push({ type, payload: payload as never }), log: () => {} });
     const entry = { link, sockets: [] as Socket[] };
     opened.push(entry);
     link.pc.addTransceiver('video', { direction: 'sendonly' });
     link.offer();
-    await until(() => sent.some((m) => m.type === 'ice-candidate'), 'the server candidate', 4000);
+    const candidates = () =>
+      sent
+        .flatMap((m) => (m.type === 'ice-candidate' && m.payload.candidate ? [m.payload.candidate.split(' ')] : []))
+        .map((parts) => ({ address: parts[4] ?? '', port: Number(parts[5]) }));
+    await until(() => candidates().length >= candidateCount, 'the server candidates', 4000);
     const offer = sent.find((m) => m.type === 'offer')?.payload.sdp ?? '';
-    const candidate = sent.find((m) => m.type === 'ice-candidate')?.payload.candidate ?? '';
-    const port = candidate.split(' ')[5];
     const ufrag = /^a=ice-ufrag:(\S+)/m.exec(offer)?.[1] ?? '';
     const pwd = /^a=ice-pwd:(\S+)/m.exec(offer)?.[1] ?? '';
     const answer = offer
@@ -57,17 +63,31 @@ describe('a relay connection meeting a browser-like peer', () => {
       .replace(/^a=sendonly/gm, 'a=recvonly');
     link.handle({ type: 'answer', sdp: answer });
     await until(() => link.pc.iceConnectionState === 'checking', 'ICE checking', 4000);
-    return { link, offer, server: { port: Number(port) }, ufrag, pwd, sockets: entry.sockets };
+    const [server] = candidates() as [Candidate];
+    return { link, offer, server, candidates: candidates(), ufrag, pwd, sockets: entry.sockets };
   }
 
   /** How long a check waits for an answer before it counts as dropped. */
   const UNANSWERED_MS = 300;
 
+  interface Candidate {
+    address: string;
+    port: number;
+  }
+  interface Checked {
+    /** Whether the server answered with a success; undefined when it did not answer. */
+    ok: boolean | undefined;
+    /** The port of the checking socket (on 127.0.0.1). */
+    from: number;
+    /** Where the server's answer came from. */
+    answeredFrom?: Candidate;
+  }
+
   /**
-   * A check from a new socket, as the controlling side (a browser answering a lite offer); resolves with
-   * the server's answer, or `ok: undefined` when none came.
+   * A check from a new socket on 127.0.0.1, as the controlling side (a browser answering a lite offer);
+   * resolves with the server's answer, or `ok: undefined` when none came.
    */
-  async function check(target: { port: number }, ufrag: string, pwd: string, sockets: Socket[], nominate: boolean): Promise<{ ok: boolean | undefined; from: number }> {
+  async function check(target: Candidate, ufrag: string, pwd: string, sockets: Socket[], nominate: boolean): Promise<Checked> {
     const socket = createSocket('udp4');
     sockets.push(socket);
     await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
@@ -76,15 +96,14 @@ describe('a relay connection meeting a browser-like peer', () => {
     request.setAttribute('USERNAME', `${ufrag}:${PEER_UFRAG}`).setAttribute('PRIORITY', 1_845_501_695).setAttribute('ICE-CONTROLLING', 0x1234_5678_9abc_def0n);
     if (nominate) request.setAttribute('USE-CANDIDATE', null);
     request.addMessageIntegrity(Buffer.from(pwd, 'utf8')).addFingerprint();
-    const answered = new Promise<{ ok: boolean | undefined; from: number }>((resolve) => {
+    const answered = new Promise<Checked>((resolve) => {
       const timer = setTimeout(() => resolve({ ok: undefined, from }), UNANSWERED_MS);
-      socket.once('message', (data) => {
+      socket.once('message', (data, source) => {
         clearTimeout(timer);
-        resolve({ ok: parseMessage(data)?.messageClass === 256, from });
+        resolve({ ok: parseMessage(data)?.messageClass === 256, from, answeredFrom: { address: source.address, port: source.port } });
       });
     });
-    // The server's sockets listen on every address of the host: its loopback one is this machine's own.
-    socket.send(request.bytes, target.port, '127.0.0.1');
+    socket.send(request.bytes, target.port, target.address);
     return answered;
   }
 
@@ -105,6 +124,18 @@ describe('a relay connection meeting a browser-like peer', () => {
     expect((await check(server, ufrag, 'not-the-password-at-all', sockets, true)).ok).toBeUndefined();
     expect((await check(server, 'zzzz', pwd, sockets, true)).ok).toBeUndefined();
     expect(link.pc.iceConnectionState).toBe('checking');
+  });
+
+  test('a check is answered from the address and port it was sent to, on every candidate', async () => {
+    // 127.0.0.2 is this machine's (all of 127/8 is), but a reply to 127.0.0.1 from a socket bound to every
+    // address would leave from 127.0.0.1, and the machine's other addresses' likewise: a browser drops a
+    // response from any address but the one it checked, and the pair fails.
+    const { candidates, ufrag, pwd, sockets } = await answeredLink(['127.0.0.2'], 2);
+    expect(candidates.map((c) => c.address)).toContain('127.0.0.2');
+    for (const candidate of candidates) {
+      const checked = await check(candidate, ufrag, pwd, sockets, false);
+      expect(checked).toMatchObject({ ok: true, answeredFrom: candidate });
+    }
   });
 
   test('a later nomination of another pair is followed', async () => {
