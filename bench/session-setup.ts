@@ -6,6 +6,7 @@
 //   bun bench/session-setup.ts                    # the five subjects; about 3 minutes at most
 //   bun bench/session-setup.ts --smoke            # 20 sessions per phase; a few seconds
 //   bun bench/session-setup.ts --subjects sse,ws  # some of them (sse, ws, sse batched, ws batched, peerjs)
+//   bun bench/session-setup.ts --subjects sse --profile /tmp/prof   # and a CPU profile of each Bun server (--cpu-prof-md)
 //
 // What one session is, per subject (the time runs from the device's first byte to the moment both sides
 // have read the other's 4th candidate; leaving comes after it, untimed but part of the sessions/s):
@@ -62,6 +63,8 @@ export interface SessionSetupOptions {
   log: (line: string) => void;
   /** Which subjects to run, by name (default all): `switchboard SSE`, `switchboard WS`, their `… batched`, `PeerJS server`. */
   subjects?: readonly string[];
+  /** Write a CPU profile (markdown) of each Bun server, for its whole run, into a directory of this one named after its subject. */
+  profileDir?: string;
 }
 
 interface Phase {
@@ -596,7 +599,8 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
   if (shared) options.log('this process may run on CPU 0 with the servers: the figures include that contention');
   // All three servers start at once (their start-up is most of a smoke run); each is stopped after its turn.
   const subjects = SUBJECTS.filter((subject) => !options.subjects || options.subjects.includes(subject.name));
-  const servers = await Promise.all(subjects.map((subject) => startServer(subject.name, subject.command, { pin: true })));
+  const profileDir = (subject: Subject) => (options.profileDir ? join(options.profileDir, subject.name.replaceAll(' ', '-')) : undefined);
+  const servers = await Promise.all(subjects.map((subject) => startServer(subject.name, subject.command, { pin: true, profileDir: profileDir(subject) })));
   const stopped = new Set<ServerProcess>();
   const stop = async (server: ServerProcess) => {
     if (stopped.has(server)) return;
@@ -687,12 +691,12 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { smoke: { type: 'boolean', default: false }, subjects: { type: 'string' } } });
+  const { values } = parseArgs({ options: { smoke: { type: 'boolean', default: false }, subjects: { type: 'string' }, profile: { type: 'string' } } });
   const names = values.subjects?.split(',').map((name) => SUBJECTS.find((subject) => subject.name.toLowerCase().includes(name.trim().toLowerCase()))?.name ?? name);
   const unknown = names?.filter((name) => !SUBJECTS.some((subject) => subject.name === name)) ?? [];
   if (unknown.length) throw new Error(`unknown subject ${unknown.join(', ')}; choose from ${SUBJECTS.map((subject) => subject.name).join(', ')}`);
   pinLoad((line) => console.error(line));
-  const rows = await benchSessionSetup({ smoke: values.smoke, subjects: names, log: (line) => console.error(line) });
+  const rows = await benchSessionSetup({ smoke: values.smoke, subjects: names, profileDir: values.profile, log: (line) => console.error(line) });
   console.log(formatRows(rows));
   process.exit(0);
 }

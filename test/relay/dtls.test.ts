@@ -4,11 +4,24 @@
 // crypto, and these handshakes run with those JavaScript implementations disabled, so that a werift
 // that went back to them fails here. The client's start: werift waited 100 ms before its ClientHello
 // (the relay is the DTLS client of every WHIP and WHEP peer, which offer `actpass`); it now sends it at
-// once, again 50 ms later if no answer came, and takes a second answer to the two for what it is.
+// once, again 50 ms later if no answer came, and takes a second answer to the two for what it is. The
+// peer's signatures: werift matched the peer's certificate with the signalling's fingerprint but never
+// checked that the peer signed with its key; a signature that does not verify now fails the handshake.
 import { afterEach, describe, expect, test } from 'bun:test';
 import { p256 } from '@noble/curves/p256';
 import nacl from 'tweetnacl';
-import { NamedCurveAlgorithmList, RTCDtlsFingerprint, RTCDtlsParameters, RTCDtlsTransport, RTCPeerConnection } from 'werift';
+import {
+  CipherContext,
+  HashAlgorithm,
+  NamedCurveAlgorithm,
+  NamedCurveAlgorithmList,
+  RTCCertificate,
+  RTCDtlsFingerprint,
+  RTCDtlsParameters,
+  RTCDtlsTransport,
+  RTCPeerConnection,
+  SignatureAlgorithm,
+} from 'werift';
 
 type KeyPair = { privateKey: Uint8Array; publicKey: Uint8Array; curve: number };
 /** The key exchange of a connection's DTLS session, once it is connected. */
@@ -94,9 +107,9 @@ const HELLO_VERIFY_REQUEST = 3;
 /**
  * Two ends of a datagram path, in place of two ICE connections: what one end sends reaches the other's
  * subscribers `delayMs` later (per direction), and is lost while nobody there listens (a DTLS
- * transport subscribes when it starts).
+ * transport subscribes when it starts). `tamper` may change a datagram on its way (someone on the path).
  */
-function datagramPath(delayMs: { toServer: number; toClient: number }) {
+function datagramPath(delayMs: { toServer: number; toClient: number }, tamper: (data: Buffer) => Buffer = (data) => data) {
   const end = () => {
     const subscribers: ((data: Buffer) => void)[] = [];
     return { subscribers, sent: [] as { at: number; type: number | undefined }[], onData: { subscribe: (f: (data: Buffer) => void) => subscribers.push(f) } };
@@ -108,8 +121,9 @@ function datagramPath(delayMs: { toServer: number; toClient: number }) {
     onData: from.onData,
     send: async (data: Buffer) => {
       from.sent.push({ at: performance.now() - started, type: handshakeType(data) });
+      const delivered = tamper(Buffer.from(data));
       setTimeout(() => {
-        for (const deliver of to.subscribers) deliver(data);
+        for (const deliver of to.subscribers) deliver(delivered);
       }, delay);
     },
     close() {},
@@ -124,9 +138,18 @@ function datagramPath(delayMs: { toServer: number; toClient: number }) {
   };
 }
 
+/** An RSA certificate, as GStreamer's webrtcbin makes (werift's and browsers' are ECDSA). */
+async function rsaCertificate(): Promise<RTCCertificate> {
+  const { certPem, keyPem, signatureHash } = await CipherContext.createSelfSignedCertificateWithKey(
+    { signature: SignatureAlgorithm.rsa_1, hash: HashAlgorithm.sha256_4 },
+    NamedCurveAlgorithm.x25519_29,
+  );
+  return new RTCCertificate(keyPem, certPem, signatureHash);
+}
+
 /** A DTLS transport of `role` over `ice`, trusting the one certificate both ends use. */
-async function dtlsEnd(role: 'client' | 'server', ice: unknown): Promise<RTCDtlsTransport> {
-  const certificate = await RTCDtlsTransport.SetupCertificate();
+async function dtlsEnd(role: 'client' | 'server', ice: unknown, given?: RTCCertificate): Promise<RTCDtlsTransport> {
+  const certificate = given ?? (await RTCDtlsTransport.SetupCertificate());
   const transport = new RTCDtlsTransport({} as never, { connection: ice, role: role === 'server' ? 'controlling' : 'controlled' } as never, certificate, []);
   transport.role = role;
   transport.setRemoteParams(
@@ -137,6 +160,75 @@ async function dtlsEnd(role: 'client' | 'server', ice: unknown): Promise<RTCDtls
   );
   return transport;
 }
+
+/**
+ * The datagram with the last byte of each handshake message of `type` changed (inside its signature,
+ * which ends the message): for the plaintext records of the handshake's first flights.
+ */
+function withSignatureAltered(type: number) {
+  return (data: Buffer): Buffer => {
+    for (let at = 0; at + 13 <= data.length; ) {
+      const end = at + 13 + data.readUInt16BE(at + 11);
+      if (data[at] === 22 && data[at + 3] === 0 && data[at + 4] === 0 && data[at + 13] === type) data[end - 1] = (data[end - 1] ?? 0) ^ 0x01;
+      at = end;
+    }
+    return data;
+  };
+}
+const SERVER_KEY_EXCHANGE = 12;
+const CERTIFICATE_VERIFY = 15;
+
+describe('DTLS peer authentication', () => {
+  const started: RTCDtlsTransport[] = [];
+  afterEach(async () => {
+    await Promise.all(started.splice(0).map((t) => t.stop().catch(() => undefined)));
+  });
+
+  /** A client and a server over `path`; `certificate` is both ends' (werift's ECDSA one by default). */
+  async function ends(path: ReturnType<typeof datagramPath>, certificate?: RTCCertificate) {
+    const client = await dtlsEnd('client', path.clientIce, certificate);
+    const server = await dtlsEnd('server', path.serverIce, certificate);
+    started.push(client, server);
+    return { client, server };
+  }
+
+  /**
+   * A handshake in which the signature of every `type` message is altered on the way: what `checker`
+   * (the end that verifies it) made of it, 'connected' or its error, and its state after.
+   */
+  async function withAltered(type: number, checker: 'client' | 'server', certificate?: RTCCertificate) {
+    const transports = await ends(datagramPath({ toServer: 1, toClient: 1 }, withSignatureAltered(type)), certificate);
+    const checking = transports[checker];
+    void transports[checker === 'client' ? 'server' : 'client'].start().catch(() => undefined);
+    const outcome = await checking.start().then(
+      () => 'connected',
+      (error: unknown) => String(error),
+    );
+    return { outcome, state: checking.state };
+  }
+
+  // Someone on the path who has seen the peer's certificate (it is sent in the clear) presents it, and
+  // cannot sign with its key: here, the peer's own signature altered in transit stands for theirs.
+  test("the server refuses a client whose CertificateVerify does not verify with the client's certificate", async () => {
+    const { outcome, state } = await withAltered(CERTIFICATE_VERIFY, 'server');
+    expect(outcome).toContain('does not verify');
+    expect(state).toBe('failed');
+  });
+
+  test("the client refuses a server whose ServerKeyExchange does not verify with the server's certificate", async () => {
+    const { outcome, state } = await withAltered(SERVER_KEY_EXCHANGE, 'client');
+    expect(outcome).toContain('does not verify');
+    expect(state).toBe('failed');
+  });
+
+  test('RSA certificates: a handshake connects, and an altered signature fails it', async () => {
+    const certificate = await rsaCertificate();
+    const { client, server } = await ends(datagramPath({ toServer: 1, toClient: 1 }), certificate);
+    await Promise.all([client.start(), server.start()]);
+    expect([client.state, server.state]).toEqual(['connected', 'connected']);
+    expect((await withAltered(CERTIFICATE_VERIFY, 'server', certificate)).outcome).toContain('does not verify');
+  });
+});
 
 describe('DTLS client start', () => {
   const started: RTCDtlsTransport[] = [];
