@@ -6,7 +6,7 @@
 // (the relay is the DTLS client of every WHIP and WHEP peer, which offer `actpass`); it now sends it at
 // once, again 50 ms later if no answer came, and takes a second answer to the two for what it is. The
 // peer's signatures: werift matched the peer's certificate with the signalling's fingerprint but never
-// checked that the peer signed with its key; a signature that does not verify now fails the handshake.
+// checked that the peer signed with its key, nor the peer's Finished; either wrong now fails the handshake.
 import { afterEach, describe, expect, test } from 'bun:test';
 import { p256 } from '@noble/curves/p256';
 import nacl from 'tweetnacl';
@@ -200,12 +200,15 @@ describe('DTLS peer authentication', () => {
     const transports = await ends(datagramPath({ toServer: 1, toClient: 1 }, withSignatureAltered(type)), certificate);
     const checking = transports[checker];
     void transports[checker === 'client' ? 'server' : 'client'].start().catch(() => undefined);
-    const outcome = await checking.start().then(
+    return { outcome: await outcomeOf(checking), state: checking.state };
+  }
+
+  /** Starts `transport`: 'connected', or the error its handshake failed with. */
+  const outcomeOf = (transport: RTCDtlsTransport) =>
+    transport.start().then(
       () => 'connected',
       (error: unknown) => String(error),
     );
-    return { outcome, state: checking.state };
-  }
 
   // Someone on the path who has seen the peer's certificate (it is sent in the clear) presents it, and
   // cannot sign with its key: here, the peer's own signature altered in transit stands for theirs.
@@ -219,6 +222,19 @@ describe('DTLS peer authentication', () => {
     const { outcome, state } = await withAltered(SERVER_KEY_EXCHANGE, 'client');
     expect(outcome).toContain('does not verify');
     expect(state).toBe('failed');
+  });
+
+  test("a Finished that does not match the handshake fails it, the client's or the server's", async () => {
+    for (const [wrong, checker] of [
+      ['client', 'server'],
+      ['server', 'client'],
+    ] as const) {
+      const transports = await ends(datagramPath({ toServer: 1, toClient: 1 }));
+      void transports[wrong].start().catch(() => undefined);
+      // Its Finished made over another handshake than the one both saw (its DTLS session exists once started).
+      (transports[wrong] as unknown as { dtls: { cipher: { verifyData(): Buffer } } }).dtls.cipher.verifyData = () => Buffer.alloc(12);
+      expect(await outcomeOf(transports[checker])).toContain('Finished does not match');
+    }
   });
 
   test('RSA certificates: a handshake connects, and an altered signature fails it', async () => {
