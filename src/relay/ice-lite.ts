@@ -3,7 +3,8 @@
 // ./link.ts does on its sockets; test/relay/ice-lite.test.ts fails the day an upgrade moves them):
 // - it writes `a=ice-lite` into every media section, where browsers do not read it;
 // - it answers, and acts on, any binding request: it verifies MESSAGE-INTEGRITY on responses only;
-// - it takes a pair only once nominated, a check interval after the browser could have started DTLS.
+// - it takes a pair only once nominated, a check interval after the browser could have started DTLS;
+// - it hands any datagram that is not STUN, from any address, to DTLS and SRTP.
 import type { RTCPeerConnection } from 'werift';
 import { parseMessage } from 'werift';
 
@@ -31,6 +32,11 @@ interface CandidatePair {
   nominated: boolean;
   updateState(state: number): void;
 }
+/** One of a connection's sockets (werift's StunProtocol; a TURN or TCP one has no `datagramReceived`). */
+interface Protocol {
+  onRequestReceived?: { execute: (message: StunRequest, addr: Address, data: Buffer) => void };
+  datagramReceived?: (data: Buffer, addr: Address) => void;
+}
 /** What of werift's ICE connection (`RTCIceTransport.connection`) is read and wrapped here. */
 interface IceConnection {
   readonly iceLite: boolean;
@@ -38,7 +44,7 @@ interface IceConnection {
   readonly localPassword: string;
   /** The credentials of earlier ICE generations, by ufrag. */
   readonly userHistory: Record<string, string>;
-  readonly protocols: { onRequestReceived?: { execute: (message: StunRequest, addr: Address, data: Buffer) => void } }[];
+  readonly protocols: Protocol[];
   readonly checkList: CandidatePair[];
   nominated: CandidatePair | undefined;
   checkIncoming(message: StunRequest, addr: Address, protocol: unknown): void;
@@ -57,6 +63,7 @@ export function guardChecks(pc: RTCPeerConnection): void {
   for (const transport of pc.iceTransports) {
     const connection = transport.connection as unknown as IceConnection;
     authenticate(connection);
+    fromCheckedAddresses(connection);
     if (connection.iceLite) selectOnFirstCheck(connection);
   }
 }
@@ -75,6 +82,24 @@ function authenticate(connection: IceConnection): void {
     const execute = requests.execute;
     requests.execute = (message, addr, data) => {
       if (authentic(connection, message, data)) execute(message, addr, data);
+    };
+  }
+}
+
+/**
+ * DTLS and media are taken from the addresses of the connection's candidate pairs only: those the
+ * peer's signalling named and those it checked from with the password. werift took a datagram from
+ * anywhere: a ClientHello from anyone who reached the port restarted the DTLS handshake of a
+ * connected viewer, and every datagram cost its parsing. STUN goes on to `authenticate`.
+ */
+function fromCheckedAddresses(connection: IceConnection): void {
+  for (const protocol of connection.protocols) {
+    const received = protocol.datagramReceived;
+    if (!received || guarded.has(protocol)) continue;
+    guarded.add(protocol);
+    protocol.datagramReceived = (data, addr) => {
+      // A STUN message's first byte is 0 to 3, DTLS's 20 to 63, RTP's and RTCP's 128 to 191 (RFC 7983).
+      if ((data[0] ?? 0) < 4 || connection.checkList.some((pair) => pair.remoteAddr[0] === addr[0] && pair.remoteAddr[1] === addr[1])) received.call(protocol, data, addr);
     };
   }
 }

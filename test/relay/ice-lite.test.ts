@@ -138,6 +138,25 @@ describe('a relay connection meeting a browser-like peer', () => {
     }
   });
 
+  test('DTLS and media are taken from a checked address only, not from anyone who reaches the port', async () => {
+    const { link, server, ufrag, pwd, sockets } = await answeredLink();
+    const connection = link.pc.iceTransports[0]?.connection as unknown as { onData: { subscribe(f: (data: Buffer) => void): void } };
+    const taken: number[] = [];
+    connection.onData.subscribe((data) => taken.push(data[0] ?? 0));
+    expect((await check(server, ufrag, pwd, sockets, false)).ok).toBe(true);
+    const checked = sockets.at(-1) as Socket;
+    const stranger = createSocket('udp4');
+    sockets.push(stranger);
+    await new Promise<void>((resolve) => stranger.bind(0, '127.0.0.1', resolve));
+    // A DTLS handshake record (a ClientHello would restart a connected viewer's handshake) and an RTP packet.
+    const datagrams = [Buffer.from([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Buffer.from([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2])];
+    for (const datagram of datagrams) stranger.send(datagram, server.port, server.address);
+    for (const datagram of datagrams) checked.send(datagram, server.port, server.address);
+    await until(() => taken.length >= 2, "the checked address's datagrams", 2000);
+    await Bun.sleep(100);
+    expect(taken).toEqual([22, 0x80]);
+  });
+
   test('a later nomination of another pair is followed', async () => {
     const { link, server, ufrag, pwd, sockets } = await answeredLink();
     const first = await check(server, ufrag, pwd, sockets, false);
