@@ -56,14 +56,18 @@ const PAIR_SUCCEEDED = 3;
 const guarded = new WeakSet<object>();
 
 /**
- * Every ICE connection of `pc`, and each of its sockets, once: binding requests are authenticated, and a
+ * Every ICE connection of `pc`, and each of its sockets, once: what a socket receives is guarded, and a
  * lite connection selects on the first check. Called again as sockets appear (each new candidate).
  */
 export function guardChecks(pc: RTCPeerConnection): void {
   for (const transport of pc.iceTransports) {
     const connection = transport.connection as unknown as IceConnection;
-    authenticate(connection);
-    fromCheckedAddresses(connection);
+    for (const protocol of connection.protocols) {
+      if (guarded.has(protocol)) continue;
+      guarded.add(protocol);
+      authenticate(connection, protocol);
+      fromPairsOnly(connection, protocol);
+    }
     if (connection.iceLite) selectOnFirstCheck(connection);
   }
 }
@@ -74,16 +78,13 @@ export function guardChecks(pc: RTCPeerConnection): void {
  * checks neither: anyone who reached the port could have nominated a pair of their own and been sent
  * the media.
  */
-function authenticate(connection: IceConnection): void {
-  for (const protocol of connection.protocols) {
-    const requests = protocol.onRequestReceived;
-    if (!requests || guarded.has(requests)) continue;
-    guarded.add(requests);
-    const execute = requests.execute;
-    requests.execute = (message, addr, data) => {
-      if (authentic(connection, message, data)) execute(message, addr, data);
-    };
-  }
+function authenticate(connection: IceConnection, protocol: Protocol): void {
+  const requests = protocol.onRequestReceived;
+  if (!requests) return;
+  const execute = requests.execute;
+  requests.execute = (message, addr, data) => {
+    if (authentic(connection, message, data)) execute(message, addr, data);
+  };
 }
 
 /**
@@ -92,16 +93,14 @@ function authenticate(connection: IceConnection): void {
  * anywhere: a ClientHello from anyone who reached the port restarted the DTLS handshake of a
  * connected viewer, and every datagram cost its parsing. STUN goes on to `authenticate`.
  */
-function fromCheckedAddresses(connection: IceConnection): void {
-  for (const protocol of connection.protocols) {
-    const received = protocol.datagramReceived;
-    if (!received || guarded.has(protocol)) continue;
-    guarded.add(protocol);
-    protocol.datagramReceived = (data, addr) => {
-      // A STUN message's first byte is 0 to 3, DTLS's 20 to 63, RTP's and RTCP's 128 to 191 (RFC 7983).
-      if ((data[0] ?? 0) < 4 || connection.checkList.some((pair) => pair.remoteAddr[0] === addr[0] && pair.remoteAddr[1] === addr[1])) received.call(protocol, data, addr);
-    };
-  }
+function fromPairsOnly(connection: IceConnection, protocol: Protocol): void {
+  const received = protocol.datagramReceived;
+  if (!received) return;
+  const paired = ([host, port]: Address) => connection.checkList.some(({ remoteAddr }) => remoteAddr[1] === port && remoteAddr[0] === host);
+  protocol.datagramReceived = (data, addr) => {
+    // A STUN message's first byte is 0 to 3, DTLS's 20 to 63, RTP's and RTCP's 128 to 191 (RFC 7983).
+    if ((data[0] ?? 0) < 4 || paired(addr)) received.call(protocol, data, addr);
+  };
 }
 
 function authentic(connection: IceConnection, message: StunRequest, data: Buffer): boolean {

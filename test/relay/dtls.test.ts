@@ -104,35 +104,54 @@ const handshakeType = (record: Buffer) => (record[0] === 22 && record.length > 1
 const CLIENT_HELLO = 1;
 const HELLO_VERIFY_REQUEST = 3;
 
+interface PathOptions {
+  /** May change a datagram on its way (someone on the path). */
+  tamper?: (data: Buffer) => Buffer;
+  /** The client's datagrams are held back, in order, until this is true of what it has sent. */
+  holdToServerUntil?: (sent: readonly Sent[]) => boolean;
+}
+interface Sent {
+  /** Milliseconds after the path was made. */
+  at: number;
+  type: number | undefined;
+}
+
 /**
  * Two ends of a datagram path, in place of two ICE connections: what one end sends reaches the other's
- * subscribers `delayMs` later (per direction), and is lost while nobody there listens (a DTLS
- * transport subscribes when it starts). `tamper` may change a datagram on its way (someone on the path).
+ * subscribers a millisecond later, and is lost while nobody there listens (a DTLS transport
+ * subscribes when it starts).
  */
-function datagramPath(delayMs: { toServer: number; toClient: number }, tamper: (data: Buffer) => Buffer = (data) => data) {
+function datagramPath({ tamper = (data) => data, holdToServerUntil }: PathOptions = {}) {
   const end = () => {
     const subscribers: ((data: Buffer) => void)[] = [];
-    return { subscribers, sent: [] as { at: number; type: number | undefined }[], onData: { subscribe: (f: (data: Buffer) => void) => subscribers.push(f) } };
+    return { subscribers, sent: [] as Sent[], onData: { subscribe: (f: (data: Buffer) => void) => subscribers.push(f) } };
   };
   const client = end();
   const server = end();
   const started = performance.now();
-  const link = (from: typeof client, to: typeof client, delay: number) => ({
+  const deliver = (to: typeof client, data: Buffer) =>
+    setTimeout(() => {
+      for (const subscriber of to.subscribers) subscriber(data);
+    }, 1);
+  const held: Buffer[] = [];
+  const link = (from: typeof client, to: typeof client) => ({
     onData: from.onData,
     send: async (data: Buffer) => {
       from.sent.push({ at: performance.now() - started, type: handshakeType(data) });
       const delivered = tamper(Buffer.from(data));
-      setTimeout(() => {
-        for (const deliver of to.subscribers) deliver(delivered);
-      }, delay);
+      if (from !== client || !holdToServerUntil) return void deliver(to, delivered);
+      held.push(delivered);
+      if (!holdToServerUntil(client.sent)) return;
+      for (const datagram of held.splice(0)) deliver(to, datagram);
+      holdToServerUntil = undefined;
     },
     close() {},
   });
   return {
     client,
     server,
-    clientIce: link(client, server, delayMs.toServer),
-    serverIce: link(server, client, delayMs.toClient),
+    clientIce: link(client, server),
+    serverIce: link(server, client),
     /** Milliseconds since the path was made: the clock of `sent`. */
     elapsed: () => performance.now() - started,
   };
@@ -178,26 +197,27 @@ function withSignatureAltered(type: number) {
 const SERVER_KEY_EXCHANGE = 12;
 const CERTIFICATE_VERIFY = 15;
 
+/** The DTLS transports a test made, stopped after it. */
+const started: RTCDtlsTransport[] = [];
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((t) => t.stop().catch(() => undefined)));
+});
+
+/** A client and a server over `path`; `certificate` is both ends' (werift's ECDSA one by default). */
+async function ends(path: ReturnType<typeof datagramPath>, certificate?: RTCCertificate) {
+  const client = await dtlsEnd('client', path.clientIce, certificate);
+  const server = await dtlsEnd('server', path.serverIce, certificate);
+  started.push(client, server);
+  return { client, server };
+}
+
 describe('DTLS peer authentication', () => {
-  const started: RTCDtlsTransport[] = [];
-  afterEach(async () => {
-    await Promise.all(started.splice(0).map((t) => t.stop().catch(() => undefined)));
-  });
-
-  /** A client and a server over `path`; `certificate` is both ends' (werift's ECDSA one by default). */
-  async function ends(path: ReturnType<typeof datagramPath>, certificate?: RTCCertificate) {
-    const client = await dtlsEnd('client', path.clientIce, certificate);
-    const server = await dtlsEnd('server', path.serverIce, certificate);
-    started.push(client, server);
-    return { client, server };
-  }
-
   /**
    * A handshake in which the signature of every `type` message is altered on the way: what `checker`
    * (the end that verifies it) made of it, 'connected' or its error, and its state after.
    */
   async function withAltered(type: number, checker: 'client' | 'server', certificate?: RTCCertificate) {
-    const transports = await ends(datagramPath({ toServer: 1, toClient: 1 }, withSignatureAltered(type)), certificate);
+    const transports = await ends(datagramPath({ tamper: withSignatureAltered(type) }), certificate);
     const checking = transports[checker];
     void transports[checker === 'client' ? 'server' : 'client'].start().catch(() => undefined);
     return { outcome: await outcomeOf(checking), state: checking.state };
@@ -229,7 +249,7 @@ describe('DTLS peer authentication', () => {
       ['client', 'server'],
       ['server', 'client'],
     ] as const) {
-      const transports = await ends(datagramPath({ toServer: 1, toClient: 1 }));
+      const transports = await ends(datagramPath());
       void transports[wrong].start().catch(() => undefined);
       // Its Finished made over another handshake than the one both saw (its DTLS session exists once started).
       (transports[wrong] as unknown as { dtls: { cipher: { verifyData(): Buffer } } }).dtls.cipher.verifyData = () => Buffer.alloc(12);
@@ -239,7 +259,7 @@ describe('DTLS peer authentication', () => {
 
   test('RSA certificates: a handshake connects, and an altered signature fails it', async () => {
     const certificate = await rsaCertificate();
-    const { client, server } = await ends(datagramPath({ toServer: 1, toClient: 1 }), certificate);
+    const { client, server } = await ends(datagramPath(), certificate);
     await Promise.all([client.start(), server.start()]);
     expect([client.state, server.state]).toEqual(['connected', 'connected']);
     expect((await withAltered(CERTIFICATE_VERIFY, 'server', certificate)).outcome).toContain('does not verify');
@@ -247,24 +267,15 @@ describe('DTLS peer authentication', () => {
 });
 
 describe('DTLS client start', () => {
-  const started: RTCDtlsTransport[] = [];
-  afterEach(async () => {
-    await Promise.all(started.splice(0).map((t) => t.stop().catch(() => undefined)));
-  });
-  const start = (transport: RTCDtlsTransport) => {
-    started.push(transport);
-    return transport.start();
-  };
-
   test('the ClientHello leaves as soon as the client starts, and again soon if the server was not listening yet', async () => {
-    const path = datagramPath({ toServer: 1, toClient: 1 });
-    const [client, server] = [await dtlsEnd('client', path.clientIce), await dtlsEnd('server', path.serverIce)];
-    const clientDone = start(client);
+    const path = datagramPath();
+    const { client, server } = await ends(path);
+    const clientDone = client.start();
     // The server starts a little later, as a peer whose ICE connected a moment after: the first
     // ClientHello, sent before it, finds nobody listening, and a retransmission gets the answer.
     await Bun.sleep(20);
     const serverStartedAt = path.elapsed();
-    await Promise.all([clientDone, start(server)]);
+    await Promise.all([clientDone, server.start()]);
     expect([client.state, server.state]).toEqual(['connected', 'connected']);
     const hellos = path.client.sent.filter((s) => s.type === CLIENT_HELLO);
     expect(hellos[0]?.at).toBeLessThan(serverStartedAt);
@@ -273,11 +284,12 @@ describe('DTLS client start', () => {
 
   test('an answer to each of two ClientHellos (a path slower than the retransmission) does not fail the handshake', async () => {
     // The ClientHello and its retransmission both reach the server before its first answer reaches the
-    // client: it answers both, and the client, already sending its second ClientHello (with the
-    // cookie), gets the second answer after it. werift took that for a failed handshake.
-    const path = datagramPath({ toServer: 250, toClient: 1 });
-    const [client, server] = [await dtlsEnd('client', path.clientIce), await dtlsEnd('server', path.serverIce)];
-    await Promise.all([start(client), start(server)]);
+    // client (the path holds them until both are sent): it answers both, and the client, already
+    // sending its second ClientHello (with the cookie), gets the second answer after it. werift took
+    // that for a failed handshake.
+    const path = datagramPath({ holdToServerUntil: (sent) => sent.filter((s) => s.type === CLIENT_HELLO).length >= 2 });
+    const { client, server } = await ends(path);
+    await Promise.all([client.start(), server.start()]);
     expect(path.server.sent.filter((s) => s.type === HELLO_VERIFY_REQUEST).length).toBeGreaterThanOrEqual(2);
     expect([client.state, server.state]).toEqual(['connected', 'connected']);
   });

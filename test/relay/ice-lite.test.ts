@@ -150,10 +150,11 @@ describe('a relay connection meeting a browser-like peer', () => {
     await new Promise<void>((resolve) => stranger.bind(0, '127.0.0.1', resolve));
     // A DTLS handshake record (a ClientHello would restart a connected viewer's handshake) and an RTP packet.
     const datagrams = [Buffer.from([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Buffer.from([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2])];
-    for (const datagram of datagrams) stranger.send(datagram, server.port, server.address);
-    for (const datagram of datagrams) checked.send(datagram, server.port, server.address);
+    const send = (socket: Socket, datagram: Buffer) => new Promise<void>((resolve) => socket.send(datagram, server.port, server.address, () => resolve()));
+    // The stranger's are sent, and so queued at the server's socket, before the checked peer's.
+    for (const datagram of datagrams) await send(stranger, datagram);
+    for (const datagram of datagrams) await send(checked, datagram);
     await until(() => taken.length >= 2, "the checked address's datagrams", 2000);
-    await Bun.sleep(100);
     expect(taken).toEqual([22, 0x80]);
   });
 
