@@ -1,8 +1,8 @@
 // A relay connection with a peer that brings its own offer (WHIP, WHEP): the peer offers over HTTP, the
 // server answers. The same connection and forwarding as a `ServerLink`; only who offers differs.
 import type { PeerConfig } from 'werift';
-import { type Clock, Ticker } from '../clock';
-import { announce, type LinkDeps, ServerLink } from './link';
+import { Ticker } from '../clock';
+import { type LinkDeps, ServerLink } from './link';
 
 /** How a peer's ICE agent is named and reached: what an ICE restart exchanges. */
 export interface IceParameters {
@@ -13,7 +13,6 @@ export interface IceParameters {
 }
 
 export interface AnsweringDeps extends Omit<LinkDeps, 'send'> {
-  clock: Clock;
   /** The answer waits this long at most for the server's candidates to be gathered. */
   gatherMs: number;
   /**
@@ -101,7 +100,7 @@ export class AnsweringLink extends ServerLink {
     return this.run(async () => {
       await this.pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
       await this.pc.setLocalDescription(await this.pc.createAnswer());
-      await this.gathered();
+      await this.gathered(this.answering.gatherMs);
       this.guardSockets();
       this.hearChecks();
       return this.localSdp();
@@ -123,32 +122,10 @@ export class AnsweringLink extends ServerLink {
         .replace(/^a=(candidate:|end-of-candidates).*\r?\n/gm, '');
       await this.pc.setRemoteDescription({ type: 'offer', sdp: offer });
       await this.pc.setLocalDescription(await this.pc.createAnswer());
-      await this.gathered();
+      await this.gathered(this.answering.gatherMs);
       this.guardSockets();
       this.hearChecks();
       return iceParameters(this.localSdp());
-    });
-  }
-
-  /** The answer as the peer should see it: candidates announced with RELAY_PUBLIC_IP. */
-  private localSdp(): string {
-    const sdp = this.pc.localDescription?.sdp;
-    if (!sdp) throw new Error('no local description');
-    return sdp.replace(/^a=(candidate:.*)$/gm, (_, candidate: string) => `a=${announce(candidate, this.deps.publicIp)}`);
-  }
-
-  private gathered(): Promise<void> {
-    if (this.pc.iceGatheringState === 'complete') return Promise.resolve();
-    return new Promise((resolve) => {
-      const cancel = this.answering.clock.schedule(this.answering.gatherMs, done);
-      const { unSubscribe } = this.pc.iceGatheringStateChange.subscribe((state) => {
-        if (state === 'complete') done();
-      });
-      function done() {
-        cancel();
-        unSubscribe();
-        resolve();
-      }
     });
   }
 

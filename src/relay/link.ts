@@ -1,7 +1,8 @@
 // One server-side RTCPeerConnection with one peer of a relay session, and its signalling: the server
-// offers, the peer answers through POST /message, candidates trickle both ways.
+// offers with its candidates in the offer, the peer answers through POST /message and trickles its own.
 import type { Socket } from 'node:dgram';
-import { type PeerConfig, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
+import { type PeerConfig, type RTCIceCandidate, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
+import type { Clock } from '../clock';
 import { SignalError } from '../errors';
 import type { NegotiatedCodec } from './forwarder';
 import { guardChecks, iceLiteAtSessionLevel } from './ice-lite';
@@ -11,15 +12,25 @@ export interface LinkDeps {
   /** Sends an event to the peer, from `switchboard`. */
   send(type: string, payload: unknown): void;
   log(line: string): void;
+  clock: Clock;
   /** The address announced instead of the local one in every candidate (RELAY_PUBLIC_IP). */
   publicIp?: string;
 }
+
+/**
+ * How long the server's offer waits for its own candidates. Host candidates (all an ICE-lite relay has)
+ * are found in a millisecond or two, and in the offer the peer can check them as soon as it has answered,
+ * rather than once its page has handled each trickled one; what STUN or TURN finds later trickles.
+ */
+export const OFFER_GATHER_MS = 50;
 
 /** What a peer may send to `switchboard`. */
 export type LinkMessage =
   | { type: 'answer'; sdp: string }
   | { type: 'ice-candidate'; candidate: { candidate: string; sdpMid?: string; sdpMLineIndex?: number; usernameFragment?: string } | undefined }
   | { type: 'ice-restart' };
+
+type CandidateInit = ReturnType<RTCIceCandidate['toJSON']>;
 
 const guarded = new WeakSet<Socket>();
 
@@ -49,6 +60,8 @@ export class ServerLink {
   private offers = 0;
   /** Candidates the peer sent since the server's last offer: werift keeps each, applied or held for the answer. */
   private remoteCandidates = 0;
+  /** While the offer waits for the server's candidates, those found: they go in it, not as events. */
+  private heldCandidates: CandidateInit[] | undefined;
 
   constructor(
     readonly peerId: string,
@@ -58,10 +71,8 @@ export class ServerLink {
     this.pc = new RTCPeerConnection(config);
     this.pc.onIceCandidate.subscribe((candidate) => {
       if (!candidate || this.closed) return;
-      // Before the peer can know the candidate, and so check it.
-      guardChecks(this.pc);
-      const init = candidate.toJSON();
-      this.deps.send('ice-candidate', { ...init, candidate: announce(init.candidate, this.deps.publicIp) });
+      if (this.heldCandidates) this.heldCandidates.push(candidate.toJSON());
+      else this.trickle(candidate.toJSON());
     });
   }
 
@@ -69,16 +80,59 @@ export class ServerLink {
     return this.closed;
   }
 
-  /** Sends the offer first, then gathers: the candidates follow it as they are found (trickle ICE). */
+  /**
+   * Offers with the candidates gathered within `OFFER_GATHER_MS` in the offer; any found later follow it
+   * as events (trickle ICE).
+   */
   offer(iceRestart = false): void {
     this.enqueue(async () => {
       const offer = await this.pc.createOffer({ iceRestart });
       if (this.closed) return;
       this.offers++;
-      this.deps.send('offer', { type: 'offer', sdp: iceLiteAtSessionLevel(offer.sdp) });
-      await this.pc.setLocalDescription(offer);
+      const held: CandidateInit[] = [];
+      this.heldCandidates = held;
+      try {
+        await this.pc.setLocalDescription(offer);
+        await this.gathered(OFFER_GATHER_MS);
+      } finally {
+        this.heldCandidates = undefined;
+      }
+      if (this.closed) return;
       this.guardSockets();
+      const sdp = this.localSdp();
+      this.deps.send('offer', { type: 'offer', sdp: iceLiteAtSessionLevel(sdp) });
+      // Found while the offer waited, yet not in the description werift had made by then.
+      for (const init of held) if (!sdp.includes(`a=${announce(init.candidate, this.deps.publicIp)}`)) this.trickle(init);
     });
+  }
+
+  private trickle(init: CandidateInit): void {
+    // Before the peer can know the candidate, and so check it.
+    guardChecks(this.pc);
+    this.deps.send('ice-candidate', { ...init, candidate: announce(init.candidate, this.deps.publicIp) });
+  }
+
+  /** Resolves once the server's candidates are gathered, or after `ms` with those found by then. */
+  protected gathered(ms: number): Promise<void> {
+    if (this.pc.iceGatheringState === 'complete') return Promise.resolve();
+    return new Promise((resolve) => {
+      const cancel = this.deps.clock.schedule(ms, done);
+      const { unSubscribe } = this.pc.iceGatheringStateChange.subscribe((state) => {
+        if (state === 'complete') done();
+      });
+      function done() {
+        cancel();
+        unSubscribe();
+        resolve();
+      }
+    });
+  }
+
+  /** The local description as the peer should see it: candidates announced with RELAY_PUBLIC_IP. */
+  protected localSdp(): string {
+    const sdp = this.pc.localDescription?.sdp;
+    if (!sdp) throw new Error('no local description');
+    return sdp.replace(/^a=(candidate:.*?)(\r?)$/gm, (_, candidate: string, cr: string) => `a=${announce(candidate, this.deps.publicIp)}${cr}`);
   }
 
   /**

@@ -241,7 +241,7 @@ export class SessionRouter {
       if (type === 'offer') offeredAt ??= clock.now();
       this.deps.send(peerId, type, payload);
     };
-    const link = new ServerLink(peerId, config, { send, log: this.deps.log, publicIp: this.deps.publicIp });
+    const link = new ServerLink(peerId, config, { send, clock, log: this.deps.log, publicIp: this.deps.publicIp });
     const answered = this.timeToConnected(link);
     this.answerTimers.set(link, () => {
       if (offeredAt !== undefined) answered(clock.now() - offeredAt);

@@ -116,6 +116,8 @@ describe('relay sessions in Chromium', () => {
         const pair = seen.peers.switchboard?.pair;
         expect(pair?.remote).toBe('host');
         expect(interfaces.has(pair?.remoteAddress.replace(/:\d+$/, ''))).toBe(true);
+        // The server's host candidates came in its offer, and the card counts them.
+        expect(seen.peers.switchboard?.remoteCandidates.host).toBeGreaterThan(0);
         expect(await viewer.page.textContent('[data-relay="server"] h2')).toBe('switchboard (the server relays the media)');
       }
       // Whatever the number of viewers, the publisher has one connection and sends one video stream.

@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, test } from 'bun:test';
 import { createSocket, type Socket } from 'node:dgram';
 import { Message, parseMessage } from 'werift';
+import { systemClock } from '../../src/clock';
 import { defaultConfig } from '../../src/config';
 import { iceLiteAtSessionLevel } from '../../src/relay/ice-lite';
 import { ServerLink } from '../../src/relay/link';
@@ -35,24 +36,36 @@ describe('a relay connection meeting a browser-like peer', () => {
     }
   });
 
+  /** A viewer's connection that offers (and what it sent), with the relay's settings and `hostIps`. */
+  function offering(hostIps?: string[], publicIp?: string) {
+    const sent: { type: string; payload: { sdp?: string; candidate?: string } }[] = [];
+    const config = viewerConfig({ ...defaultConfig(), relayHostIps: hostIps });
+    const link = new ServerLink('v1', config, { send: (type, payload) => sent.push({ type, payload: payload as never }), clock: systemClock, log: () => {}, publicIp });
+    opened.push({ link, sockets: [] });
+    link.pc.addTransceiver('video', { direction: 'sendonly' });
+    link.offer();
+    return { link, sent };
+  }
+
+  /** The offer's `a=candidate` lines, split into their fields. */
+  const offeredCandidates = (sdp: string) => [...sdp.matchAll(/^a=candidate:(.*?)\r?$/gm)].map((m) => (m[1] ?? '').split(' '));
+
   /**
    * A viewer's connection that has offered, taken the peer's answer, and waits for checks; `server` is its
    * first host candidate, `candidates` the first `candidateCount`.
    */
   async function answeredLink(hostIps?: string[], candidateCount = 1) {
-    const sent: { type: string; payload: { sdp?: string; candidate?: string } }[] = [];
-    const config = viewerConfig({ ...defaultConfig(), relayHostIps: hostIps });
-    const link = new ServerLink('v1', config, { send: (type, payload) => sent.push({ type, payload: payload as never }), log: () => {} });
-    const entry = { link, sockets: [] as Socket[] };
-    opened.push(entry);
-    link.pc.addTransceiver('video', { direction: 'sendonly' });
-    link.offer();
+    const { link, sent } = offering(hostIps);
+    const entry = opened.at(-1) as (typeof opened)[number];
+    const offered = () => sent.find((m) => m.type === 'offer')?.payload.sdp;
+    // In the offer, or trickled after it.
     const candidates = () =>
-      sent
-        .flatMap((m) => (m.type === 'ice-candidate' && m.payload.candidate ? [m.payload.candidate.split(' ')] : []))
-        .map((parts) => ({ address: parts[4] ?? '', port: Number(parts[5]) }));
+      [...offeredCandidates(offered() ?? ''), ...sent.flatMap((m) => (m.type === 'ice-candidate' && m.payload.candidate ? [m.payload.candidate.split(' ')] : []))].map((parts) => ({
+        address: parts[4] ?? '',
+        port: Number(parts[5]),
+      }));
     await until(() => candidates().length >= candidateCount, 'the server candidates', 4000);
-    const offer = sent.find((m) => m.type === 'offer')?.payload.sdp ?? '';
+    const offer = offered() ?? '';
     const ufrag = /^a=ice-ufrag:(\S+)/m.exec(offer)?.[1] ?? '';
     const pwd = /^a=ice-pwd:(\S+)/m.exec(offer)?.[1] ?? '';
     const answer = offer
@@ -111,6 +124,29 @@ describe('a relay connection meeting a browser-like peer', () => {
     const { offer } = await answeredLink();
     expect(offer.match(/^a=ice-lite\r$/gm)?.length).toBe(1);
     expect(offer.indexOf('a=ice-lite')).toBeLessThan(offer.indexOf('\nm='));
+  });
+
+  test('the offer carries the host candidates: nothing trickles after it, and a peer that reads no candidate events can check them', async () => {
+    const { sent } = offering(['127.0.0.2']);
+    await until(() => sent.some((m) => m.type === 'offer'), 'the offer', 4000);
+    const offer = sent.find((m) => m.type === 'offer')?.payload.sdp ?? '';
+    const lines = offeredCandidates(offer);
+    // 127.0.0.2 and the default interface's address, each a UDP host candidate.
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    expect(lines.map((fields) => fields[4])).toContain('127.0.0.2');
+    for (const fields of lines) expect([fields[2]?.toLowerCase(), fields[7]]).toEqual(['udp', 'host']);
+    // Gathering is over once the offer is out: the same candidates are not sent again as events.
+    expect(sent.filter((m) => m.type === 'ice-candidate')).toEqual([]);
+    const { candidates, ufrag, pwd, sockets } = await answeredLink(['127.0.0.2'], 2);
+    for (const candidate of candidates) expect((await check(candidate, ufrag, pwd, sockets, false)).ok).toBe(true);
+  });
+
+  test("with RELAY_PUBLIC_IP the offer's candidates name the public address", async () => {
+    const { sent } = offering(undefined, '203.0.113.7');
+    await until(() => sent.some((m) => m.type === 'offer'), 'the offer', 4000);
+    const lines = offeredCandidates(sent.find((m) => m.type === 'offer')?.payload.sdp ?? '');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const fields of lines) expect(fields[4]).toBe('203.0.113.7');
   });
 
   test('the first authenticated check of the controlling peer connects, with no USE-CANDIDATE yet', async () => {

@@ -4,6 +4,7 @@
 // file fails the day an upgrade moves those fields. Run it before changing werift's version.
 import { describe, expect, test } from 'bun:test';
 import pkg from '../../package.json';
+import { systemClock } from '../../src/clock';
 import { defaultConfig } from '../../src/config';
 import { ServerLink, udpSockets } from '../../src/relay/link';
 import { viewerConfig } from '../../src/relay/settings';
@@ -19,7 +20,7 @@ describe('werift internals the relay reads', () => {
   test("every UDP socket a server connection opens is found, and an 'error' on it is logged, not thrown", async () => {
     const before = processUdpSockets();
     const lines: string[] = [];
-    const link = new ServerLink('v1', viewerConfig(defaultConfig()), { send: () => {}, log: (line) => lines.push(line) });
+    const link = new ServerLink('v1', viewerConfig(defaultConfig()), { send: () => {}, clock: systemClock, log: (line) => lines.push(line) });
     try {
       link.pc.addTransceiver('video', { direction: 'sendonly' });
       link.offer();

@@ -50,6 +50,8 @@ export class PeerLink {
   private held: RTCIceCandidateInit[] = [];
   readonly localCandidates = emptyCounts();
   readonly remoteCandidates = emptyCounts();
+  /** Each remote candidate counts once, whether it came in the description, trickled, or both. */
+  private readonly heardCandidates = new Set<string>();
   readonly candidateErrors: CandidateError[] = [];
   readonly counts = { offersSent: 0, offersReceived: 0, answersSent: 0, answersReceived: 0, iceRestarts: 0 };
   /** Why the connection failed, in plain words; cleared when it connects. */
@@ -150,6 +152,7 @@ export class PeerLink {
       if (pc.signalingState !== 'stable') await pc.setLocalDescription({ type: 'rollback' });
     }
     await pc.setRemoteDescription(description);
+    this.countOffered(description.sdp);
     await this.applyHeld();
     await pc.setLocalDescription(await pc.createAnswer());
     this.counts.answersSent++;
@@ -166,12 +169,24 @@ export class PeerLink {
     }
     this.timeline.mark('answer');
     await pc.setRemoteDescription(description);
+    this.countOffered(description.sdp);
     await this.applyHeld();
   }
 
+  /** The candidates a description carries (the relay's offer has the server's). */
+  private countOffered(sdp: string | undefined): void {
+    for (const match of (sdp ?? '').matchAll(/^a=(candidate:[^\r\n]*)/gm)) this.heard(match[1] ?? '');
+  }
+
+  private heard(candidate: string): void {
+    const type = candidateType(candidate);
+    if (!type || this.heardCandidates.has(candidate)) return;
+    this.heardCandidates.add(candidate);
+    this.remoteCandidates[type] = (this.remoteCandidates[type] ?? 0) + 1;
+  }
+
   async handleCandidate(candidate: RTCIceCandidateInit): Promise<void> {
-    const type = candidateType(candidate.candidate ?? '');
-    if (type) this.remoteCandidates[type] = (this.remoteCandidates[type] ?? 0) + 1;
+    this.heard(candidate.candidate ?? '');
     if (!this.pc.remoteDescription) {
       this.held.push(candidate);
       return;
