@@ -20,9 +20,10 @@ export interface LinkDeps {
 /**
  * How long the server's offer waits for its own candidates. Host candidates (all an ICE-lite relay has)
  * are found in a millisecond or two, and in the offer the peer can check them as soon as it has answered,
- * rather than once its page has handled each trickled one; what STUN or TURN finds later trickles.
+ * rather than once its page has handled each trickled one. With RELAY_ICE_URLS, what STUN or TURN finds
+ * takes a round trip to them: past this the offer goes without it, and it trickles.
  */
-export const OFFER_GATHER_MS = 50;
+export const OFFER_GATHER_MS = 20;
 
 /** What a peer may send to `switchboard`. */
 export type LinkMessage =
@@ -91,18 +92,25 @@ export class ServerLink {
       this.offers++;
       const held: CandidateInit[] = [];
       this.heldCandidates = held;
+      // werift's setLocalDescription resolves once gathering is done, STUN and TURN included.
+      const applied = this.pc.setLocalDescription(offer);
+      // Awaited below, unless the connection closes first: its failure then is no one's concern.
+      applied.catch(() => undefined);
       try {
-        await this.pc.setLocalDescription(offer);
-        await this.gathered(OFFER_GATHER_MS);
+        await Promise.race([applied, this.gathered(OFFER_GATHER_MS)]);
       } finally {
         this.heldCandidates = undefined;
       }
       if (this.closed) return;
       this.guardSockets();
-      const sdp = this.localSdp();
-      this.deps.send('offer', { type: 'offer', sdp: iceLiteAtSessionLevel(sdp) });
-      // Found while the offer waited, yet not in the description werift had made by then.
-      for (const init of held) if (!sdp.includes(`a=${announce(init.candidate, this.deps.publicIp)}`)) this.trickle(init);
+      const described = this.localSdp();
+      // Found while the offer waited, yet not in the description werift had made by then (it adds them
+      // once gathering is done).
+      const missing = held.map((init) => announce(init.candidate, this.deps.publicIp)).filter((line) => !described.includes(`a=${line}\r\n`));
+      this.deps.send('offer', { type: 'offer', sdp: iceLiteAtSessionLevel(withCandidates(described, missing)) });
+      // The peer's answer is applied after the description (the queue waits for this task).
+      await applied;
+      this.guardSockets();
     });
   }
 
@@ -203,6 +211,17 @@ export class ServerLink {
   protected enqueue(task: () => Promise<void>): void {
     this.queue = this.queue.then(() => (this.closed ? undefined : task())).catch((e: unknown) => this.deps.log(`relay: ${this.peerId}: ${(e as Error).message}`));
   }
+}
+
+/**
+ * `sdp` with `candidates` (`candidate:…` values) in each media section, after its own: the sections of
+ * a bundle share one transport, and werift lists its candidates in each.
+ */
+export function withCandidates(sdp: string, candidates: readonly string[]): string {
+  if (candidates.length === 0) return sdp;
+  const lines = candidates.map((c) => `a=${c}\r\n`).join('');
+  // Before each section's ICE credentials, where werift writes its candidates.
+  return sdp.replace(/^a=ice-ufrag:/gm, `${lines}a=ice-ufrag:`);
 }
 
 /**

@@ -5,12 +5,12 @@
 import { afterEach, describe, expect, test } from 'bun:test';
 import { createSocket, type Socket } from 'node:dgram';
 import { Message, parseMessage } from 'werift';
-import { systemClock } from '../../src/clock';
+import { type Clock, systemClock } from '../../src/clock';
 import { defaultConfig } from '../../src/config';
 import { iceLiteAtSessionLevel } from '../../src/relay/ice-lite';
-import { ServerLink } from '../../src/relay/link';
+import { OFFER_GATHER_MS, ServerLink } from '../../src/relay/link';
 import { viewerConfig } from '../../src/relay/settings';
-import { until } from '../helpers';
+import { ManualClock, until } from '../helpers';
 
 const PEER_UFRAG = 'peerufrag';
 const PEER_PWD = 'peer-password-of-22-chars';
@@ -37,10 +37,10 @@ describe('a relay connection meeting a browser-like peer', () => {
   });
 
   /** A viewer's connection that offers (and what it sent), with the relay's settings and `hostIps`. */
-  function offering(hostIps?: string[], publicIp?: string) {
+  function offering(hostIps?: string[], publicIp?: string, relayIceUrls?: string[], clock: Clock = systemClock) {
     const sent: { type: string; payload: { sdp?: string; candidate?: string } }[] = [];
-    const config = viewerConfig({ ...defaultConfig(), relayHostIps: hostIps });
-    const link = new ServerLink('v1', config, { send: (type, payload) => sent.push({ type, payload: payload as never }), clock: systemClock, log: () => {}, publicIp });
+    const config = viewerConfig({ ...defaultConfig(), relayHostIps: hostIps, relayIceUrls });
+    const link = new ServerLink('v1', config, { send: (type, payload) => sent.push({ type, payload: payload as never }), clock, log: () => {}, publicIp });
     opened.push({ link, sockets: [] });
     link.pc.addTransceiver('video', { direction: 'sendonly' });
     link.offer();
@@ -147,6 +147,37 @@ describe('a relay connection meeting a browser-like peer', () => {
     const lines = offeredCandidates(sent.find((m) => m.type === 'offer')?.payload.sdp ?? '');
     expect(lines.length).toBeGreaterThan(0);
     for (const fields of lines) expect(fields[4]).toBe('203.0.113.7');
+  });
+
+  test('with a STUN server (RELAY_ICE_URLS) the offer waits for it no longer than OFFER_GATHER_MS: what it finds later trickles', async () => {
+    // A STUN server that holds each Binding request until told to answer it.
+    const stun = createSocket('udp4');
+    const requests: { data: Buffer; port: number; address: string }[] = [];
+    stun.on('message', (data, from) => requests.push({ data, port: from.port, address: from.address }));
+    await new Promise<void>((resolve) => stun.bind(0, '127.0.0.1', resolve));
+    const clock = new ManualClock();
+    const { sent } = offering(undefined, undefined, [`stun:127.0.0.1:${stun.address().port}`], clock);
+    opened[opened.length - 1]?.sockets.push(stun);
+    // werift asks the STUN server from its host candidates' sockets, once it has them.
+    await until(() => requests.length > 0, 'a Binding request', 4000);
+    expect(sent).toEqual([]);
+    clock.advance(OFFER_GATHER_MS);
+    await until(() => sent.some((m) => m.type === 'offer'), 'the offer', 4000);
+    const offer = sent.find((m) => m.type === 'offer')?.payload.sdp ?? '';
+    expect(offeredCandidates(offer).map((fields) => fields[7])).toContain('host');
+    expect(offer).not.toContain('srflx');
+    for (const { data, port, address } of requests) {
+      const request = parseMessage(data);
+      if (!request) continue;
+      const response = new Message(1, 256, request.transactionId);
+      response.setAttribute('XOR-MAPPED-ADDRESS', ['203.0.113.9', 40_000]).addFingerprint();
+      stun.send(response.bytes, port, address);
+    }
+    await until(() => sent.some((m) => m.payload.candidate?.includes(' typ srflx')), 'the reflexive candidate, trickled', 4000);
+    const srflx = sent.find((m) => m.payload.candidate?.includes(' typ srflx'))?.payload.candidate ?? '';
+    expect(srflx.split(' ').slice(4, 6)).toEqual(['203.0.113.9', '40000']);
+    // The host candidates went in the offer only.
+    expect(sent.filter((m) => m.type === 'ice-candidate').map((m) => m.payload.candidate?.split(' ')[7])).toEqual(['srflx']);
   });
 
   test('the first authenticated check of the controlling peer connects, with no USE-CANDIDATE yet', async () => {
