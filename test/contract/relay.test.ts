@@ -21,8 +21,8 @@ eachBackend(backends, (backend) => {
     expect(sdp.match(/^m=(video|audio)/gm)).toEqual(['m=video', 'm=audio']);
     expect(sdp.match(/^a=recvonly/gm)?.length).toBe(2);
     expect(sdp).toContain('a=ice-lite');
-    const candidate = await cam.next(fromServer('ice-candidate'));
-    expect((candidate.json.payload as { candidate: string }).candidate).toMatch(/^candidate:\S+ 1 udp \d+ \S+ \d+ typ host/);
+    // Its host candidates are in it: nothing to wait for on the stream.
+    expect(sdp).toMatch(/^a=candidate:\S+ 1 udp \d+ \S+ \d+ typ host/m);
 
     expect((await s.register('live', 'v1')).body.peers).toEqual(['cam']);
     const v1 = await s.events('live', 'v1');
