@@ -2,12 +2,10 @@ import type { EventSink } from '../delivery/delivery';
 import { eventFrame, idFrame, retryFrame } from './frame';
 import type { Heartbeat, Pingable } from './heartbeat';
 
-const encoder = new TextEncoder();
-
 export interface PeerStreamOptions {
   heartbeat: Heartbeat;
-  /** Counts queued events up to the most that may wait ahead of the socket (see `streamQueue`). */
-  strategy: QueuingStrategy<Uint8Array>;
+  /** The most events that may wait ahead of the socket once it is full (see `streamQueue`). */
+  maxQueued: number;
   /** Reconnection delay announced to EventSource clients. */
   retryMs: number;
 }
@@ -19,9 +17,6 @@ export interface PeerStreamHooks {
   onEnd?: () => void;
 }
 
-/** The queuing strategy of streams that let `maxQueued` events wait ahead of the socket: one for all of them. */
-export const streamStrategy = (maxQueued: number): QueuingStrategy<Uint8Array> => new CountQueuingStrategy({ highWaterMark: maxQueued });
-
 /** The headers of a stream's response (and of its HEAD). */
 export const STREAM_HEADERS: Readonly<Record<string, string>> = {
   'content-type': 'text/event-stream; charset=utf-8',
@@ -30,17 +25,31 @@ export const STREAM_HEADERS: Readonly<Record<string, string>> = {
 };
 
 /**
- * One peer's `text/event-stream` response. It owns its ReadableStream so that every way a stream
- * ends (the client cancels, the request aborts, a write fails, the server closes it, the reader
- * stalls) goes through `end()` exactly once. It is its stream's underlying source (`start`, `pull`,
- * `cancel`) and the listener of the request's abort signal (`handleEvent`): thousands of idle streams
- * are held at once, and each closure less is memory less for every one of them.
+ * One peer's `text/event-stream` response. It owns its stream so that every way a stream ends (the
+ * client cancels, the request aborts, a write fails, the server closes it, the reader stalls) goes
+ * through `end()` exactly once. It is its stream's underlying source (a Bun direct stream: frames are
+ * written to the response's sink as they come, with no queue, controller or reader of the stream's
+ * own) and the listener of the request's abort signal (`handleEvent`): thousands of idle streams are
+ * held at once, and each object less is memory less for every one of them.
+ *
+ * Room: once a write finds the socket's buffer full (the sink answers with a promise), at most
+ * `maxQueued` frames more are written until it drains; past that `write` refuses, and the mailbox
+ * holds the events until `onDrain`. Frames written before the response starts (the held events of a
+ * resume) wait in one string, with the same bound.
  */
-export class PeerStream implements EventSink, Pingable, UnderlyingDefaultSource<Uint8Array>, EventListenerObject {
+export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSource, EventListenerObject {
   readonly response: Response;
-  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  private controller: ReadableStreamDirectController | undefined;
+  /** Frames written before the response started: sent with the retry frame when it does. */
+  private early = '';
+  /** Frames written since the socket's buffer was found full, or before the response started. */
+  private queued = 0;
+  /** The sink's buffer is full: it drains when the promise of that write resolves. */
+  private full = false;
   private lastId = 0;
   private closed = false;
+  /** How it ended, for a stream that ends before its response started: undefined when gracefully. */
+  private failure: Error | undefined;
   /** A write was refused for lack of room: the mailbox waits for a drain. */
   private blocked = false;
   /** Full at the last ping: full again at the next one means the client reads nothing. */
@@ -55,24 +64,38 @@ export class PeerStream implements EventSink, Pingable, UnderlyingDefaultSource<
   ) {
     this.onEnd = hooks.onEnd;
     hooks.signal?.addEventListener('abort', this, { once: true });
-    this.response = new Response(new ReadableStream<Uint8Array>(this, options.strategy), { headers: STREAM_HEADERS });
+    // The DOM library's type of the constructor, which the project's types take, knows no direct streams.
+    this.response = new Response(new ReadableStream(this as unknown as UnderlyingDefaultSource), { headers: STREAM_HEADERS });
     options.heartbeat.add(this);
   }
 
-  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+  /** A direct stream (DirectUnderlyingSource): Bun's server calls `pull` once, with the response's sink. */
+  get type(): 'direct' {
+    return 'direct';
+  }
+
+  /** The response starts: the retry frame (Bun sends no headers before the first body bytes), then what was written before. */
+  pull(controller: ReadableStreamDirectController): void {
+    // A reader of the body (app.handle's caller) pulls once per read: the stream started at the first.
+    if (this.controller) return;
     this.controller = controller;
-    // Bun sends no headers before the first body bytes: write at once so the client sees `open`.
-    controller.enqueue(encoder.encode(retryFrame(this.options.retryMs)));
+    const frames = retryFrame(this.options.retryMs) + this.early;
+    this.early = '';
+    this.queued = 0;
+    if (this.closed) {
+      // Ended before it started: what was written goes first unless it ended in failure.
+      if (this.failure) controller.close(this.failure);
+      else {
+        controller.write(frames);
+        controller.close();
+      }
+      return;
+    }
+    // Room again for what the mailbox held back while the response had not started.
+    if (this.put(frames) && !this.full) this.drained();
   }
 
-  /** Called whenever the queue has room again after the socket took some of it. */
-  pull(): void {
-    this.stalled = false;
-    if (!this.blocked) return;
-    this.blocked = false;
-    queueMicrotask(() => this.drainListener?.());
-  }
-
+  /** The client went away (Bun cancels the body). */
   cancel(): void {
     this.end(false);
   }
@@ -101,7 +124,7 @@ export class PeerStream implements EventSink, Pingable, UnderlyingDefaultSource<
 
   write(id: number, json: string): boolean {
     if (this.closed) return false;
-    if ((this.controller.desiredSize ?? 0) <= 0) {
+    if (!this.hasRoom) {
       this.blocked = true;
       return false;
     }
@@ -112,7 +135,7 @@ export class PeerStream implements EventSink, Pingable, UnderlyingDefaultSource<
 
   ping(json: string): void {
     if (this.closed) return;
-    if ((this.controller.desiredSize ?? 0) <= 0) {
+    if (!this.hasRoom) {
       // Full for a whole ping interval: nobody reads this stream.
       if (this.stalled) this.abort('the reader stalled');
       this.stalled = true;
@@ -129,24 +152,64 @@ export class PeerStream implements EventSink, Pingable, UnderlyingDefaultSource<
     this.end(false, new Error(reason));
   }
 
+  /** Whether one more frame may be written now. */
+  private get hasRoom(): boolean {
+    return (!this.full && this.controller !== undefined) || this.queued < this.options.maxQueued;
+  }
+
   private send(frame: string): boolean {
+    if (this.controller) return this.put(frame);
+    this.early += frame;
+    this.queued++;
+    return true;
+  }
+
+  /** Writes to the sink; false (and the stream ended) when the client is gone. */
+  private put(frames: string): boolean {
+    const controller = this.controller as ReadableStreamDirectController;
+    let written: number | Promise<number>;
     try {
-      this.controller.enqueue(encoder.encode(frame));
-      return true;
+      written = controller.write(frames);
     } catch {
       this.end(false);
       return false;
     }
+    // The sink answers 0 once its destination has gone.
+    if (written === 0) {
+      this.end(false);
+      return false;
+    }
+    if (this.full) this.queued++;
+    else if (typeof written !== 'number') {
+      this.full = true;
+      this.queued = 1;
+      written.then(
+        () => this.drained(),
+        () => this.end(false),
+      );
+    }
+    return true;
   }
 
-  /** @param graceful let queued events drain before the end; otherwise drop the connection */
+  /** The socket took what the sink held: room again. */
+  private drained(): void {
+    this.full = false;
+    this.queued = 0;
+    this.stalled = false;
+    if (!this.blocked || this.closed) return;
+    this.blocked = false;
+    queueMicrotask(() => this.drainListener?.());
+  }
+
+  /** @param graceful let what was written drain before the end; otherwise drop the connection */
   private end(graceful: boolean, reason?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    this.failure = graceful ? undefined : (reason ?? new Error('stream ended'));
     this.options.heartbeat.delete(this);
     try {
-      if (graceful) this.controller.close();
-      else this.controller.error(reason ?? new Error('stream ended'));
+      if (graceful) this.controller?.close();
+      else this.controller?.close(this.failure);
     } catch {
       // Already closed or errored by the other side.
     }

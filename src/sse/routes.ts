@@ -8,7 +8,7 @@ import { type NativeEdge, nativeRoute } from '../ops/native-route';
 import type { SignallingBackend } from '../sessions/backend';
 import { PeerParams, readPeerParams } from '../sessions/model';
 import type { Heartbeat } from './heartbeat';
-import { PeerStream, STREAM_HEADERS, streamStrategy } from './peer-stream';
+import { PeerStream, STREAM_HEADERS } from './peer-stream';
 
 export interface EventRoutesOptions {
   heartbeat: Heartbeat;
@@ -71,8 +71,8 @@ export class EventStreams {
     private readonly guards: Guards,
     { heartbeat, maxQueued, retryMs }: EventRoutesOptions,
   ) {
-    // One options object and one queuing strategy for every stream.
-    this.streams = { heartbeat, retryMs, strategy: streamStrategy(maxQueued) };
+    // One options object for every stream.
+    this.streams = { heartbeat, retryMs, maxQueued };
   }
 
   async open(

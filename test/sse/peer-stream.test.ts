@@ -1,0 +1,164 @@
+// One stream's own rules, read through its response body (as app.handle's caller reads it) and over a
+// real listener where the socket matters: what is written before the response starts, the bound on
+// what waits once the socket is full, and each way it ends.
+import { afterEach, describe, expect, test } from 'bun:test';
+import { connect, type Socket } from 'node:net';
+import { Heartbeat } from '../../src/sse/heartbeat';
+import { PeerStream } from '../../src/sse/peer-stream';
+import { ManualClock, until } from '../helpers';
+
+const MAX_QUEUED = 4;
+
+function stream(signal?: AbortSignal) {
+  const heartbeat = new Heartbeat(new ManualClock(), 10_000);
+  const ended: string[] = [];
+  const s = new PeerStream({ heartbeat, maxQueued: MAX_QUEUED, retryMs: 1000 }, { signal, onEnd: () => ended.push('end') });
+  return { s, heartbeat, ended };
+}
+
+/** Everything the body gives until it ends, or `until` is in it. */
+async function bodyOf(response: Response, until?: string): Promise<string> {
+  const reader = response.body?.getReader();
+  if (!reader) throw new Error('no body');
+  const decoder = new TextDecoder();
+  let text = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return text;
+    text += decoder.decode(value);
+    if (until && text.includes(until)) {
+      reader.releaseLock();
+      return text;
+    }
+  }
+}
+
+describe('a stream read through its body', () => {
+  test('the retry frame comes first, then what was written before the body was read, then what comes after', async () => {
+    const { s } = stream();
+    s.begin(4);
+    expect(s.write(5, '{"n":5}')).toBe(true);
+    const first = bodyOf(s.response, '"n":6');
+    expect(s.write(6, '{"n":6}')).toBe(true);
+    expect(await first).toBe('retry: 1000\n\nid: 4\n\nid: 5\ndata: {"n":5}\n\nid: 6\ndata: {"n":6}\n\n');
+    s.close();
+    expect(await bodyOf(s.response)).toBe('');
+  });
+
+  test('before the body is read, at most maxQueued frames wait; the rest is refused until it starts, then the mailbox is told', async () => {
+    const { s } = stream();
+    let drains = 0;
+    s.onDrain(() => drains++);
+    for (let id = 1; id <= MAX_QUEUED; id++) expect(s.write(id, `{"n":${id}}`)).toBe(true);
+    expect(s.write(MAX_QUEUED + 1, '{"n":5}')).toBe(false);
+    const text = await bodyOf(s.response, `"n":${MAX_QUEUED}`);
+    expect(text.match(/^id: \d+$/gm)).toEqual(['id: 1', 'id: 2', 'id: 3', 'id: 4']);
+    await until(() => drains === 1, 'the drain');
+    expect(s.write(MAX_QUEUED + 1, '{"n":5}')).toBe(true);
+  });
+
+  test('closed before the body is read: what was written is still given, then the end', async () => {
+    const { s, heartbeat, ended } = stream();
+    let closed = 0;
+    s.onClose(() => closed++);
+    s.write(1, '{"n":1}');
+    s.close();
+    expect([s.isOpen, closed, ended, heartbeat.size]).toEqual([false, 1, ['end'], 0]);
+    expect(await bodyOf(s.response)).toBe('retry: 1000\n\nid: 1\ndata: {"n":1}\n\n');
+    expect(s.write(2, '{"n":2}')).toBe(false);
+  });
+
+  test('aborted before the body is read: the body fails, and nothing written is given', async () => {
+    const { s, ended } = stream();
+    s.write(1, '{"n":1}');
+    s.abort('refused');
+    expect(ended).toEqual(['end']);
+    expect(bodyOf(s.response)).rejects.toThrow('refused');
+  });
+
+  test("the request's abort signal ends it once, however many ways it then ends", () => {
+    const controller = new AbortController();
+    const { s, ended } = stream(controller.signal);
+    controller.abort();
+    s.close();
+    s.abort('again');
+    expect([s.isOpen, ended]).toEqual([false, ['end']]);
+  });
+});
+
+describe('a stream over a real listener', () => {
+  const stops: (() => void)[] = [];
+  afterEach(() => {
+    for (const stop of stops.splice(0)) stop();
+  });
+
+  /** A listener whose every request gets `s`'s response, and a raw client that reads until told to stop. */
+  async function served(s: PeerStream) {
+    const server = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      fetch(request, srv) {
+        srv.timeout(request, 0);
+        return s.response;
+      },
+    });
+    const socket: Socket = connect(server.port as number, '127.0.0.1');
+    socket.on('error', () => {});
+    let received = '';
+    socket.on('data', (d) => {
+      received += d.toString('latin1');
+    });
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    stops.push(() => {
+      socket.destroy();
+      server.stop(true);
+    });
+    socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await until(() => received.includes('retry: 1000'), 'the retry frame');
+    return { socket, closed, received: () => received };
+  }
+
+  test('once the socket is full, maxQueued frames more are taken, then none until it drains; then all of them arrive', async () => {
+    const { s } = stream();
+    let drains = 0;
+    s.onDrain(() => drains++);
+    const client = await served(s);
+    client.socket.pause();
+    const payload = JSON.stringify('x'.repeat(16_000));
+    let id = 0;
+    // Socket buffers take a few MB before the sink says it is full.
+    while (s.write(id + 1, payload)) id++;
+    expect(id).toBeGreaterThan(MAX_QUEUED);
+    expect(s.write(id + 1, payload)).toBe(false);
+    expect(drains).toBe(0);
+    client.socket.resume();
+    await until(() => drains === 1, 'the drain', 10_000);
+    expect(s.write(id + 1, payload)).toBe(true);
+    await until(() => client.received().includes(`id: ${id + 1}\n`), 'every frame', 10_000);
+  });
+
+  test('full at two pings in a row: the reader stalled, and the stream is cut', async () => {
+    const { s, ended } = stream();
+    const client = await served(s);
+    client.socket.pause();
+    const payload = JSON.stringify('x'.repeat(16_000));
+    let id = 0;
+    while (s.write(id + 1, payload)) id++;
+    s.ping('{"type":"ping"}');
+    expect(s.isOpen).toBe(true);
+    s.ping('{"type":"ping"}');
+    expect([s.isOpen, ended]).toEqual([false, ['end']]);
+    // Cut, not ended: the response never gets its last chunk.
+    client.socket.resume();
+    await client.closed;
+    expect(client.received()).not.toContain('\r\n0\r\n\r\n');
+  });
+
+  test('a client that goes away ends the stream', async () => {
+    const { s, ended } = stream();
+    const client = await served(s);
+    client.socket.destroy();
+    await until(() => ended.length === 1, 'the end');
+    expect(s.write(1, '{}')).toBe(false);
+  });
+});
