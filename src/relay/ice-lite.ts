@@ -4,7 +4,8 @@
 // - it writes `a=ice-lite` into every media section, where browsers do not read it;
 // - it answers, and acts on, any binding request: it verifies MESSAGE-INTEGRITY on responses only;
 // - it takes a pair only once nominated, a check interval after the browser could have started DTLS;
-// - it hands any datagram that is not STUN, from any address, to DTLS and SRTP.
+// - it hands any datagram that is not STUN, from any address, to DTLS and SRTP;
+// - it drops a ClientHello that comes before its DTLS server starts.
 import type { RTCPeerConnection } from 'werift';
 import { parseMessage } from 'werift';
 
@@ -60,16 +61,49 @@ const guarded = new WeakSet<object>();
  * lite connection selects on the first check. Called again as sockets appear (each new candidate).
  */
 export function guardChecks(pc: RTCPeerConnection): void {
-  for (const transport of pc.iceTransports) {
-    const connection = transport.connection as unknown as IceConnection;
+  for (const dtls of pc.dtlsTransports) {
+    const connection = dtls.iceTransport.connection as unknown as IceConnection;
     for (const protocol of connection.protocols) {
       if (guarded.has(protocol)) continue;
       guarded.add(protocol);
       authenticate(connection, protocol);
-      fromPairsOnly(connection, protocol);
+      fromPairsOnly(connection, protocol, dtls);
     }
     if (connection.iceLite) selectOnFirstCheck(connection);
   }
+}
+
+/** DTLS records held for a connection whose DTLS has not started: at most this many. */
+export const MAX_EARLY_DTLS = 4;
+type DtlsTransport = RTCPeerConnection['dtlsTransports'][number];
+const early = new WeakMap<DtlsTransport, (() => void)[]>();
+
+/**
+ * Holds a DTLS record that comes before `dtls` has started, and hands it on once it has: a browser
+ * checks as soon as it has the server's candidates, which are in the offer, and may finish ICE and
+ * send its ClientHello before the server has even applied its answer; werift, with no DTLS server
+ * yet, dropped it, and the browser sent it again only after its retransmission timer (250 ms seen).
+ * False when `dtls` has started: the record goes on now.
+ */
+function heldUntilStarted(dtls: DtlsTransport, deliver: () => void): boolean {
+  if (dtls.state !== 'new') return false;
+  let held = early.get(dtls);
+  if (!held) {
+    const queue: (() => void)[] = [];
+    held = queue;
+    early.set(dtls, queue);
+    const { unSubscribe } = dtls.onStateChange.subscribe((state) => {
+      if (state === 'new') return;
+      unSubscribe();
+      early.delete(dtls);
+      // werift makes its DTLS server just after it says "connecting", in the same task.
+      queueMicrotask(() => {
+        for (const record of queue) record();
+      });
+    });
+  }
+  if (held.length < MAX_EARLY_DTLS) held.push(deliver);
+  return true;
 }
 
 /**
@@ -83,23 +117,46 @@ function authenticate(connection: IceConnection, protocol: Protocol): void {
   if (!requests) return;
   const execute = requests.execute;
   requests.execute = (message, addr, data) => {
-    if (authentic(connection, message, data)) execute(message, addr, data);
+    if (!authentic(connection, message, data)) return;
+    checkedFrom(connection).add(addressKey(addr));
+    execute(message, addr, data);
   };
 }
 
 /**
+ * The addresses that sent a connection an authentic check. werift makes a pair of one only once it
+ * has the peer's answer, and a browser that has the server's candidates in the offer may check, and
+ * start DTLS, before the server has applied it. Bounded by what can be proved: each needs the password.
+ */
+const checked = new WeakMap<IceConnection, Set<string>>();
+function checkedFrom(connection: IceConnection): Set<string> {
+  let addresses = checked.get(connection);
+  if (!addresses) {
+    addresses = new Set();
+    checked.set(connection, addresses);
+  }
+  return addresses;
+}
+const addressKey = ([host, port]: Address) => `${host}|${port}`;
+
+/**
  * DTLS and media are taken from the addresses of the connection's candidate pairs only: those the
- * peer's signalling named and those it checked from with the password. werift took a datagram from
+ * peer's signalling named and those it checked from with the password (`checkedFrom`). werift took a datagram from
  * anywhere: a ClientHello from anyone who reached the port restarted the DTLS handshake of a
  * connected viewer, and every datagram cost its parsing. STUN goes on to `authenticate`.
  */
-function fromPairsOnly(connection: IceConnection, protocol: Protocol): void {
+function fromPairsOnly(connection: IceConnection, protocol: Protocol, dtls: DtlsTransport): void {
   const received = protocol.datagramReceived;
   if (!received) return;
-  const paired = ([host, port]: Address) => connection.checkList.some(({ remoteAddr }) => remoteAddr[1] === port && remoteAddr[0] === host);
+  const paired = (addr: Address) =>
+    connection.checkList.some(({ remoteAddr }) => remoteAddr[1] === addr[1] && remoteAddr[0] === addr[0]) || (checked.get(connection)?.has(addressKey(addr)) ?? false);
   protocol.datagramReceived = (data, addr) => {
     // A STUN message's first byte is 0 to 3, DTLS's 20 to 63, RTP's and RTCP's 128 to 191 (RFC 7983).
-    if ((data[0] ?? 0) < 4 || paired(addr)) received.call(protocol, data, addr);
+    const first = data[0] ?? 0;
+    if (first < 4) return received.call(protocol, data, addr);
+    if (!paired(addr)) return;
+    const deliver = () => received.call(protocol, data, addr);
+    if (first >= 64 || !heldUntilStarted(dtls, deliver)) deliver();
   };
 }
 

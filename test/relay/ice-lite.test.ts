@@ -4,7 +4,7 @@
 // UDP socket speaking STUN by hand, so that each check is exactly the one a browser sends.
 import { afterEach, describe, expect, test } from 'bun:test';
 import { createSocket, type Socket } from 'node:dgram';
-import { Message, parseMessage } from 'werift';
+import { DtlsClient, Message, parseMessage, RTCDtlsTransport } from 'werift';
 import { type Clock, systemClock } from '../../src/clock';
 import { defaultConfig } from '../../src/config';
 import { iceLiteAtSessionLevel } from '../../src/relay/ice-lite';
@@ -47,6 +47,34 @@ describe('a relay connection meeting a browser-like peer', () => {
     return { link, sent };
   }
 
+  /** A browser's answer to the server's offer: its own credentials, the DTLS client, receiving. */
+  const answerTo = (offer: string) =>
+    offer
+      .replace(/^a=ice-lite\r\n/gm, '')
+      .replace(/^a=ice-ufrag:.*$/gm, `a=ice-ufrag:${PEER_UFRAG}`)
+      .replace(/^a=ice-pwd:.*$/gm, `a=ice-pwd:${PEER_PWD}`)
+      .replace(/^a=setup:actpass/gm, 'a=setup:active')
+      .replace(/^a=sendonly/gm, 'a=recvonly');
+
+  /** The first ClientHello of a werift DTLS client, as bytes (the client is stopped at once). */
+  async function clientHello(): Promise<Buffer> {
+    const certificate = await RTCDtlsTransport.SetupCertificate();
+    let hello: Buffer | undefined;
+    const transport = { type: 'udp', address: {}, send: (data: Buffer) => void (hello ??= Buffer.from(data)), onData: () => {}, close: () => {} };
+    const client = new DtlsClient({
+      cert: certificate.certPem,
+      key: certificate.privateKey,
+      signatureHash: certificate.signatureHash,
+      transport: transport as never,
+      srtpProfiles: [1],
+      extendedMasterSecret: true,
+    });
+    client.connect().catch(() => undefined);
+    await until(() => hello !== undefined, 'a ClientHello', 2000);
+    client.close();
+    return hello as Buffer;
+  }
+
   /** The offer's `a=candidate` lines, split into their fields. */
   const offeredCandidates = (sdp: string) => [...sdp.matchAll(/^a=candidate:(.*?)\r?$/gm)].map((m) => (m[1] ?? '').split(' '));
 
@@ -68,13 +96,7 @@ describe('a relay connection meeting a browser-like peer', () => {
     const offer = offered() ?? '';
     const ufrag = /^a=ice-ufrag:(\S+)/m.exec(offer)?.[1] ?? '';
     const pwd = /^a=ice-pwd:(\S+)/m.exec(offer)?.[1] ?? '';
-    const answer = offer
-      .replace(/^a=ice-lite\r\n/gm, '')
-      .replace(/^a=ice-ufrag:.*$/gm, `a=ice-ufrag:${PEER_UFRAG}`)
-      .replace(/^a=ice-pwd:.*$/gm, `a=ice-pwd:${PEER_PWD}`)
-      .replace(/^a=setup:actpass/gm, 'a=setup:active')
-      .replace(/^a=sendonly/gm, 'a=recvonly');
-    link.handle({ type: 'answer', sdp: answer });
+    link.handle({ type: 'answer', sdp: answerTo(offer) });
     await until(() => link.pc.iceConnectionState === 'checking', 'ICE checking', 4000);
     const [server] = candidates() as [Candidate];
     return { link, offer, server, candidates: candidates(), ufrag, pwd, sockets: entry.sockets };
@@ -203,6 +225,30 @@ describe('a relay connection meeting a browser-like peer', () => {
       const checked = await check(candidate, ufrag, pwd, sockets, false);
       expect(checked).toMatchObject({ ok: true, answeredFrom: candidate });
     }
+  });
+
+  test('a ClientHello that comes before the server has applied the answer is answered once its DTLS starts, without being sent again', async () => {
+    // A browser has the server's candidates in the offer: it may check, connect and start DTLS while
+    // its answer is still on the way to the server.
+    const { link, sent } = offering();
+    await until(() => sent.some((m) => m.type === 'offer'), 'the offer', 4000);
+    const offer = sent.find((m) => m.type === 'offer')?.payload.sdp ?? '';
+    const [fields] = offeredCandidates(offer);
+    const server = { address: fields?.[4] ?? '', port: Number(fields?.[5]) };
+    const ufrag = /^a=ice-ufrag:(\S+)/m.exec(offer)?.[1] ?? '';
+    const pwd = /^a=ice-pwd:(\S+)/m.exec(offer)?.[1] ?? '';
+    const sockets = opened.at(-1)?.sockets ?? [];
+    expect((await check(server, ufrag, pwd, sockets, false)).ok).toBe(true);
+    const socket = sockets.at(-1) as Socket;
+    const records: Buffer[] = [];
+    socket.on('message', (data) => records.push(data));
+    socket.send(await clientHello(), server.port, server.address);
+    // Sent, and then the answer comes: the server's DTLS starts only now.
+    await Bun.sleep(20);
+    expect(link.pc.dtlsTransports[0]?.state).toBe('new');
+    link.handle({ type: 'answer', sdp: answerTo(offer) });
+    // Its HelloVerifyRequest (handshake type 3), to the one ClientHello.
+    await until(() => records.some((r) => r[0] === 22 && r[13] === 3), 'the HelloVerifyRequest', 2000);
   });
 
   test('DTLS and media are taken from a checked address only, not from anyone who reaches the port', async () => {
