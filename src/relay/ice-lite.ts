@@ -141,9 +141,10 @@ const addressKey = ([host, port]: Address) => `${host}|${port}`;
 
 /**
  * DTLS and media are taken from the addresses of the connection's candidate pairs only: those the
- * peer's signalling named and those it checked from with the password (`checkedFrom`). werift took a datagram from
- * anywhere: a ClientHello from anyone who reached the port restarted the DTLS handshake of a
- * connected viewer, and every datagram cost its parsing. STUN goes on to `authenticate`.
+ * peer's signalling named and those it checked from with the password (`checkedFrom`). werift took a
+ * datagram from anywhere: a ClientHello from anyone who reached the port restarted the
+ * DTLS handshake of a connected viewer, and every datagram cost its parsing. STUN goes on to
+ * `authenticate`.
  */
 function fromPairsOnly(connection: IceConnection, protocol: Protocol, dtls: DtlsTransport): void {
   const received = protocol.datagramReceived;

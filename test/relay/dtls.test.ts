@@ -103,6 +103,7 @@ describe('DTLS key exchange', () => {
 const handshakeType = (record: Buffer) => (record[0] === 22 && record.length > 13 ? record[13] : undefined);
 const CLIENT_HELLO = 1;
 const HELLO_VERIFY_REQUEST = 3;
+const SERVER_HELLO = 2;
 
 interface PathOptions {
   /** May change a datagram on its way (someone on the path). */
@@ -166,10 +167,10 @@ async function rsaCertificate(): Promise<RTCCertificate> {
   return new RTCCertificate(keyPem, certPem, signatureHash);
 }
 
-/** A DTLS transport of `role` over `ice`, trusting the one certificate both ends use. */
-async function dtlsEnd(role: 'client' | 'server', ice: unknown, given?: RTCCertificate): Promise<RTCDtlsTransport> {
+/** A DTLS transport of `role` over `ice`, trusting the one certificate both ends use; `config` is werift's PeerConfig. */
+async function dtlsEnd(role: 'client' | 'server', ice: unknown, given?: RTCCertificate, config: object = {}): Promise<RTCDtlsTransport> {
   const certificate = given ?? (await RTCDtlsTransport.SetupCertificate());
-  const transport = new RTCDtlsTransport({} as never, { connection: ice, role: role === 'server' ? 'controlling' : 'controlled' } as never, certificate, []);
+  const transport = new RTCDtlsTransport(config as never, { connection: ice, role: role === 'server' ? 'controlling' : 'controlled' } as never, certificate, []);
   transport.role = role;
   transport.setRemoteParams(
     new RTCDtlsParameters(
@@ -203,10 +204,10 @@ afterEach(async () => {
   await Promise.all(started.splice(0).map((t) => t.stop().catch(() => undefined)));
 });
 
-/** A client and a server over `path`; `certificate` is both ends' (werift's ECDSA one by default). */
-async function ends(path: ReturnType<typeof datagramPath>, certificate?: RTCCertificate) {
+/** A client and a server over `path`; `certificate` is both ends' (werift's ECDSA one by default), `serverConfig` the server's PeerConfig. */
+async function ends(path: ReturnType<typeof datagramPath>, certificate?: RTCCertificate, serverConfig?: object) {
   const client = await dtlsEnd('client', path.clientIce, certificate);
-  const server = await dtlsEnd('server', path.serverIce, certificate);
+  const server = await dtlsEnd('server', path.serverIce, certificate, serverConfig);
   started.push(client, server);
   return { client, server };
 }
@@ -263,6 +264,27 @@ describe('DTLS peer authentication', () => {
     await Promise.all([client.start(), server.start()]);
     expect([client.state, server.state]).toEqual(['connected', 'connected']);
     expect((await withAltered(CERTIFICATE_VERIFY, 'server', certificate)).outcome).toContain('does not verify');
+  });
+});
+
+describe('DTLS server without the cookie exchange (the relay: dtls.helloVerify false)', () => {
+  test('flight 4 answers the first ClientHello: one ClientHello, no HelloVerifyRequest, and both ends connect', async () => {
+    const path = datagramPath();
+    const { client, server } = await ends(path, undefined, { dtls: { helloVerify: false } });
+    await Promise.all([client.start(), server.start()]);
+    expect([client.state, server.state]).toEqual(['connected', 'connected']);
+    expect(path.client.sent.filter((s) => s.type === CLIENT_HELLO)).toHaveLength(1);
+    expect(path.server.sent.filter((s) => s.type === HELLO_VERIFY_REQUEST)).toEqual([]);
+    expect(path.server.sent[0]?.type).toBe(SERVER_HELLO);
+  });
+
+  test('a ClientHello sent again (its answer lost or slow) gets the same flight 4, and the handshake completes', async () => {
+    // Both ClientHellos reach the server before its answer reaches the client.
+    const path = datagramPath({ holdToServerUntil: (sent) => sent.filter((s) => s.type === CLIENT_HELLO).length >= 2 });
+    const { client, server } = await ends(path, undefined, { dtls: { helloVerify: false } });
+    await Promise.all([client.start(), server.start()]);
+    expect([client.state, server.state]).toEqual(['connected', 'connected']);
+    expect(path.server.sent.filter((s) => s.type === SERVER_HELLO).length).toBeGreaterThanOrEqual(2);
   });
 });
 
