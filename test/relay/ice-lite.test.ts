@@ -273,6 +273,29 @@ describe('a relay connection meeting a browser-like peer', () => {
     expect(taken).toEqual([22, 0x80]);
   });
 
+  test("the server's DTLS answers go to the pair a check selected, never to where a ClientHello came from: no certificate to an address nobody proved", async () => {
+    const { link, server, ufrag, pwd, sockets } = await answeredLink();
+    expect((await check(server, ufrag, pwd, sockets, false)).ok).toBe(true);
+    const selected = sockets.at(-1) as Socket;
+    await until(() => link.pc.dtlsTransports[0]?.state === 'connecting', 'DTLS started', 2000);
+    // Another address, one the peer's signalling named (anyone's, as far as the server knows).
+    const named = createSocket('udp4');
+    sockets.push(named);
+    await new Promise<void>((resolve) => named.bind(0, '127.0.0.1', resolve));
+    const port = named.address().port;
+    link.handle({ type: 'ice-candidate', candidate: { candidate: `candidate:1 1 udp 2122260223 127.0.0.1 ${port} typ host`, sdpMid: '0', sdpMLineIndex: 0 } });
+    const connection = link.pc.iceTransports[0]?.connection as unknown as { checkList: { remoteAddr: [string, number] }[] };
+    await until(() => connection.checkList.some((pair) => pair.remoteAddr[1] === port), 'the named pair', 2000);
+    const toNamed: Buffer[] = [];
+    const toSelected: Buffer[] = [];
+    named.on('message', (data) => toNamed.push(data));
+    selected.on('message', (data) => toSelected.push(data));
+    named.send(await clientHello(), server.port, server.address);
+    await until(() => toSelected.some((r) => r[0] === 22 && r[13] === 2), 'the ServerHello, on the selected pair', 2000);
+    await Bun.sleep(100);
+    expect(toNamed).toEqual([]);
+  });
+
   test('a later nomination of another pair is followed', async () => {
     const { link, server, ufrag, pwd, sockets } = await answeredLink();
     const first = await check(server, ufrag, pwd, sockets, false);
