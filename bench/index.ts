@@ -114,6 +114,20 @@ function environment(): string {
 }
 
 /**
+ * A "Rows of" line of an earlier `--only` run, less the benchmarks this run measures again: those rows
+ * are this run's now, the others are still that run's. No line when none of its benchmarks is left.
+ */
+function withoutRerun(line: string, rerun: readonly string[]): string[] {
+  const prefix = '- Rows of ';
+  const colon = line.indexOf(': ');
+  if (!line.startsWith(prefix) || colon < 0) return [line];
+  const named = line.slice(prefix.length, colon).split(', ');
+  const left = named.filter((name) => !rerun.includes(name));
+  if (left.length === named.length) return [line];
+  return left.length === 0 ? [] : [`${prefix}${left.join(', ')}${line.slice(colon)}`];
+}
+
+/**
  * Replaces the figures section of BENCHMARKS.md (between its markers), or puts one at its top. A run of
  * some benchmarks (`--only`) replaces only their rows, and says when they were measured below the
  * environment of the rest.
@@ -136,7 +150,7 @@ function writeFigures(table: string): void {
       .slice(0, tableAt)
       .trim()
       .split('\n')
-      .filter((line) => !(line.startsWith('- Rows of ') && names.some((name) => line.includes(name))));
+      .flatMap((line) => withoutRerun(line, names));
     section = `${START}\n${[...lines, note].join('\n')}\n\n${mergeTables(previous.slice(tableAt), table)}\n${END}`;
   }
   const next = at >= 0 && end > at ? text.slice(0, at) + section + text.slice(end + END.length) : text.replace(/^(# .*\n)/, `$1\n## \`bun run bench\`\n\n${section}\n\n`);
