@@ -118,7 +118,8 @@ function authenticate(connection: IceConnection, protocol: Protocol): void {
   const execute = requests.execute;
   requests.execute = (message, addr, data) => {
     if (!authentic(connection, message, data)) return;
-    checkedFrom(connection).add(addressKey(addr));
+    const addresses = checkedFrom(connection);
+    if (addresses.size < MAX_CHECKED_ADDRESSES) addresses.add(addressKey(addr));
     execute(message, addr, data);
   };
 }
@@ -126,8 +127,10 @@ function authenticate(connection: IceConnection, protocol: Protocol): void {
 /**
  * The addresses that sent a connection an authentic check. werift makes a pair of one only once it
  * has the peer's answer, and a browser that has the server's candidates in the offer may check, and
- * start DTLS, before the server has applied it. Bounded by what can be proved: each needs the password.
+ * start DTLS, before the server has applied it. Each needs the password, and a peer has a few
+ * candidates: past `MAX_CHECKED_ADDRESSES` (a peer checking from port after port) no more are kept.
  */
+export const MAX_CHECKED_ADDRESSES = 16;
 const checked = new WeakMap<IceConnection, Set<string>>();
 function checkedFrom(connection: IceConnection): Set<string> {
   let addresses = checked.get(connection);
