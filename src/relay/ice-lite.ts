@@ -74,19 +74,17 @@ export function guardChecks(pc: RTCPeerConnection): void {
 }
 
 /** DTLS records held for a connection whose DTLS has not started: at most this many. */
-export const MAX_EARLY_DTLS = 4;
+const MAX_EARLY_DTLS = 4;
 type DtlsTransport = RTCPeerConnection['dtlsTransports'][number];
 const early = new WeakMap<DtlsTransport, (() => void)[]>();
 
 /**
- * Holds a DTLS record that comes before `dtls` has started, and hands it on once it has: a browser
- * checks as soon as it has the server's candidates, which are in the offer, and may finish ICE and
- * send its ClientHello before the server has even applied its answer; werift, with no DTLS server
- * yet, dropped it, and the browser sent it again only after its retransmission timer (250 ms seen).
- * False when `dtls` has started: the record goes on now.
+ * Holds a DTLS record that came before `dtls` started, and hands it on once it has: a browser checks
+ * as soon as it has the server's candidates, which are in the offer, and may finish ICE and send its
+ * ClientHello before the server has even applied its answer; werift, with no DTLS server yet, dropped
+ * it, and the browser sent it again only after its retransmission timer (250 ms seen).
  */
-function heldUntilStarted(dtls: DtlsTransport, deliver: () => void): boolean {
-  if (dtls.state !== 'new') return false;
+function holdUntilStarted(dtls: DtlsTransport, deliver: () => void): void {
   let held = early.get(dtls);
   if (!held) {
     const queue: (() => void)[] = [];
@@ -103,7 +101,6 @@ function heldUntilStarted(dtls: DtlsTransport, deliver: () => void): boolean {
     });
   }
   if (held.length < MAX_EARLY_DTLS) held.push(deliver);
-  return true;
 }
 
 /**
@@ -130,7 +127,7 @@ function authenticate(connection: IceConnection, protocol: Protocol): void {
  * start DTLS, before the server has applied it. Each needs the password, and a peer has a few
  * candidates: past `MAX_CHECKED_ADDRESSES` (a peer checking from port after port) no more are kept.
  */
-export const MAX_CHECKED_ADDRESSES = 16;
+const MAX_CHECKED_ADDRESSES = 16;
 const checked = new WeakMap<IceConnection, Set<string>>();
 function checkedFrom(connection: IceConnection): Set<string> {
   let addresses = checked.get(connection);
@@ -159,8 +156,8 @@ function fromPairsOnly(connection: IceConnection, protocol: Protocol, dtls: Dtls
     const first = data[0] ?? 0;
     if (first < 4) return received.call(protocol, data, addr);
     if (!paired(addr)) return;
-    const deliver = () => received.call(protocol, data, addr);
-    if (first >= 64 || !heldUntilStarted(dtls, deliver)) deliver();
+    if (first >= 64 || dtls.state !== 'new') received.call(protocol, data, addr);
+    else holdUntilStarted(dtls, () => received.call(protocol, data, addr));
   };
 }
 

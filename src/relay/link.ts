@@ -217,7 +217,7 @@ export class ServerLink {
  * `sdp` with `candidates` (`candidate:…` values) in each media section, after its own: the sections of
  * a bundle share one transport, and werift lists its candidates in each.
  */
-export function withCandidates(sdp: string, candidates: readonly string[]): string {
+function withCandidates(sdp: string, candidates: readonly string[]): string {
   if (candidates.length === 0) return sdp;
   const lines = candidates.map((c) => `a=${c}\r\n`).join('');
   // Before each section's ICE credentials, where werift writes its candidates.

@@ -8,7 +8,7 @@ import { DtlsClient, Message, parseMessage, RTCDtlsTransport } from 'werift';
 import { type Clock, systemClock } from '../../src/clock';
 import { defaultConfig } from '../../src/config';
 import { iceLiteAtSessionLevel } from '../../src/relay/ice-lite';
-import { OFFER_GATHER_MS, ServerLink } from '../../src/relay/link';
+import { OFFER_GATHER_MS, ServerLink, udpSockets } from '../../src/relay/link';
 import { viewerConfig } from '../../src/relay/settings';
 import { ManualClock, until } from '../helpers';
 
@@ -242,9 +242,12 @@ describe('a relay connection meeting a browser-like peer', () => {
     const socket = sockets.at(-1) as Socket;
     const records: Buffer[] = [];
     socket.on('message', (data) => records.push(data));
+    // The server's socket has read it (its listeners run after werift's), and then the answer comes:
+    // the server's DTLS starts only now.
+    const serverSocket = udpSockets(link.pc).find((s) => s.address().port === server.port);
+    const read = new Promise((resolve) => serverSocket?.once('message', resolve));
     socket.send(await clientHello(), server.port, server.address);
-    // Sent, and then the answer comes: the server's DTLS starts only now.
-    await Bun.sleep(20);
+    await read;
     expect(link.pc.dtlsTransports[0]?.state).toBe('new');
     link.handle({ type: 'answer', sdp: answerTo(offer) });
     // Its ServerHello (handshake type 2), to the one ClientHello: no HelloVerifyRequest (type 3) first,

@@ -73,7 +73,7 @@ describe('a stream read through its body', () => {
     s.write(1, '{"n":1}');
     s.abort('refused');
     expect(ended).toEqual(['end']);
-    expect(bodyOf(s.response)).rejects.toThrow('refused');
+    await expect(bodyOf(s.response)).rejects.toThrow('refused');
   });
 
   test("the request's abort signal ends it once, however many ways it then ends", () => {
