@@ -5,7 +5,9 @@
 //                      role=publish, Start stream pressed) offers to each viewer. First request: POST /register.
 //   switchboard relay  the same in a relay session (`mode=relay`): the publisher streams to the server before
 //                      the first viewer comes, and the server offers to each viewer. Its server process has
-//                      had no relay session before, so its first viewer is reported on its own (cold).
+//                      had no relay session before, so its first viewer is reported on its own (cold),
+//                      with the first viewers of a few more fresh processes (one sample alone moves
+//                      with the page's own phases by more than the server could add).
 //   PeerJS             PeerJS's browser client (`peerjs`) against its server (`peer`), bench/pages/peerjs-client.ts:
 //                      the viewer calls the publisher with a receive-only offer. First request: its WebSocket.
 // The phases (src/client/sdk/timeline.ts, the same code on every page): registered (POST /register answered,
@@ -40,6 +42,8 @@ const BENCH = 'Time to first frame (Chromium viewers)';
 const here = import.meta.dir;
 /** A viewer with no frame on screen by then counts as failed. */
 const VIEWER_TIMEOUT_MS = 20_000;
+/** Fresh relay server processes, after the rounds, each with a publisher and one viewer: more first viewers of a process. */
+const COLD_PROCESSES = 3;
 /** The goals: a relay viewer's p50, and relay against mesh. */
 const RELAY_P50_GOAL_MS = 250;
 const RELAY_TO_MESH_GOAL = 0.6;
@@ -256,7 +260,7 @@ async function cacheReplays(server: ServerProcess): Promise<number> {
 }
 
 /** The rows of one system; a relay's first viewer (the first of its process) also on its own. */
-function systemRows(system: System, { measured, failed, firstError }: Outcome): Row[] {
+function systemRows(system: System, { measured, failed, firstError }: Outcome, cold?: Outcome): Row[] {
   const totals = measured.map((m) => m.shownMs);
   const count = `${measured.length} viewers${failed ? `, ${failed} failed: ${firstError}` : ''}`;
   const row = (figure: string, value: number, extra: Partial<Row> = {}): Row => ({ bench: BENCH, subject: system.subject, figure, value, unit: 'ms', ...extra });
@@ -267,11 +271,21 @@ function systemRows(system: System, { measured, failed, firstError }: Outcome): 
     row('max', totals.length ? Math.max(...totals) : Number.NaN),
   ];
   if (relay) {
+    // The first viewer of every fresh process: this run's, and those of the processes started for it.
+    const firsts = [...measured.slice(0, 1), ...(cold?.measured ?? [])];
+    const coldFailed = cold?.failed ? `; ${cold.failed} failed: ${cold.firstError}` : '';
     rows.push(
-      row('first viewer of the process (cold)', totals[0] ?? Number.NaN, {
-        goal: { op: '<=', value: RELAY_P50_GOAL_MS },
-        note: measured[0] ? phaseMedians(measured.slice(0, 1)).replace('p50 by phase', 'phases') : undefined,
-      }),
+      row(
+        'first viewer of the process (cold), p50',
+        quantile(
+          firsts.map((m) => m.shownMs),
+          0.5,
+        ),
+        {
+          goal: { op: '<=', value: RELAY_P50_GOAL_MS },
+          note: firsts.length ? `${firsts.length} fresh processes: ${firsts.map((m) => Math.round(m.shownMs)).join(', ')} ms; ${phaseMedians(firsts)}${coldFailed}` : undefined,
+        },
+      ),
       row('p50 of the other viewers', quantile(totals.slice(1), 0.5)),
     );
   }
@@ -292,6 +306,7 @@ export async function benchFirstFrame(options: { smoke: boolean; log: (line: str
   let publisher: BrowserContext | undefined;
   let browser: Browser | undefined;
   const outcomes = systems.map((): Outcome => ({ measured: [], failed: 0 }));
+  const cold: Outcome = { measured: [], failed: 0 };
   let replays = Number.NaN;
   try {
     servers.push(...(await Promise.all(systems.map((system) => system.server()))));
@@ -307,13 +322,26 @@ export async function benchFirstFrame(options: { smoke: boolean; log: (line: str
     }
     const relay = systems.findIndex((s) => s.subject === 'switchboard relay');
     replays = await cacheReplays(servers[relay] as ServerProcess);
+    const relaySystem = systems[relay] as System;
+    for (let k = 1; k <= (options.smoke ? 0 : COLD_PROCESSES); k++) {
+      const fresh = await relaySystem.server();
+      try {
+        const round = rounds + k;
+        publisher = await relaySystem.publish(browser, fresh, round);
+        await measureViewer(relaySystem, browser, fresh, (round - 1) * perRound + 1, round, cold, options.log);
+        await publisher.close();
+        publisher = undefined;
+      } finally {
+        await fresh.stop();
+      }
+    }
   } finally {
     await publisher?.close().catch(() => undefined);
     await browser?.close();
     await Promise.all(servers.map((server) => server.stop()));
     pages.stop();
   }
-  const rows = systems.flatMap((system, i) => systemRows(system, outcomes[i] as Outcome));
+  const rows = systems.flatMap((system, i) => systemRows(system, outcomes[i] as Outcome, system.subject === 'switchboard relay' ? cold : undefined));
   // What proves a relay viewer's first frame did not wait for a keyframe: the server replayed its cache.
   if (Number.isFinite(replays))
     rows.push({ bench: BENCH, subject: 'switchboard relay', figure: 'viewers sent the keyframe cache', value: replays, unit: 'viewers', note: `of ${viewers}` });
