@@ -2,14 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Subprocess } from 'bun';
-
-/** A free TCP port on 127.0.0.1: one the system hands out, released for the server to take. */
-function freePort(): number {
-  const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
-  const { port } = probe;
-  probe.stop(true);
-  return port;
-}
+import { freePort } from '../fixtures/ports';
 
 export interface RedisServerOptions {
   /** Append-only file with fsync on every write: a restart keeps everything acknowledged. */

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Subprocess } from 'bun';
 import { selfSignedCertificate } from '../fixtures/certificate';
+import { freePort } from '../fixtures/ports';
 import { ManualClock, type Running, startServer } from '../helpers';
 
 const sample = join(import.meta.dir, '..', '..', 'deploy', 'nginx.conf');
@@ -17,14 +18,6 @@ let base = '';
 let ca = '';
 /** Where the sample's own access log goes. */
 const accessLog = join(prefix, 'switchboard.access.log');
-
-/** A port nobody listens on right now. */
-function freePort(): number {
-  const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
-  const { port } = probe;
-  probe.stop(true);
-  return port;
-}
 
 /** Replaces `from` in `text`, failing loudly if the sample no longer has it. */
 function change(text: string, from: string | RegExp, to: string): string {
