@@ -10,6 +10,12 @@ export interface NativeAnswer {
   type: string;
 }
 
+/** What a route served by Bun itself answers with a body of its own (an event stream): the body and its headers, to which the edge adds its own. */
+export interface NativeStream {
+  body: ReadableStream | null;
+  headers: Readonly<Record<string, string>>;
+}
+
 /** A request as Bun's router hands it over: with the path's parameters (a `BunRequest` is one). */
 export type RoutedRequest = Request & { readonly params: Readonly<Record<string, string>> };
 
@@ -18,7 +24,7 @@ export interface NativeEdge {
   cors: CorsHeaders;
 }
 
-/** A response made elsewhere (a refusal, a stream), given the CORS headers and the request id. */
+/** A response made elsewhere (a refusal), given the CORS headers and the request id. */
 function withEdgeHeaders(response: Response, corsHeaders: Readonly<Record<string, string>>, requestId: string): Response {
   for (const [name, value] of Object.entries(corsHeaders)) response.headers.set(name, value);
   response.headers.set(REQUEST_ID_HEADER, requestId);
@@ -35,8 +41,8 @@ export function nativeRoute(
   edge: NativeEdge,
   route: string,
   method: string,
-  /** A refusal is thrown; a Response (an event stream) is sent with the edge's headers added. */
-  handle: (request: RoutedRequest, server: Server<unknown>) => Promise<NativeAnswer | Response>,
+  /** A refusal is thrown; a stream is answered with its headers and the edge's. */
+  handle: (request: RoutedRequest, server: Server<unknown>) => Promise<NativeAnswer | NativeStream>,
 ): (request: RoutedRequest, server: Server<unknown>) => Promise<Response> {
   const { telemetry, cors } = edge;
   // The headers of a text answer but its request id, per CORS record (one per listed origin) and
@@ -62,8 +68,13 @@ export function nativeRoute(
     const corsHeaders = cors(request.headers.get('origin'));
     try {
       const answer = await handle(request, server);
+      if ('body' in answer) {
+        telemetry.answered(method, route, 200, requestId, request.params, undefined);
+        // Every header in the init: a response's headers read or set after it is made become an object
+        // of their own, which would live as long as the stream (a few hundred bytes each).
+        return new Response(answer.body, { headers: { ...answer.headers, ...corsHeaders, [REQUEST_ID_HEADER]: requestId } });
+      }
       telemetry.answered(method, route, answer.status, requestId, request.params, undefined);
-      if (answer instanceof Response) return withEdgeHeaders(answer, corsHeaders, requestId);
       return new Response(answer.text, { status: answer.status, headers: headersFor(corsHeaders, answer.type, requestId) });
     } catch (error) {
       const response = withEdgeHeaders(error instanceof SignalError ? error.toResponse() : internalErrorResponse(), corsHeaders, requestId);

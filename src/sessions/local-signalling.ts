@@ -122,7 +122,7 @@ export class LocalSignalling implements SignallingBackend {
     let record = current;
     if (!record) {
       record = { id: peerId, expiry: undefined };
-      session.peers.set(peerId, record);
+      session.peers.add(record);
     }
     record.auth = auth;
     record.relaySlot = relaySlot;

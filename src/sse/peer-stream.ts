@@ -10,9 +10,8 @@ export interface PeerStreamOptions {
   retryMs: number;
 }
 
-/** What each stream has of its own: the request's abort signal (fires when the client goes away), and what runs once it ends. */
+/** What each stream has of its own: what runs once it ends. */
 export interface PeerStreamHooks {
-  signal?: AbortSignal;
   /** Runs once when the stream ends, however it ends (after the sink's own close listener). */
   onEnd?: () => void;
 }
@@ -26,19 +25,22 @@ export const STREAM_HEADERS: Readonly<Record<string, string>> = {
 
 /**
  * One peer's `text/event-stream` response. It owns its stream so that every way a stream ends (the
- * client cancels, the request aborts, a write fails, the server closes it, the reader stalls) goes
- * through `end()` exactly once. It is its stream's underlying source (a Bun direct stream: frames are
+ * client goes away, a write fails, the server closes it, the reader stalls) goes through `end()`
+ * exactly once. It is its stream's underlying source (a Bun direct stream: frames are
  * written to the response's sink as they come, with no queue, controller or reader of the stream's
- * own) and the listener of the request's abort signal (`handleEvent`): thousands of idle streams are
- * held at once, and each object less is memory less for every one of them.
+ * own). Bun cancels it (`cancel`) however the client goes away: the connection closes, HTTP/2 resets
+ * the stream, or the client left before the response was made; so it listens to no abort signal of the
+ * request, which would be one more object per stream (that signal and the response's headers, which
+ * the route now makes in one piece, were about 1 KiB of each of thousands of idle streams).
  *
  * Room: once a write finds the socket's buffer full (the sink answers with a promise), at most
  * `maxQueued` frames more are written until it drains; past that `write` refuses, and the mailbox
  * holds the events until `onDrain`. Frames written before the response starts (the held events of a
  * resume) wait in one string, with the same bound.
  */
-export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSource, EventListenerObject {
-  readonly response: Response;
+export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSource {
+  /** The response's body; the response, with its headers (`STREAM_HEADERS` and the route's), is the route's. */
+  readonly body: ReadableStream;
   private controller: ReadableStreamDirectController | undefined;
   /** Frames written before the response started: sent with the retry frame when it does. */
   private early = '';
@@ -63,9 +65,8 @@ export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSour
     hooks: PeerStreamHooks = {},
   ) {
     this.onEnd = hooks.onEnd;
-    hooks.signal?.addEventListener('abort', this, { once: true });
     // The DOM library's type of the constructor, which the project's types take, knows no direct streams.
-    this.response = new Response(new ReadableStream(this as unknown as UnderlyingDefaultSource), { headers: STREAM_HEADERS });
+    this.body = new ReadableStream(this as unknown as UnderlyingDefaultSource);
     options.heartbeat.add(this);
   }
 
@@ -97,11 +98,6 @@ export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSour
 
   /** The client went away (Bun cancels the body). */
   cancel(): void {
-    this.end(false);
-  }
-
-  /** The request's abort signal fired: the client went away. */
-  handleEvent(): void {
     this.end(false);
   }
 

@@ -4,7 +4,7 @@ import { bearerToken } from '../auth/tokens';
 import { describe, schemaRef, TAGS } from '../docs/describe';
 import { refusals, SignalError } from '../errors';
 import type { AddressSource } from '../limits/client-ip';
-import { type NativeEdge, nativeRoute } from '../ops/native-route';
+import { type NativeEdge, type NativeStream, nativeRoute } from '../ops/native-route';
 import type { SignallingBackend } from '../sessions/backend';
 import { PeerParams, readPeerParams } from '../sessions/model';
 import type { Heartbeat } from './heartbeat';
@@ -80,13 +80,13 @@ export class EventStreams {
     query: EventsQuery,
     request: Request,
     server: (AddressSource & { timeout(request: Request, seconds: number): void }) | null | undefined,
-  ): Promise<Response> {
+  ): Promise<NativeStream> {
     const { access, limits, address } = this.guards;
     await access.authorizePeer(sessionId, peerId, bearerToken(request.headers.get('authorization') ?? undefined) ?? query.token);
     const lastEventId = parseLastEventId(request.headers.get('last-event-id') ?? query.lastEventId);
     if (request.method === 'HEAD') return this.head(sessionId, peerId);
     const release = limits.openStream(address(request, server));
-    const stream = new PeerStream(this.streams, { signal: request.signal, onEnd: release });
+    const stream = new PeerStream(this.streams, { onEnd: release });
     try {
       await this.signalling.connect(sessionId, peerId, stream, lastEventId);
     } catch (e) {
@@ -96,7 +96,7 @@ export class EventStreams {
     }
     // Streams outlive Bun's idle timeout; pings keep them busy and reveal dead clients.
     server?.timeout(request, 0);
-    return stream.response;
+    return { body: stream.body, headers: STREAM_HEADERS };
   }
 
   /**
@@ -105,11 +105,11 @@ export class EventStreams {
    * so the peer's open stream is not taken over, as a GET would: a monitor or a proxy that checks the
    * URL with HEAD leaves the peer alone.
    */
-  private async head(sessionId: string, peerId: string): Promise<Response> {
+  private async head(sessionId: string, peerId: string): Promise<NativeStream> {
     const session = await this.signalling.snapshot(sessionId);
     if (!session) throw refusals.sessionNotFound(sessionId);
     if (!session.peers.some((p) => p.id === peerId)) throw refusals.peerNotFound(sessionId, peerId);
-    return new Response(null, { headers: STREAM_HEADERS });
+    return { body: null, headers: STREAM_HEADERS };
   }
 }
 
@@ -117,12 +117,19 @@ const EVENTS_ROUTE = '/events/:sessionId/:peerId';
 
 /** On a listener, Bun's router answers this path (see `eventStreamRoutes`): this is `app.handle`'s way to the same streams, and the route the API's description is made from. */
 export function eventRoutes(events: EventStreams) {
-  return new Elysia().get(EVENTS_ROUTE, ({ params, query, request, server }) => events.open(params, query, request, server), {
-    params: PeerParams,
-    query: EventsQuery,
-    headers: EventsHeaders,
-    detail: EVENTS_DOC,
-  });
+  return new Elysia().get(
+    EVENTS_ROUTE,
+    async ({ params, query, request, server }) => {
+      const { body, headers } = await events.open(params, query, request, server);
+      return new Response(body, { headers });
+    },
+    {
+      params: PeerParams,
+      query: EventsQuery,
+      headers: EventsHeaders,
+      detail: EVENTS_DOC,
+    },
+  );
 }
 
 /**

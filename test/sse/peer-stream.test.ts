@@ -2,24 +2,28 @@
 // real listener where the socket matters: what is written before the response starts, the bound on
 // what waits once the socket is full, and each way it ends.
 import { afterEach, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http2 from 'node:http2';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Heartbeat } from '../../src/sse/heartbeat';
-import { PeerStream } from '../../src/sse/peer-stream';
+import { PeerStream, STREAM_HEADERS } from '../../src/sse/peer-stream';
+import { selfSignedCertificate } from '../fixtures/certificate';
 import { ManualClock, until } from '../helpers';
 
 const MAX_QUEUED = 4;
 
-function stream(signal?: AbortSignal) {
+function stream() {
   const heartbeat = new Heartbeat(new ManualClock(), 10_000);
   const ended: string[] = [];
-  const s = new PeerStream({ heartbeat, maxQueued: MAX_QUEUED, retryMs: 1000 }, { signal, onEnd: () => ended.push('end') });
+  const s = new PeerStream({ heartbeat, maxQueued: MAX_QUEUED, retryMs: 1000 }, { onEnd: () => ended.push('end') });
   return { s, heartbeat, ended };
 }
 
 /** Everything the body gives until it ends, or `until` is in it. */
-async function bodyOf(response: Response, until?: string): Promise<string> {
-  const reader = response.body?.getReader();
-  if (!reader) throw new Error('no body');
+async function bodyOf(body: ReadableStream, until?: string): Promise<string> {
+  const reader = body.getReader();
   const decoder = new TextDecoder();
   let text = '';
   for (;;) {
@@ -38,11 +42,11 @@ describe('a stream read through its body', () => {
     const { s } = stream();
     s.begin(4);
     expect(s.write(5, '{"n":5}')).toBe(true);
-    const first = bodyOf(s.response, '"n":6');
+    const first = bodyOf(s.body, '"n":6');
     expect(s.write(6, '{"n":6}')).toBe(true);
     expect(await first).toBe('retry: 1000\n\nid: 4\n\nid: 5\ndata: {"n":5}\n\nid: 6\ndata: {"n":6}\n\n');
     s.close();
-    expect(await bodyOf(s.response)).toBe('');
+    expect(await bodyOf(s.body)).toBe('');
   });
 
   test('before the body is read, at most maxQueued frames wait; the rest is refused until it starts, then the mailbox is told', async () => {
@@ -51,7 +55,7 @@ describe('a stream read through its body', () => {
     s.onDrain(() => drains++);
     for (let id = 1; id <= MAX_QUEUED; id++) expect(s.write(id, `{"n":${id}}`)).toBe(true);
     expect(s.write(MAX_QUEUED + 1, '{"n":5}')).toBe(false);
-    const text = await bodyOf(s.response, `"n":${MAX_QUEUED}`);
+    const text = await bodyOf(s.body, `"n":${MAX_QUEUED}`);
     expect(text.match(/^id: \d+$/gm)).toEqual(['id: 1', 'id: 2', 'id: 3', 'id: 4']);
     await until(() => drains === 1, 'the drain');
     expect(s.write(MAX_QUEUED + 1, '{"n":5}')).toBe(true);
@@ -64,7 +68,7 @@ describe('a stream read through its body', () => {
     s.write(1, '{"n":1}');
     s.close();
     expect([s.isOpen, closed, ended, heartbeat.size]).toEqual([false, 1, ['end'], 0]);
-    expect(await bodyOf(s.response)).toBe('retry: 1000\n\nid: 1\ndata: {"n":1}\n\n');
+    expect(await bodyOf(s.body)).toBe('retry: 1000\n\nid: 1\ndata: {"n":1}\n\n');
     expect(s.write(2, '{"n":2}')).toBe(false);
   });
 
@@ -73,15 +77,14 @@ describe('a stream read through its body', () => {
     s.write(1, '{"n":1}');
     s.abort('refused');
     expect(ended).toEqual(['end']);
-    await expect(bodyOf(s.response)).rejects.toThrow('refused');
+    await expect(bodyOf(s.body)).rejects.toThrow('refused');
   });
 
-  test("the request's abort signal ends it once, however many ways it then ends", () => {
-    const controller = new AbortController();
-    const { s, ended } = stream(controller.signal);
-    controller.abort();
+  test('it ends once, however many ways it then ends', () => {
+    const { s, ended } = stream();
     s.close();
     s.abort('again');
+    s.close();
     expect([s.isOpen, ended]).toEqual([false, ['end']]);
   });
 });
@@ -99,7 +102,7 @@ describe('a stream over a real listener', () => {
       hostname: '127.0.0.1',
       fetch(request, srv) {
         srv.timeout(request, 0);
-        return s.response;
+        return new Response(s.body, { headers: STREAM_HEADERS });
       },
     });
     const socket: Socket = connect(server.port as number, '127.0.0.1');
@@ -160,5 +163,80 @@ describe('a stream over a real listener', () => {
     client.socket.destroy();
     await until(() => ended.length === 1, 'the end');
     expect(s.write(1, '{}')).toBe(false);
+  });
+
+  // The stream listens to no abort signal of the request: Bun cancelling its body is the one way it
+  // learns that the client went away, in each of the ways below too.
+  test('a client that goes away before its response is made ends the stream once it is', async () => {
+    const { s, ended, heartbeat } = stream();
+    let asked = false;
+    let respond: () => void = () => {};
+    const made = new Promise<void>((resolve) => {
+      respond = resolve;
+    });
+    // As the route does: the stream exists, then the peer is let in (a round trip to Redis, say), then the response is made.
+    const server = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      async fetch(request, srv) {
+        srv.timeout(request, 0);
+        asked = true;
+        await made;
+        return new Response(s.body, { headers: STREAM_HEADERS });
+      },
+    });
+    stops.push(() => server.stop(true));
+    const socket: Socket = connect(server.port as number, '127.0.0.1');
+    socket.on('error', () => {});
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await until(() => asked, 'the request');
+    socket.destroy();
+    await closed;
+    expect(ended).toEqual([]);
+    respond();
+    await until(() => ended.length === 1, 'the end');
+    expect([s.isOpen, heartbeat.size]).toEqual([false, 0]);
+  });
+
+  test('over HTTP/2, a stream the client resets ends, and so does one whose connection closes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchboard-h2-'));
+    stops.push(() => rmSync(dir, { recursive: true, force: true }));
+    const { cert, key } = selfSignedCertificate(dir);
+    const streams = [stream(), stream(), stream()];
+    let next = 0;
+    const server = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      tls: { cert, key },
+      http2: true,
+      fetch(request, srv) {
+        srv.timeout(request, 0);
+        return new Response((streams[next++] as ReturnType<typeof stream>).s.body, { headers: STREAM_HEADERS });
+      },
+    } as Parameters<typeof Bun.serve>[0]);
+    stops.push(() => server.stop(true));
+    const session = http2.connect(`https://127.0.0.1:${server.port}`, { ca: cert });
+    session.on('error', () => {});
+    stops.push(() => session.destroy());
+    const open = async () => {
+      const request = session.request({ ':path': '/events/s/p' });
+      request.on('error', () => {});
+      let text = '';
+      request.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+      });
+      await until(() => text.includes('retry: 1000'), 'the retry frame over h2');
+      return request;
+    };
+    const [reset, other, last] = streams as [ReturnType<typeof stream>, ReturnType<typeof stream>, ReturnType<typeof stream>];
+    (await open()).close(http2.constants.NGHTTP2_CANCEL);
+    await open();
+    await open();
+    await until(() => reset.ended.length === 1, 'the reset stream to end');
+    // The connection's other streams are not touched by one stream's reset.
+    expect([other.s.isOpen, last.s.isOpen]).toEqual([true, true]);
+    session.destroy();
+    await until(() => other.ended.length === 1 && last.ended.length === 1, 'both streams of the closed connection to end');
   });
 });
