@@ -237,9 +237,9 @@ export class LocalSignalling implements SignallingBackend {
 
     // A broadcast reaches every other peer or none of them.
     const targets: PeerAddress[] = [];
-    for (const other of session.peers.keys()) {
-      if (other === peerId) continue;
-      targets.push({ sessionId, peerId: other });
+    for (const other of session.peers.values()) {
+      if (other.id === peerId) continue;
+      targets.push({ sessionId, peerId: other.id });
     }
     delivery.checkRoom(targets, eventSize(json));
     const topic = fromPeer(peerId);

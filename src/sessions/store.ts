@@ -30,7 +30,7 @@ export interface Invite {
 }
 
 /**
- * A session's peers by id, in the order they joined: a Map's ways (get, has, delete, values, keys, size)
+ * A session's peers by id, in the order they joined: a Map's ways (get, has, delete, values, size)
  * over one array. A session holds at most MAX_PEERS_PER_SESSION peers and most hold one or two, for
  * which a Map's table was about 220 bytes a session and an array of two is 60: every device of a fleet
  * waits in a session of its own. Iterating while a peer is removed may skip one: nothing removes a peer
@@ -66,10 +66,6 @@ export class PeerTable {
 
   values(): IterableIterator<PeerRecord> {
     return this.records.values();
-  }
-
-  *keys(): IterableIterator<string> {
-    for (const record of this.records) yield record.id;
   }
 }
 
