@@ -1,6 +1,6 @@
 // Time to first frame, as a browser sees it: Chromium viewers join a live publisher one after another, and
 // each measures from its first request to its first video frame on screen (requestVideoFrameCallback),
-// phase by phase. Three systems in one run, each on a fresh server process of its own:
+// phase by phase. Four systems in one run, each on a fresh server process of its own:
 //   switchboard mesh   the served client (`/?session=S&peer=vN&role=view`); the publisher (the same page,
 //                      role=publish, Start stream pressed) offers to each viewer. First request: POST /register.
 //   switchboard relay  the same in a relay session (`mode=relay`): the publisher streams to the server before
@@ -8,6 +8,9 @@
 //                      had no relay session before, so its first viewer is reported on its own (cold),
 //                      with the first viewers of a few more fresh processes (one sample alone moves
 //                      with the page's own phases by more than the server could add).
+//   switchboard WHEP   a standard WHEP player (bench/pages/whep-client.ts, on another origin) of the same kind
+//                      of relay session: the player offers at once, the server answers in the POST's
+//                      response. First mark: the page's script starts (it makes its offer, then POSTs).
 //   PeerJS             PeerJS's browser client (`peerjs`) against its server (`peer`), bench/pages/peerjs-client.ts:
 //                      the viewer calls the publisher with a receive-only offer. First request: its WebSocket.
 // The phases (src/client/sdk/timeline.ts, the same code on every page): registered (POST /register answered,
@@ -15,15 +18,15 @@
 // ICE connected → DTLS connected → first RTP (inbound-rtp packetsReceived > 0, getStats every 10 ms) →
 // first frame on screen. Same fake camera (640×480, with audio) everywhere.
 //
-// The three take turns, each with its own server, in rounds: a publisher of one system goes live, a few
+// The systems take turns, each with its own server, in rounds: a publisher of one system goes live, a few
 // viewers join it one after another, the publisher leaves, and the next system's turn comes; so that a
-// busy moment of the machine weighs on all three alike, and one publisher encodes at a time. Each
+// busy moment of the machine weighs on all alike, and one publisher encodes at a time. Each
 // viewer has its own browser context and is closed once measured, so that a publisher sends to one
 // viewer at a time and every viewer joins the same conditions. The servers run on CPU 0; Chromium may
 // use both CPUs, as a viewer's browser has a machine of its own: pinned to CPU 1 with the harness (as
 // other benchmarks pin their load), a browser process, its GPU and network processes, a renderer per
 // page and the publisher's encoder share one CPU, and every phase a page handles took 2–3 × as long, the
-// same for the three systems.
+// same for every system.
 //
 //   bun bench/first-frame.ts            # 2 rounds of 5 viewers per system; about a minute
 //   bun bench/first-frame.ts --smoke    # 1 round of 2 viewers per system; seconds
@@ -123,27 +126,63 @@ async function switchboardViewer(page: Page, server: ServerProcess, index: numbe
   );
 }
 
-/** The PeerJS page, bundled once; served from this process on its own origin. */
-async function peerjsPages(): Promise<{ origin: string; stop(): void }> {
-  const built = await Bun.build({ entrypoints: [join(here, 'pages/peerjs-client.ts')], target: 'browser', minify: true });
-  if (!built.success || !built.outputs[0]) throw new Error(`bundling the PeerJS page failed: ${built.logs.join('\n')}`);
-  const script = await built.outputs[0].text();
-  const html = '<!doctype html><meta charset="utf-8"><title>PeerJS first frame</title><body><script type="module" src="/page.js"></script>';
+/** The pages of the systems that are not the served client (PeerJS, WHEP), bundled once; served from this process on an origin of its own. */
+async function benchPages(): Promise<{ origin: string; stop(): void }> {
+  const scripts = new Map<string, string>();
+  for (const name of ['peerjs-client', 'whep-client']) {
+    const built = await Bun.build({ entrypoints: [join(here, `pages/${name}.ts`)], target: 'browser', minify: true });
+    if (!built.success || !built.outputs[0]) throw new Error(`bundling the ${name} page failed: ${built.logs.join('\n')}`);
+    scripts.set(`/${name}.js`, await built.outputs[0].text());
+  }
+  const html = (name: string) => `<!doctype html><meta charset="utf-8"><title>first frame</title><body><script type="module" src="/${name}.js"></script>`;
   const server = Bun.serve({
     port: 0,
     hostname: '127.0.0.1',
-    fetch: (request) =>
-      new URL(request.url).pathname === '/page.js'
-        ? new Response(script, { headers: { 'content-type': 'text/javascript' } })
-        : new Response(html, { headers: { 'content-type': 'text/html' } }),
+    fetch: (request) => {
+      const { pathname } = new URL(request.url);
+      const script = scripts.get(pathname);
+      if (script) return new Response(script, { headers: { 'content-type': 'text/javascript' } });
+      return new Response(html(pathname === '/whep' ? 'whep-client' : 'peerjs-client'), { headers: { 'content-type': 'text/html' } });
+    },
   });
   return { origin: `http://127.0.0.1:${server.port}`, stop: () => void server.stop(true) };
+}
+
+/** The page state a bench page keeps in `window.bench`, read until the first frame is on screen. */
+async function benchPageViewer(page: Page, url: string, what: string): Promise<Measured> {
+  await page.goto(url);
+  const result = await untilRead(
+    page,
+    (): Measured | { error: string } | false => {
+      const state = window.bench;
+      if (state?.phase === 'failed') return { error: state.error ?? 'failed' };
+      return state?.firstFrameShownMs !== undefined && state.timeline?.firstPacket !== undefined ? { timeline: state.timeline, shownMs: state.firstFrameShownMs } : false;
+    },
+    undefined,
+  );
+  if ('error' in result) throw new Error(`${what}: ${result.error}`);
+  return result;
+}
+
+/**
+ * A standard WHEP player (bench/pages/whep-client.ts) of the relay session's publisher: the player
+ * offers, the server answers in the POST's response. Its page is on another origin than the server,
+ * as a dashboard's often is: a CORS preflight comes first.
+ */
+function whepSystem(pages: { origin: string }): System {
+  return {
+    subject: 'switchboard WHEP',
+    server: switchboardServer,
+    publish: (browser, server, round) => switchboardPublisher(browser, server, round, true),
+    view: (page, server, index, round) =>
+      benchPageViewer(page, `${pages.origin}/whep?server=${encodeURIComponent(server.base)}&session=${session(round)}&peer=w${index}`, 'WHEP player'),
+  };
 }
 
 function peerjsSystem(pages: { origin: string }): System {
   const url = (server: ServerProcess, query: string) => {
     const { hostname, port } = new URL(server.base);
-    return `${pages.origin}/?host=${hostname}&port=${port}&${query}`;
+    return `${pages.origin}/peerjs?host=${hostname}&port=${port}&${query}`;
   };
   const pageState = (page: Page) => page.evaluate(() => window.bench as BenchPageState);
   return {
@@ -159,20 +198,7 @@ function peerjsSystem(pages: { origin: string }): System {
       if (state.phase !== 'live') throw new Error(`the PeerJS publisher failed: ${state.error}`);
       return context;
     },
-    async view(page, server, index, round) {
-      await page.goto(url(server, `role=view&id=v${index}&publisher=pub${round}`));
-      const result = await untilRead(
-        page,
-        (): Measured | { error: string } | false => {
-          const state = window.bench;
-          if (state?.phase === 'failed') return { error: state.error ?? 'failed' };
-          return state?.firstFrameShownMs !== undefined && state.timeline?.firstPacket !== undefined ? { timeline: state.timeline, shownMs: state.firstFrameShownMs } : false;
-        },
-        undefined,
-      );
-      if ('error' in result) throw new Error(`PeerJS viewer: ${result.error}`);
-      return result;
-    },
+    view: (page, server, index, round) => benchPageViewer(page, url(server, `role=view&id=v${index}&publisher=pub${round}`), 'PeerJS viewer'),
   };
 }
 
@@ -293,15 +319,15 @@ function systemRows(system: System, { measured, failed, firstError }: Outcome, c
 }
 
 /**
- * The three systems in turns in one Chromium, each on its own fresh server: per round, each system's
+ * The systems in turns in one Chromium, each on its own fresh server: per round, each system's
  * publisher goes live, its viewers of the round join one after another, and it leaves.
  */
 export async function benchFirstFrame(options: { smoke: boolean; log: (line: string) => void }): Promise<Row[]> {
   const rounds = options.smoke ? 1 : 2;
   const perRound = options.smoke ? 2 : 5;
   const viewers = rounds * perRound;
-  const pages = await peerjsPages();
-  const systems = [...SWITCHBOARD, peerjsSystem(pages)];
+  const pages = await benchPages();
+  const systems = [...SWITCHBOARD, whepSystem(pages), peerjsSystem(pages)];
   const servers: ServerProcess[] = [];
   let publisher: BrowserContext | undefined;
   let browser: Browser | undefined;

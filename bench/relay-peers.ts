@@ -42,7 +42,8 @@ async function post(url: string, body?: unknown): Promise<{ status: number; body
 /**
  * Registers, then answers `switchboard`'s offer; `prepare` runs between the offer and the answer, `created`
  * before both, for each connection: an offer with another DTLS certificate (another instance of a cluster
- * carries the session now) gets a new one.
+ * carries the session now) gets a new one. With `ownOffer`, the peer offers the server its connection
+ * first (receive-only, `prepare` run before the offer), then opens its stream, where the answer comes.
  */
 export async function relayPeer(
   url: string,
@@ -52,10 +53,10 @@ export async function relayPeer(
   prepare: (pc: RTCPeerConnection) => void,
   created: (pc: RTCPeerConnection) => void = () => {},
   codecs?: Partial<PeerConfig>['codecs'],
+  ownOffer = false,
 ): Promise<BenchPeer> {
   const registered = await post(`${url}/register/${sessionId}/${peerId}${query}`);
   if (registered.status !== 200) throw new Error(`register ${peerId}: ${registered.status} ${JSON.stringify(registered.body)}`);
-  const events: SseConnection = await openEvents(`${url}/events/${sessionId}/${peerId}`);
   const send = (type: string, payload: unknown) => post(`${url}/message/${sessionId}/${peerId}`, { type, payload, target: 'switchboard' });
   const connection = () => {
     const made = new RTCPeerConnection({ iceUseIpv6: false, bundlePolicy: 'max-bundle', iceAdditionalHostAddresses: ['127.0.0.1'], ...(codecs ? { codecs } : {}) });
@@ -66,6 +67,15 @@ export async function relayPeer(
     return made;
   };
   let pc = connection();
+  if (ownOffer) {
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    prepare(pc);
+    await pc.setLocalDescription(await pc.createOffer());
+    const offered = await send('offer', { type: 'offer', sdp: pc.localDescription?.sdp });
+    if (offered.status !== 200) throw new Error(`offer of ${peerId}: ${offered.status} ${JSON.stringify(offered.body)}`);
+  }
+  const events: SseConnection = await openEvents(`${url}/events/${sessionId}/${peerId}`);
   let stopped = false;
   const loop = (async () => {
     while (!stopped) {
@@ -81,6 +91,8 @@ export async function relayPeer(
         prepare(pc);
         await pc.setLocalDescription(await pc.createAnswer());
         await send('answer', { type: 'answer', sdp: pc.localDescription?.sdp });
+      } else if (type === 'answer' && pc.signalingState === 'have-local-offer') {
+        await pc.setRemoteDescription({ type: 'answer', sdp: payload.sdp });
       } else if (type === 'ice-candidate' && payload?.candidate) {
         await pc.addIceCandidate(payload);
       }

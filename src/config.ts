@@ -116,7 +116,7 @@ const RelaySettings = {
   relayIceRestartsPerMin: T.Integer({
     minimum: 0,
     default: 6,
-    description: 'ice-restart messages to switchboard one peer may send per minute, after a burst of 3; past it 429 (0: no limit)',
+    description: 'ice-restart and offer messages to switchboard one peer may send per minute, after a burst of 3; past it 429 (0: no limit)',
   }),
   relayVideoCodecs: T.Array(T.Union([T.Literal('vp8'), T.Literal('h264')]), {
     minItems: 1,

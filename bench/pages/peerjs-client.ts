@@ -5,22 +5,9 @@
 // new-peer, so the viewer offers (a receive-only offer) and the publisher answers with its media.
 // `&host=…&port=…` is the PeerJS server. The page's state is `window.bench`.
 import { Peer, type PeerOptions } from 'peerjs';
-import type { PeerTimeline } from '../../src/client/sdk/switchboard';
-import { now, TimelineRecorder } from '../../src/client/sdk/timeline';
+import { type BenchPageState, viewerPage } from './viewer-page';
 
-export interface BenchPageState {
-  phase: 'starting' | 'live' | 'failed';
-  error?: string;
-  timeline?: PeerTimeline;
-  /** When the first video frame was on screen (requestVideoFrameCallback), ms after `timeline.startedAt`. */
-  firstFrameShownMs?: number;
-}
-
-declare global {
-  interface Window {
-    bench: BenchPageState;
-  }
-}
+export type { BenchPageState } from './viewer-page';
 
 const state: BenchPageState = { phase: 'starting' };
 window.bench = state;
@@ -54,15 +41,8 @@ async function publish(): Promise<void> {
 
 function view(): void {
   const publisher = params.get('publisher') ?? '';
-  const video = document.createElement('video');
-  video.autoplay = true;
-  video.muted = true;
-  document.body.append(video);
   // The client's first request is the WebSocket that `new Peer` opens.
-  const recorder = new TimelineRecorder(now());
-  const update = () => {
-    state.timeline = recorder.timeline;
-  };
+  const { video, recorder, update } = viewerPage(state);
   const peer = new Peer(id, options);
   peer.on('error', fail);
   peer.on('open', () => {

@@ -9,7 +9,7 @@ import { addressKey } from '../limits/client-ip';
 import { type Logger, silentLogger } from '../log/logger';
 import { clusterRelayFull, relayPeersRefusal } from '../relay/capacity';
 import { IceRestartLimit } from '../relay/lazy';
-import { parseMessage } from '../relay/messages';
+import { negotiates, parseMessage } from '../relay/messages';
 import type {
   Admit,
   AdmitSession,
@@ -709,7 +709,7 @@ interface Decided {
 function serverMessage(body: SignalBody, restart: () => SignalError | undefined): string | SignalError {
   try {
     const message = parseMessage(body.type, body.payload);
-    const limited = message.type === 'ice-restart' ? restart() : undefined;
+    const limited = negotiates(message) ? restart() : undefined;
     if (limited) return limited;
   } catch (e) {
     if (e instanceof SignalError) return e;

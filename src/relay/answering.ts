@@ -13,6 +13,11 @@ export interface IceParameters {
 }
 
 export interface AnsweringDeps extends Omit<LinkDeps, 'send'> {
+  /**
+   * How the server's candidates found after the answer reach the peer: a session peer's stream. A
+   * WHIP/WHEP peer has none: its candidates travel in the answers only.
+   */
+  send?: LinkDeps['send'];
   /** The answer waits this long at most for the server's candidates to be gathered. */
   gatherMs: number;
   /**
@@ -39,8 +44,7 @@ export class AnsweringLink extends ServerLink {
     config: Partial<PeerConfig>,
     private readonly answering: AnsweringDeps,
   ) {
-    // The peer has no event stream: the server's candidates travel in its answers, not as events.
-    super(peerId, config, { ...answering, send: () => undefined });
+    super(peerId, config, { ...answering, send: answering.send ?? (() => undefined) });
     this.consent = new Ticker(answering.clock, CONSENT_CHECK_MS, () => this.checkConsent());
     this.pc.connectionStateChange.subscribe((state) => {
       this.connected = state === 'connected';
@@ -97,14 +101,7 @@ export class AnsweringLink extends ServerLink {
    * when the offer cannot be applied.
    */
   answer(offerSdp: string): Promise<string> {
-    return this.run(async () => {
-      await this.pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
-      await this.pc.setLocalDescription(await this.pc.createAnswer());
-      await this.gathered(this.answering.gatherMs);
-      this.guardSockets();
-      this.hearChecks();
-      return this.localSdp();
-    });
+    return this.answerOffer(offerSdp, this.answering.gatherMs, () => this.hearChecks());
   }
 
   /**
@@ -127,19 +124,6 @@ export class AnsweringLink extends ServerLink {
       this.hearChecks();
       return iceParameters(this.localSdp());
     });
-  }
-
-  /** Runs `task` in the link's queue, after everything before it, and hands back its result. */
-  private run<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.queue.then(() => {
-      if (this.closed) throw new Error('the connection is closed');
-      return task();
-    });
-    this.queue = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
   }
 }
 

@@ -9,7 +9,7 @@ import type { ServerPeer } from '../sessions/server-peer';
 import type { Role } from '../sessions/store';
 import type { IceParameters } from './answering';
 import type { RelayDeps, RelayEngine, RelayStats } from './engine';
-import { MAX_REMOTE_CANDIDATES, parseMessage } from './messages';
+import { MAX_REMOTE_CANDIDATES, negotiates, parseMessage } from './messages';
 import type { RelayConfig } from './settings';
 
 /** ice-restart messages a peer may send at once, before RELAY_ICE_RESTARTS_PER_MIN applies. */
@@ -30,7 +30,7 @@ export class IceRestartLimit {
   take(sessionId: string, peerId: string): SignalError | undefined {
     const wait = this.buckets?.take(peerKey(sessionId, peerId));
     if (!wait) return undefined;
-    return new SignalError('rate_limited', `too many ice-restart messages from peer ${peerId}; retry in ${wait} s (RELAY_ICE_RESTARTS_PER_MIN)`, wait);
+    return new SignalError('rate_limited', `too many offers and ice-restart messages to switchboard from peer ${peerId}; retry in ${wait} s (RELAY_ICE_RESTARTS_PER_MIN)`, wait);
   }
 
   forget(sessionId: string, peerId: string): void {
@@ -93,7 +93,7 @@ export class LazyRelay implements ServerPeer {
     // Checked now, so that bad input is refused in the answer to its request even while loading.
     const message = parseMessage(type, payload);
     const key = peerKey(sessionId, peerId);
-    if (message.type === 'ice-restart') {
+    if (negotiates(message)) {
       const limited = this.restarts.take(sessionId, peerId);
       if (limited) throw limited;
     }

@@ -27,6 +27,7 @@ export const OFFER_GATHER_MS = 20;
 
 /** What a peer may send to `switchboard`. */
 export type LinkMessage =
+  | { type: 'offer'; sdp: string }
   | { type: 'answer'; sdp: string }
   | { type: 'ice-candidate'; candidate: { candidate: string; sdpMid?: string; sdpMLineIndex?: number; usernameFragment?: string } | undefined }
   | { type: 'ice-restart' };
@@ -197,6 +198,24 @@ export class ServerLink {
     }
   }
 
+  /**
+   * Answers an offer of the peer's, on this connection whoever made it first (werift keeps the DTLS
+   * roles of the first exchange): with the server's candidates gathered within `gatherMs` in the answer.
+   * `applied` runs once the answer is set (the sockets exist then). Rejects when the offer cannot be applied.
+   */
+  answerOffer(offerSdp: string, gatherMs: number, applied: () => void = () => {}): Promise<string> {
+    // A new offer starts a new count of the peer's candidates, as a restart of the server's does.
+    this.remoteCandidates = 0;
+    return this.run(async () => {
+      await this.pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      await this.gathered(gatherMs);
+      this.guardSockets();
+      applied();
+      return this.localSdp();
+    });
+  }
+
   /** The codecs the peer's answer accepted on this transceiver, with its payload types. */
   static negotiated(transceiver: RTCRtpTransceiver): NegotiatedCodec[] {
     return transceiver.codecs.map((c) => ({ payloadType: c.payloadType, mimeType: c.mimeType, clockRate: c.clockRate, parameters: c.parameters }));
@@ -206,6 +225,19 @@ export class ServerLink {
     if (this.closed) return;
     this.closed = true;
     this.pc.close().catch((e: unknown) => this.deps.log(`relay: closing the connection of ${this.peerId} failed: ${(e as Error).message}`));
+  }
+
+  /** Runs `task` in the link's queue, after everything before it, and hands back its result. */
+  protected run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(() => {
+      if (this.closed) throw new Error('the connection is closed');
+      return task();
+    });
+    this.queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
   }
 
   protected enqueue(task: () => Promise<void>): void {

@@ -3,6 +3,7 @@
 import { SignalError } from '../errors';
 import { SERVER_PEER_ID } from '../sessions/server-peer';
 import type { LinkMessage } from './link';
+import { checkOffer } from './sdp';
 
 const invalid = (message: string) => new SignalError('invalid_request', message);
 
@@ -28,6 +29,14 @@ export const MAX_REMOTE_CANDIDATES = 64;
 /** Checks what a peer sent to `switchboard` before anything is done with it: bad input is a 400 at once. */
 export function parseMessage(type: string, payload: unknown): LinkMessage {
   switch (type) {
+    case 'offer': {
+      // A peer that makes its own connection with the server, as a WHEP player does (see SessionRouter.offered).
+      const sdp = (payload as { sdp?: unknown } | null)?.sdp;
+      if (typeof sdp !== 'string' || !sdp.startsWith('v=')) throw invalid('an offer to switchboard needs payload.sdp, the SDP text');
+      // Any codec the relay can carry at all; RELAY_VIDEO_CODECS narrows it in the answer.
+      checkOffer(sdp, 'either', ['vp8', 'h264']);
+      return { type, sdp };
+    }
     case 'answer': {
       const sdp = (payload as { sdp?: unknown } | null)?.sdp;
       if (typeof sdp !== 'string' || !sdp.startsWith('v=')) throw invalid('an answer to switchboard needs payload.sdp, the SDP text');
@@ -62,6 +71,12 @@ export function parseMessage(type: string, payload: unknown): LinkMessage {
     case 'ice-restart':
       return { type };
     default:
-      throw invalid(`${SERVER_PEER_ID} takes answer, ice-candidate and ice-restart messages, not ${type}: the server makes the offers`);
+      throw invalid(`${SERVER_PEER_ID} takes offer, answer, ice-candidate and ice-restart messages, not ${type}`);
   }
 }
+
+/**
+ * Whether a message makes the server negotiate again (an offer, or a request for its own offer with new
+ * ICE credentials): those count against RELAY_ICE_RESTARTS_PER_MIN, whoever offers.
+ */
+export const negotiates = (message: LinkMessage): boolean => message.type === 'ice-restart' || message.type === 'offer';

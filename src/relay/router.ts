@@ -3,10 +3,10 @@
 import { type GenericNack, MediaStream, type PeerConfig, type RTCRtpTransceiver, type RtpPacket } from 'werift';
 import { type Cancel, type Clock, Ticker } from '../clock';
 import type { Role } from '../sessions/store';
-import { AnsweringLink, GATHER_MS, type IceParameters } from './answering';
+import { type AnsweringDeps, AnsweringLink, GATHER_MS, type IceParameters } from './answering';
 import { type ForwarderCounters, type MediaKind, type RtpOutput, SourceTrack, TrackForwarder } from './forwarder';
 import type { KeyframeCacheLimits } from './keyframe-cache';
-import { type LinkMessage, ServerLink } from './link';
+import { type LinkMessage, OFFER_GATHER_MS, ServerLink } from './link';
 
 /** The phases of a relay connection the server sees, in milliseconds, for metrics. */
 export interface RelayObserver {
@@ -154,12 +154,14 @@ export class SessionRouter {
    * A peer that brings its own offer (WHIP, WHEP): a new connection, with the same forwarding as any
    * peer's, answers it. Resolves with the answer; rejects when the offer cannot be applied.
    */
-  answer(peerId: string, role: Role, offerSdp: string, onState?: (state: string) => void): Promise<string> {
+  answer(peerId: string, role: Role, offerSdp: string, onState?: (state: string) => void, stream?: AnsweringDeps['send']): Promise<string> {
     this.leave(peerId);
     const config = role === 'publisher' ? this.deps.publisherConfig : this.deps.viewerConfig;
     const { clock } = this.deps;
     const offeredAt = clock.now();
-    const link = new AnsweringLink(peerId, config, { clock, gatherMs: GATHER_MS, log: this.deps.log, publicIp: this.deps.publicIp, onState });
+    // A peer with a stream hears of candidates found later: its answer need not wait for them.
+    const gatherMs = stream ? OFFER_GATHER_MS : GATHER_MS;
+    const link = new AnsweringLink(peerId, config, { clock, gatherMs, log: this.deps.log, publicIp: this.deps.publicIp, onState, send: stream });
     if (role === 'publisher') this.addPublisher(peerId, link);
     else this.addViewer(peerId, link);
     // The peer's offer in → the server's answer out, then → ICE connected: the phases of a server offer's.
@@ -178,10 +180,42 @@ export class SessionRouter {
 
   /** What the peer sent to `switchboard`. */
   message(peerId: string, message: LinkMessage): boolean {
+    if (message.type === 'offer') return this.offered(peerId, message.sdp);
     const link = this.publisher?.id === peerId ? this.publisher.link : this.viewers.get(peerId)?.link;
     if (!link) return false;
     if (message.type === 'answer') this.answerTimers.get(link)?.();
     link.handle(message);
+    return true;
+  }
+
+  /**
+   * A registered peer's own offer (`offer` to switchboard), answered with an `answer` event over its
+   * stream, as a WHEP player's is in its POST's answer: the peer, as a full ICE agent with the server's
+   * candidates in hand, checks at once, and nothing waits for the server's offer to reach a page still
+   * loading. Its first offer makes its connection, and the server offers nothing of its own (an offer of
+   * the server's still unanswered gives way: the offering peer ignores it); a later one renegotiates
+   * the connection it has, whoever made it (an ICE restart).
+   */
+  private offered(peerId: string, sdp: string): boolean {
+    const publisher = this.publisher?.id === peerId;
+    const current = publisher ? this.publisher?.link : this.viewers.get(peerId)?.link;
+    const send = (type: string, payload: unknown) => this.deps.send(peerId, type, payload);
+    const answered = (answer: Promise<string>) =>
+      answer.then(
+        (answerSdp) => send('answer', { type: 'answer', sdp: answerSdp }),
+        (e: unknown) => this.deps.log(`relay: session ${this.sessionId}: the offer of ${peerId} could not be answered: ${(e as Error).message}`),
+      );
+    if (current instanceof AnsweringLink) {
+      void answered(current.answer(sdp));
+      return true;
+    }
+    if (current && current.pc.signalingState !== 'have-local-offer') {
+      void answered(current.answerOffer(sdp, OFFER_GATHER_MS));
+      return true;
+    }
+    const role = current ? (publisher ? 'publisher' : 'viewer') : this.waiting.get(peerId);
+    if (role === undefined) return false;
+    void answered(this.answer(peerId, role, sdp, undefined, send));
     return true;
   }
 

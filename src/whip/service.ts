@@ -18,12 +18,12 @@ import type { EventSink } from '../delivery/delivery';
 import { SignalError } from '../errors';
 import type { IceServer, IceServerSource } from '../ice/ice-servers';
 import type { IceParameters } from '../relay/answering';
+import { checkOffer, type Direction, firstMedia, parseFragment, restartFragment } from '../relay/sdp';
 import type { RelayConfig } from '../relay/settings';
 import type { SignallingBackend } from '../sessions/backend';
 import type { SessionEvent } from '../sessions/events';
 import { ID_PATTERN } from '../sessions/model';
 import type { Role } from '../sessions/store';
-import { checkOffer, type Direction, firstMedia, parseFragment, restartFragment } from './sdp';
 
 /** Which door: WHIP publishes, WHEP plays. */
 export type Endpoint = 'whip' | 'whep';

@@ -2,12 +2,30 @@
 // media is on whichever instance placement chose, and each peer's stream and requests on others): the
 // server's offer over each peer's own stream, who sees whom, one publisher, what switchboard takes.
 // The media itself: test/relay/ (one process), test/cluster/relay*.test.ts (a cluster).
-import { expect, test } from 'bun:test';
+import { afterEach, expect, test } from 'bun:test';
+import { RTCPeerConnection } from 'werift';
 import { ofType } from '../sse-client';
 import { contractBackends, eachBackend } from './backends';
 
 const backends = contractBackends();
 const fromServer = (type: string) => ofType(type, 'switchboard');
+
+/** werift connections of a test, closed after it. */
+const connections: RTCPeerConnection[] = [];
+afterEach(async () => {
+  for (const pc of connections.splice(0)) await pc.close();
+});
+
+/** A viewer's receive-only offer, as a browser makes it (and a new one, with new ICE credentials, for a restart). */
+async function viewerOffer(pc = new RTCPeerConnection(), iceRestart = false): Promise<{ pc: RTCPeerConnection; sdp: string }> {
+  if (!connections.includes(pc)) {
+    connections.push(pc);
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+  }
+  await pc.setLocalDescription(await pc.createOffer({ iceRestart }));
+  return { pc, sdp: pc.localDescription?.sdp ?? '' };
+}
 
 eachBackend(backends, (backend) => {
   test("the server's offer comes over each peer's own stream; viewers see only the publisher come and go", async () => {
@@ -53,6 +71,62 @@ eachBackend(backends, (backend) => {
     await v1.next(ofType('session-closed'));
   });
 
+  test('a peer may offer switchboard its connection: the answer comes over its own stream and switchboard offers nothing; a later offer renegotiates', async () => {
+    const s = await backend.start();
+    await s.register('own', 'cam', { query: 'mode=relay' });
+    await s.register('own', 'v1');
+    const offer = (peer: string, sdp: string) => s.message('own', peer, { type: 'offer', target: 'switchboard', payload: { type: 'offer', sdp } });
+    // The offer before the stream, as the served client sends it.
+    const first = await viewerOffer();
+    expect((await offer('v1', first.sdp)).status).toBe(200);
+    const v1 = await s.events('own', 'v1');
+    const answer = ((await v1.next(fromServer('answer'))).json.payload as { type: string; sdp: string }) ?? {};
+    expect(answer.type).toBe('answer');
+    expect(answer.sdp.match(/^a=sendonly/gm)?.length).toBe(2);
+    expect(answer.sdp).toContain('a=ice-lite');
+    expect(answer.sdp).toMatch(/^a=candidate:\S+ 1 udp \d+ \S+ \d+ typ host/m);
+    // An ICE restart is an offer too, answered on the same connection: new credentials, the same certificate.
+    const again = await viewerOffer(first.pc, true);
+    expect((await offer('v1', again.sdp)).status).toBe(200);
+    const second = ((await v1.next((e) => fromServer('answer')(e) && e !== v1.events.find(fromServer('answer')))).json.payload as { sdp: string }).sdp;
+    const ufrag = (sdp: string) => /^a=ice-ufrag:(\S+)/m.exec(sdp)?.[1];
+    const fingerprint = (sdp: string) => /^a=fingerprint:(.+)$/m.exec(sdp)?.[1];
+    expect(ufrag(second)).not.toBe(ufrag(answer.sdp));
+    expect(fingerprint(second)).toBe(fingerprint(answer.sdp));
+    // The stream's opening made no offer of the server's: the peer's connection was there.
+    expect(v1.events.filter(fromServer('offer'))).toEqual([]);
+
+    // A stream opened first gets the server's offer; an offer of the peer's that crosses it is answered
+    // all the same (the server gives way).
+    await s.register('own', 'v2');
+    const v2 = await s.events('own', 'v2');
+    await v2.next(fromServer('offer'));
+    expect((await offer('v2', (await viewerOffer()).sdp)).status).toBe(200);
+    expect(((await v2.next(fromServer('answer'))).json.payload as { sdp: string }).sdp).toContain('a=ice-lite');
+
+    // A connection the server offered and the peer answered is renegotiated by an offer of the peer's too.
+    await s.register('own', 'v3');
+    const v3 = await s.events('own', 'v3');
+    const serverOffer = ((await v3.next(fromServer('offer'))).json.payload as { sdp: string }).sdp;
+    const answering = new RTCPeerConnection();
+    connections.push(answering);
+    await answering.setRemoteDescription({ type: 'offer', sdp: serverOffer });
+    await answering.setLocalDescription(await answering.createAnswer());
+    expect((await s.message('own', 'v3', { type: 'answer', target: 'switchboard', payload: { type: 'answer', sdp: answering.localDescription?.sdp } })).status).toBe(200);
+    const renegotiation = await answering.createOffer({ iceRestart: true });
+    await answering.setLocalDescription(renegotiation);
+    expect((await offer('v3', renegotiation.sdp)).status).toBe(200);
+    const reanswer = ((await v3.next(fromServer('answer'))).json.payload as { sdp: string }).sdp;
+    // The same connection: its certificate, and the DTLS roles of the first exchange (the server stays the DTLS server).
+    expect(fingerprint(reanswer)).toBe(fingerprint(serverOffer));
+    expect(reanswer).toMatch(/^a=setup:passive/m);
+    // An offer that cannot carry media is a 400 that says why.
+    const inactive = (await viewerOffer()).sdp.replace(/^a=recvonly/gm, 'a=inactive');
+    const refused = await offer('v1', inactive);
+    expect(refused.status).toBe(400);
+    expect(refused.body.message).toContain('inactive');
+  });
+
   test('a relay session has one publisher: a second is a 409 until the first leaves', async () => {
     const s = await backend.start();
     await s.register('r', 'cam', { query: 'mode=relay&role=publish' });
@@ -77,7 +151,7 @@ eachBackend(backends, (backend) => {
     for (const [body, words] of [
       [{ type: 'answer', target: 'switchboard', payload: { type: 'answer' } }, 'payload.sdp'],
       [{ type: 'ice-candidate', target: 'switchboard', payload: { candidate: 7 } }, 'payload.candidate'],
-      [{ type: 'offer', target: 'switchboard', payload: { type: 'offer', sdp: 'v=0\r\n' } }, 'the server makes the offers'],
+      [{ type: 'offer', target: 'switchboard', payload: { type: 'offer', sdp: 'v=0\r\n' } }, 'no audio or video section'],
       [{ type: 'offer', target: 'cam', payload: { type: 'offer', sdp: 'v=0\r\n' } }, 'go to target "switchboard" only'],
       [{ type: 'ice-candidate', payload: {} }, 'go to target "switchboard" only'],
     ] as const) {

@@ -18,7 +18,7 @@ afterAll(async () => {
 });
 
 /** A viewer that keeps when its connection came up and the first video packets it decrypted. */
-async function firstPackets(url: string, sessionId: string, peerId: string) {
+async function firstPackets(url: string, sessionId: string, peerId: string, ownOffer = false) {
   const timing = { connectedAt: 0 };
   const packets: { at: number; packet: RtpPacket }[] = [];
   const peer = await relayPeer(
@@ -38,6 +38,8 @@ async function firstPackets(url: string, sessionId: string, peerId: string) {
         });
       });
     },
+    undefined,
+    ownOffer,
   );
   peers.push(peer);
   return { timing, packets };
@@ -102,3 +104,17 @@ test('a viewer joining mid-GOP gets the cached keyframe at once; without the cac
   expect((await scrape(control.server.url)).value('switchboard_relay_keyframe_cache_replays_total')).toBe(0);
   console.log(`first video packet after connected: ${cacheMs.toFixed(0)} ms with the keyframe cache, ${controlMs.toFixed(0)} ms without`);
 }, 60_000);
+
+test('a viewer that offers the server its connection (werift, not Chromium) gets the cached keyframe at once', async () => {
+  const { server, publisher } = await liveSession({});
+  const viewer = await firstPackets(server.url, 'cam', 'ops', true);
+  await until(() => covered(viewer.packets) >= perSecond + 30, 'the cached group of pictures and live packets after it', 15_000);
+  expect(publisher.keyframes()).toBe(1);
+  const first = viewer.packets[0];
+  if (!first) throw new Error('no packet');
+  expect(startsKeyframe('vp8', first.packet.payload)).toBe(true);
+  // Two connections, the publisher's and the viewer's own: none left over from an offer of the server's.
+  const metrics = await scrape(server.url);
+  expect(metrics.value('switchboard_relay_connections')).toBe(2);
+  expect(metrics.value('switchboard_relay_keyframe_cache_replays_total')).toBe(1);
+});

@@ -101,8 +101,9 @@ describe('LazyRelay', () => {
   test('what a peer sends switchboard is checked at once, before the engine is there', () => {
     const relay = lazy(() => new Promise(() => {}));
     relay.joined('r', 'cam', 'publisher');
-    expect(() => relay.receive('r', 'cam', 'offer', {})).toThrow('switchboard takes answer, ice-candidate and ice-restart messages');
+    expect(() => relay.receive('r', 'cam', 'pranswer', {})).toThrow('switchboard takes offer, answer, ice-candidate and ice-restart messages');
     expect(() => relay.receive('r', 'cam', 'answer', {})).toThrow('payload.sdp');
+    expect(() => relay.receive('r', 'cam', 'offer', { sdp: 'v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n' })).toThrow('a=ice-ufrag');
   });
 
   test(`while the engine loads, a peer's candidates wait up to ${MAX_REMOTE_CANDIDATES}; the next is refused at once`, async () => {

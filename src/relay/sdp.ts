@@ -1,11 +1,15 @@
-// What WHIP and WHEP read of SDP before the relay sees it: the offer (is it one the relay can answer?)
-// and the trickle-ice-sdpfrag of a PATCH (RFC 8840), and the fragment the server answers an ICE restart with.
+// What the relay reads of a peer's SDP before werift sees it: the offer of a peer that makes its own (is
+// it one the relay can answer? WHIP, WHEP, or a session peer's offer to switchboard), the
+// trickle-ice-sdpfrag of a WHIP/WHEP PATCH (RFC 8840), and the fragment the server answers an ICE restart with.
 import { SignalError } from '../errors';
-import type { IceParameters } from '../relay/answering';
-import type { RelayConfig } from '../relay/settings';
+import type { IceParameters } from './answering';
+import type { RelayConfig } from './settings';
 
-/** Which way media flows for the client: a WHIP client sends, a WHEP client receives. */
-export type Direction = 'send' | 'receive';
+/**
+ * Which way media flows for the client: a WHIP client sends, a WHEP client receives; a session peer's
+ * offer to switchboard may be either (its role, not the offer, says which way its media goes).
+ */
+export type Direction = 'send' | 'receive' | 'either';
 
 /** Media sections an offer may have: one of each kind is what a relay session carries, a few spare are tolerated. */
 export const MAX_MEDIA_SECTIONS = 8;
@@ -70,8 +74,9 @@ export function checkOffer(sdp: string, direction: Direction, video: RelayConfig
     if (!attribute(all, 'ice-ufrag') || !attribute(all, 'ice-pwd')) throw invalid(`m=${section.kind} has no a=ice-ufrag and a=ice-pwd`);
     if (!attribute(all, 'fingerprint')) throw invalid(`m=${section.kind} has no a=fingerprint: WebRTC media needs DTLS`);
     const flow = all.find((l) => /^a=(sendrecv|sendonly|recvonly|inactive)$/.test(l))?.slice(2) ?? 'sendrecv';
-    const ok = flow === 'sendrecv' || flow === (direction === 'send' ? 'sendonly' : 'recvonly');
+    const ok = flow === 'sendrecv' || flow === (direction === 'send' ? 'sendonly' : 'recvonly') || (direction === 'either' && flow !== 'inactive');
     if (!ok) {
+      if (direction === 'either') throw invalid(`m=${section.kind} is inactive: an offer to switchboard sends or receives`);
       throw invalid(`m=${section.kind} is ${flow}: a ${direction === 'send' ? 'WHIP client sends (sendonly)' : 'WHEP client receives (recvonly)'}`);
     }
     if (usableCodecs(section, video).length === 0) throw invalid(`m=${section.kind} offers no codec this server relays: it takes ${takes(video)}`);
