@@ -95,13 +95,9 @@ export class AnsweringLink extends ServerLink {
     }
   }
 
-  /**
-   * Answers the peer's offer. Resolves with the answer once the server's candidates are in it (so that
-   * a client that does not trickle can connect), or after `gatherMs` with those found by then; rejects
-   * when the offer cannot be applied.
-   */
-  answer(offerSdp: string): Promise<string> {
-    return this.answerOffer(offerSdp, this.answering.gatherMs, () => this.hearChecks());
+  /** Consent checks are listened for on the sockets an answer made. */
+  protected override answered(): void {
+    this.hearChecks();
   }
 
   /**

@@ -15,6 +15,8 @@ export interface LinkDeps {
   clock: Clock;
   /** The address announced instead of the local one in every candidate (RELAY_PUBLIC_IP). */
   publicIp?: string;
+  /** An answer of the server's waits this long at most for its candidates (OFFER_GATHER_MS unless said). */
+  gatherMs?: number;
 }
 
 /**
@@ -200,21 +202,24 @@ export class ServerLink {
 
   /**
    * Answers an offer of the peer's, on this connection whoever made it first (werift keeps the DTLS
-   * roles of the first exchange): with the server's candidates gathered within `gatherMs` in the answer.
-   * `applied` runs once the answer is set (the sockets exist then). Rejects when the offer cannot be applied.
+   * roles of the first exchange): resolves with the answer once the server's candidates are in it, or
+   * after `gatherMs` with those found by then; rejects when the offer cannot be applied.
    */
-  answerOffer(offerSdp: string, gatherMs: number, applied: () => void = () => {}): Promise<string> {
+  answer(offerSdp: string): Promise<string> {
     // A new offer starts a new count of the peer's candidates, as a restart of the server's does.
     this.remoteCandidates = 0;
     return this.run(async () => {
       await this.pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
       await this.pc.setLocalDescription(await this.pc.createAnswer());
-      await this.gathered(gatherMs);
+      await this.gathered(this.deps.gatherMs ?? OFFER_GATHER_MS);
       this.guardSockets();
-      applied();
+      this.answered();
       return this.localSdp();
     });
   }
+
+  /** Runs once an answer is set (its sockets exist then). */
+  protected answered(): void {}
 
   /** The codecs the peer's answer accepted on this transceiver, with its payload types. */
   static negotiated(transceiver: RTCRtpTransceiver): NegotiatedCodec[] {

@@ -205,12 +205,9 @@ export class SessionRouter {
         (answerSdp) => send('answer', { type: 'answer', sdp: answerSdp }),
         (e: unknown) => this.deps.log(`relay: session ${this.sessionId}: the offer of ${peerId} could not be answered: ${(e as Error).message}`),
       );
-    if (current instanceof AnsweringLink) {
+    // An answering link's connection takes every offer; one the server offered, any but while its own is unanswered.
+    if (current instanceof AnsweringLink || (current && current.pc.signalingState !== 'have-local-offer')) {
       void answered(current.answer(sdp));
-      return true;
-    }
-    if (current && current.pc.signalingState !== 'have-local-offer') {
-      void answered(current.answerOffer(sdp, OFFER_GATHER_MS));
       return true;
     }
     const role = current ? (publisher ? 'publisher' : 'viewer') : this.waiting.get(peerId);
