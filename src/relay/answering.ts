@@ -113,12 +113,7 @@ export class AnsweringLink extends ServerLink {
         .replace(/^a=ice-ufrag:.*$/gm, `a=ice-ufrag:${remote.ufrag}`)
         .replace(/^a=ice-pwd:.*$/gm, `a=ice-pwd:${remote.pwd}`)
         .replace(/^a=(candidate:|end-of-candidates).*\r?\n/gm, '');
-      await this.pc.setRemoteDescription({ type: 'offer', sdp: offer });
-      await this.pc.setLocalDescription(await this.pc.createAnswer());
-      await this.gathered(this.answering.gatherMs);
-      this.guardSockets();
-      this.hearChecks();
-      return iceParameters(this.localSdp());
+      return iceParameters(await this.applyOffer(offer));
     });
   }
 }

@@ -208,14 +208,17 @@ export class ServerLink {
   answer(offerSdp: string): Promise<string> {
     // A new offer starts a new count of the peer's candidates, as a restart of the server's does.
     this.remoteCandidates = 0;
-    return this.run(async () => {
-      await this.pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
-      await this.pc.setLocalDescription(await this.pc.createAnswer());
-      await this.gathered(this.deps.gatherMs ?? OFFER_GATHER_MS);
-      this.guardSockets();
-      this.answered();
-      return this.localSdp();
-    });
+    return this.run(() => this.applyOffer(offerSdp));
+  }
+
+  /** Applies an offer and makes the answer, in the link's queue (see `run`): the answer's SDP, with the candidates gathered. */
+  protected async applyOffer(offerSdp: string): Promise<string> {
+    await this.pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
+    await this.pc.setLocalDescription(await this.pc.createAnswer());
+    await this.gathered(this.deps.gatherMs ?? OFFER_GATHER_MS);
+    this.guardSockets();
+    this.answered();
+    return this.localSdp();
   }
 
   /** Runs once an answer is set (its sockets exist then). */

@@ -26,22 +26,25 @@ export const MAX_UFRAG_LENGTH = 256;
  */
 export const MAX_REMOTE_CANDIDATES = 64;
 
+/** The SDP text of an offer or answer's payload (`{type, sdp}`, as a browser's description is). */
+function sdpOf(payload: unknown, what: string): string {
+  const sdp = (payload as { sdp?: unknown } | null)?.sdp;
+  if (typeof sdp !== 'string' || !sdp.startsWith('v=')) throw invalid(`${what} to switchboard needs payload.sdp, the SDP text`);
+  return sdp;
+}
+
 /** Checks what a peer sent to `switchboard` before anything is done with it: bad input is a 400 at once. */
 export function parseMessage(type: string, payload: unknown): LinkMessage {
   switch (type) {
     case 'offer': {
       // A peer that makes its own connection with the server, as a WHEP player does (see SessionRouter.offered).
-      const sdp = (payload as { sdp?: unknown } | null)?.sdp;
-      if (typeof sdp !== 'string' || !sdp.startsWith('v=')) throw invalid('an offer to switchboard needs payload.sdp, the SDP text');
+      const sdp = sdpOf(payload, 'an offer');
       // Any codec the relay can carry at all; RELAY_VIDEO_CODECS narrows it in the answer.
       checkOffer(sdp, 'either', ['vp8', 'h264']);
       return { type, sdp };
     }
-    case 'answer': {
-      const sdp = (payload as { sdp?: unknown } | null)?.sdp;
-      if (typeof sdp !== 'string' || !sdp.startsWith('v=')) throw invalid('an answer to switchboard needs payload.sdp, the SDP text');
-      return { type, sdp };
-    }
+    case 'answer':
+      return { type, sdp: sdpOf(payload, 'an answer') };
     case 'ice-candidate': {
       // null, or an empty candidate: the end of the peer's candidates.
       if (payload === null || payload === undefined) return { type, candidate: undefined };

@@ -195,6 +195,20 @@ eachBackend(backends, (backend) => {
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 
+  test('RELAY_ICE_RESTARTS_PER_MIN counts offers to switchboard with the ice-restarts: each makes the server negotiate', async () => {
+    const s = await backend.start();
+    await s.register('r', 'cam', { query: 'mode=relay' });
+    await s.register('r', 'v1');
+    const offer = async () => s.message('r', 'v1', { type: 'offer', target: 'switchboard', payload: { type: 'offer', sdp: (await viewerOffer()).sdp } });
+    expect((await offer()).status).toBe(200);
+    expect((await s.message('r', 'v1', { type: 'ice-restart', target: 'switchboard', payload: {} })).status).toBe(200);
+    expect((await offer()).status).toBe(200);
+    const limited = await offer();
+    expect(limited.status).toBe(429);
+    expect(limited.body.message).toContain('too many offers and ice-restart messages');
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+
   test('MAX_RELAY_PEERS_PER_IP: an address holds that many relay registrations, whichever instance took them', async () => {
     const s = await backend.start({ maxRelayPeersPerIp: 2, trustProxy: 1 });
     const from = { headers: { 'x-forwarded-for': '198.51.100.7' } };
