@@ -19,8 +19,9 @@ interface Held {
   wanted: number;
   /** A fetch from the log is running: events that arrive meanwhile only raise `wanted`. */
   fetching: boolean;
-  /** The cursor moved since it was last stored in Redis. */
-  dirty: boolean;
+  /** Events and their bytes written since the cursor was last stored in Redis. */
+  unstored: number;
+  unstoredBytes: number;
 }
 
 /** An attach waiting for its script's answer: messages for that peer arriving meanwhile wait here. */
@@ -39,8 +40,11 @@ export interface HeldStreamsDeps {
   now: () => number;
   observer?: DeliveryObserver;
   logger: Logger;
-  /** Events written to a stream that stay in its log for resume, and the cluster's byte budget. */
-  bounds: Pick<EventBounds, 'retain' | 'totalBytes'>;
+  /**
+   * Events written to a stream that stay in its log for resume, the cluster's byte budget, and the
+   * bounds on a peer's held events, which a cursor stored late overstates.
+   */
+  bounds: Pick<EventBounds, 'retain' | 'totalBytes' | 'maxHeld' | 'peerBytes'>;
   /** Called when a stream of this instance ended by itself (its client went away): its timeout starts. */
   detached(key: string, gen: number): void;
   /** A frame for the owner of a relay session (see `RelayFrame`), not about a stream. */
@@ -49,6 +53,16 @@ export interface HeldStreamsDeps {
 
 /** Events fetched from a log per command. */
 const FETCH_COUNT = 256;
+
+/**
+ * How long a moved cursor may wait to be stored in Redis: the cursors moved meanwhile, of every stream
+ * held here, are stored in one step. Until then Redis counts the events written as held against the
+ * peer's bounds, so a cursor that has fallen behind by a quarter of them is stored at once.
+ */
+const PROGRESS_MS = 20;
+
+/** Streams refreshed per script call. */
+const KEEPALIVE_BATCH = 128;
 
 /**
  * The streams held by this instance, written from the messages routed to it (`handle`) and, when a
@@ -60,7 +74,8 @@ export class HeldStreams {
   private readonly held = new Map<string, Held>();
   private readonly pending = new Map<string, Pending>();
   private readonly dirty = new Set<Held>();
-  private flushing = false;
+  private storeTimer: ReturnType<typeof setTimeout> | undefined;
+  private storeSoon = false;
   private readonly observer: DeliveryObserver;
 
   constructor(private readonly deps: HeldStreamsDeps) {
@@ -94,14 +109,15 @@ export class HeldStreams {
   install(address: PeerAddress, key: string, sink: EventSink, gen: number, cursor: number, events: readonly { id: number; json: string }[]): void {
     const waiting = this.abandon(key);
     const previous = this.held.get(key);
-    const entry: Held = { key, address, sink, gen, cursor, wanted: cursor, fetching: false, dirty: false };
+    const entry: Held = { key, address, sink, gen, cursor, wanted: cursor, fetching: false, unstored: 0, unstoredBytes: 0 };
     this.held.set(key, entry);
     // A stream of the same peer on this instance is replaced, as in one process.
     if (previous && previous.sink !== sink) previous.sink.close();
     sink.onClose(() => {
       if (this.held.get(key) !== entry) return;
+      // Its cursor first: a stream opened later without Last-Event-ID starts after what this one wrote.
+      if (this.dirty.delete(entry)) void this.store([entry], 0);
       this.held.delete(key);
-      this.dirty.delete(entry);
       this.deps.detached(key, gen);
     });
     sink.onDrain(() => {
@@ -148,13 +164,18 @@ export class HeldStreams {
    * stream missed. `deadline` is when each peer times out if this instance stops refreshing it.
    */
   async refresh(deadline: number): Promise<void> {
-    await Promise.all([...this.held.values()].map((entry) => this.keepalive(entry, deadline)));
+    const entries = [...this.held.values()];
+    for (const entry of entries) this.dirty.delete(entry);
+    const calls: Promise<void>[] = [];
+    for (let i = 0; i < entries.length; i += KEEPALIVE_BATCH) calls.push(this.store(entries.slice(i, i + KEEPALIVE_BATCH), deadline));
+    await Promise.all(calls);
   }
 
   /** Ends every held stream (shutdown); each one's timeout starts. */
   closeAll(): void {
     for (const entry of [...this.held.values()]) entry.sink.close();
     this.pending.clear();
+    clearTimeout(this.storeTimer);
   }
 
   /** Writes event `id` if it is the next one; a later one is fetched from the log with what precedes it. */
@@ -164,7 +185,7 @@ export class HeldStreams {
       entry.cursor = id;
       if (id > entry.wanted) entry.wanted = id;
       if (stamp >= 0) this.observer.delivered(this.observer.stamp() - Math.max(0, this.deps.now() - stamp));
-      this.markDirty(entry);
+      this.moved(entry, json.length);
       return true;
     }
     if (id > entry.wanted) entry.wanted = id;
@@ -196,7 +217,7 @@ export class HeldStreams {
         if (id <= entry.cursor) continue;
         if (!entry.sink.write(id, json)) return; // full: its drain fetches again
         entry.cursor = id;
-        this.markDirty(entry);
+        this.moved(entry, json.length);
       }
       if (entry.cursor > entry.wanted) entry.wanted = entry.cursor;
       if (rows.length < FETCH_COUNT && entry.cursor >= entry.wanted) return;
@@ -204,53 +225,67 @@ export class HeldStreams {
     }
   }
 
-  private async keepalive(entry: Held, deadline: number): Promise<void> {
-    let last: number | undefined;
+  /**
+   * Stores the cursors of `entries` in Redis in one step and, with a deadline, refreshes their attaches
+   * (see KEEPALIVE); a stream whose attach is over ends and, in a refresh, one that missed events
+   * fetches them.
+   */
+  private async store(entries: readonly Held[], deadline: number): Promise<void> {
+    const { retain, totalBytes } = this.deps.bounds;
+    const args = [...this.deps.args(), String(deadline), String(retain), String(totalBytes)];
+    for (const entry of entries) {
+      args.push(entry.key, String(entry.gen), String(entry.cursor));
+      entry.unstored = 0;
+      entry.unstoredBytes = 0;
+    }
+    let lasts: (number | undefined)[];
     try {
-      last = SCRIPTS.keepalive.decode(
-        await this.deps.link.eval(SCRIPTS.keepalive, [
-          ...this.deps.args(),
-          entry.key,
-          String(entry.gen),
-          String(entry.cursor),
-          String(deadline),
-          String(this.deps.bounds.retain),
-          String(this.deps.bounds.totalBytes),
-        ]),
-      );
+      lasts = SCRIPTS.keepalive.decode(await this.deps.link.eval(SCRIPTS.keepalive, args));
     } catch (e) {
-      this.deps.logger.debug('could not refresh a stream in Redis', { key: entry.key, error: (e as Error).message });
+      // Stored again by the next refresh.
+      this.deps.logger.debug('could not refresh streams in Redis', { streams: entries.length, error: (e as Error).message });
       return;
     }
-    if (this.held.get(entry.key) !== entry) return;
-    if (last === undefined) {
-      // The peer left, was taken over or attached elsewhere while this instance could not hear of it.
-      this.held.delete(entry.key);
-      this.dirty.delete(entry);
-      entry.sink.close();
-      return;
-    }
-    if (last > entry.wanted) entry.wanted = last;
-    if (entry.wanted > entry.cursor) this.catchUp(entry);
+    entries.forEach((entry, i) => {
+      if (this.held.get(entry.key) !== entry) return;
+      const last = lasts[i];
+      if (last === undefined) {
+        // The peer left, was taken over or attached elsewhere while this instance could not hear of it.
+        this.held.delete(entry.key);
+        this.dirty.delete(entry);
+        entry.sink.close();
+        return;
+      }
+      // A refresh finds what a stream missed. A store of cursors alone does not look: the events after
+      // them are mostly on their way here already, on the channel.
+      if (deadline === 0) return;
+      if (last > entry.wanted) entry.wanted = last;
+      if (entry.wanted > entry.cursor) this.catchUp(entry);
+    });
   }
 
-  /** Stores moved cursors in Redis once per turn of the event loop, whatever the number of events. */
-  private markDirty(entry: Held): void {
+  /** The cursor moved by one event of `bytes`: stored within PROGRESS_MS, with every other moved since. */
+  private moved(entry: Held, bytes: number): void {
+    entry.unstored++;
+    entry.unstoredBytes += bytes;
     this.dirty.add(entry);
-    if (this.flushing) return;
-    this.flushing = true;
-    setImmediate(() => {
-      this.flushing = false;
-      const entries = [...this.dirty];
-      this.dirty.clear();
-      for (const e of entries) {
-        if (this.held.get(e.key) !== e) continue;
-        const { retain, totalBytes } = this.deps.bounds;
-        const args = [...this.deps.args(), e.key, String(e.gen), String(e.cursor), '0', String(retain), String(totalBytes)];
-        this.deps.link.eval(SCRIPTS.keepalive, args).catch(() => {
-          // Stored again by the next refresh.
-        });
-      }
-    });
+    const { maxHeld, peerBytes, totalBytes } = this.deps.bounds;
+    if (entry.unstored * 4 >= maxHeld || entry.unstoredBytes * 4 >= Math.min(peerBytes, totalBytes)) {
+      if (this.storeSoon) return;
+      this.storeSoon = true;
+      setImmediate(() => this.storeMoved());
+    } else if (!this.storeTimer) {
+      this.storeTimer = setTimeout(() => this.storeMoved(), PROGRESS_MS);
+      this.storeTimer.unref();
+    }
+  }
+
+  private storeMoved(): void {
+    clearTimeout(this.storeTimer);
+    this.storeTimer = undefined;
+    this.storeSoon = false;
+    const entries = [...this.dirty].filter((e) => this.held.get(e.key) === e);
+    this.dirty.clear();
+    for (let i = 0; i < entries.length; i += KEEPALIVE_BATCH) void this.store(entries.slice(i, i + KEEPALIVE_BATCH), 0);
   }
 }

@@ -830,55 +830,63 @@ return 1
 `;
 
 /**
- * The holder's periodic refresh of attach <gen>, and its cursor: ARGV[5] a, [6] gen, [7] cursor,
- * [8] deadline while attached, [9] events kept for resume, [10] the cluster's byte budget. Returns the
- * last id, or false when that attach is over (the peer left, was taken over or attached elsewhere): the
- * holder then ends its stream.
+ * The holder's refresh of some of its streams and their cursors, in one step: ARGV[5] the deadline of
+ * each while attached (0: only the cursors are stored), [6] events kept for resume, [7] the cluster's
+ * byte budget, then for each stream three values: a, the attach's gen, its cursor. Returns each one's
+ * last id, in order, or -1 when that attach is over (the peer left, was taken over or attached
+ * elsewhere): the holder then ends its stream.
  */
 const KEEPALIVE = `
-local a, gen, cursor, deadline, retain = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local m = redis.call('HMGET', mk(a), 'gen', 'last')
-if m[1] ~= gen then return false end
-local b = box(a)
-if cursor > b.cursor then
-  local written = 0
-  local rows = redis.call('XRANGE', lk(a), '(0-' .. b.cursor, '0-' .. cursor)
-  for _, row in ipairs(rows) do written = written + #row[2][2] end
-  b.held, b.hbytes = math.max(0, b.held - #rows), b.hbytes - written
-  count(-written, 0)
-end
-b.cursor = cursor
--- The newest id per topic tag matters only while that event is held: past many, the written ones go.
-if redis.call('HLEN', mk(a)) > 128 then
-  local fields = redis.call('HGETALL', mk(a))
-  for i = 1, #fields, 2 do
-    local name = fields[i]
-    if string.sub(name, 1, 1) == 't' and #name > 1 and tonumber(fields[i + 1]) <= cursor then redis.call('HDEL', mk(a), name) end
+local deadline, retain, budget = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local heldFreed, allFreed = 0, 0
+local function keep(a, gen, cursor)
+  local b = box(a, 'gen')
+  if not b or b.field ~= gen then return -1 end
+  if cursor > b.cursor then
+    local written = 0
+    local rows = redis.call('XRANGE', lk(a), '(0-' .. b.cursor, '0-' .. cursor)
+    for _, row in ipairs(rows) do written = written + #row[2][2] end
+    b.held, b.hbytes = math.max(0, b.held - #rows), b.hbytes - written
+    heldFreed = heldFreed + written
   end
+  b.cursor = cursor
+  -- The newest id per topic tag matters only while that event is held: past many, the written ones go.
+  if redis.call('HLEN', mk(a)) > 128 then
+    local fields = redis.call('HGETALL', mk(a))
+    for i = 1, #fields, 2 do
+      local name = fields[i]
+      if string.sub(name, 1, 1) == 't' and #name > 1 and tonumber(fields[i + 1]) <= cursor then redis.call('HDEL', mk(a), name) end
+    end
+  end
+  -- Past the cluster's budget, the events kept for resume go first: each holder drops its peers' here.
+  local from = total('all') - allFreed > budget and cursor + 1 or cursor - retain + 1
+  if from > b.first then
+    local freed = 0
+    for _, row in ipairs(redis.call('XRANGE', lk(a), '-', '(0-' .. from)) do freed = freed + #row[2][2] end
+    redis.call('XTRIM', lk(a), 'MINID', '0-' .. from)
+    b.bytes, b.first = b.bytes - freed, from
+    allFreed = allFreed + freed
+  end
+  store(a, b)
+  if deadline > 0 then
+    redis.call('SET', hk(a), SELF, 'PX', TTL)
+    redis.call('ZADD', DL, deadline, a)
+    redis.call('PEXPIRE', mk(a), TTL)
+    redis.call('PEXPIRE', lk(a), TTL)
+    touchSession(string.match(a, '^(.-)' .. SEP))
+  end
+  return b.last
 end
--- Past the cluster's budget, the events kept for resume go first: each holder drops its peers' here.
-local keep = total('all') > tonumber(ARGV[10]) and cursor + 1 or cursor - retain + 1
-if keep > b.first then
-  local freed = 0
-  for _, row in ipairs(redis.call('XRANGE', lk(a), '-', '(0-' .. keep)) do freed = freed + #row[2][2] end
-  redis.call('XTRIM', lk(a), 'MINID', '0-' .. keep)
-  b.bytes, b.first = b.bytes - freed, keep
-  count(0, -freed)
-end
-store(a, b)
-if deadline > 0 then
-  redis.call('SET', hk(a), SELF, 'PX', TTL)
-  redis.call('ZADD', DL, deadline, a)
-  redis.call('PEXPIRE', mk(a), TTL)
-  redis.call('PEXPIRE', lk(a), TTL)
-  touchSession(string.match(a, '^(.-)' .. SEP))
-  keepCounts()
-end
-return tonumber(m[2])
+local R = {}
+for i = 8, #ARGV, 3 do R[#R + 1] = keep(ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])) end
+-- The cluster's byte counts move once for all of them.
+if heldFreed ~= 0 or allFreed ~= 0 then count(-heldFreed, -allFreed) end
+if deadline > 0 then keepCounts() end
+return R
 `;
 
-/** The last event id of the attach, or undefined when that attach is over. */
-const decodeKeepalive = (reply: unknown): number | undefined => (reply === null || reply === undefined ? undefined : Number(reply));
+/** Each stream's last event id, in the order given, or undefined when its attach is over. */
+const decodeKeepalive = (reply: unknown): (number | undefined)[] => (reply as number[]).map((last) => (last === -1 ? undefined : Number(last)));
 
 /**
  * Claims one due deadline (ARGV[5], the member) with ZREM, so that exactly one instance acts on it: an

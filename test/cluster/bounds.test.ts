@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
+import { peerAddress, redisKey } from '../../src/cluster/protocol';
 import { SCRIPTS } from '../../src/cluster/scripts';
 import { startServer, until } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
@@ -136,6 +137,29 @@ describe('cluster: byte budgets, enforced in the append script', () => {
       for (let s = 0; s < 4; s++) for (let p = 0; p < 10; p++) await call(a.url, 'DELETE', `/register/s${s}/p${p}`);
       expect(await eventBytes(cluster, a)).toBe(await bytesInRedis(cluster.prefix));
       expect(await eventBytes(cluster, a)).toBeLessThan(10_000);
+    });
+  });
+});
+
+describe("cluster: a reading stream's cursor", () => {
+  test('a peer that reads is not refused however fast it is sent to, and its instance stores how far it read without a refresh', async () => {
+    await withCluster(2, { ...open, maxQueue: 16 }, async (cluster, streams) => {
+      const [a, b] = cluster.instances;
+      if (!a || !b) throw new Error('two instances');
+      await call(a.url, 'POST', '/register/s/sender');
+      await call(b.url, 'POST', '/register/s/reader');
+      const stream = await openEvents(`${b.url}/events/s/reader`);
+      streams.push(stream);
+      // Ten times MAX_QUEUE, one after another: Redis counts what the reader's instance has written and
+      // not yet said so as held, which must never reach the bound.
+      const statuses: number[] = [];
+      for (let i = 0; i < 160; i++) statuses.push((await call(a.url, 'POST', '/message/s/sender', { type: 'note', target: 'reader', payload: i })).status);
+      expect(statuses.filter((status) => status !== 200)).toEqual([]);
+      await stream.next((e) => e.json.type === 'note' && e.json.payload === 159);
+      const mailbox = redisKey.mailbox(cluster.prefix, peerAddress('s', 'reader'));
+      const held = async () => Number(await admin.send('HGET', [mailbox, 'held']));
+      await until(async () => (await held()) === 0, 'the reader holds nothing undelivered in Redis');
+      expect(Number(await admin.send('HGET', [mailbox, 'cursor']))).toBe(Number(await admin.send('HGET', [mailbox, 'last'])));
     });
   });
 });
