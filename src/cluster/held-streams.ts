@@ -227,8 +227,7 @@ export class HeldStreams {
 
   /**
    * Stores the cursors of `entries` in Redis in one step and, with a deadline, refreshes their attaches
-   * (see KEEPALIVE); a stream whose attach is over ends and, in a refresh, one that missed events
-   * fetches them.
+   * (see KEEPALIVE): then a stream whose attach is over ends, one that missed events fetches them.
    */
   private async store(entries: readonly Held[], deadline: number): Promise<void> {
     const { retain, totalBytes } = this.deps.bounds;
@@ -246,6 +245,10 @@ export class HeldStreams {
       this.deps.logger.debug('could not refresh streams in Redis', { streams: entries.length, error: (e as Error).message });
       return;
     }
+    // Only a refresh acts on the answer. After a store of cursors alone, a stream whose attach is over
+    // has its last frame (a takeover's, session-closed) still on its way on the channel, and the events
+    // after the cursors are mostly on their way there too.
+    if (deadline === 0) return;
     entries.forEach((entry, i) => {
       if (this.held.get(entry.key) !== entry) return;
       const last = lasts[i];
@@ -256,9 +259,6 @@ export class HeldStreams {
         entry.sink.close();
         return;
       }
-      // A refresh finds what a stream missed. A store of cursors alone does not look: the events after
-      // them are mostly on their way here already, on the channel.
-      if (deadline === 0) return;
       if (last > entry.wanted) entry.wanted = last;
       if (entry.wanted > entry.cursor) this.catchUp(entry);
     });
