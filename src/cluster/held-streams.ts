@@ -227,7 +227,8 @@ export class HeldStreams {
 
   /**
    * Stores the cursors of `entries` in Redis in one step and, with a deadline, refreshes their attaches
-   * (see KEEPALIVE): then a stream whose attach is over ends, one that missed events fetches them.
+   * (see KEEPALIVE). A refresh then acts on the answer: a stream whose attach is over ends, one that
+   * missed events fetches them.
    */
   private async store(entries: readonly Held[], deadline: number): Promise<void> {
     const { retain, totalBytes } = this.deps.bounds;
