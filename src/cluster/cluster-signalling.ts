@@ -378,7 +378,13 @@ export class ClusterSignalling implements SignallingBackend {
     const messages: string[] = [];
     bodies.forEach((body, i) => {
       const { refused, toServer } = decided[i] ?? {};
-      messages.push(body.target ?? '', clientEvent(peerId, body), refused ? '1' : '0', MEDIA_SIGNALS.has(body.type) ? '1' : '0', typeof toServer === 'string' ? toServer : '');
+      messages.push(
+        body.target ?? '',
+        clientEvent(peerId, body).members,
+        refused ? '1' : '0',
+        MEDIA_SIGNALS.has(body.type) ? '1' : '0',
+        typeof toServer === 'string' ? toServer : '',
+      );
     });
     let reply: SendReply;
     try {

@@ -1,8 +1,8 @@
-import type { EventSink, PeerAddress } from '../delivery/delivery';
+import type { EventMembers, EventSink, PeerAddress } from '../delivery/delivery';
 import { type DeliveryObserver, noObserver } from '../delivery/observer';
 import type { EventBounds } from '../delivery/rules';
 import type { Logger } from '../log/logger';
-import { decodeFrame, decodeLog, type RelayFrame, redisKey } from './protocol';
+import { decodeFrame, decodeLog, type LoggedEvent, type RelayFrame, redisKey } from './protocol';
 import type { RedisLink } from './redis-link';
 import { SCRIPTS } from './scripts';
 
@@ -106,7 +106,7 @@ export class HeldStreams {
    * The attach answered: the sink takes over from `cursor` (the events after it in `events`), then
    * whatever was routed to it meanwhile.
    */
-  install(address: PeerAddress, key: string, sink: EventSink, gen: number, cursor: number, events: readonly { id: number; json: string }[]): void {
+  install(address: PeerAddress, key: string, sink: EventSink, gen: number, cursor: number, events: readonly LoggedEvent[]): void {
     const waiting = this.abandon(key);
     const previous = this.held.get(key);
     const entry: Held = { key, address, sink, gen, cursor, wanted: cursor, fetching: false, unstored: 0, unstoredBytes: 0 };
@@ -124,8 +124,8 @@ export class HeldStreams {
       if (this.held.get(key) === entry) this.catchUp(entry);
     });
     sink.begin(cursor);
-    for (const { id, json } of events) {
-      if (!this.offer(entry, id, json, -1)) break;
+    for (const { id, members } of events) {
+      if (!this.offer(entry, id, members, -1)) break;
     }
     for (const message of waiting) this.handle(message);
   }
@@ -145,12 +145,12 @@ export class HeldStreams {
     const entry = this.held.get(frame.address);
     if (!entry) return;
     if (frame.kind === 'event') {
-      this.offer(entry, frame.id, frame.json, frame.stamp);
+      this.offer(entry, frame.id, frame.members, frame.stamp);
     } else if (frame.kind === 'close') {
       if (frame.gen !== 0 && entry.gen >= frame.gen) return;
       this.held.delete(frame.address);
       this.dirty.delete(entry);
-      if (frame.finalId !== undefined) entry.sink.write(frame.finalId, frame.json);
+      if (frame.finalId !== undefined) entry.sink.write(frame.finalId, frame.members);
       entry.sink.close();
     } else {
       // Its held events reached the cap: a stream that lets this much pile up is not read fast enough.
@@ -179,13 +179,13 @@ export class HeldStreams {
   }
 
   /** Writes event `id` if it is the next one; a later one is fetched from the log with what precedes it. */
-  private offer(entry: Held, id: number, json: string, stamp: number): boolean {
+  private offer(entry: Held, id: number, members: EventMembers, stamp: number): boolean {
     if (id <= entry.cursor) return true;
-    if (id === entry.cursor + 1 && !entry.fetching && entry.sink.write(id, json)) {
+    if (id === entry.cursor + 1 && !entry.fetching && entry.sink.write(id, members)) {
       entry.cursor = id;
       if (id > entry.wanted) entry.wanted = id;
       if (stamp >= 0) this.observer.delivered(this.observer.stamp() - Math.max(0, this.deps.now() - stamp));
-      this.moved(entry, json.length);
+      this.moved(entry, members.length);
       return true;
     }
     if (id > entry.wanted) entry.wanted = id;
@@ -206,18 +206,18 @@ export class HeldStreams {
   private async fetchLoop(entry: Held): Promise<void> {
     const log = redisKey.log(this.deps.prefix, entry.key);
     for (;;) {
-      let rows: { id: number; json: string }[];
+      let rows: LoggedEvent[];
       try {
         rows = decodeLog(await this.deps.link.command('XRANGE', [log, `(0-${entry.cursor}`, '+', 'COUNT', String(FETCH_COUNT)]));
       } catch {
         return; // Redis is away: the reconnection reconciles.
       }
       if (this.held.get(entry.key) !== entry) return;
-      for (const { id, json } of rows) {
+      for (const { id, members } of rows) {
         if (id <= entry.cursor) continue;
-        if (!entry.sink.write(id, json)) return; // full: its drain fetches again
+        if (!entry.sink.write(id, members)) return; // full: its drain fetches again
         entry.cursor = id;
-        this.moved(entry, json.length);
+        this.moved(entry, members.length);
       }
       if (entry.cursor > entry.wanted) entry.wanted = entry.cursor;
       if (rows.length < FETCH_COUNT && entry.cursor >= entry.wanted) return;

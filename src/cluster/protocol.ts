@@ -45,6 +45,7 @@
  *   P/ro/<instance>  set of the relay sessions an instance owns
  *   P/load           hash: instance id → its relay load (JSON, see `RelayLoad`), dead past its until
  */
+import type { EventMembers } from '../delivery/delivery';
 
 /** Separates the parts of every key and channel, and a peer's session id from its id: ids and prefixes cannot contain it. */
 export const SEP = '/';
@@ -142,15 +143,15 @@ export interface RelayFrame {
 const RELAY_OPS: ReadonlySet<string> = new Set<RelayOp>(['own', 'joined', 'reachable', 'left', 'closed', 'message']);
 
 /**
- * What an instance is told on its channel about a stream it holds:
+ * What an instance is told on its channel about a stream it holds (an event is its `EventMembers`):
  *   event   an event was appended to the peer's log: write it
  *   close   end the stream of an attach older than `gen` (0: any), after writing the final event
- *           `json` with `finalId` when there is one
+ *           `members` with `finalId` when there is one
  *   cut     the peer's held events reached the cap: cut its slow stream
  */
 export type Frame =
-  | { readonly kind: 'event'; readonly address: string; readonly id: number; readonly stamp: number; readonly json: string }
-  | { readonly kind: 'close'; readonly address: string; readonly gen: number; readonly finalId: number | undefined; readonly json: string }
+  | { readonly kind: 'event'; readonly address: string; readonly id: number; readonly stamp: number; readonly members: EventMembers }
+  | { readonly kind: 'close'; readonly address: string; readonly gen: number; readonly finalId: number | undefined; readonly members: EventMembers }
   | { readonly kind: 'cut'; readonly address: string }
   | RelayFrame;
 
@@ -158,17 +159,17 @@ export type Frame =
 export const FRAME_TAG = { event: 'e', close: 'c', cut: 'a', relay: 'r' } as const;
 
 /**
- * Frames are lines, the JSON last: ids contain no line break and JSON.stringify writes none, so "\n"
- * splits them. A script builds them with the Lua functions of `FRAME_LUA`, from the same tags.
+ * Frames are lines, the JSON (or the event) last: ids contain no line break, and neither JSON.stringify
+ * nor an event writes one (`EventMembers`), so "\n" splits them. A script builds them with the Lua functions of `FRAME_LUA`, from the same tags.
  */
 const NL = '\n';
 
 export function encodeFrame(frame: Frame): string {
   switch (frame.kind) {
     case 'event':
-      return [FRAME_TAG.event, frame.address, frame.id, frame.stamp, frame.json].join(NL);
+      return [FRAME_TAG.event, frame.address, frame.id, frame.stamp, frame.members].join(NL);
     case 'close':
-      return [FRAME_TAG.close, frame.address, frame.gen, frame.finalId ?? '', frame.json].join(NL);
+      return [FRAME_TAG.close, frame.address, frame.gen, frame.finalId ?? '', frame.members].join(NL);
     case 'cut':
       return FRAME_TAG.cut + NL + frame.address;
     case 'relay':
@@ -206,9 +207,9 @@ export function decodeFrame(message: string): Frame | undefined {
   if (secondEnd < 0 || thirdEnd < 0) return undefined;
   const second = Number(message.slice(addressEnd + 1, secondEnd));
   const third = message.slice(secondEnd + 1, thirdEnd);
-  const json = message.slice(thirdEnd + 1);
-  if (tag === FRAME_TAG.event) return { kind: 'event', address, id: second, stamp: Number(third), json };
-  if (tag === FRAME_TAG.close) return { kind: 'close', address, gen: second, finalId: third === '' ? undefined : Number(third), json };
+  const members = message.slice(thirdEnd + 1);
+  if (tag === FRAME_TAG.event) return { kind: 'event', address, id: second, stamp: Number(third), members };
+  if (tag === FRAME_TAG.close) return { kind: 'close', address, gen: second, finalId: third === '' ? undefined : Number(third), members };
   return undefined;
 }
 
@@ -281,13 +282,19 @@ export class Reply {
   }
 }
 
-/** The entries of a peer's log as XRANGE gives them: event id and JSON. */
-export function decodeLog(rows: unknown): { id: number; json: string }[] {
+/** An event of a peer's log in Redis. */
+export interface LoggedEvent {
+  readonly id: number;
+  readonly members: EventMembers;
+}
+
+/** The entries of a peer's log as XRANGE gives them: event id and the event. */
+export function decodeLog(rows: unknown): LoggedEvent[] {
   if (!Array.isArray(rows)) throw new Error('XRANGE answered no array');
   return rows.map((row) => {
     const [entry, fields] = row as [string, string[]];
-    // Entry ids are "0-<event id>"; the JSON is the first field's value (e).
-    return { id: Number(entry.slice(2)), json: fields[1] as string };
+    // Entry ids are "0-<event id>"; the event is the first field's value (e).
+    return { id: Number(entry.slice(2)), members: fields[1] as string };
   });
 }
 

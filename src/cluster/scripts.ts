@@ -11,7 +11,7 @@
  * replicas or Sentinel), not Redis Cluster.
  *
  * The rules are not written here: the scripts get the session rules' decisions as arguments (the
- * events' JSON, the limits, a refusal already decided) or are built from their definitions (the
+ * events, the limits, a refusal already decided) or are built from their definitions (the
  * admission caps, the resume window, the epoch step, the frames). A frame for the calling instance
  * itself is returned in the script's reply (OUT) instead of published. The scripts write ids into JSON
  * unescaped: the id alphabet has no quote or backslash.
@@ -20,7 +20,7 @@
 import { CLIENT_TAG, EPOCH_STEP, type EventBounds, FIRST_EPOCH, QUEUE_REFUSAL_LUA, RESUME_LUA, type Topic } from '../delivery/rules';
 import { capsLua, SEES_LUA } from '../sessions/rules';
 import { SERVER_PEER_ID, type SessionMode } from '../sessions/server-peer';
-import { decodeLog, FRAME_LUA, KIND, Reply, SEP } from './protocol';
+import { decodeLog, FRAME_LUA, KIND, type LoggedEvent, Reply, SEP } from './protocol';
 
 /** An event's topic as the scripts take it (see topicAt): its tag, its barrier, the tags it replaces. */
 export const topicArgs = (topic: Topic): string[] => [topic.tag, topic.barrier, topic.replaces.join('\n')];
@@ -197,15 +197,15 @@ local function dropOldestServerEvent(a, b)
   end
 end
 
--- Appends an event of topic T to a's log and routes it to a's stream (Mailbox.append under bounds B).
+-- Appends an event (its members, EventMembers) of topic T to a's log and routes it to a's stream (Mailbox.append under bounds B).
 -- Returns id, held before, receivers of the route (-1: this instance); nil when a has no mailbox;
 -- false, held, why ('held', 'bytes', 'total'), held bytes when a client message finds no room.
-local function append(a, json, client, stamp, T, B)
+local function append(a, event, client, stamp, T, B)
   -- The newest id with this event's tag is read with the counters and written with them.
   local tagField = T.tag ~= '' and 't' .. T.tag or nil
   local b = box(a, tagField)
   if not b then return nil end
-  local size = #json
+  local size = #event
   -- The cluster's bytes, read once: what this append drops below moves them by what it moves b's.
   local totals = redis.call('HMGET', BYTES, 'held', 'all')
   local held0, all0, hbytes0, bytes0 = tonumber(totals[1] or '0'), tonumber(totals[2] or '0'), b.hbytes, b.bytes
@@ -229,13 +229,13 @@ local function append(a, json, client, stamp, T, B)
   local previous = b.field
   -- Superseding links the tag past what it removed: read it again after that.
   if tagField and T.any and not client then previous = redis.call('HGET', mk(a), tagField) end
-  redis.call('XADD', lk(a), '0-' .. id, 'e', json, 't', stamp, 'k', T.tag, 'q', previous or '0')
+  redis.call('XADD', lk(a), '0-' .. id, 'e', event, 't', stamp, 'k', T.tag, 'q', previous or '0')
   redis.call('PEXPIRE', lk(a), TTL)
   b.last, b.held, b.hbytes, b.bytes = id, b.held + 1, b.hbytes + size, b.bytes + size
   redis.call('HSET', BYTES, 'held', heldBytes(), 'all', allBytes())
   redis.call('PEXPIRE', BYTES, TTL)
   store(a, b, tagField, id)
-  return id, held, route(a, eventFrame(a, id, stamp, json))
+  return id, held, route(a, eventFrame(a, id, stamp, event))
 end
 
 -- Relay sessions (see protocol.ts): the lease of the instance that carries a session's media.
@@ -643,7 +643,7 @@ end
 -- receivers. media is '1' for a media signal; server is the message as the owner of the session's media
 -- reads it ('' when switchboard cannot take it).
 local relaySession = false
-local function deliverMessage(R, target, json, stamp, refused, media, server)
+local function deliverMessage(R, target, event, stamp, refused, media, server)
   local function put(...)
     for _, v in ipairs({...}) do R[#R + 1] = v end
   end
@@ -658,7 +658,7 @@ local function deliverMessage(R, target, json, stamp, refused, media, server)
   end
   if target ~= '' then
     if redis.call('HEXISTS', pk(sid), target) == 0 then return put('target_not_found', target) end
-    local id, held, receivers, bytes = append(addr(sid, target), json, true, stamp, T, B)
+    local id, held, receivers, bytes = append(addr(sid, target), event, true, stamp, T, B)
     if id == nil then return put('target_not_found', target) end
     if id == false then return put('queue_full', target, held, receivers, bytes) end
     return put('ok', 1, target, id, receivers)
@@ -667,15 +667,15 @@ local function deliverMessage(R, target, json, stamp, refused, media, server)
   for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
     if other ~= pid then
       local b = box(addr(sid, other))
-      local why = b and refusal(b, #json, B)
+      local why = b and refusal(b, #event, B)
       if why then return put('queue_full', other, b.held, why, b.hbytes) end
       targets[#targets + 1] = other
     end
   end
-  if total('held') + #json * #targets > B.totalBytes then return put('queue_full', '', 0, 'total', total('held')) end
+  if total('held') + #event * #targets > B.totalBytes then return put('queue_full', '', 0, 'total', total('held')) end
   local appended = {}
   for _, other in ipairs(targets) do
-    local id, held, receivers = append(addr(sid, other), json, true, stamp, T, B)
+    local id, held, receivers = append(addr(sid, other), event, true, stamp, T, B)
     if id then
       appended[#appended + 1] = other
       appended[#appended + 1] = id
@@ -808,7 +808,7 @@ return {'ok', OUT, gen, cursor, events}
 
 export type AttachReply =
   | Refused<'session_not_found' | 'peer_not_found' | 'superseded' | 'resume_gap'>
-  | { status: 'ok'; out: string[]; gen: number; cursor: number; events: { id: number; json: string }[] };
+  | { status: 'ok'; out: string[]; gen: number; cursor: number; events: LoggedEvent[] };
 
 const decodeAttach = (r: Reply): AttachReply => {
   const status = r.str();
@@ -939,7 +939,7 @@ const decodeLeave = (r: Reply): LeaveReply => {
   return { status, out: r.strings(), outcome: r.str() as Outcome };
 };
 
-/** Closes a session: ARGV[5] sessionId, [6] the final event's JSON. Every stream gets it, then ends. */
+/** Closes a session: ARGV[5] sessionId, [6] the final event. Every stream gets it, then ends. */
 const CLOSE_SESSION = `
 local sid, final = ARGV[5], ARGV[6]
 if redis.call('EXISTS', sk(sid)) == 0 then return {'session_not_found'} end
@@ -1122,16 +1122,16 @@ export interface CountsReply {
 
 /**
  * An event from `switchboard` to a peer of a relay session, if this instance still owns the session's
- * media under the token it holds: ARGV[5] sessionId, [6] peerId, [7] its token, [8] the event JSON,
+ * media under the token it holds: ARGV[5] sessionId, [6] peerId, [7] its token, [8] the event,
  * [9…11] its topic, [12…15] the event bounds. 'fenced' when the lease is another's now: a stale owner
  * writes nothing.
  */
 const SERVER_SEND = `
-local sid, pid, token, json = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local sid, pid, token, event = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local lease = redis.call('HMGET', rk(sid), 'owner', 'token')
 if lease[1] ~= SELF or lease[2] ~= token then return {'fenced'} end
 if redis.call('HEXISTS', pk(sid), pid) == 0 then return {'peer_not_found'} end
-append(addr(sid, pid), json, false, '-1', topicAt(9), boundsAt(12))
+append(addr(sid, pid), event, false, '-1', topicAt(9), boundsAt(12))
 return {'ok', OUT}
 `;
 

@@ -1,5 +1,5 @@
 import { refusals } from '../errors';
-import type { Delivered, Delivery, EventSink, PeerAddress } from './delivery';
+import type { Delivered, Delivery, EventMembers, EventSink, PeerAddress } from './delivery';
 import { EventBytes, Mailbox } from './mailbox';
 import { type DeliveryObserver, noObserver } from './observer';
 import { type EventBounds, eventSize, SERVER_NOTICE, type Topic } from './rules';
@@ -38,12 +38,11 @@ export class LocalDelivery implements Delivery {
     if (this.pool.held + bytes * peers.length > this.bounds.totalBytes) throw this.full();
   }
 
-  deliver(peer: PeerAddress, json: string, topic: Topic): Delivered {
+  deliver(peer: PeerAddress, members: EventMembers, topic: Topic, size = eventSize(members)): Delivered {
     const box = this.mailbox(peer);
-    const size = eventSize(json);
     // Only undelivered events count here: those kept for resume give way below.
     if (!topic.fromServer && this.pool.held + size > this.bounds.totalBytes) throw this.full();
-    const delivered = box.append(json, topic, size);
+    const delivered = box.append(members, topic, size);
     this.reclaim(box);
     return delivered;
   }
@@ -63,12 +62,12 @@ export class LocalDelivery implements Delivery {
     return this.mailboxes.get(keyOf(peer))?.sink !== undefined;
   }
 
-  close(peer: PeerAddress, finalJson?: string): void {
+  close(peer: PeerAddress, finalEvent?: EventMembers): void {
     const key = keyOf(peer);
     const box = this.mailboxes.get(key);
     if (!box) return;
     this.mailboxes.delete(key);
-    if (finalJson !== undefined && box.sink) box.append(finalJson, SERVER_NOTICE);
+    if (finalEvent !== undefined && box.sink) box.append(finalEvent, SERVER_NOTICE);
     box.discard();
     const sink = box.sink;
     box.sink = undefined;

@@ -1,5 +1,5 @@
 import { refusals, type SignalError } from '../errors';
-import type { Delivered, EventSink } from './delivery';
+import type { Delivered, EventMembers, EventSink } from './delivery';
 import { type DeliveryObserver, noObserver } from './observer';
 import { type EventBounds, eventSize, FIRST_EPOCH, isServerTag, nextEpoch, queueRefusal, resumeRefusal, type Topic } from './rules';
 
@@ -30,7 +30,7 @@ const NO_EVENTS = Object.freeze([]) as unknown as never[];
  */
 export class Mailbox {
   /** The events, `undefined` where one was superseded or dropped. */
-  private log: (string | undefined)[] = NO_EVENTS;
+  private log: (EventMembers | undefined)[] = NO_EVENTS;
   /** Beside each entry of `log`: when a client message was accepted, until it is first written (else -1). */
   private stamps: number[] = NO_EVENTS;
   /** Beside each entry: its topic's tag, and its size in bytes. */
@@ -118,7 +118,7 @@ export class Mailbox {
    * Appends an event. A client message is refused (`queue_full`) past the peer's bounds; a server event
    * never is: it supersedes the held events it makes stale instead.
    */
-  append(json: string, topic: Topic, size = eventSize(json)): Delivered {
+  append(members: EventMembers, topic: Topic, size = eventSize(members)): Delivered {
     if (!topic.fromServer) {
       const refused = this.refusal(size);
       if (refused) {
@@ -139,7 +139,7 @@ export class Mailbox {
       this.tags = [];
       this.sizes = [];
     }
-    this.log.push(json);
+    this.log.push(members);
     this.stamps.push(topic.fromServer ? -1 : this.observer.stamp());
     this.tags.push(topic.tag);
     this.sizes.push(size);
@@ -206,9 +206,9 @@ export class Mailbox {
     while (this.cursor < this.lastId) {
       const id = this.cursor + 1;
       const index = this.head + id - this.firstId;
-      const json = this.log[index];
-      if (json !== undefined) {
-        if (!sink.write(id, json)) {
+      const members = this.log[index];
+      if (members !== undefined) {
+        if (!sink.write(id, members)) {
           if (!sink.isOpen && this.sink === sink) this.sink = undefined;
           break;
         }

@@ -122,8 +122,12 @@ export const QUEUE_REFUSAL_LUA = (() => {
   return `local function refusal(b, size, B)\n${lines.join('\n')}\n  return nil\nend\n`;
 })();
 
-/** An event's weight against the byte budgets: its UTF-8 length, as Redis counts it too. */
-export const eventSize = (json: string): number => Buffer.byteLength(json);
+/**
+ * An event's weight against the byte budgets: the UTF-8 length of its members (`EventMembers`), as Redis
+ * counts them too. Counting a text that was put together joins it first; a maker that puts one together
+ * counts its parts instead (`clientEvent`).
+ */
+export const eventSize = (members: string): number => Buffer.byteLength(members);
 
 /** The first event id a peer's first incarnation gets. */
 export const FIRST_EPOCH = 1;

@@ -2,7 +2,7 @@ import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Delivered, Delivery, EventSink, PeerAddress } from '../delivery/delivery';
 import { countMessage, type DeliveryObserver, noObserver, type PeerLeftReason } from '../delivery/observer';
-import { eventSize, fromPeer, peerNotice, serverSignal } from '../delivery/rules';
+import { fromPeer, peerNotice, serverSignal } from '../delivery/rules';
 import { refusals, SignalError } from '../errors';
 import { AddressHoldings, type HoldingsConfig } from '../limits/address-holdings';
 import { addressKey } from '../limits/client-ip';
@@ -226,11 +226,11 @@ export class LocalSignalling implements SignallingBackend {
       }
       if (MEDIA_SIGNALS.has(body.type)) throw refusals.mediaToServerOnly(sessionId, body.type, SERVER_PEER_ID);
     }
-    const json = clientEvent(peerId, body);
+    const event = clientEvent(peerId, body);
 
     if (body.target !== undefined) {
       if (!session.peers.has(body.target)) throw refusals.targetNotFound(sessionId, body.target);
-      const delivered = delivery.deliver({ sessionId, peerId: body.target }, json, fromPeer(peerId));
+      const delivered = delivery.deliver({ sessionId, peerId: body.target }, event.members, fromPeer(peerId), event.size);
       if (body.type === 'offer' || body.type === 'answer') this.deps.negotiation?.meshSignal(sessionId, peerId, body.target, body.type);
       return delivered;
     }
@@ -241,11 +241,11 @@ export class LocalSignalling implements SignallingBackend {
       if (other.id === peerId) continue;
       targets.push({ sessionId, peerId: other.id });
     }
-    delivery.checkRoom(targets, eventSize(json));
+    delivery.checkRoom(targets, event.size);
     const topic = fromPeer(peerId);
     let result: Delivered = 'sent';
     for (const address of targets) {
-      if (delivery.deliver(address, json, topic) === 'queued') result = 'queued';
+      if (delivery.deliver(address, event.members, topic, event.size) === 'queued') result = 'queued';
     }
     return result;
   }

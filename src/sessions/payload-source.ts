@@ -14,6 +14,11 @@ const CLOSE_BRACKET = 0x5d;
 const COMMA = 0x2c;
 const COLON = 0x3a;
 
+/** A line break, which JSON allows as whitespace between tokens and an event may not carry. */
+const LINE_BREAK = /[\r\n]/;
+/** What a kept payload's text may have around it beyond the payload's own length (see `keptText`). */
+const KEPT_SLACK = 256;
+
 const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 
 function skipSpace(text: string, at: number): number {
@@ -60,15 +65,18 @@ function valueEnd(text: string, at: number): number {
 }
 
 /**
- * The text of the top-level `payload` member of `json`, a JSON object's text that `JSON.parse` accepted
- * (that is what makes a scan for the member's boundaries enough); the last one when the key repeats, as
- * `JSON.parse` takes the last. Undefined when there is none, or when a key is written with escapes (a
- * `"p\u0061yload"` is a payload too): the caller then serialises the parsed value, as it would anyway.
+ * The text of the top-level `payload` member of the object at `from` in `json` (a text that `JSON.parse`
+ * accepted: that is what makes a scan for the member's boundaries enough); the last one when the key
+ * repeats, as `JSON.parse` takes the last. Undefined when there is none, when a key is written with escapes
+ * (a `"p\u0061yload"` is a payload too), or when the payload's text holds a line break (whitespace that
+ * JSON allows between tokens, and that no event may carry: an SSE frame's data is one line): the caller
+ * then serialises the parsed value, as it would anyway.
  */
-export function payloadSource(json: string): string | undefined {
-  let i = skipSpace(json, 0);
+export function payloadSource(json: string, from = 0): string | undefined {
+  let i = skipSpace(json, from);
   if (json.charCodeAt(i) !== OPEN_BRACE) return undefined;
-  let found: string | undefined;
+  let start = -1;
+  let end = -1;
   i = skipSpace(json, i + 1);
   while (json.charCodeAt(i) === QUOTE) {
     const keyEnd = stringEnd(json, i);
@@ -77,15 +85,34 @@ export function payloadSource(json: string): string | undefined {
     if (key.includes('\\')) return undefined;
     i = skipSpace(json, keyEnd);
     if (json.charCodeAt(i) !== COLON) return undefined;
-    const start = skipSpace(json, i + 1);
-    const end = valueEnd(json, start);
-    if (end < 0) return undefined;
-    if (key === 'payload') found = json.slice(start, end);
-    i = skipSpace(json, end);
+    const valueStart = skipSpace(json, i + 1);
+    const after = valueEnd(json, valueStart);
+    if (after < 0) return undefined;
+    if (key === 'payload') {
+      start = valueStart;
+      end = after;
+    }
+    i = skipSpace(json, after);
     if (json.charCodeAt(i) !== COMMA) break;
     i = skipSpace(json, i + 1);
   }
-  return json.charCodeAt(i) === CLOSE_BRACE ? found : undefined;
+  if (json.charCodeAt(i) !== CLOSE_BRACE || start < 0) return undefined;
+  const found = json.slice(start, end);
+  if (LINE_BREAK.test(found)) return undefined;
+  return keptText(found, json.length);
+}
+
+/**
+ * The payload's text as an event keeps it. A cut of the client's text keeps all of that text alive with it,
+ * as long as the event is kept (for resume, after it is written), while the budgets count the event: such a
+ * cut is kept only when the payload is most of the text (an offer, whose SDP is nearly all of its message),
+ * and copied out of it otherwise (a candidate among the 32 of a batch), so that what an event holds stays
+ * within twice what it is counted, and a few hundred bytes.
+ */
+function keptText(found: string, whole: number): string {
+  if (whole <= 2 * found.length + KEPT_SLACK) return found;
+  // Joining a text to one character and cutting that off again copies it (the join is made flat first).
+  return ` ${found}`.slice(1);
 }
 
 /**
@@ -112,7 +139,7 @@ export function batchPayloadSources(json: string): (string | undefined)[] | unde
   while (i < json.length && json.charCodeAt(i) !== CLOSE_BRACKET) {
     const end = valueEnd(json, i);
     if (end < 0) return undefined;
-    sources.push(payloadSource(json.slice(i, end)));
+    sources.push(payloadSource(json, i));
     i = skipSpace(json, end);
     if (json.charCodeAt(i) !== COMMA) break;
     i = skipSpace(json, i + 1);

@@ -1,4 +1,6 @@
 import type { Config } from '../config';
+import { type EventMembers, eventMembers } from '../delivery/delivery';
+import { eventSize } from '../delivery/rules';
 import { type ErrorCode, refusals, type SignalError, type Where } from '../errors';
 import type { HoldingsConfig } from '../limits/address-holdings';
 import type { RateTicket } from './backend';
@@ -10,33 +12,51 @@ import type { Role } from './store';
 /**
  * The session rules that both stores apply: the one-process store (`LocalSignalling`) calls these
  * functions; the cluster's (`ClusterSignalling`) calls them in TypeScript and hands their results to
- * its Lua scripts as arguments (the events' JSON, the limits), or builds the scripts' checks from the
+ * its Lua scripts as arguments (the events, the limits), or builds the scripts' checks from the
  * definitions here (`ADMISSION_CAPS`). Nothing here knows where a session is kept.
  */
 
 /** The server's events about the session, as every peer reads them. */
 export const serverEvents = {
   /** `peerId` joined (or took its id over). */
-  newPeer: (peerId: string): string => JSON.stringify({ type: 'new-peer', senderId: peerId }),
+  newPeer: (peerId: string): EventMembers => eventMembers(JSON.stringify({ type: 'new-peer', senderId: peerId })),
   /** `peerId` left or timed out. */
-  peerLeft: (peerId: string): string => JSON.stringify({ type: 'peer-left', senderId: peerId }),
+  peerLeft: (peerId: string): EventMembers => eventMembers(JSON.stringify({ type: 'peer-left', senderId: peerId })),
   /** The session was closed: the last event of every stream. */
-  sessionClosed: JSON.stringify({ type: 'session-closed' }),
+  sessionClosed: eventMembers(JSON.stringify({ type: 'session-closed' })),
 };
+
+/** A client's message as its receivers read it, with its `eventSize`. */
+export interface ClientEvent {
+  readonly members: EventMembers;
+  readonly size: number;
+}
+
+/** What a client event's text holds besides its type, payload and sender: `"type":…,"payload":…,"senderId":…}`. */
+const CLIENT_EVENT_FIELDS = eventSize('"type":,"payload":,"senderId":}');
 
 /**
  * A client message as its receivers read it: the server, never the client, sets `senderId`. The payload's
  * text as the client sent it is used when the message carries it (see `payloadSource`), rather than the
- * parsed value serialised again; the two are the same JSON value.
+ * parsed value serialised again; the two are the same JSON value. That event is put together from its
+ * parts and counted by them, so that it is never joined before the frame that carries it is.
  */
-export function clientEvent(senderId: string, body: Pick<SignalBody, 'type' | 'payload'> & WithPayloadJson): string {
+export function clientEvent(senderId: string, body: Pick<SignalBody, 'type' | 'payload'> & WithPayloadJson): ClientEvent {
   const payload = body[PAYLOAD_JSON];
-  if (payload === undefined) return JSON.stringify({ type: body.type, payload: body.payload, senderId });
-  return `{"type":${JSON.stringify(body.type)},"payload":${payload},"senderId":${JSON.stringify(senderId)}}`;
+  if (payload === undefined) {
+    const members = eventMembers(JSON.stringify({ type: body.type, payload: body.payload, senderId }));
+    return { members, size: eventSize(members) };
+  }
+  const type = JSON.stringify(body.type);
+  const sender = JSON.stringify(senderId);
+  return {
+    members: `"type":${type},"payload":${payload},"senderId":${sender}}`,
+    size: CLIENT_EVENT_FIELDS + eventSize(type) + eventSize(payload) + eventSize(sender),
+  };
 }
 
 /** What the relay's server peer sends a peer of a relay session. */
-export const serverPeerEvent = (type: string, payload: unknown): string => JSON.stringify({ type, payload, senderId: SERVER_PEER_ID });
+export const serverPeerEvent = (type: string, payload: unknown): EventMembers => eventMembers(JSON.stringify({ type, payload, senderId: SERVER_PEER_ID }));
 
 /** A peer as the visibility rule sees it. */
 export interface Visible {

@@ -1,14 +1,11 @@
-/**
- * Server-Sent Events framing. Ids are integers and event data is JSON text, so a frame can never
- * carry a line a client did not send; `data` with line breaks is still split into one `data:` line
- * per line, as the format requires, rather than trusted.
- */
-const LINE_BREAK = /\r\n|\r|\n/;
+import type { EventMembers } from '../delivery/delivery';
 
-export function eventFrame(id: number, data: string): string {
-  const body = LINE_BREAK.test(data) ? data.split(LINE_BREAK).join('\ndata: ') : data;
-  return `id: ${id}\ndata: ${body}\n\n`;
-}
+/**
+ * Server-Sent Events framing. Ids are integers and an event's data is its JSON object's text, which holds
+ * no line break (`EventMembers`), so a frame is always one `id:` line and one `data:` line: a client's
+ * text can never start a line of its own. The frame is the event's one copy: its members are not read here.
+ */
+export const eventFrame = (id: number, members: EventMembers): string => `id: ${id}\ndata: {${members}\n\n`;
 
 /** Sets the client's reconnection delay; dispatches no event. */
 export const retryFrame = (ms: number) => `retry: ${ms}\n\n`;

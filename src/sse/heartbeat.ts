@@ -1,7 +1,8 @@
 import { type Clock, Ticker } from '../clock';
+import { type EventMembers, eventMembers } from '../delivery/delivery';
 
 export interface Pingable {
-  ping(json: string): void;
+  ping(ping: EventMembers): void;
 }
 
 /**
@@ -34,7 +35,7 @@ export class Heartbeat {
   }
 
   private beat(): void {
-    const json = JSON.stringify({ type: 'ping', time: new Date(this.clock.now()).toISOString() });
-    for (const stream of this.streams) stream.ping(json);
+    const ping = eventMembers(JSON.stringify({ type: 'ping', time: new Date(this.clock.now()).toISOString() }));
+    for (const stream of this.streams) stream.ping(ping);
   }
 }

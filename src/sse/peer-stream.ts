@@ -1,4 +1,4 @@
-import type { EventSink } from '../delivery/delivery';
+import type { EventMembers, EventSink } from '../delivery/delivery';
 import { eventFrame, idFrame, retryFrame } from './frame';
 import type { Heartbeat, Pingable } from './heartbeat';
 
@@ -118,18 +118,18 @@ export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSour
     this.send(idFrame(cursor));
   }
 
-  write(id: number, json: string): boolean {
+  write(id: number, members: EventMembers): boolean {
     if (this.closed) return false;
     if (!this.hasRoom) {
       this.blocked = true;
       return false;
     }
-    if (!this.send(eventFrame(id, json))) return false;
+    if (!this.send(eventFrame(id, members))) return false;
     this.lastId = id;
     return true;
   }
 
-  ping(json: string): void {
+  ping(ping: EventMembers): void {
     if (this.closed) return;
     if (!this.hasRoom) {
       // Full for a whole ping interval: nobody reads this stream.
@@ -137,7 +137,7 @@ export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSour
       this.stalled = true;
       return;
     }
-    this.send(eventFrame(this.lastId, json));
+    this.send(eventFrame(this.lastId, ping));
   }
 
   close(): void {

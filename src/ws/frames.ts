@@ -2,7 +2,7 @@
 // id as an `id` field, and acks. Client → server: the body of POST /message with an optional `id`.
 import { Type as t } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import type { Delivered } from '../delivery/delivery';
+import type { Delivered, EventMembers } from '../delivery/delivery';
 import { type ErrorCode, errorStatus, SignalError, schemaRefusal } from '../errors';
 import { MAX_BODY_BYTES } from '../json-body';
 import { MESSAGE_QUEUED, MESSAGE_SENT, SignalBody } from '../sessions/model';
@@ -27,10 +27,10 @@ const checkFrame = TypeCompiler.Compile(ClientFrame);
 const checkId = TypeCompiler.Compile(FrameId);
 
 /**
- * An event of the mailbox (a JSON object text) as a frame: `{"id":N,` spliced in front of its fields,
- * so that the event is neither parsed nor serialised again. Every event starts with `{"type":`.
+ * An event as a frame: its JSON object with its id as the first field, `{"id":N,` in front of its members,
+ * so that the event is neither parsed nor serialised again, and the frame is its one copy.
  */
-export const eventFrame = (id: number, json: string): string => `{"id":${id},${json.slice(1)}`;
+export const eventFrame = (id: number, members: EventMembers): string => `{"id":${id},${members}`;
 
 /** The ack of a frame, or null when it had none or it could not be read. */
 export type AckId = FrameId | null;

@@ -1,5 +1,5 @@
 import type { Clock } from '../clock';
-import type { EventSink } from '../delivery/delivery';
+import { type EventMembers, type EventSink, eventMembers } from '../delivery/delivery';
 import type { SignalError } from '../errors';
 import type { Heartbeat, Pingable } from '../sse/heartbeat';
 import { errorFrame, eventFrame } from './frames';
@@ -114,12 +114,12 @@ export class WsSink implements EventSink, Pingable {
   /** A ping event tells the client at once that it is live, and the id it starts from. */
   begin(cursor: number): void {
     this.lastId = cursor;
-    this.enqueue(eventFrame(cursor, JSON.stringify({ type: 'ping', time: new Date(this.options.clock.now()).toISOString() })));
+    this.enqueue(eventFrame(cursor, eventMembers(JSON.stringify({ type: 'ping', time: new Date(this.options.clock.now()).toISOString() }))));
   }
 
-  write(id: number, json: string): boolean {
+  write(id: number, members: EventMembers): boolean {
     if (this.closed || this.blocked) return false;
-    this.enqueue(eventFrame(id, json));
+    this.enqueue(eventFrame(id, members));
     this.lastId = id;
     if ((this.batch?.length ?? 0) + this.queued >= this.options.maxQueued) this.blocked = true;
     return true;
@@ -130,7 +130,7 @@ export class WsSink implements EventSink, Pingable {
    * the previous WebSocket ping, a whole interval ago, is gone (a device that lost power sends no FIN):
    * the socket is dropped, and the peer times out unless it comes back.
    */
-  ping(json: string): void {
+  ping(ping: EventMembers): void {
     if (this.closed) return;
     if (this.awaitingPong) return this.abort('no pong within a ping interval');
     this.awaitingPong = true;
@@ -141,7 +141,7 @@ export class WsSink implements EventSink, Pingable {
       this.stalled = true;
       return;
     }
-    this.enqueue(eventFrame(this.lastId, json));
+    this.enqueue(eventFrame(this.lastId, ping));
   }
 
   /** Bun's pong handler: the client answered the last WebSocket ping. */

@@ -10,7 +10,7 @@ import { RecordingSink } from '../fixtures/recording-sink';
 
 const address = { sessionId: 's', peerId: 'p' };
 const key = peerAddress('s', 'p');
-const SESSION_CLOSED = '{"type":"session-closed"}';
+const SESSION_CLOSED = '"type":"session-closed"}';
 
 /** A Redis link whose every script answers that each stream's attach is over (-1), telling each call's deadline (ARGV[5]). */
 function overLink() {
@@ -56,14 +56,14 @@ describe('cluster: a held stream against the answers of its progress stores', ()
     const sink = new RecordingSink();
     streams.install(address, key, sink, 1, 0, []);
     const stored = nextCall();
-    streams.handle(encodeFrame({ kind: 'event', address: key, id: 1, stamp: -1, json: '{"type":"offer","payload":{},"senderId":"q"}' }));
+    streams.handle(encodeFrame({ kind: 'event', address: key, id: 1, stamp: -1, members: '"type":"offer","payload":{},"senderId":"q"}' }));
     await stored;
     // A store of cursors alone (deadline 0), answered -1: the stream is still open.
     expect(deadlines).toEqual([0]);
     expect(sink.closed).toBe(false);
     // The close frame arrives: its last event is written, then the stream ends.
-    streams.handle(encodeFrame({ kind: 'close', address: key, gen: 0, finalId: 2, json: SESSION_CLOSED }));
-    expect(sink.written.map((w) => w.json)).toEqual(['{"type":"offer","payload":{},"senderId":"q"}', SESSION_CLOSED]);
+    streams.handle(encodeFrame({ kind: 'close', address: key, gen: 0, finalId: 2, members: SESSION_CLOSED }));
+    expect(sink.written.map((w) => w.members)).toEqual(['"type":"offer","payload":{},"senderId":"q"}', SESSION_CLOSED]);
     expect(sink.closed).toBe(true);
     streams.closeAll();
   });

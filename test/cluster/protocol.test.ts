@@ -12,10 +12,10 @@ describe('cluster protocol: channel frames', () => {
   test('every frame reads back as it was written, whatever the ids hold', () => {
     const address = peerAddress(`s${EVERY_ID_CHAR}`, `p${EVERY_ID_CHAR}`);
     const frames: Frame[] = [
-      { kind: 'event', address, id: 7, stamp: 1_700_000_000_123, json: '{"type":"offer","payload":{"sdp":"v=0\\r\\n"},"senderId":"x"}' },
-      { kind: 'event', address, id: 1, stamp: -1, json: '{"type":"new-peer","senderId":"y"}' },
-      { kind: 'close', address, gen: 3, finalId: undefined, json: '' },
-      { kind: 'close', address, gen: 0, finalId: 12, json: '{"type":"session-closed"}' },
+      { kind: 'event', address, id: 7, stamp: 1_700_000_000_123, members: '"type":"offer","payload":{"sdp":"v=0\\r\\n"},"senderId":"x"}' },
+      { kind: 'event', address, id: 1, stamp: -1, members: '"type":"new-peer","senderId":"y"}' },
+      { kind: 'close', address, gen: 3, finalId: undefined, members: '' },
+      { kind: 'close', address, gen: 0, finalId: 12, members: '"type":"session-closed"}' },
       { kind: 'cut', address },
       { kind: 'relay', op: 'own', sessionId: `s${EVERY_ID_CHAR}`, token: 42, peerId: '', json: '{"why":"failover","peers":[]}' },
       { kind: 'relay', op: 'joined', sessionId: 's', token: 1, peerId: `p${EVERY_ID_CHAR}`, json: 'publisher' },

@@ -92,6 +92,32 @@ eachBackend(backends, (backend) => {
     expect((await b.next(ofType('offer'))).json.senderId).toBe('a');
   });
 
+  test('a payload sent with line breaks between its tokens arrives as one data line, the same value, over SSE and WebSocket', async () => {
+    const s = await backend.start();
+    for (const p of ['a', 'b', 'c']) await s.register('s', p);
+    const b = await s.events('s', 'b');
+    const c = await s.ws('s', 'c');
+    // JSON allows CR and LF between tokens; a data line may carry neither, and a key may read like a field.
+    const payload = '{\r\n "id: 99": "x",\n "event": ["y"\r, 1]\n}';
+    const value = JSON.parse(payload);
+    const post = (target: string) =>
+      fetch(`${s.url()}/message/s/a`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"type":"pretty","target":"${target}","payload":${payload}}` });
+    expect((await post('b')).status).toBe(200);
+    expect((await post('c')).status).toBe(200);
+    expect((await b.next(ofType('pretty', 'a'))).json).toEqual({ type: 'pretty', payload: value, senderId: 'a' });
+    expect(await c.next((e) => e.type === 'pretty')).toMatchObject({ type: 'pretty', payload: value, senderId: 'a' });
+    // The same text in a WebSocket frame, to an SSE reader.
+    c.send(`{"type":"pretty","target":"b","payload":${payload}}`);
+    expect((await b.next(ofType('pretty', 'c'))).json).toEqual({ type: 'pretty', payload: value, senderId: 'c' });
+    // The stream has no line but its fields: each block an id line and one data line of one JSON object.
+    for (const block of b.raw.split('\n\n').filter((x) => x.startsWith('id: ') && x.includes('data: '))) {
+      const lines = block.split('\n');
+      expect(lines).toHaveLength(2);
+      JSON.parse((lines[1] as string).slice('data: '.length));
+    }
+    expect(b.raw).not.toMatch(/^event:/m);
+  });
+
   test('a broadcast reaches every other peer and not the sender', async () => {
     const s = await backend.start();
     for (const p of ['a', 'b', 'c']) await s.register('s', p);

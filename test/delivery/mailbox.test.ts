@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'bun:test';
+import { eventJson, eventMembers } from '../../src/delivery/delivery';
 import { EventBytes, Mailbox } from '../../src/delivery/mailbox';
 import { type DeliveryObserver, noObserver } from '../../src/delivery/observer';
 import { type EventBounds, fromPeer, peerNotice, SERVER_NOTICE, serverSignal } from '../../src/delivery/rules';
@@ -34,8 +35,8 @@ describe('Mailbox', () => {
     const sink = new RecordingSink();
     box.attach(sink, undefined);
     expect(sink.written).toEqual([
-      { id: 1, json: '"a"' },
-      { id: 2, json: '"b"' },
+      { id: 1, members: '"a"' },
+      { id: 2, members: '"b"' },
     ]);
     expect(box.append('"c"', CLIENT)).toBe('sent');
     expect(sink.ids).toEqual([1, 2, 3]);
@@ -192,14 +193,14 @@ describe('Mailbox', () => {
 });
 
 describe('Mailbox: server events supersede what they make stale', () => {
-  const offer = (n: number) => JSON.stringify({ type: 'offer', payload: { n }, senderId: 'switchboard' });
-  const candidate = (n: number) => JSON.stringify({ type: 'ice-candidate', payload: { n }, senderId: 'switchboard' });
-  const notice = (type: string, peer: string) => JSON.stringify({ type, senderId: peer });
-  const types = (sink: RecordingSink) => sink.written.map((w) => JSON.parse(w.json) as { type: string; payload?: { n: number }; senderId: string });
+  const offer = (n: number) => eventMembers(JSON.stringify({ type: 'offer', payload: { n }, senderId: 'switchboard' }));
+  const candidate = (n: number) => eventMembers(JSON.stringify({ type: 'ice-candidate', payload: { n }, senderId: 'switchboard' }));
+  const notice = (type: string, peer: string) => eventMembers(JSON.stringify({ type, senderId: peer }));
+  const types = (sink: RecordingSink) => sink.written.map((w) => JSON.parse(eventJson(w.members)) as { type: string; payload?: { n: number }; senderId: string });
 
   test('a newer offer from switchboard replaces an undelivered older one and its candidates; what is written keeps its order', () => {
     const box = new Mailbox(bounds(8, 8));
-    box.append(JSON.stringify({ type: 'hello', senderId: 'a' }), CLIENT);
+    box.append(eventMembers(JSON.stringify({ type: 'hello', senderId: 'a' })), CLIENT);
     for (let n = 1; n <= 30; n++) {
       box.append(offer(n), serverSignal('offer'));
       for (let c = 0; c < 3; c++) box.append(candidate(n), serverSignal('ice-candidate'));
@@ -235,7 +236,7 @@ describe('Mailbox: server events supersede what they make stale', () => {
     box.append(notice('new-peer', 'b'), peerNotice('b'));
     expect(box.held).toBe(2);
     // b's message pins the new-peer before it: nobody reads a peer's message before hearing of the peer.
-    box.append(JSON.stringify({ type: 'offer', senderId: 'b' }), fromPeer('b'));
+    box.append(eventMembers(JSON.stringify({ type: 'offer', senderId: 'b' })), fromPeer('b'));
     box.append(notice('peer-left', 'b'), peerNotice('b'));
     const sink = new RecordingSink();
     box.attach(sink, undefined);

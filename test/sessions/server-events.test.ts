@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { defaultConfig } from '../../src/config';
+import { eventJson } from '../../src/delivery/delivery';
 import { LocalDelivery } from '../../src/delivery/local';
 import { eventBounds } from '../../src/delivery/rules';
 import { LocalSignalling } from '../../src/sessions/local-signalling';
@@ -15,7 +16,7 @@ function core(overrides: Parameters<typeof defaultConfig>[0] = {}) {
   return { signalling, delivery };
 }
 
-const parsed = (sink: RecordingSink) => sink.written.map((w) => JSON.parse(w.json) as { type: string; payload?: unknown; senderId: string });
+const parsed = (sink: RecordingSink) => sink.written.map((w) => JSON.parse(eventJson(w.members)) as { type: string; payload?: unknown; senderId: string });
 
 describe('server events count against the bounds', () => {
   test('30 restarts of the server peer leave a handful of held events, and the reader gets the newest offer', () => {

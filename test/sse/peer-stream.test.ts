@@ -41,9 +41,9 @@ describe('a stream read through its body', () => {
   test('the retry frame comes first, then what was written before the body was read, then what comes after', async () => {
     const { s } = stream();
     s.begin(4);
-    expect(s.write(5, '{"n":5}')).toBe(true);
+    expect(s.write(5, '"n":5}')).toBe(true);
     const first = bodyOf(s.body, '"n":6');
-    expect(s.write(6, '{"n":6}')).toBe(true);
+    expect(s.write(6, '"n":6}')).toBe(true);
     expect(await first).toBe('retry: 1000\n\nid: 4\n\nid: 5\ndata: {"n":5}\n\nid: 6\ndata: {"n":6}\n\n');
     s.close();
     expect(await bodyOf(s.body)).toBe('');
@@ -54,27 +54,27 @@ describe('a stream read through its body', () => {
     let drains = 0;
     s.onDrain(() => drains++);
     for (let id = 1; id <= MAX_QUEUED; id++) expect(s.write(id, `{"n":${id}}`)).toBe(true);
-    expect(s.write(MAX_QUEUED + 1, '{"n":5}')).toBe(false);
+    expect(s.write(MAX_QUEUED + 1, '"n":5}')).toBe(false);
     const text = await bodyOf(s.body, `"n":${MAX_QUEUED}`);
     expect(text.match(/^id: \d+$/gm)).toEqual(['id: 1', 'id: 2', 'id: 3', 'id: 4']);
     await until(() => drains === 1, 'the drain');
-    expect(s.write(MAX_QUEUED + 1, '{"n":5}')).toBe(true);
+    expect(s.write(MAX_QUEUED + 1, '"n":5}')).toBe(true);
   });
 
   test('closed before the body is read: what was written is still given, then the end', async () => {
     const { s, heartbeat, ended } = stream();
     let closed = 0;
     s.onClose(() => closed++);
-    s.write(1, '{"n":1}');
+    s.write(1, '"n":1}');
     s.close();
     expect([s.isOpen, closed, ended, heartbeat.size]).toEqual([false, 1, ['end'], 0]);
     expect(await bodyOf(s.body)).toBe('retry: 1000\n\nid: 1\ndata: {"n":1}\n\n');
-    expect(s.write(2, '{"n":2}')).toBe(false);
+    expect(s.write(2, '"n":2}')).toBe(false);
   });
 
   test('aborted before the body is read: the body fails, and nothing written is given', async () => {
     const { s, ended } = stream();
-    s.write(1, '{"n":1}');
+    s.write(1, '"n":1}');
     s.abort('refused');
     expect(ended).toEqual(['end']);
     await expect(bodyOf(s.body)).rejects.toThrow('refused');

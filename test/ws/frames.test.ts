@@ -1,12 +1,14 @@
 import { describe, expect, test } from 'bun:test';
+import { eventMembers } from '../../src/delivery/delivery';
 import { SignalError } from '../../src/errors';
 import { PAYLOAD_JSON } from '../../src/sessions/payload-source';
 import { ackFrame, BadFrame, errorFrame, eventFrame, parseClientFrame } from '../../src/ws/frames';
 
 describe('server frames', () => {
-  test('an event frame is the event with its id spliced in front, still one JSON object', () => {
-    const json = JSON.stringify({ type: 'offer', payload: { sdp: 'v=0\r\n' }, senderId: 'a' });
-    const frame = eventFrame(12, json);
+  test('an event frame is the event with its id as its first field, one JSON object', () => {
+    const members = eventMembers(JSON.stringify({ type: 'offer', payload: { sdp: 'v=0\r\n' }, senderId: 'a' }));
+    const frame = eventFrame(12, members);
+    expect(frame.startsWith('{"id":12,"type":"offer"')).toBe(true);
     expect(JSON.parse(frame)).toEqual({ id: 12, type: 'offer', payload: { sdp: 'v=0\r\n' }, senderId: 'a' });
   });
 
