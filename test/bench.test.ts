@@ -18,4 +18,21 @@ describe('bun run bench --smoke', () => {
     expect(rows.filter((row) => row.split('|')[4]?.trim().startsWith('—'))).toEqual([]);
     expect(out).toMatch(/\d+ figures; of \d+ goals, \d+ met, \d+ not met/);
   }, 240_000);
+
+  test('the heap per message relayed is measured with the collector off, and refused with it on', async () => {
+    const measure = async (env: Record<string, string | undefined>) => {
+      const run = Bun.spawn([process.execPath, 'bench/message-alloc.ts', '500'], { cwd: root, stdout: 'pipe', stderr: 'pipe', env });
+      const [out, err, code] = await Promise.all([new Response(run.stdout).text(), new Response(run.stderr).text(), run.exited]);
+      return { out, err, code };
+    };
+    const off = await measure({ ...process.env, BUN_JSC_useGC: 'false' });
+    expect(off.code).toBe(0);
+    const [, bytes, frames] = (/^(\d+) B of heap per message relayed \(500 messages, frames (\d+) B on average\)$/m.exec(off.out) ?? []).map(Number);
+    // At least the frame written for each message, which the harness joins as a socket does.
+    expect(frames).toBeGreaterThan(500);
+    expect(bytes).toBeGreaterThan(frames as number);
+    const on = await measure({ ...process.env, BUN_JSC_useGC: undefined });
+    expect(on.code).toBe(2);
+    expect(on.err).toContain('BUN_JSC_useGC=false');
+  }, 60_000);
 });
