@@ -16,7 +16,7 @@ const COLON = 0x3a;
 
 /** A line break, which JSON allows as whitespace between tokens and an event may not carry. */
 const LINE_BREAK = /[\r\n]/;
-/** What a kept payload's text may have around it beyond the payload's own length (see `keptText`). */
+/** What a payload's text may have around it, beyond the payload's own length, and be kept as a cut of it. */
 const KEPT_SLACK = 256;
 
 const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
@@ -68,9 +68,9 @@ function valueEnd(text: string, at: number): number {
  * The text of the top-level `payload` member of the object at `from` in `json` (a text that `JSON.parse`
  * accepted: that is what makes a scan for the member's boundaries enough); the last one when the key
  * repeats, as `JSON.parse` takes the last. Undefined when there is none, when a key is written with escapes
- * (a `"p\u0061yload"` is a payload too), or when the payload's text holds a line break (whitespace that
- * JSON allows between tokens, and that no event may carry: an SSE frame's data is one line): the caller
- * then serialises the parsed value, as it would anyway.
+ * (a `"p\u0061yload"` is a payload too), when the payload's text holds a line break (whitespace that
+ * JSON allows between tokens, and that no event may carry: an SSE frame's data is one line), or when it is
+ * not most of `json`: the caller then serialises the parsed value, as it would anyway.
  */
 export function payloadSource(json: string, from = 0): string | undefined {
   let i = skipSpace(json, from);
@@ -97,22 +97,13 @@ export function payloadSource(json: string, from = 0): string | undefined {
     i = skipSpace(json, i + 1);
   }
   if (json.charCodeAt(i) !== CLOSE_BRACE || start < 0) return undefined;
+  // A cut of a text keeps all of that text alive for as long as the event that holds it is kept (for
+  // resume, after it is written), while the budgets count the event: a payload that is not most of the
+  // text (a candidate among the 32 of a batch, or a small payload in a padded body) is serialised again
+  // instead, so that what a kept event holds stays within twice what it is counted, and a few hundred bytes.
+  if (json.length > 2 * (end - start) + KEPT_SLACK) return undefined;
   const found = json.slice(start, end);
-  if (LINE_BREAK.test(found)) return undefined;
-  return keptText(found, json.length);
-}
-
-/**
- * The payload's text as an event keeps it. A cut of the client's text keeps all of that text alive with it,
- * as long as the event is kept (for resume, after it is written), while the budgets count the event: such a
- * cut is kept only when the payload is most of the text (an offer, whose SDP is nearly all of its message),
- * and copied out of it otherwise (a candidate among the 32 of a batch), so that what an event holds stays
- * within twice what it is counted, and a few hundred bytes.
- */
-function keptText(found: string, whole: number): string {
-  if (whole <= 2 * found.length + KEPT_SLACK) return found;
-  // Joining a text to one character and cutting that off again copies it (the join is made flat first).
-  return ` ${found}`.slice(1);
+  return LINE_BREAK.test(found) ? undefined : found;
 }
 
 /**

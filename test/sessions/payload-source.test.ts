@@ -1,3 +1,4 @@
+import { memoryUsage } from 'bun:jsc';
 import { describe, expect, test } from 'bun:test';
 import { iceCandidate, sdpOffer } from '../../bench/signal-payloads';
 import { eventJson } from '../../src/delivery/delivery';
@@ -103,13 +104,13 @@ describe('clientEvent', () => {
 describe('batchPayloadSources', () => {
   test('each message of a batch: its payload as sent, in order, whitespace and all', () => {
     const batch = [
-      { type: 'offer', target: 'b', payload: sdpOffer(1) },
-      { type: 'ice-candidate', payload: iceCandidate(2), target: 'b' },
+      { type: 'offer', target: 'b', payload: { sdp: 'v=0' } },
+      { type: 'ice-candidate', payload: { candidate: 'c', sdpMid: '0' }, target: 'b' },
       { type: 'hello' },
       { type: 'x', payload: '],"payload":{' },
     ];
     const text = ` [ ${batch.map((m) => JSON.stringify(m)).join(' ,\n ')} ] `;
-    expect(batchPayloadSources(text)).toEqual([JSON.stringify(sdpOffer(1)), JSON.stringify(iceCandidate(2)), undefined, '"],\\"payload\\":{"']);
+    expect(batchPayloadSources(text)).toEqual(['{"sdp":"v=0"}', '{"candidate":"c","sdpMid":"0"}', undefined, '"],\\"payload\\":{"']);
     const sources = batchPayloadSources(text) ?? [];
     batch.forEach((m, i) => {
       const source = sources[i];
@@ -117,6 +118,34 @@ describe('batchPayloadSources', () => {
     });
   });
 
+  test('a payload that is not most of the text it came in is not kept as a cut of it: it would keep all of that text alive', () => {
+    // In a batch with an offer, the offer is kept; a candidate beside it is serialised again.
+    const text = JSON.stringify([
+      { type: 'offer', target: 'b', payload: sdpOffer(1) },
+      { type: 'ice-candidate', target: 'b', payload: iceCandidate(2) },
+    ]);
+    expect(batchPayloadSources(text)).toEqual([JSON.stringify(sdpOffer(1)), undefined]);
+    // A small payload in a body padded with whitespace, which JSON allows.
+    expect(payloadSource(`{"type":"x","payload":{"n":1}${' '.repeat(1000)}}`)).toBeUndefined();
+    expect(payloadSource(`{"type":"x","payload":{"n":1}${' '.repeat(100)}}`)).toBe('{"n":1}');
+  });
+
+  test('events of small payloads sent in large texts hold what they are counted, not the texts', () => {
+    Bun.gc(true);
+    const before = memoryUsage().current;
+    const events = Array.from({ length: 500 }, (_, i) => {
+      const text = `{"type":"x","target":"b","payload":{"n":${i}}${' '.repeat(60_000)}}`;
+      return clientEvent('a', { ...(JSON.parse(text) as { type: string }), [PAYLOAD_JSON]: payloadSource(text) });
+    });
+    Bun.gc(true);
+    const held = memoryUsage().current - before;
+    // Each text was 60 KB: 30 MB in all, were the events cuts of them.
+    expect(held).toBeLessThan(15_000_000);
+    expect(events.reduce((n, e) => n + e.size, 0)).toBeLessThan(500 * 60);
+  });
+});
+
+describe('batchPayloadSources, shapes', () => {
   test.each([
     ['an object body', '{"type":"x","payload":1}', undefined],
     ['an empty batch', '[]', []],
