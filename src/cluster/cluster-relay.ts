@@ -10,7 +10,7 @@ import { PHASE_BOUNDS_MS } from '../metrics/relay-metrics';
 import type { RelayStats } from '../relay/engine';
 import { serverPeerEvent } from '../sessions/rules';
 import type { ServerPeer } from '../sessions/server-peer';
-import { decodeOwnState, type OwnState, type RelayFrame, redisKey } from './protocol';
+import { decodeOwnState, type OwnState, type RelayFrame, redisKey, storedEvent } from './protocol';
 import { MAX_BACKOFF_MS, type RedisLink } from './redis-link';
 import { boundsArgs, SCRIPTS, type Script, topicArgs } from './scripts';
 
@@ -118,7 +118,7 @@ export class ClusterRelay implements Collector {
     const token = this.owned.get(sessionId);
     if (token === undefined) return false;
     const sent = this.deps
-      .run(SCRIPTS.serverSend, sessionId, peerId, String(token), serverPeerEvent(type, payload), ...topicArgs(serverSignal(type)), ...boundsArgs(this.deps.bounds))
+      .run(SCRIPTS.serverSend, sessionId, peerId, String(token), storedEvent(serverPeerEvent(type, payload)), ...topicArgs(serverSignal(type)), ...boundsArgs(this.deps.bounds))
       .then((reply) => {
         if (reply.status === 'fenced') this.fence(sessionId, token, 'its lease is another instance’s now');
         else if (reply.status === 'ok') this.deps.apply(reply.out);

@@ -31,7 +31,7 @@ import { SERVER_PEER_ID } from '../sessions/server-peer';
 import type { Invite, PeerAuth, Role } from '../sessions/store';
 import { ClusterRelay, type RelayEngineLike } from './cluster-relay';
 import { HeldStreams } from './held-streams';
-import { peerAddress, peerIdOf, redisKey } from './protocol';
+import { peerAddress, peerIdOf, redisKey, storedEvent } from './protocol';
 import { RedisLink } from './redis-link';
 import { type AttachReply, boundsArgs, type CountsReply, LIBRARY, type MessageReply, type Outcome, SCRIPTS, type Script, type SendReply, topicArgs } from './scripts';
 
@@ -266,7 +266,7 @@ export class ClusterSignalling implements SignallingBackend {
         from,
         String(this.config.maxSessionsPerIp),
         String(this.config.maxPeersPerIp),
-        serverEvents.newPeer(peerId),
+        storedEvent(serverEvents.newPeer(peerId)),
         sessionMode,
         String(this.config.maxRelayPeersPerIp),
         String(this.config.relayLeaseMs),
@@ -380,7 +380,7 @@ export class ClusterSignalling implements SignallingBackend {
       const { refused, toServer } = decided[i] ?? {};
       messages.push(
         body.target ?? '',
-        clientEvent(peerId, body).members,
+        storedEvent(clientEvent(peerId, body).members),
         refused ? '1' : '0',
         MEDIA_SIGNALS.has(body.type) ? '1' : '0',
         typeof toServer === 'string' ? toServer : '',
@@ -502,7 +502,7 @@ export class ClusterSignalling implements SignallingBackend {
   }
 
   async leave(sessionId: string, peerId: string): Promise<void> {
-    const reply = await this.run(SCRIPTS.leave, sessionId, peerId, ...topicArgs(peerNotice(peerId)), ...boundsArgs(this.bounds), serverEvents.peerLeft(peerId));
+    const reply = await this.run(SCRIPTS.leave, sessionId, peerId, ...topicArgs(peerNotice(peerId)), ...boundsArgs(this.bounds), storedEvent(serverEvents.peerLeft(peerId)));
     if (reply.status === 'session_not_found') throw refusals.sessionNotFound(sessionId);
     if (reply.status === 'peer_not_found') throw refusals.peerNotFound(sessionId, peerId);
     this.apply(reply.out);
@@ -510,7 +510,7 @@ export class ClusterSignalling implements SignallingBackend {
   }
 
   async closeSession(sessionId: string): Promise<void> {
-    const reply = await this.run(SCRIPTS.closeSession, sessionId, serverEvents.sessionClosed);
+    const reply = await this.run(SCRIPTS.closeSession, sessionId, storedEvent(serverEvents.sessionClosed));
     if (reply.status === 'session_not_found') throw refusals.sessionNotFound(sessionId);
     this.apply(reply.out);
     this.emit({ type: 'session-closed', sessionId, reason: 'closed' });
@@ -612,7 +612,7 @@ export class ClusterSignalling implements SignallingBackend {
       for (const member of due) {
         // A peer's member is its address (a session's starts with "/"): its peer-left notice is about that id.
         const peerId = peerIdOf(member);
-        const reply = await this.run(SCRIPTS.expire, member, ...topicArgs(peerNotice(peerId)), ...boundsArgs(this.bounds), serverEvents.peerLeft(peerId));
+        const reply = await this.run(SCRIPTS.expire, member, ...topicArgs(peerNotice(peerId)), ...boundsArgs(this.bounds), storedEvent(serverEvents.peerLeft(peerId)));
         if (reply.status === 'idle') {
           this.emit({ type: 'session-closed', sessionId: reply.sessionId, reason: 'idle' });
         } else if (reply.status === 'timeout') {

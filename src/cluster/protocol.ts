@@ -45,7 +45,7 @@
  *   P/ro/<instance>  set of the relay sessions an instance owns
  *   P/load           hash: instance id → its relay load (JSON, see `RelayLoad`), dead past its until
  */
-import type { EventMembers } from '../delivery/delivery';
+import { type EventMembers, eventJson, eventMembers } from '../delivery/delivery';
 
 /** Separates the parts of every key and channel, and a peer's session id from its id: ids and prefixes cannot contain it. */
 export const SEP = '/';
@@ -143,7 +143,17 @@ export interface RelayFrame {
 const RELAY_OPS: ReadonlySet<string> = new Set<RelayOp>(['own', 'joined', 'reachable', 'left', 'closed', 'message']);
 
 /**
- * What an instance is told on its channel about a stream it holds (an event is its `EventMembers`):
+ * An event as Redis keeps it, in a peer's log and in the frames on the channels: its whole JSON object
+ * text, as every version of switchboard has written it, so that the instances of two versions (a rolling
+ * upgrade) read each other's events. An instance holds it as its members (`EventMembers`): these two
+ * convert at the edge, a join going to Redis (its client copies it into the command anyway) and a cut,
+ * which copies nothing, coming back. A close frame without a final event carries ''.
+ */
+export const storedEvent = (members: EventMembers): string => (members === '' ? '' : eventJson(members));
+const heldEvent = (stored: string): EventMembers => (stored === '' ? '' : eventMembers(stored));
+
+/**
+ * What an instance is told on its channel about a stream it holds (an event as an instance holds it):
  *   event   an event was appended to the peer's log: write it
  *   close   end the stream of an attach older than `gen` (0: any), after writing the final event
  *           `members` with `finalId` when there is one
@@ -159,17 +169,17 @@ export type Frame =
 export const FRAME_TAG = { event: 'e', close: 'c', cut: 'a', relay: 'r' } as const;
 
 /**
- * Frames are lines, the JSON (or the event) last: ids contain no line break, and neither JSON.stringify
- * nor an event writes one (`EventMembers`), so "\n" splits them. A script builds them with the Lua functions of `FRAME_LUA`, from the same tags.
+ * Frames are lines, the JSON last: ids contain no line break, and neither JSON.stringify nor an event
+ * writes one (`EventMembers`), so "\n" splits them. A script builds them with the Lua functions of `FRAME_LUA`, from the same tags.
  */
 const NL = '\n';
 
 export function encodeFrame(frame: Frame): string {
   switch (frame.kind) {
     case 'event':
-      return [FRAME_TAG.event, frame.address, frame.id, frame.stamp, frame.members].join(NL);
+      return [FRAME_TAG.event, frame.address, frame.id, frame.stamp, storedEvent(frame.members)].join(NL);
     case 'close':
-      return [FRAME_TAG.close, frame.address, frame.gen, frame.finalId ?? '', frame.members].join(NL);
+      return [FRAME_TAG.close, frame.address, frame.gen, frame.finalId ?? '', storedEvent(frame.members)].join(NL);
     case 'cut':
       return FRAME_TAG.cut + NL + frame.address;
     case 'relay':
@@ -207,7 +217,7 @@ export function decodeFrame(message: string): Frame | undefined {
   if (secondEnd < 0 || thirdEnd < 0) return undefined;
   const second = Number(message.slice(addressEnd + 1, secondEnd));
   const third = message.slice(secondEnd + 1, thirdEnd);
-  const members = message.slice(thirdEnd + 1);
+  const members = heldEvent(message.slice(thirdEnd + 1));
   if (tag === FRAME_TAG.event) return { kind: 'event', address, id: second, stamp: Number(third), members };
   if (tag === FRAME_TAG.close) return { kind: 'close', address, gen: second, finalId: third === '' ? undefined : Number(third), members };
   return undefined;
@@ -294,7 +304,7 @@ export function decodeLog(rows: unknown): LoggedEvent[] {
   return rows.map((row) => {
     const [entry, fields] = row as [string, string[]];
     // Entry ids are "0-<event id>"; the event is the first field's value (e).
-    return { id: Number(entry.slice(2)), members: fields[1] as string };
+    return { id: Number(entry.slice(2)), members: heldEvent(fields[1] as string) };
   });
 }
 

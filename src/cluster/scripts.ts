@@ -197,7 +197,7 @@ local function dropOldestServerEvent(a, b)
   end
 end
 
--- Appends an event (its members, EventMembers) of topic T to a's log and routes it to a's stream (Mailbox.append under bounds B).
+-- Appends an event (its JSON text, see storedEvent) of topic T to a's log and routes it to a's stream (Mailbox.append under bounds B).
 -- Returns id, held before, receivers of the route (-1: this instance); nil when a has no mailbox;
 -- false, held, why ('held', 'bytes', 'total'), held bytes when a client message finds no room.
 local function append(a, event, client, stamp, T, B)

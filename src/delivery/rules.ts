@@ -123,11 +123,11 @@ export const QUEUE_REFUSAL_LUA = (() => {
 })();
 
 /**
- * An event's weight against the byte budgets: the UTF-8 length of its members (`EventMembers`), as Redis
- * counts them too. Counting a text that was put together joins it first; a maker that puts one together
- * counts its parts instead (`clientEvent`).
+ * An event's weight against the byte budgets: the UTF-8 length of its JSON object's text, its members
+ * (`EventMembers`) and the opening brace, as Redis counts the text it keeps. Counting a text that was put
+ * together joins it first; a maker that puts one together counts its parts instead (`clientEvent`).
  */
-export const eventSize = (members: string): number => Buffer.byteLength(members);
+export const eventSize = (members: string): number => Buffer.byteLength(members) + 1;
 
 /** The first event id a peer's first incarnation gets. */
 export const FIRST_EPOCH = 1;

@@ -32,8 +32,9 @@ export interface ClientEvent {
   readonly size: number;
 }
 
-/** What a client event's text holds besides its type, payload and sender: `"type":…,"payload":…,"senderId":…}`. */
+/** What a client event's text weighs besides its type, payload and sender: `{"type":…,"payload":…,"senderId":…}`. */
 const CLIENT_EVENT_FIELDS = eventSize('"type":,"payload":,"senderId":}');
+const utf8Bytes = (text: string) => Buffer.byteLength(text);
 
 /**
  * A client message as its receivers read it: the server, never the client, sets `senderId`. The payload's
@@ -51,7 +52,7 @@ export function clientEvent(senderId: string, body: Pick<SignalBody, 'type' | 'p
   const sender = JSON.stringify(senderId);
   return {
     members: `"type":${type},"payload":${payload},"senderId":${sender}}`,
-    size: CLIENT_EVENT_FIELDS + eventSize(type) + eventSize(payload) + eventSize(sender),
+    size: CLIENT_EVENT_FIELDS + utf8Bytes(type) + utf8Bytes(payload) + utf8Bytes(sender),
   };
 }
 

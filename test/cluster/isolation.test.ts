@@ -281,4 +281,40 @@ describe('cluster: sessions share nothing in Redis, whatever their ids', () => {
       }
     });
   });
+
+  test('the events Redis keeps and publishes are their JSON object texts, as every version writes them: instances of two versions read each other', async () => {
+    await withCluster(2, {}, async (c) => {
+      const [a, b] = c.instances;
+      if (!a || !b) throw new Error('two instances');
+      await call(a.url, 'POST', '/register/s/x');
+      await call(a.url, 'POST', '/register/s/y');
+      const raw = new RedisClient(redis.url, { autoReconnect: false });
+      const listener = await raw.duplicate();
+      const published: string[] = [];
+      await listener.subscribe(b.cluster.link.channel, (message) => published.push(message));
+      try {
+        const y = await openEvents(`${b.url}/events/s/y`);
+        // Once a first message has reached y, its stream is attached on b: the next one is published there.
+        await call(a.url, 'POST', '/message/s/x', { target: 'y', type: 'hello' });
+        await y.next(ofType('hello'));
+        const payload = { sdp: 'v=0\r\n', n: 'ü' };
+        expect((await call(a.url, 'POST', '/message/s/x', { target: 'y', type: 'offer', payload })).status).toBe(200);
+        const event = { type: 'offer', payload, senderId: 'x' };
+        expect((await y.next(ofType('offer'))).json).toEqual(event);
+        // In y's log, the last entry's event (its first field, e) is the event's whole text.
+        const rows = (await raw.send('XRANGE', [redisKey.log(c.prefix, peerAddress('s', 'y')), '-', '+'])) as [string, string[]][];
+        const logged = rows.map(([, fields]) => JSON.parse(fields[1] as string));
+        expect(logged.at(-1)).toEqual(event);
+        expect(logged.map((e) => e.type)).toEqual(['hello', 'offer']);
+        // On b's channel, the event frame ends with the same text.
+        await until(async () => published.some((m) => m.startsWith('e\n') && m.includes('"offer"')), 'the frame on the channel');
+        const frame = published.find((m) => m.startsWith('e\n') && m.includes('"offer"')) as string;
+        expect(JSON.parse(frame.slice(frame.lastIndexOf('\n') + 1))).toEqual(event);
+        y.close();
+      } finally {
+        listener.close();
+        raw.close();
+      }
+    });
+  });
 });

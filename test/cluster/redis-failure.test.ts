@@ -3,7 +3,6 @@ import { RedisClient } from 'bun';
 import { peerAddress, redisKey } from '../../src/cluster/protocol';
 import { RedisLink } from '../../src/cluster/redis-link';
 import { LIBRARY } from '../../src/cluster/scripts';
-import { eventMembers } from '../../src/delivery/delivery';
 import { SignalError } from '../../src/errors';
 import { until } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
@@ -160,7 +159,7 @@ describe('cluster: Redis down and back', () => {
       const y = await openEvents(`${b.url}/events/s/y`);
       // An event appended to y's log whose publication never reached B (as when B's subscriber was down).
       const id = (await admin.send('HINCRBY', [redisKey.mailbox(cluster.prefix, peerAddress('s', 'y')), 'last', '1'])) as number;
-      await admin.send('XADD', [redisKey.log(cluster.prefix, peerAddress('s', 'y')), `0-${id}`, 'e', eventMembers(JSON.stringify({ type: 'missed', senderId: 'x' })), 't', '-1']);
+      await admin.send('XADD', [redisKey.log(cluster.prefix, peerAddress('s', 'y')), `0-${id}`, 'e', JSON.stringify({ type: 'missed', senderId: 'x' }), 't', '-1']);
       // B's subscriber connection drops: B reconnects with a fresh one and reconciles from the logs.
       const clients = (await admin.send('CLIENT', ['LIST'])) as string;
       const ofB = clients.split('\n').find((line) => line.includes(`name=${b.cluster.link.channel}:subscriber`));

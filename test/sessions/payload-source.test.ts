@@ -90,7 +90,7 @@ describe('clientEvent', () => {
         const text = JSON.stringify({ type, payload });
         const event = clientEvent(sender, { ...(JSON.parse(text) as { type: string }), [PAYLOAD_JSON]: payloadSource(text) });
         expect(event.size).toBe(eventSize(event.members));
-        expect(event.size).toBe(Buffer.byteLength(JSON.stringify({ type, payload, senderId: sender })) - 1);
+        expect(event.size).toBe(Buffer.byteLength(JSON.stringify({ type, payload, senderId: sender })));
       }
     }
   });
