@@ -2,8 +2,11 @@ import { type Clock, Ticker } from '../clock';
 import { type EventMembers, eventMembers } from '../delivery/delivery';
 
 export interface Pingable {
-  ping(ping: EventMembers): void;
+  ping(event: EventMembers): void;
 }
+
+/** The seed's ping event at `nowMs`, as every stream and socket writes it. */
+export const pingEvent = (nowMs: number): EventMembers => eventMembers(JSON.stringify({ type: 'ping', time: new Date(nowMs).toISOString() }));
 
 /**
  * One timer for every open stream, rather than one per stream: each tick writes the seed's ping event,
@@ -35,7 +38,7 @@ export class Heartbeat {
   }
 
   private beat(): void {
-    const ping = eventMembers(JSON.stringify({ type: 'ping', time: new Date(this.clock.now()).toISOString() }));
-    for (const stream of this.streams) stream.ping(ping);
+    const event = pingEvent(this.clock.now());
+    for (const stream of this.streams) stream.ping(event);
   }
 }

@@ -129,7 +129,7 @@ export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSour
     return true;
   }
 
-  ping(ping: EventMembers): void {
+  ping(event: EventMembers): void {
     if (this.closed) return;
     if (!this.hasRoom) {
       // Full for a whole ping interval: nobody reads this stream.
@@ -137,7 +137,7 @@ export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSour
       this.stalled = true;
       return;
     }
-    this.send(eventFrame(this.lastId, ping));
+    this.send(eventFrame(this.lastId, event));
   }
 
   close(): void {

@@ -1,7 +1,7 @@
 import type { Clock } from '../clock';
-import { type EventMembers, type EventSink, eventMembers } from '../delivery/delivery';
+import type { EventMembers, EventSink } from '../delivery/delivery';
 import type { SignalError } from '../errors';
-import type { Heartbeat, Pingable } from '../sse/heartbeat';
+import { type Heartbeat, type Pingable, pingEvent } from '../sse/heartbeat';
 import { errorFrame, eventFrame } from './frames';
 
 /** What the sink needs of a server WebSocket (Bun's `ServerWebSocket` has it). */
@@ -114,7 +114,7 @@ export class WsSink implements EventSink, Pingable {
   /** A ping event tells the client at once that it is live, and the id it starts from. */
   begin(cursor: number): void {
     this.lastId = cursor;
-    this.enqueue(eventFrame(cursor, eventMembers(JSON.stringify({ type: 'ping', time: new Date(this.options.clock.now()).toISOString() }))));
+    this.enqueue(eventFrame(cursor, pingEvent(this.options.clock.now())));
   }
 
   write(id: number, members: EventMembers): boolean {
@@ -130,7 +130,7 @@ export class WsSink implements EventSink, Pingable {
    * the previous WebSocket ping, a whole interval ago, is gone (a device that lost power sends no FIN):
    * the socket is dropped, and the peer times out unless it comes back.
    */
-  ping(ping: EventMembers): void {
+  ping(event: EventMembers): void {
     if (this.closed) return;
     if (this.awaitingPong) return this.abort('no pong within a ping interval');
     this.awaitingPong = true;
@@ -141,7 +141,7 @@ export class WsSink implements EventSink, Pingable {
       this.stalled = true;
       return;
     }
-    this.enqueue(eventFrame(this.lastId, ping));
+    this.enqueue(eventFrame(this.lastId, event));
   }
 
   /** Bun's pong handler: the client answered the last WebSocket ping. */
