@@ -159,6 +159,7 @@ local function dropRetained(a, b, excess)
       if freed >= excess then break end
     end
   end
+  if freed == 0 then return end
   b.bytes = b.bytes - freed
   count(0, -freed)
 end
@@ -230,10 +231,12 @@ local function append(a, event, client, stamp, T, B)
   -- Superseding links the tag past what it removed: read it again after that.
   if tagField and T.any and not client then previous = redis.call('HGET', mk(a), tagField) end
   redis.call('XADD', lk(a), '0-' .. id, 'e', event, 't', stamp, 'k', T.tag, 'q', previous or '0')
-  redis.call('PEXPIRE', lk(a), TTL)
+  -- A log or count this makes gets its time to live; one that exists has it, and it is renewed where
+  -- the mailbox's is (registration, attach, the holders' refresh), not at every append.
+  if b.bytes == 0 then redis.call('PEXPIRE', lk(a), TTL) end
   b.last, b.held, b.hbytes, b.bytes = id, b.held + 1, b.hbytes + size, b.bytes + size
   redis.call('HSET', BYTES, 'held', heldBytes(), 'all', allBytes())
-  redis.call('PEXPIRE', BYTES, TTL)
+  if not totals[1] and not totals[2] then redis.call('PEXPIRE', BYTES, TTL) end
   store(a, b, tagField, id)
   return id, held, route(a, eventFrame(a, id, stamp, event))
 end
@@ -657,7 +660,7 @@ local function deliverMessage(R, target, event, stamp, refused, media, server)
     if media == '1' then return put('media_to_server') end
   end
   if target ~= '' then
-    if redis.call('HEXISTS', pk(sid), target) == 0 then return put('target_not_found', target) end
+    -- A registered peer has a mailbox, made and deleted with its record: none, no such peer.
     local id, held, receivers, bytes = append(addr(sid, target), event, true, stamp, T, B)
     if id == nil then return put('target_not_found', target) end
     if id == false then return put('queue_full', target, held, receivers, bytes) end
@@ -842,7 +845,11 @@ local heldFreed, allFreed = 0, 0
 local function keep(a, gen, cursor)
   local b = box(a, 'gen')
   if not b or b.field ~= gen then return -1 end
-  if cursor > b.cursor then
+  if cursor >= b.last and b.cursor < b.last then
+    -- Every event in the log is written (the usual case): what was held was all of it, as counted.
+    heldFreed = heldFreed + b.hbytes
+    b.held, b.hbytes = 0, 0
+  elseif cursor > b.cursor then
     local written = 0
     local rows = redis.call('XRANGE', lk(a), '(0-' .. b.cursor, '0-' .. cursor)
     for _, row in ipairs(rows) do written = written + #row[2][2] end

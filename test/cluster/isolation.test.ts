@@ -282,6 +282,52 @@ describe('cluster: sessions share nothing in Redis, whatever their ids', () => {
     });
   });
 
+  test('every key the scripts write has a time to live, so that what a cluster whose instances all died left behind goes by itself', async () => {
+    await withCluster(2, {}, async (c) => {
+      const [a, b] = c.instances;
+      if (!a || !b) throw new Error('two instances');
+      const raw = new RedisClient(redis.url, { autoReconnect: false });
+      const streams: SseConnection[] = [];
+      /** Every key of the cluster's prefix that has no time to live, with those that must exist by now. */
+      const withoutTtl = async (expected: string[]) => {
+        const keys: string[] = [];
+        let cursor = '0';
+        do {
+          const [next, batch] = (await raw.send('SCAN', [cursor, 'MATCH', `${c.prefix}/*`, 'COUNT', '1000'])) as [string, string[]];
+          cursor = next;
+          keys.push(...batch);
+        } while (cursor !== '0');
+        for (const key of expected) expect(keys).toContain(key);
+        const ttls = await Promise.all(keys.map(async (k) => [k, (await raw.send('PTTL', [k])) as number] as const));
+        return ttls.filter(([, ms]) => ms < 0).map(([k]) => k);
+      };
+      const log = (peer: string) => redisKey.log(c.prefix, peerAddress('ttl', peer));
+      const send = async (n: number, from: string, to: string) =>
+        // 202: held until the target reads.
+        expect([200, 202]).toContain((await call(at(c, n), 'POST', `/message/ttl/${from}`, { target: to, type: 'hello', payload: n }, bearer(tokens[from] as string))).status);
+      const tokens: Record<string, string> = {};
+      for (const peer of ['x', 'y', 'z']) tokens[peer] = (await call(a.url, 'POST', `/register/ttl/${peer}`)).body.token;
+      try {
+        // Before any stream: the first events of the cluster make its log and its byte counts.
+        await send(0, 'x', 'y');
+        expect(await withoutTtl([log('y'), redisKey.bytes(c.prefix)])).toEqual([]);
+        // x reads on b and z on a, each stream opened before its first event; y still reads nothing.
+        streams.push(await openEvents(`${b.url}/events/ttl/x`, { headers: bearer(tokens.x as string) }));
+        streams.push(await openEvents(`${a.url}/events/ttl/z`, { headers: bearer(tokens.z as string) }));
+        for (let i = 1; i <= 3; i++) {
+          await send(i, 'y', 'x');
+          await send(i, 'x', 'y');
+          await send(i, 'y', 'z');
+        }
+        for (const stream of streams) await stream.next(ofType('hello'));
+        expect(await withoutTtl(['x', 'y', 'z'].map(log))).toEqual([]);
+      } finally {
+        raw.close();
+        for (const stream of streams) stream.close();
+      }
+    });
+  });
+
   test('the events Redis keeps and publishes are their JSON object texts, as every version writes them: instances of two versions read each other', async () => {
     await withCluster(2, {}, async (c) => {
       const [a, b] = c.instances;
