@@ -24,6 +24,18 @@ const withCluster = clustersOn(() => redis.url);
 
 /** The url of instance `n` (wrapping round), so that a test spreads its requests over the instances. */
 const at = (c: Cluster, n: number) => (c.instances[n % c.instances.length] as { url: string }).url;
+/** Every key under `prefix`. */
+async function keysOf(raw: RedisClient, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = (await raw.send('SCAN', [cursor, 'MATCH', `${prefix}/*`, 'COUNT', '1000'])) as [string, string[]];
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys;
+}
+
 const byPeer = (list: { peerId: string }[]): unknown[] => [...list].sort((p, q) => (p.peerId < q.peerId ? -1 : 1));
 
 /** Waits until the admin API no longer knows `sessionId`: its timeout or idle end ran on some instance. */
@@ -246,13 +258,7 @@ describe('cluster: sessions share nothing in Redis, whatever their ids', () => {
       await stream.next(ofType('new-peer', 'y'));
       const raw = new RedisClient(redis.url, { autoReconnect: false });
       try {
-        const keys: string[] = [];
-        let cursor = '0';
-        do {
-          const [next, batch] = (await raw.send('SCAN', [cursor, 'MATCH', `${c.prefix}/*`, 'COUNT', '1000'])) as [string, string[]];
-          cursor = next;
-          keys.push(...batch);
-        } while (cursor !== '0');
+        const keys = await keysOf(raw, c.prefix);
         const [xa, ya] = [peerAddress('fleet1:p', 'x|1'), peerAddress('fleet1:p', 'y')];
         const p = c.prefix;
         expect(keys.sort()).toEqual(
@@ -290,13 +296,7 @@ describe('cluster: sessions share nothing in Redis, whatever their ids', () => {
       const streams: SseConnection[] = [];
       /** Every key of the cluster's prefix that has no time to live, with those that must exist by now. */
       const withoutTtl = async (expected: string[]) => {
-        const keys: string[] = [];
-        let cursor = '0';
-        do {
-          const [next, batch] = (await raw.send('SCAN', [cursor, 'MATCH', `${c.prefix}/*`, 'COUNT', '1000'])) as [string, string[]];
-          cursor = next;
-          keys.push(...batch);
-        } while (cursor !== '0');
+        const keys = await keysOf(raw, c.prefix);
         for (const key of expected) expect(keys).toContain(key);
         const ttls = await Promise.all(keys.map(async (k) => [k, (await raw.send('PTTL', [k])) as number] as const));
         return ttls.filter(([, ms]) => ms < 0).map(([k]) => k);
