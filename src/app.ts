@@ -112,7 +112,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .use(ops.telemetry())
     .use(corsPolicy(config.corsOrigins))
     .use(iceRoutes(iceServers, anonymousIceServer(config), guard))
-    .use(sessionRoutes(signalling, guard, messages))
+    .use(sessionRoutes(signalling, guard, messages, iceServers))
     .use(eventRoutes(events))
     .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue), logger: logger.child({ component: 'ws' }) }))
     .use(whipRoutes(whip, guard))

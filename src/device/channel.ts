@@ -1,4 +1,5 @@
-// The seed API from a device's side, outside a browser: GET /iceServers, POST /register, then the event
+// The seed API from a device's side, outside a browser: POST /register (its answer carries the ICE
+// servers; GET /iceServers with the peer token from a server that sends none), then the event
 // stream (SSE read with fetch, or one WebSocket) kept open for as long as the device runs. A cut stream
 // resumes from the last event id (Last-Event-ID, ?lastEventId=): the server replays what was missed and
 // nothing is renegotiated. A stream the server refuses is asked why, and the device registers again when
@@ -19,9 +20,25 @@ export type SessionMode = 'mesh' | 'relay';
 export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 /** What POST /register answered. */
+/** One ICE server in the form werift takes (one URL per entry). */
+export interface DeviceIceServer {
+  urls: string;
+  username?: string;
+  credential?: string;
+}
+
+/** The seed's one RTCIceServer entry, as `GET /iceServers` and a registration's answer give it. */
+interface IceAnswer {
+  urls?: string | string[];
+  username?: string;
+  credential?: string;
+}
+
 export interface Registration {
   peers: string[];
   mode: SessionMode;
+  /** The ICE servers the registration's answer carried; undefined from a server that sends none. */
+  iceServers?: DeviceIceServer[];
 }
 
 export interface ChannelOptions {
@@ -81,14 +98,10 @@ export class DeviceChannel {
     this.mode = options.mode;
   }
 
-  /** `GET /iceServers`, in the form werift takes (one URL per entry). */
-  async iceServers(): Promise<{ urls: string; username?: string; credential?: string }[]> {
-    const answer = (await this.request('GET', `/iceServers?peerId=${encodeURIComponent(this.options.peerId)}`)) as {
-      urls?: string | string[];
-      username?: string;
-      credential?: string;
-    };
-    return [answer.urls ?? []].flat().map((urls) => (answer.username === undefined ? { urls } : { urls, username: answer.username, credential: answer.credential }));
+  /** `GET /iceServers` with the peer token (TURN credentials need it outside AUTH_MODE=open). */
+  async iceServers(): Promise<DeviceIceServer[]> {
+    const query = new URLSearchParams({ sessionId: this.options.sessionId, peerId: this.options.peerId });
+    return deviceIceServers((await this.request('GET', `/iceServers?${query}`)) as IceAnswer);
   }
 
   /** `POST /register` as a publisher. */
@@ -100,12 +113,13 @@ export class DeviceChannel {
       token?: string;
       lastEventId?: number;
       mode?: SessionMode;
+      iceServers?: IceAnswer;
     };
     this.peerToken = answer.token;
     this.mode = answer.mode ?? 'mesh';
     // The first stream opens from here: even its loss before its first event loses nothing.
     this.lastEventId = answer.lastEventId === undefined ? undefined : String(answer.lastEventId);
-    return { peers: answer.peers ?? [], mode: this.mode };
+    return { peers: answer.peers ?? [], mode: this.mode, iceServers: answer.iceServers && deviceIceServers(answer.iceServers) };
   }
 
   /** Opens the event stream and keeps it open until `leave()` or `close()`. */
@@ -375,4 +389,8 @@ export class DeviceChannel {
     if (json === undefined) throw new ApiError(response.status, 'bad_answer', `${method} ${path.split('?')[0]} did not answer with JSON`);
     return json;
   }
+}
+
+function deviceIceServers({ urls, username, credential }: IceAnswer): DeviceIceServer[] {
+  return [urls ?? []].flat().map((url) => (username === undefined ? { urls: url } : { urls: url, username, credential }));
 }

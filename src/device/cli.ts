@@ -79,7 +79,7 @@ export function deviceHelp(): string {
   const lines = [
     'Usage: switchboard device [--flag value ...]      (or: bun run device [--flag value ...])',
     '',
-    'Simulated dashcams: each registers as the publisher of a session (GET /iceServers, POST /register),',
+    'Simulated dashcams: each registers as the publisher of a session (POST /register, with its ICE servers),',
     "reads its event stream, offers to every viewer (mesh) or answers the server's offer (relay), and sends",
     'a looped test clip. A cut stream resumes from its last event id; a lost registration is made again.',
     'One status line per state change; a summary on Ctrl-C.',

@@ -5,7 +5,7 @@
 // the client's rules (the offerer restarts; the other side asks with `ice-restart`).
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, RtcpPayloadSpecificFeedback, RtpHeader, RtpPacket, useFIR, useNACK, usePLI } from 'werift';
 import { isNewConnection } from '../client/sdk/sdp';
-import { type ChannelOptions, DeviceChannel, type Registration, type Signal, type StreamState } from './channel';
+import { type ChannelOptions, DeviceChannel, type DeviceIceServer, type Registration, type Signal, type StreamState } from './channel';
 import type { Codec } from './clip';
 import type { OutPacket, VideoSource } from './source';
 
@@ -70,7 +70,7 @@ class DeviceLink {
   constructor(
     readonly remoteId: string,
     private readonly device: Device,
-    iceServers: { urls: string; username?: string; credential?: string }[],
+    iceServers: DeviceIceServer[],
   ) {
     this.pc = new RTCPeerConnection({
       iceServers,
@@ -218,7 +218,7 @@ export class Device {
   readonly channel: DeviceChannel;
   state: DeviceState = 'starting';
   private readonly links = new Map<string, DeviceLink>();
-  private iceServers: { urls: string; username?: string; credential?: string }[] = [];
+  private iceServers: DeviceIceServer[] = [];
   /** Events are handled one at a time, in the order they came. */
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -245,11 +245,11 @@ export class Device {
     return Object.fromEntries([...this.links].map(([id, link]) => [id, link.connected]));
   }
 
-  /** GET /iceServers, POST /register, open the stream; in mesh, offer to the viewers already there. */
+  /** POST /register (GET /iceServers from a server whose answer has none), open the stream; in mesh, offer to the viewers already there. */
   async start(): Promise<void> {
     try {
-      this.iceServers = await this.channel.iceServers();
       const registration = await this.channel.register();
+      this.iceServers = registration.iceServers ?? (await this.channel.iceServers());
       this.channel.open();
       this.setState('waiting', `registered as the publisher of a ${registration.mode} session; present: ${registration.peers.join(', ') || 'nobody'}`);
       if (registration.mode === 'mesh') for (const id of registration.peers) this.enqueue(() => this.link(id).offer());
@@ -332,6 +332,7 @@ export class Device {
   /** The registration was made anew: every connection starts over. */
   private async registeredAgain(registration: Registration): Promise<void> {
     for (const id of [...this.links.keys()]) this.drop(id);
+    this.iceServers = registration.iceServers ?? this.iceServers;
     this.status(`registered again (${registration.mode}); present: ${registration.peers.join(', ') || 'nobody'}`);
     if (registration.mode === 'mesh') for (const id of registration.peers) await this.link(id).offer();
     this.settle();

@@ -75,6 +75,13 @@ export class CloudflareTurn {
     return usable ? this.serve(usable, after) : this.options.fallback;
   }
 
+  /** The entry `get` would serve at once, without asking Cloudflare; undefined when it would ask first. */
+  inHand(): IceServer | undefined {
+    const now = this.options.clock.now();
+    const cached = this.cached;
+    return cached && now < cached.refreshAt ? this.serve(cached, now) : undefined;
+  }
+
   private serve(c: Cached, now: number): IceServer {
     return { urls: c.urls, username: c.username, credential: c.credential, ttl: Math.floor((c.expiresAt - now) / 1000) };
   }

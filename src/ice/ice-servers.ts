@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { Type as t } from '@sinclair/typebox';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import { CloudflareTurn } from './cloudflare';
@@ -12,6 +13,17 @@ export interface IceServer {
   ttl?: number;
 }
 
+/** `IceServer` as the API describes it: the answer of `GET /iceServers`, and `iceServers` in a registration's. */
+export const IceServerResponse = t.Object(
+  {
+    urls: t.Array(t.String(), { description: 'stun:, turn: and turns: URLs' }),
+    username: t.Optional(t.String()),
+    credential: t.Optional(t.String()),
+    ttl: t.Optional(t.Integer({ description: 'seconds the credential stays valid (with TURN_SECRET)' })),
+  },
+  { description: "One RTCIceServer entry for RTCPeerConnection's iceServers" },
+);
+
 /** The seed's STUN server, used when nothing is configured. */
 export const DEFAULT_ICE_URLS = ['stun:stun.cloudflare.com:3478'];
 
@@ -23,9 +35,17 @@ export type IceConfig = Pick<
 /**
  * The servers with their TURN credentials, for `peerId`: its id names ephemeral (TURN_SECRET) credentials.
  * It checks nothing: outside AUTH_MODE=open, call it only for a peer whose token was checked
- * (`PeerAccess.authorizePeer`), and answer anyone else with `anonymousIceServer`.
+ * (`PeerAccess.authorizePeer`) or that has just registered, and answer anyone else with `anonymousIceServer`.
  */
-export type IceServerSource = (peerId?: string) => Promise<IceServer>;
+export interface IceServerSource {
+  /** The servers to hand out now; Cloudflare's source may ask Cloudflare first. */
+  get(peerId?: string): Promise<IceServer>;
+  /**
+   * The same without waiting for anything, for a registration's answer: undefined only while Cloudflare's
+   * source has no credential in hand (the peer then asks `GET /iceServers`, which waits for one).
+   */
+  inHand(peerId?: string): IceServer | undefined;
+}
 
 export interface IceSourceOptions {
   /** Where the Cloudflare source reports a failed refresh. */
@@ -83,14 +103,15 @@ export function iceServerSource(config: IceConfig, clock: Clock, options: IceSou
       log: options.log,
       timeoutMs: options.upstreamTimeoutMs,
     });
-    return () => cloudflare.get();
+    return { get: () => cloudflare.get(), inHand: () => cloudflare.inHand() };
   }
   if (turnSecret) {
-    return async (peerId) => {
+    const minted = (peerId?: string): IceServer => {
       const expiresAt = Math.floor(clock.now() / 1000) + turnTtlS;
       return { urls, ...turnRestCredential(turnSecret, peerId ?? 'anonymous', expiresAt), ttl: turnTtlS };
     };
+    return { get: async (peerId) => minted(peerId), inHand: minted };
   }
   const fixed: IceServer = config.turnUsername && config.turnCredential ? { urls, username: config.turnUsername, credential: config.turnCredential } : { urls };
-  return async () => fixed;
+  return { get: async () => fixed, inHand: () => fixed };
 }

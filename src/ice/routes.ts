@@ -5,7 +5,7 @@ import { bearerToken } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
 import { type ErrorCode, SignalError } from '../errors';
 import { Id } from '../sessions/model';
-import type { IceServer, IceServerSource } from './ice-servers';
+import { type IceServer, IceServerResponse, type IceServerSource } from './ice-servers';
 
 export const IceQuery = t.Object({
   sessionId: t.Optional({ ...Id, description: 'the session of the peer whose token is sent (outside AUTH_MODE=open)' }),
@@ -16,16 +16,6 @@ export type IceQuery = typeof IceQuery.static;
 export const IceHeaders = t.Object({
   authorization: t.Optional(t.String({ description: "Bearer <the peer's token> (or ?token=): outside AUTH_MODE=open, TURN credentials are only for a registered peer" })),
 });
-
-export const IceServerResponse = t.Object(
-  {
-    urls: t.Array(t.String(), { description: 'stun:, turn: and turns: URLs' }),
-    username: t.Optional(t.String()),
-    credential: t.Optional(t.String()),
-    ttl: t.Optional(t.Integer({ description: 'seconds the credential stays valid (with TURN_SECRET)' })),
-  },
-  { description: "One RTCIceServer entry for RTCPeerConnection's iceServers" },
-);
 
 const ICE_DOC = describe({
   summary: 'STUN and TURN servers',
@@ -67,9 +57,9 @@ export const iceRoutes = (iceServers: IceServerSource, anonymous: IceServer, { a
     '/iceServers',
     async ({ query, headers, request, server }) => {
       limits.iceServers(() => address(request, server));
-      if (access.mode === 'open') return iceServers(query.peerId);
+      if (access.mode === 'open') return iceServers.get(query.peerId);
       const peerId = await provenPeer(access, query, bearerToken(headers.authorization) ?? query.token);
-      return peerId === undefined ? anonymous : iceServers(peerId);
+      return peerId === undefined ? anonymous : iceServers.get(peerId);
     },
     { query: IceQuery, headers: IceHeaders, detail: ICE_DOC },
   );

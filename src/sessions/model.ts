@@ -2,6 +2,7 @@
 import { Type as t } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { schemaRefusal } from '../errors';
+import { IceServerResponse } from '../ice/ice-servers';
 
 /** Ids of sessions and peers: safe in a URL path, a log line and an SSE frame. */
 export const ID_PATTERN = '^[A-Za-z0-9._:@|~-]{1,128}$';
@@ -77,6 +78,11 @@ export const RegisterResponse = t.Object({
   role: t.Optional(t.Union([t.Literal('publisher'), t.Literal('viewer')], { description: 'a publisher may also close the session' })),
   lastEventId: t.Integer({ description: 'the Last-Event-ID to open the first stream with (?lastEventId=): a first stream lost before its first event then loses nothing' }),
   mode: SessionModeName,
+  iceServers: t.Optional({
+    ...IceServerResponse,
+    description:
+      "the STUN and TURN servers for this peer, as GET /iceServers answers it with this token: a client may make its connections with them and skip that request (absent only while Cloudflare's TURN credentials are being renewed)",
+  }),
 });
 export type RegisterResponse = typeof RegisterResponse.static;
 

@@ -3,6 +3,7 @@ import { Elysia } from 'elysia';
 import type { Guards } from '../auth/guards';
 import { bearerToken } from '../auth/tokens';
 import { describe, TAGS } from '../docs/describe';
+import type { IceServerSource } from '../ice/ice-servers';
 import { type NativeEdge, nativeRoute } from '../ops/native-route';
 import type { SignallingBackend } from './backend';
 import type { MessageIntake } from './messages';
@@ -40,7 +41,7 @@ export const messageRoutes = (messages: MessageIntake, edge: NativeEdge) => ({
 
 const Message = <M extends string>(message: M) => t.Object({ message: t.Literal(message) });
 
-export const sessionRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards, messages: MessageIntake) =>
+export const sessionRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards, messages: MessageIntake, iceServers: IceServerSource) =>
   new Elysia()
     .post(
       '/register/:sessionId/:peerId',
@@ -51,7 +52,18 @@ export const sessionRoutes = (signalling: SignallingBackend, { access, limits, a
         const ticket = await access.ticket(sessionId, peerId, bearerToken(authorization), requested);
         const origin = { address: client, createsRelay: ticket.createsRelay };
         const { peers, auth, lastEventId, mode: sessionMode } = await signalling.register(sessionId, peerId, ticket.admit, mode, origin);
-        return { message: 'session registered successfully', sessionId, peerId, peers, token: ticket.token, role: auth?.role, lastEventId, mode: sessionMode };
+        // The peer is proven now (its ticket was checked): its servers come with the answer, as GET /iceServers would give them with its token.
+        return {
+          message: 'session registered successfully',
+          sessionId,
+          peerId,
+          peers,
+          token: ticket.token,
+          role: auth?.role,
+          lastEventId,
+          mode: sessionMode,
+          iceServers: iceServers.inHand(peerId),
+        };
       },
       {
         params: PeerParams,

@@ -195,7 +195,7 @@ export class WhipService {
       throw new SignalError('invalid_sdp', `the offer could not be answered: ${(e as Error).message}`);
     }
     if (resource.gone) throw new SignalError('peer_not_found', `peer ${peerId} left session ${sessionId} before its offer was answered`);
-    return { location: `/${endpoint}/${sessionId}/${resource.id}`, etag: resource.etag, answer, iceServers: await this.deps.iceServers(peerId), peerId };
+    return { location: `/${endpoint}/${sessionId}/${resource.id}`, etag: resource.etag, answer, iceServers: await this.deps.iceServers.get(peerId), peerId };
   }
 
   /**
@@ -233,7 +233,7 @@ export class WhipService {
 
   /** The servers a client is told of on OPTIONS, before it authenticated: URLs only, no credentials. */
   async publicIceServers(): Promise<IceServer> {
-    const { urls } = await this.deps.iceServers();
+    const { urls } = await this.deps.iceServers.get();
     return { urls };
   }
 

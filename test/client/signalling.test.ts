@@ -3,6 +3,7 @@
 import { afterEach, describe, expect, test } from 'bun:test';
 import { ApiError, connect, describeError, type Signal, type Signalling, type StreamState, version } from 'switchboard/client';
 import pkg from '../../package.json';
+import { turnRestCredential } from '../../src/ice/ice-servers';
 import { post, serversPerTest, until } from '../helpers';
 import { ofType, openEvents } from '../sse-client';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
@@ -174,6 +175,28 @@ describe('the client library under Bun', () => {
       expect(seen.registered[0]).toEqual([]);
       expect(dev.reRegistrations).toBe(1);
       await until(() => dev.streamState === 'open');
+    },
+    TEST_TIMEOUT,
+  );
+
+  test(
+    "the registration's answer brings the peer's TURN credentials, those GET /iceServers gives with its token",
+    async () => {
+      const { url } = listen({ authMode: 'token', iceUrls: ['turn:127.0.0.1:3479?transport=udp'], turnSecret: 'a-turn-secret', turnTtlS: 600 });
+      const dev = device(url, 'ice', 'dev');
+      expect(dev.registeredIceServers).toBeUndefined();
+      const before = Math.floor(Date.now() / 1000);
+      await dev.register();
+      const given = dev.registeredIceServers;
+      if (!given?.username) throw new Error(`no TURN credentials in the registration's answer: ${JSON.stringify(given)}`);
+      expect(given.urls).toEqual(['turn:127.0.0.1:3479?transport=udp']);
+      // <expiry>:<peer>, the credential coturn's use-auth-secret checks for it; no ttl (not an RTCIceServer field).
+      const [expiry, peer] = given.username.split(':');
+      expect(peer).toBe('dev');
+      expect(Number(expiry)).toBeWithin(before + 600, Math.floor(Date.now() / 1000) + 601);
+      expect(given).toEqual({ urls: given.urls, ...turnRestCredential('a-turn-secret', 'dev', Number(expiry)) });
+      const fetched = await dev.iceServers();
+      expect(fetched.username?.endsWith(':dev')).toBe(true);
     },
     TEST_TIMEOUT,
   );

@@ -9,7 +9,7 @@ const SESSION = 'a.b_c:d@e|f~g-h';
 const PEER = 'Z9:|~@.-_';
 
 eachBackend(backends, (backend) => {
-  test("POST /register creates the session, then joins it, answering in the seed's shape with the other peers", async () => {
+  test("POST /register creates the session, then joins it, answering in the seed's shape with the other peers and the ICE servers", async () => {
     const s = await backend.start();
     const first = await s.register('s1', 'device');
     expect(first.status).toBe(200);
@@ -22,6 +22,8 @@ eachBackend(backends, (backend) => {
       role: 'publisher',
       lastEventId: 0,
       mode: 'mesh',
+      // Added to the seed's shape: what GET /iceServers gives this peer.
+      iceServers: { urls: ['stun:stun.cloudflare.com:3478'] },
     });
     const second = await s.register('s1', 'browser');
     expect(second.body.peers).toEqual(['device']);

@@ -25,7 +25,8 @@ export async function startDevice(url: string, flags: string[]): Promise<TestDev
 }
 
 /**
- * Runs before the page's scripts: when the viewer made its first request (`GET /iceServers`) and when
+ * Runs before the page's scripts: when the viewer made its first request (`POST /register`; a seed
+ * client's is `GET /iceServers`) and when
  * the first video frame of any of its connections was decoded (page clock), and the codec it came in,
  * from the browser's own getStats.
  */
@@ -33,7 +34,8 @@ export const FIRST_FRAME = `(() => {
   const created = [];
   const nativeFetch = window.fetch.bind(window);
   window.fetch = (input, init) => {
-    if (String(input instanceof Request ? input.url : input).includes('/iceServers')) first.requestedAt ??= performance.now();
+    const url = String(input instanceof Request ? input.url : input);
+    if (url.includes('/register/') || url.includes('/iceServers')) first.requestedAt ??= performance.now();
     return nativeFetch(input, init);
   };
   const Native = window.RTCPeerConnection;
@@ -86,7 +88,7 @@ declare global {
 export async function firstFrame(page: Page, timeout = 30_000): Promise<{ afterRequestMs: number; codec: string }> {
   const handle = await page.waitForFunction(() => (window.__firstFrame.at === undefined ? false : window.__firstFrame), undefined, { timeout, polling: 50 });
   const { requestedAt, at, codec } = (await handle.jsonValue()) as { requestedAt?: number; at: number; codec: string };
-  if (requestedAt === undefined) throw new Error('the page decoded video without asking for ICE servers');
+  if (requestedAt === undefined) throw new Error('the page decoded video without registering');
   return { afterRequestMs: at - requestedAt, codec };
 }
 

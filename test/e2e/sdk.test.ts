@@ -129,19 +129,26 @@ describe('the client library in Chromium, from /sdk/switchboard.js on another or
   );
 
   test(
-    'perfect negotiation: the viewer offers an ICE restart itself, then both sides do at once; video goes on',
+    'perfect negotiation: the viewer offers an ICE restart itself (with fresh ICE servers; the join took its registration’s), then both sides do at once; video goes on',
     async () => {
       const server = serve();
       const publisher = await dashboardPage(server.url);
       const viewer = await dashboardPage(server.url);
+      // The join makes its connection with the ICE servers its registration's answer brought; a restart asks for fresh ones.
+      const iceRequests: string[] = [];
+      viewer.page.on('request', (r) => {
+        if (new URL(r.url()).pathname === '/iceServers') iceRequests.push(r.method());
+      });
       await publish(publisher.page, server.url, 'glare', 'pub');
       await view(viewer.page, server.url, 'glare', 'v1');
       let frames = await decoding(viewer.page, 'pub');
+      expect(iceRequests).toEqual([]);
 
       await viewer.page.evaluate(() => window.me.restartIce('pub'));
       await publisher.page.waitForFunction(() => window.me.peer('v1')?.offersReceived === 1 && window.me.peer('v1')?.signalingState === 'stable');
       frames = await decoding(viewer.page, 'pub', frames);
       expect(await peerInfo(viewer.page, 'pub')).toMatchObject({ offersSent: 1, answersReceived: 1, iceRestarts: 1 });
+      expect(iceRequests).toEqual(['GET']);
 
       // Both offer: the viewer (polite) gives way, the publisher keeps its offer.
       await Promise.all([publisher.page.evaluate(() => window.me.restartIce('v1')), viewer.page.evaluate(() => window.me.restartIce('pub'))]);

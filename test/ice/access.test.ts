@@ -1,5 +1,5 @@
 // Who gets TURN credentials from GET /iceServers: anyone in AUTH_MODE=open, only a peer proved by its
-// token otherwise, and every address only so often.
+// token otherwise, and every address only so often; a registration's answer carries the peer's.
 import { describe, expect, test } from 'bun:test';
 import { SignJWT } from 'jose';
 import { createApp } from '../../src/app';
@@ -20,6 +20,37 @@ async function register(server: ReturnType<typeof app>, peerId: string, headers:
   const res = await req(server, 'POST', `/register/s/${peerId}`, undefined, headers);
   expect(res.status).toBe(200);
   return res.body.token;
+}
+
+/**
+ * Runs `body` against an app in AUTH_MODE=token whose TURN credentials come from a stand-in for
+ * Cloudflare's API on 127.0.0.1; `asked` counts the calls it got.
+ */
+async function withCloudflare(body: (server: ReturnType<typeof app>, asked: () => number) => Promise<void>): Promise<void> {
+  let calls = 0;
+  const upstream = Bun.serve({
+    port: 0,
+    hostname: '127.0.0.1',
+    fetch: () => {
+      calls++;
+      return Response.json(
+        { iceServers: [{ urls: ['stun:stun.cloudflare.com:3478'] }, { urls: ['turn:turn.cloudflare.com:3478?transport=udp'], username: 'cf-user', credential: 'cf-pass' }] },
+        { status: 201 },
+      );
+    },
+  });
+  try {
+    const server = app({
+      authMode: 'token',
+      turnSecret: undefined,
+      cloudflareTurnKeyId: 'key',
+      cloudflareTurnApiToken: 'api-token',
+      cloudflareTurnApiUrl: `http://127.0.0.1:${upstream.port}/v1`,
+    });
+    await body(server, () => calls);
+  } finally {
+    upstream.stop(true);
+  }
 }
 
 describe('GET /iceServers in AUTH_MODE=open', () => {
@@ -101,30 +132,12 @@ describe('GET /iceServers in AUTH_MODE=token', () => {
   });
 
   test("Cloudflare's credentials go only to a registered peer", async () => {
-    const upstream = Bun.serve({
-      port: 0,
-      hostname: '127.0.0.1',
-      fetch: () =>
-        Response.json(
-          { iceServers: [{ urls: ['stun:stun.cloudflare.com:3478'] }, { urls: ['turn:turn.cloudflare.com:3478?transport=udp'], username: 'cf-user', credential: 'cf-pass' }] },
-          { status: 201 },
-        ),
-    });
-    try {
-      const server = app({
-        authMode: 'token',
-        turnSecret: undefined,
-        cloudflareTurnKeyId: 'key',
-        cloudflareTurnApiToken: 'api-token',
-        cloudflareTurnApiUrl: `http://127.0.0.1:${upstream.port}/v1`,
-      });
+    await withCloudflare(async (server) => {
       expect((await req(server, 'GET', '/iceServers?peerId=a')).body).toEqual(STUN_ONLY);
       const token = await register(server, 'a');
       const res = await req(server, 'GET', '/iceServers?sessionId=s&peerId=a', undefined, bearer(token));
       expect(res.body).toMatchObject({ username: 'cf-user', credential: 'cf-pass' });
-    } finally {
-      upstream.stop(true);
-    }
+    });
   });
 });
 
@@ -141,6 +154,44 @@ describe('GET /iceServers in AUTH_MODE=jwt', () => {
     expect((await req(server, 'GET', '/iceServers?sessionId=s&peerId=dashcam-7', undefined, bearer(jwt))).body).toEqual(STUN_ONLY);
     const res = await req(server, 'GET', '/iceServers?sessionId=s&peerId=dashcam-7', undefined, bearer(token));
     expect(res.body.username).toBe('1700000600:dashcam-7');
+  });
+});
+
+describe("the registration's answer carries the ICE servers", () => {
+  const servers = async (server: ReturnType<typeof app>, peerId: string, headers: Record<string, string> = {}) => {
+    const res = await req(server, 'POST', `/register/s/${peerId}`, undefined, headers);
+    expect(res.status).toBe(200);
+    return { iceServers: res.body.iceServers, token: res.body.token as string };
+  };
+
+  for (const authMode of ['open', 'token'] as const) {
+    test(`AUTH_MODE=${authMode}: what GET /iceServers answers with the new token, TURN credentials naming the peer`, async () => {
+      const server = app({ authMode });
+      const { iceServers, token } = await servers(server, 'dashcam-7');
+      expect(iceServers).toEqual({ urls: TURN.iceUrls, ...turnRestCredential('north', 'dashcam-7', 1_700_000_600), ttl: 600 });
+      expect((await req(server, 'GET', '/iceServers?sessionId=s&peerId=dashcam-7', undefined, bearer(token))).body).toEqual(iceServers);
+    });
+  }
+
+  test('a takeover with the old token gets them anew; without TURN credentials configured, the list as it is', async () => {
+    const server = app({ authMode: 'token' });
+    const first = await servers(server, 'a');
+    expect((await servers(server, 'a', bearer(first.token))).iceServers).toEqual(first.iceServers);
+    const urls = ['stun:s.example:3478'];
+    const plain = await req(createApp(defaultConfig({ authMode: 'token', iceUrls: urls })).app, 'POST', '/register/s/b');
+    expect(plain.body.iceServers).toEqual({ urls });
+  });
+
+  test("with Cloudflare: absent until a credential is in hand (GET /iceServers waits for one), then Cloudflare's, asked once", async () => {
+    await withCloudflare(async (server, asked) => {
+      const first = await servers(server, 'a');
+      expect(first.iceServers).toBeUndefined();
+      expect(asked()).toBe(0);
+      const fetched = await req(server, 'GET', '/iceServers?sessionId=s&peerId=a', undefined, bearer(first.token));
+      expect(fetched.body).toMatchObject({ username: 'cf-user', credential: 'cf-pass' });
+      expect((await servers(server, 'b')).iceServers).toEqual(fetched.body);
+      expect(asked()).toBe(1);
+    });
   });
 });
 

@@ -1,5 +1,5 @@
-// One role in one session, following the seed: POST /register, GET /iceServers (with the peer token),
-// the event stream; on new-peer the publisher offers, the viewer answers, and candidates trickle both
+// One role in one session, following the seed: POST /register (its answer brings the ICE servers; from
+// a server that sends none, GET /iceServers with the peer token), the event stream; on new-peer the publisher offers, the viewer answers, and candidates trickle both
 // ways. One PeerLink per remote peer: a publisher serves every viewer of the session. In a relay session
 // the only connection is with the server's peer, which offers.
 import { Emitter } from './emitter';
@@ -72,8 +72,8 @@ export class PeerSession implements Session {
   }
 
   /**
-   * Registers, then fetches the ICE servers with the token the registration gave while the stream opens
-   * (one round trip, not two, before the first offer can come), and offers.
+   * Registers, then opens the stream with the ICE servers the registration's answer carried (from a
+   * server that sends none, fetched with the token it gave while the stream opens), and offers.
    */
   async start(): Promise<void> {
     const { sessionId, peerId } = this;
@@ -83,9 +83,11 @@ export class PeerSession implements Session {
     this.registeredAt = now();
     if (this.stopped) return;
     this.log(`registered as ${peerId} in session ${sessionId}; already there: ${peers.join(', ') || 'nobody'}`);
-    this.log('→ the event stream, and GET /iceServers');
+    // The registration's answer carries the ICE servers (a server that predates that does not: ask it).
+    const given = this.signalling.registeredIceServers;
+    this.log(given ? '→ the event stream (the ICE servers came with the registration)' : '→ the event stream, and GET /iceServers');
     this.signalling.open();
-    const iceServers = this.signalling.iceServers();
+    const iceServers = given ? Promise.resolve(given) : this.signalling.iceServers();
     // Events are handled once the ICE servers are known: every connection is made with them. In a relay
     // session the one connection, with the server, is made then, before its offer comes (the browser's
     // first connection of a page takes tens of milliseconds to make).
@@ -234,6 +236,8 @@ export class PeerSession implements Session {
     if (this.stopped) return;
     this.log(`registered again; present: ${peers.join(', ') || 'nobody'}`);
     for (const id of [...this.links.keys()]) this.drop(id);
+    // The new connections are made with the credentials this registration brought, when it did.
+    this.iceServer = this.signalling.registeredIceServers ?? this.iceServer;
     // The connections start over from this registration (its request time is the signalling's: close enough to now).
     this.joinStartedAt = now();
     this.registeredAt = this.joinStartedAt;

@@ -131,15 +131,20 @@ export class SignalChannel implements Signalling {
   }
 
   /**
+   * The ICE servers the last registration's answer carried (what `GET /iceServers` gives this peer with
+   * its token), for its first connections; undefined from a server that sends none, or while its
+   * Cloudflare TURN credentials are renewed. Later ones (an ICE restart) ask `iceServers()` afresh.
+   */
+  registeredIceServers: IceServer | undefined = undefined;
+
+  /**
    * `GET /iceServers`: one RTCIceServer, as the seed gives it. Once registered the request carries the
    * peer token: outside AUTH_MODE=open TURN credentials are handed out only with it.
    */
   async iceServers(): Promise<IceServer> {
     // The session and the peer that the token proves, so that the TURN username names this peer.
     const query = new URLSearchParams({ sessionId: this.sessionId, peerId: this.peerId });
-    const answer = (await this.request('GET', `/iceServers?${query}`)) as IceServer & { ttl?: number };
-    const { urls, username, credential } = answer;
-    return username === undefined ? { urls } : { urls, username, credential };
+    return iceServer((await this.request('GET', `/iceServers?${query}`)) as IceServer & { ttl?: number });
   }
 
   /** `POST /register`: returns the peers already in the session (and sets `mode`). */
@@ -155,8 +160,10 @@ export class SignalChannel implements Signalling {
       token?: string;
       lastEventId?: number;
       mode?: SessionMode;
+      iceServers?: IceServer & { ttl?: number };
     };
     this.registered = true;
+    this.registeredIceServers = answer.iceServers && iceServer(answer.iceServers);
     this.mode = answer.mode ?? 'mesh';
     this.ownToken = answer.token;
     if (answer.token !== undefined) tabStorage()?.setItem(this.storageKey, answer.token);
@@ -542,4 +549,9 @@ function tabStorage(): Storage | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The RTCIceServer an answer describes, without the server's `ttl`. */
+function iceServer({ urls, username, credential }: IceServer & { ttl?: number }): IceServer {
+  return username === undefined ? { urls } : { urls, username, credential };
 }

@@ -79,6 +79,11 @@ export interface Signalling {
   readonly reRegistrations: number;
   /** `POST /register`: the peers already in the session. */
   register(): Promise<string[]>;
+  /**
+   * The ICE servers the last registration's answer carried: what `iceServers()` would fetch now, for the
+   * first connections (a restart later fetches fresh TURN credentials). Undefined from a server that sends none.
+   */
+  readonly registeredIceServers: IceServer | undefined;
   /** `GET /iceServers`, with the peer token once registered (TURN credentials need it outside AUTH_MODE=open). */
   iceServers(): Promise<IceServer>;
   /** Opens the event stream and keeps it open until `leave()` or `end()`. */
