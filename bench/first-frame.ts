@@ -30,7 +30,9 @@
 //
 //   bun bench/first-frame.ts            # 2 rounds of 5 viewers per system; about a minute
 //   bun bench/first-frame.ts --smoke    # 1 round of 2 viewers per system; seconds
-import { join } from 'node:path';
+//   bun bench/first-frame.ts --baseline ../other-checkout --rounds 4
+//                                       # the served client of another checkout too, in the same rounds
+import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { PeerTimeline, TimelinePhase } from '../src/client/sdk/switchboard';
@@ -82,7 +84,8 @@ interface System {
   view(page: Page, server: ServerProcess, index: number, round: number): Promise<Measured>;
 }
 
-const switchboardServer = () => startServer('switchboard', [process.execPath, join(here, 'servers/switchboard.ts')], { pin: true });
+/** The switchboard server of the checkout at `root` (this one by default). */
+const switchboardServer = (root = join(here, '..')) => startServer('switchboard', [process.execPath, join(root, 'bench/servers/switchboard.ts')], { pin: true });
 const session = (round: number) => `first-frame-${round}`;
 
 /** The served client's publisher: Start stream pressed, live; in a relay session, sending to the server. */
@@ -202,20 +205,26 @@ function peerjsSystem(pages: { origin: string }): System {
   };
 }
 
-const SWITCHBOARD: System[] = [
-  {
-    subject: 'switchboard mesh',
-    server: switchboardServer,
-    publish: (browser, server, round) => switchboardPublisher(browser, server, round, false),
-    view: (page, server, index, round) => switchboardViewer(page, server, index, round, 'pub'),
-  },
-  {
-    subject: 'switchboard relay',
-    server: switchboardServer,
-    publish: (browser, server, round) => switchboardPublisher(browser, server, round, true),
-    view: (page, server, index, round) => switchboardViewer(page, server, index, round, 'switchboard'),
-  },
-];
+/**
+ * The served client in mesh and relay sessions, from the server (and so the page) of the checkout at
+ * `root`; `label` names another checkout's, a baseline measured in the same run.
+ */
+function switchboardSystems(root?: string, label = ''): System[] {
+  return [
+    {
+      subject: `switchboard mesh${label}`,
+      server: () => switchboardServer(root),
+      publish: (browser, server, round) => switchboardPublisher(browser, server, round, false),
+      view: (page, server, index, round) => switchboardViewer(page, server, index, round, 'pub'),
+    },
+    {
+      subject: `switchboard relay${label}`,
+      server: () => switchboardServer(root),
+      publish: (browser, server, round) => switchboardPublisher(browser, server, round, true),
+      view: (page, server, index, round) => switchboardViewer(page, server, index, round, 'switchboard'),
+    },
+  ];
+}
 
 /**
  * Each phase's own duration in one viewer's timeline: from the mark before it (or the first request).
@@ -318,16 +327,31 @@ function systemRows(system: System, { measured, failed, firstError }: Outcome, c
   return rows;
 }
 
+export interface FirstFrameOptions {
+  smoke: boolean;
+  log: (line: string) => void;
+  /** Rounds of five viewers per system (default 2). */
+  rounds?: number;
+  /**
+   * Another checkout of switchboard (its own `bun install` done, or node_modules linked): its server
+   * and page are measured too, in the same rounds, as `switchboard mesh (baseline <dir>)` and `… relay …`.
+   * A change's effect on the page, where one run's figures move with the machine's hour, is read off
+   * the two side by side.
+   */
+  baseline?: string;
+}
+
 /**
  * The systems in turns in one Chromium, each on its own fresh server: per round, each system's
  * publisher goes live, its viewers of the round join one after another, and it leaves.
  */
-export async function benchFirstFrame(options: { smoke: boolean; log: (line: string) => void }): Promise<Row[]> {
-  const rounds = options.smoke ? 1 : 2;
+export async function benchFirstFrame(options: FirstFrameOptions): Promise<Row[]> {
+  const rounds = options.smoke ? 1 : (options.rounds ?? 2);
   const perRound = options.smoke ? 2 : 5;
   const viewers = rounds * perRound;
   const pages = await benchPages();
-  const systems = [...SWITCHBOARD, whepSystem(pages), peerjsSystem(pages)];
+  const baseline = options.baseline ? switchboardSystems(options.baseline, ` (baseline ${basename(options.baseline)})`) : [];
+  const systems = [...switchboardSystems(), ...baseline, whepSystem(pages), peerjsSystem(pages)];
   const servers: ServerProcess[] = [];
   let publisher: BrowserContext | undefined;
   let browser: Browser | undefined;
@@ -385,9 +409,11 @@ export async function benchFirstFrame(options: { smoke: boolean; log: (line: str
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { smoke: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: { smoke: { type: 'boolean', default: false }, rounds: { type: 'string' }, baseline: { type: 'string' } } });
+  const rounds = values.rounds === undefined ? undefined : Number(values.rounds);
+  if (rounds !== undefined && !(Number.isInteger(rounds) && rounds > 0)) throw new Error(`--rounds takes a whole number above 0, not ${values.rounds}`);
   pinLoad((line) => console.error(line));
-  const rows = await benchFirstFrame({ smoke: values.smoke, log: (line) => console.error(line) });
+  const rows = await benchFirstFrame({ smoke: values.smoke, rounds, baseline: values.baseline && resolve(values.baseline), log: (line) => console.error(line) });
   console.log(formatRows(rows));
   process.exit(0);
 }
