@@ -19,7 +19,6 @@ export type Transport = 'sse' | 'ws';
 export type SessionMode = 'mesh' | 'relay';
 export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
-/** What POST /register answered. */
 /** One ICE server in the form werift takes (one URL per entry). */
 export interface DeviceIceServer {
   urls: string;
@@ -34,6 +33,7 @@ interface IceAnswer {
   credential?: string;
 }
 
+/** What POST /register answered. */
 export interface Registration {
   peers: string[];
   mode: SessionMode;

@@ -61,25 +61,31 @@ export class CloudflareTurn {
 
   /** The entry to serve now, asking Cloudflare first when the cached one is due for renewal. */
   async get(): Promise<IceServer> {
-    const now = this.options.clock.now();
-    const cached = this.cached;
-    if (cached && now < cached.refreshAt) return this.serve(cached, now);
-    if (now >= this.retryAt) {
-      this.refreshing ??= this.refresh().finally(() => {
-        this.refreshing = undefined;
-      });
-      await this.refreshing;
-    }
-    const after = this.options.clock.now();
-    const usable = this.cached && after < this.cached.expiresAt - MIN_LEFT_MS ? this.cached : undefined;
-    return usable ? this.serve(usable, after) : this.options.fallback;
+    const ready = this.inHand();
+    if (ready) return ready;
+    this.refreshing ??= this.refresh().finally(() => {
+      this.refreshing = undefined;
+    });
+    await this.refreshing;
+    return this.servable(this.options.clock.now());
   }
 
-  /** The entry `get` would serve at once, without asking Cloudflare; undefined when it would ask first. */
+  /**
+   * The entry `get` would serve without asking Cloudflare: the cached one before it is due for renewal,
+   * and, while a failed call's retry waits, the one still valid or the fallback. Undefined when `get`
+   * would ask first (no credential yet, or one due and Cloudflare may be asked).
+   */
   inHand(): IceServer | undefined {
     const now = this.options.clock.now();
     const cached = this.cached;
-    return cached && now < cached.refreshAt ? this.serve(cached, now) : undefined;
+    if (cached && now < cached.refreshAt) return this.serve(cached, now);
+    return now < this.retryAt ? this.servable(now) : undefined;
+  }
+
+  /** The credential if it has long enough left, else the fallback. */
+  private servable(now: number): IceServer {
+    const usable = this.cached && now < this.cached.expiresAt - MIN_LEFT_MS ? this.cached : undefined;
+    return usable ? this.serve(usable, now) : this.options.fallback;
   }
 
   private serve(c: Cached, now: number): IceServer {

@@ -81,7 +81,7 @@ export const RegisterResponse = t.Object({
   iceServers: t.Optional({
     ...IceServerResponse,
     description:
-      "the STUN and TURN servers for this peer, as GET /iceServers answers it with this token: a client may make its connections with them and skip that request (absent only while Cloudflare's TURN credentials are being renewed)",
+      "the STUN and TURN servers for this peer, as GET /iceServers answers it with this token: a client may make its connections with them and skip that request (absent only where Cloudflare's TURN service must be asked first: before its first credential, or for one due for renewal)",
   }),
 });
 export type RegisterResponse = typeof RegisterResponse.static;

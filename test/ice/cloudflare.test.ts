@@ -230,6 +230,43 @@ describe('Cloudflare TURN source', () => {
   });
 });
 
+describe("Cloudflare TURN source: what a registration's answer may carry (inHand)", () => {
+  test('nothing before the first credential; the credential until it is due; nothing once due, where get asks', async () => {
+    const clock = new ManualClock();
+    const { turn } = source(clock, { ttlS: 1000 });
+    expect(turn.inHand()).toBeUndefined();
+    expect(upstream.calls).toHaveLength(0);
+    const first = await turn.get();
+    expect(turn.inHand()).toEqual(first);
+    clock.advance(700_000);
+    expect(turn.inHand()).toMatchObject({ username: 'user-1', ttl: 300 });
+    clock.advance(50_001);
+    expect(turn.inHand()).toBeUndefined();
+    expect(upstream.calls).toHaveLength(1);
+  });
+
+  test('while a failed call waits for its retry: what get serves without asking (the fallback, or the credential still valid); nothing once it may ask again', async () => {
+    const clock = new ManualClock();
+    const { turn } = source(clock, { ttlS: 1000 });
+    upstream.reply = { status: 503, body: 'unavailable' };
+    expect(await turn.get()).toEqual(FALLBACK);
+    expect(turn.inHand()).toEqual(FALLBACK);
+    clock.advance(10_000);
+    expect(turn.inHand()).toBeUndefined();
+    upstream.reply = undefined;
+    await turn.get();
+    clock.advance(800_000);
+    upstream.reply = { status: 500, body: 'down' };
+    expect(await turn.get()).toMatchObject({ username: 'user-1' });
+    expect(turn.inHand()).toMatchObject({ username: 'user-1', ttl: 200 });
+    clock.advance(5_000);
+    expect(turn.inHand()).toMatchObject({ username: 'user-1', ttl: 195 });
+    clock.advance(5_000);
+    expect(turn.inHand()).toBeUndefined();
+    expect(upstream.calls).toHaveLength(3);
+  });
+});
+
 describe('flattenIceServers', () => {
   test('drops port-53 URLs, IPv6 hosts included, and keeps a single urls string', () => {
     const flat = flattenIceServers({

@@ -1,7 +1,8 @@
 // One role in one session, following the seed: POST /register (its answer brings the ICE servers; from
-// a server that sends none, GET /iceServers with the peer token), the event stream; on new-peer the publisher offers, the viewer answers, and candidates trickle both
-// ways. One PeerLink per remote peer: a publisher serves every viewer of the session. In a relay session
-// the only connection is with the server's peer, which offers.
+// a server that sends none, GET /iceServers with the peer token), the event stream; on new-peer the
+// publisher offers, the viewer answers, and candidates trickle both ways. One PeerLink per remote peer:
+// a publisher serves every viewer of the session. In a relay session the only connection is with the
+// server's peer, which offers.
 import { Emitter } from './emitter';
 import { PeerLink } from './peer';
 import { isNewConnection } from './sdp';
