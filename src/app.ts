@@ -13,7 +13,7 @@ import { type Config, relayMode } from './config';
 import { corsHeaders, corsPolicy } from './cors';
 import { LocalDelivery } from './delivery/local';
 import { eventBounds } from './delivery/rules';
-import { errorResponse, internalErrorResponse, SignalError } from './errors';
+import { errorResponse, internalErrorResponse, ownError, SignalError } from './errors';
 import { anonymousIceServer, iceServerSource } from './ice/ice-servers';
 import { iceRoutes } from './ice/routes';
 import { Limits } from './limits/limits';
@@ -30,7 +30,8 @@ import type { SignallingBackend } from './sessions/backend';
 import type { SessionListener } from './sessions/events';
 import { LocalSignalling } from './sessions/local-signalling';
 import { MessageIntake } from './sessions/messages';
-import { messageRoutes, sessionRoutes } from './sessions/routes';
+import { Registrations } from './sessions/registrations';
+import { messageRoutes, registerRoutes, sessionRoutes } from './sessions/routes';
 import type { ServerOutbox } from './sessions/server-peer';
 import { SessionStore } from './sessions/store';
 import { Heartbeat } from './sse/heartbeat';
@@ -94,11 +95,12 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   // The client page is served by pageRoutes from the built bundle, not as Bun's native HTML route:
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
   const messages = new MessageIntake(signalling, guard);
+  const registrations = new Registrations(signalling, guard, iceServers);
   const events = new EventStreams(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS });
-  // On a listener, Bun's router answers POST /message and GET /events itself; `app.handle` reaches the
-  // same intake and streams through Elysia's.
+  // On a listener, Bun's router answers POST /register, POST /message and GET /events itself;
+  // `app.handle` reaches the same registrations, intake and streams through Elysia's.
   const edge = ops.edge(corsHeaders(config.corsOrigins));
-  const routes = { ...messageRoutes(messages, edge), ...eventStreamRoutes(events, edge) };
+  const routes = { ...messageRoutes(messages, edge), ...eventStreamRoutes(events, edge), ...registerRoutes(registrations, edge) };
   const app = new Elysia({ websocket: WS_SERVER_OPTIONS, serve: { routes } })
     .onError(({ code, error, request, set }) => {
       const response = errorAnswer(code, error, request);
@@ -112,7 +114,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .use(ops.telemetry())
     .use(corsPolicy(config.corsOrigins))
     .use(iceRoutes(iceServers, anonymousIceServer(config), guard))
-    .use(sessionRoutes(signalling, guard, messages, iceServers))
+    .use(sessionRoutes(signalling, guard, messages, registrations))
     .use(eventRoutes(events))
     .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue), logger: logger.child({ component: 'ws' }) }))
     .use(whipRoutes(whip, guard))
@@ -256,6 +258,7 @@ const streamQueue = (maxQueue: number) => Math.max(1, Math.min(32, maxQueue >> 1
 function validationResponse(error: ValidationError): Response {
   const first = error.all[0];
   const path = first && 'path' in first ? first.path.replaceAll('/', '.') : '';
-  const detail = first && 'summary' in first && first.summary ? first.summary : error.message;
+  const own = first && 'schema' in first ? ownError(first.schema) : undefined;
+  const detail = own ?? (first && 'summary' in first && first.summary ? first.summary : error.message);
   return errorResponse(400, { error: 'invalid_request', message: `${error.type}${path}: ${detail}` });
 }

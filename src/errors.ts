@@ -156,7 +156,13 @@ export const refusals = {
 export function schemaRefusal(check: TypeCheck<TSchema>, value: unknown, root: string): SignalError {
   const first = check.Errors(value).First();
   const field = first?.path ? `${root}${first.path.replaceAll('/', '.')}` : root;
-  return new SignalError('invalid_request', `${field}: ${first?.message ?? 'Expected an object'}`);
+  return new SignalError('invalid_request', `${field}: ${ownError(first?.schema) ?? first?.message ?? 'Expected an object'}`);
+}
+
+/** What a schema says itself of a value it refuses (its `error` option), where it says something. */
+export function ownError(schema: unknown): string | undefined {
+  const error = (schema as { error?: unknown } | undefined)?.error;
+  return typeof error === 'string' ? error : undefined;
 }
 
 /** The refusal that `check` throws, or undefined when it lets through; anything else it throws is rethrown. */

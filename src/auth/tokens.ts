@@ -1,13 +1,13 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 
 /** Makes a new secret token; injected so that tests can make them predictable. */
 export type TokenGenerator = () => string;
 
 /** 256 random bits, base64url: safe in a header, a query string and a log-free URL. */
-export const randomToken: TokenGenerator = () => randomBytes(32).toString('base64url');
+export const randomToken: TokenGenerator = () => Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url');
 
 /** What is stored instead of a token: its SHA-256, so that a dump of the store reveals no usable token. */
-export const tokenHash = (token: string): string => createHash('sha256').update(token).digest('base64url');
+export const tokenHash = (token: string): string => Bun.SHA256.hash(token, 'base64url');
 
 /**
  * Whether `presented` is the token whose hash is `hash`. Both sides are fixed-length digests compared
@@ -16,7 +16,7 @@ export const tokenHash = (token: string): string => createHash('sha256').update(
 export function tokenMatches(presented: string | undefined, hash: string | undefined): boolean {
   if (presented === undefined || hash === undefined) return false;
   const expected = Buffer.from(hash, 'base64url');
-  const actual = createHash('sha256').update(presented).digest();
+  const actual = Bun.SHA256.hash(presented);
   return expected.length === actual.length && timingSafeEqual(expected, actual);
 }
 

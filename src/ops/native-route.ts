@@ -3,6 +3,9 @@ import type { CorsHeaders } from '../cors';
 import { internalErrorResponse, SignalError } from '../errors';
 import { REQUEST_ID_HEADER, type Telemetry } from './telemetry';
 
+/** The content type of a JSON answer of a route served by Bun itself, as `Response.json` gives it. */
+export const JSON_ANSWER_TYPE = 'application/json;charset=utf-8';
+
 /** What a route served by Bun itself answers when it does not refuse, as text: its status, text and content type. */
 export interface NativeAnswer {
   status: number;

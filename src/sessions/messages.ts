@@ -4,17 +4,15 @@ import { bearerToken } from '../auth/tokens';
 import { refusalOf, SignalError, schemaRefusal } from '../errors';
 import { parseJsonBody, readTextBody } from '../json-body';
 import type { AddressSource } from '../limits/client-ip';
+import { JSON_ANSWER_TYPE } from '../ops/native-route';
 import type { MessageOutcome, SendGuard, SignallingBackend } from './backend';
 import { type BatchResponse, MESSAGE_QUEUED, MESSAGE_SENT, type MessageResult, type PeerParams, SignalBatch, SignalBody } from './model';
 import { batchPayloadSources, PAYLOAD_JSON, payloadSource, type WithPayloadJson } from './payload-source';
 import { batchRefusal } from './rules';
 
-/** The content type of every answer of POST /message, as `Response.json` gives it. */
-const MESSAGE_ANSWER_TYPE = 'application/json;charset=utf-8';
-
 /** The two answers of a single message, as text: made once, not serialised per message. */
-const SENT: MessageAnswer = { status: 200, text: JSON.stringify(MESSAGE_SENT), type: MESSAGE_ANSWER_TYPE };
-const QUEUED: MessageAnswer = { status: 202, text: JSON.stringify(MESSAGE_QUEUED), type: MESSAGE_ANSWER_TYPE };
+const SENT: MessageAnswer = { status: 200, text: JSON.stringify(MESSAGE_SENT), type: JSON_ANSWER_TYPE };
+const QUEUED: MessageAnswer = { status: 202, text: JSON.stringify(MESSAGE_QUEUED), type: JSON_ANSWER_TYPE };
 
 // Compiled once: every POST /message is checked with these.
 const checkBody = TypeCompiler.Compile(SignalBody);
@@ -106,7 +104,7 @@ export class MessageIntake {
       const before = messages.map((_, i) => (i === 0 ? undefined : refusalOf(() => limits.message(() => address(request, server)))));
       const outcomes = await this.signalling.sendBatch(sessionId, peerId, messages, guard, before);
       const batch: BatchResponse = { results: outcomes.map(messageResult) };
-      return { status: 200, text: JSON.stringify(batch), type: MESSAGE_ANSWER_TYPE };
+      return { status: 200, text: JSON.stringify(batch), type: JSON_ANSWER_TYPE };
     }
     const message: SignalBody & WithPayloadJson = readSingle(body.value);
     if (typeof body.payloads === 'string') message[PAYLOAD_JSON] = body.payloads;

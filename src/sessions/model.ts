@@ -23,16 +23,36 @@ export function readPeerParams(params: unknown): PeerParams {
 export const SessionParams = t.Object({ sessionId: Id });
 export type SessionParams = typeof SessionParams.static;
 
-const modeName = (description: string) => t.Union([t.Literal('mesh'), t.Literal('relay')], { description });
+// `error`: what a refusal says of a value that is none of these (Elysia reads it too), instead of the
+// validator's own "Expected union value".
+const modeName = (description: string) => t.Union([t.Literal('mesh'), t.Literal('relay')], { description, error: 'must be mesh or relay' });
 
 export const SessionModeName = modeName('mesh: media goes peer to peer; relay: the publisher sends one copy to the server, which forwards it to every viewer');
 
 /** `POST /register` options. */
 export const RegisterQuery = t.Object({
   mode: t.Optional(modeName("the new session's mode (default mesh); for an existing session, must be its mode")),
-  role: t.Optional(t.Union([t.Literal('publish'), t.Literal('view')], { description: 'the role asked for, within what the access mode allows' })),
+  role: t.Optional(t.Union([t.Literal('publish'), t.Literal('view')], { description: 'the role asked for, within what the access mode allows', error: 'must be publish or view' })),
 });
 export type RegisterQuery = typeof RegisterQuery.static;
+
+const checkRegisterQuery = TypeCompiler.Compile(RegisterQuery);
+
+/**
+ * The query of a `POST /register` URL, for a route outside Elysia's validation, read as Elysia reads
+ * one (a name given twice takes its last value; names it does not know are ignored), or the refusal
+ * that names the field at fault (`query.mode: …`).
+ */
+export function readRegisterQuery(url: string): RegisterQuery {
+  const at = url.indexOf('?');
+  if (at === -1) return {};
+  const { mode, role } = Object.fromEntries(new URLSearchParams(url.slice(at + 1)));
+  const query: Record<string, string> = {};
+  if (mode !== undefined) query.mode = mode;
+  if (role !== undefined) query.role = role;
+  if (!checkRegisterQuery.Check(query)) throw schemaRefusal(checkRegisterQuery, query, 'query');
+  return query;
+}
 
 /** Event types the server itself sends; a client may not send them. */
 export const SERVER_EVENT_TYPES: ReadonlySet<string> = new Set(['ping', 'new-peer', 'peer-left', 'session-closed']);

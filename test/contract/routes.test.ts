@@ -62,6 +62,18 @@ eachBackend(backends, (backend) => {
     expect(res.body.message).toContain('sessionId');
   });
 
+  test.each([
+    ['?mode=sfu', 'query.mode: must be mesh or relay'],
+    ['?role=admin', 'query.role: must be publish or view'],
+    ['?mode=relay&mode=mesh&role=watch', 'query.role: must be publish or view'],
+  ])('refuses the query %s, saying what it may be; the peer is not registered', async (query, message) => {
+    const s = await backend.start();
+    const res = await s.call('POST', `/register/q/p${query}`);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ error: 'invalid_request', message });
+    expect((await s.register('q', 'other')).body.peers).toEqual([]);
+  });
+
   test('MAX_SESSIONS answers 429 with Retry-After', async () => {
     const s = await backend.start({ maxSessions: 2 });
     await s.register('a', 'p', { at: 0 });

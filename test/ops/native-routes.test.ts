@@ -1,4 +1,4 @@
-// On a listener, POST /message and GET /events are answered by Bun's own router (messageRoutes,
+// On a listener, POST /register, POST /message and GET /events are answered by Bun's own router (registerRoutes, messageRoutes,
 // eventStreamRoutes), outside Elysia's chain; `app.handle` answers them through Elysia's. Each must be one
 // route to a client: the same statuses, bodies and headers (CORS, request id, Retry-After,
 // WWW-Authenticate), the same counts and log lines.
@@ -70,6 +70,25 @@ afterEach(async () => {
   for (const server of running.splice(0)) await server.stop();
 });
 
+/** Two deterministic servers of one configuration: one reached through `app.handle`, one on a listener. */
+function twins(config: Partial<Config>) {
+  const viaHandle = deterministic(config);
+  const viaListener = deterministic(config);
+  const served = listen(viaListener.server);
+  running.push(served);
+  return { viaHandle, viaListener, served, app: viaHandle.server.app };
+}
+
+/** Both servers counted and logged `route` alike: its /metrics lines, and one request line per step. */
+async function expectSameRecords({ viaHandle, viaListener, served, app }: ReturnType<typeof twins>, route: string, steps: number): Promise<void> {
+  const scrape = async (ask: (path: string) => Promise<Response>) => (await (await ask('/metrics')).text()).split('\n').filter((line) => line.includes(`route="${route}"`));
+  expect(await scrape((path) => fetch(`${served.url}${path}`))).toEqual(await scrape((path) => app.handle(new Request(`http://localhost${path}`))));
+  await new Promise((resolve) => setImmediate(resolve));
+  const requestLines = (lines: string[]) => lines.filter((line) => line.includes(`"route":"${route}"`));
+  expect(requestLines(viaListener.lines)).toEqual(requestLines(viaHandle.lines));
+  expect(requestLines(viaHandle.lines)).toHaveLength(steps);
+}
+
 describe.each([
   ['any origin, open access', { corsOrigins: ['*'] }],
   ['a listed origin, tokens', { corsOrigins: [ORIGIN, 'dash.example'], authMode: 'token' }],
@@ -80,11 +99,8 @@ describe.each([
   const client = { 'x-forwarded-for': '203.0.113.7' };
 
   test('answers on a listener exactly as through app.handle: statuses, bodies, headers, counts and log lines', async () => {
-    const viaHandle = deterministic(limited);
-    const viaListener = deterministic(limited);
-    const served = listen(viaListener.server);
-    running.push(served);
-    const { app } = viaHandle.server;
+    const pair = twins(limited);
+    const { served, app } = pair;
 
     const register = async (path: string) => {
       const a = await seen(await app.handle(new Request(`http://localhost${path}`, { method: 'POST', headers: client })));
@@ -105,14 +121,7 @@ describe.each([
     }
     // The steps reached what they were written for.
     expect(new Set(answers)).toEqual(new Set([202, 200, 404, 400, 413, 429, ...(config.authMode === 'token' ? [401, 403] : [])]));
-
-    const scrape = async (ask: (path: string) => Promise<Response>) =>
-      (await (await ask('/metrics')).text()).split('\n').filter((line) => line.includes('route="/message/:sessionId/:peerId"'));
-    expect(await scrape((path) => fetch(`${served.url}${path}`))).toEqual(await scrape((path) => app.handle(new Request(`http://localhost${path}`))));
-    await new Promise((resolve) => setImmediate(resolve));
-    const requestLines = (lines: string[]) => lines.filter((line) => line.includes('"route":"/message/:sessionId/:peerId"'));
-    expect(requestLines(viaListener.lines)).toEqual(requestLines(viaHandle.lines));
-    expect(requestLines(viaHandle.lines)).toHaveLength(answers.length);
+    await expectSameRecords(pair, '/message/:sessionId/:peerId', answers.length);
   });
 });
 
@@ -145,11 +154,8 @@ describe.each([
   const client = { 'x-forwarded-for': '203.0.113.7' };
 
   test('opens, resumes and refuses on a listener exactly as through app.handle: statuses, heads, first bytes, counts and log lines', async () => {
-    const viaHandle = deterministic(capped);
-    const viaListener = deterministic(capped);
-    const served = listen(viaListener.server);
-    running.push(served);
-    const { app } = viaHandle.server;
+    const pair = twins(capped);
+    const { served, app } = pair;
     const tokens: Record<string, string> = {};
     for (const peer of ['a', 'b', 'c', 'd']) {
       const init = { method: 'POST', headers: client };
@@ -200,9 +206,49 @@ describe.each([
       for (const reader of opened) await reader.cancel();
     }
     expect(new Set(statuses)).toEqual(new Set([200, 400, 404, 409, 429, ...(config.authMode === 'token' ? [401, 403] : [])]));
-    await new Promise((resolve) => setImmediate(resolve));
-    const requestLines = (lines: string[]) => lines.filter((line) => line.includes('"route":"/events/:sessionId/:peerId"'));
-    expect(requestLines(viaListener.lines)).toEqual(requestLines(viaHandle.lines));
-    expect(requestLines(viaHandle.lines)).toHaveLength(steps.length);
+    await expectSameRecords(pair, '/events/:sessionId/:peerId', steps.length);
+  });
+});
+
+describe.each([
+  ['any origin, open access', { corsOrigins: ['*'] }],
+  ['a listed origin, tokens', { corsOrigins: [ORIGIN], authMode: 'token' }],
+] as [string, Partial<Config>][])('POST /register with %s', (_, config) => {
+  // app.handle has no socket: both servers take the client's address from X-Forwarded-For, so that its rate is counted alike.
+  const limited = { ...config, registerRatePerMin: 1, registerBurst: 9, trustProxy: 1, turnSecret: 'a-secret', iceUrls: ['turn:turn.example:3478'] };
+  const client = { 'x-forwarded-for': '203.0.113.7' };
+
+  test('answers on a listener exactly as through app.handle: statuses, bodies (ICE servers included), headers, counts and log lines', async () => {
+    const pair = twins(limited);
+    const { served, app } = pair;
+    const steps: Step[] = [
+      { path: '/register/s/a', headers: { origin: ORIGIN, 'x-request-id': 'client-chosen.3' } },
+      { path: '/register/s/b?role=view&mode=mesh' },
+      // A name given twice: its last value.
+      { path: '/register/s/c?role=publish&role=view' },
+      { path: '/register/s/d?mode=sfu' },
+      { path: '/register/s/d?role=admin' },
+      { path: '/register/s/d?mode=relay' },
+      { path: '/register/s%20/d' },
+      { path: `/register/s/${'x'.repeat(129)}` },
+      // Taking an id over: with its token in token mode (200), with another's (403).
+      { path: '/register/s/a', headers: { authorization: 'Bearer token-1' } },
+      { path: '/register/s/a', headers: { authorization: 'Bearer token-2', origin: 'https://elsewhere.example' } },
+      // Taking an id over without a token: 401 in token mode.
+      { path: '/register/s/b' },
+      // The address's burst (9 here; refusals of the path or the query count none) runs out: 429 with Retry-After.
+      ...Array.from({ length: 3 }, (_, i) => ({ path: `/register/u/p${i}` })),
+    ];
+    const statuses: number[] = [];
+    for (const { path, headers } of steps) {
+      const init = { method: 'POST', headers: { ...client, ...headers } };
+      const a = await seen(await app.handle(new Request(`http://localhost${path}`, init)));
+      const b = await seen(await fetch(`${served.url}${path}`, init));
+      expect({ path, ...b }).toEqual({ path, ...a });
+      statuses.push(a.status);
+    }
+    // The steps reached what they were written for.
+    expect(new Set(statuses)).toEqual(new Set([200, 400, 409, 429, ...(config.authMode === 'token' ? [401, 403] : [])]));
+    await expectSameRecords(pair, '/register/:sessionId/:peerId', steps.length);
   });
 });
