@@ -44,7 +44,8 @@ const REGISTER_ROUTE = '/register/:sessionId/:peerId';
 
 /**
  * POST /register as Bun's own router serves it on a listener, for what Elysia's chain costs (its
- * handler chain and the answer's headers were about a quarter of a registration's CPU time). The same
+ * answer alone, `Response.json` with the headers it merges, was 15 % of a registration's CPU time in a
+ * profile). The same
  * registrations answer it as the Elysia route, with the same edge (request id, CORS, count, log,
  * envelope); the order is the Elysia route's: the path's ids and the query, then the address's rate.
  */
