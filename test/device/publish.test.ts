@@ -143,7 +143,7 @@ describe('a simulated device and Chromium viewers', () => {
 
 /**
  * A relay viewer joining while the publisher is mid-GOP: how long from its first request
- * (`GET /iceServers`) to its first decoded frame. The device ignores keyframe requests and sends a
+ * (`POST /register`) to its first decoded frame. The device ignores keyframe requests and sends a
  * keyframe every 10 s; the viewer joins between 0.5 s and 2 s after one that reached the server, so
  * the next comes 8 to 9.5 s later: room for a page that loads slowly on a busy machine. `config` is the server's: its settings decide what a joining viewer is sent first. Also
  * returns whether the device made a keyframe between the viewer's arrival and its first frame.
