@@ -1,5 +1,6 @@
-// TURN for real: coturn on 127.0.0.1 checks the credentials GET /iceServers issues with TURN_SECRET,
-// and Chromium relays media through it when the page is told to use nothing else (relay=1).
+// TURN for real: coturn on 127.0.0.1 checks the credentials the server issues with TURN_SECRET (in the
+// registration's answer, as GET /iceServers does), and Chromium relays media through it when the page
+// is told to use nothing else (relay=1).
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { type ServerProcess, spawnServer } from '../process-helpers';
 import { browserTests, explainOnFailure, publish, status, waitConnected, waitVideo } from './browser';
@@ -38,7 +39,7 @@ describe('TURN through coturn', () => {
     // Both relayed addresses are coturn's, on this machine.
     expect(viewerPair?.localAddress).toStartWith('127.0.0.1:');
     expect(viewerPair?.remoteAddress).toStartWith('127.0.0.1:');
-    // coturn saw both peers allocate with the names GET /iceServers put in their credentials.
+    // coturn saw both peers allocate with the names their registrations' answers put in their credentials.
     expect(turn.log()).toMatch(/user <\d+:pub>: incoming packet ALLOCATE processed, success/);
     expect(turn.log()).toMatch(/user <\d+:v1>: incoming packet ALLOCATE processed, success/);
   }, 60_000);
