@@ -6,9 +6,10 @@ import type { SignallingBackend } from './backend';
 import type { PeerParams, RegisterQuery, RegisterResponse } from './model';
 
 /**
- * POST /register between the request and its answer, whoever serves it (Elysia's router for
- * `app.handle`, Bun's own routes on a listener): the address's rate, the ticket the credential gives,
- * the registration, and the answer with the peer's ICE servers.
+ * POST /register and DELETE /register between the request and its answer, whoever serves them
+ * (Elysia's router for `app.handle`, Bun's own routes on a listener). Registering: the address's rate,
+ * the ticket the credential gives, the registration, and the answer with the peer's ICE servers.
+ * Leaving: the credential's check, then the peer leaves.
  */
 export class Registrations {
   constructor(
@@ -37,5 +38,10 @@ export class Registrations {
       mode: sessionMode,
       iceServers: this.iceServers.inHand(peerId),
     };
+  }
+
+  async leave({ sessionId, peerId }: PeerParams, request: Request): Promise<void> {
+    await this.guards.access.authorizeLeave(sessionId, peerId, bearerToken(request.headers.get('authorization') ?? undefined));
+    await this.signalling.leave(sessionId, peerId);
   }
 }

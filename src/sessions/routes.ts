@@ -41,19 +41,26 @@ export const messageRoutes = (messages: MessageIntake, edge: NativeEdge) => ({
 });
 
 const REGISTER_ROUTE = '/register/:sessionId/:peerId';
+const PEER_LEFT = { message: 'peer left' } as const;
+/** The answer of a leave, as text: made once. */
+const LEFT = { status: 200, text: JSON.stringify(PEER_LEFT), type: JSON_ANSWER_TYPE };
 
 /**
- * POST /register as Bun's own router serves it on a listener, for what Elysia's chain costs (its
- * answer alone, `Response.json` with the headers it merges, was 15 % of a registration's CPU time in a
- * profile). The same
- * registrations answer it as the Elysia route, with the same edge (request id, CORS, count, log,
- * envelope); the order is the Elysia route's: the path's ids and the query, then the address's rate.
+ * POST and DELETE /register as Bun's own router serves them on a listener, for what Elysia's chain
+ * costs (its answer alone, `Response.json` with the headers it merges, was 15 % of a registration's CPU
+ * time in a profile). The same registrations answer them as the Elysia routes, with the same edge
+ * (request id, CORS, count, log, envelope); the order is the Elysia routes': the path's ids and the
+ * query, then the address's rate.
  */
 export const registerRoutes = (registrations: Registrations, edge: NativeEdge) => ({
   [REGISTER_ROUTE]: {
     POST: nativeRoute(edge, REGISTER_ROUTE, 'POST', async (request, server) => {
       const answer = await registrations.register(readPeerParams(request.params), readRegisterQuery(request.url), request, server);
       return { status: 200, text: JSON.stringify(answer), type: JSON_ANSWER_TYPE };
+    }),
+    DELETE: nativeRoute(edge, REGISTER_ROUTE, 'DELETE', async (request) => {
+      await registrations.leave(readPeerParams(request.params), request);
+      return LEFT;
     }),
   },
 });
@@ -96,11 +103,10 @@ export const sessionRoutes = (signalling: SignallingBackend, { access }: Guards,
       },
     )
     .delete(
-      '/register/:sessionId/:peerId',
-      async ({ params: { sessionId, peerId }, headers: { authorization } }) => {
-        await access.authorizeLeave(sessionId, peerId, bearerToken(authorization));
-        await signalling.leave(sessionId, peerId);
-        return { message: 'peer left' };
+      REGISTER_ROUTE,
+      async ({ params, request }) => {
+        await registrations.leave(params, request);
+        return PEER_LEFT;
       },
       {
         params: PeerParams,

@@ -30,6 +30,8 @@ interface Step {
   path: string;
   body?: string;
   headers?: Record<string, string>;
+  /** POST unless said. */
+  method?: string;
 }
 
 /** What a client sees of an answer: its status, its body, and every header but the ones the socket adds. */
@@ -213,12 +215,12 @@ describe.each([
 describe.each([
   ['any origin, open access', { corsOrigins: ['*'] }],
   ['a listed origin, tokens', { corsOrigins: [ORIGIN], authMode: 'token' }],
-] as [string, Partial<Config>][])('POST /register with %s', (_, config) => {
+] as [string, Partial<Config>][])('POST and DELETE /register with %s', (_, config) => {
   // app.handle has no socket: both servers take the client's address from X-Forwarded-For, so that its rate is counted alike.
   const limited = { ...config, registerRatePerMin: 1, registerBurst: 9, trustProxy: 1, turnSecret: 'a-secret', iceUrls: ['turn:turn.example:3478'] };
   const client = { 'x-forwarded-for': '203.0.113.7' };
 
-  test('answers on a listener exactly as through app.handle: statuses, bodies (ICE servers included), headers, counts and log lines', async () => {
+  test('registers and leaves on a listener exactly as through app.handle: statuses, bodies (ICE servers included), headers, counts and log lines', async () => {
     const pair = twins(limited);
     const { served, app } = pair;
     const steps: Step[] = [
@@ -238,17 +240,24 @@ describe.each([
       { path: '/register/s/b' },
       // The address's burst (9 here; refusals of the path or the query count none) runs out: 429 with Retry-After.
       ...Array.from({ length: 3 }, (_, i) => ({ path: `/register/u/p${i}` })),
+      // Leaving: c with its token, with a stale one, without one (open mode lets anyone), an id refused, a peer or session unknown.
+      { path: '/register/s/c', method: 'DELETE', headers: { authorization: 'Bearer token-2', origin: ORIGIN } },
+      { path: '/register/s/c', method: 'DELETE', headers: { authorization: 'Bearer token-3' } },
+      { path: '/register/s/b', method: 'DELETE' },
+      { path: '/register/s/b%20', method: 'DELETE' },
+      { path: '/register/s/nobody', method: 'DELETE' },
+      { path: '/register/nowhere/b', method: 'DELETE' },
     ];
     const statuses: number[] = [];
-    for (const { path, headers } of steps) {
-      const init = { method: 'POST', headers: { ...client, ...headers } };
+    for (const { path, headers, method = 'POST' } of steps) {
+      const init = { method, headers: { ...client, ...headers } };
       const a = await seen(await app.handle(new Request(`http://localhost${path}`, init)));
       const b = await seen(await fetch(`${served.url}${path}`, init));
       expect({ path, ...b }).toEqual({ path, ...a });
       statuses.push(a.status);
     }
     // The steps reached what they were written for.
-    expect(new Set(statuses)).toEqual(new Set([200, 400, 409, 429, ...(config.authMode === 'token' ? [401, 403] : [])]));
+    expect(new Set(statuses)).toEqual(new Set([200, 400, 404, 409, 429, ...(config.authMode === 'token' ? [401, 403] : [])]));
     await expectSameRecords(pair, '/register/:sessionId/:peerId', steps.length);
   });
 });
