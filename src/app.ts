@@ -97,7 +97,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const messages = new MessageIntake(signalling, guard);
   const registrations = new Registrations(signalling, guard, iceServers);
   const events = new EventStreams(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS });
-  // On a listener, Bun's router answers POST /register, POST /message and GET /events itself;
+  // On a listener, Bun's router answers POST and DELETE /register, POST /message and GET /events itself;
   // `app.handle` reaches the same registrations, intake and streams through Elysia's.
   const edge = ops.edge(corsHeaders(config.corsOrigins));
   const routes = { ...messageRoutes(messages, edge), ...eventStreamRoutes(events, edge), ...registerRoutes(registrations, edge) };

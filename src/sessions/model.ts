@@ -38,15 +38,18 @@ export type RegisterQuery = typeof RegisterQuery.static;
 
 const checkRegisterQuery = TypeCompiler.Compile(RegisterQuery);
 
+/** A URL's query for a route outside Elysia's validation, read as Elysia reads one: a name given twice takes its last value. */
+export function queryValues(url: string): Record<string, string> {
+  const at = url.indexOf('?');
+  return at === -1 ? {} : Object.fromEntries(new URLSearchParams(url.slice(at + 1)));
+}
+
 /**
- * The query of a `POST /register` URL, for a route outside Elysia's validation, read as Elysia reads
- * one (a name given twice takes its last value; names it does not know are ignored), or the refusal
- * that names the field at fault (`query.mode: …`).
+ * The query of a `POST /register` URL, for a route outside Elysia's validation (names it does not
+ * know are ignored), or the refusal that names the field at fault (`query.mode: …`).
  */
 export function readRegisterQuery(url: string): RegisterQuery {
-  const at = url.indexOf('?');
-  if (at === -1) return {};
-  const { mode, role } = Object.fromEntries(new URLSearchParams(url.slice(at + 1)));
+  const { mode, role } = queryValues(url);
   const query: Record<string, string> = {};
   if (mode !== undefined) query.mode = mode;
   if (role !== undefined) query.role = role;

@@ -6,7 +6,7 @@ import { refusals, SignalError } from '../errors';
 import type { AddressSource } from '../limits/client-ip';
 import { type NativeEdge, type NativeStream, nativeRoute } from '../ops/native-route';
 import type { SignallingBackend } from '../sessions/backend';
-import { PeerParams, readPeerParams } from '../sessions/model';
+import { PeerParams, queryValues, readPeerParams } from '../sessions/model';
 import type { Heartbeat } from './heartbeat';
 import { PeerStream, STREAM_HEADERS } from './peer-stream';
 
@@ -50,11 +50,9 @@ export function parseLastEventId(value: string | undefined): number | undefined 
 
 export type EventsQuery = typeof EventsQuery.static;
 
-/** A query string as Elysia reads one for EventsQuery: a name given twice takes its last value. */
+/** The query of a `GET /events` URL, as Elysia reads one for EventsQuery. */
 function readEventsQuery(url: string): EventsQuery {
-  const at = url.indexOf('?');
-  if (at === -1) return {};
-  const { lastEventId, token } = Object.fromEntries(new URLSearchParams(url.slice(at + 1)));
+  const { lastEventId, token } = queryValues(url);
   return { lastEventId, token };
 }
 

@@ -15,12 +15,15 @@ function app(config: Partial<Config>, clock = new ManualClock(1_700_000_000_000)
   return createApp(defaultConfig({ ...TURN, ...config }), { clock }).app;
 }
 
-/** Registers `peerId` in session `s` and returns its peer token. */
-async function register(server: ReturnType<typeof app>, peerId: string, headers: Record<string, string> = {}): Promise<string> {
+/** Registers `peerId` in session `s`: the answer's peer token and ICE servers. */
+async function registration(server: ReturnType<typeof app>, peerId: string, headers: Record<string, string> = {}): Promise<{ token: string; iceServers: unknown }> {
   const res = await req(server, 'POST', `/register/s/${peerId}`, undefined, headers);
   expect(res.status).toBe(200);
-  return res.body.token;
+  return { token: res.body.token, iceServers: res.body.iceServers };
 }
+
+/** Registers `peerId` in session `s` and returns its peer token. */
+const register = async (server: ReturnType<typeof app>, peerId: string, headers: Record<string, string> = {}) => (await registration(server, peerId, headers)).token;
 
 /**
  * Runs `body` against an app in AUTH_MODE=token whose TURN credentials come from a stand-in for
@@ -158,16 +161,10 @@ describe('GET /iceServers in AUTH_MODE=jwt', () => {
 });
 
 describe("the registration's answer carries the ICE servers", () => {
-  const servers = async (server: ReturnType<typeof app>, peerId: string, headers: Record<string, string> = {}) => {
-    const res = await req(server, 'POST', `/register/s/${peerId}`, undefined, headers);
-    expect(res.status).toBe(200);
-    return { iceServers: res.body.iceServers, token: res.body.token as string };
-  };
-
   for (const authMode of ['open', 'token'] as const) {
     test(`AUTH_MODE=${authMode}: what GET /iceServers answers with the new token, TURN credentials naming the peer`, async () => {
       const server = app({ authMode });
-      const { iceServers, token } = await servers(server, 'dashcam-7');
+      const { iceServers, token } = await registration(server, 'dashcam-7');
       expect(iceServers).toEqual({ urls: TURN.iceUrls, ...turnRestCredential('north', 'dashcam-7', 1_700_000_600), ttl: 600 });
       expect((await req(server, 'GET', '/iceServers?sessionId=s&peerId=dashcam-7', undefined, bearer(token))).body).toEqual(iceServers);
     });
@@ -175,8 +172,8 @@ describe("the registration's answer carries the ICE servers", () => {
 
   test('a takeover with the old token gets them anew; without TURN credentials configured, the list as it is', async () => {
     const server = app({ authMode: 'token' });
-    const first = await servers(server, 'a');
-    expect((await servers(server, 'a', bearer(first.token))).iceServers).toEqual(first.iceServers);
+    const first = await registration(server, 'a');
+    expect((await registration(server, 'a', bearer(first.token))).iceServers).toEqual(first.iceServers);
     const urls = ['stun:s.example:3478'];
     const plain = await req(createApp(defaultConfig({ authMode: 'token', iceUrls: urls })).app, 'POST', '/register/s/b');
     expect(plain.body.iceServers).toEqual({ urls });
@@ -184,12 +181,12 @@ describe("the registration's answer carries the ICE servers", () => {
 
   test("with Cloudflare: absent until a credential is in hand (GET /iceServers waits for one), then Cloudflare's, asked once", async () => {
     await withCloudflare(async (server, asked) => {
-      const first = await servers(server, 'a');
+      const first = await registration(server, 'a');
       expect(first.iceServers).toBeUndefined();
       expect(asked()).toBe(0);
       const fetched = await req(server, 'GET', '/iceServers?sessionId=s&peerId=a', undefined, bearer(first.token));
       expect(fetched.body).toMatchObject({ username: 'cf-user', credential: 'cf-pass' });
-      expect((await servers(server, 'b')).iceServers).toEqual(fetched.body);
+      expect((await registration(server, 'b')).iceServers).toEqual(fetched.body);
       expect(asked()).toBe(1);
     });
   });

@@ -132,8 +132,8 @@ export class SignalChannel implements Signalling {
 
   /**
    * The ICE servers the last registration's answer carried (what `GET /iceServers` gives this peer with
-   * its token), for its first connections; undefined from a server that sends none, or while its
-   * Cloudflare TURN credentials are renewed. Later ones (an ICE restart) ask `iceServers()` afresh.
+   * its token), for its first connections; undefined from a server that sends none, or where its
+   * Cloudflare TURN service must be asked first. Later ones (an ICE restart) ask `iceServers()` afresh.
    */
   registeredIceServers: IceServer | undefined = undefined;
 
