@@ -36,13 +36,16 @@
 // pins it; run alone, this file pins itself). Three phases on that server, each bounded by a count and a
 // time budget: a warm-up (300 sessions); 400 sessions one at a time (latency with no queueing); then 4,000
 // sessions with 50 in flight (sessions per second, and latency under load; the server's CPU and this
-// process's CPU are noted: the load must stay well below a core). At 50 in flight the server's core is
-// full, so that phase's p50 is mostly queueing (about 50 ÷ sessions/s): it is the latency a burst of
-// sessions sees, not the cost of one. The server's CPU time per session is noted too: on a machine
-// shared with other work it is the figure least disturbed (time the server waits for its core is not
-// in it). The server's RSS after a full GC, before and after the loaded phase, shows whether leaving
-// frees what a session took (the first thousands of sessions grow the heap to its working size; later
-// ones add nothing).
+// process's CPU are noted: the load must stay well below a core). The loaded phase runs in rounds of
+// 1,000 sessions, the subjects taking turns round by round, so that a slower minute of the machine
+// weighs on every subject alike (run one subject after the other, the ratio to PeerJS moved from 0.73
+// to 1.06 between runs of the same code an hour apart); each ratio's note has its rounds' ratios. At
+// 50 in flight the server's core is full, so that phase's p50 is mostly queueing (about 50 ÷
+// sessions/s): it is the latency a burst of sessions sees, not the cost of one. The server's CPU time
+// per session is noted too: on a machine shared with other work it is the figure least disturbed (time
+// the server waits for its core is not in it). The server's RSS after a full GC, before and after the
+// loaded phase, shows whether leaving frees what a session took (the first thousands of sessions grow
+// the heap to its working size; later ones add nothing).
 //
 // The load speaks HTTP/1.1, SSE and WebSocket on Bun's TCP sockets: requests and event streams through
 // bench/raw-http.ts, WebSockets through bench/raw-ws.ts, whose handlers are given before the connection
@@ -78,8 +81,8 @@ interface Plan {
   warmup: Phase;
   /** Sessions one (or a few) at a time: latency without queueing. */
   quiet: Phase;
-  /** Many sessions in flight: latency under load, and sessions per second. */
-  loaded: Phase;
+  /** Many sessions in flight: latency under load, and sessions per second; `rounds` rounds of `sessions ÷ rounds`, the subjects alternating. */
+  loaded: Phase & { rounds: number };
   /** A session not set up within this long fails (and is counted as failed). */
   timeoutMs: number;
   /** Rounds of 4 candidates from one peer to another, for the server's CPU per candidate (switchboard only). */
@@ -90,14 +93,14 @@ interface Plan {
 const FULL: Plan = {
   warmup: { sessions: 300, inFlight: 50, budgetMs: 5000 },
   quiet: { sessions: 400, inFlight: 1, budgetMs: 8000 },
-  loaded: { sessions: 4000, inFlight: 50, budgetMs: 20_000 },
+  loaded: { sessions: 4000, inFlight: 50, budgetMs: 20_000, rounds: 4 },
   timeoutMs: 10_000,
   candidateRounds: 10_000,
 };
 const SMOKE: Plan = {
   warmup: { sessions: 5, inFlight: 5, budgetMs: 2000 },
   quiet: { sessions: 20, inFlight: 1, budgetMs: 2000 },
-  loaded: { sessions: 20, inFlight: 10, budgetMs: 2000 },
+  loaded: { sessions: 20, inFlight: 10, budgetMs: 2000, rounds: 2 },
   timeoutMs: 3000,
   candidateRounds: 20,
 };
@@ -499,6 +502,28 @@ interface PhaseFigures {
   /** The server's and this process's CPU use during the phase, % of one core. */
   serverCpu: number;
   loadCpu: number;
+  /** What figures of several rounds are made of (`combined`): each session's setup time, ms; the phase's length, s. */
+  latencies: number[];
+  seconds: number;
+}
+
+/** The figures of several rounds of a phase, as if they were one phase as long as all of them. */
+function combined(rounds: readonly PhaseFigures[]): PhaseFigures {
+  const latencies = rounds.flatMap((r) => r.latencies);
+  const seconds = rounds.reduce((sum, r) => sum + r.seconds, 0);
+  const weighted = (key: 'serverCpu' | 'loadCpu') => rounds.reduce((sum, r) => sum + r[key] * r.seconds, 0) / seconds;
+  return {
+    completed: latencies.length,
+    failed: rounds.reduce((sum, r) => sum + r.failed, 0),
+    firstError: rounds.find((r) => r.firstError !== undefined)?.firstError,
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+    perSecond: latencies.length / seconds,
+    serverCpu: weighted('serverCpu'),
+    loadCpu: weighted('loadCpu'),
+    latencies,
+    seconds,
+  };
 }
 
 /** Runs `phase.sessions` sessions, `phase.inFlight` at a time, each worker with its own slot. */
@@ -535,6 +560,8 @@ async function runPhase(phase: Phase, server: ServerProcess, openSlot: () => Pro
     perSecond: latencies.length / seconds,
     serverCpu: ((cpuSeconds(server.pid) - serverCpu) / seconds) * 100,
     loadCpu: ((used.user + used.system) / 1e6 / seconds) * 100,
+    latencies,
+    seconds,
   };
   for (const slot of slots) slot.close();
   return figures;
@@ -590,14 +617,14 @@ function sharesServerCpu(): boolean {
   return list.split(',').some((range) => Number(range.split('-')[0]) === 0);
 }
 
-const round = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
+const fixed = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
 
 /** Session setup against switchboard (SSE, then WebSocket; one by one, then batched) and PeerJS server; five rows each, and switchboard's CPU per candidate. */
 export async function benchSessionSetup(options: SessionSetupOptions): Promise<Row[]> {
   const plan = options.smoke ? SMOKE : FULL;
   const shared = sharesServerCpu();
   if (shared) options.log('this process may run on CPU 0 with the servers: the figures include that contention');
-  // All three servers start at once (their start-up is most of a smoke run); each is stopped after its turn.
+  // All the servers start at once (their start-up is most of a smoke run); each is stopped once its figures are read.
   const subjects = SUBJECTS.filter((subject) => !options.subjects || options.subjects.includes(subject.name));
   const profileDir = (subject: Subject) => (options.profileDir ? join(options.profileDir, subject.name.replaceAll(' ', '-')) : undefined);
   const servers = await Promise.all(subjects.map((subject) => startServer(subject.name, subject.command, { pin: true, profileDir: profileDir(subject) })));
@@ -609,16 +636,42 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
   };
   const rows: Row[] = [];
   const perSecond = new Map<string, PhaseFigures>();
+  /** Each subject's loaded rounds, in order: round r of every subject ran between its rounds r − 1 and r + 1. */
+  const loadedRounds = new Map<string, PhaseFigures[]>();
+  const runner = (index: number) => {
+    const subject = subjects[index] as Subject;
+    const server = servers[index] as ServerProcess;
+    return (phase: Phase, prefix: string) => runPhase(phase, server, () => subject.slot(server.base, plan), prefix);
+  };
   try {
+    const warmFailed: number[] = [];
+    const quietFigures: PhaseFigures[] = [];
+    const rssBefore: number[] = [];
     for (const [index, subject] of subjects.entries()) {
-      const server = servers[index] as ServerProcess;
-      const openSlot = () => subject.slot(server.base, plan);
-      const run = (phase: Phase, prefix: string) => runPhase(phase, server, openSlot, prefix);
+      const run = runner(index);
       const warm = await run(plan.warmup, 'w');
       if (warm.failed) options.log(`${subject.name}: ${warm.failed} warm-up sessions failed: ${warm.firstError}`);
-      const quiet = await run(plan.quiet, 'q');
-      const rssBefore = await server.rss();
-      const loaded = await run(plan.loaded, 'l');
+      warmFailed.push(warm.failed);
+      quietFigures.push(await run(plan.quiet, 'q'));
+      rssBefore.push(await (servers[index] as ServerProcess).rss());
+      loadedRounds.set(subject.name, []);
+    }
+    // The loaded phase in rounds, the subjects taking turns, each round with its own session ids.
+    const { rounds, ...whole } = plan.loaded;
+    const oneRound: Phase = { ...whole, sessions: Math.ceil(whole.sessions / rounds), budgetMs: whole.budgetMs / rounds };
+    for (let r = 0; r < rounds; r++) {
+      for (const [index, subject] of subjects.entries()) {
+        const figures = await runner(index)(oneRound, `l${r}-`);
+        options.log(
+          `${subject.name} round ${r + 1}: ${fixed(figures.perSecond, 0)}/s, p50 ${fixed(figures.p50, 1)} ms, p99 ${fixed(figures.p99, 1)} ms, ${figures.failed} failed, ${fixed(figures.seconds, 2)} s, server CPU ${fixed(figures.serverCpu, 0)} %, load CPU ${fixed(figures.loadCpu, 0)} %`,
+        );
+        loadedRounds.get(subject.name)?.push(figures);
+      }
+    }
+    for (const [index, subject] of subjects.entries()) {
+      const server = servers[index] as ServerProcess;
+      const quiet = quietFigures[index] as PhaseFigures;
+      const loaded = combined(loadedRounds.get(subject.name) ?? []);
       // Closed sockets and left peers are released in the server's next turns.
       await Bun.sleep(300);
       const rssAfter = await server.rss();
@@ -629,21 +682,28 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
         ['loaded', loaded],
       ] as const) {
         options.log(
-          `${subject.name} ${name}: ${figures.completed} sessions, ${figures.failed} failed, p50 ${round(figures.p50, 2)} ms, p99 ${round(figures.p99, 2)} ms, ` +
-            `${round(figures.perSecond, 0)}/s, server CPU ${round(figures.serverCpu, 0)} %, load CPU ${round(figures.loadCpu, 0)} %`,
+          `${subject.name} ${name}: ${figures.completed} sessions, ${figures.failed} failed, p50 ${fixed(figures.p50, 2)} ms, p99 ${fixed(figures.p99, 2)} ms, ` +
+            `${fixed(figures.perSecond, 0)}/s, server CPU ${fixed(figures.serverCpu, 0)} %, load CPU ${fixed(figures.loadCpu, 0)} %`,
         );
         if (figures.failed) options.log(`${subject.name} ${name}: first failure: ${figures.firstError}`);
       }
-      if (options.smoke && quiet.failed + loaded.failed + warm.failed > 0)
-        throw new Error(`${subject.name}: sessions failed: ${quiet.firstError ?? loaded.firstError ?? warm.firstError}`);
+      if (options.smoke && quiet.failed + loaded.failed + (warmFailed[index] as number) > 0)
+        throw new Error(`${subject.name}: sessions failed: ${quiet.firstError ?? loaded.firstError}`);
       perSecond.set(subject.name, loaded);
       const failures = (f: PhaseFigures) => (f.failed ? `, ${f.failed} failed` : '');
       const quietIn = `${plan.quiet.inFlight} in flight`;
       const loadedIn = `${plan.loaded.inFlight} in flight`;
       rows.push(
         { bench: BENCH, subject: subject.name, figure: `p50, ${quietIn}`, value: quiet.p50, unit: 'ms', note: `${quiet.completed} sessions${failures(quiet)}` },
-        { bench: BENCH, subject: subject.name, figure: `p99, ${quietIn}`, value: quiet.p99, unit: 'ms', note: `load CPU ${round(quiet.loadCpu, 0)} %` },
-        { bench: BENCH, subject: subject.name, figure: `p50, ${loadedIn}`, value: loaded.p50, unit: 'ms', note: `${loaded.completed} sessions${failures(loaded)}` },
+        { bench: BENCH, subject: subject.name, figure: `p99, ${quietIn}`, value: quiet.p99, unit: 'ms', note: `load CPU ${fixed(quiet.loadCpu, 0)} %` },
+        {
+          bench: BENCH,
+          subject: subject.name,
+          figure: `p50, ${loadedIn}`,
+          value: loaded.p50,
+          unit: 'ms',
+          note: `${loaded.completed} sessions in ${rounds} rounds${failures(loaded)}`,
+        },
         { bench: BENCH, subject: subject.name, figure: `p99, ${loadedIn}`, value: loaded.p99, unit: 'ms' },
         {
           bench: BENCH,
@@ -652,13 +712,13 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
           value: loaded.perSecond,
           unit: '/s',
           note:
-            `server CPU ${round(loaded.serverCpu, 0)} %, ${round((loaded.serverCpu * 10) / loaded.perSecond, 2)} ms per session; ` +
-            `load CPU ${round(loaded.loadCpu, 0)} %${shared ? ' on a shared CPU' : ''}; ` +
-            `server RSS after GC ${round(rssBefore / 2 ** 20)} → ${round(rssAfter / 2 ** 20)} MiB`,
+            `server CPU ${fixed(loaded.serverCpu, 0)} %, ${fixed((loaded.serverCpu * 10) / loaded.perSecond, 2)} ms per session; ` +
+            `load CPU ${fixed(loaded.loadCpu, 0)} %${shared ? ' on a shared CPU' : ''}; ` +
+            `server RSS after GC ${fixed((rssBefore[index] as number) / 2 ** 20)} → ${fixed(rssAfter / 2 ** 20)} MiB`,
         },
       );
       if (perCandidate !== undefined) {
-        options.log(`${subject.name}: ${round(perCandidate, 1)} µs of server CPU per candidate`);
+        options.log(`${subject.name}: ${fixed(perCandidate, 1)} µs of server CPU per candidate`);
         rows.push({
           bench: BENCH,
           subject: subject.name,
@@ -673,6 +733,11 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
     await Promise.all(servers.map(stop));
   }
   const peerjs = perSecond.get('PeerJS server');
+  /** The ratio in each round, against PeerJS's round of the same turn. */
+  const roundRatios = (name: string) => {
+    const theirs = loadedRounds.get('PeerJS server') ?? [];
+    return (loadedRounds.get(name) ?? []).map((ours, r) => (ours.perSecond / (theirs[r]?.perSecond ?? Number.NaN)).toFixed(2)).join(' / ');
+  };
   for (const name of ['switchboard SSE', 'switchboard WS', 'switchboard SSE batched', 'switchboard WS batched']) {
     const ours = perSecond.get(name);
     if (!ours || !peerjs) continue;
@@ -684,7 +749,7 @@ export async function benchSessionSetup(options: SessionSetupOptions): Promise<R
       unit: '×',
       // The goal is for the seed's transport, SSE; the WebSocket one and the batched ones are shown beside it.
       goal: name === 'switchboard SSE' ? { op: '>=', value: 1 } : undefined,
-      note: `by server CPU per session ${((peerjs.serverCpu / peerjs.perSecond) * (ours.perSecond / ours.serverCpu)).toFixed(2)} ×`,
+      note: `by server CPU per session ${((peerjs.serverCpu / peerjs.perSecond) * (ours.perSecond / ours.serverCpu)).toFixed(2)} ×; by round ${roundRatios(name)}`,
     });
   }
   return rows;
