@@ -34,7 +34,8 @@
 //
 // Per subject, a fresh server pinned to CPU 0; the load (this process) should run on CPU 1 (bench/index.ts
 // pins it; run alone, this file pins itself). Three phases on that server, each bounded by a count and a
-// time budget: a warm-up (300 sessions); 400 sessions one at a time (latency with no queueing); then 4,000
+// time budget: a warm-up (1,000 sessions: PeerJS server under Node was still getting faster after
+// 300, switchboard was not); 400 sessions one at a time (latency with no queueing); then 4,000
 // sessions with 50 in flight (sessions per second, and latency under load; the server's CPU and this
 // process's CPU are noted: the load must stay well below a core). The loaded phase runs in rounds of
 // 1,000 sessions, the subjects taking turns round by round, so that a slower minute of the machine
@@ -89,9 +90,9 @@ interface Plan {
   candidateRounds: number;
 }
 
-// The budgets bound a full run to about 5 × (5 + 8 + 20 s) plus start-up, whatever the machine does.
+// The budgets bound a full run to about 5 × (6 + 8 + 20 s) plus start-up, whatever the machine does.
 const FULL: Plan = {
-  warmup: { sessions: 300, inFlight: 50, budgetMs: 5000 },
+  warmup: { sessions: 1000, inFlight: 50, budgetMs: 6000 },
   quiet: { sessions: 400, inFlight: 1, budgetMs: 8000 },
   loaded: { sessions: 4000, inFlight: 50, budgetMs: 20_000, rounds: 4 },
   timeoutMs: 10_000,

