@@ -13,6 +13,7 @@ import { type Config, relayMode } from './config';
 import { corsHeaders, corsPolicy } from './cors';
 import { LocalDelivery } from './delivery/local';
 import { eventBounds } from './delivery/rules';
+import { WriteBatcher } from './delivery/write-batcher';
 import { errorResponse, internalErrorResponse, ownError, SignalError } from './errors';
 import { anonymousIceServer, iceServerSource } from './ice/ice-servers';
 import { iceRoutes } from './ice/routes';
@@ -96,7 +97,9 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   // that route takes no headers, and the page needs its Content-Security-Policy and nosniff.
   const messages = new MessageIntake(signalling, guard);
   const registrations = new Registrations(signalling, guard, iceServers);
-  const events = new EventStreams(signalling, guard, { heartbeat, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS });
+  // Every stream's and socket's writes of a turn of the loop leave together, after it.
+  const batcher = new WriteBatcher();
+  const events = new EventStreams(signalling, guard, { heartbeat, batcher, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS });
   // On a listener, Bun's router answers POST and DELETE /register, POST /message and GET /events itself;
   // `app.handle` reaches the same registrations, intake and streams through Elysia's.
   const edge = ops.edge(corsHeaders(config.corsOrigins));
@@ -116,7 +119,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
     .use(iceRoutes(iceServers, anonymousIceServer(config), guard))
     .use(sessionRoutes(signalling, guard, messages, registrations))
     .use(eventRoutes(events))
-    .use(socketRoutes(signalling, guard, { heartbeat, clock, maxQueued: streamQueue(config.maxQueue), logger: logger.child({ component: 'ws' }) }))
+    .use(socketRoutes(signalling, guard, { heartbeat, batcher, clock, maxQueued: streamQueue(config.maxQueue), logger: logger.child({ component: 'ws' }) }))
     .use(whipRoutes(whip, guard))
     .use(adminRoutes(new Admin(config, { signalling, newToken, newId }), access))
     .use(ops.routes())

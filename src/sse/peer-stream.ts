@@ -1,4 +1,5 @@
 import type { EventMembers, EventSink } from '../delivery/delivery';
+import type { Batched, WriteBatcher } from '../delivery/write-batcher';
 import { eventFrame, idFrame, retryFrame } from './frame';
 import type { Heartbeat, Pingable } from './heartbeat';
 
@@ -8,6 +9,8 @@ export interface PeerStreamOptions {
   maxQueued: number;
   /** Reconnection delay announced to EventSource clients. */
   retryMs: number;
+  /** Where the frames of a turn of the loop wait, to leave in one write after it. */
+  batcher: WriteBatcher;
 }
 
 /** What each stream has of its own: what runs once it ends. */
@@ -15,6 +18,9 @@ export interface PeerStreamHooks {
   /** Runs once when the stream ends, however it ends (after the sink's own close listener). */
   onEnd?: () => void;
 }
+
+/** A batch of frames this long (in UTF-16 units) is written at once rather than after the turn. */
+const BATCH_LIMIT = 64 * 1024;
 
 /** The headers of a stream's response (and of its HEAD). */
 export const STREAM_HEADERS: Readonly<Record<string, string>> = {
@@ -33,17 +39,30 @@ export const STREAM_HEADERS: Readonly<Record<string, string>> = {
  * request, which would be one more object per stream (that signal and the response's headers, which
  * the route now makes in one piece, were about 1 KiB of each of thousands of idle streams).
  *
+ * Writes: the frames of a turn of the loop, and the stream's end, reach the sink together after it
+ * (`WriteBatcher`; a batch past BATCH_LIMIT at once): written from inside the request that caused
+ * them (a message, a leave), they would be written before that request's own answer, whose headers
+ * would then each go out alone.
+ * A stream found gone when its frames are written ends then; what it was given stays in the
+ * mailbox's resume window, as for any connection that drops.
+ *
  * Room: once a write finds the socket's buffer full (the sink answers with a promise), at most
  * `maxQueued` frames more are written until it drains; past that `write` refuses, and the mailbox
  * holds the events until `onDrain`. Frames written before the response starts (the held events of a
  * resume) wait in one string, with the same bound.
  */
-export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSource {
+export class PeerStream implements EventSink, Pingable, Batched, Bun.DirectUnderlyingSource {
   /** The response's body; the response, with its headers (`STREAM_HEADERS` and the route's), is the route's. */
   readonly body: ReadableStream;
   private controller: ReadableStreamDirectController | undefined;
   /** Frames written before the response started: sent with the retry frame when it does. */
   private early = '';
+  /** Frames written since the batch's last flush, once the response started. */
+  private batch = '';
+  /** In the batcher's list: `flush` will run. */
+  private batched = false;
+  /** The sink was closed (at the flush after `end`). */
+  private sinkClosed = false;
   /** Frames written since the socket's buffer was found full, or before the response started. */
   private queued = 0;
   /** The sink's buffer is full: it drains when the promise of that write resolves. */
@@ -85,11 +104,8 @@ export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSour
     this.queued = 0;
     if (this.closed) {
       // Ended before it started: what was written goes first unless it ended in failure.
-      if (this.failure) controller.close(this.failure);
-      else {
-        controller.write(frames);
-        controller.close();
-      }
+      if (!this.failure) controller.write(frames);
+      this.closeSink();
       return;
     }
     // Room again for what the mailbox held back while the response had not started.
@@ -124,7 +140,7 @@ export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSour
       this.blocked = true;
       return false;
     }
-    if (!this.send(eventFrame(id, members))) return false;
+    this.send(eventFrame(id, members));
     this.lastId = id;
     return true;
   }
@@ -153,11 +169,43 @@ export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSour
     return (!this.full && this.controller !== undefined) || this.queued < this.options.maxQueued;
   }
 
-  private send(frame: string): boolean {
-    if (this.controller) return this.put(frame);
-    this.early += frame;
-    this.queued++;
-    return true;
+  private send(frame: string): void {
+    if (!this.controller) {
+      this.early += frame;
+      this.queued++;
+      return;
+    }
+    this.batch += frame;
+    if (this.full) this.queued++;
+    // A large batch goes at once, so that a full socket is found while the frames are still coming.
+    if (this.batch.length >= BATCH_LIMIT) this.flush();
+    else this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.batched) return;
+    this.batched = true;
+    this.options.batcher.add(this);
+  }
+
+  /** The batcher's turn: what was written since the last one goes to the sink, then the end if it came. */
+  flush(): void {
+    this.batched = false;
+    const frames = this.batch;
+    this.batch = '';
+    if (frames && !this.failure) this.put(frames);
+    if (this.closed) this.closeSink();
+  }
+
+  private closeSink(): void {
+    if (this.sinkClosed || !this.controller) return;
+    this.sinkClosed = true;
+    try {
+      if (this.failure) this.controller.close(this.failure);
+      else this.controller.close();
+    } catch {
+      // Already closed or errored by the other side.
+    }
   }
 
   /** Writes to the sink; false (and the stream ended) when the client is gone. */
@@ -175,8 +223,7 @@ export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSour
       this.end(false);
       return false;
     }
-    if (this.full) this.queued++;
-    else if (typeof written !== 'number') {
+    if (!this.full && typeof written !== 'number') {
       this.full = true;
       this.queued = 1;
       written.then(
@@ -203,12 +250,8 @@ export class PeerStream implements EventSink, Pingable, Bun.DirectUnderlyingSour
     this.closed = true;
     this.failure = graceful ? undefined : (reason ?? new Error('stream ended'));
     this.options.heartbeat.delete(this);
-    try {
-      if (graceful) this.controller?.close();
-      else this.controller?.close(this.failure);
-    } catch {
-      // Already closed or errored by the other side.
-    }
+    // A graceful end lets the batch go first; a failure drops it. Either way the sink closes at the flush.
+    if (this.controller) this.schedule();
     const listener = this.closeListener;
     this.closeListener = undefined;
     this.drainListener = undefined;

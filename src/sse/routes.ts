@@ -7,14 +7,9 @@ import type { AddressSource } from '../limits/client-ip';
 import { type NativeEdge, type NativeStream, nativeRoute } from '../ops/native-route';
 import type { SignallingBackend } from '../sessions/backend';
 import { PeerParams, queryValues, readPeerParams } from '../sessions/model';
-import type { Heartbeat } from './heartbeat';
-import { PeerStream, STREAM_HEADERS } from './peer-stream';
+import { PeerStream, type PeerStreamOptions, STREAM_HEADERS } from './peer-stream';
 
-export interface EventRoutesOptions {
-  heartbeat: Heartbeat;
-  maxQueued: number;
-  retryMs: number;
-}
+export type EventRoutesOptions = PeerStreamOptions;
 
 /**
  * `lastEventId` in the query serves clients that cannot set the Last-Event-ID header on a first connect;
@@ -62,15 +57,15 @@ function readEventsQuery(url: string): EventsQuery {
  * stream counted against the address's cap and attached.
  */
 export class EventStreams {
-  private readonly streams: ConstructorParameters<typeof PeerStream>[0];
+  private readonly streams: PeerStreamOptions;
 
   constructor(
     private readonly signalling: SignallingBackend,
     private readonly guards: Guards,
-    { heartbeat, maxQueued, retryMs }: EventRoutesOptions,
+    { heartbeat, maxQueued, retryMs, batcher }: EventRoutesOptions,
   ) {
     // One options object for every stream.
-    this.streams = { heartbeat, retryMs, maxQueued };
+    this.streams = { heartbeat, retryMs, maxQueued, batcher };
   }
 
   async open(

@@ -8,7 +8,6 @@ import type { SignallingBackend } from '../sessions/backend';
 import { PeerParams } from '../sessions/model';
 import { EventsHeaders, EventsQuery, parseLastEventId } from '../sse/routes';
 import { WsConnection, type WsConnectionOptions } from './connection';
-import { WriteBatcher } from './ws-sink';
 
 /**
  * Bun's WebSocket settings for the whole server (Bun has one set per server). A frame over
@@ -28,7 +27,7 @@ export const WS_SERVER_OPTIONS = {
   perMessageDeflate: false,
 } as const;
 
-export type WsRoutesOptions = Pick<WsConnectionOptions, 'heartbeat' | 'clock' | 'maxQueued'> & Partial<Omit<WsConnectionOptions, 'batcher' | 'limits'>>;
+export type WsRoutesOptions = Pick<WsConnectionOptions, 'heartbeat' | 'clock' | 'maxQueued' | 'batcher'> & Partial<Omit<WsConnectionOptions, 'limits'>>;
 
 const DEFAULTS = { highWaterBytes: 64 * 1024, maxBadFrames: 5 };
 
@@ -51,7 +50,7 @@ const SOCKET_DOC = describe({
  * package.json and test/ws/elysia-dispatch.test.ts, which fails when an upgrade changes it.
  */
 export const socketRoutes = (signalling: SignallingBackend, { access, limits, address }: Guards, routeOptions: WsRoutesOptions) => {
-  const options: WsConnectionOptions = { ...DEFAULTS, ...routeOptions, limits, batcher: new WriteBatcher() };
+  const options: WsConnectionOptions = { ...DEFAULTS, ...routeOptions, limits };
   return new Elysia().get(
     '/ws/:sessionId/:peerId',
     async ({ params: { sessionId, peerId }, headers, query, request, server }) => {

@@ -1,5 +1,6 @@
 import type { Clock } from '../clock';
 import type { EventMembers, EventSink } from '../delivery/delivery';
+import type { WriteBatcher } from '../delivery/write-batcher';
 import type { SignalError } from '../errors';
 import { type Heartbeat, type Pingable, pingEvent } from '../sse/heartbeat';
 import { errorFrame, eventFrame } from './frames';
@@ -15,30 +16,6 @@ export interface WsSocket {
   ping(): number;
   close(code?: number, reason?: string): void;
   terminate(): void;
-}
-
-/**
- * Sends what sinks were given during one turn of the event loop together, one corked batch per socket:
- * a sender's window of messages reaches its target in one write rather than one write each. A frame
- * waits at most until the loop comes round (`setImmediate`), after the I/O it is answering.
- */
-export class WriteBatcher {
-  private dirty: WsSink[] = [];
-  private scheduled = false;
-
-  add(sink: WsSink): void {
-    this.dirty.push(sink);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(this.run);
-  }
-
-  private readonly run = (): void => {
-    this.scheduled = false;
-    const sinks = this.dirty;
-    this.dirty = [];
-    for (const sink of sinks) sink.flush();
-  };
 }
 
 export interface WsSinkOptions {

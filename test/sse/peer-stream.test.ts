@@ -7,6 +7,7 @@ import http2 from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { WriteBatcher } from '../../src/delivery/write-batcher';
 import { Heartbeat } from '../../src/sse/heartbeat';
 import { PeerStream, STREAM_HEADERS } from '../../src/sse/peer-stream';
 import { selfSignedCertificate } from '../fixtures/certificate';
@@ -17,7 +18,7 @@ const MAX_QUEUED = 4;
 function stream() {
   const heartbeat = new Heartbeat(new ManualClock(), 10_000);
   const ended: string[] = [];
-  const s = new PeerStream({ heartbeat, maxQueued: MAX_QUEUED, retryMs: 1000 }, { onEnd: () => ended.push('end') });
+  const s = new PeerStream({ heartbeat, maxQueued: MAX_QUEUED, retryMs: 1000, batcher: new WriteBatcher() }, { onEnd: () => ended.push('end') });
   return { s, heartbeat, ended };
 }
 
@@ -86,6 +87,58 @@ describe('a stream read through its body', () => {
     s.abort('again');
     s.close();
     expect([s.isOpen, ended]).toEqual([false, ['end']]);
+  });
+});
+
+describe("a started stream's writes", () => {
+  /** A stream started on a sink that records what it is given, the retry frame left out. */
+  function started() {
+    const { s, ended } = stream();
+    const sink: string[] = [];
+    const controller = {
+      write: (chunk: string) => sink.push(chunk) && chunk.length,
+      close: (error?: Error) => void sink.push(error ? `close: ${error.message}` : 'close'),
+    };
+    s.pull(controller as unknown as ReadableStreamDirectController);
+    sink.length = 0;
+    return { s, sink, ended };
+  }
+  const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+  test('the frames of a turn of the loop reach the sink together, after it', async () => {
+    const { s, sink } = started();
+    s.write(1, '"n":1}');
+    s.write(2, '"n":2}');
+    s.ping('"type":"ping"}');
+    expect(sink).toEqual([]);
+    await turn();
+    expect(sink).toEqual(['id: 1\ndata: {"n":1}\n\nid: 2\ndata: {"n":2}\n\nid: 2\ndata: {"type":"ping"}\n\n']);
+    s.write(3, '"n":3}');
+    await turn();
+    expect(sink).toEqual(['id: 1\ndata: {"n":1}\n\nid: 2\ndata: {"n":2}\n\nid: 2\ndata: {"type":"ping"}\n\n', 'id: 3\ndata: {"n":3}\n\n']);
+  });
+
+  test('a close waits for the turn too, after what was written before it; an abort drops that', async () => {
+    const closed = started();
+    closed.s.write(1, '"n":1}');
+    closed.s.close();
+    expect([closed.s.isOpen, closed.ended, closed.sink]).toEqual([false, ['end'], []]);
+    const aborted = started();
+    aborted.s.write(1, '"n":1}');
+    aborted.s.abort('the reader stalled');
+    await turn();
+    expect(closed.sink).toEqual(['id: 1\ndata: {"n":1}\n\n', 'close']);
+    expect(aborted.sink).toEqual(['close: the reader stalled']);
+  });
+
+  test('a batch past 64 KiB is written at once', () => {
+    const { s, sink } = started();
+    const payload = `"x":${JSON.stringify('x'.repeat(40_000))}}`;
+    s.write(1, payload);
+    expect(sink).toEqual([]);
+    s.write(2, payload);
+    expect(sink).toHaveLength(1);
+    expect(sink[0]?.match(/^id: \d+$/gm)).toEqual(['id: 1', 'id: 2']);
   });
 });
 
