@@ -71,10 +71,14 @@ pinLoad(log);
 const started = new Date();
 const load = loadavg();
 const rows: Row[] = [];
+/** The benchmarks that gave rows: one that could not run here (a tool missing) leaves its earlier rows as they were. */
+const measured: string[] = [];
 for (const name of only) {
   const t0 = performance.now();
   log(`${name}…`);
-  rows.push(...(await (BENCHES[name] as Bench)({ smoke: values.smoke, log: (line) => log(`${name}: ${line}`) })));
+  const given = await (BENCHES[name] as Bench)({ smoke: values.smoke, log: (line) => log(`${name}: ${line}`) });
+  rows.push(...given);
+  if (given.length) measured.push(name);
   log(`${name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
@@ -84,8 +88,10 @@ const missed = rows.filter((row) => met(row) === false);
 const goals = rows.filter((row) => row.goal).length;
 console.log(`\n${rows.length} figures; of ${goals} goals, ${goals - missed.length} met, ${missed.length} not met`);
 if (!values.smoke && !values['no-write']) {
-  writeFigures(table);
-  log('BENCHMARKS.md: figures written');
+  if (measured.length) {
+    writeFigures(table);
+    log('BENCHMARKS.md: figures written');
+  } else log('BENCHMARKS.md: no figures to write');
 }
 
 function version(command: string[]): string {
@@ -129,8 +135,8 @@ function withoutRerun(line: string, rerun: readonly string[]): string[] {
 
 /**
  * Replaces the figures section of BENCHMARKS.md (between its markers), or puts one at its top. A run of
- * some benchmarks (`--only`) replaces only their rows, and says when they were measured below the
- * environment of the rest.
+ * some benchmarks (`--only`, or a benchmark that gave no rows) replaces only the rows of those that
+ * gave some, and says when they were measured below the environment of the rest.
  */
 function writeFigures(table: string): void {
   const path = join(root, 'BENCHMARKS.md');
@@ -140,10 +146,10 @@ function writeFigures(table: string): void {
   const previous = at >= 0 && end > at ? text.slice(at + START.length, end).trim() : undefined;
   const tableAt = previous?.indexOf('| benchmark |') ?? -1;
   let section = `${START}\n${environment()}\n\n${table}\n${END}`;
-  if (values.only && previous !== undefined && tableAt >= 0) {
-    const names = only.map((name) => `\`${name}\``);
-    const [measured = '', , , software = ''] = environment().split('\n');
-    const note = `- Rows of ${names.join(', ')}: ${measured.replace(/\.$/, '').replace(/^M/, 'm')}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at its start, ${loadavg()
+  if ((values.only || measured.length < only.length) && previous !== undefined && tableAt >= 0) {
+    const names = measured.map((name) => `\`${name}\``);
+    const [measuredAt = '', , , software = ''] = environment().split('\n');
+    const note = `- Rows of ${names.join(', ')}: ${measuredAt.replace(/\.$/, '').replace(/^M/, 'm')}; load average ${load.map((l) => l.toFixed(2)).join(' ')} at its start, ${loadavg()
       .map((l) => l.toFixed(2))
       .join(' ')} at its end; ${software.slice(2).replace(/^S/, 's')}`;
     const lines = previous
