@@ -33,6 +33,14 @@ export interface RedisLinkOptions {
 
 export const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
 
+interface QueuedCommand {
+  client: RedisClient;
+  name: string;
+  args: string[];
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
 /** Seconds a client is told to wait while Redis cannot be reached. */
 export const UNAVAILABLE_RETRY_S = 2;
 
@@ -74,6 +82,8 @@ export class RedisLink {
   /** Commands sent and not answered yet, and since when some have been waiting with no answer. */
   private waiting = 0;
   private quietSince = 0;
+  /** Commands sent during this turn of the loop: they go to the client after it, together. */
+  private batch: QueuedCommand[] = [];
   private watchdog: Cancel | undefined;
 
   constructor(private readonly options: RedisLinkOptions) {
@@ -152,16 +162,37 @@ export class RedisLink {
     }
   }
 
-  /** Sends one command, counted for the watchdog. */
+  /** Sends one command, counted for the watchdog, with the others of its turn of the loop (`issue`). */
   private async send(client: RedisClient, name: string, args: string[]): Promise<unknown> {
     if (this.waiting++ === 0) this.quietSince = this.monotonic();
     try {
-      return await client.send(name, args);
+      return await new Promise((resolve, reject) => {
+        this.batch.push({ client, name, args, resolve, reject });
+        if (this.batch.length === 1) setImmediate(this.issue);
+      });
     } finally {
       this.waiting--;
       this.quietSince = this.monotonic();
     }
   }
+
+  /**
+   * Gives Redis's client the commands of a turn of the loop together, after it. The client pipelines
+   * what it is given before the microtasks run out, in one write; but each request a listener answers
+   * is a task of its own, so that commands sent from their handlers went out one write each (and
+   * Redis read them one read each).
+   */
+  private readonly issue = (): void => {
+    const batch = this.batch;
+    this.batch = [];
+    for (const { client, name, args, resolve, reject } of batch) {
+      try {
+        client.send(name, args).then(resolve, reject);
+      } catch (e) {
+        reject(e);
+      }
+    }
+  };
 
   /** Every quarter of the timeout: commands waiting with no answer for the whole timeout mean Redis is gone. */
   private watch(): void {

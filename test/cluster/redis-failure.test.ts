@@ -62,6 +62,25 @@ describe("RedisLink: Bun's client as it behaves", () => {
       await redis.dispose();
     }
   });
+
+  test('commands sent from tasks of their own in one turn of the loop (as requests are) reach Redis together, in order', async () => {
+    const redis = await RedisServer.start();
+    const link = new RedisLink({ url: redis.url, channel: 'batch-test', onMessage: () => {}, onReconnect: () => {} });
+    const reads = async () => Number(/total_reads_processed:(\d+)/.exec((await link.command('INFO', ['stats'])) as string)?.[1]);
+    try {
+      await link.start();
+      const before = await reads();
+      // Each timer of the same turn is a task, with the microtasks run after it: Bun's client alone sends each command in a write of its own.
+      const counts = await Promise.all(Array.from({ length: 20 }, () => new Promise((resolve) => setTimeout(() => resolve(link.command('INCR', ['n'])), 0))));
+      const after = await reads();
+      expect(counts).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      // The twenty in one read (two at most, should the write be split), and the INFO after them in one.
+      expect(after - before).toBeLessThanOrEqual(3);
+    } finally {
+      link.close();
+      await redis.dispose();
+    }
+  });
 });
 
 describe('cluster: Redis down and back', () => {
