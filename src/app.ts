@@ -98,7 +98,7 @@ export function createApp(config: Config, deps: Partial<AppDeps> = {}) {
   const messages = new MessageIntake(signalling, guard);
   const registrations = new Registrations(signalling, guard, iceServers);
   // Every stream's and socket's writes of a turn of the loop leave together, after it.
-  const batcher = new WriteBatcher();
+  const batcher = new WriteBatcher((error) => logger.error('internal error', { component: 'streams', error }));
   const events = new EventStreams(signalling, guard, { heartbeat, batcher, maxQueued: streamQueue(config.maxQueue), retryMs: RECONNECT_MS });
   // On a listener, Bun's router answers POST and DELETE /register, POST /message and GET /events itself;
   // `app.handle` reaches the same registrations, intake and streams through Elysia's.

@@ -15,6 +15,9 @@ export class WriteBatcher {
   private dirty: Batched[] = [];
   private scheduled = false;
 
+  /** @param failed told of a sink whose flush threw (a bug): the other sinks of the batch are flushed all the same. */
+  constructor(private readonly failed: (error: unknown) => void = () => {}) {}
+
   add(sink: Batched): void {
     this.dirty.push(sink);
     if (this.scheduled) return;
@@ -26,6 +29,12 @@ export class WriteBatcher {
     this.scheduled = false;
     const sinks = this.dirty;
     this.dirty = [];
-    for (const sink of sinks) sink.flush();
+    for (const sink of sinks) {
+      try {
+        sink.flush();
+      } catch (error) {
+        this.failed(error);
+      }
+    }
   };
 }
