@@ -351,7 +351,8 @@ export async function benchFirstFrame(options: FirstFrameOptions): Promise<Row[]
   const viewers = rounds * perRound;
   const pages = await benchPages();
   const baseline = options.baseline ? switchboardSystems(options.baseline, ` (baseline ${basename(options.baseline)})`) : [];
-  const systems = [...switchboardSystems(), ...baseline, whepSystem(pages), peerjsSystem(pages)];
+  const own = switchboardSystems();
+  const systems = [...own, ...baseline, whepSystem(pages), peerjsSystem(pages)];
   const servers: ServerProcess[] = [];
   let publisher: BrowserContext | undefined;
   let browser: Browser | undefined;
@@ -363,10 +364,10 @@ export async function benchFirstFrame(options: FirstFrameOptions): Promise<Row[]
     browser = await onEveryCpu(() => launchBrowser([], DEBIAN_CHROMIUM));
     // With a baseline, the two checkouts swap places every other round: run in one order, the same code
     // on both sides gave a relay p50 51 ms apart.
-    const mine = switchboardSystems().length;
     const order = (round: number) => {
       const indices = systems.map((_, i) => i);
       if (!baseline.length || round % 2 === 1) return indices;
+      const mine = own.length;
       return [...indices.slice(mine, mine + baseline.length), ...indices.slice(0, mine), ...indices.slice(mine + baseline.length)];
     };
     for (let round = 1; round <= rounds; round++) {

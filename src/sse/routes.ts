@@ -9,8 +9,6 @@ import type { SignallingBackend } from '../sessions/backend';
 import { PeerParams, queryValues, readPeerParams } from '../sessions/model';
 import { PeerStream, type PeerStreamOptions, STREAM_HEADERS } from './peer-stream';
 
-export type EventRoutesOptions = PeerStreamOptions;
-
 /**
  * `lastEventId` in the query serves clients that cannot set the Last-Event-ID header on a first connect;
  * `token` serves EventSource, which cannot set Authorization.
@@ -62,7 +60,7 @@ export class EventStreams {
   constructor(
     private readonly signalling: SignallingBackend,
     private readonly guards: Guards,
-    { heartbeat, maxQueued, retryMs, batcher }: EventRoutesOptions,
+    { heartbeat, maxQueued, retryMs, batcher }: PeerStreamOptions,
   ) {
     // One options object for every stream.
     this.streams = { heartbeat, retryMs, maxQueued, batcher };
