@@ -147,21 +147,27 @@ end
 -- Why a client message of size bytes cannot be taken by a now (Mailbox.refusal): 'held', 'bytes', or nil.
 ${QUEUE_REFUSAL_LUA}
 -- Drops a's written events kept for resume, oldest first, until excess bytes are freed (Mailbox.dropRetained).
+-- Only append calls it, and the cluster's byte counts it writes afterwards account for what b loses here.
+-- The rows are read a few at a time, as many as the mean size of a's events says will do (a row read is
+-- turned into Lua values: reading sixteen to drop one cost more than the rest of the append), and
+-- the rows of each read go in one XDEL.
 local function dropRetained(a, b, excess)
+  if excess <= 0 then return end
   local freed = 0
   while freed < excess and b.first <= b.cursor do
-    local rows = redis.call('XRANGE', lk(a), '0-' .. b.first, '0-' .. b.cursor, 'COUNT', 16)
+    local likely = math.ceil((excess - freed) * (b.last - b.first + 1) / math.max(1, b.bytes - freed))
+    local rows = redis.call('XRANGE', lk(a), '0-' .. b.first, '0-' .. b.cursor, 'COUNT', math.min(16, math.max(1, likely)))
     if #rows == 0 then b.first = b.cursor + 1 break end
+    local ids = {}
     for _, row in ipairs(rows) do
-      redis.call('XDEL', lk(a), row[1])
+      ids[#ids + 1] = row[1]
       freed = freed + #row[2][2]
       b.first = tonumber(string.sub(row[1], 3)) + 1
       if freed >= excess then break end
     end
+    redis.call('XDEL', lk(a), unpack(ids))
   end
-  if freed == 0 then return end
   b.bytes = b.bytes - freed
-  count(0, -freed)
 end
 
 -- Removes a held entry: it is never written.
