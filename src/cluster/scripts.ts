@@ -632,13 +632,11 @@ const decodeRegister = (r: Reply): RegisterReply => {
 const SENDER = `
 local sid, pid = ARGV[5], ARGV[6]
 local T, B = topicAt(9), boundsAt(12)
--- The session's creation (none: there is no such session) and its mode, read once per call: neither
--- changes while the script runs.
-local session = redis.call('HMGET', sk(sid), 'createdAt', 'mode')
+-- The sender's record, read once per call: it exists only in a session that exists, and it says
+-- whether the session is a relay session ("r":1, see register); neither changes while the script runs.
+local sender = redis.call('HGET', pk(sid), pid)
 local function letIn()
-  if not session[1] then return 'session_not_found' end
-  local sender = redis.call('HGET', pk(sid), pid)
-  if not sender then return 'peer_not_found' end
+  if not sender then return redis.call('EXISTS', sk(sid)) == 0 and 'session_not_found' or 'peer_not_found' end
   if ARGV[7] == '1' then
     if ARGV[8] == '' then return 'unauthorized' end
     -- Hashes compared, not tokens: the time this takes says nothing about the token.
@@ -707,7 +705,7 @@ end
 const SEND = `${SENDER}
 local refusedSender = letIn()
 if refusedSender then return {refusedSender} end
-relaySession = session[2] == 'relay'
+relaySession = isRelayPeer(sender)
 local R = {'ok', OUT}
 for i = 17, #ARGV, 5 do deliverMessage(R, ARGV[i], ARGV[i + 1], ARGV[16], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]) end
 return R
