@@ -861,8 +861,9 @@ local function keep(a, gen, cursor)
     heldFreed = heldFreed + written
   end
   b.cursor = cursor
-  -- The newest id per topic tag matters only while that event is held: past many, the written ones go.
-  if redis.call('HLEN', mk(a)) > 128 then
+  -- The newest id per topic tag matters only while that event is held: past many, the written ones go,
+  -- looked for at a refresh (a mailbox gains a tag per sender and per server notice: a few between two).
+  if deadline > 0 and redis.call('HLEN', mk(a)) > 128 then
     local fields = redis.call('HGETALL', mk(a))
     for i = 1, #fields, 2 do
       local name = fields[i]

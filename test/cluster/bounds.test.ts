@@ -199,6 +199,30 @@ describe("cluster: a reading stream's cursor", () => {
   });
 });
 
+describe("cluster: a mailbox's tags", () => {
+  test('a peer that has read from two hundred senders keeps no tag of theirs past a refresh', async () => {
+    await withCluster(2, { ...open, maxPeersPerSession: 256, maxPeersPerIp: 0 }, async (cluster, streams) => {
+      const [a, b] = cluster.instances;
+      if (!a || !b) throw new Error('two instances');
+      await call(a.url, 'POST', '/register/s/reader');
+      const stream = await openEvents(`${b.url}/events/s/reader`);
+      streams.push(stream);
+      for (let i = 0; i < 200; i++) {
+        expect((await call(a.url, 'POST', `/register/s/p${i}`)).status).toBe(200);
+        expect((await call(a.url, 'POST', `/message/s/p${i}`, { type: 'hello', target: 'reader' })).status).toBe(200);
+      }
+      await stream.next((e) => e.json.type === 'hello' && e.json.senderId === 'p199');
+      const mailbox = redisKey.mailbox(cluster.prefix, peerAddress('s', 'reader'));
+      // Each sender's messages have a tag of their own, and so have the server's notices of it, whose
+      // newest ids the mailbox keeps while they are held: between two refreshes, at most two fields per
+      // peer of the session besides the counters.
+      expect(Number(await admin.send('HLEN', [mailbox]))).toBeLessThanOrEqual(2 * 200 + 16);
+      await b.cluster.refresh();
+      expect(Number(await admin.send('HLEN', [mailbox]))).toBeLessThan(16);
+    });
+  });
+});
+
 describe('cluster: sessions and registrations per address hold cluster-wide', () => {
   test('the caps count registrations made through any instance, and leaving or timing out through another gives them back', async () => {
     await withCluster(2, { ...open, maxSessionsPerIp: 2, maxPeersPerIp: 3, peerTimeoutMs: 10_000 }, async (cluster) => {
