@@ -88,6 +88,12 @@ async function readStream(url: string, onEvent: (data: string) => void, signal: 
   }
 }
 
+/** Redis's CPU time so far (user and system), seconds, from INFO cpu. */
+export async function redisCpuSeconds(redis: RedisClient): Promise<number> {
+  const info = (await redis.send('INFO', ['cpu'])) as string;
+  return Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]);
+}
+
 interface Setup {
   sendTo: string;
   streamFrom: string;
@@ -203,10 +209,7 @@ export async function clusterBench(partial: Partial<ClusterBenchOptions> = {}): 
   const redis = await RedisServer.start();
   const stats = new RedisClient(redis.url);
   const commands = async () => Number(/total_commands_processed:(\d+)/.exec((await stats.send('INFO', ['stats'])) as string)?.[1]);
-  const cpuS = async () => {
-    const info = (await stats.send('INFO', ['cpu'])) as string;
-    return Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]);
-  };
+  const cpuS = () => redisCpuSeconds(stats);
   const cpuPerMessage: number[] = [];
   let redisMemoryFigures: ClusterBenchReport['redisMemory'] = { bytesPerPeer: 0, bytesPerEvent: 0 };
   const runs: Record<'single' | 'cluster', ModeResult['runs']> = { single: [], cluster: [] };

@@ -7,6 +7,7 @@
 import { RedisClient } from 'bun';
 import { RedisServer } from '../test/cluster/redis-server';
 import { type ServerProcess, spawnServer } from '../test/process-helpers';
+import { redisCpuSeconds } from './cluster';
 import { LIMITS_OFF } from './limits-off';
 import { median } from './stats';
 
@@ -50,10 +51,7 @@ const commandStats = (info: string): Map<string, { calls: number; usec: number }
 };
 
 async function phase(redis: RedisClient, a: ServerProcess, session: (i: number) => string, perPair: number, delivered: () => number): Promise<Figures> {
-  const cpu = async () => {
-    const info = (await redis.send('INFO', ['cpu'])) as string;
-    return Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]);
-  };
+  const cpu = () => redisCpuSeconds(redis);
   await redis.send('CONFIG', ['RESETSTAT']);
   const [cpu0, delivered0] = [await cpu(), delivered()];
   await Promise.all(

@@ -1,5 +1,6 @@
 import { RedisClient } from 'bun';
 import { type Cancel, type Clock, systemClock } from '../clock';
+import { type Batched, WriteBatcher } from '../delivery/write-batcher';
 import { SignalError } from '../errors';
 import { type Logger, silentLogger } from '../log/logger';
 import type { Script, ScriptLibrary } from './scripts';
@@ -63,7 +64,7 @@ export const MAX_BACKOFF_MS = 5000;
  * while Redis is down they fail at once with `backend_unavailable`, so that nothing is acknowledged that
  * was not stored.
  */
-export class RedisLink {
+export class RedisLink implements Batched {
   private client: RedisClient | undefined;
   private subscriber: RedisClient | undefined;
   private up = false;
@@ -82,8 +83,9 @@ export class RedisLink {
   /** Commands sent and not answered yet, and since when some have been waiting with no answer. */
   private waiting = 0;
   private quietSince = 0;
-  /** Commands sent during this turn of the loop: they go to the client after it, together. */
+  /** Commands sent during this turn of the loop: they go to the client after it, together (`flush`). */
   private batch: QueuedCommand[] = [];
+  private readonly turn = new WriteBatcher();
   private watchdog: Cancel | undefined;
 
   constructor(private readonly options: RedisLinkOptions) {
@@ -162,13 +164,13 @@ export class RedisLink {
     }
   }
 
-  /** Sends one command, counted for the watchdog, with the others of its turn of the loop (`issue`). */
+  /** Sends one command, counted for the watchdog, with the others of its turn of the loop (`flush`). */
   private async send(client: RedisClient, name: string, args: string[]): Promise<unknown> {
     if (this.waiting++ === 0) this.quietSince = this.monotonic();
     try {
       return await new Promise((resolve, reject) => {
         this.batch.push({ client, name, args, resolve, reject });
-        if (this.batch.length === 1) setImmediate(this.issue);
+        if (this.batch.length === 1) this.turn.add(this);
       });
     } finally {
       this.waiting--;
@@ -182,7 +184,7 @@ export class RedisLink {
    * is a task of its own, so that commands sent from their handlers went out one write each (and
    * Redis read them one read each).
    */
-  private readonly issue = (): void => {
+  flush(): void {
     const batch = this.batch;
     this.batch = [];
     for (const { client, name, args, resolve, reject } of batch) {
@@ -192,7 +194,7 @@ export class RedisLink {
         reject(e);
       }
     }
-  };
+  }
 
   /** Every quarter of the timeout: commands waiting with no answer for the whole timeout mean Redis is gone. */
   private watch(): void {

@@ -153,6 +153,29 @@ eachBackend(backends, (backend) => {
     expect((await s.message('s', 'sender', { type: 'blob', target: 'target', payload })).status).toBe(200);
   });
 
+  test('past MAX_PEER_EVENT_BYTES the events kept for resume go oldest first, as many as the new one needs', async () => {
+    const s = await backend.start(budgets);
+    await s.register('s', 'sender');
+    await s.register('s', 'target');
+    const stream = await s.events('s', 'target');
+    // A hundred small events, read and kept for resume, then one that needs over thirty of them gone.
+    for (let i = 0; i < 100; i++) expect((await s.message('s', 'sender', { type: 'small', target: 'target', payload: `${i}:${'s'.repeat(1_000)}` })).status).toBe(200);
+    const small = await Promise.all(Array.from({ length: 100 }, (_, i) => stream.next((e) => e.json.type === 'small' && String(e.json.payload).startsWith(`${i}:`))));
+    expect((await s.message('s', 'sender', { type: 'big', target: 'target', payload: 'b'.repeat(60_000) })).status).toBe(200);
+    const big = await stream.next((e) => e.json.type === 'big');
+    // The rule: oldest first, until the bytes freed make room for the new event.
+    const sizes = small.map((e) => Buffer.byteLength(e.data));
+    let excess = sizes.reduce((sum, size) => sum + size, 0) + Buffer.byteLength(big.data) - PEER_BUDGET;
+    let dropped = 0;
+    while (excess > 0) excess -= sizes[dropped++] as number;
+    expect(dropped).toBeGreaterThan(16);
+    const firstKept = Number((small[dropped] as (typeof small)[number]).id);
+    const gap = await s.call('GET', '/events/s/target', undefined, { 'last-event-id': String(firstKept - 2) });
+    expect([gap.status, gap.body.error]).toEqual([409, 'resume_gap']);
+    const resumed = await s.events('s', 'target', { lastEventId: String(firstKept - 1) });
+    expect(Number((await resumed.next()).id)).toBe(firstKept);
+  });
+
   test('past MAX_SESSIONS_PER_IP and MAX_PEERS_PER_IP, POST /register answers 429; leaving, timing out, takeover and close give room back', async () => {
     const s = await backend.start({ maxSessionsPerIp: 2, maxPeersPerIp: 3, registerRatePerMin: 0, peerTimeoutMs: 10_000 });
     expect((await s.register('a', '1')).status).toBe(200);
