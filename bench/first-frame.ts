@@ -32,18 +32,24 @@
 //   bun bench/first-frame.ts --smoke    # 1 round of 2 viewers per system; seconds
 //   bun bench/first-frame.ts --baseline ../other-checkout --rounds 4
 //                                       # the served client of another checkout too, in the same rounds
+//   bun bench/first-frame.ts --rtt 100  # every server behind a proxy that holds each TCP chunk 50 ms each
+//                                       # way (bench/delay-proxy.ts): the signalling of a real network's
+//                                       # round trip, the media (UDP) still on loopback
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { PeerTimeline, TimelinePhase } from '../src/client/sdk/switchboard';
 import type { ClientStatus } from '../src/client/session';
 import { DEBIAN_CHROMIUM, launchBrowser } from '../test/e2e/browser';
+import { startDelayProxy } from './delay-proxy';
 import type { BenchPageState } from './pages/peerjs-client';
 import { onEveryCpu, pinLoad, type ServerProcess, startServer } from './process';
 import { quantile } from './stats';
 import { formatRows, type Row } from './table';
 
 const BENCH = 'Time to first frame (Chromium viewers)';
+/** The benchmark's name in the table: with `--rtt`, the round trip it was measured over. */
+const benchName = (rttMs: number) => (rttMs ? `Time to first frame (Chromium viewers, signalling over a ${rttMs} ms round trip)` : BENCH);
 const here = import.meta.dir;
 /** A viewer with no frame on screen by then counts as failed. */
 const VIEWER_TIMEOUT_MS = 20_000;
@@ -295,10 +301,10 @@ async function cacheReplays(server: ServerProcess): Promise<number> {
 }
 
 /** The rows of one system; a relay's first viewer (the first of its process) also on its own. */
-function systemRows(system: System, { measured, failed, firstError }: Outcome, cold?: Outcome): Row[] {
+function systemRows(bench: string, system: System, { measured, failed, firstError }: Outcome, cold?: Outcome): Row[] {
   const totals = measured.map((m) => m.shownMs);
   const count = `${measured.length} viewers${failed ? `, ${failed} failed: ${firstError}` : ''}`;
-  const row = (figure: string, value: number, extra: Partial<Row> = {}): Row => ({ bench: BENCH, subject: system.subject, figure, value, unit: 'ms', ...extra });
+  const row = (figure: string, value: number, extra: Partial<Row> = {}): Row => ({ bench, subject: system.subject, figure, value, unit: 'ms', ...extra });
   const relay = system.subject === 'switchboard relay';
   const rows = [
     row('p50, first request → first frame', quantile(totals, 0.5), { note: phaseMedians(measured), goal: relay ? { op: '<=', value: RELAY_P50_GOAL_MS } : undefined }),
@@ -339,6 +345,22 @@ export interface FirstFrameOptions {
    * the two side by side.
    */
   baseline?: string;
+  /** A round trip (ms) between the browser and every server, over TCP: see `startDelayProxy`. 0 by default: loopback. */
+  rttMs?: number;
+}
+
+/** `server` as a browser `rttMs` away reaches it: through a delaying proxy, stopped with it. */
+function reachedOver(rttMs: number, server: ServerProcess): ServerProcess {
+  if (!rttMs) return server;
+  const proxy = startDelayProxy(server.base, rttMs / 2);
+  return {
+    ...server,
+    base: proxy.url,
+    stop: async () => {
+      proxy.stop();
+      await server.stop();
+    },
+  };
 }
 
 /**
@@ -349,6 +371,8 @@ export async function benchFirstFrame(options: FirstFrameOptions): Promise<Row[]
   const rounds = options.smoke ? 1 : (options.rounds ?? 2);
   const perRound = options.smoke ? 2 : 5;
   const viewers = rounds * perRound;
+  const rttMs = options.rttMs ?? 0;
+  const bench = benchName(rttMs);
   const pages = await benchPages();
   const baseline = options.baseline ? switchboardSystems(options.baseline, ` (baseline ${basename(options.baseline)})`) : [];
   const own = switchboardSystems();
@@ -360,7 +384,7 @@ export async function benchFirstFrame(options: FirstFrameOptions): Promise<Row[]
   const cold: Outcome = { measured: [], failed: 0 };
   let replays = Number.NaN;
   try {
-    servers.push(...(await Promise.all(systems.map((system) => system.server()))));
+    servers.push(...(await Promise.all(systems.map(async (system) => reachedOver(rttMs, await system.server())))));
     browser = await onEveryCpu(() => launchBrowser([], DEBIAN_CHROMIUM));
     // With a baseline, the two checkouts swap places every other round: run in one order, the same code
     // on both sides gave a relay p50 51 ms apart.
@@ -384,7 +408,7 @@ export async function benchFirstFrame(options: FirstFrameOptions): Promise<Row[]
     replays = await cacheReplays(servers[relay] as ServerProcess);
     const relaySystem = systems[relay] as System;
     for (let k = 1; k <= (options.smoke ? 0 : COLD_PROCESSES); k++) {
-      const fresh = await relaySystem.server();
+      const fresh = reachedOver(rttMs, await relaySystem.server());
       try {
         const round = rounds + k;
         publisher = await relaySystem.publish(browser, fresh, round);
@@ -401,14 +425,14 @@ export async function benchFirstFrame(options: FirstFrameOptions): Promise<Row[]
     await Promise.all(servers.map((server) => server.stop()));
     pages.stop();
   }
-  const rows = systems.flatMap((system, i) => systemRows(system, outcomes[i] as Outcome, system.subject === 'switchboard relay' ? cold : undefined));
+  const rows = systems.flatMap((system, i) => systemRows(bench, system, outcomes[i] as Outcome, system.subject === 'switchboard relay' ? cold : undefined));
   // What proves a relay viewer's first frame did not wait for a keyframe: the server replayed its cache.
   if (Number.isFinite(replays))
-    rows.push({ bench: BENCH, subject: 'switchboard relay', figure: 'viewers sent the keyframe cache', value: replays, unit: 'viewers', note: `of ${viewers}` });
+    rows.push({ bench, subject: 'switchboard relay', figure: 'viewers sent the keyframe cache', value: replays, unit: 'viewers', note: `of ${viewers}` });
   else options.log('the relay server could not be asked how many viewers it sent its keyframe cache to');
   const p50 = (subject: string) => quantile(outcomes[systems.findIndex((s) => s.subject === subject)]?.measured.map((m) => m.shownMs) ?? [], 0.5);
   rows.push({
-    bench: BENCH,
+    bench,
     subject: 'switchboard relay',
     figure: 'p50 relay ÷ p50 mesh',
     value: p50('switchboard relay') / p50('switchboard mesh'),
@@ -419,11 +443,13 @@ export async function benchFirstFrame(options: FirstFrameOptions): Promise<Row[]
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { smoke: { type: 'boolean', default: false }, rounds: { type: 'string' }, baseline: { type: 'string' } } });
+  const { values } = parseArgs({ options: { smoke: { type: 'boolean', default: false }, rounds: { type: 'string' }, baseline: { type: 'string' }, rtt: { type: 'string' } } });
   const rounds = values.rounds === undefined ? undefined : Number(values.rounds);
   if (rounds !== undefined && !(Number.isInteger(rounds) && rounds > 0)) throw new Error(`--rounds takes a whole number above 0, not ${values.rounds}`);
+  const rttMs = values.rtt === undefined ? 0 : Number(values.rtt);
+  if (!(Number.isInteger(rttMs) && rttMs >= 0 && rttMs <= 2000)) throw new Error(`--rtt takes a whole number of milliseconds from 0 to 2000, not ${values.rtt}`);
   pinLoad((line) => console.error(line));
-  const rows = await benchFirstFrame({ smoke: values.smoke, rounds, baseline: values.baseline && resolve(values.baseline), log: (line) => console.error(line) });
+  const rows = await benchFirstFrame({ smoke: values.smoke, rounds, rttMs, baseline: values.baseline && resolve(values.baseline), log: (line) => console.error(line) });
   console.log(formatRows(rows));
   process.exit(0);
 }

@@ -465,6 +465,11 @@ export class ClusterSignalling implements SignallingBackend {
     return result;
   }
 
+  /** Never at once in a cluster: the instance that carries the session's media may be another, and its offer comes over the stream. */
+  serverOffer(): Promise<unknown> {
+    return Promise.resolve(undefined);
+  }
+
   async connect(sessionId: string, peerId: string, sink: EventSink, lastEventId?: number): Promise<void> {
     if (this.stopped) {
       sink.close();

@@ -85,6 +85,11 @@ export class RelayEngine implements ServerPeer {
     return this.router(sessionId).reachable(peerId, role);
   }
 
+  /** See `ServerPeer.offerNow`. */
+  offerNow(sessionId: string, peerId: string, waitMs: number): Promise<unknown> {
+    return this.routers.get(sessionId)?.offerNow(peerId, waitMs) ?? Promise.resolve(undefined);
+  }
+
   left(sessionId: string, peerId: string): void {
     this.forgetOffer(sessionId, peerId);
     this.routers.get(sessionId)?.leave(peerId);

@@ -84,6 +84,11 @@ export class LazyRelay implements ServerPeer {
     this.run((engine) => engine.reachable(sessionId, peerId, role));
   }
 
+  /** See `ServerPeer.offerNow`: undefined while the engine loads (the offer then comes over the stream). */
+  offerNow(sessionId: string, peerId: string, waitMs: number): Promise<unknown> {
+    return this.engine?.offerNow(sessionId, peerId, waitMs) ?? Promise.resolve(undefined);
+  }
+
   left(sessionId: string, peerId: string): void {
     this.restarts.forget(sessionId, peerId);
     if (this.engine || this.loading) this.run((engine) => engine.left(sessionId, peerId));

@@ -40,6 +40,12 @@ const SENDER_REPORT_MS = 1000;
 
 const KINDS: readonly MediaKind[] = ['video', 'audio'];
 
+/**
+ * Takes a connection's first offer instead of the peer's mailbox (see `SessionRouter.offerNow`): true
+ * when it took it; false when it no longer waits, and the offer goes to the mailbox as any.
+ */
+type OfferTaker = (payload: unknown) => boolean;
+
 interface Publisher {
   readonly id: string;
   readonly link: ServerLink;
@@ -119,14 +125,37 @@ export class SessionRouter {
    * is the one `join` gave, or, for a peer that never joined, the one to give it. False when the peer
    * already has its connection (a stream that reconnects) or is not in the session.
    */
-  reachable(peerId: string, role?: Role): boolean {
+  reachable(peerId: string, role?: Role, take?: OfferTaker): boolean {
     if (this.publisher?.id === peerId || this.viewers.has(peerId)) return false;
     const as = this.waiting.get(peerId) ?? role;
     if (as === undefined) return false;
     this.waiting.delete(peerId);
-    if (as === 'publisher') this.addPublisher(peerId);
-    else this.addViewer(peerId);
+    if (as === 'publisher') this.addPublisher(peerId, undefined, take);
+    else this.addViewer(peerId, undefined, take);
     return true;
+  }
+
+  /**
+   * `reachable` for a peer whose registration's answer is to carry the server's offer: its connection
+   * is made now, and its first offer resolves this rather than going to its mailbox. Undefined when
+   * the peer is not waiting for a connection (it has one, or is not in the session), or when the offer
+   * takes over `waitMs`: it then goes to the mailbox as any, and the peer reads it on its stream.
+   */
+  offerNow(peerId: string, waitMs: number): Promise<unknown> {
+    if (!this.waiting.has(peerId)) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      let waiting = true;
+      const giveUp = this.deps.clock.schedule(waitMs, () => {
+        waiting = false;
+        resolve(undefined);
+      });
+      this.reachable(peerId, undefined, (payload) => {
+        if (!waiting) return false;
+        giveUp();
+        resolve(payload);
+        return true;
+      });
+    });
   }
 
   leave(peerId: string): void {
@@ -263,13 +292,18 @@ export class SessionRouter {
 
   /**
    * A connection with the peer, timed: its first offer sent → the answer in → ICE connected, once per
-   * connection (an ICE restart is not a join).
+   * connection (an ICE restart is not a join). `take`, when given, is offered the first offer first.
    */
-  private link(peerId: string, config: Partial<PeerConfig>): ServerLink {
+  private link(peerId: string, config: Partial<PeerConfig>, take?: OfferTaker): ServerLink {
     const { clock } = this.deps;
     let offeredAt: number | undefined;
     const send = (type: string, payload: unknown) => {
-      if (type === 'offer') offeredAt ??= clock.now();
+      if (type === 'offer') {
+        offeredAt ??= clock.now();
+        const taker = take;
+        take = undefined;
+        if (taker?.(payload)) return;
+      }
       this.deps.send(peerId, type, payload);
     };
     const link = new ServerLink(peerId, config, { send, clock, log: this.deps.log, publicIp: this.deps.publicIp });
@@ -301,9 +335,9 @@ export class SessionRouter {
     };
   }
 
-  /** `answering`: the peer's own offer is to be answered; otherwise the server offers. */
-  private addPublisher(peerId: string, answering?: AnsweringLink): void {
-    const link = answering ?? this.link(peerId, this.deps.publisherConfig);
+  /** `answering`: the peer's own offer is to be answered; otherwise the server offers (to `take` first, when given). */
+  private addPublisher(peerId: string, answering?: AnsweringLink, take?: OfferTaker): void {
+    const link = answering ?? this.link(peerId, this.deps.publisherConfig, take);
     const publisher: Publisher = { id: peerId, link, sources: {}, ssrcs: {} };
     this.publisher = publisher;
     for (const kind of KINDS) link.pc.addTransceiver(kind, { direction: 'recvonly' });
@@ -338,8 +372,8 @@ export class SessionRouter {
     for (let i = 0; i < list.length; i++) (list[i] as TrackForwarder).forward(packet, source, now);
   }
 
-  private addViewer(peerId: string, answering?: AnsweringLink): void {
-    const link = answering ?? this.link(peerId, this.deps.viewerConfig);
+  private addViewer(peerId: string, answering?: AnsweringLink, take?: OfferTaker): void {
+    const link = answering ?? this.link(peerId, this.deps.viewerConfig, take);
     const createdAt = this.deps.clock.now();
     const stream = new MediaStream();
     const transceivers = {} as Record<MediaKind, RTCRtpTransceiver>;

@@ -143,6 +143,12 @@ export interface SignallingBackend extends PeerDirectory {
    * `AddressHoldings`), released when it ends.
    */
   register(sessionId: string, peerId: string, admit?: Admit, mode?: SessionMode, origin?: RegisterOrigin): Awaitable<Registration>;
+  /**
+   * The server's offer to a peer of a relay session that has just registered, for its registration's
+   * answer (`?offer=inline`; see `ServerPeer.offerNow`). Undefined when it cannot be had at once: the
+   * offer then comes over the peer's stream, as without the flag. Either way the peer gets it once.
+   */
+  serverOffer(sessionId: string, peerId: string): Promise<unknown>;
   /** An empty session that waits for its peers (the admin API). */
   createSession(sessionId: string, options: SessionOptions): Awaitable<{ mode: SessionMode }>;
   /**

@@ -50,6 +50,12 @@ export interface SignallingDeps {
   negotiation?: { meshSignal(sessionId: string, from: string, to: string, type: string): void };
 }
 
+/**
+ * How long a registration's answer waits for the server's offer (`?offer=inline`): making one takes a
+ * few milliseconds, its candidates at most OFFER_GATHER_MS. Past this it goes over the stream.
+ */
+export const INLINE_OFFER_WAIT_MS = 250;
+
 const roleOf = (record: PeerRecord): Role => record.auth?.role ?? 'viewer';
 const visible = (record: PeerRecord): Visible => ({ id: record.id, role: roleOf(record) });
 
@@ -155,6 +161,12 @@ export class LocalSignalling implements SignallingBackend {
     // The old connection goes now; the new one, and the server's offer, once the peer's stream opens.
     if (session.mode === 'relay') this.deps.serverPeer?.joined(sessionId, peerId, roleOf(record));
     return { peers, auth, lastEventId, mode: session.mode };
+  }
+
+  serverOffer(sessionId: string, peerId: string): Promise<unknown> {
+    const { store, serverPeer } = this.deps;
+    if (store.get(sessionId)?.mode !== 'relay' || !serverPeer) return Promise.resolve(undefined);
+    return serverPeer.offerNow(sessionId, peerId, INLINE_OFFER_WAIT_MS);
   }
 
   /**

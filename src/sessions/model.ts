@@ -33,6 +33,13 @@ export const SessionModeName = modeName('mesh: media goes peer to peer; relay: t
 export const RegisterQuery = t.Object({
   mode: t.Optional(modeName("the new session's mode (default mesh); for an existing session, must be its mode")),
   role: t.Optional(t.Union([t.Literal('publish'), t.Literal('view')], { description: 'the role asked for, within what the access mode allows', error: 'must be publish or view' })),
+  offer: t.Optional(
+    t.Literal('inline', {
+      description:
+        "relay sessions: the server's offer in this answer (`offer`) when it can be made at once, instead of as the stream's first event: a round trip less to the first frame",
+      error: 'must be inline',
+    }),
+  ),
 });
 export type RegisterQuery = typeof RegisterQuery.static;
 
@@ -49,10 +56,11 @@ export function queryValues(url: string): Record<string, string> {
  * know are ignored), or the refusal that names the field at fault (`query.mode: …`).
  */
 export function readRegisterQuery(url: string): RegisterQuery {
-  const { mode, role } = queryValues(url);
+  const { mode, role, offer } = queryValues(url);
   const query: Record<string, string> = {};
   if (mode !== undefined) query.mode = mode;
   if (role !== undefined) query.role = role;
+  if (offer !== undefined) query.offer = offer;
   if (!checkRegisterQuery.Check(query)) throw schemaRefusal(checkRegisterQuery, query, 'query');
   return query;
 }
@@ -101,6 +109,15 @@ export const RegisterResponse = t.Object({
   role: t.Optional(t.Union([t.Literal('publisher'), t.Literal('viewer')], { description: 'a publisher may also close the session' })),
   lastEventId: t.Integer({ description: 'the Last-Event-ID to open the first stream with (?lastEventId=): a first stream lost before its first event then loses nothing' }),
   mode: SessionModeName,
+  offer: t.Optional(
+    t.Object(
+      { type: t.Literal('offer'), sdp: t.String() },
+      {
+        description:
+          "with ?offer=inline in a relay session: the server's offer to this peer, to be answered (`answer` to switchboard) as if it had come over the stream, where it then does not come; absent when it could not be made at once (it then comes over the stream)",
+      },
+    ),
+  ),
   iceServers: t.Optional({
     ...IceServerResponse,
     description:

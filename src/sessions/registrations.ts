@@ -18,7 +18,7 @@ export class Registrations {
     private readonly iceServers: IceServerSource,
   ) {}
 
-  async register({ sessionId, peerId }: PeerParams, { mode, role }: RegisterQuery, request: Request, server: AddressSource | null | undefined): Promise<RegisterResponse> {
+  async register({ sessionId, peerId }: PeerParams, { mode, role, offer }: RegisterQuery, request: Request, server: AddressSource | null | undefined): Promise<RegisterResponse> {
     const { access, limits, address } = this.guards;
     const client = address(request, server);
     limits.register(() => client);
@@ -26,6 +26,7 @@ export class Registrations {
     const ticket = await access.ticket(sessionId, peerId, bearerToken(request.headers.get('authorization') ?? undefined), requested);
     const origin = { address: client, createsRelay: ticket.createsRelay };
     const { peers, auth, lastEventId, mode: sessionMode } = await this.signalling.register(sessionId, peerId, ticket.admit, mode, origin);
+    const serverOffer = offer === 'inline' && sessionMode === 'relay' ? ((await this.signalling.serverOffer(sessionId, peerId)) as RegisterResponse['offer']) : undefined;
     // The peer is proven now (its ticket was checked): its servers come with the answer, as GET /iceServers would give them with its token.
     return {
       message: 'session registered successfully',
@@ -36,6 +37,7 @@ export class Registrations {
       role: auth?.role,
       lastEventId,
       mode: sessionMode,
+      offer: serverOffer,
       iceServers: this.iceServers.inHand(peerId),
     };
   }

@@ -28,6 +28,14 @@ export interface ServerPeer {
    * registration; a stream that reconnects changes nothing.
    */
   reachable(sessionId: string, peerId: string): void;
+  /**
+   * `reachable` for a peer that asked for the server's offer in its registration's answer
+   * (`?offer=inline`): its connection is made now, and its first offer, made within `waitMs`, is given
+   * back rather than put in its mailbox. Undefined when it cannot be had that soon (the engine is still
+   * loading, the peer has its connection already, the offer took longer): what the server offers then
+   * reaches the peer over its stream, as for any peer.
+   */
+  offerNow(sessionId: string, peerId: string, waitMs: number): Promise<unknown>;
   /** A peer left a relay session (left, timed out, or the session closed). */
   left(sessionId: string, peerId: string): void;
   /** `POST /message` with `target: "switchboard"`; throws a `SignalError` for a message it cannot take. */

@@ -32,11 +32,17 @@ export interface Differences {
   rateLimits: 'process' | 'instance';
   /** What refusals of MAX_SESSIONS and MAX_EVENT_BYTES call what they bound: `this server holds…`, `this cluster holds…`. */
   scope: 'server' | 'cluster';
+  /**
+   * Where the server's offer to a relay peer that registered with `?offer=inline` comes: `answer`, in the
+   * registration's answer; `stream`, over its stream as without the flag (the instance that took the
+   * registration may not be the one carrying the session's media).
+   */
+  inlineOffer: 'answer' | 'stream';
 }
 
 export const differences: Record<BackendName, Differences> = {
-  local: { sent: 'written', rateLimits: 'process', scope: 'server' },
-  cluster: { sent: 'taken', rateLimits: 'instance', scope: 'cluster' },
+  local: { sent: 'written', rateLimits: 'process', scope: 'server', inlineOffer: 'answer' },
+  cluster: { sent: 'taken', rateLimits: 'instance', scope: 'cluster', inlineOffer: 'stream' },
 };
 
 /** Which instance answers: by default the one the fixture gave the peer (see `Server`). */

@@ -5,7 +5,7 @@
 import { afterEach, expect, test } from 'bun:test';
 import { RTCPeerConnection } from 'werift';
 import { ofType } from '../sse-client';
-import { contractBackends, eachBackend } from './backends';
+import { contractBackends, eachBackend, until } from './backends';
 
 const backends = contractBackends();
 const fromServer = (type: string) => ofType(type, 'switchboard');
@@ -125,6 +125,46 @@ eachBackend(backends, (backend) => {
     const refused = await offer('v1', inactive);
     expect(refused.status).toBe(400);
     expect(refused.body.message).toContain('inactive');
+  });
+
+  test("?offer=inline: the server's offer comes once, in the registration's answer where the store can make it at once, else over the stream; answered, it connects", async () => {
+    const s = await backend.start();
+    await s.register('inline', 'cam', { query: 'mode=relay' });
+    // The publisher's stream, and the offer over it: the relay engine is loaded from here on.
+    const cam = await s.events('inline', 'cam');
+    await cam.next(fromServer('offer'));
+    const registered = await s.register('inline', 'v1', { query: 'offer=inline' });
+    expect(registered.status).toBe(200);
+    const v1 = await s.events('inline', 'v1');
+    const inline = registered.body.offer as { type: string; sdp: string } | undefined;
+    let sdp: string;
+    if (s.differences.inlineOffer === 'answer') {
+      expect(inline?.type).toBe('offer');
+      sdp = inline?.sdp ?? '';
+    } else {
+      expect(inline).toBeUndefined();
+      sdp = ((await v1.next(fromServer('offer'))).json.payload as { sdp: string }).sdp;
+    }
+    // The viewer's offer, as over the stream: send-only sections, ICE-lite, its host candidates in it.
+    expect(sdp.match(/^a=sendonly/gm)?.length).toBe(2);
+    expect(sdp).toContain('a=ice-lite');
+    expect(sdp).toMatch(/^a=candidate:\S+ 1 udp \d+ \S+ \d+ typ host/m);
+    const pc = new RTCPeerConnection();
+    connections.push(pc);
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    expect((await s.message('inline', 'v1', { type: 'answer', target: 'switchboard', payload: { type: 'answer', sdp: pc.localDescription?.sdp } })).status).toBe(200);
+    await until(() => pc.connectionState === 'connected', 'the viewer connected to switchboard');
+    // Once: by now the stream would have carried a second offer.
+    expect(v1.events.filter(fromServer('offer')).length).toBe(s.differences.inlineOffer === 'answer' ? 0 : 1);
+
+    // Outside a relay session the flag changes nothing, and a value it does not know is a 400 that names it.
+    const mesh = await s.register('inline-mesh', 'a', { query: 'offer=inline' });
+    expect(mesh.status).toBe(200);
+    expect(mesh.body.offer).toBeUndefined();
+    const wrong = await s.register('inline', 'v2', { query: 'offer=yes' });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.message).toContain('query.offer: must be inline');
   });
 
   test('a relay session has one publisher: a second is a 409 until the first leaves', async () => {

@@ -177,6 +177,35 @@ describe('RelayEngine.reachable, the one entry point that allocates', () => {
   });
 });
 
+describe("RelayEngine.offerNow, the server's offer for a registration's answer", () => {
+  test('the first offer goes to the caller, not the mailbox; past the wait, to the mailbox; nothing for a peer with a connection or none', async () => {
+    const sent: string[] = [];
+    const clock = new ManualClock();
+    const engine = new RelayEngine(defaultConfig(), { clock, log: () => {}, outbox: (s, p, type) => sent.push(`${s}/${p} ${type}`) > 0 });
+    try {
+      engine.joined('s', 'v1', 'viewer');
+      const offer = (await engine.offerNow('s', 'v1', 1000)) as { type: string; sdp: string };
+      expect(offer.type).toBe('offer');
+      expect(offer.sdp.match(/^a=sendonly/gm)?.length).toBe(2);
+      expect(engine.stats().connections).toBe(1);
+      // Its stream opening later makes nothing new, and a second call has nothing to give.
+      expect(engine.reachable('s', 'v1')).toBe(false);
+      expect(await engine.offerNow('s', 'v1', 1000)).toBeUndefined();
+      expect(await engine.offerNow('s', 'stranger', 1000)).toBeUndefined();
+      expect(await engine.offerNow('elsewhere', 'v1', 1000)).toBeUndefined();
+      // The wait runs out before the offer is made: the answer goes without it, the offer to the mailbox.
+      engine.joined('s', 'v2', 'viewer');
+      const late = engine.offerNow('s', 'v2', 1000);
+      clock.advance(1000);
+      expect(await late).toBeUndefined();
+      await settles(() => sent.length, 1);
+      expect(sent).toEqual(['s/v2 offer']);
+    } finally {
+      engine.shutdown();
+    }
+  });
+});
+
 describe('a WebSocket is an event stream too', () => {
   const { listen } = serversPerTest();
 

@@ -6,12 +6,11 @@
 import { Emitter } from './emitter';
 import { PeerLink } from './peer';
 import { isNewConnection } from './sdp';
-import { ApiError, SignalChannel, UnreachableError } from './signalling';
+import { ApiError, SERVER_PEER, SignalChannel, UnreachableError } from './signalling';
 import type { IceServer, JoinOptions, PeerInfo, PeerStats, Role, Session, SessionEvents, SessionMode, Signal, Transport } from './switchboard';
 import { now } from './timeline';
 
-/** The server's own peer in relay sessions. */
-export const SERVER_PEER = 'switchboard' as const;
+export { SERVER_PEER };
 
 const STATS_INTERVAL_MS = 1000;
 
@@ -86,8 +85,12 @@ export class PeerSession implements Session {
     this.log(`registered as ${peerId} in session ${sessionId}; already there: ${peers.join(', ') || 'nobody'}`);
     // The registration's answer carries the ICE servers (a server that predates that does not: ask it).
     const given = this.signalling.registeredIceServers;
-    this.log(given ? '→ the event stream (the ICE servers came with the registration)' : '→ the event stream, and GET /iceServers');
-    this.signalling.open();
+    const offer = this.signalling.takeOffer();
+    this.log(
+      `${given ? '→ the event stream (the ICE servers came with the registration)' : '→ the event stream, and GET /iceServers'}${offer ? `; ${SERVER_PEER}'s offer came with it too` : ''}`,
+    );
+    // With the server's offer in hand, the stream opens once it is answered: nothing on it is needed before.
+    if (!offer) this.signalling.open();
     const iceServers = given ? Promise.resolve(given) : this.signalling.iceServers();
     // Events are handled once the ICE servers are known: every connection is made with them. In a relay
     // session the one connection, with the server, is made then, before its offer comes (the browser's
@@ -101,8 +104,16 @@ export class PeerSession implements Session {
         () => undefined,
       ),
     );
+    if (offer)
+      this.enqueue(async () => {
+        try {
+          await this.handle(offer);
+        } finally {
+          if (!this.stopped) this.signalling.open();
+        }
+      });
     if (this.relayed) {
-      this.log(`relay session: media goes through the server; ${SERVER_PEER} will offer`);
+      this.log(`relay session: media goes through the server; ${SERVER_PEER} ${offer ? 'offered' : 'will offer'}`);
       if (this.role === 'view') this.setPublisher(peers[0]);
     }
     try {
@@ -246,6 +257,8 @@ export class PeerSession implements Session {
     this.events.emit('registered', { peers });
     if (this.relayed) {
       if (this.role === 'view') this.setPublisher(peers[0]);
+      const offer = this.signalling.takeOffer();
+      if (offer) await this.handle(offer);
     } else if (this.role === 'publish') for (const id of peers) await this.offerTo(id);
   }
 

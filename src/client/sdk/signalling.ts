@@ -6,6 +6,9 @@
 import { Emitter } from './emitter';
 import type { IceServer, SessionMode, Signal, Signalling, SignallingEvents, SignallingOptions, StreamState, Transport } from './switchboard';
 
+/** The server's own peer in relay sessions. */
+export const SERVER_PEER = 'switchboard' as const;
+
 /** A request the server refused, with its error code (`session_full`, `peer_not_found`, …). */
 export class ApiError extends Error {
   constructor(
@@ -136,6 +139,15 @@ export class SignalChannel implements Signalling {
    * Cloudflare TURN service must be asked first. Later ones (an ICE restart) ask `iceServers()` afresh.
    */
   registeredIceServers: IceServer | undefined = undefined;
+  /** The server's offer the last registration's answer carried (relay sessions), until taken: it does not come over the stream. */
+  private registeredOffer: Signal | undefined;
+
+  /** The server's offer that came with the registration's answer, once: it is to be handled as the stream's first event. */
+  takeOffer(): Signal | undefined {
+    const offer = this.registeredOffer;
+    this.registeredOffer = undefined;
+    return offer;
+  }
 
   /**
    * `GET /iceServers`: one RTCIceServer, as the seed gives it. Once registered the request carries the
@@ -152,6 +164,8 @@ export class SignalChannel implements Signalling {
     const query = new URLSearchParams();
     if (this.options.mode) query.set('mode', this.options.mode);
     if (this.options.role) query.set('role', this.options.role);
+    // In a relay session the server's offer comes in the answer, when it can be made at once: a round trip less.
+    query.set('offer', 'inline');
     const search = query.size ? `?${query}` : '';
     // A credential the caller was given (a join token, a JWT) registers; a reload's own token takes the id over.
     const bearer = this.options.token ?? this.ownToken;
@@ -161,8 +175,10 @@ export class SignalChannel implements Signalling {
       lastEventId?: number;
       mode?: SessionMode;
       iceServers?: IceServer & { ttl?: number };
+      offer?: RTCSessionDescriptionInit;
     };
     this.registered = true;
+    this.registeredOffer = answer.offer && { type: 'offer', senderId: SERVER_PEER, payload: answer.offer };
     this.registeredIceServers = answer.iceServers && iceServer(answer.iceServers);
     this.mode = answer.mode ?? 'mesh';
     this.ownToken = answer.token;

@@ -84,6 +84,12 @@ export interface Signalling {
    * first connections (a restart later fetches fresh TURN credentials). Undefined from a server that sends none.
    */
   readonly registeredIceServers: IceServer | undefined;
+  /**
+   * The server's offer the last registration's answer carried (relay sessions: `POST /register` asks for
+   * it with `?offer=inline`), once; undefined when it did not carry one. It does not come over the
+   * stream: handle it as the stream's first event.
+   */
+  takeOffer(): Signal | undefined;
   /** `GET /iceServers`, with the peer token once registered (TURN credentials need it outside AUTH_MODE=open). */
   iceServers(): Promise<IceServer>;
   /** Opens the event stream and keeps it open until `leave()` or `end()`. */
