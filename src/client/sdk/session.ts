@@ -89,8 +89,10 @@ export class PeerSession implements Session {
     this.log(
       `${given ? '→ the event stream (the ICE servers came with the registration)' : '→ the event stream, and GET /iceServers'}${offer ? `; ${SERVER_PEER}'s offer came with it too` : ''}`,
     );
-    // With the server's offer in hand, the stream opens once it is answered: nothing on it is needed before.
-    if (!offer) this.signalling.open();
+    // With the server's offer in hand, the stream opens while the page applies it (that work is the
+    // browser's WebRTC thread's; the stream's opening is the main thread's), not after its answer.
+    if (offer) setTimeout(() => this.stopped || this.signalling.open(), 0);
+    else this.signalling.open();
     const iceServers = given ? Promise.resolve(given) : this.signalling.iceServers();
     // Events are handled once the ICE servers are known: every connection is made with them. In a relay
     // session the one connection, with the server, is made then, before its offer comes (the browser's
@@ -104,14 +106,7 @@ export class PeerSession implements Session {
         () => undefined,
       ),
     );
-    if (offer)
-      this.enqueue(async () => {
-        try {
-          await this.handle(offer);
-        } finally {
-          if (!this.stopped) this.signalling.open();
-        }
-      });
+    if (offer) this.enqueue(() => this.handle(offer));
     if (this.relayed) {
       this.log(`relay session: media goes through the server; ${SERVER_PEER} ${offer ? 'offered' : 'will offer'}`);
       if (this.role === 'view') this.setPublisher(peers[0]);
