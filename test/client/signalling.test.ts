@@ -263,6 +263,33 @@ describe('the client library under Bun', () => {
     TEST_TIMEOUT,
   );
 
+  test(
+    "in a relay session the registration brings switchboard's offer, once, and the stream does not carry it",
+    async () => {
+      const { url } = listen();
+      // A live publisher: the relay engine is loaded once its offer has come over its stream.
+      await post(`${url}/register/live/cam?mode=relay`);
+      const cam = await openEvents(`${url}/events/live/cam`);
+      streams.push(cam);
+      await cam.next(ofType('offer', 'switchboard'));
+
+      const viewer = device(url, 'live', 'v1', { role: 'view' });
+      const seen = record(viewer);
+      expect(await viewer.register()).toEqual(['cam']);
+      const offer = viewer.takeOffer();
+      expect(offer).toMatchObject({ type: 'offer', senderId: 'switchboard', payload: { type: 'offer' } });
+      expect((offer?.payload as { sdp: string }).sdp.match(/^a=sendonly/gm)?.length).toBe(2);
+      expect(viewer.takeOffer()).toBeUndefined();
+      viewer.open();
+      await until(() => viewer.streamState === 'open');
+      // The publisher leaves: its peer-left is the viewer's first event; an offer would have come before it.
+      await fetch(`${url}/register/live/cam`, { method: 'DELETE' });
+      await until(() => seen.signals.some((e) => e.type === 'peer-left'));
+      expect(seen.signals.map((e) => [e.type, e.senderId])).toEqual([['peer-left', 'cam']]);
+    },
+    TEST_TIMEOUT,
+  );
+
   test('transport sse where the runtime has no EventSource: a plain error at once', () => {
     expect(typeof EventSource).toBe('undefined');
     expect(() => connect({ server: 'http://127.0.0.1:9', session: 's', peer: 'p', transport: 'sse' })).toThrow("this runtime has no EventSource: use transport 'ws'");
