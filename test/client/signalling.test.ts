@@ -290,6 +290,27 @@ describe('the client library under Bun', () => {
     TEST_TIMEOUT,
   );
 
+  test(
+    "a caller that does not take the registration's offer gets it as the stream's first signal, as it came before",
+    async () => {
+      const { url } = listen();
+      await post(`${url}/register/live/cam?mode=relay`);
+      const cam = await openEvents(`${url}/events/live/cam`);
+      streams.push(cam);
+      await cam.next(ofType('offer', 'switchboard'));
+      const viewer = device(url, 'live', 'v1', { role: 'view' });
+      const seen = record(viewer);
+      await viewer.register();
+      viewer.open();
+      await until(() => seen.signals.length > 0);
+      expect(seen.signals[0]).toMatchObject({ type: 'offer', senderId: 'switchboard', payload: { type: 'offer' } });
+      await fetch(`${url}/register/live/cam`, { method: 'DELETE' });
+      await until(() => seen.signals.some((e) => e.type === 'peer-left'));
+      expect(seen.signals.map((e) => e.type)).toEqual(['offer', 'peer-left']);
+    },
+    TEST_TIMEOUT,
+  );
+
   test('transport sse where the runtime has no EventSource: a plain error at once', () => {
     expect(typeof EventSource).toBe('undefined');
     expect(() => connect({ server: 'http://127.0.0.1:9', session: 's', peer: 'p', transport: 'sse' })).toThrow("this runtime has no EventSource: use transport 'ws'");

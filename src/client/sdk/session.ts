@@ -252,8 +252,6 @@ export class PeerSession implements Session {
     this.events.emit('registered', { peers });
     if (this.relayed) {
       if (this.role === 'view') this.setPublisher(peers[0]);
-      const offer = this.signalling.takeOffer();
-      if (offer) await this.handle(offer);
     } else if (this.role === 'publish') for (const id of peers) await this.offerTo(id);
   }
 

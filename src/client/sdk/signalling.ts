@@ -142,7 +142,10 @@ export class SignalChannel implements Signalling {
   /** The server's offer the last registration's answer carried (relay sessions), until taken: it does not come over the stream. */
   private registeredOffer: Signal | undefined;
 
-  /** The server's offer that came with the registration's answer, once: it is to be handled as the stream's first event. */
+  /**
+   * The server's offer that came with the registration's answer, once, for a caller that handles it
+   * before opening the stream; one not taken by then is the stream's first `signal`.
+   */
   takeOffer(): Signal | undefined {
     const offer = this.registeredOffer;
     this.registeredOffer = undefined;
@@ -194,6 +197,9 @@ export class SignalChannel implements Signalling {
   open(): void {
     this.ended = false;
     this.connect(this.lastEventId);
+    // An offer the registration brought and nobody took is the stream's first signal, as it would have been.
+    const offer = this.takeOffer();
+    if (offer) queueMicrotask(() => this.events.emit('signal', offer));
   }
 
   /**
@@ -478,6 +484,9 @@ export class SignalChannel implements Signalling {
       this.resuming = false;
       this.connect(this.lastEventId);
       this.events.emit('registered', { peers });
+      // The new registration's offer, if it brought one, after the news of it: its stream will not carry it.
+      const offer = this.takeOffer();
+      if (offer) this.events.emit('signal', offer);
     } catch (e) {
       this.log(`registering again failed: ${(e as Error).message}; trying again in ${this.backoffMs / 1000} s`);
       this.retryLater();

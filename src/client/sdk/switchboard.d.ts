@@ -86,8 +86,9 @@ export interface Signalling {
   readonly registeredIceServers: IceServer | undefined;
   /**
    * The server's offer the last registration's answer carried (relay sessions: `POST /register` asks for
-   * it with `?offer=inline`), once; undefined when it did not carry one. It does not come over the
-   * stream: handle it as the stream's first event.
+   * it with `?offer=inline`), once; undefined when it did not carry one. The stream does not carry it:
+   * taken before `open()`, it is the caller's to handle first; not taken, it is the first `signal` once
+   * the stream opens (after a registration made again, right after `registered`).
    */
   takeOffer(): Signal | undefined;
   /** `GET /iceServers`, with the peer token once registered (TURN credentials need it outside AUTH_MODE=open). */
