@@ -30,6 +30,25 @@ function record(peer: Signalling) {
   return { signals, states, registered };
 }
 
+/**
+ * A relay session `live` with a publisher `cam` streaming (the relay engine is loaded once its offer has
+ * come over its stream), and a library viewer `v1` of it, recorded, not yet registered.
+ */
+async function liveRelayViewer(url: string) {
+  await post(`${url}/register/live/cam?mode=relay`);
+  const cam = await openEvents(`${url}/events/live/cam`);
+  streams.push(cam);
+  await cam.next(ofType('offer', 'switchboard'));
+  const viewer = device(url, 'live', 'v1', { role: 'view' });
+  const seen = record(viewer);
+  /** The publisher leaves; resolves once the viewer has its peer-left. */
+  const publisherLeaves = async () => {
+    await fetch(`${url}/register/live/cam`, { method: 'DELETE' });
+    await until(() => seen.signals.some((e) => e.type === 'peer-left'));
+  };
+  return { viewer, seen, publisherLeaves };
+}
+
 const device = (server: string, session: string, peer: string, extra: Partial<Parameters<typeof connect>[0]> = {}) => {
   const signalling = connect({ server, session, peer, transport: 'ws', ...extra });
   peers.push(signalling);
@@ -266,15 +285,7 @@ describe('the client library under Bun', () => {
   test(
     "in a relay session the registration brings switchboard's offer, once, and the stream does not carry it",
     async () => {
-      const { url } = listen();
-      // A live publisher: the relay engine is loaded once its offer has come over its stream.
-      await post(`${url}/register/live/cam?mode=relay`);
-      const cam = await openEvents(`${url}/events/live/cam`);
-      streams.push(cam);
-      await cam.next(ofType('offer', 'switchboard'));
-
-      const viewer = device(url, 'live', 'v1', { role: 'view' });
-      const seen = record(viewer);
+      const { viewer, seen, publisherLeaves } = await liveRelayViewer(listen().url);
       expect(await viewer.register()).toEqual(['cam']);
       const offer = viewer.takeOffer();
       expect(offer).toMatchObject({ type: 'offer', senderId: 'switchboard', payload: { type: 'offer' } });
@@ -283,8 +294,7 @@ describe('the client library under Bun', () => {
       viewer.open();
       await until(() => viewer.streamState === 'open');
       // The publisher leaves: its peer-left is the viewer's first event; an offer would have come before it.
-      await fetch(`${url}/register/live/cam`, { method: 'DELETE' });
-      await until(() => seen.signals.some((e) => e.type === 'peer-left'));
+      await publisherLeaves();
       expect(seen.signals.map((e) => [e.type, e.senderId])).toEqual([['peer-left', 'cam']]);
     },
     TEST_TIMEOUT,
@@ -293,19 +303,12 @@ describe('the client library under Bun', () => {
   test(
     "a caller that does not take the registration's offer gets it as the stream's first signal, as it came before",
     async () => {
-      const { url } = listen();
-      await post(`${url}/register/live/cam?mode=relay`);
-      const cam = await openEvents(`${url}/events/live/cam`);
-      streams.push(cam);
-      await cam.next(ofType('offer', 'switchboard'));
-      const viewer = device(url, 'live', 'v1', { role: 'view' });
-      const seen = record(viewer);
+      const { viewer, seen, publisherLeaves } = await liveRelayViewer(listen().url);
       await viewer.register();
       viewer.open();
       await until(() => seen.signals.length > 0);
       expect(seen.signals[0]).toMatchObject({ type: 'offer', senderId: 'switchboard', payload: { type: 'offer' } });
-      await fetch(`${url}/register/live/cam`, { method: 'DELETE' });
-      await until(() => seen.signals.some((e) => e.type === 'peer-left'));
+      await publisherLeaves();
       expect(seen.signals.map((e) => e.type)).toEqual(['offer', 'peer-left']);
     },
     TEST_TIMEOUT,
