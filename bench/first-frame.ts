@@ -33,15 +33,15 @@
 //   bun bench/first-frame.ts --baseline ../other-checkout --rounds 4
 //                                       # the served client of another checkout too, in the same rounds
 //   bun bench/first-frame.ts --rtt 100  # every server behind a proxy that holds each TCP chunk 50 ms each
-//                                       # way (bench/delay-proxy.ts): the signalling of a real network's
+//                                       # way (test/client/tcp-proxy.ts): the signalling of a real network's
 //                                       # round trip, the media (UDP) still on loopback
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { PeerTimeline, TimelinePhase } from '../src/client/sdk/switchboard';
 import type { ClientStatus } from '../src/client/session';
+import { startTcpProxy } from '../test/client/tcp-proxy';
 import { DEBIAN_CHROMIUM, launchBrowser } from '../test/e2e/browser';
-import { startDelayProxy } from './delay-proxy';
 import type { BenchPageState } from './pages/peerjs-client';
 import { onEveryCpu, pinLoad, type ServerProcess, startServer } from './process';
 import { quantile } from './stats';
@@ -345,19 +345,19 @@ export interface FirstFrameOptions {
    * the two side by side.
    */
   baseline?: string;
-  /** A round trip (ms) between the browser and every server, over TCP: see `startDelayProxy`. 0 by default: loopback. */
+  /** A round trip (ms) between the browser and every server, over TCP: see `startTcpProxy`. 0 by default: loopback. */
   rttMs?: number;
 }
 
 /** `server` as a browser `rttMs` away reaches it: through a delaying proxy, stopped with it. */
-function reachedOver(rttMs: number, server: ServerProcess): ServerProcess {
+async function reachedOver(rttMs: number, server: ServerProcess): Promise<ServerProcess> {
   if (!rttMs) return server;
-  const proxy = startDelayProxy(server.base, rttMs / 2);
+  const proxy = await startTcpProxy(server.base, { oneWayMs: rttMs / 2 });
   return {
     ...server,
     base: proxy.url,
     stop: async () => {
-      proxy.stop();
+      await proxy.stop();
       await server.stop();
     },
   };
@@ -408,7 +408,7 @@ export async function benchFirstFrame(options: FirstFrameOptions): Promise<Row[]
     replays = await cacheReplays(servers[relay] as ServerProcess);
     const relaySystem = systems[relay] as System;
     for (let k = 1; k <= (options.smoke ? 0 : COLD_PROCESSES); k++) {
-      const fresh = reachedOver(rttMs, await relaySystem.server());
+      const fresh = await reachedOver(rttMs, await relaySystem.server());
       try {
         const round = rounds + k;
         publisher = await relaySystem.publish(browser, fresh, round);

@@ -10,13 +10,13 @@
 // synthetic 1.5 Mbit/s VP8 that ignores keyframe requests and sends a keyframe every 10 s, as cheap
 // dashcam encoders do (bench/relay-peers.ts); a second later a werift viewer registers, then a second
 // one. Build first (`bun run build`). The figures are medians over the runs; on a shared machine they
-// move with its load. `--rtt MS`: the server that far away, for the signalling (bench/delay-proxy.ts,
+// move with its load. `--rtt MS`: the server that far away, for the signalling (test/client/tcp-proxy.ts,
 // half of it each way) and the media (every datagram this process sends leaves MS later: a round
 // trip's worth on the way out, none on the way back).
 import { Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { startDelayProxy } from './delay-proxy';
+import { startTcpProxy } from '../test/client/tcp-proxy';
 import { benchPublisher, relayPeer } from './relay-peers';
 import { median } from './stats';
 
@@ -44,7 +44,7 @@ const WAIT_MS = 15_000;
 
 const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
 
-async function start(): Promise<{ proc: ReturnType<typeof Bun.spawn>; url: string; startMs: number; stopProxy: () => void }> {
+async function start(): Promise<{ proc: ReturnType<typeof Bun.spawn>; url: string; startMs: number; stopProxy: () => Promise<void> }> {
   const t0 = performance.now();
   const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', RELAY_HOST_IPS: '127.0.0.1', ...settings };
   const proc = Bun.spawn([values.binary as string], { env, stdout: 'pipe', stderr: 'inherit' });
@@ -64,8 +64,8 @@ async function start(): Promise<{ proc: ReturnType<typeof Bun.spawn>; url: strin
   while ((await fetch(`${direct}/healthz`).catch(() => undefined))?.status !== 200);
   const startMs = performance.now() - t0;
   // The signalling's round trip, for the peers (the start above is measured without it).
-  const proxy = rttMs > 0 ? startDelayProxy(direct, rttMs / 2) : undefined;
-  return { proc, url: proxy?.url ?? direct, startMs, stopProxy: () => proxy?.stop() };
+  const proxy = rttMs > 0 ? await startTcpProxy(direct, { oneWayMs: rttMs / 2 }) : undefined;
+  return { proc, url: proxy?.url ?? direct, startMs, stopProxy: async () => proxy?.stop() };
 }
 
 /** Registration → first video packet of a new viewer, or undefined if none came within WAIT_MS. */
@@ -99,7 +99,7 @@ for (let run = 0; run < Number(values.runs); run++) {
   const second = await join(url, 'viewer-2');
   rows.push({ startMs, idleMB, first: first.ms, second: second.ms });
   await Promise.all([first.close(), second.close(), publisher.close()]);
-  stopProxy();
+  await stopProxy();
   proc.kill('SIGTERM');
   await proc.exited;
 }
