@@ -33,7 +33,8 @@ import { ClusterRelay, type RelayEngineLike } from './cluster-relay';
 import { HeldStreams } from './held-streams';
 import { peerAddress, peerIdOf, redisKey, storedEvent } from './protocol';
 import { RedisLink } from './redis-link';
-import { type AttachReply, boundsArgs, type CountsReply, LIBRARY, type MessageReply, type Outcome, SCRIPTS, type Script, type SendReply, topicArgs } from './scripts';
+import { type AttachReply, boundsArgs, type CountsReply, LIBRARY, type MessageReply, type Outcome, SCRIPTS, type Script, type SenderReply, topicArgs } from './scripts';
+import { SendQueue } from './send-queue';
 
 export type ClusterConfig = Pick<
   Config,
@@ -137,6 +138,8 @@ export class ClusterSignalling implements SignallingBackend {
   private readonly inFlight = new Set<Promise<unknown>>();
   private counts: CountsReply & { at: number } = { cluster: { sessions: 0, peers: 0, eventBytes: 0 }, instance: { sessions: 0, peers: 0, eventBytes: 0 }, at: -Infinity };
   private readonly bounds: EventBounds;
+  /** The messages of a turn of the loop, in one call of the send script. */
+  private readonly sends: SendQueue;
   /** The media of the relay sessions this instance owns; undefined with RELAY_MODE=off. */
   readonly relay: ClusterRelay | undefined;
   /** RELAY_ICE_RESTARTS_PER_MIN, counted by the instance that takes the message (as every rate in a cluster). */
@@ -159,6 +162,11 @@ export class ClusterSignalling implements SignallingBackend {
       logger: this.logger.child({ component: 'redis' }),
       timers: deps.timers,
       commandTimeoutMs: config.redisTimeoutMs,
+    });
+    this.sends = new SendQueue({
+      hold: (queue) => this.link.hold(queue),
+      call: (groups) => this.run(SCRIPTS.send, ...boundsArgs(this.bounds), ...groups),
+      apply: (out) => this.apply(out),
     });
     this.streams = new HeldStreams({
       link: this.link,
@@ -386,18 +394,20 @@ export class ClusterSignalling implements SignallingBackend {
         typeof toServer === 'string' ? toServer : '',
       );
     });
-    let reply: SendReply;
+    let reply: SenderReply;
     try {
-      reply = await this.run(
-        SCRIPTS.send,
-        sessionId,
-        peerId,
-        guard?.credential.checked ? '1' : '0',
-        guard?.credential.hash ?? '',
-        ...topicArgs(fromPeer(peerId)),
-        ...boundsArgs(this.bounds),
-        String(this.deps.clock.now()),
-        ...messages,
+      reply = await this.sends.send(
+        [
+          sessionId,
+          peerId,
+          guard?.credential.checked ? '1' : '0',
+          guard?.credential.hash ?? '',
+          ...topicArgs(fromPeer(peerId)),
+          String(this.deps.clock.now()),
+          String(bodies.length),
+          ...messages,
+        ],
+        bodies.length,
       );
     } catch (e) {
       giveBack();
@@ -412,7 +422,6 @@ export class ClusterSignalling implements SignallingBackend {
       if (reply.status === 'peer_not_found') throw refusals.peerNotFound(sessionId, peerId);
       throw guard?.credential.refusal(reply.status) ?? new Error('send: a token was checked without a guard');
     }
-    this.apply(reply.out);
     return reply.messages;
   }
 

@@ -85,6 +85,9 @@ export class RedisLink implements Batched {
   private quietSince = 0;
   /** Commands sent during this turn of the loop: they go to the client after it, together (`flush`). */
   private batch: QueuedCommand[] = [];
+  /** What holds commands of this turn to send as one (`hold`). */
+  private holder: Batched | undefined;
+  private flushing = false;
   private readonly turn = new WriteBatcher();
   private watchdog: Cancel | undefined;
 
@@ -164,13 +167,32 @@ export class RedisLink implements Batched {
     }
   }
 
+  /**
+   * Lets `sink` hold commands for this turn of the loop (the turn's messages, to be sent as one): it is
+   * flushed when the turn's commands go to Redis, or before any other command of the turn, so that
+   * every command still goes in the order it was given.
+   */
+  hold(sink: Batched): void {
+    if (this.holder === sink) return;
+    this.releaseHolder();
+    this.holder = sink;
+    if (this.batch.length === 0) this.turn.add(this);
+  }
+
+  private releaseHolder(): void {
+    const holder = this.holder;
+    this.holder = undefined;
+    holder?.flush();
+  }
+
   /** Sends one command, counted for the watchdog, with the others of its turn of the loop (`flush`). */
   private async send(client: RedisClient, name: string, args: string[]): Promise<unknown> {
+    this.releaseHolder();
     if (this.waiting++ === 0) this.quietSince = this.monotonic();
     try {
       return await new Promise((resolve, reject) => {
         this.batch.push({ client, name, args, resolve, reject });
-        if (this.batch.length === 1) this.turn.add(this);
+        if (this.batch.length === 1 && !this.flushing) this.turn.add(this);
       });
     } finally {
       this.waiting--;
@@ -185,6 +207,13 @@ export class RedisLink implements Batched {
    * Redis read them one read each).
    */
   flush(): void {
+    // What the holder sends now joins this batch rather than waiting for the next turn.
+    this.flushing = true;
+    try {
+      this.releaseHolder();
+    } finally {
+      this.flushing = false;
+    }
     const batch = this.batch;
     this.batch = [];
     for (const { client, name, args, resolve, reject } of batch) {

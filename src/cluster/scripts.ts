@@ -35,11 +35,11 @@ export const boundsArgs = (bounds: EventBounds): string[] => [String(bounds.maxH
  */
 const PRELUDE = `
 local SEP = '${SEP}'
-local ARGV, P, SELF, NOW, TTL, OUT, SESSIONS, DL, BYTES, HOLDINGS, CREATED, LEASES, FENCE, LOAD
+local ARGV, P, SELF, NOW, TTL, OUT, TOTALS, SESSIONS, DL, BYTES, HOLDINGS, CREATED, LEASES, FENCE, LOAD
 local function shared(kind) return P .. SEP .. kind end
 local function begin(args)
   ARGV, SELF, NOW, TTL = args, args[2], tonumber(args[3]), tonumber(args[4])
-  OUT = {}
+  OUT, TOTALS = {}, nil
   -- A library serves every call of an instance, with the same prefix: the shared keys are named once.
   if args[1] == P then return end
   P = args[1]
@@ -90,12 +90,31 @@ local function topicAt(i)
 end
 
 -- The cluster's event bytes, as EventBytes counts them in one process: held (undelivered) and all.
-local function count(held, all)
-  if held ~= 0 then redis.call('HINCRBY', BYTES, 'held', held) end
-  if all ~= 0 then redis.call('HINCRBY', BYTES, 'all', all) end
-  redis.call('PEXPIRE', BYTES, TTL)
+-- Every append of a call reads and moves them (a call of the send script has the messages of many
+-- senders): they are read once per call (bytes()) and written once at its end (finish).
+local function bytes()
+  if not TOTALS then
+    local t = redis.call('HMGET', BYTES, 'held', 'all')
+    TOTALS = {held = tonumber(t[1] or '0'), all = tonumber(t[2] or '0'), made = not t[1] and not t[2], moved = false, renew = false}
+  end
+  return TOTALS
 end
-local function total(field) return tonumber(redis.call('HGET', BYTES, field) or '0') end
+local function count(held, all)
+  local t = bytes()
+  t.held, t.all = t.held + held, t.all + all
+  t.moved = t.moved or held ~= 0 or all ~= 0
+  t.renew = true
+end
+local function total(field) return bytes()[field] end
+-- Ends every call: what it moved of the counts is written; a count it made, or renewed, gets its time to live.
+local function finish(...)
+  local t = TOTALS
+  if t then
+    if t.moved then redis.call('HSET', BYTES, 'held', t.held, 'all', t.all) end
+    if t.renew or (t.made and t.moved) then redis.call('PEXPIRE', BYTES, TTL) end
+  end
+  return ...
+end
 
 -- What each client address holds alive (AddressHoldings): 's' .. key, the sessions it created, and
 -- 'p' .. key, the registrations it made. A registration's address is its record's "o".
@@ -214,9 +233,8 @@ local function append(a, event, client, stamp, T, B)
   if not b then return nil end
   local size = #event
   -- The cluster's bytes, read once: what this append drops below moves them by what it moves b's.
-  local totals = redis.call('HMGET', BYTES, 'held', 'all')
-  local held0, all0, hbytes0, bytes0 = tonumber(totals[1] or '0'), tonumber(totals[2] or '0'), b.hbytes, b.bytes
-  local function heldBytes() return held0 - (hbytes0 - b.hbytes) end
+  local totals = bytes()
+  local held0, all0, hbytes0, bytes0 = totals.held, totals.all, b.hbytes, b.bytes
   local function allBytes() return all0 - (bytes0 - b.bytes) end
   if client then
     local why = held0 + size > B.totalBytes and 'total' or refusal(b, size, B)
@@ -241,8 +259,7 @@ local function append(a, event, client, stamp, T, B)
   -- the mailbox's is (registration, attach, the holders' refresh), not at every append.
   if b.bytes == 0 then redis.call('PEXPIRE', lk(a), TTL) end
   b.last, b.held, b.hbytes, b.bytes = id, b.held + 1, b.hbytes + size, b.bytes + size
-  redis.call('HSET', BYTES, 'held', heldBytes(), 'all', allBytes())
-  if not totals[1] and not totals[2] then redis.call('PEXPIRE', BYTES, TTL) end
+  totals.held, totals.all, totals.moved = held0 - (hbytes0 - b.hbytes), allBytes(), true
   store(a, b, tagField, id)
   return id, held, route(a, eventFrame(a, id, stamp, event))
 end
@@ -437,7 +454,7 @@ const rawScript = <R>(name: string, body: string, decode: (reply: unknown) => R)
   name,
   body,
   // The prelude declares a local ARGV (its begin sets it): the script's own is taken before that.
-  source: `local CALLED_WITH = ARGV\n${PRELUDE}\nbegin(CALLED_WITH)\n${body}`,
+  source: `local CALLED_WITH = ARGV\n${PRELUDE}\nbegin(CALLED_WITH)\nreturn finish((function()\n${body}\nend)())`,
   decode,
 });
 
@@ -620,59 +637,57 @@ const decodeRegister = (r: Reply): RegisterReply => {
 };
 
 /**
- * What the send scripts share: the sender is let in (ARGV[5] sessionId, [6] sender, [7] '1' when the
- * sender's token is checked, [8] the hash of the token it presented, '' for none; in this order: the
- * session and the sender exist, the token is the sender's), then each message goes to its targets with
- * `deliverMessage`: it is refused when the session rules refused it already (the reason stays in
- * TypeScript); in a relay session a message to `switchboard` goes to the owner of its media (refused
- * when `switchboard` cannot take it) and a media signal to anyone else is refused; else its target must
- * exist and have room. A broadcast reaches every other peer or none.
- * Every message of one call has the same topic and bounds at [9…15]: [9…11] the topic, [12…15] the bounds.
+ * Client messages, from one or more senders, in one step: the messages of a turn of an instance's loop
+ * go to Redis in one call (see SendQueue), and each sender's are taken as if it had called alone, in
+ * order. ARGV[5…8] the bounds, the same for every message of the instance; then one group per sender:
+ * its sessionId, its peerId, '1' when its token is checked, the hash of the token it presented ('' for
+ * none), its topic (three values), the stamp (ms accepted), the number of its messages, then for each
+ * message five values: its target ('' for every other peer), its event JSON, '1' when the session rules
+ * refuse it once the sender is let in, '1' for a media signal, and the message as `switchboard`'s owner
+ * reads it ({ type, payload }; '' when switchboard cannot take it).
+ *
+ * A sender is let in once for its group (in this order: the session and the sender exist, the token is
+ * the sender's); then each of its messages goes to its targets with `deliverMessage`: it is refused when
+ * the session rules refused it already (the reason stays in TypeScript); in a relay session a message to
+ * `switchboard` goes to the owner of its media (refused when `switchboard` cannot take it) and a media
+ * signal to anyone else is refused; else its target must exist and have room. A broadcast reaches every
+ * other peer or none.
+ *
+ * Returns 'ok', OUT, then for each group its sender's refusal, or 'ok', the number of its messages and
+ * each message's result.
  */
-const SENDER = `
-local sid, pid = ARGV[5], ARGV[6]
-local T, B = topicAt(9), boundsAt(12)
--- The sender's record, read once per call: it exists only in a session that exists, and it says
--- whether the session is a relay session ("r":1, see register); neither changes while the script runs.
-local sender = redis.call('HGET', pk(sid), pid)
-local function letIn()
-  if not sender then return redis.call('EXISTS', sk(sid)) == 0 and 'session_not_found' or 'peer_not_found' end
-  if ARGV[7] == '1' then
-    if ARGV[8] == '' then return 'unauthorized' end
-    -- Hashes compared, not tokens: the time this takes says nothing about the token.
-    if string.match(sender, '"tokenHash":"([^"]*)"') ~= ARGV[8] then return 'forbidden' end
-  end
-  return nil
-end
+const SEND = `
+local B = boundsAt(5)
 
 -- One message's result, appended to R: 'refused' | 'server' | 'server_refused' | 'media_to_server' |
 -- 'target_not_found', target | 'queue_full', target, held, why, bytes | 'ok', n, then n times target, id,
--- receivers. media is '1' for a media signal; server is the message as the owner of the session's media
--- reads it ('' when switchboard cannot take it).
-local relaySession = false
-local function deliverMessage(R, target, event, stamp, refused, media, server)
+-- receivers. S is its sender (sid, pid, topic T, relay: whether the session is a relay session); media is
+-- '1' for a media signal; server is the message as the owner of the session's media reads it ('' when
+-- switchboard cannot take it).
+local function deliverMessage(R, S, target, event, stamp, refused, media, server)
   local function put(...)
     for _, v in ipairs({...}) do R[#R + 1] = v end
   end
   if refused == '1' then return put('refused') end
-  if relaySession then
+  local sid = S.sid
+  if S.relay then
     if target == '${SERVER_PEER_ID}' then
       if server == '' then return put('server_refused') end
-      toOwner(sid, 'message', pid, server)
+      toOwner(sid, 'message', S.pid, server)
       return put('server')
     end
     if media == '1' then return put('media_to_server') end
   end
   if target ~= '' then
     -- A registered peer has a mailbox, made and deleted with its record: none, no such peer.
-    local id, held, receivers, bytes = append(addr(sid, target), event, true, stamp, T, B)
+    local id, held, receivers, bytes = append(addr(sid, target), event, true, stamp, S.T, B)
     if id == nil then return put('target_not_found', target) end
     if id == false then return put('queue_full', target, held, receivers, bytes) end
     return put('ok', 1, target, id, receivers)
   end
   local targets = {}
   for _, other in ipairs(redis.call('HKEYS', pk(sid))) do
-    if other ~= pid then
+    if other ~= S.pid then
       local b = box(addr(sid, other))
       local why = b and refusal(b, #event, B)
       if why then return put('queue_full', other, b.held, why, b.hbytes) end
@@ -682,7 +697,7 @@ local function deliverMessage(R, target, event, stamp, refused, media, server)
   if total('held') + #event * #targets > B.totalBytes then return put('queue_full', '', 0, 'total', total('held')) end
   local appended = {}
   for _, other in ipairs(targets) do
-    local id, held, receivers = append(addr(sid, other), event, true, stamp, T, B)
+    local id, held, receivers = append(addr(sid, other), event, true, stamp, S.T, B)
     if id then
       appended[#appended + 1] = other
       appended[#appended + 1] = id
@@ -692,22 +707,36 @@ local function deliverMessage(R, target, event, stamp, refused, media, server)
   put('ok', #appended / 3)
   for _, v in ipairs(appended) do R[#R + 1] = v end
 end
-`;
 
-/**
- * Client messages from one sender, one or a batch, in one step (see SENDER for [5…15]): [16] the stamp
- * (ms accepted), then for each message five values: its target ('' for every other peer), its event
- * JSON, '1' when the session rules refuse it once the sender is let in, '1' for a media signal, and the
- * message as `switchboard`'s owner reads it ({ type, payload }; '' when switchboard cannot take it). The
- * sender is let in once; the messages go in their order, each with its own result, as if sent one by
- * one. Returns the sender's refusal, or 'ok', OUT, then each message's result.
- */
-const SEND = `${SENDER}
-local refusedSender = letIn()
-if refusedSender then return {refusedSender} end
-relaySession = isRelayPeer(sender)
+-- The group at ARGV[g]: its sender let in, then its n messages from ARGV[g + 9].
+local function sendGroup(R, g, n)
+  local sid, pid, checked, hash = ARGV[g], ARGV[g + 1], ARGV[g + 2], ARGV[g + 3]
+  -- The sender's record: it exists only in a session that exists, and it says whether the session is a
+  -- relay session ("r":1, see register); neither changes while the script runs.
+  local sender = redis.call('HGET', pk(sid), pid)
+  if not sender then
+    R[#R + 1] = redis.call('EXISTS', sk(sid)) == 0 and 'session_not_found' or 'peer_not_found'
+    return
+  end
+  if checked == '1' then
+    if hash == '' then R[#R + 1] = 'unauthorized' return end
+    -- Hashes compared, not tokens: the time this takes says nothing about the token.
+    if string.match(sender, '"tokenHash":"([^"]*)"') ~= hash then R[#R + 1] = 'forbidden' return end
+  end
+  local S = {sid = sid, pid = pid, T = topicAt(g + 4), relay = isRelayPeer(sender)}
+  local stamp = ARGV[g + 7]
+  R[#R + 1] = 'ok'
+  R[#R + 1] = n
+  for i = g + 9, g + 4 + 5 * n, 5 do deliverMessage(R, S, ARGV[i], ARGV[i + 1], stamp, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]) end
+end
+
 local R = {'ok', OUT}
-for i = 17, #ARGV, 5 do deliverMessage(R, ARGV[i], ARGV[i + 1], ARGV[16], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]) end
+local g = 9
+while g <= #ARGV do
+  local n = tonumber(ARGV[g + 8])
+  sendGroup(R, g, n)
+  g = g + 9 + 5 * n
+end
 return R
 `;
 
@@ -727,8 +756,14 @@ export type MessageReply =
   | { status: 'queue_full'; target: string; held: number; why: 'held' | 'bytes' | 'total'; bytes: number }
   | { status: 'ok'; appended: Appended[] };
 
-/** The sender's refusal, or the frames for this instance and what became of each message. */
-export type SendReply = Refused<'session_not_found' | 'peer_not_found' | 'unauthorized' | 'forbidden'> | { status: 'ok'; out: string[]; messages: MessageReply[] };
+/** One sender's part of a send: its refusal, or what became of each of its messages. */
+export type SenderReply = Refused<'session_not_found' | 'peer_not_found' | 'unauthorized' | 'forbidden'> | { status: 'ok'; messages: MessageReply[] };
+
+/** The frames for this instance, then each sender's part, in the order of the groups. */
+export interface SendReply {
+  out: string[];
+  senders: SenderReply[];
+}
 
 const decodeMessage = (r: Reply): MessageReply => {
   const status = r.str();
@@ -752,7 +787,7 @@ const decodeMessage = (r: Reply): MessageReply => {
   }
 };
 
-const decodeSend = (r: Reply): SendReply => {
+const decodeSender = (r: Reply): SenderReply => {
   const status = r.str();
   switch (status) {
     case 'session_not_found':
@@ -761,14 +796,22 @@ const decodeSend = (r: Reply): SendReply => {
     case 'forbidden':
       return { status };
     case 'ok': {
-      const out = r.strings();
       const messages: MessageReply[] = [];
-      while (!r.done) messages.push(decodeMessage(r));
-      return { status, out, messages };
+      for (let n = r.num(); n > 0; n--) messages.push(decodeMessage(r));
+      return { status, messages };
     }
     default:
       throw new Error(`send: unexpected status ${status}`);
   }
+};
+
+const decodeSend = (r: Reply): SendReply => {
+  const status = r.str();
+  if (status !== 'ok') throw new Error(`send: unexpected status ${status}`);
+  const out = r.strings();
+  const senders: SenderReply[] = [];
+  while (!r.done) senders.push(decodeSender(r));
+  return { out, senders };
 };
 
 /**
@@ -1326,7 +1369,9 @@ export interface ScriptLibrary {
 export const LIBRARY: ScriptLibrary = (() => {
   const scripts: readonly Script[] = Object.values(SCRIPTS);
   const registrations = (version: string) =>
-    scripts.map((s) => `redis.register_function('switchboard_${version}_${s.name}', function(_, args)\nbegin(args)\n${s.body}\nend)`).join('\n');
+    scripts
+      .map((s) => `redis.register_function('switchboard_${version}_${s.name}', function(_, args)\nbegin(args)\nreturn finish((function()\n${s.body}\nend)())\nend)`)
+      .join('\n');
   const version = Bun.hash(PRELUDE + registrations('')).toString(16);
   const functions = new Map(scripts.map((s) => [s, `switchboard_${version}_${s.name}`]));
   return {

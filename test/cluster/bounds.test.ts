@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
 import { peerAddress, redisKey } from '../../src/cluster/protocol';
 import { SCRIPTS } from '../../src/cluster/scripts';
+import type { SignalError } from '../../src/errors';
 import { startServer, until } from '../helpers';
-import { ofType, openEvents } from '../sse-client';
+import { ofType, openEvents, type SseConnection } from '../sse-client';
 import { type Cluster, call, clustersOn, type Instance } from './helpers';
 import { RedisServer } from './redis-server';
 
@@ -162,6 +163,82 @@ describe('cluster: byte budgets, enforced in the append script', () => {
       for (let s = 0; s < 4; s++) for (let p = 0; p < 10; p++) await call(a.url, 'DELETE', `/register/s${s}/p${p}`);
       expect(await eventBytes(cluster, a)).toBe(await bytesInRedis(cluster.prefix));
       expect(await eventBytes(cluster, a)).toBeLessThan(10_000);
+    });
+  });
+});
+
+describe('cluster: the messages of a turn, in one call of the send script', () => {
+  /** Counts the calls of the send script that `instance` makes, and the messages in each. */
+  function countSends(instance: Instance): number[] {
+    const link = instance.cluster.link;
+    const original = link.eval.bind(link);
+    const calls: number[] = [];
+    link.eval = (script, args) => {
+      if (script === SCRIPTS.send) calls.push(args.filter((arg) => arg.startsWith('{')).length);
+      return original(script, args);
+    };
+    return calls;
+  }
+
+  test('forty senders of one turn go in two calls, and each hears what it would have heard alone', async () => {
+    await withCluster(2, open, async (cluster, streams) => {
+      const [a, b] = cluster.instances;
+      if (!a || !b) throw new Error('two instances');
+      for (let s = 0; s < 40; s++) {
+        await call(a.url, 'POST', `/register/s${s}/sender`);
+        await call(a.url, 'POST', `/register/s${s}/target`);
+      }
+      // Half the targets read, on the other instance; the others have no stream and hold their message.
+      const reading = new Map<number, SseConnection>();
+      for (let s = 0; s < 40; s += 2) {
+        const stream = await openEvents(`${b.url}/events/s${s}/target`);
+        streams.push(stream);
+        reading.set(s, stream);
+      }
+      await Bun.sleep(50);
+      const calls = countSends(a);
+      const send = (session: string, sender: string, target: string) =>
+        Promise.resolve(a.cluster.send(session, sender, { type: 'note', target, payload: { session } })).catch((e: SignalError) => e.code);
+      // All from one task: one turn of the loop.
+      const outcomes = await Promise.all([
+        ...Array.from({ length: 40 }, (_, s) => send(`s${s}`, 'sender', 'target')),
+        send('s0', 'sender', 'nobody'),
+        send('s1', 'stranger', 'target'),
+        send('nowhere', 'sender', 'target'),
+      ]);
+      expect(calls).toEqual([32, 11]);
+      expect(outcomes).toEqual([...Array.from({ length: 40 }, (_, s) => (s % 2 ? 'queued' : 'sent')), 'target_not_found', 'peer_not_found', 'session_not_found']);
+      for (const [s, stream] of reading) expect((await stream.next(ofType('note'))).json.payload).toEqual({ session: `s${s}` });
+      const held = await openEvents(`${b.url}/events/s39/target`);
+      streams.push(held);
+      expect((await held.next(ofType('note'))).json).toMatchObject({ senderId: 'sender', payload: { session: 's39' } });
+    });
+  });
+
+  test("the cluster's byte budget holds across the appends of one call, and the count matches what Redis holds", async () => {
+    const budget = 1_048_576;
+    await withCluster(2, { ...open, maxEventBytes: budget, maxPeerEventBytes: 131_072 }, async (cluster) => {
+      const [a, b] = cluster.instances;
+      if (!a || !b) throw new Error('two instances');
+      for (let s = 0; s < 24; s++) {
+        await call(a.url, 'POST', `/register/s${s}/sender`);
+        await call(b.url, 'POST', `/register/s${s}/target`);
+      }
+      const calls = countSends(a);
+      const payload = 'x'.repeat(60_000);
+      const outcomes = await Promise.all(
+        Array.from({ length: 24 }, (_, s) => Promise.resolve(a.cluster.send(`s${s}`, 'sender', { type: 'blob', target: 'target', payload })).catch((e: SignalError) => e.code)),
+      );
+      expect(calls).toEqual([24]);
+      // Taken in order until the budget is spent, as if each had been sent alone: none held, then refused.
+      const taken = outcomes.filter((o) => o === 'queued').length;
+      expect(taken).toBeGreaterThanOrEqual(15);
+      expect(outcomes).toEqual([...Array(taken).fill('queued'), ...Array(24 - taken).fill('queue_full')]);
+      const counted = await eventBytes(cluster, b);
+      expect(counted).toBeLessThanOrEqual(budget);
+      expect(counted).toBe(await bytesInRedis(cluster.prefix));
+      for (let s = 0; s < 24; s++) await call(b.url, 'DELETE', `/register/s${s}/target`);
+      expect(await eventBytes(cluster, a)).toBe(await bytesInRedis(cluster.prefix));
     });
   });
 });

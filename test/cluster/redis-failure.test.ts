@@ -81,6 +81,34 @@ describe("RedisLink: Bun's client as it behaves", () => {
       await redis.dispose();
     }
   });
+
+  test("a holder's commands of a turn go with the turn's, and before any command given after it", async () => {
+    const redis = await RedisServer.start();
+    const link = new RedisLink({ url: redis.url, channel: 'hold-test', onMessage: () => {}, onReconnect: () => {} });
+    try {
+      await link.start();
+      const held: string[] = [];
+      const done: Promise<unknown>[] = [];
+      const holder = {
+        flush() {
+          for (const item of held.splice(0)) done.push(link.command('RPUSH', ['order', item]));
+        },
+      };
+      // Held, then another command of the same turn: the held one goes first.
+      held.push('held-1');
+      link.hold(holder);
+      done.push(link.command('RPUSH', ['order', 'after-1']));
+      // Held with nothing after it: it goes when the turn's commands do.
+      held.push('held-2');
+      link.hold(holder);
+      await Bun.sleep(0);
+      await Promise.all(done);
+      expect(await link.command('LRANGE', ['order', '0', '-1'])).toEqual(['held-1', 'after-1', 'held-2']);
+    } finally {
+      link.close();
+      await redis.dispose();
+    }
+  });
 });
 
 describe('cluster: Redis down and back', () => {
