@@ -60,14 +60,8 @@ export class SendQueue implements Batched {
     const fail = (error: unknown) => {
       for (const sender of senders) sender.reject(error);
     };
-    let reply: Promise<SendReply>;
-    try {
-      reply = this.deps.call(senders.flatMap((s) => s.group));
-    } catch (error) {
-      fail(error);
-      return;
-    }
-    reply
+    this.deps
+      .call(senders.flatMap((s) => s.group))
       .then((reply) => {
         if (reply.senders.length !== senders.length) throw new Error(`send: the script answered for ${reply.senders.length} senders of ${senders.length}`);
         this.deps.apply(reply.out);

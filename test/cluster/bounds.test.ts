@@ -195,7 +195,6 @@ describe('cluster: the messages of a turn, in one call of the send script', () =
         streams.push(stream);
         reading.set(s, stream);
       }
-      await Bun.sleep(50);
       const calls = countSends(a);
       const send = (session: string, sender: string, target: string) =>
         Promise.resolve(a.cluster.send(session, sender, { type: 'note', target, payload: { session } })).catch((e: SignalError) => e.code);

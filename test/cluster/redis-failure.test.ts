@@ -88,21 +88,23 @@ describe("RedisLink: Bun's client as it behaves", () => {
     try {
       await link.start();
       const held: string[] = [];
-      const done: Promise<unknown>[] = [];
+      const done = new Map<string, Promise<unknown>>();
       const holder = {
         flush() {
-          for (const item of held.splice(0)) done.push(link.command('RPUSH', ['order', item]));
+          for (const item of held.splice(0)) done.set(item, link.command('RPUSH', ['order', item]));
         },
       };
       // Held, then another command of the same turn: the held one goes first.
       held.push('held-1');
       link.hold(holder);
-      done.push(link.command('RPUSH', ['order', 'after-1']));
-      // Held with nothing after it: it goes when the turn's commands do.
+      done.set('after-1', link.command('RPUSH', ['order', 'after-1']));
+      expect([...done.keys()]).toEqual(['held-1', 'after-1']);
+      // Held with nothing after it: it goes when the turn's commands do, with no other command to make it.
       held.push('held-2');
       link.hold(holder);
-      await Bun.sleep(0);
-      await Promise.all(done);
+      expect(done.has('held-2')).toBe(false);
+      await until(() => done.has('held-2'), 'the held command to go with the turn');
+      await Promise.all(done.values());
       expect(await link.command('LRANGE', ['order', '0', '-1'])).toEqual(['held-1', 'after-1', 'held-2']);
     } finally {
       link.close();
