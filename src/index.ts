@@ -21,6 +21,7 @@ async function readTls(config: Config): Promise<{ cert: string; key: string } | 
 async function main(): Promise<void> {
   // `switchboard device …`: the device simulator, loaded only when asked for; the server starts as before.
   if (process.argv[2] === 'device') {
+    Bun.unsafe.setJITPolicy(1);
     const { runDeviceCommand } = await import('./device/cli');
     await runDeviceCommand(process.argv.slice(3), (line) => console.log(line));
     return process.exit(0);
@@ -51,6 +52,8 @@ async function main(): Promise<void> {
   if (!server) throw new Error('the server did not start');
   const url = `${tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`;
   logger.info(`switchboard ${pkg.version} listening on ${url} (TLS ${tls ? 'on' : 'off'})`, { version: pkg.version, url, tls: Boolean(tls) });
+  // The start is over: from now on the JIT compiles what runs often, as it normally does (see build.ts).
+  Bun.unsafe.setJITPolicy(1);
   // Relay sessions allowed (never with RELAY_MODE=off): the engine loads now, off the first viewer's path.
   if (config.relayPrewarm === 'on') void switchboard.relay?.prewarm();
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compiledBinary } from './compiled-binary';
+import { compiledBuild } from './compiled-binary';
 import { allowedSyscalls, traced, unitValues } from './deploy/sandbox';
 import { expectForcedStop, expectGracefulStop } from './drain-scenario';
 import { selfSignedCertificate } from './fixtures/certificate';
@@ -24,7 +24,7 @@ for (const [tool, found] of [
 }
 
 beforeAll(async () => {
-  copyFileSync(await compiledBinary(), binary);
+  copyFileSync((await compiledBuild()).path, binary);
   server = await spawnServer([binary], { cwd: dir });
 }, 120_000);
 
@@ -134,6 +134,26 @@ describe('dist/switchboard from an empty directory', () => {
     expect((await stream.next(ofType('new-peer'))).json).toEqual({ type: 'new-peer', senderId: 'b' });
     stream.close();
   });
+
+  test('was compiled twice, the second time with the order of the functions its first start ran (deploy/build.ts)', async () => {
+    const { output } = await compiledBuild();
+    expect(output).not.toContain('could not be written down');
+    expect(output.match(/compile\s+\S*switchboard/g)?.length).toBe(2);
+  });
+
+  test('starts with the optimizing JIT held back, and compiles what runs often once it listens', async () => {
+    // JavaScriptCore's report of each function its optimizing tiers compile.
+    const compiled = (text: string) => text.match(/Optimized .* using (DFG|FTL)/g)?.length ?? 0;
+    const reporting = await spawnServer([binary], { cwd: dir, env: { BUN_JSC_reportDFGCompileTimes: 'true' } });
+    try {
+      // A plain `bun build --compile` of the server compiles some sixteen functions by then (TypeBox's checks, Elysia's routes).
+      expect(compiled(reporting.output())).toBe(0);
+      for (let i = 0; i < 400 && compiled(reporting.output()) === 0; i++) expect((await fetch(`${reporting.url}/healthz`)).status).toBe(200);
+      expect(compiled(reporting.output())).toBeGreaterThan(0);
+    } finally {
+      await reporting.stop();
+    }
+  }, 30_000);
 
   test('a bad setting exits 1 naming it', async () => {
     const { code, output } = await runToEnd([binary], { PORT: 'abc' }, dir);
