@@ -27,6 +27,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Subprocess } from 'bun';
+import { COMPILE_FLAGS } from '../deploy/compile-flags';
 import { median, quantile } from './stats';
 import { formatRows, type Row } from './table';
 
@@ -185,7 +186,7 @@ async function startMany(subject: Subject, runs: number, idleRuns: number, idleM
 
 const ms = (value: number) => `${value.toFixed(1)} ms`;
 
-/** The newest file among src/, package.json and bun.lock: what the executable is built from. */
+/** The newest file among src/, package.json, bun.lock and the build's script: what the executable is built from. */
 function newestSource(): { path: string; mtimeMs: number } {
   let newest = { path: '', mtimeMs: 0 };
   const consider = (path: string) => {
@@ -194,17 +195,20 @@ function newestSource(): { path: string; mtimeMs: number } {
   };
   for (const entry of readdirSync(join(root, 'src'), { recursive: true, encoding: 'utf8' })) consider(join(root, 'src', entry));
   consider(join(root, 'package.json'));
+  for (const file of ['build.ts', 'compile-flags.ts']) consider(join(root, 'deploy', file));
   consider(join(root, 'bun.lock'));
   return newest;
 }
 
-/** `bun run build`, as users build the executable (package.json's script), bounded in time. */
-/** A file of bench/servers compiled as `bun run build` compiles switchboard, into a temporary directory. */
+/**
+ * A file of bench/servers compiled as `bun run build` compiles switchboard (deploy/build.ts), into a
+ * temporary directory: the same flags and JIT policy for the start, not the bytecode order, which is
+ * written down from a start of switchboard's.
+ */
 async function buildAnchor(file: string, log: (line: string) => void): Promise<{ path: string; remove: () => void } | undefined> {
   const dir = mkdtempSync(join(tmpdir(), 'switchboard-anchor-'));
   const path = join(dir, file.replace(/\.ts$/, ''));
-  const flags = ['--compile', '--format=esm', '--bytecode', '--minify-syntax', '--minify-whitespace'];
-  const proc = Bun.spawn([process.execPath, 'build', ...flags, join(import.meta.dir, 'servers', file), '--outfile', path], { cwd: root, stdout: 'ignore', stderr: 'pipe' });
+  const proc = Bun.spawn([process.execPath, 'build', ...COMPILE_FLAGS, join(import.meta.dir, 'servers', file), '--outfile', path], { cwd: root, stdout: 'ignore', stderr: 'pipe' });
   const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
   const remove = () => rmSync(dir, { recursive: true, force: true });
   if (code !== 0) {
@@ -215,6 +219,7 @@ async function buildAnchor(file: string, log: (line: string) => void): Promise<{
   return { path, remove };
 }
 
+/** `bun run build`, as users build the executable (package.json's script), bounded in time. */
 async function build(log: (line: string) => void): Promise<void> {
   log('binary: building the executable with `bun run build`');
   const t0 = performance.now();

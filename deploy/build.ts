@@ -15,17 +15,15 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { COMPILE_FLAGS } from './compile-flags';
 
 const root = join(import.meta.dir, '..');
 const outfile = join(root, 'dist', 'switchboard');
-/** How many times more reluctant than normal the JIT is until the server listens (Bun.unsafe.setJITPolicy). */
-const START_JIT_POLICY = 100;
 /** The start that is written down gives up past this. */
 const RECORD_TIMEOUT_MS = 20_000;
 
-async function compile(out: string, extra: string[]): Promise<void> {
-  const flags = ['--compile', '--format=esm', '--splitting', '--bytecode', `--compile-jit-policy=${START_JIT_POLICY}`, '--minify-syntax', '--minify-whitespace', ...extra];
-  const build = Bun.spawn([process.execPath, 'build', ...flags, join(root, 'src', 'index.ts'), '--outfile', out], { cwd: root, stdout: 'inherit', stderr: 'inherit' });
+async function compile(out: string, flags: string[]): Promise<void> {
+  const build = Bun.spawn([process.execPath, 'build', ...COMPILE_FLAGS, ...flags, join(root, 'src', 'index.ts'), '--outfile', out], { cwd: root, stdout: 'inherit', stderr: 'inherit' });
   if ((await build.exited) !== 0) throw new Error(`bun build failed (exit ${build.exitCode})`);
 }
 

@@ -1,0 +1,13 @@
+/** How many times more reluctant than normal the JIT is until the server listens (Bun.unsafe.setJITPolicy). */
+export const START_JIT_POLICY = 100;
+
+/** The flags of every compile of `bun run build` (deploy/build.ts), and of the benchmark's anchors (bench/binary.ts). */
+export const COMPILE_FLAGS: readonly string[] = [
+  '--compile',
+  '--format=esm',
+  '--splitting',
+  '--bytecode',
+  `--compile-jit-policy=${START_JIT_POLICY}`,
+  '--minify-syntax',
+  '--minify-whitespace',
+];
