@@ -30,7 +30,7 @@ async function compile(out: string, flags: string[]): Promise<void> {
 /** Starts `executable`, asks it for /healthz and stops it; resolves once it wrote the functions it ran into `order`. */
 async function recordStart(executable: string, order: string): Promise<void> {
   const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), PORT: '0', HOST: '127.0.0.1', BUN_BYTECODE_ORDER_OUT: order };
-  const proc = Bun.spawn([executable], { env, stdout: 'pipe', stderr: 'pipe' });
+  const proc = Bun.spawn([executable], { env, stdout: 'pipe', stderr: 'inherit' });
   const timer = setTimeout(() => proc.kill('SIGKILL'), RECORD_TIMEOUT_MS);
   try {
     const reader = proc.stdout.getReader();

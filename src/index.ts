@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   if (!server) throw new Error('the server did not start');
   const url = `${tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`;
   logger.info(`switchboard ${pkg.version} listening on ${url} (TLS ${tls ? 'on' : 'off'})`, { version: pkg.version, url, tls: Boolean(tls) });
-  // The start is over: from now on the JIT compiles what runs often, as it normally does (see build.ts).
+  // The start is over: from now on the JIT compiles what runs often, as it normally does (see deploy/build.ts).
   Bun.unsafe.setJITPolicy(1);
   // Relay sessions allowed (never with RELAY_MODE=off): the engine loads now, off the first viewer's path.
   if (config.relayPrewarm === 'on') void switchboard.relay?.prewarm();
