@@ -44,8 +44,8 @@ async function recordStart(executable: string, order: string): Promise<void> {
       port = Number(/listening on http:\/\/[^\s"]*:(\d+)/.exec(text)?.[1] ?? 0);
     }
     reader.releaseLock();
-    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
-    if (health.status !== 200) throw new Error(`GET /healthz answered ${health.status}`);
+    const status = await healthStatus(port);
+    if (status !== 200) throw new Error(`GET /healthz answered ${status}`);
     proc.kill('SIGTERM');
     if ((await proc.exited) !== 0) throw new Error(`it exited with ${proc.exitCode} on SIGTERM`);
     if (!statSync(order, { throwIfNoEntry: false })?.size) throw new Error('it wrote no order of its functions');
@@ -53,6 +53,32 @@ async function recordStart(executable: string, order: string): Promise<void> {
     clearTimeout(timer);
     proc.kill('SIGKILL');
   }
+}
+
+/**
+ * GET /healthz over a TCP connection of its own, resolving with the status: not fetch, which would go
+ * through HTTP_PROXY where the build's environment sets one.
+ */
+function healthStatus(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let head = '';
+    Bun.connect({
+      hostname: '127.0.0.1',
+      port,
+      socket: {
+        open: (socket) => void socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'),
+        data: (socket, chunk) => {
+          head += chunk.toString('latin1');
+          const status = /^HTTP\/1\.1 (\d{3})/.exec(head)?.[1];
+          if (!status) return;
+          resolve(Number(status));
+          socket.end();
+        },
+        close: () => reject(new Error('the connection closed before an answer')),
+        error: (_, error) => reject(error),
+      },
+    }).catch(reject);
+  });
 }
 
 // Flags given to `bun run build` (`--target=bun-linux-arm64`, say) are for the executable built last;

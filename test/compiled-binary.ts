@@ -11,7 +11,9 @@ let built: Promise<{ path: string; output: string }> | undefined;
  */
 export function compiledBuild(): Promise<{ path: string; output: string }> {
   built ??= (async () => {
-    const build = await runToEnd([process.execPath, 'run', 'build'], {}, root);
+    // A proxy that answers nothing, as a build machine's HTTP_PROXY may be: the build's own start of
+    // the executable must not go through it (deploy/build.ts, test/binary.test.ts).
+    const build = await runToEnd([process.execPath, 'run', 'build'], { HTTP_PROXY: 'http://127.0.0.1:9', http_proxy: 'http://127.0.0.1:9' }, root);
     if (build.code !== 0) throw new Error(`bun run build failed:\n${build.output}`);
     return { path: join(root, 'dist', 'switchboard'), output: build.output };
   })();
