@@ -9,8 +9,8 @@
 //    front of the executable, rather than spread over its pages.
 //
 // What it saves is in BENCHMARKS.md (*Idle RSS ≤ 45 MB*): about 8 MB of the memory an idle server
-// holds, most of it pages of the file that a start no longer reads, and a tenth of the time to its
-// first answer. If the start of step 2 fails (no loopback, say), dist/switchboard is built without the
+// holds, most of it pages of the file that a start no longer reads, and about a fifth of the time to
+// its first answer. If the start of step 2 fails (no loopback, say), dist/switchboard is built without the
 // order, and a line says so.
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -82,8 +82,9 @@ function healthStatus(port: number): Promise<number> {
 }
 
 // Flags given to `bun run build` (`--target=bun-linux-arm64`, say) are for the executable built last;
-// the start is written down from one built for this machine, which can run it: a function's place in
-// the order is the same on every target.
+// the start is written down from one built for this machine, which can run it. The order names the
+// functions of the bundle, which a build for another target has too; how well it lays out such a
+// build is not measured here.
 const extra = process.argv.slice(2);
 const work = mkdtempSync(join(tmpdir(), 'switchboard-build-'));
 try {
