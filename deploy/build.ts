@@ -3,8 +3,9 @@
 // 1. Into a temporary directory, with bytecode, and a JIT policy of 100 for its start: the code that
 //    runs once while the server starts (the settings' checks, the routes' schemas) stays in the
 //    interpreter instead of being compiled, and src/index.ts sets the policy back to 1 once it listens.
-// 2. That executable is started once (PORT=0 on 127.0.0.1, asked GET /healthz, stopped with SIGTERM)
-//    with BUN_BYTECODE_ORDER_OUT, which writes down the functions a start runs.
+// 2. That executable is started twice (PORT=0 on 127.0.0.1, asked GET /healthz, the second time also a
+//    relay publisher's registration, stopped with SIGTERM) with BUN_BYTECODE_ORDER_OUT, which writes
+//    down the functions each start runs.
 // 3. dist/switchboard is compiled with that order: the bytecode a start reads lies together at the
 //    front of the executable, rather than spread over its pages.
 //
@@ -27,8 +28,11 @@ async function compile(out: string, flags: string[]): Promise<void> {
   if ((await build.exited) !== 0) throw new Error(`bun build failed (exit ${build.exitCode})`);
 }
 
-/** Starts `executable`, asks it for /healthz and stops it; resolves once it wrote the functions it ran into `order`. */
-async function recordStart(executable: string, order: string): Promise<void> {
+/**
+ * Starts `executable`, asks it each of `requests` in turn (each answered 200) and stops it; resolves
+ * once it wrote the functions it ran into `order`.
+ */
+async function recordStart(executable: string, order: string, requests: readonly string[]): Promise<void> {
   const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), PORT: '0', HOST: '127.0.0.1', BUN_BYTECODE_ORDER_OUT: order };
   const proc = Bun.spawn([executable], { env, stdout: 'pipe', stderr: 'inherit' });
   const timer = setTimeout(() => proc.kill('SIGKILL'), RECORD_TIMEOUT_MS);
@@ -44,8 +48,10 @@ async function recordStart(executable: string, order: string): Promise<void> {
       port = Number(/listening on http:\/\/[^\s"]*:(\d+)/.exec(text)?.[1] ?? 0);
     }
     reader.releaseLock();
-    const status = await healthStatus(port);
-    if (status !== 200) throw new Error(`GET /healthz answered ${status}`);
+    for (const request of requests) {
+      const status = await statusOf(port, request);
+      if (status !== 200) throw new Error(`${request} answered ${status}`);
+    }
     proc.kill('SIGTERM');
     if ((await proc.exited) !== 0) throw new Error(`it exited with ${proc.exitCode} on SIGTERM`);
     if (!statSync(order, { throwIfNoEntry: false })?.size) throw new Error('it wrote no order of its functions');
@@ -56,17 +62,17 @@ async function recordStart(executable: string, order: string): Promise<void> {
 }
 
 /**
- * GET /healthz over a TCP connection of its own, resolving with the status: not fetch, which would go
- * through HTTP_PROXY where the build's environment sets one.
+ * `request` ("METHOD /path") over a TCP connection of its own, resolving with the status: not fetch,
+ * which would go through HTTP_PROXY where the build's environment sets one.
  */
-function healthStatus(port: number): Promise<number> {
+function statusOf(port: number, request: string): Promise<number> {
   return new Promise((resolve, reject) => {
     let head = '';
     Bun.connect({
       hostname: '127.0.0.1',
       port,
       socket: {
-        open: (socket) => void socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'),
+        open: (socket) => void socket.write(`${request} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`),
         data: (socket, chunk) => {
           head += chunk.toString('latin1');
           const status = /^HTTP\/1\.1 (\d{3})/.exec(head)?.[1];
@@ -89,11 +95,15 @@ const extra = process.argv.slice(2);
 const work = mkdtempSync(join(tmpdir(), 'switchboard-build-'));
 try {
   const first = join(work, 'switchboard');
-  const order = join(work, 'bytecode-order');
   await compile(first, []);
-  let ordered = [`--bytecode-order=${order}`];
+  // Two starts, the most common first: one asked only for /healthz, and one where a relay session's
+  // publisher registers and is answered with the server's offer (the relay's engine, werift, loaded on
+  // the way, as at a server's first relay session or with RELAY_PREWARM=on).
+  const starts = [['GET /healthz'], ['GET /healthz', 'POST /register/build/camera?mode=relay&role=publish&offer=inline']];
+  const orders = starts.map((_, i) => join(work, `bytecode-order-${i}`));
+  let ordered = [`--bytecode-order=${orders.join(',')}`];
   try {
-    await recordStart(first, order);
+    for (const [i, requests] of starts.entries()) await recordStart(first, orders[i] as string, requests);
   } catch (e) {
     ordered = [];
     console.warn(`build: the start of the first executable could not be written down (${(e as Error).message}); dist/switchboard keeps its bytecode in the first layout`);
