@@ -11,8 +11,8 @@
 //
 // What it saves is in BENCHMARKS.md (*Idle RSS ≤ 45 MB*): about 8 MB of the memory an idle server
 // holds, most of it pages of the file that a start no longer reads, and about a fifth of the time to
-// its first answer. If the start of step 2 fails (no loopback, say), dist/switchboard is built without the
-// order, and a line says so.
+// its first answer. If a start of step 2 fails (no loopback, say), dist/switchboard is built without
+// the order, and a line says so.
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,7 +47,10 @@ async function recordStart(executable: string, order: string, requests: readonly
       text += decoder.decode(value, { stream: true });
       port = Number(/listening on http:\/\/[^\s"]*:(\d+)/.exec(text)?.[1] ?? 0);
     }
-    reader.releaseLock();
+    // Its log goes on being read, so that a full pipe never stalls it.
+    void (async () => {
+      while (!(await reader.read()).done);
+    })().catch(() => {});
     for (const request of requests) {
       const status = await statusOf(port, request);
       if (status !== 200) throw new Error(`${request} answered ${status}`);
@@ -99,11 +102,13 @@ try {
   // Two starts, the most common first: one asked only for /healthz, and one where a relay session's
   // publisher registers and is answered with the server's offer (the relay's engine, werift, loaded on
   // the way, as at a server's first relay session or with RELAY_PREWARM=on).
-  const starts = [['GET /healthz'], ['GET /healthz', 'POST /register/build/camera?mode=relay&role=publish&offer=inline']];
-  const orders = starts.map((_, i) => join(work, `bytecode-order-${i}`));
-  let ordered = [`--bytecode-order=${orders.join(',')}`];
+  const starts = [['GET /healthz'], ['GET /healthz', 'POST /register/build/camera?mode=relay&role=publish&offer=inline']].map((requests, i) => ({
+    requests,
+    order: join(work, `bytecode-order-${i}`),
+  }));
+  let ordered = [`--bytecode-order=${starts.map((start) => start.order).join(',')}`];
   try {
-    for (const [i, requests] of starts.entries()) await recordStart(first, orders[i] as string, requests);
+    for (const { requests, order } of starts) await recordStart(first, order, requests);
   } catch (e) {
     ordered = [];
     console.warn(`build: the start of the first executable could not be written down (${(e as Error).message}); dist/switchboard keeps its bytecode in the first layout`);

@@ -135,7 +135,7 @@ describe('dist/switchboard from an empty directory', () => {
     stream.close();
   });
 
-  test('was compiled twice, the second time with the order of the functions its first start ran (deploy/build.ts)', async () => {
+  test('was compiled twice, the second time with the order of the functions the first one ran in its starts (deploy/build.ts)', async () => {
     const { output } = await compiledBuild();
     expect(output).not.toContain('could not be written down');
     expect(output.match(/compile\s+\S*switchboard/g)?.length).toBe(2);
