@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compiledBuild } from './compiled-binary';
 import { allowedSyscalls, traced, unitValues } from './deploy/sandbox';
 import { expectForcedStop, expectGracefulStop } from './drain-scenario';
 import { selfSignedCertificate } from './fixtures/certificate';
+import { until } from './helpers';
 import { runToEnd, type ServerProcess, spawnServer } from './process-helpers';
 import { ofType, openEvents } from './sse-client';
 
@@ -155,6 +156,36 @@ describe('dist/switchboard from an empty directory', () => {
     }
   }, 30_000);
 
+  test("gives back the start's memory a second after it listens, and goes on serving", async () => {
+    const anonymousKiB = (pid: number) => Number(/^Anonymous:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1]);
+    const trimmed = await spawnServer([binary], { cwd: dir, env: { LOG_LEVEL: 'debug' } });
+    try {
+      expect((await fetch(`${trimmed.url}/healthz`)).status).toBe(200);
+      const before = anonymousKiB(trimmed.proc.pid);
+      await until(() => trimmed.output().includes("the start's memory released"), 'the line of the release');
+      const line = JSON.parse(
+        trimmed
+          .output()
+          .split('\n')
+          .find((l) => l.includes("the start's memory released")) ?? '{}',
+      );
+      // Measured: 3.0 → 2.1 MB of heap, and about 1.1 MB less anonymous memory (a full collection alone frees 0.2–0.5 MB).
+      expect(line.heapBytesAfter).toBeLessThan(line.heapBytesBefore * 0.8);
+      expect(anonymousKiB(trimmed.proc.pid)).toBeLessThan(before - 512);
+      // What ran before is compiled again where it runs next: the routes, a stream and its events.
+      expect((await fetch(`${trimmed.url}/healthz`)).status).toBe(200);
+      await fetch(`${trimmed.url}/register/after-trim/cam`, { method: 'POST' });
+      const stream = await openEvents(`${trimmed.url}/events/after-trim/cam`);
+      try {
+        await fetch(`${trimmed.url}/register/after-trim/viewer`, { method: 'POST' });
+        expect((await stream.next(ofType('new-peer'))).json).toEqual({ type: 'new-peer', senderId: 'viewer' });
+      } finally {
+        stream.close();
+      }
+    } finally {
+      await trimmed.stop();
+    }
+  }, 30_000);
   test('a bad setting exits 1 naming it', async () => {
     const { code, output } = await runToEnd([binary], { PORT: 'abc' }, dir);
     expect(code).toBe(1);
