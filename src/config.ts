@@ -148,7 +148,7 @@ const RelaySettings = {
   relayPrewarm: T.Union([T.Literal('on'), T.Literal('off')], {
     default: 'off',
     description:
-      "on: the relay engine (werift) and the DTLS certificate its connections share are loaded right after the server listens, so that the first relay session's offer is not later than the next ones' (about 100 ms), for about 17 MB more idle memory; off: loaded when the first relay session starts. Never loaded with RELAY_MODE=off",
+      "on: the relay engine (werift) and the DTLS certificate its connections share are loaded right after the server listens, so that the first relay session's offer is not later than the next ones' (about 100 ms), for about 14 MB more idle memory; off: loaded when the first relay session starts. Never loaded with RELAY_MODE=off",
   }),
 };
 
