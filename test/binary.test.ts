@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compiledBuild } from './compiled-binary';
@@ -186,6 +186,26 @@ describe('dist/switchboard from an empty directory', () => {
       await trimmed.stop();
     }
   }, 30_000);
+  test('reads no .env and runs no bunfig.toml preload from the directory it is started in', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'switchboard-cwd-'));
+    const marker = join(cwd, 'preloaded');
+    try {
+      writeFileSync(join(cwd, 'bunfig.toml'), 'preload = ["./preload.js"]\n');
+      writeFileSync(join(cwd, 'preload.js'), `require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'ran');\n`);
+      writeFileSync(join(cwd, '.env'), 'ICE_URLS=stun:dotenv.example:3478\n');
+      const started = await spawnServer([binary], { cwd });
+      try {
+        // A preload would have run before the server listened.
+        expect(existsSync(marker)).toBe(false);
+        expect(await (await fetch(`${started.url}/iceServers`)).json()).toEqual({ urls: ['stun:stun.cloudflare.com:3478'] });
+      } finally {
+        await started.stop();
+      }
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 30_000);
+
   test('a bad setting exits 1 naming it', async () => {
     const { code, output } = await runToEnd([binary], { PORT: 'abc' }, dir);
     expect(code).toBe(1);
