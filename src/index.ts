@@ -13,8 +13,8 @@ const TRIM_AFTER_MS = 1000;
  * Gives back what only the start needed, once: the bytecode of the code that ran once (the settings'
  * checks, the routes' schemas, the relay engine's load) and the collector's free pages. Bun.shrink
  * drops every function's compiled code and collects in full; what runs again is compiled again from
- * the bytecode, on its next call. It saves about 1 MB of the 7–8 MB an idle executable holds beyond
- * the mapped file (BENCHMARKS.md, *Idle RSS*).
+ * the bytecode, on its next call. It saves about 1 MB of the anonymous memory an idle executable
+ * holds beyond the mapped file, for a pause of about 10 ms (BENCHMARKS.md, *Idle RSS*).
  */
 function trimAfterStart(logger: Logger): void {
   const before = heapSize();
