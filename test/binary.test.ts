@@ -221,7 +221,7 @@ describe('dist/switchboard from an empty directory', () => {
       }
     } finally {
       await clustered.stop();
-      await redis.stop();
+      await redis.dispose();
     }
   }, 30_000);
 
