@@ -36,6 +36,7 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Subprocess } from 'bun';
 import { COMPILE_FLAGS } from '../deploy/compile-flags';
+import { httpStatus } from '../deploy/http-status';
 import { median, quantile } from './stats';
 import { formatRows, type Row } from './table';
 
@@ -80,43 +81,6 @@ function serverEnv(): Record<string, string> {
     if (value !== undefined) env[name] = value;
   }
   return env;
-}
-
-/** The HTTP status of GET `path`, over a fresh TCP connection (no client library warming up in the way). */
-export function httpStatus(port: number, path: string, timeoutMs = 5_000): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    let head = '';
-    const timer = setTimeout(() => reject(new Error(`GET ${path}: no status line within ${timeoutMs} ms`)), timeoutMs);
-    const settle = (fn: () => void) => {
-      clearTimeout(timer);
-      fn();
-    };
-    Bun.connect({
-      hostname: '127.0.0.1',
-      port,
-      socket: {
-        open(socket) {
-          socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
-        },
-        data(socket, chunk) {
-          head += chunk.toString('latin1');
-          const status = /^HTTP\/1\.[01] (\d{3}) /.exec(head);
-          if (!status) return;
-          settle(() => resolve(Number(status[1])));
-          socket.end();
-        },
-        close() {
-          settle(() => reject(new Error(`GET ${path}: closed before a status line`)));
-        },
-        error(_socket, error) {
-          settle(() => reject(error));
-        },
-        connectError(_socket, error) {
-          settle(() => reject(error));
-        },
-      },
-    }).catch((error: unknown) => settle(() => reject(error)));
-  });
 }
 
 /** VmRSS of a process, in bytes. */
@@ -166,7 +130,7 @@ async function startOnce(subject: Subject, idleMs: number | undefined): Promise<
     // is not ready yet is asked again every millisecond.
     let okMs: number | undefined;
     while (okMs === undefined) {
-      const status = await httpStatus(port, subject.path).catch(() => 0);
+      const status = await httpStatus(port, `GET ${subject.path}`).catch(() => 0);
       if (status === 200) okMs = performance.now() - t0;
       else if (performance.now() - t0 > START_TIMEOUT_MS) throw new Error(`${subject.name}: GET ${subject.path} gave no 200 (last status ${status})`);
       else await Bun.sleep(1);
@@ -286,13 +250,26 @@ async function warmUp(): Promise<void> {
   await Bun.spawn([process.execPath, '--version'], { stdout: 'ignore' }).exited;
   const server = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response('ok') });
   try {
-    await httpStatus(server.port ?? 0, '/');
+    await httpStatus(server.port ?? 0, 'GET /');
   } finally {
     await server.stop(true);
   }
 }
 
-function startRows(bench: string, subject: string, run: { starts: Start[]; cpuMsPerStart: number }, idleMs: number, goals: boolean): Row[] {
+/** How the idle row of an executable is named for the state of its file in the page cache (see the top of this file). */
+const PAGE_CACHE = {
+  written: { figure: 'idle RSS after the first request', note: '; the file as written (large folios in the page cache)' },
+  readBack: { figure: 'idle RSS after the first request, the file read back from disk', note: '; 4 KiB pages in the page cache, as after a reboot' },
+};
+
+function startRows(
+  bench: string,
+  subject: string,
+  run: { starts: Start[]; cpuMsPerStart: number },
+  idleMs: number,
+  goals: boolean,
+  idleAs: { figure: string; note: string } = { figure: 'idle RSS after the first request', note: '' },
+): Row[] {
   const { starts } = run;
   const ok = starts.map((s) => s.okMs);
   const line = starts.map((s) => s.lineMs);
@@ -321,11 +298,11 @@ function startRows(bench: string, subject: string, run: { starts: Start[]; cpuMs
     {
       bench,
       subject,
-      figure: 'idle RSS after the first request',
+      figure: idleAs.figure,
       value: median(idle) / MB,
       unit: 'MB',
       goal: goals ? { op: '<=', value: 45 } : undefined,
-      note: `median of ${idle.length}, each after ${(idleMs / 1000).toFixed(1)} s idle; MB = 10^6 B`,
+      note: `median of ${idle.length}, each after ${(idleMs / 1000).toFixed(1)} s idle; MB = 10^6 B${idleAs.note}`,
     },
   ];
 }
@@ -369,7 +346,7 @@ async function measureExecutable(bench: string, name: string, file: string, path
         .map((s) => s.okMs.toFixed(1))
         .join(' ')} ms`,
     );
-    const [line, ok, afterRequest, idle] = startRows(bench, name, written, runs.idleMs, goals);
+    const [line, ok, afterRequest, idle] = startRows(bench, name, written, runs.idleMs, goals, PAGE_CACHE.written);
     const rows: Row[] = goals
       ? [
           line as Row,
@@ -379,14 +356,13 @@ async function measureExecutable(bench: string, name: string, file: string, path
           idle as Row,
         ]
       : [ok as Row, idle as Row];
-    (rows.at(-1) as Row).note += '; the file as written (large folios in the page cache)';
     if (!dropFromPageCache(copy)) {
       log(`binary: ${name}: its page cache cannot be dropped here (sync, dd): the rows read back from disk are left out`);
       return rows;
     }
     const cached = cachedShare(copy);
     const readBack = await startMany(subject, runs.readBackRuns, runs.readBackRuns, runs.idleMs);
-    const [, , , readBackIdle] = startRows(bench, name, readBack, runs.idleMs, false);
+    const [, , , readBackIdle] = startRows(bench, name, readBack, runs.idleMs, false, PAGE_CACHE.readBack);
     const coldest = readBack.starts[0] as Start;
     log(`binary: ${name}, read back from disk: first ${ms(coldest.okMs)}${cachedNote(cached)}`);
     if (goals)
@@ -398,11 +374,7 @@ async function measureExecutable(bench: string, name: string, file: string, path
         unit: 'ms',
         note: `its page cache dropped before it${cachedNote(cached)}`,
       });
-    rows.push({
-      ...(readBackIdle as Row),
-      figure: 'idle RSS after the first request, the file read back from disk',
-      note: `${(readBackIdle as Row).note}; 4 KiB pages in the page cache, as after a reboot`,
-    });
+    rows.push(readBackIdle as Row);
     return rows;
   } finally {
     rmSync(dir, { recursive: true, force: true });

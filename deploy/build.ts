@@ -17,6 +17,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMPILE_FLAGS } from './compile-flags';
+import { httpStatus } from './http-status';
 
 const root = join(import.meta.dir, '..');
 const outfile = join(root, 'dist', 'switchboard');
@@ -52,7 +53,7 @@ async function recordStart(executable: string, order: string, requests: readonly
       while (!(await reader.read()).done);
     })().catch(() => {});
     for (const request of requests) {
-      const status = await statusOf(port, request);
+      const status = await httpStatus(port, request, RECORD_TIMEOUT_MS);
       if (status !== 200) throw new Error(`${request} answered ${status}`);
     }
     proc.kill('SIGTERM');
@@ -62,32 +63,6 @@ async function recordStart(executable: string, order: string, requests: readonly
     clearTimeout(timer);
     proc.kill('SIGKILL');
   }
-}
-
-/**
- * `request` ("METHOD /path") over a TCP connection of its own, resolving with the status: not fetch,
- * which would go through HTTP_PROXY where the build's environment sets one.
- */
-function statusOf(port: number, request: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let head = '';
-    Bun.connect({
-      hostname: '127.0.0.1',
-      port,
-      socket: {
-        open: (socket) => void socket.write(`${request} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`),
-        data: (socket, chunk) => {
-          head += chunk.toString('latin1');
-          const status = /^HTTP\/1\.1 (\d{3})/.exec(head)?.[1];
-          if (!status) return;
-          resolve(Number(status));
-          socket.end();
-        },
-        close: () => reject(new Error('the connection closed before an answer')),
-        error: (_, error) => reject(error),
-      },
-    }).catch(reject);
-  });
 }
 
 // Flags given to `bun run build` (`--target=bun-linux-arm64`, say) are for the executable built last;
