@@ -207,7 +207,7 @@ describe('dist/switchboard from an empty directory', () => {
     }
   }, 30_000);
 
-  test('with REDIS_URL it loads the cluster, which a server of one process never evaluates, and serves from Redis', async () => {
+  test("with REDIS_URL it loads the cluster's modules (a one-process start leaves them out) and serves from Redis", async () => {
     const redis = await RedisServer.start();
     const clustered = await spawnServer([binary], { cwd: dir, env: { REDIS_URL: redis.url } });
     try {
